@@ -1,0 +1,244 @@
+"""Kafka Streams conformance oracle: run JSON test cases on the real TopologyTestDriver.
+
+The Java side (``oracle/src/main/java/Oracle.java``) builds one Kafka Streams topology per case,
+pipes the case's records in the given order through ``TopologyTestDriver`` (Kafka Streams 4.1.1)
+and reports every output record together with the index of the input record that caused it.
+All cases run in one JVM: one JSON case per line on stdin, one JSON result per line on stdout.
+
+Typical use::
+
+    from tests.conformance.oracle import oracle_available, run_cases, load_cases
+    ok, why = oracle_available()
+    outputs = run_cases(load_cases())        # one list of output dicts per case
+
+Only the standard library is used. The case format is described in ``README.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ORACLE_DIR = HERE / "oracle"
+POM = ORACLE_DIR / "pom.xml"
+SOURCE = ORACLE_DIR / "src" / "main" / "java" / "Oracle.java"
+CASES_DIR = HERE / "cases"
+DEFAULT_BUILD_DIR = HERE / ".build"
+
+#: JVM flags: a short-lived process, so favour start-up over peak throughput.
+JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss4m", "-Xmx512m"]
+
+__all__ = [
+    "CASES_DIR",
+    "DEFAULT_BUILD_DIR",
+    "build_oracle",
+    "load_cases",
+    "oracle_available",
+    "run_cases",
+    "run_cases_full",
+]
+
+
+def oracle_available() -> tuple[bool, str]:
+    """Whether the tools needed to build and run the oracle (java, javac, mvn) are present."""
+    missing = [tool for tool in ("java", "javac", "mvn") if shutil.which(tool) is None]
+    if missing:
+        return False, "not on PATH: " + ", ".join(missing)
+    return True, "java, javac and mvn found"
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path) -> Iterator[None]:
+    """An exclusive lock on the build directory, so parallel test workers build only once."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(build_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+            f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+        )
+
+
+def build_oracle(build_dir: Path | None = None) -> Path:
+    """Build the oracle into ``build_dir`` (default ``tests/conformance/.build``) and return it.
+
+    Idempotent: the jars are fetched again only when ``pom.xml`` is newer than the last fetch,
+    and ``Oracle.java`` is recompiled only when it (or the jars) is newer than the class file.
+    """
+    ok, why = oracle_available()
+    if not ok:
+        raise RuntimeError(f"cannot build the Kafka Streams oracle: {why}")
+    build_dir = Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR
+    build_dir = build_dir.resolve()
+    lib, classes = build_dir / "lib", build_dir / "classes"
+    lib_stamp, class_file = build_dir / "lib.stamp", classes / "Oracle.class"
+    with _build_lock(build_dir):
+        if not lib_stamp.exists() or lib_stamp.stat().st_mtime < POM.stat().st_mtime:
+            if lib.exists():
+                shutil.rmtree(lib)
+            _run(
+                [
+                    "mvn", "-B", "-q", "-f", str(POM),
+                    "dependency:copy-dependencies",
+                    "-DincludeScope=runtime",
+                    f"-DoutputDirectory={lib}",
+                ],
+                "fetching the oracle's jars with Maven",
+            )
+            lib_stamp.touch()
+        if not class_file.exists() or class_file.stat().st_mtime < max(
+            SOURCE.stat().st_mtime, lib_stamp.stat().st_mtime
+        ):
+            if classes.exists():
+                shutil.rmtree(classes)
+            classes.mkdir(parents=True)
+            _run(
+                [
+                    "javac", "-nowarn", "-encoding", "UTF-8",
+                    "-cp", str(lib / "*"), "-d", str(classes), str(SOURCE),
+                ],
+                "compiling Oracle.java",
+            )
+    return build_dir
+
+
+def _case_lines(cases: list[dict[str, Any]]) -> str:
+    lines = []
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or "topology" not in case or "records" not in case:
+            raise ValueError(f"case #{i} needs 'topology' and 'records': {case!r:.200}")
+        lines.append(json.dumps(case, separators=(",", ":")))
+    return "\n".join(lines) + "\n"
+
+
+def run_cases_full(
+    cases: list[dict[str, Any]],
+    build_dir: Path | None = None,
+    timeout: float = 600.0,
+) -> list[dict[str, Any]]:
+    """Run all ``cases`` in one JVM; per case return ``{"name", "outputs", "dropped"}``.
+
+    ``outputs`` is the list of output records (see README.md); ``dropped`` lists
+    ``{"in": index, "count": n}`` for input records that raised Kafka Streams' task-level
+    ``dropped-records-total`` metric (null keys, late or expired records, ...).
+    Raises RuntimeError if the JVM fails or any case fails inside the JVM.
+    """
+    if not cases:
+        return []
+    build = build_oracle(build_dir)
+    classpath = os.pathsep.join([str(build / "lib" / "*"), str(build / "classes")])
+    cmd = ["java", *JVM_FLAGS, "-cp", classpath, "Oracle"]
+    try:
+        proc = subprocess.run(
+            cmd, input=_case_lines(cases), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(
+            f"Kafka Streams oracle timed out after {timeout}s\n--- stderr ---\n{exc.stderr}"
+        ) from exc
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"Kafka Streams oracle JVM failed (exit {proc.returncode})\n"
+            f"--- stderr ---\n{proc.stderr}\n--- stdout (last 2000 chars) ---\n{proc.stdout[-2000:]}"
+        )
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    if len(results) != len(cases):
+        raise RuntimeError(
+            f"Kafka Streams oracle returned {len(results)} results for {len(cases)} cases\n"
+            f"--- stderr ---\n{proc.stderr}"
+        )
+    errors = [
+        f"case #{i} {case.get('name')!r}:\n{result['error']}"
+        for i, (case, result) in enumerate(zip(cases, results))
+        if "error" in result
+    ]
+    if errors:
+        raise RuntimeError(
+            "Kafka Streams oracle failed on %d case(s):\n%s\n--- JVM stderr ---\n%s"
+            % (len(errors), "\n".join(errors), proc.stderr)
+        )
+    return results
+
+
+def run_cases(cases: list[dict[str, Any]], build_dir: Path | None = None) -> list[list[dict[str, Any]]]:
+    """Run all ``cases`` in one JVM and return, per case, the list of output records."""
+    return [result["outputs"] for result in run_cases_full(cases, build_dir)]
+
+
+def load_cases(paths: list[Path] | None = None) -> list[dict[str, Any]]:
+    """Load cases from JSON files (each holding a list of cases); default: ``cases/*.json``."""
+    files = sorted(CASES_DIR.glob("*.json")) if paths is None else [Path(p) for p in paths]
+    cases: list[dict[str, Any]] = []
+    for file in files:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        for case in data if isinstance(data, list) else [data]:
+            cases.append(case)
+    names = [c.get("name") for c in cases]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate case names: {duplicates}")
+    return cases
+
+
+def format_output(record: dict[str, Any]) -> str:
+    """One output record as ``#in key@[start,end) -> value @ts`` (for reports)."""
+    key = record["key"]
+    if "start" in record:
+        key = f"{key}@[{record['start']},{record['end']})"
+    return f"#{record['in']} {key} -> {record['value']} @{record['ts']}"
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m tests.conformance.oracle [--json] [case files...] [-k name-substring]``."""
+    as_json = "--json" in argv
+    argv = [a for a in argv if a != "--json"]
+    pattern = None
+    if "-k" in argv:
+        i = argv.index("-k")
+        pattern = argv[i + 1]
+        del argv[i : i + 2]
+    cases = load_cases([Path(a) for a in argv] if argv else None)
+    if pattern:
+        cases = [c for c in cases if pattern in c.get("name", "")]
+    started = time.monotonic()
+    results = run_cases_full(cases)
+    elapsed = time.monotonic() - started
+    if as_json:
+        json.dump(results, sys.stdout, indent=1)
+        print()
+    else:
+        for result in results:
+            print(f"== {result['name']}")
+            for record in result["outputs"]:
+                print("   " + format_output(record))
+            if result["dropped"]:
+                print("   dropped: " + ", ".join(f"#{d['in']}x{d['count']}" for d in result["dropped"]))
+    print(f"{len(cases)} cases in {elapsed:.2f}s (one JVM)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,71 @@
+"""workbench: notebook-first stream processing with Kafka Streams semantics.
+
+Build a pipeline step by step, preview every step as a pandas DataFrame, then run the same graph
+on ``memory://``, and later on Kafka, PostgreSQL or a git repository.
+
+>>> import workbench as wb
+>>> p = wb.Pipeline("hello")
+>>> nums = p.source("numbers", sample=[{"n": 1}, {"n": 2}, {"n": 3}])
+>>> _ = nums.filter(lambda v: v["n"] % 2).to("odd")
+>>> [r.value for r in p.run("memory://").records("odd")]
+[{'n': 1}, {'n': 3}]
+
+Importing workbench loads neither pandas nor any driver's client library; they load when used.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .drivers import connect
+from .errors import (
+    DefinitionError,
+    DriverError,
+    DriverUnavailableError,
+    FencedError,
+    ProcessingError,
+    SerializationError,
+    StateError,
+    WorkbenchError,
+)
+from .pipeline import Pipeline
+from .preview import options
+from .stream import Branches, Stream
+from .types import Record
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Branches",
+    "DefinitionError",
+    "DriverError",
+    "DriverUnavailableError",
+    "FencedError",
+    "Pipeline",
+    "ProcessingError",
+    "Record",
+    "Run",
+    "SerializationError",
+    "StateError",
+    "Stream",
+    "WorkbenchError",
+    "__version__",
+    "connect",
+    "options",
+    "testing",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Run":
+        from .run import Run
+
+        return Run
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(".testing", __name__)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")

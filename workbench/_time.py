@@ -1,0 +1,95 @@
+"""Durations and timestamps: everything becomes epoch milliseconds (int) inside workbench."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Any
+
+from .errors import DefinitionError
+
+DurationLike = str | int | float | _dt.timedelta
+
+_UNITS = {
+    "ms": 1,
+    "s": 1000,
+    "sec": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|sec|s|min|m|h|d)\s*$")
+
+
+def duration_ms(value: Any, what: str = "duration") -> int:
+    """Convert ``"5s"``, ``"1.5m"``, ``timedelta`` or milliseconds into whole milliseconds.
+
+    >>> duration_ms("5s"), duration_ms("2m"), duration_ms(250)
+    (5000, 120000, 250)
+    """
+    if isinstance(value, bool):
+        raise DefinitionError(f"{what} must be a duration, got {value!r}.")
+    if isinstance(value, _dt.timedelta):
+        ms = value / _dt.timedelta(milliseconds=1)
+    elif isinstance(value, int | float):
+        ms = float(value)
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise DefinitionError(
+                f"{what} {value!r} is not a duration. Use e.g. '500ms', '5s', '10m', '1h', '1d', "
+                "a timedelta or milliseconds."
+            )
+        ms = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise DefinitionError(
+            f"{what} must be a string like '5s', a timedelta or milliseconds, got {value!r}."
+        )
+    if ms < 0 or ms != int(ms):
+        raise DefinitionError(f"{what} must be a whole, non-negative number of ms, got {value!r}.")
+    return int(ms)
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def to_epoch_ms(value: Any) -> int:
+    """Convert a timestamp-like value to epoch milliseconds.
+
+    Accepts int/float epoch milliseconds, ``datetime`` (naive means UTC), pandas ``Timestamp``,
+    numpy ``datetime64`` and ISO-8601 strings.
+
+    >>> to_epoch_ms("2024-01-01T00:00:00Z")
+    1704067200000
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"not a timestamp: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value != value:  # NaN
+            raise TypeError("timestamp is missing (NaN)")
+        return int(value)
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return (value - _EPOCH) // _dt.timedelta(milliseconds=1)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            return to_epoch_ms(_dt.datetime.fromisoformat(text))
+        except ValueError:
+            raise TypeError(f"not a timestamp: {value!r}") from None
+    as_ms = getattr(value, "value", None)  # pandas Timestamp: ns since epoch
+    if isinstance(as_ms, int) and hasattr(value, "tz_localize"):
+        return as_ms // 1_000_000
+    if type(value).__name__ == "datetime64":
+        return int(value.astype("datetime64[ms]").astype("int64"))
+    if hasattr(value, "__int__"):  # numpy integers
+        return int(value)
+    raise TypeError(f"not a timestamp: {value!r}")

@@ -1,0 +1,69 @@
+"""Drivers: where a pipeline's topics, state and positions live.
+
+:func:`connect` resolves a URL to a driver. Drivers import their client libraries lazily, so
+``import workbench`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import DefinitionError, did_you_mean
+from .base import Driver, Transaction
+
+__all__ = ["Driver", "Transaction", "connect", "register_driver"]
+
+_FACTORIES: dict[str, Any] = {}
+
+
+def register_driver(scheme: str, factory: Any) -> None:
+    """Make ``scheme://...`` URLs resolve through ``factory(url)``."""
+    _FACTORIES[scheme] = factory
+
+
+def _memory(url: str) -> Driver:
+    from .memory import MemoryDriver
+
+    name = url[len("memory://"):].strip("/")
+    return MemoryDriver.named(name) if name else MemoryDriver()
+
+
+register_driver("memory", _memory)
+
+_PLANNED = {
+    "kafka": "the Kafka driver (pip install 'workbench[kafka]')",
+    "postgresql": "the PostgreSQL driver (pip install 'workbench[postgres]')",
+    "postgres": "the PostgreSQL driver (pip install 'workbench[postgres]')",
+    "git": "the git driver (pip install 'workbench[git]')",
+}
+
+
+def connect(url: str | Driver) -> Driver:
+    """Return the driver for ``url`` (``memory://``, ``memory://NAME``, ...), or ``url`` itself
+    if it already is a driver.
+
+    Raises:
+        DefinitionError: the URL's scheme is unknown or not available in this version.
+    """
+    if isinstance(url, Driver):
+        return url
+    if not isinstance(url, str) or "://" not in url:
+        raise DefinitionError(
+            f"driver URL {url!r} is not a URL; use e.g. 'memory://', 'kafka://127.0.0.1:9092', "
+            "'postgresql://user@host:5432/db' or 'git:///path/to/repo'."
+        )
+    scheme = urlsplit(url).scheme.lower()
+    factory = _FACTORIES.get(scheme)
+    if factory is None:
+        if scheme in _PLANNED:
+            raise DefinitionError(
+                f"driver URL {url!r}: {_PLANNED[scheme]} is not available in this version of "
+                "workbench yet; use 'memory://'."
+            )
+        raise DefinitionError(
+            f"unknown driver scheme {scheme!r} in {url!r}."
+            + did_you_mean(scheme, [*_FACTORIES, *_PLANNED])
+        )
+    driver: Driver = factory(url)
+    return driver

@@ -1,0 +1,144 @@
+"""The driver contract: what every driver (memory, kafka, postgres, git) implements.
+
+* **Log** — named topics with partitions; read a partition from an offset; append records.
+* **Transaction** — :meth:`Driver.commit` atomically appends the outputs (sink, repartition and
+  changelog records) and records the input positions; after a crash, restart sees exactly the
+  last committed positions and outputs.
+* **Membership** — :meth:`Driver.assign` says which partitions of the application's input
+  topics this process owns now.
+
+Records cross the contract as tuples: ``(key, value, timestamp, headers)`` when written and
+``(key, value, timestamp, offset, headers)`` when read.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DriverError
+
+__all__ = ["Driver", "Transaction"]
+
+OutRec = tuple[Any, Any, int, Any]
+ReadRec = tuple[Any, Any, int, int, Any]
+
+
+@dataclass
+class Transaction:
+    """One commit: everything in it becomes visible together, or nothing does.
+
+    Attributes:
+        app_id: the application (pipeline name).
+        outputs: ``{(topic, partition): [(key, value, timestamp, headers), ...]}`` in order.
+        positions: ``{(topic, partition): next offset to read}`` for the inputs consumed.
+        metadata: small per-application data committed with the positions (for example the
+            last emitted window-close time of emit-on-close windows).
+    """
+
+    app_id: str
+    outputs: dict[tuple[str, int], list[OutRec]] = field(default_factory=dict)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        """True when committing would change nothing."""
+        return not self.outputs and not self.positions and not self.metadata
+
+
+class Driver(abc.ABC):
+    """Base class of the drivers. See the module docstring for the contract."""
+
+    scheme: str = ""
+    url: str = ""
+    #: default partition count for topics the driver creates without an explicit count
+    default_partitions: int = 1
+
+    # -- log ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def partitions(self, topic: str) -> int | None:
+        """Partition count of ``topic``, or ``None`` if it does not exist."""
+
+    @abc.abstractmethod
+    def create_topic(self, topic: str, partitions: int, *, kind: str = "source",
+                     compact: bool = False) -> None:
+        """Create ``topic`` (no-op if it exists)."""
+
+    def ensure_topic(self, topic: str, partitions: int | None, *, kind: str = "source",
+                     compact: bool = False) -> int:
+        """Create ``topic`` if missing; return its partition count."""
+        existing = self.partitions(topic)
+        if existing is not None:
+            return existing
+        count = partitions or self.default_partitions
+        self.create_topic(topic, count, kind=kind, compact=compact)
+        return count
+
+    @abc.abstractmethod
+    def append(self, topic: str, partition: int, records: Sequence[OutRec]) -> None:
+        """Append records to one partition outside any transaction (inputs for tests/demos)."""
+
+    @abc.abstractmethod
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
+        """Committed records of ``topic``/``partition`` from ``offset``, at most
+        ``max_records``."""
+
+    @abc.abstractmethod
+    def end_offset(self, topic: str, partition: int) -> int:
+        """Offset after the last committed record of the partition."""
+
+    def read_all(self, topic: str) -> list[ReadRec]:
+        """Every committed record of ``topic``, partition by partition."""
+        count = self.partitions(topic)
+        if count is None:
+            raise DriverError(f"topic {topic!r} does not exist on {self.url}.")
+        out: list[ReadRec] = []
+        for p in range(count):
+            offset, end = 0, self.end_offset(topic, p)
+            while offset < end:
+                chunk = self.read(topic, p, offset, 100_000)
+                if not chunk:
+                    break
+                out.extend(chunk)
+                offset = chunk[-1][3] + 1
+        return out
+
+    def topics(self) -> list[str]:
+        """Names of the topics the driver holds (where it can tell)."""
+        return []
+
+    # -- transactions -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def committed(self, app_id: str, topic: str, partition: int) -> int:
+        """The committed position (next offset to read) of an input partition; 0 if none."""
+
+    @abc.abstractmethod
+    def commit(self, txn: Transaction) -> None:
+        """Apply the transaction atomically."""
+
+    def committed_metadata(self, app_id: str) -> dict[str, Any]:
+        """Metadata committed with the last transaction of ``app_id``."""
+        return {}
+
+    # -- membership ---------------------------------------------------------------------------
+    def assign(self, app_id: str, topics: Iterable[str]) -> dict[str, list[int]]:
+        """Partitions of ``topics`` this process owns; by default all of them."""
+        out: dict[str, list[int]] = {}
+        for t in topics:
+            count = self.partitions(t)
+            out[t] = list(range(count or 0))
+        return out
+
+    def close(self) -> None:
+        """Release connections and locks."""
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"

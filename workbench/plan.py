@@ -1,0 +1,302 @@
+"""Compile a pipeline graph into a :class:`Plan` (pure data, read by the engine and by display).
+
+A plan splits the graph into **sub-topologies** at repartition points: a re-keyed stream that
+feeds a stateful step is written to an internal repartition topic
+``<app>-<step>-repartition`` and read back by the next sub-topology, so that all records of a key
+reach the same task. Each sub-topology runs as one **task per partition** of its input topics.
+Stateful steps declare **stores**, each backed by a changelog topic ``<app>-<store>-changelog``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._nodes import Node
+from .errors import DefinitionError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+__all__ = ["Plan", "PlanNode", "StoreSpec", "SubTopology", "TopicSpec", "compile_plan"]
+
+SOURCE_KINDS = ("source", "table_source")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the plan reads or writes.
+
+    ``kind`` is ``"source"``, ``"sink"``, ``"repartition"``, ``"changelog"`` or ``"preview"``;
+    ``partitions`` is the requested count (``None``: the driver's default or the count of the
+    sub-topology's inputs).
+    """
+
+    name: str
+    kind: str
+    partitions: int | None = None
+    compact: bool = False
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A named state store of a stateful step and its changelog topic."""
+
+    name: str
+    kind: str
+    changelog: str
+    step: str
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    """One operator slot in a sub-topology.
+
+    ``op`` is the definition node's op, or one of the synthetic ``"repartition_sink"``,
+    ``"repartition_source"``, ``"capture"``. ``children`` lists ``(child index, input port)``.
+    """
+
+    index: int
+    op: str
+    name: str
+    node: Node | None
+    topic: str | None
+    parents: tuple[int, ...]
+    children: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class SubTopology:
+    """A connected part of the plan that runs as one task per input partition."""
+
+    id: int
+    nodes: tuple[PlanNode, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    stores: tuple[StoreSpec, ...]
+
+    def input_node(self, topic: str) -> int:
+        """Index of the node that reads ``topic``."""
+        for n in self.nodes:
+            if n.topic == topic and n.op in (*SOURCE_KINDS, "repartition_source"):
+                return n.index
+        raise KeyError(topic)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The compiled pipeline."""
+
+    app_id: str
+    subtopologies: tuple[SubTopology, ...]
+    topics: dict[str, TopicSpec] = field(default_factory=dict)
+    captures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stores(self) -> list[StoreSpec]:
+        """Every state store of every sub-topology."""
+        return [s for st in self.subtopologies for s in st.stores]
+
+    def describe(self) -> str:
+        """A readable text form of the plan, like Kafka Streams' ``Topology.describe()``."""
+        lines = [f"Plan {self.app_id!r}:"]
+        for st in self.subtopologies:
+            lines.append(f"  Sub-topology {st.id}: inputs {list(st.inputs)}")
+            for n in st.nodes:
+                kids = ", ".join(st.nodes[c].name for c, _ in n.children)
+                topic = f" [{n.topic}]" if n.topic else ""
+                lines.append(f"    {n.op}: {n.name}{topic}" + (f" --> {kids}" if kids else ""))
+            for s in st.stores:
+                lines.append(f"    store {s.name} ({s.kind}) changelog {s.changelog}")
+        return "\n".join(lines)
+
+
+def repartition_topic(app_id: str, step: str) -> str:
+    """Name of the repartition topic in front of stateful step ``step`` (Kafka Streams style)."""
+    return f"{app_id}-{step}-repartition"
+
+
+def changelog_topic(app_id: str, store: str) -> str:
+    """Name of the changelog topic of store ``store``."""
+    return f"{app_id}-{store}-changelog"
+
+
+def _ancestors(targets: Iterable[Node]) -> set[Node]:
+    seen: set[Node] = set()
+    stack = list(targets)
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.parents)
+    return seen
+
+
+def _needs_repartition(node: Node, parent: Node) -> bool:
+    return bool(node.stateful and parent.key_changed and node.params.get("repartition", True))
+
+
+def node_stores(app_id: str, node: Node) -> list[StoreSpec]:
+    """The state stores a stateful step declares (``params["stores"]``: ``[(suffix, kind)]``)."""
+    stores = []
+    for suffix, kind in node.params.get("stores", ()):
+        name = f"{node.name}-{suffix}" if suffix else node.name
+        stores.append(StoreSpec(name, kind, changelog_topic(app_id, name), node.name))
+    return stores
+
+
+def compile_plan(
+    pipeline: Pipeline, targets: Sequence[Node] | None = None
+) -> Plan:
+    """Compile ``pipeline``; with ``targets``, only their ancestors plus a capture of each target
+    (used by previews)."""
+    all_nodes: list[Node] = list(pipeline._nodes)
+    if targets is not None:
+        keep = _ancestors(targets)
+        nodes = [n for n in all_nodes if n in keep]
+    else:
+        nodes = all_nodes
+    if not any(n.op in SOURCE_KINDS for n in nodes):
+        raise DefinitionError(
+            f"pipeline {pipeline.name!r} has no source; add one with p.source(topic, ...)."
+        )
+    if targets is None and not any(n.op == "sink" for n in nodes):
+        pass  # a pipeline without sinks still runs (peek, tables); nothing is written
+    node_set = set(nodes)
+    app = pipeline.name
+
+    # children within the selected graph, in creation order
+    children: dict[Node, list[Node]] = {n: [] for n in nodes}
+    for n in nodes:
+        for p in n.parents:
+            if p in node_set:
+                children[p].append(n)
+
+    # union-find over non-repartition edges gives the sub-topologies
+    parent_of: dict[Node, Node] = {n: n for n in nodes}
+
+    def find(x: Node) -> Node:
+        while parent_of[x] is not x:
+            parent_of[x] = parent_of[parent_of[x]]
+            x = parent_of[x]
+        return x
+
+    for n in nodes:
+        for p in n.parents:
+            if not _needs_repartition(n, p):
+                ra, rb = find(n), find(p)
+                if ra is not rb:
+                    if ra.id < rb.id:
+                        parent_of[rb] = ra
+                    else:
+                        parent_of[ra] = rb
+    groups: dict[Node, list[Node]] = {}
+    for n in nodes:
+        groups.setdefault(find(n), []).append(n)
+
+    topics: dict[str, TopicSpec] = {}
+    captures: dict[str, str] = {}
+    subtopologies: list[SubTopology] = []
+    ordered = sorted(groups.values(), key=lambda g: min(x.id for x in g))
+    for st_id, members in enumerate(ordered):
+        members.sort(key=lambda x: x.id)
+        slots: list[dict[str, Any]] = []
+        index_of: dict[Node, int] = {}
+
+        def add_slot(op: str, name: str, node: Node | None, topic: str | None) -> int:
+            slots.append({"op": op, "name": name, "node": node, "topic": topic,
+                          "parents": [], "children": []})
+            return len(slots) - 1
+
+        for n in members:
+            # repartitioned inputs get a synthetic source in front of the node
+            in_ports: list[tuple[int, int]] = []
+            for port, p in enumerate(n.parents):
+                if p not in node_set:
+                    continue
+                if _needs_repartition(n, p):
+                    topic = repartition_topic(app, n.name)
+                    if len(n.parents) > 1:
+                        topic = repartition_topic(app, f"{n.name}-{port}")
+                    topics[topic] = TopicSpec(topic, "repartition")
+                    src = add_slot("repartition_source", f"{n.name}-repartition-source"
+                                   + (f"-{port}" if len(n.parents) > 1 else ""), None, topic)
+                    in_ports.append((src, port))
+                else:
+                    in_ports.append((index_of[p], port))
+            topic = None
+            if n.op in SOURCE_KINDS:
+                spec = n.params["spec"]
+                topic = spec.topic
+                topics[topic] = TopicSpec(topic, "source", spec.partitions)
+            elif n.op == "sink":
+                topic = n.params["topic"]
+                topics[topic] = TopicSpec(topic, "sink", n.params.get("partitions"))
+            idx = add_slot(n.op, n.name, n, topic)
+            index_of[n] = idx
+            for src, port in in_ports:
+                slots[src]["children"].append((idx, port))
+                slots[idx]["parents"].append(src)
+            # downstream repartition: a sink slot writing the repartition topic
+            for c in children[n]:
+                if _needs_repartition(c, n):
+                    port = c.parents.index(n)
+                    rtopic = repartition_topic(app, c.name if len(c.parents) == 1
+                                               else f"{c.name}-{port}")
+                    rs = add_slot("repartition_sink", f"{c.name}-repartition-sink"
+                                  + (f"-{port}" if len(c.parents) > 1 else ""), None, rtopic)
+                    slots[idx]["children"].append((rs, 0))
+                    slots[rs]["parents"].append(idx)
+            if targets is not None and n in targets:
+                ctopic = f"{app}-{n.name}-preview"
+                topics[ctopic] = TopicSpec(ctopic, "preview")
+                captures[n.name] = ctopic
+                cs = add_slot("capture", f"{n.name}-capture", n, ctopic)
+                slots[idx]["children"].append((cs, 0))
+                slots[cs]["parents"].append(idx)
+        # order slots topologically (repartition sources were appended before their consumer)
+        order = _topo_order(slots)
+        remap = {old: new for new, old in enumerate(order)}
+        plan_nodes = tuple(
+            PlanNode(
+                index=remap[old], op=slots[old]["op"], name=slots[old]["name"],
+                node=slots[old]["node"], topic=slots[old]["topic"],
+                parents=tuple(remap[p] for p in slots[old]["parents"]),
+                children=tuple((remap[c], port) for c, port in slots[old]["children"]),
+            )
+            for old in order
+        )
+        inputs = tuple(
+            pn.topic for pn in plan_nodes
+            if pn.op in (*SOURCE_KINDS, "repartition_source") and pn.topic is not None
+        )
+        outputs = tuple(
+            pn.topic for pn in plan_nodes
+            if pn.op in ("sink", "repartition_sink", "capture") and pn.topic is not None
+        )
+        stores: list[StoreSpec] = []
+        for pn in plan_nodes:
+            if pn.node is not None and pn.op != "capture":
+                for s in node_stores(app, pn.node):
+                    stores.append(s)
+                    topics[s.changelog] = TopicSpec(s.changelog, "changelog", compact=True)
+        subtopologies.append(SubTopology(st_id, plan_nodes, inputs, outputs, tuple(stores)))
+    return Plan(app, tuple(subtopologies), topics, captures)
+
+
+def _topo_order(slots: list[dict[str, Any]]) -> list[int]:
+    indegree = [len(s["parents"]) for s in slots]
+    ready = [i for i, d in enumerate(indegree) if d == 0]
+    order: list[int] = []
+    while ready:
+        ready.sort()
+        i = ready.pop(0)
+        order.append(i)
+        for c, _ in slots[i]["children"]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if len(order) != len(slots):
+        raise DefinitionError("the pipeline graph has a cycle.")
+    return order

@@ -1,0 +1,89 @@
+"""Previews: a step's output computed from the sources' samples on a private in-memory driver.
+
+Work is bounded: at most :data:`options.preview_input_limit` sample records per source are
+used, and the result is cached on the step (steps are immutable, so it cannot go stale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._nodes import Node
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .pipeline import Pipeline
+
+__all__ = ["Preview", "options", "preview", "preview_frame"]
+
+
+@dataclass
+class _Options:
+    """Display and preview settings (``workbench.options``)."""
+
+    #: sample records used per source for a preview
+    preview_input_limit: int = 50_000
+    #: rows shown in a notebook preview
+    display_rows: int = 10
+    #: characters shown per cell in a notebook preview
+    display_width: int = 80
+
+
+options = _Options()
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A computed preview: the output records, and what they were computed from."""
+
+    records: list[Any]
+    inputs: dict[str, int]
+    truncated: dict[str, int]
+    missing_samples: list[str]
+
+
+def preview(pipeline: Pipeline, node: Node) -> Preview:
+    """Compute (or fetch from cache) the preview of ``node``."""
+    limit = options.preview_input_limit
+    cached = node.cache.get("preview")
+    if cached is not None and cached[0] == limit:
+        result: Preview = cached[1]
+        return result
+    from .drivers.memory import MemoryDriver
+    from .plan import _ancestors, compile_plan
+    from .run import append_inputs
+    from .runtime.engine import Engine
+
+    plan = compile_plan(pipeline, targets=[node])
+    driver = MemoryDriver()
+    sources = [n for n in _ancestors([node]) if n.op in ("source", "table_source")]
+    samples: dict[str, Any] = {}
+    missing: list[str] = []
+    truncated: dict[str, int] = {}
+    for src in sorted(sources, key=lambda n: n.id):
+        spec = src.params["spec"]
+        if spec.sample is None:
+            missing.append(spec.topic)
+            continue
+        samples[spec.topic] = spec.sample
+        if len(spec.sample) > limit:
+            truncated[spec.topic] = len(spec.sample)
+    counts = append_inputs(pipeline, driver, samples, copy=True, limit=limit)
+    engine = Engine(plan, driver, commit_interval_ms=10**12)
+    engine.run_until_end()
+    records = driver.read_all(plan.captures[node.name])
+    result = Preview(records, counts, truncated, missing)
+    node.cache["preview"] = (limit, result)
+    return result
+
+
+def preview_frame(pipeline: Pipeline, node: Node, limit: int | None = None) -> pd.DataFrame:
+    """The preview of ``node`` as a DataFrame (first ``limit`` rows)."""
+    from .frames import records_to_frame
+
+    records = preview(pipeline, node).records
+    if limit is not None:
+        records = records[:limit]
+    return records_to_frame(records)

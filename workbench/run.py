@@ -1,0 +1,162 @@
+"""Running a pipeline: ``Pipeline.run(...)`` → :class:`Run`, whose results are read back through
+the driver (``run.frame(topic)``), so what you see is what the driver committed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._time import duration_ms
+from .drivers import connect
+from .drivers.base import Driver
+from .errors import DefinitionError, did_you_mean
+from .samples import normalize_sample, rows_to_records
+from .types import Record
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .pipeline import Pipeline
+    from .plan import Plan
+    from .runtime.engine import Engine
+
+__all__ = ["Run", "append_inputs", "execute"]
+
+log = logging.getLogger(__name__)
+
+
+class Run:
+    """The result of :meth:`Pipeline.run`: committed outputs, read back through the driver.
+
+    Attributes:
+        pipeline: the pipeline that ran.
+        driver: the driver it ran on.
+        plan: the compiled plan.
+        engine: the engine (statistics in ``engine.stats``).
+    """
+
+    def __init__(self, pipeline: Pipeline, driver: Driver, plan: Plan, engine: Engine) -> None:
+        self.pipeline = pipeline
+        self.driver = driver
+        self.plan = plan
+        self.engine = engine
+
+    def _check_topic(self, topic: str) -> None:
+        if self.driver.partitions(topic) is None:
+            known = [t for t in self.plan.topics if self.plan.topics[t].kind in ("sink", "source")]
+            raise DefinitionError(f"no topic {topic!r} on {self.driver.url}."
+                                  + did_you_mean(topic, known))
+
+    def records(self, topic: str) -> list[Record]:
+        """The committed records of ``topic`` (partition by partition, in offset order)."""
+        self._check_topic(topic)
+        return [Record(k, v, t, h) for k, v, t, _o, h in self.driver.read_all(topic)]
+
+    def frame(self, topic: str) -> pd.DataFrame:
+        """The committed records of ``topic`` as a DataFrame: key, timestamp (UTC), values."""
+        from .frames import records_to_frame
+
+        self._check_topic(topic)
+        return records_to_frame(self.driver.read_all(topic))
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """``{topic: frame}`` for every topic the pipeline writes."""
+        return {t: self.frame(t) for t in self.pipeline.sinks}
+
+    @property
+    def stats(self) -> Any:
+        """Counters: records in/out, commits, commit durations."""
+        return self.engine.stats
+
+    def stop(self) -> None:
+        """Stop a running pipeline after its current batch (it commits first)."""
+        self.engine.stop()
+
+    def __repr__(self) -> str:
+        s = self.engine.stats
+        outs = ", ".join(f"{t}: {n}" for t, n in s.records_out.items()
+                         if self.plan.topics.get(t) and self.plan.topics[t].kind == "sink")
+        return (f"<Run {self.pipeline.name!r} on {self.driver.url}: {s.records_in} records in, "
+                f"{s.commits} commits; out {{{outs}}}>")
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .display import run_bundle
+
+        return run_bundle(self)
+
+
+def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
+                  *, copy: bool = False, limit: int | None = None) -> dict[str, int]:
+    """Append ``{topic: frame | records | path}`` to the pipeline's source topics through the
+    driver, keyed and timestamped as each source says; return how many records each got."""
+    from .partitioning import KeyPartitioner
+    from .runtime.clock import SystemClock
+    from .serde import get_serde
+
+    sources = pipeline._sources
+    partitioner = KeyPartitioner(get_serde("json").serialize)
+    now = SystemClock().now_ms()
+    counts: dict[str, int] = {}
+    for topic, data in inputs.items():
+        node = sources.get(topic)
+        if node is None:
+            raise DefinitionError(f"inputs: {topic!r} is not a source topic of pipeline "
+                                  f"{pipeline.name!r}." + did_you_mean(topic, sources))
+        spec = node.params["spec"]
+        rows, _cols = normalize_sample(data, topic) if not isinstance(data, list) else (data, None)
+        rows = rows or []
+        if limit is not None:
+            rows = rows[:limit]
+        records = rows_to_records(spec, rows, now_ms=now, copy=copy)
+        count = driver.ensure_topic(topic, spec.partitions, kind="source")
+        if count == 1:
+            driver.append(topic, 0, records)
+        else:
+            parts: dict[int, list[Any]] = {}
+            for i, rec in enumerate(records):
+                parts.setdefault(partitioner.partition(rec[0], count, i), []).append(rec)
+            for p, recs in sorted(parts.items()):
+                driver.append(topic, p, recs)
+        counts[topic] = len(records)
+    return counts
+
+
+def execute(
+    pipeline: Pipeline,
+    driver: str | Driver,
+    *,
+    inputs: Mapping[str, Any] | None,
+    until: str | None,
+    commit_interval: str | int,
+    clock: Any,
+    batch_size: int,
+) -> Run:
+    """Implementation of :meth:`Pipeline.run`."""
+    from .runtime.engine import Engine
+
+    if until not in ("end", None):
+        raise DefinitionError(f"until={until!r}: use 'end' (bounded run) or None (run until "
+                              "stopped).")
+    drv = connect(driver)
+    plan = pipeline.plan()
+    if inputs is not None:
+        append_inputs(pipeline, drv, inputs)
+    elif drv.scheme == "memory":
+        samples = {t: n.params["spec"].sample for t, n in pipeline._sources.items()
+                   if n.params["spec"].sample is not None and drv.partitions(t) is None}
+        append_inputs(pipeline, drv, samples, copy=True)
+    engine = Engine(plan, drv, clock=clock,
+                    commit_interval_ms=duration_ms(commit_interval, "commit_interval"),
+                    batch_size=batch_size)
+    try:
+        if until == "end":
+            engine.run_until_end()
+        else:
+            try:
+                engine.run_forever()
+            except KeyboardInterrupt:
+                log.info("interrupted: committed and stopped")
+    finally:
+        engine.close()
+    return Run(pipeline, drv, plan, engine)

@@ -1,0 +1,365 @@
+"""The engine: one executor for every driver.
+
+It creates the plan's tasks for the partitions this process owns, restores their state, reads
+micro-batches from the driver, runs them through the tasks and, every commit interval and at the
+end of input, hands outputs, changelog records and input positions to the driver as **one**
+transaction.
+
+Inputs of a task are interleaved the way a Kafka Streams task does it: the next record comes from
+the input whose head record has the smallest timestamp (ties: input order); one input keeps its
+own order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..drivers.base import Driver, Transaction
+from ..errors import StateError
+from ..partitioning import KeyPartitioner
+from ..plan import Plan, SubTopology
+from ..serde import get_serde
+from .clock import Clock, SystemClock
+from .task import OpContext, Task
+
+__all__ = ["Engine", "EngineStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineStats:
+    """Counters a run exposes (progress bars, live views, metrics)."""
+
+    records_in: int = 0
+    records_out: dict[str, int] = field(default_factory=dict)
+    commits: int = 0
+    commit_ms: list[float] = field(default_factory=list)
+    started_at: float = field(default_factory=time.perf_counter)
+
+
+class Engine:
+    """Runs a :class:`~workbench.plan.Plan` on a :class:`~workbench.drivers.base.Driver`.
+
+    Args:
+        plan: the compiled pipeline.
+        driver: where topics, state and positions live.
+        clock: wall-clock source (commit interval, wall-clock punctuation).
+        commit_interval_ms: time between commits.
+        batch_size: maximum records read per input partition and poll.
+        key_serde: serde whose bytes choose partitions (same on every driver).
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        driver: Driver,
+        *,
+        clock: Clock | None = None,
+        commit_interval_ms: int = 100,
+        batch_size: int = 10_000,
+        key_serde: str = "json",
+    ) -> None:
+        self.plan = plan
+        self.driver = driver
+        self.clock = clock or SystemClock()
+        self.commit_interval_ms = commit_interval_ms
+        self.batch_size = batch_size
+        self.partitioner = KeyPartitioner(get_serde(key_serde).serialize)
+        self.tasks: list[Task] = []
+        self.partitions: dict[str, int] = {}
+        self.task_counts: dict[int, int] = {}
+        self.stats = EngineStats()
+        self.on_commit: list[Callable[[Engine], None]] = []
+        self._positions: dict[tuple[str, int], int] = {}
+        self._pending_positions: dict[tuple[str, int], int] = {}
+        self._last_commit = 0
+        self._uncommitted = False
+        self._started = False
+        self._stop = threading.Event()
+        self._seq = 0
+
+    # -- setup --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create topics, decide task counts, create owned tasks and restore their state."""
+        if self._started:
+            return
+        self._resolve_topics()
+        app = self.plan.app_id
+        inputs = [t for st in self.plan.subtopologies for t in st.inputs]
+        owned = self.driver.assign(app, inputs)
+        for st in self.plan.subtopologies:
+            mine = sorted({p for t in st.inputs for p in owned.get(t, [])})
+            for p in mine:
+                ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
+                task = Task(st, p, ctx)
+                self._restore(task)
+                for rn in task.nodes:
+                    rn.op.init(ctx)
+                self.tasks.append(task)
+                for t in st.inputs:
+                    if p < self.partitions[t]:
+                        self._positions[(t, p)] = self.driver.committed(app, t, p)
+        self._last_commit = self.clock.now_ms()
+        self._started = True
+        log.debug("engine started: %d tasks on %s", len(self.tasks), self.driver.url)
+
+    def _resolve_topics(self) -> None:
+        """Partition counts: sources as they are (or created), each sub-topology runs
+        max(input partitions) tasks, its outputs default to that count."""
+        topics = self.plan.topics
+        for name, spec in topics.items():
+            if spec.kind == "source":
+                self.partitions[name] = self.driver.ensure_topic(name, spec.partitions,
+                                                                 kind="source")
+        pending = list(self.plan.subtopologies)
+        while pending:
+            progressed = False
+            for st in list(pending):
+                if all(t in self.partitions for t in st.inputs):
+                    count = max((self.partitions[t] for t in st.inputs), default=1)
+                    self.task_counts[st.id] = count
+                    for t in st.outputs:
+                        if t not in self.partitions:
+                            spec = topics[t]
+                            self.partitions[t] = self.driver.ensure_topic(
+                                t, spec.partitions or count, kind=spec.kind)
+                    for s in st.stores:
+                        self.partitions[s.changelog] = self.driver.ensure_topic(
+                            s.changelog, count, kind="changelog", compact=True)
+                    pending.remove(st)
+                    progressed = True
+            if not progressed:
+                missing = {t for st in pending for t in st.inputs if t not in self.partitions}
+                raise StateError(f"cannot resolve partition counts of topics {sorted(missing)}.")
+
+    def _restore(self, task: Task) -> None:
+        for store in task.stores:
+            topic = store.changelog
+            count = self.partitions.get(topic)
+            if count is None or task.partition >= count:
+                continue
+            offset, end = 0, self.driver.end_offset(topic, task.partition)
+            restored = 0
+            while offset < end:
+                chunk = self.driver.read(topic, task.partition, offset, 50_000)
+                if not chunk:
+                    break
+                restored += store.restore((r[0], r[1]) for r in chunk)
+                offset = chunk[-1][3] + 1
+            if restored:
+                log.info("restored %d changelog records into store %s (task %s)", restored,
+                         store.name, task.id)
+
+    # -- processing ---------------------------------------------------------------------------
+    def end_offsets(self) -> dict[tuple[str, int], int]:
+        """Current end offsets of every input partition of the owned tasks."""
+        out = {}
+        for task in self.tasks:
+            for t in task.subtopology.inputs:
+                if task.partition < self.partitions[t]:
+                    out[(t, task.partition)] = self.driver.end_offset(t, task.partition)
+        return out
+
+    def poll(self, limits: dict[tuple[str, int], int] | None = None) -> int:
+        """Read and process one micro-batch per task; return how many records were processed.
+
+        Args:
+            limits: optional end offsets (exclusive) per source partition (bounded runs).
+        """
+        total = 0
+        for task in self.tasks:
+            total += self._poll_task(task, limits)
+        if total:
+            self.stats.records_in += total
+            self._uncommitted = True
+        now = self.clock.now_ms()
+        for task in self.tasks:
+            task.punctuate_wall(now)
+        if now - self._last_commit >= self.commit_interval_ms:
+            self.commit()
+        return total
+
+    def _poll_task(self, task: Task, limits: dict[tuple[str, int], int] | None) -> int:
+        p = task.partition
+        inputs = [t for t in task.subtopology.inputs if p < self.partitions[t]]
+        reads: list[tuple[str, list[Any]]] = []
+        for t in inputs:
+            pos = self._positions[(t, p)]
+            cap = self.batch_size
+            if limits is not None and (t, p) in limits:
+                cap = min(cap, limits[(t, p)] - pos)
+            if cap <= 0:
+                reads.append((t, []))
+                continue
+            reads.append((t, self.driver.read(t, p, pos, cap)))
+        nonempty = [(t, b) for t, b in reads if b]
+        if not nonempty:
+            return 0
+        if len(nonempty) == 1 and len(inputs) == 1:
+            t, batch = nonempty[0]
+            task.process(t, batch, p)
+            self._positions[(t, p)] = batch[-1][3] + 1
+            return len(batch)
+        return self._interleave(task, reads, limits)
+
+    def _interleave(self, task: Task, reads: list[tuple[str, list[Any]]],
+                    limits: dict[tuple[str, int], int] | None) -> int:
+        """Merge several inputs by head timestamp, stopping where an input that may have more
+        records runs out of fetched ones (so the order never depends on batch sizes)."""
+        p = task.partition
+        exhausted = set()
+        for t, batch in reads:
+            pos = self._positions[(t, p)]
+            end = limits.get((t, p)) if limits is not None else None
+            fetched_to = batch[-1][3] + 1 if batch else pos
+            at_end = (end is not None and fetched_to >= end) or (
+                fetched_to >= self.driver.end_offset(t, p))
+            if at_end:
+                exhausted.add(t)
+        per_topic: dict[str, list[Any]] = {t: [] for t, _ in reads}
+        origins: dict[int, tuple[str, int]] = {}
+        consumed: dict[str, int] = {}
+        heads = [(b[0][2], i, 0) for i, (_t, b) in enumerate(reads) if b]
+        heapq.heapify(heads)
+        seq = self._seq
+        while heads:
+            ts, i, j = heapq.heappop(heads)
+            t, batch = reads[i]
+            k, v, rts, off, h = batch[j]
+            per_topic[t].append((k, v, rts, seq, h))
+            origins[seq] = (t, off)
+            consumed[t] = off + 1
+            seq += 1
+            if j + 1 < len(batch):
+                heapq.heappush(heads, (batch[j + 1][2], i, j + 1))
+            elif t not in exhausted:
+                break  # this input may have more records: refill before going on
+        self._seq = seq
+        task.set_origins(origins, p)
+        task.process_interleaved(list(per_topic.items()), p)
+        for t, off in consumed.items():
+            self._positions[(t, p)] = off
+        return sum(len(b) for b in per_topic.values())
+
+    # -- committing ---------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Hand outputs, changelog records and positions to the driver as one transaction."""
+        started = time.perf_counter()
+        txn = Transaction(self.plan.app_id)
+        outputs = txn.outputs
+        for task in self.tasks:
+            for topic, records in task.drain_outputs():
+                self._route(outputs, topic, records, task.partition)
+            for store in task.stores:
+                changes = store.drain_changes()
+                if changes:
+                    ts = max(task.stream_time, 0)
+                    outputs.setdefault((store.changelog, task.partition), []).extend(
+                        (k, v, ts, None) for k, v in changes)
+        for key, pos in self._positions.items():
+            if self._committed_position(key) != pos:
+                txn.positions[key] = pos
+        if txn.is_empty():
+            self._last_commit = self.clock.now_ms()
+            self._uncommitted = False
+            return
+        self.driver.commit(txn)
+        for key, pos in txn.positions.items():
+            self._pending_positions[key] = pos
+        for (topic, _p), recs in outputs.items():
+            self.stats.records_out[topic] = self.stats.records_out.get(topic, 0) + len(recs)
+        self.stats.commits += 1
+        self.stats.commit_ms.append((time.perf_counter() - started) * 1000)
+        self._last_commit = self.clock.now_ms()
+        self._uncommitted = False
+        for hook in self.on_commit:
+            hook(self)
+
+    def _committed_position(self, key: tuple[str, int]) -> int | None:
+        return self._pending_positions.get(key)
+
+    def _route(self, outputs: dict[tuple[str, int], list[Any]], topic: str,
+               records: list[Any], task_partition: int) -> None:
+        count = self.partitions[topic]
+        if count == 1:
+            outputs.setdefault((topic, 0), []).extend(
+                (k, v, t, h) for k, v, t, _s, h in records)
+            return
+        part = self.partitioner.partition
+        for k, v, t, _s, h in records:
+            outputs.setdefault((topic, part(k, count, task_partition)), []).append((k, v, t, h))
+
+    # -- running ------------------------------------------------------------------------------
+    def run_until_end(self, progress: Callable[[int], None] | None = None) -> None:
+        """Bounded run: process what the source topics hold now, then flush every sub-topology
+        in order (closing windows), committing as it goes."""
+        self.start()
+        limits = {k: v for k, v in self.end_offsets().items()
+                  if self.plan.topics[k[0]].kind == "source"}
+        self._drain(limits, progress)
+        order = sorted({task.subtopology.id for task in self.tasks})
+        for st_id in order:
+            for task in self.tasks:
+                if task.subtopology.id == st_id:
+                    task.end()
+            self.commit()
+            self._drain(limits, progress)
+        self.commit()
+
+    def _drain(self, limits: dict[tuple[str, int], int],
+               progress: Callable[[int], None] | None) -> None:
+        while not self._stop.is_set():
+            n = self.poll(limits)
+            if progress is not None and n:
+                progress(n)
+            if n == 0:
+                if self._uncommitted or any(c.buffer for t in self.tasks for c in t.collectors):
+                    self.commit()
+                    continue
+                if self._internal_backlog():
+                    continue
+                break
+
+    def _internal_backlog(self) -> bool:
+        for task in self.tasks:
+            for t in task.subtopology.inputs:
+                if self.plan.topics[t].kind != "source" and task.partition < self.partitions[t]:
+                    if self._positions[(t, task.partition)] < self.driver.end_offset(
+                            t, task.partition):
+                        return True
+        return False
+
+    def run_forever(self, idle_sleep_s: float = 0.01,
+                    progress: Callable[[int], None] | None = None) -> None:
+        """Unbounded run: poll until :meth:`stop` is called; commit every interval."""
+        self.start()
+        while not self._stop.is_set():
+            n = self.poll()
+            if progress is not None and n:
+                progress(n)
+            if n == 0:
+                if self._uncommitted:
+                    self.commit()
+                self._stop.wait(idle_sleep_s)
+        self.commit()
+
+    def stop(self) -> None:
+        """Ask a running loop to finish its batch, commit and return."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Close every task's operators."""
+        for task in self.tasks:
+            task.close()
+
+    @property
+    def stream_time(self) -> int:
+        """The largest stream time of the owned tasks (-1 before any record)."""
+        return max((t.stream_time for t in self.tasks), default=-1)

@@ -1,0 +1,246 @@
+"""Operators: what a plan node does to a micro-batch.
+
+A record inside the engine is the tuple ``(key, value, timestamp, seq, headers)``. ``seq``
+orders records within a task: it is the input offset for a single-input task, or the position
+in the task's interleaved input otherwise; records derived from an input keep its ``seq``, and
+operators with several inputs process them in ``seq`` order. So the result never depends on
+where batch boundaries fall.
+
+Chains of stateless steps are **fused** into one generated Python loop (no per-step call or
+intermediate list per record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..types import Record
+
+__all__ = [
+    "Batch",
+    "BranchOp",
+    "CollectOp",
+    "FusedOp",
+    "IdentityOp",
+    "Operator",
+    "SplitOp",
+    "StepFailure",
+    "fuse",
+]
+
+Rec = tuple[Any, Any, int, int, Any]
+Batch = list[Rec]
+
+
+class StepFailure(Exception):
+    """Raised inside the engine when a user function fails; the task turns it into a
+    :class:`~workbench.errors.ProcessingError` naming the input record's origin."""
+
+    def __init__(self, step: str, defined_at: str, record: Rec, error: BaseException) -> None:
+        super().__init__(step, error)
+        self.step = step
+        self.defined_at = defined_at
+        self.record = record
+        self.error = error
+
+
+class Operator:
+    """Base operator: one instance per task and plan node.
+
+    Subclasses override :meth:`process`; stateful ones also :meth:`end` (flush at the end of a
+    bounded run), :meth:`punctuate_wall`, and expose their stores in ``stores``.
+    """
+
+    name: str = "?"
+    stores: Sequence[Any] = ()
+
+    def process(self, batch: Any, port: int) -> Any:
+        """Process one micro-batch arriving on input ``port``; return the output batch."""
+        raise NotImplementedError
+
+    def end(self) -> Batch:
+        """End of a bounded input: emit everything still pending (close windows)."""
+        return []
+
+    def punctuate_wall(self, now_ms: int) -> Batch:
+        """Wall-clock punctuation; called between batches with the clock's time."""
+        return []
+
+    def init(self, ctx: Any) -> None:
+        """Called once when the task starts, after state is restored."""
+
+    def close(self) -> None:
+        """Called when the task closes."""
+
+
+class IdentityOp(Operator):
+    """Passes batches through (``merge``: the engine already ordered its inputs by ``seq``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        return batch
+
+
+class CollectOp(Operator):
+    """A sink: collects records for the commit (the engine partitions and writes them)."""
+
+    def __init__(self, name: str, topic: str) -> None:
+        self.name = name
+        self.topic = topic
+        self.buffer: Batch = []
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        self.buffer.extend(batch)
+        return []
+
+    def drain(self) -> Batch:
+        """Return and forget the collected records."""
+        out, self.buffer = self.buffer, []
+        return out
+
+
+class SplitOp(Operator):
+    """``split``: route each record to the first branch whose predicate holds, else to rest.
+
+    Outputs a list of batches, one per branch plus rest; :class:`BranchOp` children pick theirs.
+    """
+
+    def __init__(self, name: str, defined_at: str, predicates: Sequence[Callable[[Any], Any]],
+                 with_record: bool) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.predicates = list(predicates)
+        self.with_record = with_record
+
+    def process(self, batch: Batch, port: int) -> list[Batch]:
+        outs: list[Batch] = [[] for _ in range(len(self.predicates) + 1)]
+        preds = list(enumerate(self.predicates))
+        rest = outs[-1]
+        wr = self.with_record
+        for r in batch:
+            try:
+                arg = Record(r[0], r[1], r[2], r[4]) if wr else r[1]
+                for i, pred in preds:
+                    if pred(arg):
+                        outs[i].append(r)
+                        break
+                else:
+                    rest.append(r)
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, r, exc) from exc
+        return outs
+
+
+class BranchOp(Operator):
+    """Selects branch ``index`` from a :class:`SplitOp` output."""
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name = name
+        self.index = index
+
+    def process(self, batch: list[Batch], port: int) -> Batch:
+        return batch[self.index]
+
+
+class FusedOp(Operator):
+    """A chain of stateless steps compiled into one loop."""
+
+    def __init__(self, name: str, fn: Callable[[Batch], Batch], steps: Sequence[str],
+                 source: str) -> None:
+        self.name = name
+        self._fn = fn
+        self.steps = list(steps)
+        self.source = source  # generated code, kept for debugging
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        return self._fn(batch)
+
+
+def _as_record_result(res: Any, k: Any, t: int, h: Any) -> tuple[Any, Any, int, Any]:
+    if isinstance(res, Record):
+        return res.key, res.value, int(res.timestamp), res.headers
+    return k, res, t, h
+
+
+def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> FusedOp:
+    """Compile stateless steps ``[(op, step_name, defined_at, params)]`` into one loop.
+
+    Supported ops: ``map``, ``filter``, ``flat_map``, ``key_by``, ``peek``, ``time`` (set the
+    timestamp from the value, for sources with ``time=``).
+    """
+    env: dict[str, Any] = {
+        "Record": Record,
+        "StepFailure": StepFailure,
+        "_asrec": _as_record_result,
+        "_names": [s[1] for s in steps],
+        "_sites": [s[2] for s in steps],
+    }
+    body: list[str] = []
+    indent = 3
+    trivial = True
+
+    def emit(line: str) -> None:
+        body.append("    " * indent + line)
+
+    for i, (op, _step, _site, params) in enumerate(steps):
+        fn = params.get("fn")
+        env[f"f{i}"] = fn
+        wr = params.get("with_record", False)
+        arg = "Record(k, v, t, h)" if wr else "v"
+        emit(f"step = {i}")
+        if op == "map":
+            trivial = False
+            if wr:
+                emit(f"k, v, t, h = _asrec(f{i}({arg}), k, t, h)")
+            else:
+                emit(f"v = f{i}(v)")
+        elif op == "filter":
+            trivial = False
+            emit(f"if not f{i}({arg}):")
+            emit("    continue")
+        elif op == "peek":
+            emit(f"f{i}({arg})")
+        elif op == "key_by":
+            trivial = False
+            if params.get("field") is not None:
+                env[f"field{i}"] = params["field"]
+                emit(f"k = v[field{i}]")
+            else:
+                emit(f"k = f{i}({arg})")
+        elif op == "time":
+            trivial = False
+            emit(f"t = f{i}(v)")
+        elif op == "flat_map":
+            trivial = False
+            emit(f"for _o{i} in f{i}({arg}):")
+            indent += 1
+            if wr:
+                emit(f"k, v, t, h = _asrec(_o{i}, k, t, h)")
+            else:
+                emit(f"v = _o{i}")
+        else:  # pragma: no cover - guarded by the builder
+            raise ValueError(f"cannot fuse op {op!r}")
+    emit("append((k, v, t, s, h))")
+    lines = [
+        "def fused(batch):",
+        "    out = []",
+        "    append = out.append",
+        "    step = 0",
+        "    for r in batch:",
+        "        k, v, t, s, h = r",
+        "        try:",
+        *body,
+        "        except StepFailure:",
+        "            raise",
+        "        except Exception as exc:",
+        "            raise StepFailure(_names[step], _sites[step], r, exc) from exc",
+        "    return out",
+    ]
+    if trivial and all(op == "peek" for op, *_ in steps) and not steps:
+        lines = ["def fused(batch):", "    return batch"]
+    source = "\n".join(lines)
+    exec(compile(source, f"<workbench fused {name}>", "exec"), env)
+    return FusedOp(name, env["fused"], [s[1] for s in steps], source)

@@ -1,0 +1,299 @@
+"""A task: one sub-topology × one partition. It owns its operators, their state and positions.
+
+Building a task turns the plan's nodes into operators, fusing chains of stateless steps into
+one generated loop. Processing a micro-batch runs the operator DAG in topological order; an
+operator with several inputs receives them in ``seq`` order, so the result is the same as
+record-at-a-time processing (as in Kafka Streams) whatever the batch boundaries.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+from ..errors import ProcessingError
+from ..plan import PlanNode, StoreSpec, SubTopology
+from ..samples import time_extractor
+from .operators import (
+    Batch,
+    BranchOp,
+    CollectOp,
+    Operator,
+    SplitOp,
+    StepFailure,
+    fuse,
+)
+
+__all__ = ["OPERATOR_FACTORIES", "OpContext", "Task"]
+
+FUSABLE = frozenset({"map", "filter", "flat_map", "key_by", "peek"})
+
+#: op name -> factory(plan_node, ctx) -> Operator, for stateful steps (filled by their modules)
+OPERATOR_FACTORIES: dict[str, Callable[[PlanNode, OpContext], Operator]] = {}
+
+_ts_of = itemgetter(2)
+
+
+@dataclass
+class OpContext:
+    """What an operator factory may use: the task's identity, stores, clock."""
+
+    app_id: str
+    partition: int
+    stores: dict[str, StoreSpec]
+    clock: Any
+    task: Task | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def store_spec(self, name: str) -> StoreSpec:
+        """The plan's spec of store ``name``."""
+        return self.stores[name]
+
+
+@dataclass
+class _RNode:
+    op: Operator
+    children: list[tuple[int, int]]
+    collect: CollectOp | None = None
+
+
+class Task:
+    """One sub-topology instance for one partition."""
+
+    def __init__(self, subtopology: SubTopology, partition: int, ctx: OpContext) -> None:
+        self.subtopology = subtopology
+        self.partition = partition
+        self.id = f"{subtopology.id}_{partition}"
+        self.ctx = ctx
+        ctx.task = self
+        self.stream_time = -1
+        self.processed = 0
+        self.nodes: list[_RNode] = []
+        self.input_nodes: dict[str, int] = {}  # topic -> runtime node index
+        self.collectors: list[CollectOp] = []
+        self._build()
+        self.stores = [s for rn in self.nodes for s in rn.op.stores]
+        self._origins: dict[int, tuple[str, int]] = {}
+        self._origin_partition = partition
+        self._single_origin: tuple[str, int] | None = None
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        st = self.subtopology
+        pnodes = st.nodes
+        group_of: dict[int, int] = {}
+        groups: list[list[PlanNode]] = []
+        for pn in pnodes:
+            parent = pnodes[pn.parents[0]] if len(pn.parents) == 1 else None
+            if (
+                pn.op in FUSABLE
+                and parent is not None
+                and len(parent.children) == 1
+                and _can_head(parent)
+                and parent.index in group_of
+            ):
+                g = group_of[parent.index]
+                groups[g].append(pn)
+                group_of[pn.index] = g
+            else:
+                group_of[pn.index] = len(groups)
+                groups.append([pn])
+        for members in groups:
+            op, collect = self._make_op(members)
+            last = members[-1]
+            children = [(group_of[c], port) for c, port in last.children]
+            self.nodes.append(_RNode(op, children, collect))
+            if collect is not None:
+                self.collectors.append(collect)
+            head = members[0]
+            if head.topic is not None and head.op in ("source", "table_source",
+                                                      "repartition_source"):
+                self.input_nodes[head.topic] = len(self.nodes) - 1
+
+    def _make_op(self, members: list[PlanNode]) -> tuple[Operator, CollectOp | None]:
+        head = members[0]
+        steps: list[tuple[str, str, str, dict[str, Any]]] = []
+        pre: Callable[[Any], Batch] | None = None
+        if head.op in ("sink", "repartition_sink", "capture"):
+            assert head.topic is not None
+            collect = CollectOp(head.name, head.topic)
+            return collect, collect
+        if head.op == "split":
+            node = head.node
+            assert node is not None
+            return SplitOp(head.name, node.defined_at, list(node.params["branches"].values()),
+                           node.params["with_record"]), None
+        if head.op in OPERATOR_FACTORIES and len(members) == 1:
+            return OPERATOR_FACTORIES[head.op](head, self.ctx), None
+        if head.op == "source":
+            assert head.node is not None
+            extract = time_extractor(head.node.params["spec"])
+            if extract is not None:
+                steps.append(("time", head.name, head.node.defined_at, {"fn": extract}))
+        elif head.op == "branch":
+            assert head.node is not None
+            pre = BranchOp(head.name, head.node.params["index"]).process  # type: ignore[assignment]
+        elif head.op in FUSABLE:
+            members = members  # head is itself a step
+        elif head.op in ("merge", "repartition_source"):
+            pass
+        elif head.op in OPERATOR_FACTORIES:  # pragma: no cover - stateful ops are never heads
+            return OPERATOR_FACTORIES[head.op](head, self.ctx), None
+        else:
+            raise NotImplementedError(f"step {head.name!r}: op {head.op!r} is not supported by "
+                                      "this engine")
+        for pn in members:
+            if pn.op in FUSABLE:
+                assert pn.node is not None
+                steps.append((pn.op, pn.name, pn.node.defined_at, pn.node.params))
+        fused = fuse(steps, "+".join(m.name for m in members))
+        if pre is not None:
+            inner, select = fused.process, pre
+
+            class _Pre(Operator):
+                name = fused.name
+
+                def process(self, batch: Any, port: int) -> Batch:
+                    return inner(select(batch, port), port)  # type: ignore[call-arg]
+
+            return _Pre(), None
+        return fused, None
+
+    # -- processing ---------------------------------------------------------------------------
+    def process(self, topic: str, batch: Batch, partition: int) -> None:
+        """Process records read from one input partition (``seq`` = offset)."""
+        if not batch:
+            return
+        self._origins = {}
+        self._single_origin = (topic, partition)
+        top = max(map(_ts_of, batch))
+        if top > self.stream_time:
+            self.stream_time = top
+        self._run({self.input_nodes[topic]: [(0, batch)]}, ending=False)
+        self.processed += len(batch)
+
+    def process_interleaved(self, items: list[tuple[str, Batch]], partition: int) -> None:
+        """Process records from several inputs, already interleaved; ``items`` holds per topic
+        the records re-numbered with the task's ``seq``."""
+        inbox: dict[int, list[tuple[int, Batch]]] = {}
+        count = 0
+        for topic, batch in items:
+            if batch:
+                inbox.setdefault(self.input_nodes[topic], []).append((0, batch))
+                count += len(batch)
+                top = max(map(_ts_of, batch))
+                if top > self.stream_time:
+                    self.stream_time = top
+        if count:
+            self._single_origin = None
+            self._run(inbox, ending=False)
+            self.processed += count
+
+    def set_origins(self, origins: dict[int, tuple[str, int]], partition: int) -> None:
+        """Map ``seq`` → (topic, offset) for error messages of an interleaved batch."""
+        self._origins = origins
+        self._origin_partition = partition
+
+    def end(self) -> None:
+        """End of bounded input: let every operator flush (close windows, emit parked joins)."""
+        self._single_origin = None
+        self._run({}, ending=True)
+
+    def punctuate_wall(self, now_ms: int) -> None:
+        """Run wall-clock punctuators."""
+        inbox: dict[int, list[tuple[int, Batch]]] = {}
+        for i, rn in enumerate(self.nodes):
+            out = rn.op.punctuate_wall(now_ms)
+            if out:
+                inbox.setdefault(i, [])
+                for c, port in rn.children:
+                    inbox.setdefault(c, []).append((port, out))
+        if any(inbox.values()):
+            self._run(inbox, ending=False, skip_empty=True)
+
+    def _run(self, inbox: dict[int, list[tuple[int, Batch]]], *, ending: bool,
+             skip_empty: bool = False) -> None:
+        try:
+            for i, rn in enumerate(self.nodes):
+                items = inbox.pop(i, None)
+                out: Any = None
+                if items:
+                    if len(items) == 1:
+                        port, batch = items[0]
+                        out = rn.op.process(batch, port)
+                    else:
+                        out = self._process_ordered(rn.op, items)
+                if ending:
+                    flushed = rn.op.end()
+                    if flushed:
+                        out = flushed if not out else [*out, *flushed]
+                if out and rn.children:
+                    for c, port in rn.children:
+                        inbox.setdefault(c, []).append((port, out))
+        except StepFailure as failure:
+            raise self._processing_error(failure) from failure.error
+
+    @staticmethod
+    def _process_ordered(op: Operator, items: list[tuple[int, Batch]]) -> Batch:
+        """Feed several inputs to ``op`` in ``seq`` order (ties: input order)."""
+        tagged = [[(r[3], port, r) for r in batch] for port, batch in items]
+        out: Batch = []
+        run: Batch = []
+        run_port = -1
+        for _seq, port, rec in heapq.merge(*tagged, key=lambda x: x[0]):
+            if port != run_port and run:
+                out.extend(op.process(run, run_port))
+                run = []
+            run_port = port
+            run.append(rec)
+        if run:
+            out.extend(op.process(run, run_port))
+        return out
+
+    def _processing_error(self, failure: StepFailure) -> ProcessingError:
+        seq = failure.record[3]
+        topic: str | None = None
+        partition: int | None = None
+        offset: int | None = None
+        if self._single_origin is not None:
+            topic, partition = self._single_origin
+            offset = seq
+        elif seq in self._origins:
+            topic, offset = self._origins[seq]
+            partition = self._origin_partition
+        err = failure.error
+        where = (f"topic {topic!r} partition {partition} offset {offset}"
+                 if topic is not None else "a record created inside the pipeline")
+        hint = ""
+        if isinstance(err, KeyError) and isinstance(failure.record[1], dict):
+            from ..errors import did_you_mean
+
+            hint = did_you_mean(str(err.args[0]) if err.args else "", failure.record[1])
+        message = (
+            f"step {failure.step!r} (defined at {failure.defined_at}) failed on the record from "
+            f"{where}: {type(err).__name__}: {err}.{hint} Record key={failure.record[0]!r} "
+            f"value={_short(failure.record[1])} timestamp={failure.record[2]}."
+        )
+        return ProcessingError(message, step=failure.step, topic=topic, partition=partition,
+                               offset=offset, defined_at=failure.defined_at)
+
+    def drain_outputs(self) -> list[tuple[str, Batch]]:
+        """``[(topic, records)]`` collected since the last drain."""
+        return [(c.topic, c.drain()) for c in self.collectors if c.buffer]
+
+    def close(self) -> None:
+        """Close every operator."""
+        for rn in self.nodes:
+            rn.op.close()
+
+
+def _can_head(pn: PlanNode) -> bool:
+    return pn.op in FUSABLE or pn.op in ("source", "merge", "branch", "repartition_source")
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,174 @@
+"""Sample and input data: DataFrames, lists of dicts, CSV and JSON-lines files → records."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._time import to_epoch_ms
+from .errors import DefinitionError, ProcessingError, did_you_mean
+
+__all__ = ["SourceSpec", "normalize_sample", "rows_to_records", "time_extractor"]
+
+
+@dataclass(frozen=True, eq=False)
+class SourceSpec:
+    """How a source topic's records are made and read (see :meth:`Pipeline.source`)."""
+
+    topic: str
+    key: str | Callable[[Any], Any] | None
+    time: str | Callable[[Any], Any] | None
+    sample: list[Any] | None
+    columns: list[str] | None
+    partitions: int | None = None
+    table: bool = False
+
+
+def _is_dataframe(obj: Any) -> bool:
+    return type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pandas")
+
+
+def _frame_rows(frame: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = frame.to_dict("records")
+    for row in rows:
+        for col, val in row.items():
+            if isinstance(val, float) and math.isnan(val):
+                row[col] = None
+            elif val.__class__.__name__ == "NaTType":
+                row[col] = None
+    return rows
+
+
+def normalize_sample(sample: Any, topic: str) -> tuple[list[Any] | None, list[str] | None]:
+    """Return ``(rows, columns)`` for a sample; ``columns`` is ``None`` when rows are not dicts
+    with a common set of fields. Missing values (NaN/NaT) become ``None``."""
+    if sample is None:
+        return None, None
+    if _is_dataframe(sample):
+        return _frame_rows(sample), [str(c) for c in sample.columns]
+    if isinstance(sample, str | os.PathLike):
+        path = os.fspath(sample)
+        if not os.path.exists(path):
+            raise DefinitionError(f"sample file {path!r} for topic {topic!r} does not exist.")
+        if path.endswith((".jsonl", ".ndjson", ".json")):
+            rows = []
+            with open(path, encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except ValueError as exc:
+                            raise DefinitionError(
+                                f"{path}:{lineno}: not valid JSON ({exc}); samples in .jsonl "
+                                "files hold one JSON object per line."
+                            ) from None
+            return rows, _common_columns(rows)
+        if path.endswith((".csv", ".csv.gz", ".tsv")):
+            import pandas as pd
+
+            frame = pd.read_csv(path, sep="\t" if path.endswith(".tsv") else ",")
+            return _frame_rows(frame), [str(c) for c in frame.columns]
+        raise DefinitionError(
+            f"sample file {path!r}: unknown format; use .csv, .tsv or .jsonl (JSON lines)."
+        )
+    if isinstance(sample, dict):
+        raise DefinitionError(
+            f"sample for topic {topic!r} is a single dict; pass a list of dicts (one per record)."
+        )
+    if isinstance(sample, Iterable):
+        rows = list(sample)
+        return rows, _common_columns(rows)
+    raise DefinitionError(
+        f"sample for topic {topic!r} must be a DataFrame, a list of dicts or a CSV/JSON-lines "
+        f"path, got {type(sample).__name__}."
+    )
+
+
+def _common_columns(rows: list[Any]) -> list[str] | None:
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        return None
+    first = list(rows[0])
+    keys = set(first)
+    if all(set(r) == keys for r in rows[1:50]):
+        return first
+    return None
+
+
+def _extractor(spec: str | Callable[[Any], Any], what: str, topic: str) -> Callable[[Any], Any]:
+    if callable(spec):
+        return spec
+    field = spec
+
+    def get(value: Any) -> Any:
+        try:
+            return value[field]
+        except (KeyError, TypeError, IndexError):
+            fields = list(value) if isinstance(value, dict) else []
+            raise KeyError(
+                f"{what} field {field!r} missing from {value!r} (topic {topic!r})."
+                + did_you_mean(field, fields)
+            ) from None
+
+    return get
+
+
+def time_extractor(spec: SourceSpec) -> Callable[[Any], int] | None:
+    """A function value → epoch ms for the source's ``time=``, or ``None``."""
+    if spec.time is None:
+        return None
+    raw = _extractor(spec.time, "time", spec.topic)
+
+    def extract(value: Any) -> int:
+        t = raw(value)
+        return t if t.__class__ is int else to_epoch_ms(t)
+
+    return extract
+
+
+def rows_to_records(
+    spec: SourceSpec, rows: Iterable[Any], *, now_ms: int, copy: bool = False
+) -> list[tuple[Any, Any, int, None]]:
+    """Turn sample/input rows into ``(key, value, timestamp, headers)`` tuples for a topic.
+
+    Raises:
+        ProcessingError: a row lacks the key or time field, or its time is not a timestamp;
+            the message gives the row number.
+    """
+    key_of = _extractor(spec.key, "key", spec.topic) if spec.key is not None else None
+    ts_of = time_extractor(spec)
+    out: list[tuple[Any, Any, int, None]] = []
+    append = out.append
+    index = 0
+    try:
+        if key_of is None and ts_of is None:
+            for index, row in enumerate(rows):
+                append((None, dict(row) if copy else row, now_ms, None))
+        elif ts_of is None:
+            assert key_of is not None
+            for index, row in enumerate(rows):
+                append((key_of(row), dict(row) if copy else row, now_ms, None))
+        elif key_of is None:
+            for index, row in enumerate(rows):
+                append((None, dict(row) if copy else row, ts_of(row), None))
+        elif isinstance(spec.key, str) and isinstance(spec.time, str) and not copy:
+            kf, tf = spec.key, spec.time
+            for index, row in enumerate(rows):
+                t = row[tf]
+                append((row[kf], row, t if t.__class__ is int else to_epoch_ms(t), None))
+        else:
+            for index, row in enumerate(rows):
+                append((key_of(row), dict(row) if copy else row, ts_of(row), None))
+    except (KeyError, TypeError) as exc:
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, KeyError) and isinstance(detail, str) and "missing" not in detail:
+            detail = f"field {detail!r} missing" + (
+                did_you_mean(detail, list(row)) if isinstance(row, dict) else "")
+        raise ProcessingError(
+            f"row {index} for topic {spec.topic!r}: {detail}",
+            step=spec.topic, topic=spec.topic,
+        ) from None
+    return out

@@ -1,0 +1,252 @@
+"""``Stream``: an immutable handle on a step's output; its methods add steps.
+
+Building a step runs nothing. A step's function receives the record's **value**; pass
+``with_record=True`` to receive the whole :class:`~workbench.types.Record` (key, value,
+timestamp, headers) instead. With ``with_record=True``, ``map`` and ``flat_map`` may return
+``Record``s to change the key or timestamp too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._nodes import Node
+from .errors import DefinitionError, did_you_mean
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .pipeline import Pipeline
+
+__all__ = ["Branches", "Stream"]
+
+
+def _check_callable(fn: Any, step: str, what: str = "function") -> None:
+    if not callable(fn):
+        raise DefinitionError(
+            f"{step}() needs a {what} (a callable), got {fn!r} of type {type(fn).__name__}."
+            + (" Did you mean to pass a lambda, e.g. lambda v: ...?" if not isinstance(fn, str)
+               else " A field name works only where the docs say so (key_by, group_by).")
+        )
+
+
+class Stream:
+    """A stream of records: the output of a source or of a step.
+
+    Handles are cheap and immutable; every method returns a new handle and leaves this one as it
+    is, so a step can be reused by several later steps (the stream is then copied to each).
+    In a notebook a stream displays as a preview: the records it would produce from the
+    sources' samples on the in-memory driver.
+    """
+
+    __slots__ = ("_node", "_pipeline")
+
+    def __init__(self, pipeline: Pipeline, node: Node) -> None:
+        self._pipeline = pipeline
+        self._node = node
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline this stream belongs to."""
+        return self._pipeline
+
+    @property
+    def name(self) -> str:
+        """The name of the step that produces this stream."""
+        return self._node.name
+
+    def _add(
+        self,
+        op: str,
+        params: dict[str, Any],
+        name: str | None,
+        *,
+        parents: tuple[Node, ...] | None = None,
+        key_changed: bool | None = None,
+    ) -> Node:
+        parents = parents if parents is not None else (self._node,)
+        if key_changed is None:
+            key_changed = any(p.key_changed for p in parents)
+        return self._pipeline._add_node(op, parents, params, name, key_changed=key_changed)
+
+    def _derive(self, node: Node) -> Stream:
+        return Stream(self._pipeline, node)
+
+    # -- stateless steps ----------------------------------------------------------------------
+    def map(
+        self, fn: Callable[[Any], Any], *, name: str | None = None, with_record: bool = False
+    ) -> Stream:
+        """Replace each value by ``fn(value)``.
+
+        With ``with_record=True``, ``fn`` receives the :class:`~workbench.types.Record` and may
+        return a ``Record`` (new key/timestamp) or a plain value (key and timestamp kept).
+        """
+        _check_callable(fn, "map")
+        return self._derive(
+            self._add("map", {"fn": fn, "with_record": with_record}, name,
+                      key_changed=True if with_record else None)
+        )
+
+    def filter(
+        self, fn: Callable[[Any], Any], *, name: str | None = None, with_record: bool = False
+    ) -> Stream:
+        """Keep the records for which ``fn(value)`` is truthy."""
+        _check_callable(fn, "filter", "predicate")
+        return self._derive(self._add("filter", {"fn": fn, "with_record": with_record}, name))
+
+    def flat_map(
+        self, fn: Callable[[Any], Any], *, name: str | None = None, with_record: bool = False
+    ) -> Stream:
+        """Replace each value by zero or more values: ``fn(value)`` returns an iterable.
+
+        Every output keeps the input's key and timestamp unless ``with_record=True`` and ``fn``
+        yields ``Record``s.
+        """
+        _check_callable(fn, "flat_map")
+        return self._derive(
+            self._add("flat_map", {"fn": fn, "with_record": with_record}, name,
+                      key_changed=True if with_record else None)
+        )
+
+    def key_by(
+        self, key: str | Callable[[Any], Any], *, name: str | None = None,
+        with_record: bool = False,
+    ) -> Stream:
+        """Re-key: the new key is ``value[key]`` for a field name, or ``key(value)``.
+
+        A re-keyed stream that feeds a stateful step goes through a repartition topic first, so
+        that every record of a key is processed by the same task.
+        """
+        if isinstance(key, str):
+            self._check_field(key, "key_by")
+            params: dict[str, Any] = {"field": key, "fn": None, "with_record": False}
+        else:
+            _check_callable(key, "key_by", "field name or function")
+            params = {"field": None, "fn": key, "with_record": with_record}
+        return self._derive(self._add("key_by", params, name, key_changed=True))
+
+    def peek(
+        self, fn: Callable[[Any], Any], *, name: str | None = None, with_record: bool = False
+    ) -> Stream:
+        """Call ``fn(value)`` for each record (for side effects such as logging); records pass
+        through unchanged."""
+        _check_callable(fn, "peek")
+        return self._derive(self._add("peek", {"fn": fn, "with_record": with_record}, name))
+
+    def split(
+        self, *, name: str | None = None, with_record: bool = False,
+        **branches: Callable[[Any], Any],
+    ) -> Branches:
+        """Divide the stream by predicates, first match wins (like Kafka Streams' ``split()``).
+
+        >>> # parts = stream.split(big=lambda e: e["amount"] > 100, small=lambda e: True)
+        >>> # parts.big, parts["small"], parts.rest  (rest: records no predicate matched)
+        """
+        if not branches:
+            raise DefinitionError("split() needs at least one named predicate, e.g. "
+                                  "split(big=lambda e: e['amount'] > 100).")
+        if "rest" in branches:
+            raise DefinitionError("'rest' is reserved for the records no predicate matched; "
+                                  "name the branch differently.")
+        for label, fn in branches.items():
+            _check_callable(fn, f"split(..., {label}=)", "predicate")
+        node = self._add(
+            "split", {"branches": dict(branches), "with_record": with_record}, name
+        )
+        handles: dict[str, Stream] = {}
+        for index, label in enumerate([*branches, "rest"]):
+            child = self._pipeline._add_node(
+                "branch", (node,), {"index": index, "label": label},
+                f"{node.name}-{label}", key_changed=node.key_changed, auto_named=True,
+            )
+            handles[label] = self._derive(child)
+        return Branches(handles)
+
+    def merge(self, *others: Stream, name: str | None = None) -> Stream:
+        """Merge this stream with others into one (records keep their keys and timestamps)."""
+        if not others:
+            raise DefinitionError("merge() needs at least one other stream.")
+        for other in others:
+            if not isinstance(other, Stream):
+                raise DefinitionError(f"merge() takes streams, got {other!r}.")
+            if other._pipeline is not self._pipeline:
+                raise DefinitionError("merge() of streams from different pipelines: "
+                                      f"{self._pipeline.name!r} and {other._pipeline.name!r}.")
+        parents = (self._node, *(o._node for o in others))
+        return self._derive(self._add("merge", {}, name, parents=parents))
+
+    def to(
+        self, topic: str, *, partitions: int | None = None, name: str | None = None
+    ) -> Stream:
+        """Write the stream to ``topic`` (created by the driver if missing).
+
+        Returns this stream, so a notebook cell ending in ``.to(...)`` still shows the preview.
+        """
+        if not isinstance(topic, str) or not topic:
+            raise DefinitionError(f"to() needs a topic name, got {topic!r}.")
+        self._pipeline._register_sink(topic, name)
+        self._add("sink", {"topic": topic, "partitions": partitions}, name or f"to-{topic}")
+        return self
+
+    # -- previews -----------------------------------------------------------------------------
+    def to_pandas(self, limit: int | None = None) -> pd.DataFrame:
+        """Run the sources' samples through the pipeline on the in-memory driver and return this
+        step's output as a DataFrame: ``key``, ``timestamp`` (UTC), then the value's columns.
+
+        Args:
+            limit: return at most this many rows (all rows when ``None``).
+        """
+        from .preview import preview_frame
+
+        return preview_frame(self._pipeline, self._node, limit=limit)
+
+    def __repr__(self) -> str:
+        return f"<Stream {self._node.name!r} of pipeline {self._pipeline.name!r}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .display import stream_bundle
+
+        return stream_bundle(self._pipeline, self._node)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _check_field(self, field: str, step: str) -> None:
+        columns = self._pipeline._known_columns(self._node)
+        if columns is not None and field not in columns:
+            raise DefinitionError(
+                f"{step}({field!r}): the records of step {self._node.name!r} have no field "
+                f"{field!r}." + did_you_mean(field, columns)
+            )
+
+
+class Branches:
+    """The named outputs of :meth:`Stream.split`: ``branches.big``, ``branches["big"]`` and
+    ``branches.rest`` (the records no predicate matched)."""
+
+    def __init__(self, handles: dict[str, Stream]) -> None:
+        self._handles = handles
+
+    def __getattr__(self, label: str) -> Stream:
+        handles = self.__dict__.get("_handles", {})
+        if label in handles:
+            return handles[label]
+        raise AttributeError(f"no branch {label!r}." + did_you_mean(label, handles))
+
+    def __getitem__(self, label: str) -> Stream:
+        try:
+            return self._handles[label]
+        except KeyError:
+            raise KeyError(f"no branch {label!r}." + did_you_mean(label, self._handles)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._handles)
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *self._handles]
+
+    def __repr__(self) -> str:
+        return f"<Branches {', '.join(self._handles)}>"
