@@ -29,15 +29,30 @@ from .errors import (
     StateError,
     WorkbenchError,
 )
+from .grouped import GroupedStream, WindowedStream
 from .pipeline import Pipeline
 from .preview import options
+from .processors import Processor, ProcessorContext
 from .stream import Branches, Stream
-from .types import Record
+from .table import Table
+from .types import Change, Record
+from .windows import Hopping, Session, Sliding, Tumbling, Windowed
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Branches",
+    "Change",
+    "GroupedStream",
+    "Hopping",
+    "Processor",
+    "ProcessorContext",
+    "Session",
+    "Sliding",
+    "Table",
+    "Tumbling",
+    "WindowedStream",
+    "Windowed",
     "DefinitionError",
     "DriverError",
     "DriverUnavailableError",

@@ -23,12 +23,14 @@ def _value_columns(values: Sequence[Any]) -> list[str] | None:
     return list(columns)
 
 
-def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
+def records_to_frame(records: Sequence[Any], key_name: str | None = None) -> pd.DataFrame:
     """Build a DataFrame from ``(key, value, timestamp, ...)`` tuples or ``Record``s.
 
     Columns: ``key`` (or, for windowed keys, ``key``, ``window_start``, ``window_end``),
     ``timestamp`` (UTC), then the value's fields when values are dicts, else ``value``.
     Numeric fields stay numeric; a tombstone (``None`` value) leaves the value columns empty.
+    With ``key_name`` the key column is named after the grouping field, unless the values
+    have a field of that name.
     """
     import pandas as pd
 
@@ -64,4 +66,6 @@ def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
             frame = pd.concat([frame, body], axis=1)
     if "timestamp" in frame and len(frame):
         frame["timestamp"] = frame["timestamp"].astype("datetime64[ms, UTC]")
+    if key_name and key_name not in frame.columns:
+        frame = frame.rename(columns={"key": key_name})
     return frame

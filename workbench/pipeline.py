@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .drivers.base import Driver
     from .plan import Plan
     from .run import Run
+    from .table import Table
 
 __all__ = ["Pipeline"]
 
@@ -105,6 +106,36 @@ class Pipeline:
         self._sources[topic] = node
         return Stream(self, node)
 
+    def table(
+        self,
+        topic: str,
+        *,
+        key: str | Callable[[Any], Any] | None = None,
+        time: str | Callable[[Any], Any] | None = None,
+        sample: Any = None,
+        partitions: int | None = None,
+        name: str | None = None,
+    ) -> Table:
+        """A table read from ``topic`` as a changelog: the latest value per key, a ``None``
+        value deletes the key (a tombstone). In a DataFrame sample, a row whose fields other
+        than the key and time columns are all empty is a tombstone.
+
+        Arguments as for :meth:`source`.
+        """
+        from .table import Table
+
+        stream = self.source(topic, key=key, time=time, sample=sample, partitions=partitions,
+                             name=name)
+        node = stream._node
+        node.op = "table_source"
+        node.stateful = True
+        spec = node.params["spec"]
+        node.params["spec"] = SourceSpec(topic=spec.topic, key=key, time=time,
+                                         sample=spec.sample, columns=spec.columns,
+                                         partitions=partitions, table=True)
+        node.params["stores"] = [("store", "kv")]
+        return Table(self, node, key_name=key if isinstance(key, str) else None)
+
     def _add_node(
         self,
         op: str,
@@ -158,10 +189,11 @@ class Pipeline:
 
     def _known_columns(self, node: Node) -> list[str] | None:
         """Field names of the node's records when they are known without running anything."""
-        if node.op == "source":
+        if node.op in ("source", "table_source"):
             columns: list[str] | None = node.params["spec"].columns
             return columns
-        if node.op in ("filter", "peek", "branch", "split", "key_by", "sink") and node.parents:
+        if node.op in ("filter", "peek", "branch", "split", "key_by", "group_by", "sink",
+                       "late", "table_changes", "table_filter") and node.parents:
             return self._known_columns(node.parents[0])
         return None
 

@@ -54,7 +54,8 @@ class PlanNode:
     """One operator slot in a sub-topology.
 
     ``op`` is the definition node's op, or one of the synthetic ``"repartition_sink"``,
-    ``"repartition_source"``, ``"capture"``. ``children`` lists ``(child index, input port)``.
+    ``"repartition_source"``, ``"capture"``. ``children`` lists ``(child index, input port,
+    output)``: output 0 is the main output, 1 the side output (``late``).
     """
 
     index: int
@@ -63,7 +64,7 @@ class PlanNode:
     node: Node | None
     topic: str | None
     parents: tuple[int, ...]
-    children: tuple[tuple[int, int], ...]
+    children: tuple[tuple[int, int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Plan:
         for st in self.subtopologies:
             lines.append(f"  Sub-topology {st.id}: inputs {list(st.inputs)}")
             for n in st.nodes:
-                kids = ", ".join(st.nodes[c].name for c, _ in n.children)
+                kids = ", ".join(st.nodes[c].name for c, _p, _o in n.children)
                 topic = f" [{n.topic}]" if n.topic else ""
                 lines.append(f"    {n.op}: {n.name}{topic}" + (f" --> {kids}" if kids else ""))
             for s in st.stores:
@@ -134,7 +135,13 @@ def _ancestors(targets: Iterable[Node]) -> set[Node]:
 
 
 def _needs_repartition(node: Node, parent: Node) -> bool:
+    if node.params.get("single_partition"):
+        return True
     return bool(node.stateful and parent.key_changed and node.params.get("repartition", True))
+
+
+def _output_of(child: Node) -> int:
+    return int(child.params.get("output", 0)) if child.op == "late" else 0
 
 
 def node_stores(app_id: str, node: Node) -> list[StoreSpec]:
@@ -219,7 +226,8 @@ def compile_plan(
                     topic = repartition_topic(app, n.name)
                     if len(n.parents) > 1:
                         topic = repartition_topic(app, f"{n.name}-{port}")
-                    topics[topic] = TopicSpec(topic, "repartition")
+                    topics[topic] = TopicSpec(
+                        topic, "repartition", 1 if n.params.get("single_partition") else None)
                     src = add_slot("repartition_source", f"{n.name}-repartition-source"
                                    + (f"-{port}" if len(n.parents) > 1 else ""), None, topic)
                     in_ports.append((src, port))
@@ -236,7 +244,8 @@ def compile_plan(
             idx = add_slot(n.op, n.name, n, topic)
             index_of[n] = idx
             for src, port in in_ports:
-                slots[src]["children"].append((idx, port))
+                out = _output_of(n) if slots[src]["node"] is not None else 0
+                slots[src]["children"].append((idx, port, out))
                 slots[idx]["parents"].append(src)
             # downstream repartition: a sink slot writing the repartition topic
             for c in children[n]:
@@ -246,14 +255,14 @@ def compile_plan(
                                                else f"{c.name}-{port}")
                     rs = add_slot("repartition_sink", f"{c.name}-repartition-sink"
                                   + (f"-{port}" if len(c.parents) > 1 else ""), None, rtopic)
-                    slots[idx]["children"].append((rs, 0))
+                    slots[idx]["children"].append((rs, 0, _output_of(c)))
                     slots[rs]["parents"].append(idx)
             if targets is not None and n in targets:
                 ctopic = f"{app}-{n.name}-preview"
                 topics[ctopic] = TopicSpec(ctopic, "preview")
                 captures[n.name] = ctopic
                 cs = add_slot("capture", f"{n.name}-capture", n, ctopic)
-                slots[idx]["children"].append((cs, 0))
+                slots[idx]["children"].append((cs, 0, 0))
                 slots[cs]["parents"].append(idx)
         # order slots topologically (repartition sources were appended before their consumer)
         order = _topo_order(slots)
@@ -263,7 +272,8 @@ def compile_plan(
                 index=remap[old], op=slots[old]["op"], name=slots[old]["name"],
                 node=slots[old]["node"], topic=slots[old]["topic"],
                 parents=tuple(remap[p] for p in slots[old]["parents"]),
-                children=tuple((remap[c], port) for c, port in slots[old]["children"]),
+                children=tuple((remap[c], port, out)
+                               for c, port, out in slots[old]["children"]),
             )
             for old in order
         )
@@ -293,7 +303,7 @@ def _topo_order(slots: list[dict[str, Any]]) -> list[int]:
         ready.sort()
         i = ready.pop(0)
         order.append(i)
-        for c, _ in slots[i]["children"]:
+        for c, _p, _o in slots[i]["children"]:
             indegree[c] -= 1
             if indegree[c] == 0:
                 ready.append(c)

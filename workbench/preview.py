@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from .pipeline import Pipeline
 
-__all__ = ["Preview", "options", "preview", "preview_frame"]
+__all__ = ["Preview", "latest_per_key", "options", "preview", "preview_frame", "table_frame"]
 
 
 @dataclass
@@ -87,3 +87,35 @@ def preview_frame(pipeline: Pipeline, node: Node, limit: int | None = None) -> p
     if limit is not None:
         records = records[:limit]
     return records_to_frame(records)
+
+
+def latest_per_key(records: list[Any]) -> list[Any]:
+    """A changelog's current contents: the last record per key, deletes removed, sorted by
+    key where keys are comparable (else in order of last update)."""
+    latest: dict[Any, Any] = {}
+    for r in records:
+        k = r[0]
+        try:
+            hash(k)
+        except TypeError:
+            k = repr(k)
+        latest.pop(k, None)
+        if r[1] is not None:
+            latest[k] = r
+    rows = list(latest.values())
+    try:
+        rows.sort(key=lambda r: r[0])
+    except TypeError:
+        pass
+    return rows
+
+
+def table_frame(pipeline: Pipeline, node: Node, limit: int | None = None,
+                key_name: str | None = None) -> pd.DataFrame:
+    """The current contents of table ``node`` computed from the samples."""
+    from .frames import records_to_frame
+
+    rows = latest_per_key(preview(pipeline, node).records)
+    if limit is not None:
+        rows = rows[:limit]
+    return records_to_frame(rows, key_name=key_name)

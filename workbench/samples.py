@@ -129,6 +129,26 @@ def time_extractor(spec: SourceSpec) -> Callable[[Any], int] | None:
     return extract
 
 
+class _Tombstone(dict):  # type: ignore[type-arg]
+    """A sample row that stands for a delete: keeps key/time fields for extraction."""
+
+
+def _cp(row: Any) -> Any:
+    return row if isinstance(row, _Tombstone) or not isinstance(row, dict) else dict(row)
+
+
+def _with_tombstones(spec: SourceSpec, rows: Iterable[Any]) -> list[Any]:
+    skip = {f for f in (spec.key, spec.time) if isinstance(f, str)}
+    out: list[Any] = []
+    for row in rows:
+        if isinstance(row, dict) and row and all(
+                v is None for k, v in row.items() if k not in skip):
+            out.append(_Tombstone(row))
+        else:
+            out.append(row)
+    return out
+
+
 def rows_to_records(
     spec: SourceSpec, rows: Iterable[Any], *, now_ms: int, copy: bool = False
 ) -> list[tuple[Any, Any, int, None]]:
@@ -138,6 +158,8 @@ def rows_to_records(
         ProcessingError: a row lacks the key or time field, or its time is not a timestamp;
             the message gives the row number.
     """
+    if spec.table:
+        rows = _with_tombstones(spec, rows)
     key_of = _extractor(spec.key, "key", spec.topic) if spec.key is not None else None
     ts_of = time_extractor(spec)
     out: list[tuple[Any, Any, int, None]] = []
@@ -146,14 +168,14 @@ def rows_to_records(
     try:
         if key_of is None and ts_of is None:
             for index, row in enumerate(rows):
-                append((None, dict(row) if copy else row, now_ms, None))
+                append((None, _cp(row) if copy else row, now_ms, None))
         elif ts_of is None:
             assert key_of is not None
             for index, row in enumerate(rows):
-                append((key_of(row), dict(row) if copy else row, now_ms, None))
+                append((key_of(row), _cp(row) if copy else row, now_ms, None))
         elif key_of is None:
             for index, row in enumerate(rows):
-                append((None, dict(row) if copy else row, ts_of(row), None))
+                append((None, _cp(row) if copy else row, ts_of(row), None))
         elif isinstance(spec.key, str) and isinstance(spec.time, str) and not copy:
             kf, tf = spec.key, spec.time
             for index, row in enumerate(rows):
@@ -161,7 +183,7 @@ def rows_to_records(
                 append((row[kf], row, t if t.__class__ is int else to_epoch_ms(t), None))
         else:
             for index, row in enumerate(rows):
-                append((key_of(row), dict(row) if copy else row, ts_of(row), None))
+                append((key_of(row), _cp(row) if copy else row, ts_of(row), None))
     except (KeyError, TypeError) as exc:
         detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         if isinstance(exc, KeyError) and isinstance(detail, str) and "missing" not in detail:
@@ -171,4 +193,7 @@ def rows_to_records(
             f"row {index} for topic {spec.topic!r}: {detail}",
             step=spec.topic, topic=spec.topic,
         ) from None
+    if spec.table:
+        out = [(k, None, t, h) if isinstance(v, _Tombstone) else (k, v, t, h)
+               for k, v, t, h in out]
     return out

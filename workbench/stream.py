@@ -17,7 +17,9 @@ from .errors import DefinitionError, did_you_mean
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .grouped import GroupedStream
     from .pipeline import Pipeline
+    from .table import Table
 
 __all__ = ["Branches", "Stream"]
 
@@ -189,6 +191,110 @@ class Stream:
         self._pipeline._register_sink(topic, name)
         self._add("sink", {"topic": topic, "partitions": partitions}, name or f"to-{topic}")
         return self
+
+    # -- stateful steps -----------------------------------------------------------------------
+    def group_by(
+        self, key: str | Callable[[Any], Any], *, name: str | None = None
+    ) -> GroupedStream:
+        """Group by a field name or a function of the value (re-keys the stream; the next
+        aggregation reads it through a repartition topic)."""
+        from .grouped import GroupedStream
+
+        if isinstance(key, str):
+            self._check_field(key, "group_by")
+            params: dict[str, Any] = {"field": key, "fn": None, "with_record": False}
+            key_name: str | None = key
+        else:
+            _check_callable(key, "group_by", "field name or function")
+            params = {"field": None, "fn": key, "with_record": False}
+            key_name = None
+        node = self._add("group_by", params, name, key_changed=True)
+        return GroupedStream(self._pipeline, node, key_name)
+
+    def group_by_key(self) -> GroupedStream:
+        """Group by the current key (no re-keying)."""
+        from .grouped import GroupedStream
+
+        return GroupedStream(self._pipeline, self._node, None)
+
+    def to_table(self, *, name: str | None = None) -> Table:
+        """Read the stream as a changelog: the latest value per key (``None`` deletes)."""
+        from .table import Table
+
+        node = self._add("to_table", {"stores": [("store", "kv")]}, name, key_changed=False)
+        node.stateful = True
+        return Table(self._pipeline, node)
+
+    def join(
+        self,
+        other: Stream | Table,
+        *,
+        how: str = "inner",
+        combine: Callable[[Any, Any], Any] | None = None,
+        within: Any = None,
+        grace: Any = 0,
+        before: Any = None,
+        after: Any = None,
+        name: str | None = None,
+    ) -> Stream:
+        """Join with a table on the key (``how`` = inner, left), or with another stream within a
+        time difference (``within=``, or ``before=``/``after=``; ``how`` = inner, left, outer).
+
+        Without ``combine(left, right)``, dict values merge: the right side's fields are added
+        (absent on an unmatched left or outer row).
+        """
+        from .joins import JoinWindow, check_combine, check_how
+        from .table import Table
+
+        check_combine(combine)
+        if isinstance(other, Table):
+            if within is not None or before is not None or after is not None:
+                raise DefinitionError("a stream-table join has no time window; drop within=.")
+            if other._pipeline is not self._pipeline:
+                raise DefinitionError("join() of a stream and a table from different pipelines.")
+            check_how(how, ("inner", "left"), "stream-table join")
+            node = self._add("join_stream_table",
+                             {"how": how, "combine": combine, "stores": [("table", "kv")]},
+                             name, parents=(self._node, other._node), key_changed=False)
+            node.stateful = True
+            return self._derive(node)
+        if isinstance(other, Stream):
+            if other._pipeline is not self._pipeline:
+                raise DefinitionError("join() of streams from different pipelines.")
+            check_how(how, ("inner", "left", "outer"), "stream-stream join")
+            window = JoinWindow(within, grace, before=before, after=after)
+            node = self._add("join_stream_stream",
+                             {"how": how, "combine": combine, "window": window,
+                              "stores": [("this", "window"), ("other", "window"),
+                                         ("outer", "kv")]},
+                             name, parents=(self._node, other._node), key_changed=False)
+            node.stateful = True
+            return self._derive(node)
+        raise DefinitionError(f"join() needs a Stream or a Table, got {other!r}.")
+
+    def process(
+        self,
+        processor: Any,
+        *,
+        stores: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> Stream:
+        """Run a custom :class:`~workbench.processors.Processor` (a class or a zero-argument
+        factory; one instance per task) with the named state stores (``{"name": "kv" |
+        "window"}``)."""
+        _check_callable(processor, "process", "Processor class or factory")
+        stores = dict(stores or {})
+        for store, kind in stores.items():
+            if kind not in ("kv", "window"):
+                raise DefinitionError(f"process(stores={{{store!r}: {kind!r}}}): store kinds are "
+                                      "'kv' and 'window'.")
+        node = self._add("process",
+                         {"factory": processor, "store_names": list(stores),
+                          "stores": [(s, k) for s, k in stores.items()],
+                          "repartition": bool(stores)},
+                         name, key_changed=True)
+        node.stateful = bool(stores)
+        return self._derive(node)
 
     # -- previews -----------------------------------------------------------------------------
     def to_pandas(self, limit: int | None = None) -> pd.DataFrame:

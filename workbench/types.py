@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["Headers", "Record"]
+__all__ = ["TABLE_OPS", "Change", "Headers", "Record"]
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -28,3 +28,18 @@ class Record(NamedTuple):
     value: Any
     timestamp: int
     headers: Headers | None = None
+
+
+class Change(NamedTuple):
+    """A table update inside the engine: the key's new value and its previous value
+    (``None`` for absent). ``Table.changes()`` publishes ``new``."""
+
+    new: Any
+    old: Any = None
+
+
+#: ops whose records carry :class:`Change` values (tables)
+TABLE_OPS = frozenset({
+    "table_source", "table_filter", "table_map_values", "aggregate", "to_table",
+    "join_table_table", "join_foreign_key",
+})

@@ -26,6 +26,7 @@ __all__ = [
     "pipeline_text",
     "run_bundle",
     "stream_bundle",
+    "table_bundle",
 ]
 
 _STATELESS = {"map", "filter", "flat_map", "key_by", "peek", "split", "branch", "merge"}
@@ -76,7 +77,7 @@ def pipeline_graph(pipeline: Pipeline) -> tuple[list[GraphNode], list[GraphEdge]
                 add(GraphNode(nid, label, kind, site.rsplit("/", 1)[-1]))
             ids[pn.index] = nid
         for pn in st.nodes:
-            for c, _port in pn.children:
+            for c, _port, _out in pn.children:
                 a, b = ids[pn.index], ids[c]
                 if a != b:
                     edges.append(GraphEdge(a, b))
@@ -157,6 +158,30 @@ def _preview_parts(pipeline: Pipeline, node: Node) -> tuple[Any, str, list[str],
         notes.append(f"source {topic!r} has no sample")
     title = f"{node.op} {node.name!r} · pipeline {pipeline.name!r} · preview from samples"
     return frame, title, notes, len(result.records)
+
+
+def table_bundle(pipeline: Pipeline, node: Node, key_name: str | None = None
+                 ) -> dict[str, str]:
+    """MIME bundle of a table's preview: its current contents (one row per key)."""
+    from ..frames import records_to_frame
+    from ..preview import latest_per_key, options, preview
+    from .frame import frame_html, frame_text
+
+    result = preview(pipeline, node)
+    rows = latest_per_key(result.records)
+    frame = records_to_frame(rows[: options.display_rows], key_name=key_name)
+    notes = [f"current contents after {len(result.records):,} changes"]
+    for topic in result.missing_samples:
+        notes.append(f"source {topic!r} has no sample")
+    title = f"table {node.name!r} · pipeline {pipeline.name!r} · preview from samples"
+    key_cols = tuple(c for c in (key_name or "key", "window_start", "window_end", "timestamp"))
+    return {
+        "text/plain": frame_text(frame, title=title, total_rows=len(rows), notes=notes,
+                                 rows=options.display_rows),
+        "text/html": frame_html(frame, title=title, total_rows=len(rows), notes=notes,
+                                rows=options.display_rows, width=options.display_width,
+                                key_columns=key_cols),
+    }
 
 
 def stream_bundle(pipeline: Pipeline, node: Node) -> dict[str, str]:

@@ -119,9 +119,7 @@ _MAX_SWEEPS = 12
 _PLACEMENT_ROUNDS = 8
 _PLACEMENT_BUDGET = 4000  # virtual vertices that get all rounds
 
-_FONT_STACK = (
-    "-apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif"
-)
+_FONT_STACK = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif"
 
 
 @dataclass(frozen=True)
@@ -271,35 +269,37 @@ def _node_size(node: GraphNode) -> tuple[float, float]:
     return width, height
 
 
-def _index_graph(
+def _normalize(
     nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]
-) -> tuple[dict[str, int], list[tuple[int, int]]]:
-    """Validate the graph and map it to integer indices.
+) -> tuple[list[GraphNode], list[tuple[int, int]]]:
+    """Resolve the graph to a node list and integer edge pairs.
+
+    Like Graphviz, this is forgiving so that drawing never fails: a repeated
+    node id keeps its first definition, and an edge end naming no node adds
+    an implicit node (label = id, kind ``"unknown"``) after the given ones.
 
     Args:
-        nodes: The nodes; ids must be unique.
-        edges: The edges; both ends must name existing nodes.
+        nodes: The nodes.
+        edges: The edges.
 
     Returns:
-        The id-to-index map and the edges as index pairs (input order).
-
-    Raises:
-        ValueError: On a duplicate node id or an edge to an unknown node.
+        The effective nodes and the edges as ``(src, dst)`` index pairs in
+        input order.
     """
     index: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        if node.id in index:
-            raise ValueError(f"duplicate node id {node.id!r}")
-        index[node.id] = i
+    resolved: list[GraphNode] = []
+    for node in nodes:
+        if node.id not in index:
+            index[node.id] = len(resolved)
+            resolved.append(node)
     pairs: list[tuple[int, int]] = []
     for edge in edges:
         for end in (edge.src, edge.dst):
             if end not in index:
-                raise ValueError(
-                    f"edge {edge.src!r} -> {edge.dst!r}: unknown node {end!r}"
-                )
+                index[end] = len(resolved)
+                resolved.append(GraphNode(end, end, "unknown"))
         pairs.append((index[edge.src], index[edge.dst]))
-    return index, pairs
+    return resolved, pairs
 
 
 def _components(n: int, pairs: Sequence[tuple[int, int]]) -> list[int]:
@@ -465,17 +465,14 @@ def _order_layers(
 
     def total_crossings(order: list[list[int]]) -> int:
         return sum(
-            _count_crossings(order[k], down, pos, len(order[k + 1]))
-            for k in range(len(order) - 1)
+            _count_crossings(order[k], down, pos, len(order[k + 1])) for k in range(len(order) - 1)
         )
 
     def reorder(layer: list[int], nbrs: Sequence[Sequence[int]]) -> list[int]:
         keyed: list[tuple[float, int, int]] = []
         for v in layer:
             around = nbrs[v]
-            bary = (
-                sum(pos[u] for u in around) / len(around) if around else float(pos[v])
-            )
+            bary = sum(pos[u] for u in around) / len(around) if around else float(pos[v])
             keyed.append((bary, pos[v], v))
         keyed.sort()
         result = [v for _, _, v in keyed]
@@ -565,20 +562,19 @@ def _place_layer(
             i += 1
 
 
-def _compute(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]) -> _Geometry:
+def _compute(
+    nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], pairs: Sequence[tuple[int, int]]
+) -> _Geometry:
     """Lay out the graph and route its edges.
 
     Args:
-        nodes: The nodes.
+        nodes: The effective nodes (from :func:`_normalize`).
         edges: The edges.
+        pairs: The edges as node index pairs (from :func:`_normalize`).
 
     Returns:
         Node boxes, edge paths and canvas size (without any title band).
-
-    Raises:
-        ValueError: On a duplicate node id or an edge to an unknown node.
     """
-    _, pairs = _index_graph(nodes, edges)
     n = len(nodes)
     sizes = [_node_size(node) for node in nodes]
     if n == 0:
@@ -727,9 +723,7 @@ def _compute(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]) -> _Geometr
         out_by_node[chain[0]].append(e)
         in_by_node[chain[-1]].append(e)
 
-    def spread(
-        group: list[int], height_: float, key_vertex: int, target: dict[int, float]
-    ) -> None:
+    def spread(group: list[int], height_: float, key_vertex: int, target: dict[int, float]) -> None:
         ordered = sorted(group, key=lambda e: (y[chains[e][key_vertex]], e))
         count = len(ordered)
         step = min(_PORT_SPACING, 0.6 * height_ / (count - 1)) if count > 1 else 0.0
@@ -803,20 +797,19 @@ def layout(
     overlapping.  Weakly connected components are stacked top to bottom.
 
     Args:
-        nodes: The nodes; ids must be unique.
-        edges: The edges; both ends must be ids of ``nodes``.
+        nodes: The nodes.  A repeated id keeps its first definition.
+        edges: The edges.  An end that names no node adds an implicit node
+            (label = id, neutral style), as Graphviz does.
 
     Returns:
-        The centre ``(x, y)`` of every node's box, keyed by node id, in the
+        The centre ``(x, y)`` of every node's box (implicit nodes included),
+        keyed by node id, in the
         same units (pixels) as :func:`to_svg` draws them without a title.
-
-    Raises:
-        ValueError: On a duplicate node id or an edge to an unknown node.
     """
-    geometry = _compute(nodes, edges)
+    resolved, pairs = _normalize(nodes, edges)
+    geometry = _compute(resolved, edges, pairs)
     return {
-        node.id: (round(cx, 2), round(cy, 2))
-        for node, (cx, cy) in zip(nodes, geometry.centers)
+        node.id: (round(cx, 2), round(cy, 2)) for node, (cx, cy) in zip(resolved, geometry.centers)
     }
 
 
@@ -834,16 +827,12 @@ def _paint(attr: str, colors: tuple[str, str]) -> str:
     return f'{attr}="{colors[0]}" style="{attr}: {colors[1]}"'
 
 
-def _graph_digest(
-    nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], title: str
-) -> str:
+def _graph_digest(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], title: str) -> str:
     """Return a short content hash, used to make element ids unique per graph."""
     digest = hashlib.sha1(usedforsecurity=False)
     for node in nodes:
         digest.update(
-            repr((node.id, node.label, node.kind, node.detail)).encode(
-                "utf-8", "replace"
-            )
+            repr((node.id, node.label, node.kind, node.detail)).encode("utf-8", "replace")
         )
     for edge in edges:
         digest.update(repr((edge.src, edge.dst, edge.label)).encode("utf-8", "replace"))
@@ -851,9 +840,7 @@ def _graph_digest(
     return digest.hexdigest()[:10]
 
 
-def to_svg(
-    nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], *, title: str = ""
-) -> str:
+def to_svg(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], *, title: str = "") -> str:
     """Render the graph as a standalone SVG document.
 
     Nodes are rounded boxes coloured by kind (semi-transparent fills, so they
@@ -865,18 +852,17 @@ def to_svg(
     is available as a ``<title>`` tooltip.
 
     Args:
-        nodes: The nodes; ids must be unique.
-        edges: The edges; both ends must be ids of ``nodes``.
+        nodes: The nodes.  A repeated id keeps its first definition.
+        edges: The edges.  An end that names no node adds an implicit node
+            (label = id, neutral style), as Graphviz does.
         title: Optional caption drawn above the graph.
 
     Returns:
         The ``<svg>`` element as a string (no XML prolog), with ``xmlns``,
         ``viewBox``, ``width`` and ``height`` set.
-
-    Raises:
-        ValueError: On a duplicate node id or an edge to an unknown node.
     """
-    geometry = _compute(nodes, edges)
+    nodes, pairs = _normalize(nodes, edges)
+    geometry = _compute(nodes, edges, pairs)
     uid = _graph_digest(nodes, edges, title)
     marker_id = f"wbg-arrow-{uid}"
     title_text = _clean(title)
@@ -915,7 +901,8 @@ def to_svg(
     if not nodes:
         out.append(
             f'<text class="wbg-empty" x="{_num(_MARGIN)}" y="{_num(band + _MARGIN + 4)}" '
-            f'font-size="{_num(_DETAIL_FONT)}" {_paint("fill", _INK)} fill-opacity="{_SECONDARY_OPACITY}">(empty graph)</text>'
+            f'font-size="{_num(_DETAIL_FONT)}" {_paint("fill", _INK)} '
+            f'fill-opacity="{_SECONDARY_OPACITY}">(empty graph)</text>'
         )
     out.append(f'<g transform="translate(0,{_num(band)})">')
 
@@ -972,7 +959,8 @@ def to_svg(
             out.append(
                 f'<text class="wbg-detail" x="{_num(cx)}" '
                 f'y="{_num(cy + 9 + _DETAIL_FONT * 0.35)}" text-anchor="middle" '
-                f'font-size="{_num(_DETAIL_FONT)}" {_paint("fill", _INK)} fill-opacity="{_SECONDARY_OPACITY}">'
+                f'font-size="{_num(_DETAIL_FONT)}" {_paint("fill", _INK)} '
+                f'fill-opacity="{_SECONDARY_OPACITY}">'
                 f"{_xml(detail)}</text>"
             )
         out.append("</g>")
@@ -1033,17 +1021,15 @@ def to_dot(
     strings, so hostile labels cannot break out of the text.
 
     Args:
-        nodes: The nodes; ids must be unique.
-        edges: The edges; both ends must be ids of ``nodes``.
+        nodes: The nodes.  A repeated id keeps its first definition.
+        edges: The edges.  An end that names no node adds an implicit node
+            (label = id, neutral style), as Graphviz does.
         name: Graph name.
 
     Returns:
         The DOT source, ending with a newline.
-
-    Raises:
-        ValueError: On a duplicate node id or an edge to an unknown node.
     """
-    _index_graph(nodes, edges)
+    nodes, _ = _normalize(nodes, edges)
     lines = [
         f"digraph {_dot_quote(name)} {{",
         "  rankdir=LR;",
@@ -1150,16 +1136,14 @@ def to_mermaid(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]) -> str:
     also gets a ``classDef`` colour.
 
     Args:
-        nodes: The nodes; ids must be unique.
-        edges: The edges; both ends must be ids of ``nodes``.
+        nodes: The nodes.  A repeated id keeps its first definition.
+        edges: The edges.  An end that names no node adds an implicit node
+            (label = id, neutral style), as Graphviz does.
 
     Returns:
         The Mermaid source, ending with a newline.
-
-    Raises:
-        ValueError: On a duplicate node id or an edge to an unknown node.
     """
-    _index_graph(nodes, edges)
+    nodes, _ = _normalize(nodes, edges)
     ids = _mermaid_ids(nodes)
     lines = ["flowchart LR"]
     by_kind: dict[str, list[str]] = {}
@@ -1177,9 +1161,7 @@ def to_mermaid(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]) -> str:
     for kind in NODE_KINDS:
         if kind in by_kind:
             color = _KIND_STYLES[kind].color
-            lines.append(
-                f"    classDef {kind} fill:{color}33,stroke:{color},stroke-width:1.5px"
-            )
+            lines.append(f"    classDef {kind} fill:{color}33,stroke:{color},stroke-width:1.5px")
             lines.append(f"    class {','.join(by_kind[kind])} {kind}")
     return "\n".join(lines) + "\n"
 

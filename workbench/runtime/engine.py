@@ -304,14 +304,32 @@ class Engine:
         limits = {k: v for k, v in self.end_offsets().items()
                   if self.plan.topics[k[0]].kind == "source"}
         self._drain(limits, progress)
+        self.finish(limits, progress)
+
+    def finish(self, limits: dict[tuple[str, int], int] | None = None,
+               progress: Callable[[int], None] | None = None) -> None:
+        """End of bounded input: flush each sub-topology in order (closing windows, emitting
+        parked join records), letting downstream sub-topologies process what that produced."""
         order = sorted({task.subtopology.id for task in self.tasks})
         for st_id in order:
             for task in self.tasks:
                 if task.subtopology.id == st_id:
                     task.end()
             self.commit()
-            self._drain(limits, progress)
+            self._drain(limits or {}, progress)
         self.commit()
+
+    def process_available(self) -> int:
+        """Process everything readable now, committing after each round, until quiescent
+        (the test driver's step after each piped record)."""
+        self.start()
+        total = 0
+        while True:
+            n = self.poll()
+            total += n
+            self.commit()
+            if n == 0 and not self._internal_backlog():
+                return total
 
     def _drain(self, limits: dict[tuple[str, int], int],
                progress: Callable[[int], None] | None) -> None:

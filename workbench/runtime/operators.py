@@ -54,6 +54,8 @@ class Operator:
 
     name: str = "?"
     stores: Sequence[Any] = ()
+    #: side output (records for the ``late`` output), drained by the task after each call
+    side: Batch = []
 
     def process(self, batch: Any, port: int) -> Any:
         """Process one micro-batch arriving on input ``port``; return the output batch."""
@@ -87,13 +89,17 @@ class IdentityOp(Operator):
 class CollectOp(Operator):
     """A sink: collects records for the commit (the engine partitions and writes them)."""
 
-    def __init__(self, name: str, topic: str) -> None:
+    def __init__(self, name: str, topic: str, *, unwrap_changes: bool = False) -> None:
         self.name = name
         self.topic = topic
         self.buffer: Batch = []
+        self.unwrap = unwrap_changes
 
     def process(self, batch: Batch, port: int) -> Batch:
-        self.buffer.extend(batch)
+        if self.unwrap:
+            self.buffer.extend((k, v[0], t, s, h) for k, v, t, s, h in batch)
+        else:
+            self.buffer.extend(batch)
         return []
 
     def drain(self) -> Batch:
@@ -203,7 +209,10 @@ def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> Fu
             emit("    continue")
         elif op == "peek":
             emit(f"f{i}({arg})")
-        elif op == "key_by":
+        elif op == "table_changes":
+            trivial = False
+            emit("v = v[0]")
+        elif op in ("key_by", "group_by"):
             trivial = False
             if params.get("field") is not None:
                 env[f"field{i}"] = params["field"]
@@ -212,7 +221,8 @@ def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> Fu
                 emit(f"k = f{i}({arg})")
         elif op == "time":
             trivial = False
-            emit(f"t = f{i}(v)")
+            emit("if v is not None:")
+            emit(f"    t = f{i}(v)")
         elif op == "flat_map":
             trivial = False
             emit(f"for _o{i} in f{i}({arg}):")

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import ProcessingError
 from ..plan import PlanNode, StoreSpec, SubTopology
 from ..samples import time_extractor
+from ..types import TABLE_OPS
 from .operators import (
     Batch,
     BranchOp,
@@ -29,7 +30,8 @@ from .operators import (
 
 __all__ = ["OPERATOR_FACTORIES", "OpContext", "Task"]
 
-FUSABLE = frozenset({"map", "filter", "flat_map", "key_by", "peek"})
+FUSABLE = frozenset({"map", "filter", "flat_map", "key_by", "group_by", "peek",
+                     "table_changes"})
 
 #: op name -> factory(plan_node, ctx) -> Operator, for stateful steps (filled by their modules)
 OPERATOR_FACTORIES: dict[str, Callable[[PlanNode, OpContext], Operator]] = {}
@@ -58,6 +60,7 @@ class _RNode:
     op: Operator
     children: list[tuple[int, int]]
     collect: CollectOp | None = None
+    side_children: list[tuple[int, int]] = field(default_factory=list)
 
 
 class Task:
@@ -104,8 +107,9 @@ class Task:
         for members in groups:
             op, collect = self._make_op(members)
             last = members[-1]
-            children = [(group_of[c], port) for c, port in last.children]
-            self.nodes.append(_RNode(op, children, collect))
+            children = [(group_of[c], port) for c, port, out in last.children if out == 0]
+            side = [(group_of[c], port) for c, port, out in last.children if out == 1]
+            self.nodes.append(_RNode(op, children, collect, side))
             if collect is not None:
                 self.collectors.append(collect)
             head = members[0]
@@ -119,7 +123,8 @@ class Task:
         pre: Callable[[Any], Batch] | None = None
         if head.op in ("sink", "repartition_sink", "capture"):
             assert head.topic is not None
-            collect = CollectOp(head.name, head.topic)
+            unwrap = head.op == "capture" and head.node is not None and head.node.op in TABLE_OPS
+            collect = CollectOp(head.name, head.topic, unwrap_changes=unwrap)
             return collect, collect
         if head.op == "split":
             node = head.node
@@ -138,7 +143,7 @@ class Task:
             pre = BranchOp(head.name, head.node.params["index"]).process  # type: ignore[assignment]
         elif head.op in FUSABLE:
             members = members  # head is itself a step
-        elif head.op in ("merge", "repartition_source"):
+        elif head.op in ("merge", "repartition_source", "late"):
             pass
         elif head.op in OPERATOR_FACTORIES:  # pragma: no cover - stateful ops are never heads
             return OPERATOR_FACTORIES[head.op](head, self.ctx), None
@@ -233,6 +238,11 @@ class Task:
                 if out and rn.children:
                     for c, port in rn.children:
                         inbox.setdefault(c, []).append((port, out))
+                side = rn.op.side
+                if side:
+                    rn.op.side = []
+                    for c, port in rn.side_children:
+                        inbox.setdefault(c, []).append((port, side))
         except StepFailure as failure:
             raise self._processing_error(failure) from failure.error
 
@@ -291,7 +301,8 @@ class Task:
 
 
 def _can_head(pn: PlanNode) -> bool:
-    return pn.op in FUSABLE or pn.op in ("source", "merge", "branch", "repartition_source")
+    return pn.op in FUSABLE or pn.op in ("source", "merge", "branch", "repartition_source",
+                                         "late")
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -153,7 +153,7 @@ public final class Oracle {
                 throw new IllegalArgumentException("unknown store: " + store);
         }
         // Free-form extra StreamsConfig entries, applied last.
-        final Iterator<Map.Entry<String, JsonNode>> extra = spec.path("config").fields();
+        final Iterator<Map.Entry<String, JsonNode>> extra = spec.path("config").properties().iterator();
         while (extra.hasNext()) {
             final Map.Entry<String, JsonNode> e = extra.next();
             props.put(e.getKey(), e.getValue().asText());
@@ -283,15 +283,16 @@ public final class Oracle {
                     onClose ? ws.emitStrategy(EmitStrategy.onWindowClose()) : ws;
                 switch (agg) {
                     case "count":
-                        table = asStrings(ws2.count());
+                        table = asStrings(ws2.count(retention(
+                            Materialized.<String, Long, WindowStore<Bytes, byte[]>>with(S, L), w)));
                         break;
                     case "sum":
-                        table = asStrings(ws2.aggregate(
-                            ZERO, SUM, Materialized.<String, Long, WindowStore<Bytes, byte[]>>with(S, L)));
+                        table = asStrings(ws2.aggregate(ZERO, SUM, retention(
+                            Materialized.<String, Long, WindowStore<Bytes, byte[]>>with(S, L), w)));
                         break;
                     case "reduce_concat":
-                        table = ws2.reduce((a, v) -> a + "," + v,
-                                           Materialized.<String, String, WindowStore<Bytes, byte[]>>with(S, S));
+                        table = ws2.reduce((a, v) -> a + "," + v, retention(
+                            Materialized.<String, String, WindowStore<Bytes, byte[]>>with(S, S), w));
                         break;
                     default:
                         throw new IllegalArgumentException("unknown agg: " + agg);
@@ -307,16 +308,16 @@ public final class Oracle {
                     onClose ? ws.emitStrategy(EmitStrategy.onWindowClose()) : ws;
                 switch (agg) {
                     case "count":
-                        table = asStrings(ws2.count());
+                        table = asStrings(ws2.count(retention(
+                            Materialized.<String, Long, SessionStore<Bytes, byte[]>>with(S, L), w)));
                         break;
                     case "sum":
-                        table = asStrings(ws2.aggregate(
-                            ZERO, SUM, (k, a, b) -> a + b,
-                            Materialized.<String, Long, SessionStore<Bytes, byte[]>>with(S, L)));
+                        table = asStrings(ws2.aggregate(ZERO, SUM, (k, a, b) -> a + b, retention(
+                            Materialized.<String, Long, SessionStore<Bytes, byte[]>>with(S, L), w)));
                         break;
                     case "reduce_concat":
-                        table = ws2.reduce((a, v) -> a + "," + v,
-                                           Materialized.<String, String, SessionStore<Bytes, byte[]>>with(S, S));
+                        table = ws2.reduce((a, v) -> a + "," + v, retention(
+                            Materialized.<String, String, SessionStore<Bytes, byte[]>>with(S, S), w));
                         break;
                     default:
                         throw new IllegalArgumentException("unknown agg: " + agg);
@@ -331,6 +332,12 @@ public final class Oracle {
             : table;
         result.toStream((wk, v) -> wk.key() + SEP + wk.window().start() + SEP + wk.window().end())
             .to(OUT_TOPIC, OUT);
+    }
+
+    /** Applies the optional "retention" of a window spec (default: Kafka's, size/gap + grace). */
+    private static <V, T extends org.apache.kafka.streams.processor.StateStore> Materialized<String, V, T> retention(
+            final Materialized<String, V, T> m, final JsonNode window) {
+        return window.has("retention") ? m.withRetention(ms(window.get("retention"))) : m;
     }
 
     private static <K> KTable<K, String> asStrings(final KTable<K, Long> t) {
