@@ -16,7 +16,7 @@ Importing workbench loads neither pandas nor any driver's client library; they l
 from __future__ import annotations
 
 import logging
-from typing import Any
+import typing
 
 from .drivers import connect
 from .errors import (
@@ -74,7 +74,7 @@ __all__ = [
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     if name == "Run":
         from .run import Run
 

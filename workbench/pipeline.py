@@ -31,6 +31,16 @@ __all__ = ["Pipeline"]
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def check_topic_name(topic: object, where: str) -> None:
+    """Topic names follow Kafka's rule: 1-249 of ``[A-Za-z0-9._-]``."""
+    if not isinstance(topic, str) or not _TOPIC.match(topic) or topic in (".", ".."):
+        raise DefinitionError(
+            f"{where}: {topic!r} is not a valid topic name; use 1-249 letters, digits, '.', "
+            "'_' and '-' (the rule Kafka enforces)."
+        )
 
 
 class Pipeline:
@@ -79,8 +89,7 @@ class Pipeline:
             partitions: partition count when the driver creates the topic (default 1).
             name: the step's name (default: the topic).
         """
-        if not isinstance(topic, str) or not topic:
-            raise DefinitionError(f"source() needs a topic name, got {topic!r}.")
+        check_topic_name(topic, "source()")
         if topic in self._sources:
             raise DefinitionError(
                 f"topic {topic!r} is already a source of pipeline {self.name!r} "

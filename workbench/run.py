@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .plan import Plan
     from .runtime.engine import Engine
 
-__all__ = ["Run", "append_inputs", "execute"]
+__all__ = ["Run", "append_inputs", "execute", "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,32 @@ def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
     return counts
 
 
+def prepare(
+    pipeline: Pipeline,
+    driver: str | Driver,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    commit_interval: str | int = "100ms",
+    clock: Any = None,
+    batch_size: int = 10_000,
+) -> Engine:
+    """Connect, compile, append inputs (or, on ``memory://``, the samples) and build the
+    engine without running it (for the CLI, background runs and tools)."""
+    from .runtime.engine import Engine
+
+    drv = connect(driver)
+    plan = pipeline.plan()
+    if inputs is not None:
+        append_inputs(pipeline, drv, inputs)
+    elif drv.scheme == "memory":
+        samples = {t: n.params["spec"].sample for t, n in pipeline._sources.items()
+                   if n.params["spec"].sample is not None and drv.partitions(t) is None}
+        append_inputs(pipeline, drv, samples, copy=True)
+    return Engine(plan, drv, clock=clock,
+                  commit_interval_ms=duration_ms(commit_interval, "commit_interval"),
+                  batch_size=batch_size)
+
+
 def execute(
     pipeline: Pipeline,
     driver: str | Driver,
@@ -133,22 +159,11 @@ def execute(
     batch_size: int,
 ) -> Run:
     """Implementation of :meth:`Pipeline.run`."""
-    from .runtime.engine import Engine
-
     if until not in ("end", None):
         raise DefinitionError(f"until={until!r}: use 'end' (bounded run) or None (run until "
                               "stopped).")
-    drv = connect(driver)
-    plan = pipeline.plan()
-    if inputs is not None:
-        append_inputs(pipeline, drv, inputs)
-    elif drv.scheme == "memory":
-        samples = {t: n.params["spec"].sample for t, n in pipeline._sources.items()
-                   if n.params["spec"].sample is not None and drv.partitions(t) is None}
-        append_inputs(pipeline, drv, samples, copy=True)
-    engine = Engine(plan, drv, clock=clock,
-                    commit_interval_ms=duration_ms(commit_interval, "commit_interval"),
-                    batch_size=batch_size)
+    engine = prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
+                     clock=clock, batch_size=batch_size)
     try:
         if until == "end":
             engine.run_until_end()
@@ -156,7 +171,8 @@ def execute(
             try:
                 engine.run_forever()
             except KeyboardInterrupt:
-                log.info("interrupted: committed and stopped")
+                # the interrupted batch is not committed: a restart resumes at the last commit
+                log.info("interrupted; the last commit stands")
     finally:
         engine.close()
-    return Run(pipeline, drv, plan, engine)
+    return Run(pipeline, engine.driver, engine.plan, engine)

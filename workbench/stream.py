@@ -186,8 +186,9 @@ class Stream:
 
         Returns this stream, so a notebook cell ending in ``.to(...)`` still shows the preview.
         """
-        if not isinstance(topic, str) or not topic:
-            raise DefinitionError(f"to() needs a topic name, got {topic!r}.")
+        from .pipeline import check_topic_name
+
+        check_topic_name(topic, "to()")
         self._pipeline._register_sink(topic, name)
         self._add("sink", {"topic": topic, "partitions": partitions}, name or f"to-{topic}")
         return self

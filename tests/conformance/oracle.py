@@ -33,6 +33,7 @@ POM = ORACLE_DIR / "pom.xml"
 SOURCE = ORACLE_DIR / "src" / "main" / "java" / "Oracle.java"
 CASES_DIR = HERE / "cases"
 DEFAULT_BUILD_DIR = HERE / ".build"
+EXPECTED_FILE = HERE / "expected" / "oracle_outputs.json"
 
 #: JVM flags: a short-lived process, so favour start-up over peak throughput.
 JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss4m", "-Xmx512m"]
@@ -40,8 +41,11 @@ JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss4m", "-Xmx512m"
 __all__ = [
     "CASES_DIR",
     "DEFAULT_BUILD_DIR",
+    "EXPECTED_FILE",
     "build_oracle",
+    "format_output",
     "load_cases",
+    "load_expected",
     "oracle_available",
     "run_cases",
     "run_cases_full",
@@ -101,7 +105,11 @@ def build_oracle(build_dir: Path | None = None) -> Path:
                 shutil.rmtree(lib)
             _run(
                 [
-                    "mvn", "-B", "-q", "-f", str(POM),
+                    "mvn",
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(POM),
                     "dependency:copy-dependencies",
                     "-DincludeScope=runtime",
                     f"-DoutputDirectory={lib}",
@@ -117,8 +125,15 @@ def build_oracle(build_dir: Path | None = None) -> Path:
             classes.mkdir(parents=True)
             _run(
                 [
-                    "javac", "-nowarn", "-encoding", "UTF-8",
-                    "-cp", str(lib / "*"), "-d", str(classes), str(SOURCE),
+                    "javac",
+                    "-nowarn",
+                    "-encoding",
+                    "UTF-8",
+                    "-cp",
+                    str(lib / "*"),
+                    "-d",
+                    str(classes),
+                    str(SOURCE),
                 ],
                 "compiling Oracle.java",
             )
@@ -156,13 +171,16 @@ def run_cases_full(
             cmd, input=_case_lines(cases), capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired as exc:
+        raw = exc.stderr
+        stderr = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw or "")
         raise RuntimeError(
-            f"Kafka Streams oracle timed out after {timeout}s\n--- stderr ---\n{exc.stderr}"
+            f"Kafka Streams oracle timed out after {timeout}s\n--- stderr ---\n{stderr}"
         ) from exc
     if proc.returncode != 0:
         raise RuntimeError(
             f"Kafka Streams oracle JVM failed (exit {proc.returncode})\n"
-            f"--- stderr ---\n{proc.stderr}\n--- stdout (last 2000 chars) ---\n{proc.stdout[-2000:]}"
+            f"--- stderr ---\n{proc.stderr}\n"
+            f"--- stdout (last 2000 chars) ---\n{proc.stdout[-2000:]}"
         )
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     if len(results) != len(cases):
@@ -176,14 +194,17 @@ def run_cases_full(
         if "error" in result
     ]
     if errors:
+        joined = "\n".join(errors)
         raise RuntimeError(
-            "Kafka Streams oracle failed on %d case(s):\n%s\n--- JVM stderr ---\n%s"
-            % (len(errors), "\n".join(errors), proc.stderr)
+            f"Kafka Streams oracle failed on {len(errors)} case(s):\n{joined}\n"
+            f"--- JVM stderr ---\n{proc.stderr}"
         )
     return results
 
 
-def run_cases(cases: list[dict[str, Any]], build_dir: Path | None = None) -> list[list[dict[str, Any]]]:
+def run_cases(
+    cases: list[dict[str, Any]], build_dir: Path | None = None
+) -> list[list[dict[str, Any]]]:
     """Run all ``cases`` in one JVM and return, per case, the list of output records."""
     return [result["outputs"] for result in run_cases_full(cases, build_dir)]
 
@@ -196,46 +217,85 @@ def load_cases(paths: list[Path] | None = None) -> list[dict[str, Any]]:
         data = json.loads(file.read_text(encoding="utf-8"))
         for case in data if isinstance(data, list) else [data]:
             cases.append(case)
-    names = [c.get("name") for c in cases]
+    names = [str(c.get("name")) for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"duplicate case names: {duplicates}")
     return cases
 
 
-def format_output(record: dict[str, Any]) -> str:
-    """One output record as ``#in key@[start,end) -> value @ts`` (for reports)."""
-    key = record["key"]
+def format_output(record: dict[str, Any], closed_windows: bool = False) -> str:
+    """One output record as ``#in key@[start,end) -> value @ts`` (for reports).
+
+    ``closed_windows``: print ``[start,end]`` (sliding and session windows include their end).
+    """
+    key = "null" if record["key"] is None else record["key"]
     if "start" in record:
-        key = f"{key}@[{record['start']},{record['end']})"
-    return f"#{record['in']} {key} -> {record['value']} @{record['ts']}"
+        key = f"{key}@[{record['start']},{record['end']}{']' if closed_windows else ')'}"
+    value = "null" if record["value"] is None else record["value"]
+    return f"#{record['in']} {key} -> {value} @{record['ts']}"
+
+
+def _closed_windows(case: dict[str, Any]) -> bool:
+    window = case.get("topology", {}).get("window", {})
+    return window.get("type") in ("sliding", "session")
+
+
+def record_expected(cases: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    """Write the oracle's results to ``expected/oracle_outputs.json`` (name -> outputs, dropped)."""
+    EXPECTED_FILE.parent.mkdir(exist_ok=True)
+    lines = ["{"]
+    for i, (case, result) in enumerate(zip(cases, results)):
+        entry = {"outputs": result["outputs"], "dropped": result["dropped"]}
+        body = json.dumps(entry, separators=(", ", ": "))
+        lines.append(f"  {json.dumps(case['name'])}: {body}" + ("," if i < len(cases) - 1 else ""))
+    lines.append("}")
+    EXPECTED_FILE.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_expected() -> dict[str, dict[str, Any]]:
+    """The recorded oracle results (``expected/oracle_outputs.json``), by case name."""
+    expected: dict[str, dict[str, Any]] = json.loads(EXPECTED_FILE.read_text(encoding="utf-8"))
+    return expected
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m tests.conformance.oracle [--json] [case files...] [-k name-substring]``."""
+    """``python -m tests.conformance.oracle [--json|--record] [-k substring] [case files...]``.
+
+    Without options, prints every case's output in a readable form. ``--json`` prints the raw
+    results; ``--record`` (all cases only) rewrites ``expected/oracle_outputs.json``.
+    """
     as_json = "--json" in argv
-    argv = [a for a in argv if a != "--json"]
+    record = "--record" in argv
+    argv = [a for a in argv if a not in ("--json", "--record")]
     pattern = None
     if "-k" in argv:
         i = argv.index("-k")
         pattern = argv[i + 1]
         del argv[i : i + 2]
+    if record and (argv or pattern):
+        print("--record runs all cases; do not combine it with files or -k", file=sys.stderr)
+        return 2
     cases = load_cases([Path(a) for a in argv] if argv else None)
     if pattern:
         cases = [c for c in cases if pattern in c.get("name", "")]
     started = time.monotonic()
     results = run_cases_full(cases)
     elapsed = time.monotonic() - started
-    if as_json:
+    if record:
+        record_expected(cases, results)
+        print(f"wrote {EXPECTED_FILE}", file=sys.stderr)
+    elif as_json:
         json.dump(results, sys.stdout, indent=1)
         print()
     else:
-        for result in results:
+        for case, result in zip(cases, results):
             print(f"== {result['name']}")
-            for record in result["outputs"]:
-                print("   " + format_output(record))
+            for out in result["outputs"]:
+                print("   " + format_output(out, _closed_windows(case)))
             if result["dropped"]:
-                print("   dropped: " + ", ".join(f"#{d['in']}x{d['count']}" for d in result["dropped"]))
+                dropped = ", ".join(f"#{d['in']}x{d['count']}" for d in result["dropped"])
+                print("   dropped: " + dropped)
     print(f"{len(cases)} cases in {elapsed:.2f}s (one JVM)", file=sys.stderr)
     return 0
 

@@ -1,0 +1,40 @@
+# workbench — set-up and test entry points. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+## demo: set up, then run the clickstream job on the in-memory driver and print the results
+demo: $(STAMP)
+	$(PY) examples/clickstream.py
+
+## test: set up, then run the whole suite (conformance oracle included: needs Java 17 + Maven)
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## test-fast: unit tests only (no Java oracle, no services)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not conformance and not kafka and not postgres and not notebook and not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check workbench tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## bench: the memory-driver benchmarks (numbers, not pass/fail)
+bench: $(STAMP)
+	$(PY) benchmarks/memory_driver.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/conformance/.build

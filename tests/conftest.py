@@ -1,0 +1,33 @@
+"""Shared fixtures: small deterministic click data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@pytest.fixture
+def clicks() -> list[dict[str, Any]]:
+    """Twenty clicks by three users, one per 10 ms, amounts -1.5..2.5."""
+    return [
+        {"user_id": f"u{i % 3}", "ts": 1_000 + 10 * i, "amount": (i % 5) - 1.5,
+         "page": f"/p/{i % 4}"}
+        for i in range(20)
+    ]
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+def in_ci() -> bool:
+    """True on CI, where a missing service or tool is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

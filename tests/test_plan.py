@@ -1,0 +1,52 @@
+"""Plan compilation: sub-topologies, repartition topics, stores, changelogs."""
+
+from __future__ import annotations
+
+import workbench as wb
+
+
+def test_stateless_pipeline_is_one_subtopology() -> None:
+    p = wb.Pipeline("app")
+    s = p.source("in")
+    s.filter(lambda v: True).map(lambda v: v).to("out")
+    plan = p.plan()
+    assert len(plan.subtopologies) == 1
+    assert plan.subtopologies[0].inputs == ("in",)
+    assert plan.subtopologies[0].outputs == ("out",)
+    assert {t: s.kind for t, s in plan.topics.items()} == {"in": "source", "out": "sink"}
+
+
+def test_rekey_before_stateful_step_inserts_repartition_topic() -> None:
+    p = wb.Pipeline("app")
+    s = p.source("in", sample=[{"u": 1}])
+    s.group_by("u").count(name="counts").to("out")
+    plan = p.plan()
+    assert [st.inputs for st in plan.subtopologies] == [("in",), ("app-counts-repartition",)]
+    assert plan.topics["app-counts-repartition"].kind == "repartition"
+    assert [(s.name, s.changelog) for s in plan.stores] == [
+        ("counts-store", "app-counts-store-changelog")]
+    assert plan.topics["app-counts-store-changelog"].compact
+    assert "repartition" in plan.describe()
+
+
+def test_group_by_key_without_rekey_needs_no_repartition() -> None:
+    p = wb.Pipeline("app")
+    p.source("in").group_by_key().count().to("out")
+    assert len(p.plan().subtopologies) == 1
+
+
+def test_unconnected_sources_are_separate_subtopologies() -> None:
+    p = wb.Pipeline("app")
+    p.source("a").to("x")
+    p.source("b").to("y")
+    assert [st.inputs for st in p.plan().subtopologies] == [("a",), ("b",)]
+
+
+def test_default_step_names_are_deterministic() -> None:
+    def build() -> list[str]:
+        p = wb.Pipeline("app")
+        s = p.source("in")
+        s.map(lambda v: v).filter(lambda v: v).map(lambda v: v).to("out")
+        return p.steps
+
+    assert build() == build() == ["in", "map-1", "filter-1", "map-2", "to-out"]
