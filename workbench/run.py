@@ -162,17 +162,20 @@ def execute(
     if until not in ("end", None):
         raise DefinitionError(f"until={until!r}: use 'end' (bounded run) or None (run until "
                               "stopped).")
-    engine = prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
-                     clock=clock, batch_size=batch_size)
-    try:
-        if until == "end":
-            engine.run_until_end()
-        else:
-            try:
-                engine.run_forever()
-            except KeyboardInterrupt:
-                # the interrupted batch is not committed: a restart resumes at the last commit
-                log.info("interrupted; the last commit stands")
-    finally:
-        engine.close()
+    from .runtime.engine import gc_paused
+
+    with gc_paused():
+        engine = prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
+                         clock=clock, batch_size=batch_size)
+        try:
+            if until == "end":
+                engine.run_until_end()
+            else:
+                try:
+                    engine.run_forever()
+                except KeyboardInterrupt:
+                    # the interrupted batch is not committed: restart resumes at the last commit
+                    log.info("interrupted; the last commit stands")
+        finally:
+            engine.close()
     return Run(pipeline, engine.driver, engine.plan, engine)

@@ -151,8 +151,9 @@ def _with_tombstones(spec: SourceSpec, rows: Iterable[Any]) -> list[Any]:
 
 def rows_to_records(
     spec: SourceSpec, rows: Iterable[Any], *, now_ms: int, copy: bool = False
-) -> list[tuple[Any, Any, int, None]]:
-    """Turn sample/input rows into ``(key, value, timestamp, headers)`` tuples for a topic.
+) -> list[tuple[Any, Any, int, None, None]]:
+    """Turn sample/input rows into ``(key, value, timestamp, None, None)`` records for a
+    topic (the engine's record shape; the driver assigns offsets).
 
     Raises:
         ProcessingError: a row lacks the key or time field, or its time is not a timestamp;
@@ -162,28 +163,37 @@ def rows_to_records(
         rows = _with_tombstones(spec, rows)
     key_of = _extractor(spec.key, "key", spec.topic) if spec.key is not None else None
     ts_of = time_extractor(spec)
-    out: list[tuple[Any, Any, int, None]] = []
+    out: list[tuple[Any, Any, int, None, None]] = []
     append = out.append
     index = 0
     try:
         if key_of is None and ts_of is None:
             for index, row in enumerate(rows):
-                append((None, _cp(row) if copy else row, now_ms, None))
+                append((None, _cp(row) if copy else row, now_ms, None, None))
         elif ts_of is None:
             assert key_of is not None
             for index, row in enumerate(rows):
-                append((key_of(row), _cp(row) if copy else row, now_ms, None))
+                append((key_of(row), _cp(row) if copy else row, now_ms, None, None))
         elif key_of is None:
             for index, row in enumerate(rows):
-                append((None, _cp(row) if copy else row, ts_of(row), None))
+                append((None, _cp(row) if copy else row, ts_of(row), None, None))
         elif isinstance(spec.key, str) and isinstance(spec.time, str) and not copy:
             kf, tf = spec.key, spec.time
-            for index, row in enumerate(rows):
-                t = row[tf]
-                append((row[kf], row, t if t.__class__ is int else to_epoch_ms(t), None))
+            try:  # fast path: every row has both fields and integer times
+                out = [(row[kf], row, row[tf], None, None) for row in rows]
+                if any(r[2].__class__ is not int for r in out):
+                    out = [r if r[2].__class__ is int else
+                           (r[0], r[1], to_epoch_ms(r[2]), None, None) for r in out]
+            except (KeyError, TypeError):  # find the bad row with the slow path
+                out = []
+                append = out.append
+                for index, row in enumerate(rows):
+                    t = row[tf]
+                    append((row[kf], row, t if t.__class__ is int else to_epoch_ms(t), None,
+                            None))
         else:
             for index, row in enumerate(rows):
-                append((key_of(row), _cp(row) if copy else row, ts_of(row), None))
+                append((key_of(row), _cp(row) if copy else row, ts_of(row), None, None))
     except (KeyError, TypeError) as exc:
         detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         if isinstance(exc, KeyError) and isinstance(detail, str) and "missing" not in detail:
@@ -194,6 +204,6 @@ def rows_to_records(
             step=spec.topic, topic=spec.topic,
         ) from None
     if spec.table:
-        out = [(k, None, t, h) if isinstance(v, _Tombstone) else (k, v, t, h)
-               for k, v, t, h in out]
+        out = [(k, None, t, s, h) if isinstance(v, _Tombstone) else (k, v, t, s, h)
+               for k, v, t, s, h in out]
     return out

@@ -85,7 +85,7 @@ class TestDriver:
         ts = self.clock.now_ms() if timestamp is None else int(timestamp)
         count = self.driver.partitions(topic) or 1
         part = self._partitioner.partition(key, count)
-        self.driver.append(topic, part, [(key, value, ts, headers)])
+        self.driver.append(topic, part, [(key, value, ts, None, headers)])
         self.engine.process_available()
 
     def advance_wall_clock(self, ms: int) -> None:
@@ -148,7 +148,7 @@ class TestInput:
 
         spec = self._driver.pipeline._sources[self.topic].params["spec"]
         data, _ = normalize_sample(rows, self.topic)
-        for key, value, ts, _h in rows_to_records(spec, data or [],
+        for key, value, ts, _s, _h in rows_to_records(spec, data or [],
                                                   now_ms=self._driver.clock.now_ms()):
             self._driver._pipe(self.topic, key, value, ts)
 

@@ -7,8 +7,8 @@
 * **Membership** — :meth:`Driver.assign` says which partitions of the application's input
   topics this process owns now.
 
-Records cross the contract as tuples: ``(key, value, timestamp, headers)`` when written and
-``(key, value, timestamp, offset, headers)`` when read.
+Records cross the contract as the engine's tuples ``(key, value, timestamp, seq, headers)``:
+when written, ``seq`` is ignored (the driver assigns offsets); when read, it is the offset.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..errors import DriverError
 
 __all__ = ["Driver", "Transaction"]
 
-OutRec = tuple[Any, Any, int, Any]
+OutRec = tuple[Any, Any, int, Any, Any]
 ReadRec = tuple[Any, Any, int, int, Any]
 
 
@@ -32,7 +32,8 @@ class Transaction:
 
     Attributes:
         app_id: the application (pipeline name).
-        outputs: ``{(topic, partition): [(key, value, timestamp, headers), ...]}`` in order.
+        outputs: ``{(topic, partition): [(key, value, timestamp, _, headers), ...]}`` in order
+            (the fourth element is ignored).
         positions: ``{(topic, partition): next offset to read}`` for the inputs consumed.
         metadata: small per-application data committed with the positions (for example the
             last emitted window-close time of emit-on-close windows).
@@ -77,8 +78,9 @@ class Driver(abc.ABC):
         return count
 
     @abc.abstractmethod
-    def append(self, topic: str, partition: int, records: Sequence[OutRec]) -> None:
-        """Append records to one partition outside any transaction (inputs for tests/demos)."""
+    def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
+        """Append records ``(key, value, timestamp, _, headers)`` to one partition outside any
+        transaction (inputs for tests and demos)."""
 
     @abc.abstractmethod
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:

@@ -6,7 +6,8 @@ process. ``memory://`` is a fresh, private log; ``memory://NAME`` is shared by e
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from operator import itemgetter
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import DefinitionError, DriverError
@@ -15,6 +16,38 @@ from .base import Driver, OutRec, ReadRec, Transaction
 __all__ = ["MemoryDriver"]
 
 _NAMED: dict[str, MemoryDriver] = {}
+_KEY, _VALUE, _TS, _HEADERS = (itemgetter(i) for i in (0, 1, 2, 4))
+
+
+class _PartitionLog:
+    """One partition, stored as columns: few long-lived container objects per record, so the
+    cyclic garbage collector has little to scan even with millions of records."""
+
+    __slots__ = ("headers", "keys", "timestamps", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[Any] = []
+        self.values: list[Any] = []
+        self.timestamps: list[int] = []
+        self.headers: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def extend(self, records: Iterable[OutRec]) -> None:
+        batch = records if isinstance(records, list) else list(records)
+        self.keys.extend(map(_KEY, batch))
+        self.values.extend(map(_VALUE, batch))
+        self.timestamps.extend(map(_TS, batch))
+        self.headers.extend(map(_HEADERS, batch))
+
+    def read(self, offset: int, count: int) -> list[ReadRec]:
+        end = min(offset + count, len(self.keys))
+        if offset >= end:
+            return []
+        return list(zip(self.keys[offset:end], self.values[offset:end],
+                        self.timestamps[offset:end], range(offset, end),
+                        self.headers[offset:end]))
 _NAMED_LOCK = threading.Lock()
 
 
@@ -27,7 +60,7 @@ class MemoryDriver(Driver):
         self.name = name
         self.url = f"memory://{name}"
         self.default_partitions = default_partitions
-        self._logs: dict[str, list[list[ReadRec]]] = {}
+        self._logs: dict[str, list[_PartitionLog]] = {}
         self._kinds: dict[str, str] = {}
         self._positions: dict[tuple[str, str, int], int] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
@@ -60,13 +93,13 @@ class MemoryDriver(Driver):
             raise DefinitionError(f"topic {topic!r}: partitions must be >= 1, got {partitions}.")
         with self._lock:
             if topic not in self._logs:
-                self._logs[topic] = [[] for _ in range(partitions)]
+                self._logs[topic] = [_PartitionLog() for _ in range(partitions)]
                 self._kinds[topic] = kind
 
     def topics(self) -> list[str]:
         return sorted(self._logs)
 
-    def _partition(self, topic: str, partition: int) -> list[ReadRec]:
+    def _partition(self, topic: str, partition: int) -> _PartitionLog:
         try:
             return self._logs[topic][partition]
         except KeyError:
@@ -77,17 +110,12 @@ class MemoryDriver(Driver):
                 f"there is no partition {partition}."
             ) from None
 
-    def append(self, topic: str, partition: int, records: Sequence[OutRec]) -> None:
+    def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
         with self._lock:
-            log = self._partition(topic, partition)
-            base = len(log)
-            log.extend(
-                (k, v, t, base + i, h) for i, (k, v, t, h) in enumerate(records)
-            )
+            self._partition(topic, partition).extend(records)
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
-        log = self._partition(topic, partition)
-        return log[offset:offset + max_records]
+        return self._partition(topic, partition).read(offset, max_records)
 
     def end_offset(self, topic: str, partition: int) -> int:
         return len(self._partition(topic, partition))
@@ -104,9 +132,7 @@ class MemoryDriver(Driver):
             for (topic, partition) in txn.outputs:
                 self._partition(topic, partition)  # validate before changing anything
             for (topic, partition), records in txn.outputs.items():
-                log = self._logs[topic][partition]
-                base = len(log)
-                log.extend((k, v, t, base + i, h) for i, (k, v, t, h) in enumerate(records))
+                self._logs[topic][partition].extend(records)
             for (topic, partition), offset in txn.positions.items():
                 self._positions[(txn.app_id, topic, partition)] = offset
             if txn.metadata:

@@ -1,3 +1,805 @@
-"""(being written) operators registered in OPERATOR_FACTORIES."""
+"""Join operators: stream-table, stream-stream, table-table and foreign-key joins.
+
+Every join node has two inputs: port 0 is the left ("this", the stream of a stream-table join)
+and port 1 the right ("other", the table). ``combine(left, right)`` builds the output value;
+without it, :func:`workbench.joins.default_combine`. Dropped inputs (``None`` keys, ``None``
+stream values, records too late for a join window store) are counted in ``dropped``.
+
+Semantics follow Kafka Streams 4.1 (``docs/semantics.md`` B.2), checked record by record
+against TopologyTestDriver 4.1.1 with in-memory stores and caching off (``tests/conformance``):
+
+**Stream-table** (``KStreamKTableJoinProcessor``, non-versioned table): table updates
+(``Change`` records on port 1) only update the join's copy of the table; a stream record looks
+up the table's current value and emits ``combine(stream_value, table_value)`` with the stream
+record's timestamp. Stream records with a ``None`` value, or a ``None`` key, are dropped --
+except in a left join, where a ``None`` key with a value joins with ``None``. A left join
+emits with ``None`` when the key is not in the table; an inner join emits nothing.
+
+**Stream-stream** (``KStreamKStreamJoin`` with the KIP-633 fix, ``ofTimeDifferenceAndGrace``):
+
+- The two sides share one stream time (advanced before any null check).
+- Each side keeps a window store (retention ``before + after + grace``, duplicates kept) with its
+  own store time (max timestamp put into it, including records with a ``None`` value): a put of
+  a record at or before ``store_time - retention`` is skipped (and counted as dropped), a fetch
+  never returns records at or before it.
+- The left side fetches the right store for the same key in ``[t - before, t + after]``, the
+  right side the left store in ``[t - after, t + before]`` (both clamped at 0); every match
+  emits ``combine(left, right)`` with timestamp ``max`` of both, in store order (timestamp,
+  then arrival).
+- Left join (left side) and outer join (both sides): an unmatched record whose window has already
+  closed (``t + after < stream time`` for the left side, ``t + before`` for the right side) is
+  emitted at once with ``None`` for the other side; otherwise it is *parked*. A match removes
+  the matched record from the parked set.
+- Parked records are emitted when a record with ``t == stream time`` arrives on either side and
+  ``stream time > T + after + grace`` (parked left records) / ``T + before + grace`` (parked
+  right records), ordered by (timestamp, side -- right before left --, serialized key), with the
+  triggering record's headers. Kafka Streams only scans the parked records when its
+  ``minTime`` hint says something may have closed (``minTime + joinAfter + grace < stream
+  time``, ``joinAfter`` being ``after`` on the left side and ``before`` on the right side); the
+  hint is reproduced exactly because it decides *when* records come out (conformance case
+  ``p-mintime``).
+- No wall-clock throttling (the ``__emit.interval.ms.kstreams.outer.join.spurious.results.fix__``
+  interval behaves as 0).
+- ``end()``: stream time jumps to infinity: every parked record is emitted in the order above.
+
+**Table-table** (``KTableKTableInnerJoin`` / ``LeftJoin`` / ``RightJoin`` / ``OuterJoin``): an
+update on either side looks up the other side's current value (the join keeps both sides in
+its ``left``/``right`` stores, as ``[value, timestamp]``); the output is
+``Change(new_joined, old_joined)`` (old computed from the update's old value and the other
+side's current value, as Kafka Streams does with old values enabled) with timestamp
+``max(update ts, other side's ts)`` (the update's own timestamp when the other side is absent).
+
+**Foreign-key** (KIP-213, ``SubscriptionSendProcessorSupplier`` ... ``ResponseJoinProcessor``;
+both inputs reach one task through single-partition repartition topics, so the subscription
+round trip is done synchronously): output keyed by the left key, a ``Change(result,
+previous_result)``. A left update with foreign key ``fk``:
+
+- inner join: first value (or previous ``fk`` was ``None``): emits ``combine(left, right)`` only
+  if the right key exists, with timestamp ``max(left ts, right ts)``; a ``None`` foreign key is
+  dropped (counted). Same ``fk`` as before: as the first value. Changed ``fk``: the joined value,
+  or a tombstone if ``fk`` has no right value. New ``fk`` is ``None`` or the left key is deleted:
+  a tombstone (timestamp ``max(left ts, old fk's right ts)``). A delete of a key whose value had
+  a ``None`` foreign key is dropped.
+- left join: always emits ``combine(left, right or None)``; a delete emits a tombstone.
+
+A right update (including a delete, and a tombstone for an absent right key) re-emits the result
+of every left key currently referencing it, in serialized left-key order, with the right
+record's timestamp (inner join: a tombstone when the right value is deleted). The reverse index
+``fk -> left keys`` is rebuilt from the ``left`` store on restore.
+"""
 
 from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable
+from operator import itemgetter
+from typing import Any
+
+from ..joins import default_combine
+from ..plan import PlanNode
+from ..types import Change
+from .operators import Batch, Operator, Rec, StepFailure
+from .state import StateStore
+from .table_ops import TableStore, decode_key, encode_key, key_bytes, make_store
+from .task import OPERATOR_FACTORIES, OpContext
+
+__all__ = [
+    "ForeignKeyJoinOp",
+    "JoinWindowStore",
+    "OuterJoinStore",
+    "StreamStreamJoinOp",
+    "StreamTableJoinOp",
+    "TableTableJoinOp",
+]
+
+_JAVA_LONG_MAX = 2**63 - 1
+_ts_key = itemgetter(0)
+
+
+def _combine_of(plan_node: PlanNode) -> Callable[[Any, Any], Any]:
+    assert plan_node.node is not None
+    fn = plan_node.node.params.get("combine")
+    return fn if fn is not None else default_combine
+
+
+def _java_add(a: int, b: int) -> int:
+    """``a + b`` with Java ``long`` overflow (Kafka Streams' ``minTime`` starts at MAX_VALUE)."""
+    s = a + b
+    if s > _JAVA_LONG_MAX:
+        s -= 2**64
+    return s
+
+
+# -- stream-table ---------------------------------------------------------------------------------
+class StreamTableJoinOp(Operator):
+    """``KStreamKTableJoinProcessor`` over a non-versioned table."""
+
+    def __init__(self, name: str, defined_at: str, how: str,
+                 combine: Callable[[Any, Any], Any], table: TableStore) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.left = how == "left"
+        self.combine = combine
+        self.table = table
+        self.stores = [table]
+        self.dropped = 0
+        self.side = []
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        if port == 1:
+            self._update_table(batch)
+            return []
+        out: Batch = []
+        append = out.append
+        data = self.table.data
+        combine = self.combine
+        left = self.left
+        for r in batch:
+            k, v, t, s, h = r
+            if v is None or (k is None and not left):
+                self.dropped += 1
+                continue
+            tv = data.get(k) if k is not None else None
+            if tv is None and not left:
+                continue
+            try:
+                append((k, combine(v, tv), t, s, h))
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, r, exc) from exc
+        return out
+
+    def _update_table(self, batch: Batch) -> None:
+        store = self.table
+        data = store.data
+        dirty = store._dirty
+        for k, ch, _t, _s, _h in batch:
+            if k is None:
+                self.dropped += 1
+                continue
+            new = ch[0]
+            if new is None:
+                data.pop(k, None)
+            else:
+                data[k] = new
+            dirty.pop(k, None)
+            dirty[k] = new
+
+
+# -- stream-stream: stores ------------------------------------------------------------------------
+class JoinWindowStore(StateStore):
+    """One side of a stream-stream join: records per key ordered by timestamp (duplicates kept),
+    expiring ``retention`` ms behind the store's own stream time (``InMemoryWindowStore``).
+
+    Changelog: key ``[key, timestamp, id]`` → value; expired records are tombstoned.
+    """
+
+    kind = "window"
+
+    def __init__(self, name: str, changelog: str, retention: int) -> None:
+        super().__init__(name, changelog)
+        self.retention = retention
+        self.data: dict[Any, list[tuple[int, int, Any]]] = {}
+        self.observed = -1
+        self._expiry: list[tuple[int, int, Any]] = []
+        self._next_id = 0
+
+    def advance(self, t: int) -> None:
+        """Raise the store time to ``t`` and drop records that expired."""
+        if t > self.observed:
+            self.observed = t
+            self._expire()
+
+    def put(self, key: Any, value: Any, t: int) -> bool:
+        """Store a record; False when it is already expired (not stored)."""
+        if t > self.observed:
+            self.observed = t
+            self._expire()
+        if t <= self.observed - self.retention:
+            return False
+        rid = self._next_id
+        self._next_id = rid + 1
+        entry = (t, rid, value)
+        lst = self.data.get(key)
+        if lst is None:
+            self.data[key] = [entry]
+        elif lst[-1][0] <= t:
+            lst.append(entry)
+        else:
+            insort(lst, entry, key=_ts_key)
+        heapq.heappush(self._expiry, (t, rid, key))
+        self._dirty[(key, t, rid)] = value
+        return True
+
+    def fetch(self, key: Any, lo: int, hi: int) -> list[tuple[int, int, Any]]:
+        """Records of ``key`` with ``lo <= ts <= hi`` that have not expired, in store order."""
+        lst = self.data.get(key)
+        if not lst:
+            return []
+        floor = self.observed - self.retention + 1
+        if lo < floor:
+            lo = floor
+        if hi < lo:
+            return []
+        if lst[0][0] >= lo and lst[-1][0] <= hi:
+            return lst
+        i = bisect_left(lst, lo, key=_ts_key)
+        j = bisect_right(lst, hi, key=_ts_key)
+        return lst[i:j]
+
+    def _expire(self) -> None:
+        live = self.observed - self.retention + 1
+        heap = self._expiry
+        if not heap or heap[0][0] >= live:
+            return
+        data = self.data
+        dirty = self._dirty
+        while heap and heap[0][0] < live:
+            t, rid, key = heapq.heappop(heap)
+            lst = data.get(key)
+            if lst is not None:
+                n = 0
+                for e in lst:
+                    if e[0] >= live:
+                        break
+                    n += 1
+                if n:
+                    for e in lst[:n]:
+                        dk = (key, e[0], e[1])
+                        if dirty.pop(dk, _ABSENT) is _ABSENT:
+                            dirty[dk] = None  # written before: tombstone it
+                    del lst[:n]
+                if not lst:
+                    del data[key]
+
+    def encode_key(self, key: Any) -> Any:
+        k, t, rid = key
+        return [encode_key(k), t, rid]
+
+    def decode_key(self, key: Any) -> Any:
+        k, t, rid = key
+        return (decode_key(k), t, rid)
+
+    def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
+        live: dict[tuple[Any, int, int], Any] = {}
+        count = 0
+        for k, v in records:
+            dk = self.decode_key(k)
+            if v is None:
+                live.pop(dk, None)
+            else:
+                live[dk] = v
+            count += 1
+        for (key, t, rid), v in sorted(live.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+            self._next_id = max(self._next_id, rid + 1)
+            if t > self.observed:
+                self.observed = t
+            self.data.setdefault(key, []).append((t, rid, v))
+            heapq.heappush(self._expiry, (t, rid, key))
+        self._expire()
+        self._dirty.clear()
+        return count
+
+
+_ABSENT = object()
+
+
+class OuterJoinStore(StateStore):
+    """Parked (not yet joined) records of a left/outer stream-stream join, iterated in Kafka
+    Streams' ``TimestampedKeyAndJoinSide`` order: timestamp, side (right = 0 before left = 1),
+    serialized key, then arrival.
+
+    Changelog: key ``[timestamp, side, key, id]`` → value.
+    """
+
+    kind = "kv"
+
+    def __init__(self, name: str, changelog: str) -> None:
+        super().__init__(name, changelog)
+        #: sorted (ts, side, key bytes, id)
+        self.order: list[tuple[int, int, bytes, int]] = []
+        #: id -> (key, value)
+        self.entries: dict[int, tuple[Any, Any]] = {}
+        self._next_id = 0
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def put(self, t: int, side: int, key: Any, value: Any) -> None:
+        rid = self._next_id
+        self._next_id = rid + 1
+        item = (t, side, key_bytes(key), rid)
+        order = self.order
+        if not order or order[-1] < item:
+            order.append(item)
+        else:
+            insort(order, item)
+        self.entries[rid] = (key, value)
+        self._dirty[(t, side, key, rid)] = value
+
+    def remove_all(self, t: int, side: int, key: Any) -> None:
+        """Delete every parked record at (t, side, key) (a ``putIfAbsent(key, null)``)."""
+        order = self.order
+        if not order:
+            return
+        kb = key_bytes(key)
+        i = bisect_left(order, (t, side, kb, -1))
+        j = i
+        n = len(order)
+        while j < n:
+            item = order[j]
+            if item[0] != t or item[1] != side or item[2] != kb:
+                break
+            j += 1
+        if j > i:
+            for item in order[i:j]:
+                self._forget(item)
+            del order[i:j]
+
+    def _forget(self, item: tuple[int, int, bytes, int]) -> None:
+        t, side, _kb, rid = item
+        key, _v = self.entries.pop(rid)
+        dk = (t, side, key, rid)
+        if self._dirty.pop(dk, _ABSENT) is _ABSENT:
+            self._dirty[dk] = None
+
+    def encode_key(self, key: Any) -> Any:
+        t, side, k, rid = key
+        return [t, side, encode_key(k), rid]
+
+    def decode_key(self, key: Any) -> Any:
+        t, side, k, rid = key
+        return (t, side, decode_key(k), rid)
+
+    def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
+        live: dict[tuple[int, int, Any, int], Any] = {}
+        count = 0
+        for k, v in records:
+            dk = self.decode_key(k)
+            if v is None:
+                live.pop(dk, None)
+            else:
+                live[dk] = v
+            count += 1
+        for (t, side, key, rid), v in live.items():
+            self._next_id = max(self._next_id, rid + 1)
+            self.order.append((t, side, key_bytes(key), rid))
+            self.entries[rid] = (key, v)
+        self.order.sort()
+        self._dirty.clear()
+        return count
+
+
+# -- stream-stream: operator ----------------------------------------------------------------------
+class StreamStreamJoinOp(Operator):
+    """``KStreamKStreamJoin`` (both sides, shared time tracker, KIP-633 outer store)."""
+
+    def __init__(self, name: str, defined_at: str, how: str, before: int, after: int,
+                 grace: int, combine: Callable[[Any, Any], Any], this: JoinWindowStore,
+                 other: JoinWindowStore, outer: OuterJoinStore | None) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.how = how
+        self.before = before
+        self.after = after
+        self.grace = grace
+        self.combine = combine
+        self.windows = (this, other)
+        self.outer = outer
+        self.stores = [s for s in (this, other, outer) if s is not None]
+        # per side: (join before, join after, parks unmatched records)
+        self.params = ((before, after, how in ("left", "outer")),
+                       (after, before, how == "outer"))
+        self.stream_time = -1
+        self.min_time = _JAVA_LONG_MAX
+        self.last_seq = 0
+        self.dropped = 0
+        self.side = []
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        out: Batch = []
+        append = out.append
+        combine = self.combine
+        this_store = self.windows[port]
+        other_store = self.windows[1 - port]
+        outer = self.outer
+        join_before, join_after, parks = self.params[port]
+        this_side = 1 if port == 0 else 0  # outer-store side flag: left = 1, right = 0
+        other_side = 1 - this_side
+        left = port == 0
+        for r in batch:
+            k, v, t, s, h = r
+            self.last_seq = s
+            if t > self.stream_time:
+                self.stream_time = t
+            if k is None:
+                if parks and v is not None:
+                    try:
+                        value = combine(v, None) if left else combine(None, v)
+                    except Exception as exc:
+                        raise StepFailure(self.name, self.defined_at, r, exc) from exc
+                    append((None, value, t, s, h))
+                else:
+                    self.dropped += 1
+                continue
+            if v is None:
+                self.dropped += 1
+                this_store.advance(t)  # the window store still sees the record's time
+                continue
+            st = self.stream_time
+            try:
+                if outer is not None and t == st:
+                    self._emit_closed(join_after, r, out)
+                lo = t - join_before
+                hi = t + join_after
+                matches = other_store.fetch(k, lo if lo > 0 else 0, hi if hi > 0 else 0)
+                if matches:
+                    for ots, _rid, ov in matches:
+                        if outer is not None:
+                            outer.remove_all(ots, other_side, k)
+                        append((k, combine(v, ov) if left else combine(ov, v),
+                                t if t > ots else ots, s, h))
+                elif parks:
+                    if (hi if hi > 0 else 0) < st or outer is None:
+                        append((k, combine(v, None) if left else combine(None, v), t, s, h))
+                    else:
+                        if t < self.min_time:
+                            self.min_time = t
+                        outer.put(t, this_side, k, v)
+            except StepFailure:
+                raise
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, r, exc) from exc
+            if not this_store.put(k, v, t):
+                self.dropped += 1
+        return out
+
+    def _emit_closed(self, join_after: int, r: Rec, out: Batch) -> None:
+        """``emitNonJoinedOuterRecords``: emit parked records whose window closed."""
+        st = self.stream_time
+        grace = self.grace
+        if _java_add(_java_add(self.min_time, join_after), grace) >= st:
+            return
+        outer = self.outer
+        assert outer is not None
+        self.min_time = _JAVA_LONG_MAX
+        order = outer.order
+        if not order:
+            return
+        left_open = right_open = False
+        lookback = (self.before, self.after)  # by outer-store side flag: right=0, left=1
+        entries = outer.entries
+        combine = self.combine
+        _k, _v, _t, s, h = r
+        keep: list[tuple[int, int, bytes, int]] = []
+        visited = 0
+        for item in order:
+            ts, side = item[0], item[1]
+            self.min_time = ts
+            if left_open and right_open:
+                break
+            visited += 1
+            if ts + lookback[side] + grace >= st:
+                if side:
+                    left_open = True
+                else:
+                    right_open = True
+                keep.append(item)
+                continue
+            key, value = entries[item[3]]
+            out.append((key, combine(value, None) if side else combine(None, value), ts, s, h))
+            outer._forget(item)
+        if len(keep) != visited:
+            outer.order = keep + order[visited:]
+
+    def end(self) -> Batch:
+        outer = self.outer
+        if outer is None or not outer.order:
+            return []
+        out: Batch = []
+        combine = self.combine
+        s = self.last_seq
+        for item in outer.order:
+            key, value = outer.entries[item[3]]
+            ts, side = item[0], item[1]
+            try:
+                joined = combine(value, None) if side else combine(None, value)
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, (key, value, ts, s, None),
+                                  exc) from exc
+            out.append((key, joined, ts, s, None))
+            outer._forget(item)
+        outer.order = []
+        self.min_time = _JAVA_LONG_MAX
+        return out
+
+
+# -- table-table ----------------------------------------------------------------------------------
+class TableTableJoinOp(Operator):
+    """``KTableKTable{Inner,Left,Right,Outer}Join``: both sides materialized as
+    ``[value, timestamp]``; forwards ``Change(new_joined, old_joined)``."""
+
+    def __init__(self, name: str, defined_at: str, how: str,
+                 combine: Callable[[Any, Any], Any], left: TableStore,
+                 right: TableStore) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.how = how
+        self.combine = combine
+        self.sides = (left, right)
+        self.stores = [left, right]
+        self.dropped = 0
+        self.side = []
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        out: Batch = []
+        append = out.append
+        this = self.sides[port]
+        other = self.sides[1 - port].data
+        data = this.data
+        dirty = this._dirty
+        combine = self.combine
+        how = self.how
+        is_left = port == 0
+        for r in batch:
+            k, ch, t, s, h = r
+            if k is None:
+                self.dropped += 1
+                continue
+            new, old = ch
+            if new is None:
+                data.pop(k, None)
+                dirty.pop(k, None)
+                dirty[k] = None
+            else:
+                entry = [new, t]
+                data[k] = entry
+                dirty.pop(k, None)
+                dirty[k] = entry
+            o = other.get(k)
+            try:
+                if o is None:
+                    # other side absent
+                    if how == "inner" or (how == "left" and not is_left):
+                        continue
+                    if new is None and old is None:
+                        continue
+                    ov = None
+                    ts = t
+                else:
+                    ov = o[0]
+                    ts = t if t > o[1] else o[1]
+                if how == "inner" or (how == "left" and is_left):
+                    jn = None if new is None else self._j(new, ov, is_left)
+                    jo = None if old is None else self._j(old, ov, is_left)
+                elif how == "left":  # right side of a left join (KTableKTableRightJoin)
+                    jn = combine(ov, new)
+                    jo = combine(ov, old)
+                else:  # outer
+                    jn = None if (ov is None and new is None) else self._j(new, ov, is_left)
+                    jo = None if (ov is None and old is None) else self._j(old, ov, is_left)
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, r, exc) from exc
+            append((k, Change(jn, jo), ts, s, h))
+        return out
+
+    def _j(self, this_value: Any, other_value: Any, is_left: bool) -> Any:
+        if is_left:
+            return self.combine(this_value, other_value)
+        return self.combine(other_value, this_value)
+
+
+# -- foreign key ----------------------------------------------------------------------------------
+class ForeignKeyLeftStore(TableStore):
+    """The left side of a foreign-key join: ``left key -> [value, foreign key, result]``
+    (``result``: the join's current output for the key, the ``old`` of the next change)."""
+
+    def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
+        count = super().restore(records)
+        for k, entry in list(self.data.items()):
+            fk = entry[1]
+            if fk is not None:
+                fk = decode_key(fk)
+                if fk != entry[1]:
+                    self.data[k] = [entry[0], fk, entry[2]]
+        return count
+
+
+class ForeignKeyJoinOp(Operator):
+    """KIP-213 foreign-key table-table join (inner, left), with the subscription/response round
+    trip done in-process."""
+
+    def __init__(self, name: str, defined_at: str, how: str, on: Callable[[Any], Any],
+                 combine: Callable[[Any, Any], Any], left: ForeignKeyLeftStore,
+                 right: TableStore) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.inner = how == "inner"
+        self.on = on
+        self.combine = combine
+        self.left = left
+        self.right = right
+        self.stores = [left, right]
+        self.index: dict[Any, set[Any]] = {}
+        self.dropped = 0
+        self.side = []
+
+    def init(self, ctx: Any) -> None:
+        index: dict[Any, set[Any]] = {}
+        for lk, entry in self.left.data.items():
+            fk = entry[1]
+            if fk is not None:
+                index.setdefault(fk, set()).add(lk)
+        self.index = index
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        out: Batch = []
+        for r in batch:
+            try:
+                if port == 0:
+                    self._left_update(r, out)
+                else:
+                    self._right_update(r, out)
+            except StepFailure:
+                raise
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, r, exc) from exc
+        return out
+
+    # subscription bookkeeping
+    def _subscribe(self, fk: Any, lk: Any) -> None:
+        self.index.setdefault(fk, set()).add(lk)
+
+    def _unsubscribe(self, fk: Any, lk: Any) -> None:
+        keys = self.index.get(fk)
+        if keys is not None:
+            keys.discard(lk)
+            if not keys:
+                del self.index[fk]
+
+    def _left_update(self, r: Rec, out: Batch) -> None:
+        k, ch, t, s, h = r
+        if k is None:
+            self.dropped += 1
+            return
+        new, old = ch
+        on = self.on
+        left = self.left
+        prev = left.data.get(k)
+        prev_result = prev[2] if prev is not None else None
+        old_fk = on(old) if old is not None else None
+        new_fk = on(new) if new is not None else None
+        # the subscription follows the current value's foreign key
+        if prev is not None and prev[1] is not None and prev[1] != new_fk:
+            self._unsubscribe(prev[1], k)
+        if new_fk is not None:
+            self._subscribe(new_fk, k)
+
+        emit = False
+        result: Any = None
+        ts = t
+        rdata = self.right.data
+        if self.inner:
+            if old is not None and old_fk is not None:
+                if new is None or new_fk is None:
+                    # DELETE_KEY_AND_PROPAGATE to the old foreign key: a tombstone
+                    emit = True
+                    ro = rdata.get(old_fk)
+                    if ro is not None and ro[1] > t:
+                        ts = ro[1]
+                else:
+                    ro = rdata.get(new_fk)
+                    if ro is not None:
+                        emit = True
+                        result = self.combine(new, ro[0])
+                        if ro[1] > t:
+                            ts = ro[1]
+                    elif new_fk != old_fk:
+                        emit = True  # PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE
+            elif new is not None:
+                if new_fk is None:
+                    self.dropped += 1
+                else:
+                    ro = rdata.get(new_fk)
+                    if ro is not None:  # PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE
+                        emit = True
+                        result = self.combine(new, ro[0])
+                        if ro[1] > t:
+                            ts = ro[1]
+            elif old is not None:
+                self.dropped += 1  # delete of a value whose foreign key was None
+        elif old is not None or new is not None:
+            emit = True
+            ro = rdata.get(new_fk) if new_fk is not None else None
+            if ro is not None:
+                result = self.combine(new, ro[0])
+                if ro[1] > t:
+                    ts = ro[1]
+            elif new is not None:
+                result = self.combine(new, None)
+
+        if new is None:
+            left.delete(k)
+        else:
+            left.put(k, [new, new_fk, result if emit else prev_result])
+        if emit:
+            out.append((k, Change(result, prev_result), ts, s, h))
+
+    def _right_update(self, r: Rec, out: Batch) -> None:
+        k, ch, t, s, h = r
+        if k is None:
+            self.dropped += 1
+            return
+        new = ch[0]
+        right = self.right
+        if new is None:
+            right.delete(k)
+        else:
+            right.put(k, [new, t])
+        keys = self.index.get(k)
+        if not keys:
+            return
+        left = self.left
+        ldata = left.data
+        combine = self.combine
+        inner = self.inner
+        for lk in sorted(keys, key=key_bytes) if len(keys) > 1 else keys:
+            entry = ldata[lk]
+            if new is None and inner:
+                result = None
+            else:
+                result = combine(entry[0], new)
+            left.put(lk, [entry[0], entry[1], result])
+            out.append((lk, Change(result, entry[2]), t, s, h))
+
+
+# -- factories ------------------------------------------------------------------------------------
+def _stream_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    node = plan_node.node
+    assert node is not None
+    return StreamTableJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
+                             _combine_of(plan_node), make_store(plan_node, ctx, "table"))
+
+
+def _store_name(plan_node: PlanNode, ctx: OpContext, suffix: str) -> tuple[str, str]:
+    name = f"{plan_node.name}-{suffix}"
+    spec = ctx.stores.get(name)
+    return name, spec.changelog if spec is not None else f"{ctx.app_id}-{name}-changelog"
+
+
+def _stream_stream(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    node = plan_node.node
+    assert node is not None
+    how = node.params.get("how", "inner")
+    window = node.params["window"]
+    before, after, grace = int(window.before), int(window.after), int(window.grace)
+    retention = before + after + grace
+    this = JoinWindowStore(*_store_name(plan_node, ctx, "this"), retention)
+    other = JoinWindowStore(*_store_name(plan_node, ctx, "other"), retention)
+    outer = OuterJoinStore(*_store_name(plan_node, ctx, "outer")) if how != "inner" else None
+    return StreamStreamJoinOp(plan_node.name, node.defined_at, how, before, after, grace,
+                              _combine_of(plan_node), this, other, outer)
+
+
+def _table_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    node = plan_node.node
+    assert node is not None
+    return TableTableJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
+                            _combine_of(plan_node), make_store(plan_node, ctx, "left"),
+                            make_store(plan_node, ctx, "right"))
+
+
+def _foreign_key(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    node = plan_node.node
+    assert node is not None
+    left = make_store(plan_node, ctx, "left", ForeignKeyLeftStore)
+    assert isinstance(left, ForeignKeyLeftStore)
+    return ForeignKeyJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
+                            node.params["on"], _combine_of(plan_node), left,
+                            make_store(plan_node, ctx, "right"))
+
+
+OPERATOR_FACTORIES["join_stream_table"] = _stream_table
+OPERATOR_FACTORIES["join_stream_stream"] = _stream_stream
+OPERATOR_FACTORIES["join_table_table"] = _table_table
+OPERATOR_FACTORIES["join_foreign_key"] = _foreign_key

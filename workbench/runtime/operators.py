@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._time import to_epoch_ms
 from ..types import Record
 
 __all__ = [
@@ -181,54 +182,57 @@ def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> Fu
         "Record": Record,
         "StepFailure": StepFailure,
         "_asrec": _as_record_result,
+        "_to_ms": to_epoch_ms,
         "_names": [s[1] for s in steps],
         "_sites": [s[2] for s in steps],
     }
     body: list[str] = []
-    indent = 3
-    trivial = True
+    indent = 2
 
     def emit(line: str) -> None:
         body.append("    " * indent + line)
 
+    def guarded(i: int, lines: list[str]) -> None:
+        # one try block per step: free in CPython 3.11+ unless it raises, and the failing step
+        # is known without bookkeeping on the hot path
+        emit("try:")
+        for line in lines:
+            emit("    " + line)
+        emit("except Exception as exc:")
+        emit(f"    raise StepFailure(_names[{i}], _sites[{i}], (k, v, t, s, h), exc) from exc")
+
     for i, (op, _step, _site, params) in enumerate(steps):
         fn = params.get("fn")
         env[f"f{i}"] = fn
+        if params.get("field") is not None:
+            env[f"field{i}"] = params["field"]
         wr = params.get("with_record", False)
         arg = "Record(k, v, t, h)" if wr else "v"
-        emit(f"step = {i}")
         if op == "map":
-            trivial = False
-            if wr:
-                emit(f"k, v, t, h = _asrec(f{i}({arg}), k, t, h)")
-            else:
-                emit(f"v = f{i}(v)")
+            guarded(i, [f"k, v, t, h = _asrec(f{i}({arg}), k, t, h)" if wr else f"v = f{i}(v)"])
         elif op == "filter":
-            trivial = False
-            emit(f"if not f{i}({arg}):")
+            guarded(i, [f"_keep = f{i}({arg})"])
+            emit("if not _keep:")
             emit("    continue")
         elif op == "peek":
-            emit(f"f{i}({arg})")
+            guarded(i, [f"f{i}({arg})"])
         elif op == "table_changes":
-            trivial = False
             emit("v = v[0]")
         elif op in ("key_by", "group_by"):
-            trivial = False
-            if params.get("field") is not None:
-                env[f"field{i}"] = params["field"]
-                emit(f"k = v[field{i}]")
-            else:
-                emit(f"k = f{i}({arg})")
+            guarded(i, [f"k = v[field{i}]" if params.get("field") is not None
+                        else f"k = f{i}({arg})"])
         elif op == "time":
-            trivial = False
-            emit("if v is not None:")
-            emit(f"    t = f{i}(v)")
+            if params.get("field") is not None:
+                guarded(i, ["if v is not None:", f"    t = v[field{i}]",
+                            "    if t.__class__ is not int:", "        t = _to_ms(t)"])
+            else:
+                guarded(i, ["if v is not None:", f"    t = f{i}(v)"])
         elif op == "flat_map":
-            trivial = False
-            emit(f"for _o{i} in f{i}({arg}):")
+            guarded(i, [f"_items{i} = list(f{i}({arg}))"])
+            emit(f"for _o{i} in _items{i}:")
             indent += 1
             if wr:
-                emit(f"k, v, t, h = _asrec(_o{i}, k, t, h)")
+                guarded(i, [f"k, v, t, h = _asrec(_o{i}, k, t, h)"])
             else:
                 emit(f"v = _o{i}")
         else:  # pragma: no cover - guarded by the builder
@@ -238,18 +242,11 @@ def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> Fu
         "def fused(batch):",
         "    out = []",
         "    append = out.append",
-        "    step = 0",
-        "    for r in batch:",
-        "        k, v, t, s, h = r",
-        "        try:",
+        "    for k, v, t, s, h in batch:",
         *body,
-        "        except StepFailure:",
-        "            raise",
-        "        except Exception as exc:",
-        "            raise StepFailure(_names[step], _sites[step], r, exc) from exc",
         "    return out",
     ]
-    if trivial and all(op == "peek" for op, *_ in steps) and not steps:
+    if not steps:
         lines = ["def fused(batch):", "    return batch"]
     source = "\n".join(lines)
     exec(compile(source, f"<workbench fused {name}>", "exec"), env)

@@ -1,3 +1,264 @@
-"""(being written) operators registered in OPERATOR_FACTORIES."""
+"""Table operators: ``table_source``, ``to_table``, ``table_filter``, ``table_map_values``.
+
+Records of table steps carry :class:`~workbench.types.Change` values ``(new, old)``, as Kafka
+Streams' KTables do (with "send old values" always on).
+
+Semantics (Kafka Streams 4.1, ``docs/semantics.md`` B.3):
+
+- ``table_source`` / ``to_table`` (``KTableSource``): a record with a ``None`` key is dropped
+  (counted in ``dropped``). Every other record updates the store and is forwarded as
+  ``Change(new, old)`` -- also a repeat of the same value, and also an out-of-order timestamp.
+  A ``None`` value deletes the key.
+- **Decision: a tombstone for a key that is not in the table is forwarded** as
+  ``Change(None, None)``. That is Kafka Streams with caching disabled
+  (``statestore.cache.max.bytes=0``); with its default 10 MB cache, TopologyTestDriver
+  suppresses such tombstones (``CachingKeyValueStore``: nothing is forwarded when the new value
+  is null and the key is absent from the underlying store). workbench has no record cache, so
+  it behaves as caching-off everywhere (conformance cases ``table-caching-off`` /
+  ``table-tombstones-caching-off``: identical output; the ``caching-on`` variants differ
+  exactly by the absent-key tombstones).
+- ``table_filter`` (``KTableFilter`` with old values enabled): ``new' = new if new is not None
+  and fn(new) else None``, ``old'`` likewise; ``Change(new', old')`` is forwarded unless both
+  are ``None``. (Kafka Streams forwards that ``Change(None, None)`` too when *no* downstream
+  step asked for old values, e.g. ``table.filter(p).toStream()``; workbench always behaves as
+  if old values were requested.)
+- ``table_map_values`` (``KTableMapValues``): ``Change(fn(new), fn(old))`` with ``None`` kept as
+  ``None`` (``fn`` is not called for it); always forwarded.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..plan import PlanNode
+from ..samples import time_extractor
+from ..types import Change
+from ..windows import Windowed
+from .operators import Batch, Operator, StepFailure
+from .state import KeyValueStore
+from .task import OPERATOR_FACTORIES, OpContext
+
+__all__ = [
+    "TableFilterOp",
+    "TableMapValuesOp",
+    "TableSourceOp",
+    "TableStore",
+    "decode_key",
+    "encode_key",
+    "key_bytes",
+]
+
+
+# -- changelog key encoding ---------------------------------------------------------------------
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def encode_key(key: Any) -> Any:
+    """A JSON-friendly form of a record key: tuples become lists, a
+    :class:`~workbench.windows.Windowed` key becomes ``{"windowed": [key, start, end]}``."""
+    if key.__class__ in _SCALARS:
+        return key
+    if isinstance(key, Windowed):
+        return {"windowed": [encode_key(key.key), key.window_start, key.window_end]}
+    if isinstance(key, tuple):
+        return [encode_key(x) for x in key]
+    if isinstance(key, frozenset):
+        return {"frozenset": [encode_key(x) for x in key]}
+    return key
+
+
+def decode_key(key: Any) -> Any:
+    """Inverse of :func:`encode_key` (also accepts keys that were never encoded)."""
+    if key.__class__ in _SCALARS:
+        return key
+    if isinstance(key, list):
+        return tuple(decode_key(x) for x in key)
+    if isinstance(key, dict):
+        if "windowed" in key:
+            k, start, end = key["windowed"]
+            return Windowed(decode_key(k), start, end)
+        if "frozenset" in key:
+            return frozenset(decode_key(x) for x in key["frozenset"])
+    return key
+
+
+def key_bytes(key: Any) -> bytes:
+    """The bytes a key sorts by where Kafka Streams iterates a store in serialized-key order
+    (strings: their UTF-8 bytes, as Kafka's String serde; other keys: their JSON text)."""
+    if key.__class__ is str:
+        return key.encode("utf-8")  # type: ignore[no-any-return]
+    if isinstance(key, bytes):
+        return key
+    import json
+
+    return json.dumps(encode_key(key), sort_keys=True, separators=(",", ":"),
+                      default=repr).encode("utf-8")
+
+
+class TableStore(KeyValueStore):
+    """A key-value store whose changelog keys are JSON-friendly (tuple and windowed keys)."""
+
+    def encode_key(self, key: Any) -> Any:
+        return encode_key(key)
+
+    def decode_key(self, key: Any) -> Any:
+        return decode_key(key)
+
+    def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
+        data = self.data
+        count = 0
+        for k, v in records:
+            key = decode_key(k)
+            if v is None:
+                data.pop(key, None)
+            else:
+                data[key] = v
+            count += 1
+        return count
+
+
+def make_store(plan_node: PlanNode, ctx: OpContext, suffix: str,
+               cls: type[TableStore] = TableStore) -> TableStore:
+    """The store ``<step>-<suffix>`` declared by the plan node (changelog from the plan)."""
+    name = f"{plan_node.name}-{suffix}"
+    spec = ctx.stores.get(name)
+    changelog = spec.changelog if spec is not None else f"{ctx.app_id}-{name}-changelog"
+    return cls(name, changelog)
+
+
+# -- operators ----------------------------------------------------------------------------------
+class TableSourceOp(Operator):
+    """``KTableSource``: materialize a changelog and forward ``Change(new, old)``."""
+
+    def __init__(self, name: str, defined_at: str, store: TableStore,
+                 extract: Callable[[Any], int] | None) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.store = store
+        self.stores = [store]
+        self.extract = extract
+        self.dropped = 0
+        self.side = []
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        out: Batch = []
+        append = out.append
+        store = self.store
+        data = store.data
+        dirty = store._dirty
+        pop = dirty.pop
+        extract = self.extract
+        for r in batch:
+            k, v, t, s, h = r
+            if k is None:
+                self.dropped += 1
+                continue
+            if extract is not None and v is not None:
+                try:
+                    t = extract(v)
+                except Exception as exc:
+                    raise StepFailure(self.name, self.defined_at, r, exc) from exc
+            old = data.get(k)
+            if v is None:
+                if old is not None:
+                    del data[k]
+            else:
+                data[k] = v
+            pop(k, None)
+            dirty[k] = v
+            append((k, Change(v, old), t, s, h))
+        return out
+
+
+class TableFilterOp(Operator):
+    """``KTableFilter`` (old values on): keep values passing ``fn``, others become deletes."""
+
+    def __init__(self, name: str, defined_at: str, fn: Callable[[Any], Any]) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.fn = fn
+        self.side = []
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        out: Batch = []
+        append = out.append
+        fn = self.fn
+        for r in batch:
+            k, ch, t, s, h = r
+            new, old = ch
+            try:
+                if new is not None and not fn(new):
+                    new = None
+                if old is not None and not fn(old):
+                    old = None
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, r, exc) from exc
+            if new is None and old is None:
+                continue
+            append((k, Change(new, old), t, s, h))
+        return out
+
+
+class TableMapValuesOp(Operator):
+    """``KTableMapValues`` (old values on): map new and old values."""
+
+    def __init__(self, name: str, defined_at: str, fn: Callable[[Any], Any]) -> None:
+        self.name = name
+        self.defined_at = defined_at
+        self.fn = fn
+        self.side = []
+
+    def process(self, batch: Batch, port: int) -> Batch:
+        out: Batch = []
+        append = out.append
+        fn = self.fn
+        for r in batch:
+            k, ch, t, s, h = r
+            new, old = ch
+            try:
+                if new is not None:
+                    new = fn(new)
+                if old is not None:
+                    old = fn(old)
+            except Exception as exc:
+                raise StepFailure(self.name, self.defined_at, r, exc) from exc
+            append((k, Change(new, old), t, s, h))
+        return out
+
+
+# -- factories ----------------------------------------------------------------------------------
+def _defined_at(plan_node: PlanNode) -> str:
+    return plan_node.node.defined_at if plan_node.node is not None else "<unknown>"
+
+
+def _table_source(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    node = plan_node.node
+    assert node is not None
+    spec = node.params.get("spec")
+    extract = time_extractor(spec) if spec is not None else None
+    return TableSourceOp(plan_node.name, node.defined_at, make_store(plan_node, ctx, "store"),
+                         extract)
+
+
+def _to_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    return TableSourceOp(plan_node.name, _defined_at(plan_node),
+                         make_store(plan_node, ctx, "store"), None)
+
+
+def _table_filter(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    assert plan_node.node is not None
+    return TableFilterOp(plan_node.name, plan_node.node.defined_at,
+                         plan_node.node.params["fn"])
+
+
+def _table_map_values(plan_node: PlanNode, ctx: OpContext) -> Operator:
+    assert plan_node.node is not None
+    return TableMapValuesOp(plan_node.name, plan_node.node.defined_at,
+                            plan_node.node.params["fn"])
+
+
+OPERATOR_FACTORIES["table_source"] = _table_source
+OPERATOR_FACTORIES["to_table"] = _to_table
+OPERATOR_FACTORIES["table_filter"] = _table_filter
+OPERATOR_FACTORIES["table_map_values"] = _table_map_values

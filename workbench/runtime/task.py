@@ -135,9 +135,13 @@ class Task:
             return OPERATOR_FACTORIES[head.op](head, self.ctx), None
         if head.op == "source":
             assert head.node is not None
-            extract = time_extractor(head.node.params["spec"])
-            if extract is not None:
-                steps.append(("time", head.name, head.node.defined_at, {"fn": extract}))
+            spec = head.node.params["spec"]
+            if isinstance(spec.time, str):
+                steps.append(("time", head.name, head.node.defined_at,
+                              {"field": spec.time, "fn": None}))
+            elif spec.time is not None:
+                steps.append(("time", head.name, head.node.defined_at,
+                              {"fn": time_extractor(spec)}))
         elif head.op == "branch":
             assert head.node is not None
             pre = BranchOp(head.name, head.node.params["index"]).process  # type: ignore[assignment]
