@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "CASES_DIR",
     "DEFAULT_BUILD_DIR",
     "EXPECTED_FILE",
+    "OracleServer",
     "build_oracle",
     "format_output",
     "load_cases",
@@ -200,6 +202,100 @@ def run_cases_full(
             f"--- JVM stderr ---\n{proc.stderr}"
         )
     return results
+
+
+class OracleServer:
+    """One long-lived oracle JVM that answers cases one at a time (for generated cases).
+
+    The oracle reads one JSON case per line and answers each with one JSON line, flushed, so a
+    single JVM can serve any number of cases without paying its start-up (about 1 s) again::
+
+        with OracleServer() as oracle:
+            result = oracle.run(case)   # {"name", "outputs", "dropped"}
+
+    A case that fails inside the JVM raises RuntimeError with the Java stack trace; the server
+    stays usable. If the JVM dies, the next call raises RuntimeError.
+    """
+
+    def __init__(self, build_dir: Path | None = None) -> None:
+        build = build_oracle(build_dir)
+        classpath = os.pathsep.join([str(build / "lib" / "*"), str(build / "classes")])
+        # stderr goes to a file, so a chatty JVM can never block on a full pipe
+        self._stderr_file = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        self._proc: subprocess.Popen[str] | None = subprocess.Popen(
+            ["java", *JVM_FLAGS, "-cp", classpath, "Oracle"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr_file,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+        self.cases_run = 0
+
+    def run(self, case: dict[str, Any]) -> dict[str, Any]:
+        """Run one case; return ``{"name", "outputs", "dropped"}``."""
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError("the oracle server is closed")
+        line = _case_lines([case])
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(line)
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+        except (BrokenPipeError, OSError) as exc:
+            raise RuntimeError(f"Kafka Streams oracle JVM died\n{self._stderr()}") from exc
+        if not answer:
+            raise RuntimeError(f"Kafka Streams oracle JVM died\n{self._stderr()}")
+        result: dict[str, Any] = json.loads(answer)
+        self.cases_run += 1
+        if "error" in result:
+            raise RuntimeError(
+                f"Kafka Streams oracle failed on case {case.get('name')!r}:\n{result['error']}"
+            )
+        return result
+
+    def run_many(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run several cases in this JVM, in order."""
+        return [self.run(case) for case in cases]
+
+    def _stderr(self) -> str:
+        """Stop the JVM and return what it wrote to stderr."""
+        self._stop()
+        try:
+            self._stderr_file.seek(0)
+            return "--- stderr ---\n" + self._stderr_file.read()[-5000:]
+        except (OSError, ValueError):
+            return ""
+        finally:
+            self._stderr_file.close()
+
+    def close(self) -> None:
+        """Stop the JVM (end of input makes the oracle exit and delete its state)."""
+        self._stop()
+        self._stderr_file.close()
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    def __enter__(self) -> OracleServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_cases(

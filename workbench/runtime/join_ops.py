@@ -235,7 +235,7 @@ class JoinWindowStore(StateStore):
         data = self.data
         dirty = self._dirty
         while heap and heap[0][0] < live:
-            t, rid, key = heapq.heappop(heap)
+            _t, _rid, key = heapq.heappop(heap)
             lst = data.get(key)
             if lst is not None:
                 n = 0

@@ -213,6 +213,8 @@ class Task:
 
     def punctuate_wall(self, now_ms: int) -> None:
         """Run wall-clock punctuators."""
+        self._single_origin = None
+        self._origins = {}
         inbox: dict[int, list[tuple[int, Batch]]] = {}
         for i, rn in enumerate(self.nodes):
             out = rn.op.punctuate_wall(now_ms)
@@ -272,22 +274,30 @@ class Task:
         topic: str | None = None
         partition: int | None = None
         offset: int | None = None
-        if self._single_origin is not None:
-            topic, partition = self._single_origin
-            offset = seq
-        elif seq in self._origins:
-            topic, offset = self._origins[seq]
-            partition = self._origin_partition
+        punctuated = ""
+        if isinstance(seq, float):  # forwarded by a stream-time punctuation after record int(seq)
+            seq = int(seq)
+            punctuated = "a record forwarded by a stream-time punctuation after "
+        if isinstance(seq, int) and seq < 0:
+            where = "a record forwarded by a wall-clock punctuation"
+        else:
+            if self._single_origin is not None:
+                topic, partition = self._single_origin
+                offset = seq
+            elif seq in self._origins:
+                topic, offset = self._origins[seq]
+                partition = self._origin_partition
+            where = (f"{punctuated}the record from topic {topic!r} partition {partition} "
+                     f"offset {offset}" if topic is not None
+                     else "a record created inside the pipeline")
         err = failure.error
-        where = (f"topic {topic!r} partition {partition} offset {offset}"
-                 if topic is not None else "a record created inside the pipeline")
         hint = ""
         if isinstance(err, KeyError) and isinstance(failure.record[1], dict):
             from ..errors import did_you_mean
 
             hint = did_you_mean(str(err.args[0]) if err.args else "", failure.record[1])
         message = (
-            f"step {failure.step!r} (defined at {failure.defined_at}) failed on the record from "
+            f"step {failure.step!r} (defined at {failure.defined_at}) failed on "
             f"{where}: {type(err).__name__}: {err}.{hint} Record key={failure.record[0]!r} "
             f"value={_short(failure.record[1])} timestamp={failure.record[2]}."
         )

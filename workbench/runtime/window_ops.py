@@ -212,7 +212,7 @@ class KeyAggregateOp(_AggregateOp):
                 continue
             e = data.get(k)
             try:
-                if e is None:
+                if e is None or e[0] is None:
                     acc = add(init(), v)
                     ts = t
                     old = None
@@ -294,7 +294,7 @@ class TimeWindowAggregateOp(_AggregateOp):
                     heappush(starts, start)
                 e = w.get(k)
                 try:
-                    if e is None:
+                    if e is None or e[0] is None:
                         acc = add(init(), v)
                         w[k] = [acc, t]
                         ts = t
@@ -336,7 +336,7 @@ class TimeWindowAggregateOp(_AggregateOp):
                         heappush(starts, start)
                     e = w.get(k)
                     try:
-                        if e is None:
+                        if e is None or e[0] is None:
                             acc = add(init(), v)
                             w[k] = [acc, t]
                             ts = t
@@ -666,11 +666,15 @@ class SessionWindowAggregateOp(_AggregateOp):
         st = self.stream_time
         close = st - grace - gap
         eff = max(close, store.last_emit) if emit_close else close
+        retention = gap + grace
         for r in batch:
             k, v, t, s, h = r
             if k is None:
                 self._drop(r, NULL_KEY)
                 continue
+            # sessions ending at or before ``visible`` have left the store's retention (Kafka's
+            # in-memory session store counts it from the largest end stored so far)
+            visible = store.observed - retention
             advanced = False
             if t > st:
                 st = t
@@ -678,8 +682,8 @@ class SessionWindowAggregateOp(_AggregateOp):
                 if close > eff:
                     eff = close
                     advanced = True
-                    if not emit_close and store.ends and store.ends[0][0] <= eff:
-                        self._purge(eff)
+            if not emit_close and store.ends and store.ends[0][0] <= visible:
+                self._purge(visible)
             found = sessions.get(k)
             ms = me = t
             merged: list[list[Any]] = []
@@ -690,7 +694,7 @@ class SessionWindowAggregateOp(_AggregateOp):
                     hi = t + gap
                     for x in found:
                         xe = x[1]
-                        if xe >= lo and xe > eff and x[0] <= hi:
+                        if xe >= lo and xe > visible and x[0] <= hi:
                             merged.append(x)
                             acc = merge(acc, x[2])
                             if x[0] < ms:
@@ -721,7 +725,14 @@ class SessionWindowAggregateOp(_AggregateOp):
                             change = Change(fin(acc), None if old is None else fin(old))
                 except Exception as exc:
                     raise self._fail(r, exc) from exc
-                store.put(k, ms, me, acc)
+                if acc is None:
+                    # Kafka's session store treats a null aggregate as a delete
+                    if old is not None or merged:
+                        store.remove(k, ms, me)
+                    if me > store.observed:
+                        store.observed = me
+                else:
+                    store.put(k, ms, me, acc)
                 if not emit_close:
                     append((Windowed(k, ms, me), change, me, s, None))
             if emit_close and advanced:
@@ -733,8 +744,8 @@ class SessionWindowAggregateOp(_AggregateOp):
         return out
 
     def _purge(self, close: int) -> None:
-        """emit="update": forget the sessions with ``end <= close`` (they can no longer change
-        or merge)."""
+        """emit="update": forget the sessions with ``end <= close`` (they have left the
+        retention period: they can no longer change or merge)."""
         store = self.store
         ends = store.ends
         while ends and ends[0][0] <= close:

@@ -286,7 +286,12 @@ class SessionStore(_WindowStoreBase):
     """Session windows: ``sessions[key]`` is a list of ``[start, end, aggregate]`` sorted by
     end (sessions of one key never overlap). ``ends`` is a heap of ``(end, n, key, start)`` of
     every session ever put (entries of merged-away sessions are skipped when popped), so
-    sessions close in end order."""
+    sessions close in end order.
+
+    ``observed`` is the largest session end ever put (restored ones included): as in Kafka
+    Streams' in-memory session store, a session whose end is ``<= observed - (gap + grace)`` has
+    left the retention period and is no longer found by lookups.
+    """
 
     kind = "session"
 
@@ -294,6 +299,7 @@ class SessionStore(_WindowStoreBase):
         super().__init__(name, changelog)
         self.sessions: dict[Any, list[list[Any]]] = {}
         self.ends: list[tuple[int, int, Any, int]] = []
+        self.observed = NO_TIMESTAMP
         self._n = 0
 
     def put(self, key: Any, start: int, end: int, agg: Any) -> None:
@@ -312,6 +318,8 @@ class SessionStore(_WindowStoreBase):
             c = self._n = self._n + 1
             heapq.heappush(self.ends, (end, c, key, start))
         self._dirty[(key, start, end)] = [agg]
+        if end > self.observed:
+            self.observed = end
 
     def remove(self, key: Any, start: int, end: int) -> list[Any] | None:
         """Delete session ``[start, end]`` of ``key``; return it (or None)."""
@@ -350,6 +358,8 @@ class SessionStore(_WindowStoreBase):
                 self.last_emit = NO_TIMESTAMP if v is None else int(v)
                 continue
             key, start, end = tuplify(k[0]), int(k[1]), int(k[2])
+            if end > self.observed:
+                self.observed = end
             if v is None:
                 self.remove(key, start, end)
             else:

@@ -1,0 +1,264 @@
+"""Run a conformance case (``cases/*.json`` format, see README.md) through workbench.
+
+:func:`build_pipeline` translates a case's ``topology`` into the workbench DSL: the same
+topology ``oracle/src/main/java/Oracle.java`` builds with Kafka Streams, through the public API
+only (``wb.Pipeline``, ``p.source``, ``p.table``, ``group_by_key``/``group_by``, ``window``,
+``count``/``aggregate``/``reduce``, ``join``, ``changes``, ``to``). :func:`run_case` pipes the
+case's records through :class:`workbench.testing.TestDriver` in list order (pipe order) and
+returns the output records in the oracle's format::
+
+    {"in": 3, "key": "A", "start": 0, "end": 10, "value": "3", "ts": 8}
+
+The user functions follow the oracle's Java definitions, Java string conventions included:
+
+- **sum**: ``aggregate(0, acc + number(v))``, ``number`` = the long after the last ``|`` (or
+  the whole value), a ``None`` value adds 0; session merge ``a + b``;
+- **count**: ``count()``; **reduce_concat**: ``reduce(agg + "," + v)``;
+- aggregates print as strings (``3`` → ``"3"``);
+- **joiner** of every join: ``l + "+" + r`` with Java's ``"null"`` for a missing side;
+- **foreign key** (``join_fk``, ``group_by: "fk"``): the part of the value before the first
+  ``|``; a value without ``|`` (or a ``None`` value) has a ``None`` foreign key.
+
+:func:`workbench_reference` says which oracle configuration workbench is meant to reproduce for
+a case (workbench models no record cache, no store retention for ``emit="close"``, no suppress
+and no versioned tables; ``docs/conformance.md`` explains each).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import workbench as wb
+from workbench.testing import TestDriver
+from workbench.windows import Windowed
+
+__all__ = [
+    "LONG_RETENTION",
+    "Unsupported",
+    "build_pipeline",
+    "foreign_key",
+    "java_concat",
+    "joiner",
+    "number",
+    "run_case",
+    "workbench_reference",
+]
+
+#: Store retention given to the oracle for ``emit="close"`` cases: nothing expires within the
+#: time ranges the cases use, so Kafka Streams emits every final result (``semantics.md``).
+LONG_RETENTION = 1_000_000_000
+
+
+class Unsupported(ValueError):
+    """The case uses a Kafka Streams feature workbench does not have (see
+    :func:`workbench_reference`)."""
+
+
+# ------------------------------------------------------------------------- user functions
+def java_str(x: Any) -> str:
+    """``String.valueOf(x)``: ``None`` prints as ``"null"``."""
+    return "null" if x is None else str(x)
+
+
+def java_concat(*parts: Any) -> str:
+    """Java string concatenation ``a + b + ...`` (``null`` operands print as ``"null"``)."""
+    return "".join(java_str(p) for p in parts)
+
+
+def joiner(left: Any, right: Any) -> str:
+    """The oracle's joiner ``(l, r) -> l + "+" + r``."""
+    return java_concat(left, "+", right)
+
+
+def number(value: str | None) -> int:
+    """The oracle's ``number(v)``: the long after the last ``|`` (or the whole value); ``None``
+    counts as 0."""
+    if value is None:
+        return 0
+    return int(value[value.rfind("|") + 1 :].strip())
+
+
+def sum_add(acc: int, value: str | None) -> int:
+    return acc + number(value)
+
+
+def sum_merge(a: int, b: int) -> int:
+    return a + b
+
+
+def concat_reduce(acc: Any, value: Any) -> str:
+    """The oracle's reducer ``(a, v) -> a + "," + v``."""
+    return java_concat(acc, ",", value)
+
+
+def foreign_key(value: str | None) -> str | None:
+    """The part of the value before the first ``|``; ``None`` if there is none."""
+    if value is None:
+        return None
+    bar = value.find("|")
+    return None if bar < 0 else value[:bar]
+
+
+# ------------------------------------------------------------------------------- topology
+def _window(spec: dict[str, Any]) -> wb.Tumbling | wb.Hopping | wb.Sliding | wb.Session:
+    kind = spec["type"]
+    grace = int(spec.get("grace", 0))  # absent grace = Kafka's ...WithNoGrace factory
+    if kind == "tumbling":
+        return wb.Tumbling(int(spec["size"]), grace=grace)
+    if kind == "hopping":
+        return wb.Hopping(int(spec["size"]), int(spec["advance"]), grace=grace)
+    if kind == "sliding":
+        return wb.Sliding(int(spec["difference"]), grace=grace)
+    if kind == "session":
+        return wb.Session(int(spec["gap"]), grace=grace)
+    raise ValueError(f"unknown window type: {kind!r}")
+
+
+def _aggregate(grouped: wb.GroupedStream, agg: str) -> wb.Table:
+    if agg == "count":
+        return grouped.count()
+    if agg == "sum":
+        return grouped.aggregate(0, sum_add, merge=sum_merge)
+    if agg == "reduce_concat":
+        return grouped.reduce(concat_reduce)
+    raise ValueError(f"unknown agg: {agg!r}")
+
+
+def _check_no_versioned(topo: dict[str, Any]) -> None:
+    if topo.get("versioned"):
+        raise Unsupported("workbench has no versioned tables")
+
+
+def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pipeline:
+    """The workbench pipeline for a case's ``topology``; results go to topic ``out``.
+
+    Options that configure Kafka Streams' stores rather than the topology (``retention``,
+    ``caching``, ``store``) are ignored. Raises :class:`Unsupported` for ``emit: "suppress"``
+    and versioned tables.
+    """
+    op = topology["op"]
+    p = wb.Pipeline(name)
+    if op == "window_agg":
+        emit = topology.get("emit", "update")
+        if emit == "suppress":
+            raise Unsupported("workbench has no suppress(); emit='close' gives final results")
+        grouped = p.source("in").group_by_key()
+        windowed = grouped.window(_window(topology["window"]), emit=emit)
+        _aggregate(windowed, topology.get("agg", "count")).changes().to("out")
+    elif op == "agg":
+        stream = p.source("in")
+        group_by = topology.get("group_by", "key")
+        if group_by == "key":
+            grouped = stream.group_by_key()
+        elif group_by == "fk":
+            grouped = stream.group_by(foreign_key)
+        else:
+            raise ValueError(f"unknown group_by: {group_by!r}")
+        _aggregate(grouped, topology.get("agg", "count")).changes().to("out")
+    elif op == "join_ss":
+        how = topology.get("how", "inner")
+        difference = topology.get("difference", 0)
+        before = int(topology.get("before", difference))
+        after = int(topology.get("after", difference))
+        left, right = p.source("left"), p.source("right")
+        left.join(right, how=how, combine=joiner, before=before, after=after,
+                  grace=int(topology.get("grace", 0))).to("out")
+    elif op == "join_st":
+        _check_no_versioned(topology)
+        if "join_grace" in topology:
+            raise Unsupported("workbench has no stream-table join grace (versioned tables)")
+        stream, table = p.source("left"), p.table("right")
+        stream.join(table, how=topology.get("how", "inner"), combine=joiner).to("out")
+    elif op == "join_tt":
+        _check_no_versioned(topology)
+        left, right = p.table("left"), p.table("right")
+        left.join(right, how=topology.get("how", "inner"), combine=joiner).changes().to("out")
+    elif op == "join_fk":
+        left, right = p.table("left"), p.table("right")
+        left.join(right, how=topology.get("how", "inner"), combine=joiner,
+                  on=foreign_key).changes().to("out")
+    elif op == "table":
+        p.table("in").changes().to("out")
+    else:
+        raise ValueError(f"unknown op: {op!r}")
+    return p
+
+
+# ---------------------------------------------------------------------------------- running
+def _value(value: Any) -> str | None:
+    """Aggregates print as strings, like the oracle's ``mapValues(Object::toString)``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"unexpected output value {value!r} (type {type(value).__name__})")
+    return str(value)
+
+
+def _output(index: int | str, record: wb.Record) -> dict[str, Any]:
+    key = record.key
+    if isinstance(key, Windowed):
+        return {"in": index, "key": key.key, "start": key.window_start,
+                "end": key.window_end, "value": _value(record.value), "ts": record.timestamp}
+    return {"in": index, "key": key, "value": _value(record.value), "ts": record.timestamp}
+
+
+def run_case(case: dict[str, Any], *, end_of_input: bool = False) -> list[dict[str, Any]]:
+    """Pipe the case's records through workbench in list order and return its outputs.
+
+    Each output is tagged with the index of the input record whose processing produced it.
+    With ``end_of_input=True`` the test driver's end-of-input flush (``TestDriver.end()``, which
+    Kafka Streams does not have) runs last and its outputs are tagged ``"in": "end"``.
+    """
+    pipeline = build_pipeline(case["topology"])
+    outputs: list[dict[str, Any]] = []
+    with TestDriver(pipeline) as td:
+        out = td.output("out")
+        inputs = {topic: td.input(topic) for topic in pipeline.sources}
+        for index, rec in enumerate(case["records"]):
+            inputs[rec["topic"]].pipe(rec["key"], rec["value"], timestamp=int(rec["ts"]))
+            outputs.extend(_output(index, r) for r in out.read_records())
+        if end_of_input:
+            td.end()
+            outputs.extend(_output("end", r) for r in out.read_records())
+    return outputs
+
+
+# ------------------------------------------------------------------------ reference config
+def workbench_reference(case: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The case as the oracle must run it for workbench to match, and why it differs.
+
+    Returns ``(oracle_case, reasons)``; ``reasons`` is empty when the case runs unchanged.
+    workbench's own decisions (``docs/conformance.md``):
+
+    - no record cache (TopologyTestDriver with ``statestore.cache.max.bytes=0``): ``caching``
+      is turned off;
+    - ``emit="close"`` emits every final result, as Kafka Streams does when its window store
+      keeps the window until it closes: the oracle gets a long ``retention`` (caching off,
+      in-memory stores) instead of the default one, whose expiry loses results;
+    - no ``suppress()``: such cases run with ``emit="close"`` on both sides;
+    - no versioned tables: the non-versioned topology is compared.
+    """
+    ref = copy.deepcopy(case)
+    topo = ref["topology"]
+    reasons: list[str] = []
+    if ref.pop("caching", False) | topo.pop("caching", False):
+        reasons.append("caching off (workbench has no record cache)")
+    if topo.get("op") == "window_agg" and topo.get("emit") == "suppress":
+        topo["emit"] = "close"
+        reasons.append("suppress -> emit='close' (workbench has no suppress)")
+    if topo.get("op") == "window_agg" and topo.get("emit") == "close":
+        window = topo["window"]
+        if window.get("retention", 0) < LONG_RETENTION:
+            window["retention"] = LONG_RETENTION
+            reasons.append("emit='close' compared with a long store retention")
+    if ref.get("store", "in_memory") != "in_memory":
+        ref.pop("store")
+        reasons.append("in-memory stores")
+    for key in ("versioned", "history", "join_grace"):
+        if key in topo:
+            versioned = topo.pop(key)
+            if key != "versioned" or versioned:
+                reasons.append(f"no {key} (workbench has no versioned tables)")
+    ref.pop("end_of_input", None)
+    return ref, reasons
