@@ -40,7 +40,7 @@ def build(clicks: pd.DataFrame | str | None = None,
     per_user.to("per-user-minute")
     per_user.late.to("late-clicks")
 
-    users = p.table("profiles", key="user_id", sample=profiles)
+    users = p.table("profiles", key="user_id", time="updated", sample=profiles)
     enriched = paid.join(users, how="left", name="enrich")
     enriched.to("enriched")
     return p

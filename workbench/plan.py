@@ -37,6 +37,8 @@ class TopicSpec:
     kind: str
     partitions: int | None = None
     compact: bool = False
+    #: the grouping field that the records' keys hold, for DataFrame column names
+    key_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,16 @@ def _needs_repartition(node: Node, parent: Node) -> bool:
     return bool(node.stateful and parent.key_changed and node.params.get("repartition", True))
 
 
+def _key_name(node: Node) -> str | None:
+    """The field name the keys of ``node``'s records come from, when a grouping named it."""
+    if node.op in ("aggregate", "table_changes"):
+        name = node.params.get("key_name")
+        return name if isinstance(name, str) else None
+    if node.op in ("table_filter", "table_map_values") and node.parents:
+        return _key_name(node.parents[0])
+    return None
+
+
 def _output_of(child: Node) -> int:
     return int(child.params.get("output", 0)) if child.op == "late" else 0
 
@@ -240,7 +252,8 @@ def compile_plan(
                 topics[topic] = TopicSpec(topic, "source", spec.partitions)
             elif n.op == "sink":
                 topic = n.params["topic"]
-                topics[topic] = TopicSpec(topic, "sink", n.params.get("partitions"))
+                topics[topic] = TopicSpec(topic, "sink", n.params.get("partitions"),
+                                          key_name=_key_name(n.parents[0]))
             idx = add_slot(n.op, n.name, n, topic)
             index_of[n] = idx
             for src, port in in_ports:

@@ -58,7 +58,9 @@ class Run:
         from .frames import records_to_frame
 
         self._check_topic(topic)
-        return records_to_frame(self.driver.read_all(topic))
+        spec = self.plan.topics.get(topic)
+        return records_to_frame(self.driver.read_all(topic),
+                                key_name=spec.key_name if spec is not None else None)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """``{topic: frame}`` for every topic the pipeline writes."""
