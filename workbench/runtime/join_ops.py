@@ -81,7 +81,7 @@ from ..plan import PlanNode
 from ..types import Change
 from .operators import Batch, Operator, Rec, StepFailure
 from .state import StateStore
-from .table_ops import TableStore, decode_key, encode_key, key_bytes, make_store
+from .table_ops import TableStore, _tuple_new, decode_key, encode_key, key_bytes, make_store
 from .task import OPERATOR_FACTORIES, OpContext
 
 __all__ = [
@@ -101,14 +101,6 @@ def _combine_of(plan_node: PlanNode) -> Callable[[Any, Any], Any]:
     assert plan_node.node is not None
     fn = plan_node.node.params.get("combine")
     return fn if fn is not None else default_combine
-
-
-def _java_add(a: int, b: int) -> int:
-    """``a + b`` with Java ``long`` overflow (Kafka Streams' ``minTime`` starts at MAX_VALUE)."""
-    s = a + b
-    if s > _JAVA_LONG_MAX:
-        s -= 2**64
-    return s
 
 
 # -- stream-table ---------------------------------------------------------------------------------
@@ -162,7 +154,6 @@ class StreamTableJoinOp(Operator):
                 data.pop(k, None)
             else:
                 data[k] = new
-            dirty.pop(k, None)
             dirty[k] = new
 
 
@@ -183,18 +174,22 @@ class JoinWindowStore(StateStore):
         self.observed = -1
         self._expiry: list[tuple[int, int, Any]] = []
         self._next_id = 0
+        self._purge_due = 0
 
     def advance(self, t: int) -> None:
-        """Raise the store time to ``t`` and drop records that expired."""
+        """Raise the store time to ``t`` (records that expired are dropped from time to time;
+        :meth:`fetch` never returns them)."""
         if t > self.observed:
             self.observed = t
-            self._expire()
+            if t >= self._purge_due:
+                self._expire()
 
     def put(self, key: Any, value: Any, t: int) -> bool:
         """Store a record; False when it is already expired (not stored)."""
         if t > self.observed:
             self.observed = t
-            self._expire()
+            if t >= self._purge_due:
+                self._expire()
         if t <= self.observed - self.retention:
             return False
         rid = self._next_id
@@ -228,29 +223,37 @@ class JoinWindowStore(StateStore):
         return lst[i:j]
 
     def _expire(self) -> None:
+        """Drop expired records (and tombstone them in the changelog). Run when stream time
+        has advanced by the retention since the last run, so at most about two retention
+        periods of records are kept."""
         live = self.observed - self.retention + 1
+        self._purge_due = self.observed + max(self.retention, 1)
         heap = self._expiry
         if not heap or heap[0][0] >= live:
             return
         data = self.data
         dirty = self._dirty
+        pop = heapq.heappop
         while heap and heap[0][0] < live:
-            _t, _rid, key = heapq.heappop(heap)
+            key = pop(heap)[2]
             lst = data.get(key)
-            if lst is not None:
-                n = 0
-                for e in lst:
-                    if e[0] >= live:
-                        break
-                    n += 1
-                if n:
-                    for e in lst[:n]:
-                        dk = (key, e[0], e[1])
-                        if dirty.pop(dk, _ABSENT) is _ABSENT:
-                            dirty[dk] = None  # written before: tombstone it
-                    del lst[:n]
-                if not lst:
-                    del data[key]
+            if lst is None:
+                continue
+            if lst[-1][0] < live:
+                expired = lst
+                del data[key]
+            else:
+                n = bisect_left(lst, live, key=_ts_key)
+                if not n:
+                    continue
+                expired = lst[:n]
+                del lst[:n]
+            for e in expired:
+                dk = (key, e[0], e[1])
+                if dk in dirty:
+                    del dirty[dk]  # never written to the changelog
+                else:
+                    dirty[dk] = None
 
     def encode_key(self, key: Any) -> Any:
         k, t, rid = key
@@ -300,6 +303,8 @@ class OuterJoinStore(StateStore):
         self.order: list[tuple[int, int, bytes, int]] = []
         #: id -> (key, value)
         self.entries: dict[int, tuple[Any, Any]] = {}
+        #: (ts, side, key) -> number of parked records
+        self.parked: dict[tuple[int, int, Any], int] = {}
         self._next_id = 0
 
     def __len__(self) -> int:
@@ -315,13 +320,15 @@ class OuterJoinStore(StateStore):
         else:
             insort(order, item)
         self.entries[rid] = (key, value)
+        tk = (t, side, key)
+        self.parked[tk] = self.parked.get(tk, 0) + 1
         self._dirty[(t, side, key, rid)] = value
 
     def remove_all(self, t: int, side: int, key: Any) -> None:
         """Delete every parked record at (t, side, key) (a ``putIfAbsent(key, null)``)."""
-        order = self.order
-        if not order:
+        if (t, side, key) not in self.parked:
             return
+        order = self.order
         kb = key_bytes(key)
         i = bisect_left(order, (t, side, kb, -1))
         j = i
@@ -339,6 +346,12 @@ class OuterJoinStore(StateStore):
     def _forget(self, item: tuple[int, int, bytes, int]) -> None:
         t, side, _kb, rid = item
         key, _v = self.entries.pop(rid)
+        tk = (t, side, key)
+        left = self.parked[tk] - 1
+        if left:
+            self.parked[tk] = left
+        else:
+            del self.parked[tk]
         dk = (t, side, key, rid)
         if self._dirty.pop(dk, _ABSENT) is _ABSENT:
             self._dirty[dk] = None
@@ -365,6 +378,7 @@ class OuterJoinStore(StateStore):
             self._next_id = max(self._next_id, rid + 1)
             self.order.append((t, side, key_bytes(key), rid))
             self.entries[rid] = (key, v)
+            self.parked[(t, side, key)] = self.parked.get((t, side, key), 0) + 1
         self.order.sort()
         self._dirty.clear()
         return count
@@ -407,6 +421,7 @@ class StreamStreamJoinOp(Operator):
         this_side = 1 if port == 0 else 0  # outer-store side flag: left = 1, right = 0
         other_side = 1 - this_side
         left = port == 0
+        jag = join_after + self.grace
         for r in batch:
             k, v, t, s, h = r
             self.last_seq = s
@@ -429,7 +444,11 @@ class StreamStreamJoinOp(Operator):
             st = self.stream_time
             try:
                 if outer is not None and t == st:
-                    self._emit_closed(join_after, r, out)
+                    # only scan the parked records if some might have closed (Kafka Streams'
+                    # minTime hint; MAX_VALUE + a positive number overflows in Java)
+                    mt = self.min_time
+                    if (mt + jag < st) if mt != _JAVA_LONG_MAX else jag > 0:
+                        self._emit_closed(r, out)
                 lo = t - join_before
                 hi = t + join_after
                 matches = other_store.fetch(k, lo if lo > 0 else 0, hi if hi > 0 else 0)
@@ -454,12 +473,10 @@ class StreamStreamJoinOp(Operator):
                 self.dropped += 1
         return out
 
-    def _emit_closed(self, join_after: int, r: Rec, out: Batch) -> None:
+    def _emit_closed(self, r: Rec, out: Batch) -> None:
         """``emitNonJoinedOuterRecords``: emit parked records whose window closed."""
         st = self.stream_time
         grace = self.grace
-        if _java_add(_java_add(self.min_time, join_after), grace) >= st:
-            return
         outer = self.outer
         assert outer is not None
         self.min_time = _JAVA_LONG_MAX
@@ -549,12 +566,10 @@ class TableTableJoinOp(Operator):
             new, old = ch
             if new is None:
                 data.pop(k, None)
-                dirty.pop(k, None)
                 dirty[k] = None
             else:
                 entry = [new, t]
                 data[k] = entry
-                dirty.pop(k, None)
                 dirty[k] = entry
             o = other.get(k)
             try:
@@ -580,7 +595,7 @@ class TableTableJoinOp(Operator):
                     jo = None if (ov is None and old is None) else self._j(old, ov, is_left)
             except Exception as exc:
                 raise StepFailure(self.name, self.defined_at, r, exc) from exc
-            append((k, Change(jn, jo), ts, s, h))
+            append((k, _tuple_new(Change, (jn, jo)), ts, s, h))
         return out
 
     def _j(self, this_value: Any, other_value: Any, is_left: bool) -> Any:
@@ -667,7 +682,12 @@ class ForeignKeyJoinOp(Operator):
         left = self.left
         prev = left.data.get(k)
         prev_result = prev[2] if prev is not None else None
-        old_fk = on(old) if old is not None else None
+        if old is None:
+            old_fk = None
+        elif prev is not None and prev[0] is old:
+            old_fk = prev[1]  # the extractor already ran on this very value
+        else:
+            old_fk = on(old)
         new_fk = on(new) if new is not None else None
         # the subscription follows the current value's foreign key
         if prev is not None and prev[1] is not None and prev[1] != new_fk:

@@ -127,6 +127,10 @@ def make_store(plan_node: PlanNode, ctx: OpContext, suffix: str,
     return cls(name, changelog)
 
 
+#: ``Change(new, old)`` without the NamedTuple's Python-level ``__new__``
+_tuple_new = tuple.__new__
+
+
 # -- operators ----------------------------------------------------------------------------------
 class TableSourceOp(Operator):
     """``KTableSource``: materialize a changelog and forward ``Change(new, old)``."""
@@ -147,8 +151,8 @@ class TableSourceOp(Operator):
         store = self.store
         data = store.data
         dirty = store._dirty
-        pop = dirty.pop
         extract = self.extract
+        new_change = _tuple_new
         for r in batch:
             k, v, t, s, h = r
             if k is None:
@@ -165,9 +169,8 @@ class TableSourceOp(Operator):
                     del data[k]
             else:
                 data[k] = v
-            pop(k, None)
             dirty[k] = v
-            append((k, Change(v, old), t, s, h))
+            append((k, new_change(Change, (v, old)), t, s, h))
         return out
 
 
@@ -196,7 +199,7 @@ class TableFilterOp(Operator):
                 raise StepFailure(self.name, self.defined_at, r, exc) from exc
             if new is None and old is None:
                 continue
-            append((k, Change(new, old), t, s, h))
+            append((k, _tuple_new(Change, (new, old)), t, s, h))
         return out
 
 
@@ -223,7 +226,7 @@ class TableMapValuesOp(Operator):
                     old = fn(old)
             except Exception as exc:
                 raise StepFailure(self.name, self.defined_at, r, exc) from exc
-            append((k, Change(new, old), t, s, h))
+            append((k, _tuple_new(Change, (new, old)), t, s, h))
         return out
 
 
