@@ -45,3 +45,11 @@ def test_memory_driver_places_keys_like_java() -> None:
         for r in run.driver.read("out", partition, 0, 1000):
             assert partition_for(get_serde("json").serialize(r[0]) or b"", 4) == partition
     assert sorted(r.key for r in run.records("out")) == sorted(keys)
+
+
+def test_windowed_keys_partition_by_inner_key() -> None:
+    from workbench.windows import Windowed
+
+    part = KeyPartitioner(get_serde("json").serialize)
+    for k in ("a", "user-7", 42):
+        assert part.partition(Windowed(k, 0, 60_000), 6) == part.partition(k, 6)

@@ -61,6 +61,8 @@ class KeyPartitioner:
 
     Records without a key go to ``fallback % partitions`` (the writing task's partition), which
     keeps runs deterministic where Kafka's producer would pick a sticky random partition.
+    Windowed keys are placed by their inner key, as Kafka Streams' ``WindowedStreamPartitioner``
+    does.
     """
 
     _MAX_CACHE = 200_000
@@ -82,7 +84,8 @@ class KeyPartitioner:
             return 0 if data is None else partition_for(data, partitions)
         if cached is not None:
             return cached
-        data = self._serialize(key)
+        inner = key.key if hasattr(key, "window_start") else key  # windowed: by the inner key
+        data = self._serialize(inner)
         p = 0 if data is None else partition_for(data, partitions)
         if len(self._cache) >= self._MAX_CACHE:
             self._cache.clear()
