@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint typecheck bench clean
+.PHONY: demo test test-fast lint typecheck bench clean dev-up dev-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ demo: $(STAMP)
 
 ## test: set up, then run the whole suite (conformance oracle included: needs Java 17 + Maven)
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	WORKBENCH_DEV_INSTALL=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+## dev-up / dev-down: local Kafka and PostgreSQL (also: .venv/bin/workbench dev up)
+dev-up: $(STAMP)
+	$(VENV)/bin/workbench dev up
+
+dev-down: $(STAMP)
+	$(VENV)/bin/workbench dev down
 
 ## test-fast: unit tests only (no Java oracle, no services)
 test-fast: $(STAMP)

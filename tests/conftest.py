@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 
+from workbench.devservices.pytest_fixtures import (  # noqa: F401  (session fixtures)
+    kafka_bootstrap,
+    kafka_service,
+    kafka_url,
+    postgres_service,
+    postgres_url,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

@@ -2,6 +2,7 @@
 
     workbench run TARGET [--driver URL] [--until end|forever] [--commit-interval 100ms]
     workbench graph TARGET [--format text|dot|mermaid|svg|plan]
+    workbench dev up|down|status     (local Kafka and PostgreSQL for exploration and tests)
     workbench version
 
 TARGET is ``module:attribute`` or ``path/to/file.py:attribute`` (attribute defaults to
@@ -120,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=["text", "dot", "mermaid", "svg", "plan"],
                        default="text")
     graph.set_defaults(func=_cmd_graph)
+    from .devservices import add_cli
+
+    add_cli(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _a: print(__import__("workbench").__version__) or 0)
     return parser
