@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import workload  # noqa: E402
+import workload
 
-import workbench as wb  # noqa: E402
+import workbench as wb
 
 WINDOW = 60_000
 GRACE = 5_000

@@ -12,10 +12,10 @@ from workbench.testing import TestDriver
 
 def test_misspelt_column_in_source_and_key_by(clicks: list[dict[str, Any]]) -> None:
     p = wb.Pipeline("t")
-    with pytest.raises(wb.DefinitionError, match="no column 'user'.*Did you mean 'user_id'"):
+    with pytest.raises(wb.DefinitionError, match=r"no column 'user'.*Did you mean 'user_id'"):
         p.source("clicks", key="user", sample=clicks)
     s = p.source("clicks", key="user_id", time="ts", sample=clicks)
-    with pytest.raises(wb.DefinitionError, match="no field 'amout'.*Did you mean 'amount'"):
+    with pytest.raises(wb.DefinitionError, match=r"no field 'amout'.*Did you mean 'amount'"):
         s.key_by("amout")
     with pytest.raises(wb.DefinitionError, match="Did you mean 'amount'"):
         s.group_by("amout")
@@ -29,7 +29,7 @@ def test_non_callable_and_bad_names() -> None:
     with pytest.raises(wb.DefinitionError, match="predicate"):
         s.filter("amount > 0")  # type: ignore[arg-type]
     s.map(lambda v: v, name="double")
-    with pytest.raises(wb.DefinitionError, match="duplicate step name 'double'.*first defined"):
+    with pytest.raises(wb.DefinitionError, match=r"duplicate step name 'double'.*first defined"):
         s.map(lambda v: v, name="double")
     with pytest.raises(wb.DefinitionError, match="pipeline name"):
         wb.Pipeline("has space")
@@ -42,7 +42,7 @@ def test_non_callable_and_bad_names() -> None:
 def test_unknown_driver_urls() -> None:
     p = wb.Pipeline("t")
     p.source("in", sample=[1]).to("out")
-    with pytest.raises(wb.DefinitionError, match="unknown driver scheme 'memry'.*'memory'"):
+    with pytest.raises(wb.DefinitionError, match=r"unknown driver scheme 'memry'.*'memory'"):
         p.run("memry://")
     with pytest.raises(wb.DefinitionError, match="is not a URL"):
         p.run("localhost:9092")
@@ -78,7 +78,7 @@ def test_exception_with_interleaved_inputs_names_the_right_origin() -> None:
 def test_missing_time_field_is_reported_with_row() -> None:
     p = wb.Pipeline("t")
     p.source("in", time="ts").to("out")
-    with pytest.raises(wb.ProcessingError, match="row 1 for topic 'in'.*'ts'"):
+    with pytest.raises(wb.ProcessingError, match=r"row 1 for topic 'in'.*'ts'"):
         p.run("memory://", inputs={"in": [{"ts": 1}, {"t": 2}]})
 
 

@@ -51,7 +51,7 @@ def duration_ms(value: Any, what: str = "duration") -> int:
     return int(ms)
 
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 def to_epoch_ms(value: Any) -> int:
@@ -73,8 +73,8 @@ def to_epoch_ms(value: Any) -> int:
         return int(value)
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
-        return (value - _EPOCH) // _dt.timedelta(milliseconds=1)
+            value = value.replace(tzinfo=_dt.UTC)
+        return int((value - _EPOCH) // _dt.timedelta(milliseconds=1))
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():

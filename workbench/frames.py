@@ -43,9 +43,11 @@ def records_to_frame(records: Sequence[Any], key_name: str | None = None) -> pd.
     if windowed:
         data["key"] = [None if k is None else k.key for k in keys]
         data["window_start"] = pd.to_datetime(
-            [None if k is None else k.window_start for k in keys], unit="ms", utc=True)
+            pd.Series([None if k is None else k.window_start for k in keys], dtype="Int64"),
+            unit="ms", utc=True)
         data["window_end"] = pd.to_datetime(
-            [None if k is None else k.window_end for k in keys], unit="ms", utc=True)
+            pd.Series([None if k is None else k.window_end for k in keys], dtype="Int64"),
+            unit="ms", utc=True)
     else:
         data["key"] = keys
     data["timestamp"] = pd.to_datetime(pd.Series(stamps, dtype="int64"), unit="ms", utc=True) \
@@ -64,8 +66,9 @@ def records_to_frame(records: Sequence[Any], key_name: str | None = None) -> pd.
             if clash:
                 body = body.rename(columns={c: f"value.{c}" for c in clash})
             frame = pd.concat([frame, body], axis=1)
-    if "timestamp" in frame and len(frame):
-        frame["timestamp"] = frame["timestamp"].astype("datetime64[ms, UTC]")
+    for col in ("timestamp", "window_start", "window_end"):
+        if col in frame and len(frame):
+            frame[col] = frame[col].astype("datetime64[ms, UTC]")
     if key_name and key_name not in frame.columns:
         frame = frame.rename(columns={"key": key_name})
     return frame

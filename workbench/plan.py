@@ -223,7 +223,8 @@ def compile_plan(
         slots: list[dict[str, Any]] = []
         index_of: dict[Node, int] = {}
 
-        def add_slot(op: str, name: str, node: Node | None, topic: str | None) -> int:
+        def add_slot(op: str, name: str, node: Node | None, topic: str | None,
+                     slots: list[dict[str, Any]] = slots) -> int:
             slots.append({"op": op, "name": name, "node": node, "topic": topic,
                           "parents": [], "children": []})
             return len(slots) - 1
@@ -235,17 +236,17 @@ def compile_plan(
                 if p not in node_set:
                     continue
                 if _needs_repartition(n, p):
-                    topic = repartition_topic(app, n.name)
+                    rtopic = repartition_topic(app, n.name)
                     if len(n.parents) > 1:
-                        topic = repartition_topic(app, f"{n.name}-{port}")
-                    topics[topic] = TopicSpec(
-                        topic, "repartition", 1 if n.params.get("single_partition") else None)
+                        rtopic = repartition_topic(app, f"{n.name}-{port}")
+                    topics[rtopic] = TopicSpec(
+                        rtopic, "repartition", 1 if n.params.get("single_partition") else None)
                     src = add_slot("repartition_source", f"{n.name}-repartition-source"
-                                   + (f"-{port}" if len(n.parents) > 1 else ""), None, topic)
+                                   + (f"-{port}" if len(n.parents) > 1 else ""), None, rtopic)
                     in_ports.append((src, port))
                 else:
                     in_ports.append((index_of[p], port))
-            topic = None
+            topic: str | None = None
             if n.op in SOURCE_KINDS:
                 spec = n.params["spec"]
                 topic = spec.topic

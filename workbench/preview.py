@@ -6,6 +6,7 @@ used, and the result is cached on the step (steps are immutable, so it cannot go
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -103,10 +104,8 @@ def latest_per_key(records: list[Any]) -> list[Any]:
         if r[1] is not None:
             latest[k] = r
     rows = list(latest.values())
-    try:
+    with contextlib.suppress(TypeError):  # keys of mixed types: keep update order
         rows.sort(key=lambda r: r[0])
-    except TypeError:
-        pass
     return rows
 
 

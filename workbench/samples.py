@@ -36,9 +36,7 @@ def _frame_rows(frame: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = frame.to_dict("records")
     for row in rows:
         for col, val in row.items():
-            if isinstance(val, float) and math.isnan(val):
-                row[col] = None
-            elif val.__class__.__name__ == "NaTType":
+            if (isinstance(val, float) and math.isnan(val)) or val.__class__.__name__ == "NaTType":
                 row[col] = None
     return rows
 
@@ -168,14 +166,14 @@ def rows_to_records(
     index = 0
     try:
         if key_of is None and ts_of is None:
-            for index, row in enumerate(rows):
+            for index, row in enumerate(rows):  # noqa: B007
                 append((None, _cp(row) if copy else row, now_ms, None, None))
         elif ts_of is None:
             assert key_of is not None
-            for index, row in enumerate(rows):
+            for index, row in enumerate(rows):  # noqa: B007
                 append((key_of(row), _cp(row) if copy else row, now_ms, None, None))
         elif key_of is None:
-            for index, row in enumerate(rows):
+            for index, row in enumerate(rows):  # noqa: B007
                 append((None, _cp(row) if copy else row, ts_of(row), None, None))
         elif isinstance(spec.key, str) and isinstance(spec.time, str) and not copy:
             kf, tf = spec.key, spec.time
@@ -187,12 +185,12 @@ def rows_to_records(
             except (KeyError, TypeError):  # find the bad row with the slow path
                 out = []
                 append = out.append
-                for index, row in enumerate(rows):
+                for index, row in enumerate(rows):  # noqa: B007
                     t = row[tf]
                     append((row[kf], row, t if t.__class__ is int else to_epoch_ms(t), None,
                             None))
         else:
-            for index, row in enumerate(rows):
+            for index, row in enumerate(rows):  # noqa: B007
                 append((key_of(row), _cp(row) if copy else row, ts_of(row), None, None))
     except (KeyError, TypeError) as exc:
         detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -335,7 +335,7 @@ class Branches:
         self._handles = handles
 
     def __getattr__(self, label: str) -> Stream:
-        handles = self.__dict__.get("_handles", {})
+        handles: dict[str, Stream] = self.__dict__.get("_handles", {})
         if label in handles:
             return handles[label]
         raise AttributeError(f"no branch {label!r}." + did_you_mean(label, handles))

@@ -14,7 +14,7 @@ when written, ``seq`` is ignored (the driver assigns offsets); when read, it is 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,7 +133,7 @@ class Driver(abc.ABC):
             out[t] = list(range(count or 0))
         return out
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         """Release connections and locks."""
 
     def __enter__(self) -> Driver:

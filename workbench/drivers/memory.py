@@ -6,8 +6,8 @@ process. ``memory://`` is a fresh, private log; ``memory://NAME`` is shared by e
 from __future__ import annotations
 
 import threading
-from operator import itemgetter
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from ..errors import DefinitionError, DriverError

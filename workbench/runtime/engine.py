@@ -25,7 +25,7 @@ from typing import Any
 from ..drivers.base import Driver, Transaction
 from ..errors import StateError
 from ..partitioning import KeyPartitioner
-from ..plan import Plan, SubTopology
+from ..plan import Plan
 from ..serde import get_serde
 from .clock import Clock, SystemClock
 from .task import OpContext, Task
@@ -252,7 +252,7 @@ class Engine:
         heapq.heapify(heads)
         seq = self._seq
         while heads:
-            ts, i, j = heapq.heappop(heads)
+            _ts, i, j = heapq.heappop(heads)
             t, batch = reads[i]
             k, v, rts, off, h = batch[j]
             per_topic[t].append((k, v, rts, seq, h))
@@ -376,10 +376,11 @@ class Engine:
     def _internal_backlog(self) -> bool:
         for task in self.tasks:
             for t in task.subtopology.inputs:
-                if self.plan.topics[t].kind != "source" and task.partition < self.partitions[t]:
-                    if self._positions[(t, task.partition)] < self.driver.end_offset(
-                            t, task.partition):
-                        return True
+                if (self.plan.topics[t].kind != "source"
+                        and task.partition < self.partitions[t]
+                        and self._positions[(t, task.partition)]
+                        < self.driver.end_offset(t, task.partition)):
+                    return True
         return False
 
     def run_forever(self, idle_sleep_s: float = 0.01,

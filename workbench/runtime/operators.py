@@ -55,8 +55,9 @@ class Operator:
 
     name: str = "?"
     stores: Sequence[Any] = ()
-    #: side output (records for the ``late`` output), drained by the task after each call
-    side: Batch = []
+    #: side output (records for the ``late`` output), drained by the task after each call;
+    #: operators that produce one assign their own list in ``__init__``
+    side: Batch = []  # noqa: RUF012
 
     def process(self, batch: Any, port: int) -> Any:
         """Process one micro-batch arriving on input ``port``; return the output batch."""
