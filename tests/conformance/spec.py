@@ -172,12 +172,13 @@ def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pi
         stream.join(table, how=topology.get("how", "inner"), combine=joiner).to("out")
     elif op == "join_tt":
         _check_no_versioned(topology)
-        left, right = p.table("left"), p.table("right")
-        left.join(right, how=topology.get("how", "inner"), combine=joiner).changes().to("out")
+        left_table, right_table = p.table("left"), p.table("right")
+        left_table.join(right_table, how=topology.get("how", "inner"),
+                        combine=joiner).changes().to("out")
     elif op == "join_fk":
-        left, right = p.table("left"), p.table("right")
-        left.join(right, how=topology.get("how", "inner"), combine=joiner,
-                  on=foreign_key).changes().to("out")
+        orders, customers = p.table("left"), p.table("right")
+        orders.join(customers, how=topology.get("how", "inner"), combine=joiner,
+                    on=foreign_key).changes().to("out")
     elif op == "table":
         p.table("in").changes().to("out")
     else:
@@ -234,8 +235,11 @@ def workbench_reference(case: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     - no record cache (TopologyTestDriver with ``statestore.cache.max.bytes=0``): ``caching``
       is turned off;
     - ``emit="close"`` emits every final result, as Kafka Streams does when its window store
-      keeps the window until it closes: the oracle gets a long ``retention`` (caching off,
-      in-memory stores) instead of the default one, whose expiry loses results;
+      keeps the window until it closes: for time and sliding windows the oracle gets a long
+      ``retention`` (caching off, in-memory stores) instead of the default one, whose expiry
+      loses results; for session windows it uses the RocksDB store with the default retention,
+      which emits every closed session while merging exactly as the update path does (a
+      session that ended at or before stream time - gap - grace no longer merges);
     - no ``suppress()``: such cases run with ``emit="close"`` on both sides;
     - no versioned tables: the non-versioned topology is compared.
     """
@@ -247,14 +251,26 @@ def workbench_reference(case: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     if topo.get("op") == "window_agg" and topo.get("emit") == "suppress":
         topo["emit"] = "close"
         reasons.append("suppress -> emit='close' (workbench has no suppress)")
+    store = ref.pop("store", "in_memory")
     if topo.get("op") == "window_agg" and topo.get("emit") == "close":
         window = topo["window"]
-        if window.get("retention", 0) < LONG_RETENTION:
-            window["retention"] = LONG_RETENTION
-            reasons.append("emit='close' compared with a long store retention")
-    if ref.get("store", "in_memory") != "in_memory":
-        ref.pop("store")
-        reasons.append("in-memory stores")
+        if window["type"] == "session":
+            # Kafka's default store, RocksDB, emits every closed session with the default
+            # retention, and (like the in-memory store) no longer finds a session whose end is
+            # <= stream time - gap - grace for merging: the sessions workbench computes.
+            store = "rocksdb"
+            if "retention" in window:
+                del window["retention"]
+                reasons.append("emit='close' on sessions: default retention")
+        else:
+            store = "in_memory"
+            if window.get("retention", 0) < LONG_RETENTION:
+                window["retention"] = LONG_RETENTION
+                reasons.append("emit='close': long store retention")
+    if store != "in_memory":
+        ref["store"] = store
+    if store != case.get("store", "in_memory"):
+        reasons.append(f"{store} store")
     for key in ("versioned", "history", "join_grace"):
         if key in topo:
             versioned = topo.pop(key)

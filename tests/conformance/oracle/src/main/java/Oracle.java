@@ -1,6 +1,7 @@
 // Conformance oracle: runs JSON test cases on the real Kafka Streams TopologyTestDriver.
 //
 // Protocol: stdin carries one JSON case per line; for each case, stdout gets exactly one JSON line
+// (flushed at once, so one JVM can serve cases one by one as a long-lived process)
 //   {"name": ..., "outputs": [{"in": i, "key": k, ["start": s, "end": e,] "value": v, "ts": t}, ...],
 //    "dropped": [{"in": i, "count": n}, ...]}
 // or {"name": ..., "error": "<stack trace>"} if building or running the case failed.
@@ -90,7 +91,12 @@ public final class Oracle {
     }
 
     public static void main(final String[] args) throws IOException {
-        final Path stateRoot = Files.createTempDirectory("kstreams-oracle-");
+        // State directories go under -Doracle.state.root (e.g. a tmpfs: RocksDB stores flush on
+        // every TopologyTestDriver commit, which is slow on a real disk), else java.io.tmpdir.
+        final String stateParent = System.getProperty("oracle.state.root");
+        final Path stateRoot = stateParent == null || stateParent.isEmpty()
+            ? Files.createTempDirectory("kstreams-oracle-")
+            : Files.createTempDirectory(Path.of(stateParent), "kstreams-oracle-");
         final BufferedReader in =
             new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         final BufferedWriter out =
@@ -111,6 +117,12 @@ public final class Oracle {
                     result.remove("outputs");
                     result.remove("dropped");
                     result.put("error", stackTrace(t));
+                }
+                // what the driver leaves behind (RocksDB files): a long-lived oracle runs
+                // thousands of cases
+                final Path caseDir = stateRoot.resolve("case-" + caseNo);
+                if (Files.exists(caseDir)) {
+                    deleteTree(caseDir);
                 }
                 out.write(JSON.writeValueAsString(result));
                 out.newLine();
