@@ -75,6 +75,16 @@ class Run:
         """Stop a running pipeline after its current batch (it commits first)."""
         self.engine.stop()
 
+    def close(self) -> None:
+        """Release the driver (connections, the git driver's writer lock)."""
+        self.driver.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         s = self.engine.stats
         outs = ", ".join(f"{t}: {n}" for t, n in s.records_out.items()
@@ -139,6 +149,7 @@ def prepare(
 
     drv = connect(driver)
     plan = pipeline.plan()
+    drv.bind(plan.app_id)
     if inputs is not None:
         append_inputs(pipeline, drv, inputs)
     elif drv.scheme == "memory":

@@ -31,11 +31,19 @@ def _memory(url: str) -> Driver:
 
 register_driver("memory", _memory)
 
+
+def _git(url: str) -> Driver:
+    from .git import GitDriver
+
+    return GitDriver(url)
+
+
+register_driver("git", _git)
+
 _PLANNED = {
     "kafka": "the Kafka driver (pip install 'workbench[kafka]')",
     "postgresql": "the PostgreSQL driver (pip install 'workbench[postgres]')",
     "postgres": "the PostgreSQL driver (pip install 'workbench[postgres]')",
-    "git": "the git driver (pip install 'workbench[git]')",
 }
 
 

@@ -124,6 +124,10 @@ class Driver(abc.ABC):
         """Metadata committed with the last transaction of ``app_id``."""
         return {}
 
+    def bind(self, app_id: str) -> None:
+        """Tell the driver which application will use it, before inputs are appended (drivers
+        that keep per-application data, such as git's branch, use it). No-op by default."""
+
     # -- membership ---------------------------------------------------------------------------
     def assign(self, app_id: str, topics: Iterable[str]) -> dict[str, list[int]]:
         """Partitions of ``topics`` this process owns; by default all of them."""
