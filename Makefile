@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint typecheck bench clean dev-up dev-down
+.PHONY: demo test test-fast lint typecheck bench clean dev-up dev-down strip-notebooks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ typecheck: $(STAMP)
 ## bench: the memory-driver benchmarks (numbers, not pass/fail)
 bench: $(STAMP)
 	$(PY) benchmarks/memory_driver.py
+
+## strip-notebooks: remove outputs before committing notebooks
+strip-notebooks: $(STAMP)
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/conformance/.build

@@ -50,3 +50,16 @@ def test_default_step_names_are_deterministic() -> None:
         return p.steps
 
     assert build() == build() == ["in", "map-1", "filter-1", "map-2", "to-out"]
+
+
+def test_subtopology_reading_its_own_repartition_topic_runs() -> None:
+    p = wb.Pipeline("app")
+    clicks = p.source("clicks", key="u", time="t",
+                      sample=[{"u": "a", "t": 5, "x": 1}, {"u": "b", "t": 6, "x": 2}])
+    prof = p.table("profiles", key="u", time="t", sample=[{"u": "a", "t": 0, "c": "DE"}])
+    clicks.join(prof).to("joined")
+    clicks.group_by("u").agg(n="count").join(prof, how="left").to("counts")
+    run = p.run("memory://")
+    assert [r.value["c"] for r in run.records("joined")] == ["DE"]
+    final = {r.key: r.value for r in run.records("counts")}
+    assert final == {"a": {"n": 1, "u": "a", "t": 0, "c": "DE"}, "b": {"n": 1}}

@@ -67,6 +67,7 @@ __all__ = [
     "WorkbenchError",
     "__version__",
     "connect",
+    "debug",
     "options",
     "testing",
 ]
@@ -79,8 +80,8 @@ def __getattr__(name: str) -> typing.Any:
         from .run import Run
 
         return Run
-    if name == "testing":
+    if name in ("testing", "debug"):
         import importlib
 
-        return importlib.import_module(".testing", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from .samples import SourceSpec, normalize_sample
 from .stream import Stream
 
 if TYPE_CHECKING:
+    from .display.live import LiveRun
     from .drivers.base import Driver
     from .plan import Plan
     from .run import Run
@@ -246,6 +247,8 @@ class Pipeline:
         commit_interval: str | int = "100ms",
         clock: Any = None,
         batch_size: int = 10_000,
+        live: bool = False,
+        progress: bool | None = None,
     ) -> Run:
         """Run the pipeline on a driver and return the :class:`~workbench.run.Run`.
 
@@ -260,10 +263,34 @@ class Pipeline:
             clock: an injectable clock (see :mod:`workbench.runtime.clock`).
             batch_size: maximum records per micro-batch and input partition.
         """
+        if live:
+            from .display.live import run_live
+
+            return run_live(self, driver, inputs, until, commit_interval=commit_interval,
+                            clock=clock, batch_size=batch_size)
         from .run import execute
 
         return execute(self, driver, inputs=inputs, until=until,
-                       commit_interval=commit_interval, clock=clock, batch_size=batch_size)
+                       commit_interval=commit_interval, clock=clock, batch_size=batch_size,
+                       progress=progress)
+
+    def start(
+        self,
+        driver: str | Driver = "memory://",
+        inputs: Mapping[str, Any] | None = None,
+        until: str | None = None,
+        *,
+        commit_interval: str | int = "100ms",
+        clock: Any = None,
+        batch_size: int = 10_000,
+        display: bool | None = None,
+    ) -> LiveRun:
+        """Run in a background thread; return a :class:`~workbench.display.live.LiveRun`
+        (``stop()``, ``wait()``, ``frame(topic)``); in a notebook, show the live view."""
+        from .display.live import start
+
+        return start(self, driver, inputs, until, commit_interval=commit_interval,
+                     clock=clock, batch_size=batch_size, display=display)
 
     # -- drawing ------------------------------------------------------------------------------
     def to_dot(self) -> str:

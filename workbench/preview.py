@@ -30,6 +30,15 @@ class _Options:
     display_rows: int = 10
     #: characters shown per cell in a notebook preview
     display_width: int = 80
+    #: progress bars on runs: True (runs of at least ``progress_min_records`` source records,
+    #: and unbounded runs), False (never), "always"
+    progress: bool | str = True
+    #: source records from which a bounded run shows a progress bar
+    progress_min_records: int = 50_000
+    #: seconds between updates of a live view
+    live_interval: float = 0.5
+    #: records shown per output topic in a live view
+    live_tail_rows: int = 5
 
 
 options = _Options()

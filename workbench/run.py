@@ -170,6 +170,7 @@ def execute(
     commit_interval: str | int,
     clock: Any,
     batch_size: int,
+    progress: bool | None = None,
 ) -> Run:
     """Implementation of :meth:`Pipeline.run`."""
     if until not in ("end", None):
@@ -181,11 +182,13 @@ def execute(
         engine = prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
                          clock=clock, batch_size=batch_size)
         try:
+            from .progress import run_engine
+
             if until == "end":
-                engine.run_until_end()
+                run_engine(engine, until, force=progress)
             else:
                 try:
-                    engine.run_forever()
+                    run_engine(engine, None, force=progress)
                 except KeyboardInterrupt:
                     # the interrupted batch is not committed: restart resumes at the last commit
                     log.info("interrupted; the last commit stands")

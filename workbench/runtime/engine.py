@@ -144,8 +144,11 @@ class Engine:
         while pending:
             progressed = False
             for st in list(pending):
-                if all(t in self.partitions for t in st.inputs):
-                    count = max((self.partitions[t] for t in st.inputs), default=1)
+                # a sub-topology may read a repartition topic it writes itself (e.g. an
+                # aggregation joined with a table that another step of it also reads)
+                external = [t for t in st.inputs if t not in st.outputs]
+                if all(t in self.partitions for t in external):
+                    count = max((self.partitions[t] for t in external), default=1)
                     self.task_counts[st.id] = count
                     for t in st.outputs:
                         if t not in self.partitions:
