@@ -18,6 +18,8 @@ def caller_site() -> str:
     while frame is not None:
         filename = frame.f_code.co_filename
         if not os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep):
+            if "ipykernel_" in filename or filename.startswith("<ipython-input"):
+                return f"notebook cell, line {frame.f_lineno}"
             short = filename
             if not filename.startswith("<"):
                 try:
