@@ -25,6 +25,8 @@ import workload
 
 import workbench as wb
 
+wb.options.progress = False  # bars would disturb the timings
+
 WINDOW = 60_000
 GRACE = 5_000
 GAP = 30_000

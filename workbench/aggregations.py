@@ -33,7 +33,8 @@ class Aggregation:
 
 
 def count_spec() -> Aggregation:
-    """Number of records (records with a ``None`` value are not counted)."""
+    """Number of records. Time and session windows count records with a ``None`` value (as
+    Kafka Streams does); sliding windows and non-windowed counts route them to ``late``."""
     return Aggregation("count", lambda: 0, lambda acc, _v: acc + 1, lambda a, b: a + b)
 
 
@@ -133,31 +134,95 @@ def agg_spec(named: Mapping[str, Any], columns: list[str] | None) -> Aggregation
             raise DefinitionError(f"agg({out}=({column!r}, {func!r})): the records have no "
                                   f"field {column!r}." + did_you_mean(column, columns))
         parts.append((out, column, func))
-    funcs = [(out, col, BUILTINS[f]) for out, col, f in parts]
+    return _compile_agg(parts, tuple(named))
 
-    def init() -> dict[str, Any]:
-        return {out: fns[0]() for out, _c, fns in funcs}
 
-    def add(acc: dict[str, Any], value: Any) -> dict[str, Any]:
-        new = dict(acc)
-        for out, col, fns in funcs:
-            if col is None:
-                new[out] = acc[out] + 1
-            else:
-                try:
-                    x = value[col]
-                except (KeyError, TypeError):
-                    fields = list(value) if isinstance(value, dict) else []
-                    raise KeyError(f"agg({out}=...): field {col!r} missing from {value!r}."
-                                   + did_you_mean(col, fields)) from None
-                new[out] = fns[1](acc[out], x)
-        return new
+_SIMPLE = {"sum", "count", "min", "max"}  # accumulator == published value
 
-    def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        return {out: (a[out] + b[out] if col is None else fns[2](a[out], b[out]))
-                for out, col, fns in funcs}
 
-    def finalize(acc: dict[str, Any]) -> dict[str, Any]:
-        return {out: fns[3](acc[out]) for out, _c, fns in funcs}
+def _compile_agg(parts: list[tuple[str, str | None, str]], fields: tuple[str, ...]
+                 ) -> Aggregation:
+    """Generate ``init``/``add``/``merge``/``finalize`` specialised for these named
+    aggregations (one dict literal per update, fields read once), which is several times faster
+    than a generic loop over the parts. ``None`` values: a bare ``count`` counts the record,
+    column aggregations skip it; ``None`` fields are skipped too."""
+    env: dict[str, Any] = {"_missing": _missing_field, "_fin": {}}
+    columns = sorted({c for _o, c, _f in parts if c is not None})
+    col_var = {c: f"x{i}" for i, c in enumerate(columns)}
+    for c, var in col_var.items():
+        env[f"c_{var}"] = c
+    init_items, add_items, none_items, merge_items, fin_items = [], [], [], [], []
+    simple = all(f in _SIMPLE for _o, _c, f in parts)
+    for i, (out, col, func) in enumerate(parts):
+        key = repr(out)
+        a = f"acc[{key}]"
+        b = f"other[{key}]"
+        if col is None:  # bare count: every record
+            init_items.append(f"{key}: 0")
+            add_items.append(f"{key}: {a} + 1")
+            none_items.append(f"{key}: {a} + 1")
+            merge_items.append(f"{key}: {a} + {b}")
+            fin_items.append(f"{key}: {a}")
+            continue
+        x = col_var[col]
+        none_items.append(f"{key}: {a}")
+        if func == "sum":
+            init_items.append(f"{key}: 0")
+            add_items.append(f"{key}: {a} if {x} is None else {a} + {x}")
+            merge_items.append(f"{key}: {a} + {b}")
+        elif func == "count":
+            init_items.append(f"{key}: 0")
+            add_items.append(f"{key}: {a} if {x} is None else {a} + 1")
+            merge_items.append(f"{key}: {a} + {b}")
+        elif func in ("min", "max"):
+            op = "<" if func == "min" else ">"
+            init_items.append(f"{key}: None")
+            add_items.append(f"{key}: {a} if {x} is None or ({a} is not None and not {x} {op} "
+                             f"{a}) else {x}")
+            merge_items.append(f"{key}: {a} if {b} is None or ({a} is not None and not {b} "
+                               f"{op} {a}) else {b}")
+        elif func == "mean":
+            init_items.append(f"{key}: [0, 0]")
+            add_items.append(f"{key}: {a} if {x} is None else [{a}[0] + {x}, {a}[1] + 1]")
+            merge_items.append(f"{key}: [{a}[0] + {b}[0], {a}[1] + {b}[1]]")
+        elif func == "first":
+            init_items.append(f"{key}: []")
+            add_items.append(f"{key}: {a} if {a} else [{x}]")
+            merge_items.append(f"{key}: {a} or {b}")
+        elif func == "last":
+            init_items.append(f"{key}: []")
+            add_items.append(f"{key}: [{x}]")
+            merge_items.append(f"{key}: {b} or {a}")
+        elif func == "list":
+            init_items.append(f"{key}: []")
+            add_items.append(f"{key}: [*{a}, {x}]")
+            merge_items.append(f"{key}: [*{a}, *{b}]")
+        env["_fin"][out] = BUILTINS[func][3]
+        fin_items.append(f"{key}: _fin[{key}]({a})" if func not in _SIMPLE else f"{key}: {a}")
+    reads = []
+    for c, var in col_var.items():
+        reads += [f"    try:", f"        {var} = v[c_{var}]",
+                  "    except (KeyError, TypeError, IndexError):",
+                  f"        _missing(c_{var}, v)"]
+    code = "\n".join([
+        "def init():",
+        f"    return {{{', '.join(init_items)}}}",
+        "def add(acc, v):",
+        "    if v is None:",
+        f"        return {{{', '.join(none_items)}}}",
+        *reads,
+        f"    return {{{', '.join(add_items)}}}",
+        "def merge(acc, other):",
+        f"    return {{{', '.join(merge_items)}}}",
+        "def finalize(acc):",
+        f"    return {{{', '.join(fin_items)}}}",
+    ])
+    exec(compile(code, "<workbench agg>", "exec"), env)
+    return Aggregation("agg", env["init"], env["add"], env["merge"],
+                       None if simple else env["finalize"], fields=fields)
 
-    return Aggregation("agg", init, add, merge, finalize, fields=tuple(named))
+
+def _missing_field(column: str, value: Any) -> None:
+    fields = list(value) if isinstance(value, dict) else []
+    raise KeyError(f"agg(): field {column!r} missing from {value!r}."
+                   + did_you_mean(column, fields))

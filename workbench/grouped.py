@@ -53,7 +53,8 @@ class GroupedStream:
         return _aggregate(self._pipeline, self._node, self._key_name, agg, None, "update", name)
 
     def count(self, *, name: str | None = None) -> Table:
-        """Records per key (records with a ``None`` value are not counted)."""
+        """Records per key (see :func:`workbench.aggregations.count_spec` for ``None``
+        values)."""
         return self._aggregate(count_spec(), name)
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None) -> Table:

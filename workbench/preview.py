@@ -67,7 +67,7 @@ def preview(pipeline: Pipeline, node: Node) -> Preview:
     from .runtime.engine import Engine
 
     plan = compile_plan(pipeline, targets=[node])
-    driver = MemoryDriver()
+    driver = MemoryDriver(durable_state=False)
     sources = [n for n in _ancestors([node]) if n.op in ("source", "table_source")]
     samples: dict[str, Any] = {}
     missing: list[str] = []

@@ -114,8 +114,9 @@ class Table:
 
     @property
     def late(self) -> Stream:
-        """Records an aggregation did not count: too late for their window (after grace), or
-        with a ``None`` key. Header ``workbench.dropped`` says which."""
+        """Records an aggregation did not count: too late for their window (after grace), with
+        a ``None`` key, or with a ``None`` value where Kafka Streams ignores those. Header
+        ``workbench.dropped`` says which (``late``, ``null-key``, ``null-value``)."""
         if self._node.op != "aggregate":
             raise DefinitionError(f"table {self.name!r} is not an aggregation; only "
                                   "aggregations have a late output.")

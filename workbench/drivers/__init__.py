@@ -26,7 +26,7 @@ def _memory(url: str) -> Driver:
     from .memory import MemoryDriver
 
     name = url[len("memory://"):].strip("/")
-    return MemoryDriver.named(name) if name else MemoryDriver()
+    return MemoryDriver.named(name) if name else MemoryDriver(durable_state=False)
 
 
 register_driver("memory", _memory)

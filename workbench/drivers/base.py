@@ -56,6 +56,9 @@ class Driver(abc.ABC):
     url: str = ""
     #: default partition count for topics the driver creates without an explicit count
     default_partitions: int = 1
+    #: whether state must be persisted (changelog records written at each commit); a private
+    #: in-memory log that nobody can restart from sets it to False
+    durable_state: bool = True
 
     # -- log ----------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -56,9 +56,12 @@ class MemoryDriver(Driver):
 
     scheme = "memory"
 
-    def __init__(self, name: str = "", *, default_partitions: int = 1) -> None:
+    def __init__(self, name: str = "", *, default_partitions: int = 1,
+                 durable_state: bool = True) -> None:
         self.name = name
         self.url = f"memory://{name}"
+        # ``connect("memory://")`` makes a private log nobody can restart from: no changelogs
+        self.durable_state = durable_state
         self.default_partitions = default_partitions
         self._logs: dict[str, list[_PartitionLog]] = {}
         self._kinds: dict[str, str] = {}

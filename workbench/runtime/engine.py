@@ -106,6 +106,7 @@ class Engine:
         self._stop = threading.Event()
         self._seq = 0
         self._last_gc = time.monotonic()
+        self._long_run = False
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -279,10 +280,14 @@ class Engine:
         started = time.perf_counter()
         txn = Transaction(self.plan.app_id)
         outputs = txn.outputs
+        durable = self.driver.durable_state
         for task in self.tasks:
             for topic, records in task.drain_outputs():
                 self._route(outputs, topic, records, task.partition)
             for store in task.stores:
+                if not durable:
+                    store.discard_changes()
+                    continue
                 changes = store.drain_changes()
                 if changes:
                     ts = max(task.stream_time, 0)
@@ -304,7 +309,7 @@ class Engine:
         self.stats.commit_ms.append((time.perf_counter() - started) * 1000)
         self._last_commit = self.clock.now_ms()
         self._uncommitted = False
-        if not gc.isenabled() and time.monotonic() - self._last_gc > 5.0:
+        if self._long_run and not gc.isenabled() and time.monotonic() - self._last_gc > 5.0:
             gc.collect(1)  # a long run with the collector paused: collect young objects
             self._last_gc = time.monotonic()
         for hook in self.on_commit:
@@ -390,6 +395,7 @@ class Engine:
                     progress: Callable[[int], None] | None = None) -> None:
         """Unbounded run: poll until :meth:`stop` is called; commit every interval."""
         self.start()
+        self._long_run = True
         with self._gc_paused():
             while not self._stop.is_set():
                 n = self.poll()

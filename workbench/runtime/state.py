@@ -33,6 +33,13 @@ class StateStore:
         self._dirty = {}
         return out
 
+    def discard_changes(self) -> None:
+        """Forget the changes since the last drain without producing changelog records (for
+        drivers whose state is not durable, such as a private ``memory://``)."""
+        self._dirty = {}
+        if getattr(self, "_meta_dirty", False):
+            self._meta_dirty = False
+
     def encode_key(self, key: Any) -> Any:
         """The changelog key for a store key (JSON-friendly)."""
         return key

@@ -27,41 +27,57 @@ old windows the algorithm still sees.
 
 **Session windows** (``KStreamSessionWindowAggregate``): ``None`` keys are dropped, ``None``
 values are aggregated; close time = stream time - grace - gap; a record merges every visible
-session of its key with ``end >= t - gap`` and ``start <= t + gap`` (their aggregates combined
-with ``merge``, oldest first, then the value added); it is dropped if the merged session ends
-before the close time. Merged-away sessions are deleted and forwarded as ``Change(None, old)``
-with timestamp = their end, then the new session is forwarded with timestamp = its end. A
-session whose end is ``<= close time`` is invisible to merges (it has left the store's
-retention, ``gap + grace``, exactly as in Kafka Streams' in-memory session store).
+session of its key with ``end >= t - gap`` and ``start <= t + gap`` (gap inclusive; their
+aggregates combined with ``merge``, oldest first, then the value added); it is dropped if the
+merged session ends before the close time. Merged-away sessions are deleted and forwarded as
+``Change(None, old)`` with timestamp = their end (also when the merged window equals one of
+them), then the new session is forwarded with timestamp = its end and no headers. A session is
+visible while its end is ``> (largest session end stored so far) - gap - grace``: the retention
+of Kafka Streams' session store (caching off), so a record that would extend a session that
+ended at or before the previous close time starts a new session instead.
+
+A ``None`` aggregate (e.g. ``reduce`` whose first value is ``None``) deletes the window, as
+Kafka's stores treat a null value: it is forwarded as ``Change(None, ...)`` and not stored.
 
 **Late output rule**: an input record goes to the ``late`` output (header
 ``workbench.dropped=late``) at most once, when it was *too late for at least one* of its windows
 — also when other windows of it were still open (hopping windows overlapping the close time, or
 the older sliding windows a late record no longer updates). So ``late`` lists every record whose
 contribution is missing from some window; the records that reached no window at all are those
-among them that produced no update.
+among them that produced no update. (Kafka's dropped-records metric counts once per missed
+window instead.)
 
 **emit="close"** (KIP-825 ``EmitStrategy.onWindowClose()`` with TopologyTestDriver's emit
 interval 0): no update output; after each record that advances the close time, the final value
 of every window that closed since is emitted as ``Change(final, None)`` with the window's
-aggregate timestamp (session: its end) — time windows once ``end <= close time``, sliding
-windows once ``end < close time``, sessions once ``end <= close time - 1`` — ordered by window
-start (sessions: end), then key. Kafka Streams reads these from a window store whose default
-retention (size + grace) makes them expire at exactly the moment they close, so with caching off
-it loses most of them (TopologyTestDriver emits nothing for worked example 1); workbench emits
-what Kafka Streams emits with a retention long enough to keep them (the KIP's intent). The last
-close time that emitted is kept in the store (reserved changelog key), like Kafka Streams'
-processor metadata: after a restart, windows it had already closed count as closed (records for
-them are late), so nothing is emitted twice.
+aggregate timestamp (session: its end) and the closing record's headers — time windows once
+``end <= close time``, sliding windows once ``end < close time``, sessions once
+``end <= close time - 1`` — ordered by window start, then key (sessions: by end, then start,
+then key, the order of Kafka's default RocksDB session store). Each window comes out exactly
+once, with the value its last ``emit="update"`` output would have had.
+
+Kafka Streams reads these from a window store whose default retention (size + grace) makes
+windows expire at about the moment they close, so with caching off it loses most of them
+(TopologyTestDriver emits nothing for worked example 1, nor for any session with the in-memory
+store). workbench emits what Kafka Streams emits when its store keeps the windows: time and
+sliding windows as with a long store retention, sessions as with the RocksDB store and the
+default retention (a longer session retention would also let records merge into sessions
+already emitted and emit them a second time).
+
+The last close time that emitted is kept in the store (reserved changelog key), like Kafka
+Streams' processor metadata: after a restart (stream time starts again from the first new
+record), windows it had already closed still count as closed (records for them are late), so
+nothing is emitted twice.
 
 **End of a bounded input** (:meth:`end`): with ``emit="close"`` every remaining window is
-emitted in the same order, as if stream time jumped to infinity, and removed. With
-``emit="update"`` nothing more comes out (every update was already emitted).
+emitted in the same order, as if stream time jumped to infinity, and removed; the recorded close
+time moves past them. With ``emit="update"`` nothing more comes out (every update was already
+emitted) and the state stays.
 
 State stays bounded: windows are removed from their stores once they can no longer change (time
-windows and sessions at close time — after their final value is emitted with ``emit="close"``;
-sliding windows when they leave the retention period), and each removal is a changelog
-tombstone.
+windows at close time, sessions once they leave the retention, after their final value is
+emitted with ``emit="close"``; sliding windows when they leave the retention period
+``2 * difference + grace``), and each removal is a changelog tombstone.
 """
 
 from __future__ import annotations
@@ -97,8 +113,9 @@ LATE = ("workbench.dropped", b"late")
 NULL_KEY = ("workbench.dropped", b"null-key")
 NULL_VALUE = ("workbench.dropped", b"null-value")
 
-_MISSING: Any = object()
 _FAR_PAST = -(2**62)
+#: builds a NamedTuple (Windowed, Change) without its Python-level __new__
+_tnew = tuple.__new__
 
 
 def _fallback_order(key: Any) -> tuple[str, str]:
@@ -160,6 +177,8 @@ class _AggregateOp(Operator):
         self._add = add
         self._merge = merge
         self._fin: Callable[[Any], Any] | None = agg.finalize
+        #: count(): the aggregate is inlined as ``acc + 1``
+        self._is_count = agg.kind == "count" and not agg.reducer and agg.finalize is None
         suffix, _kind = params["stores"][0]
         store_name = f"{node.name}-{suffix}" if suffix else node.name
         spec = ctx.stores.get(store_name)
@@ -225,9 +244,13 @@ class KeyAggregateOp(_AggregateOp):
                 new = acc if fin is None else fin(acc)
             except Exception as exc:
                 raise self._fail(r, exc) from exc
-            e = (acc, ts)
-            data[k] = e
-            dirty[k] = e
+            if acc is None:  # a null aggregate deletes the key, as in Kafka Streams
+                data.pop(k, None)
+                dirty[k] = None
+            else:
+                e = (acc, ts)
+                data[k] = e
+                dirty[k] = e
             append((k, Change(new, old), ts, s, h))
         return out
 
@@ -246,23 +269,106 @@ class TimeWindowAggregateOp(_AggregateOp):
         self.stores = [self.store]
 
     def process(self, batch: Batch, port: int) -> Batch:
+        if self.advance == self.size:
+            out = self._process_tumbling(batch)
+        else:
+            out = self._process_hopping(batch)
+        if batch:
+            self._last_seq = batch[-1][3]
+        return out
+
+    def _process_tumbling(self, batch: Batch) -> Batch:
+        # the hot path of the engine's benchmarks: locals only, the current window cached
         out: Batch = []
         append = out.append
         store = self.store
         windows = store.windows
         dirty = store.dirty
         starts = store.starts
-        heappush = heapq.heappush
         size = self.size
-        advance = self.advance
-        tumbling = advance == size
         grace = self.grace
         init, add, fin = self._init, self._add, self._fin
+        is_count = self._is_count
         emit_close = self.emit_close
         st = self.stream_time
         close = st - grace
         # acceptance threshold: the close time, or (after a restart, emit="close") the close
         # time of the last emission if that is later
+        eff = max(close, store.last_emit) if emit_close else close
+        cur = None
+        w: dict[Any, list[Any]] = {}
+        ds: set[Any] = set()
+        for r in batch:
+            k, v, t, s, h = r
+            if k is None:
+                self._drop(r, NULL_KEY)
+                continue
+            if t > st:
+                st = t
+                close = t - grace
+                if close > eff:
+                    eff = close
+                    if starts and starts[0] + size <= close:
+                        self._close_windows(close, s, h, out)
+                        cur = None
+            start = t - t % size
+            if t < 0 or start + size <= eff:
+                self._drop(r, LATE)
+                continue
+            if start != cur:
+                got = windows.get(start)
+                if got is None:
+                    got = windows[start] = {}
+                    heapq.heappush(starts, start)
+                w = got
+                got_ds = dirty.get(start)
+                if got_ds is None:
+                    got_ds = dirty[start] = set()
+                ds = got_ds
+                cur = start
+            e = w.get(k)
+            try:
+                if e is None:
+                    acc = 1 if is_count else add(init(), v)
+                    if acc is not None:
+                        w[k] = [acc, t]
+                    ts = t
+                    old = None
+                else:
+                    old = e[0]
+                    acc = old + 1 if is_count else add(old, v)
+                    ts = e[1]
+                    if t > ts:
+                        e[1] = ts = t
+                    if acc is None:  # a null aggregate deletes the window, as in Kafka
+                        del w[k]
+                    else:
+                        e[0] = acc
+                    if not emit_close and fin is not None:
+                        old = fin(old)
+                ds.add(k)
+                if not emit_close:
+                    append((_tnew(Windowed, (k, start, start + size)),
+                            _tnew(Change, (acc if fin is None else fin(acc), old)), ts, s, h))
+            except Exception as exc:
+                raise self._fail(r, exc) from exc
+        self.stream_time = st
+        return out
+
+    def _process_hopping(self, batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        store = self.store
+        windows = store.windows
+        dirty = store.dirty
+        starts = store.starts
+        size = self.size
+        advance = self.advance
+        grace = self.grace
+        init, add, fin = self._init, self._add, self._fin
+        emit_close = self.emit_close
+        st = self.stream_time
+        close = st - grace
         eff = max(close, store.last_emit) if emit_close else close
         for r in batch:
             k, v, t, s, h = r
@@ -275,42 +381,47 @@ class TimeWindowAggregateOp(_AggregateOp):
                 if close > eff:
                     eff = close
                     if starts and starts[0] + size <= close:
-                        self.stream_time = st
                         self._close_windows(close, s, h, out)
-                        windows = store.windows
-                        dirty = store.dirty
-            if tumbling:
-                if t < 0:
-                    self._drop(r, LATE)
-                    continue
-                start = t - t % size
+            # TimeWindows.windowsFor: epoch-aligned starts, never below 0, ascending
+            start = t - size + advance
+            if start < 0:
+                start = 0
+            start = start // advance * advance
+            missed = t < 0
+            while start <= t:
                 end = start + size
                 if end <= eff:
-                    self._drop(r, LATE)
+                    missed = True
+                    start += advance
                     continue
                 w = windows.get(start)
                 if w is None:
                     w = windows[start] = {}
-                    heappush(starts, start)
+                    heapq.heappush(starts, start)
                 e = w.get(k)
                 try:
-                    if e is None or e[0] is None:
+                    if e is None:
                         acc = add(init(), v)
-                        w[k] = [acc, t]
+                        if acc is not None:
+                            w[k] = [acc, t]
                         ts = t
                         old = None
                     else:
                         old = e[0]
                         acc = add(old, v)
-                        e[0] = acc
                         ts = e[1]
                         if t > ts:
                             e[1] = ts = t
+                        if acc is None:
+                            del w[k]
+                        else:
+                            e[0] = acc
                         if not emit_close and fin is not None:
                             old = fin(old)
                     if not emit_close:
-                        append((Windowed(k, start, end),
-                                Change(acc if fin is None else fin(acc), old), ts, s, h))
+                        append((_tnew(Windowed, (k, start, end)),
+                                _tnew(Change, (acc if fin is None else fin(acc), old)), ts, s,
+                                h))
                 except Exception as exc:
                     raise self._fail(r, exc) from exc
                 ds = dirty.get(start)
@@ -318,54 +429,10 @@ class TimeWindowAggregateOp(_AggregateOp):
                     dirty[start] = {k}
                 else:
                     ds.add(k)
-            else:
-                start = t - size + advance
-                if start < 0:
-                    start = 0
-                start = start // advance * advance
-                missed = t < 0
-                while start <= t:
-                    end = start + size
-                    if end <= eff:
-                        missed = True
-                        start += advance
-                        continue
-                    w = windows.get(start)
-                    if w is None:
-                        w = windows[start] = {}
-                        heappush(starts, start)
-                    e = w.get(k)
-                    try:
-                        if e is None or e[0] is None:
-                            acc = add(init(), v)
-                            w[k] = [acc, t]
-                            ts = t
-                            old = None
-                        else:
-                            old = e[0]
-                            acc = add(old, v)
-                            e[0] = acc
-                            ts = e[1]
-                            if t > ts:
-                                e[1] = ts = t
-                            if not emit_close and fin is not None:
-                                old = fin(old)
-                        if not emit_close:
-                            append((Windowed(k, start, end),
-                                    Change(acc if fin is None else fin(acc), old), ts, s, h))
-                    except Exception as exc:
-                        raise self._fail(r, exc) from exc
-                    ds = dirty.get(start)
-                    if ds is None:
-                        dirty[start] = {k}
-                    else:
-                        ds.add(k)
-                    start += advance
-                if missed:
-                    self._drop(r, LATE)
+                start += advance
+            if missed:
+                self._drop(r, LATE)
         self.stream_time = st
-        if batch:
-            self._last_seq = batch[-1][3]
         return out
 
     def _close_windows(self, close: int, seq: int, headers: Any, out: Batch) -> None:
@@ -376,16 +443,22 @@ class TimeWindowAggregateOp(_AggregateOp):
         size = self.size
         emit = self.emit_close
         append = out.append
+        fin = self._fin
         while starts and starts[0] + size <= close:
             start = heapq.heappop(starts)
             w = store.pop_window(start)
             if not w or not emit:
                 continue
             end = start + size
-            for k in _sorted_keys(w):
-                acc, ts = w[k]
-                append((Windowed(k, start, end), Change(self._final(acc, None), None), ts,
-                        seq, headers))
+            keys = _sorted_keys(w)
+            try:
+                for k in keys:
+                    acc, ts = w[k]
+                    append((_tnew(Windowed, (k, start, end)),
+                            _tnew(Change, (acc if fin is None else fin(acc), None)), ts, seq,
+                            headers))
+            except Exception as exc:
+                raise self._fail((k, acc, ts, seq, headers), exc) from exc
         if emit:
             store.set_last_emit(close)
 
@@ -567,7 +640,6 @@ class SlidingWindowAggregateOp(_AggregateOp):
     def _early(self, k: Any, v: Any, t: int) -> None:
         """A record with ``t < d``: its left window would start below 0, so it goes into the
         combined window ``[0, d]``."""
-        d = self.d
         combined: tuple[Any, int] | None = None
         right_agg: tuple[Any, int] | None = None
         right_created = False
@@ -649,6 +721,7 @@ class SessionWindowAggregateOp(_AggregateOp):
         self.stream_time = NO_TIMESTAMP
         self.store = SessionStore(self._store_name, self._changelog)
         self.stores = [self.store]
+        self._purge_at = _FAR_PAST
         if self._merge is None:  # pragma: no cover - the DSL requires merge for sessions
             raise ValueError("session windows need an aggregation with merge")
 
@@ -657,8 +730,12 @@ class SessionWindowAggregateOp(_AggregateOp):
         append = out.append
         store = self.store
         sessions = store.sessions
+        ends = store.ends
+        dirty = store._dirty
+        heappush = heapq.heappush
         gap = self.gap
         grace = self.grace
+        retention = gap + grace
         emit_close = self.emit_close
         init, add, fin = self._init, self._add, self._fin
         merge = self._merge
@@ -666,7 +743,10 @@ class SessionWindowAggregateOp(_AggregateOp):
         st = self.stream_time
         close = st - grace - gap
         eff = max(close, store.last_emit) if emit_close else close
-        retention = gap + grace
+        # emit="update" forgets expired sessions in steps of ``purge_step`` (lookups skip them
+        # meanwhile), so that memory stays bounded without a purge per record
+        purge_step = max(1, retention // 4)
+        purge_at = self._purge_at
         for r in batch:
             k, v, t, s, h = r
             if k is None:
@@ -674,7 +754,8 @@ class SessionWindowAggregateOp(_AggregateOp):
                 continue
             # sessions ending at or before ``visible`` have left the store's retention (Kafka's
             # in-memory session store counts it from the largest end stored so far)
-            visible = store.observed - retention
+            observed = store.observed
+            visible = observed - retention
             advanced = False
             if t > st:
                 st = t
@@ -682,62 +763,94 @@ class SessionWindowAggregateOp(_AggregateOp):
                 if close > eff:
                     eff = close
                     advanced = True
-            if not emit_close and store.ends and store.ends[0][0] <= visible:
-                self._purge(visible)
+                if not emit_close and visible >= purge_at:
+                    self._purge(visible)
+                    purge_at = self._purge_at = visible + purge_step
             found = sessions.get(k)
             ms = me = t
-            merged: list[list[Any]] = []
+            first = -1  # index in ``found`` of the first merged session
+            nmerged = 0
             try:
                 acc = init()
                 if found:
                     lo = t - gap
                     hi = t + gap
-                    for x in found:
+                    for i, x in enumerate(found):
                         xe = x[1]
-                        if xe >= lo and xe > visible and x[0] <= hi:
-                            merged.append(x)
-                            acc = merge(acc, x[2])
-                            if x[0] < ms:
-                                ms = x[0]
-                            if xe > me:
-                                me = xe
+                        if xe < lo or xe <= visible:
+                            continue
+                        if x[0] > hi:
+                            break
+                        if first < 0:
+                            first = i
+                        nmerged += 1
+                        acc = merge(acc, x[2])
+                        if x[0] < ms:
+                            ms = x[0]
+                        if xe > me:
+                            me = xe
             except Exception as exc:
                 raise self._fail(r, exc) from exc
             if me < eff:
                 self._drop(r, LATE)
             else:
                 old = None
-                if merged:
-                    if ms != t or me != t:
-                        for x in merged:
-                            store.remove(k, x[0], x[1])
-                            if not emit_close:
-                                append((Windowed(k, x[0], x[1]),
-                                        Change(None, self._final(x[2], r)), x[1], s, None))
-                    else:
-                        old = merged[0][2]
                 try:
+                    if nmerged:
+                        assert found is not None
+                        merged = found[first:first + nmerged]
+                        if ms != t or me != t:
+                            del found[first:first + nmerged]
+                            for x in merged:
+                                dirty[(k, x[0], x[1])] = None
+                                if not emit_close:
+                                    xa = x[2]
+                                    append((_tnew(Windowed, (k, x[0], x[1])),
+                                            _tnew(Change, (None, xa if fin is None else fin(xa))),
+                                            x[1], s, None))
+                        else:
+                            old = merged[0][2]
                     acc = add(acc, v)
                     if not emit_close:
                         if fin is None:
-                            change = Change(acc, old)
+                            change = _tnew(Change, (acc, old))
                         else:
-                            change = Change(fin(acc), None if old is None else fin(old))
+                            change = _tnew(Change, (None if acc is None else fin(acc),
+                                                    None if old is None else fin(old)))
                 except Exception as exc:
                     raise self._fail(r, exc) from exc
                 if acc is None:
                     # Kafka's session store treats a null aggregate as a delete
-                    if old is not None or merged:
-                        store.remove(k, ms, me)
-                    if me > store.observed:
+                    store.remove(k, ms, me)
+                    if me > observed:
                         store.observed = me
+                elif old is not None:  # the same window [t, t] again: replace its aggregate
+                    assert found is not None
+                    found[first][2] = acc
+                    dirty[(k, ms, me)] = acc
                 else:
-                    store.put(k, ms, me, acc)
+                    if found is None:
+                        found = sessions[k] = []
+                    i = first if nmerged else 0
+                    n = len(found)
+                    while i < n and found[i][1] < me:
+                        i += 1
+                    if i < n and found[i][1] == me and found[i][0] == ms:
+                        # an expired session with the same window (not visible any more)
+                        found[i][2] = acc
+                    else:
+                        found.insert(i, [ms, me, acc])
+                        c = store._n = store._n + 1
+                        heappush(ends, (me, c, k, ms))
+                    dirty[(k, ms, me)] = acc
+                    if me > observed:
+                        store.observed = me
+                if not found:
+                    sessions.pop(k, None)
                 if not emit_close:
-                    append((Windowed(k, ms, me), change, me, s, None))
+                    append((_tnew(Windowed, (k, ms, me)), change, me, s, None))
             if emit_close and advanced:
                 self._emit_closed(eff, s, h, out)
-                sessions = store.sessions
         self.stream_time = st
         if batch:
             self._last_seq = batch[-1][3]
@@ -755,7 +868,7 @@ class SessionWindowAggregateOp(_AggregateOp):
     def _emit_closed(self, close: int, seq: int, headers: Any, out: Batch,
                      everything: bool = False) -> None:
         """emit="close": emit and forget the sessions with ``end <= close - 1`` (by end, then
-        key)."""
+        start, then key)."""
         store = self.store
         ends = store.ends
         due: list[tuple[Any, ...]] = []
@@ -763,11 +876,15 @@ class SessionWindowAggregateOp(_AggregateOp):
             end, _n, key, start = heapq.heappop(ends)
             x = store.remove(key, start, end)
             if x is not None:
-                due.append((end, key, start, x[2]))
+                due.append((end, start, key, x[2]))
         if due:
-            _sort_by_time_then_key(due)
+            # Kafka's default (RocksDB) session store: by end, then start, then key
+            try:
+                due.sort(key=lambda x: (x[0], x[1], x[2]))
+            except TypeError:
+                due.sort(key=lambda x: (x[0], x[1], _fallback_order(x[2])))
             append = out.append
-            for end, key, start, acc in due:
+            for end, start, key, acc in due:
                 append((Windowed(key, start, end), Change(self._final(acc, None), None), end,
                         seq, headers))
         store.set_last_emit(close)

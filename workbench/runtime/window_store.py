@@ -12,7 +12,7 @@ store                  changelog key                    changelog value
 :class:`AggKVStore`    ``key``                          ``[aggregate, timestamp]``
 :class:`TimeWindowStore`  ``[key, window_start]``       ``[aggregate, timestamp]``
 :class:`SlidingWindowStore`  ``[key, window_start]``    ``[aggregate, timestamp]``
-:class:`SessionStore`  ``[key, start, end]``            ``[aggregate]``
+:class:`SessionStore`  ``[key, start, end]``            ``aggregate``
 =====================  ===============================  ==============================
 
 ``None`` values are deletes (tombstones). Window stores also keep one reserved entry,
@@ -132,6 +132,10 @@ class TimeWindowStore(_WindowStoreBase):
             else:
                 ds.update(w)
         return w
+
+    def discard_changes(self) -> None:
+        super().discard_changes()
+        self.dirty = {}
 
     def drain_changes(self) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []
@@ -303,7 +307,7 @@ class SessionStore(_WindowStoreBase):
         self._n = 0
 
     def put(self, key: Any, start: int, end: int, agg: Any) -> None:
-        """Add (or replace) session ``[start, end]`` of ``key``."""
+        """Add (or replace) session ``[start, end]`` of ``key`` (``agg`` is not None)."""
         lst = self.sessions.get(key)
         if lst is None:
             lst = self.sessions[key] = []
@@ -317,7 +321,7 @@ class SessionStore(_WindowStoreBase):
             lst.insert(i, [start, end, agg])
             c = self._n = self._n + 1
             heapq.heappush(self.ends, (end, c, key, start))
-        self._dirty[(key, start, end)] = [agg]
+        self._dirty[(key, start, end)] = agg
         if end > self.observed:
             self.observed = end
 
@@ -363,7 +367,7 @@ class SessionStore(_WindowStoreBase):
             if v is None:
                 self.remove(key, start, end)
             else:
-                self.put(key, start, end, v[0])
+                self.put(key, start, end, v)
         self._dirty = {}
         self.ends = []
         n = 0
