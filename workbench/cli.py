@@ -80,6 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             engine.run_forever()
     finally:
         engine.close()
+        engine.driver.end_run()  # flush, leave the consumer group
     stats = engine.stats
     outs = ", ".join(f"{t}={n}" for t, n in sorted(stats.records_out.items())
                      if pipeline.plan().topics[t].kind == "sink")

@@ -158,7 +158,7 @@ def prepare(
         append_inputs(pipeline, drv, samples, copy=True)
     return Engine(plan, drv, clock=clock,
                   commit_interval_ms=duration_ms(commit_interval, "commit_interval"),
-                  batch_size=batch_size)
+                  batch_size=batch_size, key_serde=getattr(drv, "key_serde", "json"))
 
 
 def execute(
@@ -194,4 +194,5 @@ def execute(
                     log.info("interrupted; the last commit stands")
         finally:
             engine.close()
+            engine.driver.end_run()  # leave the consumer group: the next run must not wait
     return Run(pipeline, engine.driver, engine.plan, engine)

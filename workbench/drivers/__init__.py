@@ -40,8 +40,16 @@ def _git(url: str) -> Driver:
 
 register_driver("git", _git)
 
+
+def _kafka(url: str) -> Driver:
+    from .kafka import KafkaDriver
+
+    return KafkaDriver(url)
+
+
+register_driver("kafka", _kafka)
+
 _PLANNED = {
-    "kafka": "the Kafka driver (pip install 'workbench[kafka]')",
     "postgresql": "the PostgreSQL driver (pip install 'workbench[postgres]')",
     "postgres": "the PostgreSQL driver (pip install 'workbench[postgres]')",
 }

@@ -140,6 +140,21 @@ class Driver(abc.ABC):
             out[t] = list(range(count or 0))
         return out
 
+    def poll_membership(self) -> dict[str, list[int]] | None:
+        """Membership news since the last call: the complete new ownership ``{topic:
+        partitions}``, or ``None`` when nothing changed (always, by default). The engine calls it
+        right after each commit, when everything it processed is committed."""
+        return None
+
+    def wants_commit(self) -> bool:
+        """True when the driver has records of its own to commit (dead-lettered input) although
+        the engine's transaction is empty."""
+        return False
+
+    def end_run(self) -> None:  # noqa: B027
+        """The engine is done with this driver (a run ended or stopped): leave consumer
+        groups, drop producers. Reading (``Run.frame``) must keep working. No-op by default."""
+
     def close(self) -> None:  # noqa: B027
         """Release connections and locks."""
 

@@ -25,7 +25,7 @@ from typing import Any
 from ..drivers.base import Driver, Transaction
 from ..errors import StateError
 from ..partitioning import KeyPartitioner
-from ..plan import Plan
+from ..plan import Plan, SubTopology
 from ..serde import get_serde
 from .clock import Clock, SystemClock
 from .task import OpContext, Task
@@ -104,6 +104,7 @@ class Engine:
         self._uncommitted = False
         self._started = False
         self._stop = threading.Event()
+        self._limits: dict[tuple[str, int], int] | None = None  # bounded run: end offsets
         self._seq = 0
         self._last_gc = time.monotonic()
         self._long_run = False
@@ -118,20 +119,54 @@ class Engine:
         inputs = [t for st in self.plan.subtopologies for t in st.inputs]
         owned = self.driver.assign(app, inputs)
         for st in self.plan.subtopologies:
-            mine = sorted({p for t in st.inputs for p in owned.get(t, [])})
-            for p in mine:
-                ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
-                task = Task(st, p, ctx)
-                self._restore(task)
-                for rn in task.nodes:
-                    rn.op.init(ctx)
-                self.tasks.append(task)
-                for t in st.inputs:
-                    if p < self.partitions[t]:
-                        self._positions[(t, p)] = self.driver.committed(app, t, p)
+            for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
+                self._add_task(st, p)
         self._last_commit = self.clock.now_ms()
         self._started = True
         log.debug("engine started: %d tasks on %s", len(self.tasks), self.driver.url)
+
+    def _add_task(self, st: SubTopology, p: int) -> None:
+        """Create the task of sub-topology ``st`` for partition ``p``: restore its state, read
+        its committed positions."""
+        app = self.plan.app_id
+        ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
+        task = Task(st, p, ctx)
+        self._restore(task)
+        for rn in task.nodes:
+            rn.op.init(ctx)
+        self.tasks.append(task)
+        for t in st.inputs:
+            if p < self.partitions[t]:
+                self._positions[(t, p)] = self.driver.committed(app, t, p)
+                if self._limits is not None and self.plan.topics[t].kind == "source":
+                    self._limits.setdefault((t, p), self.driver.end_offset(t, p))
+
+    def apply_ownership(self, owned: dict[str, list[int]]) -> None:
+        """Follow a membership change (``driver.poll_membership()``, called right after a
+        commit, so every task is committed): drop the tasks whose partitions this process no
+        longer owns, create and restore tasks for partitions new to it."""
+        keep = []
+        for task in self.tasks:
+            if any(task.partition in owned.get(t, ()) for t in task.subtopology.inputs):
+                keep.append(task)
+                continue
+            task.close()
+            for t in task.subtopology.inputs:
+                self._positions.pop((t, task.partition), None)
+                self._pending_positions.pop((t, task.partition), None)
+        self.tasks = keep
+        have = {(task.subtopology.id, task.partition) for task in keep}
+        for st in self.plan.subtopologies:
+            for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
+                if (st.id, p) not in have:
+                    self._add_task(st, p)
+        log.info("membership changed: %d tasks", len(self.tasks))
+
+    def _check_membership(self) -> None:
+        if self._started:
+            owned = self.driver.poll_membership()
+            if owned is not None:
+                self.apply_ownership(owned)
 
     def _resolve_topics(self) -> None:
         """Partition counts: sources as they are (or created), each sub-topology runs
@@ -296,9 +331,10 @@ class Engine:
         for key, pos in self._positions.items():
             if self._committed_position(key) != pos:
                 txn.positions[key] = pos
-        if txn.is_empty():
+        if txn.is_empty() and not self.driver.wants_commit():
             self._last_commit = self.clock.now_ms()
             self._uncommitted = False
+            self._check_membership()
             return
         self.driver.commit(txn)
         for key, pos in txn.positions.items():
@@ -314,6 +350,7 @@ class Engine:
             self._last_gc = time.monotonic()
         for hook in self.on_commit:
             hook(self)
+        self._check_membership()
 
     def _committed_position(self, key: tuple[str, int]) -> int | None:
         return self._pending_positions.get(key)
@@ -338,6 +375,7 @@ class Engine:
         self.start()
         limits = {k: v for k, v in self.end_offsets().items()
                   if self.plan.topics[k[0]].kind == "source"}
+        self._limits = limits  # tasks a rebalance adds get theirs too
         with self._gc_paused():
             self._drain(limits, progress)
             self.finish(limits, progress)

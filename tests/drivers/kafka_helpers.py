@@ -1,0 +1,383 @@
+"""Helpers of the Kafka driver tests: a broker for the session, the pipelines and data the
+tests share, and a worker entry point that runs a pipeline in a subprocess (crash and scale-out
+tests kill it with ``kill -9``).
+
+Broker: ``WORKBENCH_KAFKA_URL`` if set, else ``workbench.devservices.up(("kafka",))`` where that
+exists, else a throwaway single-node KRaft broker started here from Apache Kafka's jars on Maven
+Central (Java 17 and Maven needed; the jars are cached in ``~/.cache/workbench-tests``).
+
+    python tests/drivers/kafka_helpers.py worker URL PIPELINE SUFFIX [--until end|forever]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script
+    sys.path.insert(0, str(ROOT))
+
+import workbench as wb  # noqa: E402
+
+KAFKA_VERSION = "4.1.1"
+HOWTO = ("Kafka tests need a broker: install Java 17 and Maven (apt-get install -y "
+         "openjdk-17-jdk-headless maven) so the tests can start one from Maven Central, or run "
+         "`workbench dev up`, or set WORKBENCH_KAFKA_URL=kafka://host:port.")
+
+
+def register() -> None:
+    """Make ``kafka://`` URLs resolve (until ``workbench/drivers/__init__.py`` does it)."""
+    from workbench.drivers import _FACTORIES, register_driver
+    from workbench.drivers.kafka import connect_kafka
+
+    if "kafka" not in _FACTORIES:
+        register_driver("kafka", connect_kafka)
+
+
+# -- the broker --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+<groupId>dev.workbench</groupId><artifactId>kafka-test-broker</artifactId><version>1</version>
+<packaging>pom</packaging><dependencies>
+<dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+<version>{v}</version></dependency>
+<dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+<version>2.24.3</version></dependency>
+<dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+<version>2.24.3</version></dependency></dependencies>
+<build><pluginManagement><plugins><plugin><groupId>org.apache.maven.plugins</groupId>
+<artifactId>maven-dependency-plugin</artifactId><version>3.6.1</version></plugin></plugins>
+</pluginManagement></build></project>"""
+
+SERVER = """process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{cport}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data}
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=2
+log.cleaner.dedupe.buffer.size=16777216
+"""
+
+LOG4J = """status=warn
+appender.console.type=Console
+appender.console.name=STDOUT
+appender.console.layout.type=PatternLayout
+appender.console.layout.pattern=[%d] %p %m (%c)%n
+rootLogger.level=WARN
+rootLogger.appenderRef.stdout.ref=STDOUT
+logger.started.name=kafka.server.KafkaRaftServer
+logger.started.level=INFO
+"""
+
+
+class LocalBroker:
+    """A throwaway single-node KRaft broker (Apache Kafka's jars from Maven Central)."""
+
+    def __init__(self) -> None:
+        if not shutil.which("java") or not shutil.which("mvn"):
+            raise RuntimeError(HOWTO)
+        self.lib = self._jars()
+        self.dir = Path(tempfile.mkdtemp(prefix="wb-kafka-"))
+        self.port, self.cport = free_port(), free_port()
+        (self.dir / "server.properties").write_text(
+            SERVER.format(port=self.port, cport=self.cport, data=self.dir / "data"))
+        (self.dir / "log4j2.properties").write_text(LOG4J)
+        self.proc: subprocess.Popen[bytes] | None = None
+        started = time.monotonic()
+        self._format()
+        self.start()
+        self.start_seconds = time.monotonic() - started
+
+    @staticmethod
+    def _jars() -> Path:
+        lib = Path.home() / ".cache" / "workbench-tests" / f"kafka-{KAFKA_VERSION}-lib"
+        if lib.is_dir() and any(lib.glob("kafka_2.13-*.jar")):
+            return lib
+        build = Path(tempfile.mkdtemp(prefix="wb-kafka-pom-"))
+        (build / "pom.xml").write_text(POM.format(v=KAFKA_VERSION))
+        tmp = lib.with_name(lib.name + f".tmp{os.getpid()}")
+        subprocess.run(["mvn", "-B", "-q", "dependency:copy-dependencies",
+                        "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+                       cwd=build, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(lib)
+        except OSError:  # another session got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(build, ignore_errors=True)
+        return lib
+
+    def _java(self, *args: str) -> list[str]:
+        return ["java", "-cp", f"{self.lib}/*",
+                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", *args]
+
+    def _format(self) -> None:
+        while True:
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            if not cid.startswith("-"):
+                break
+        subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cid, "-c",
+                                  str(self.dir / "server.properties")),
+                       check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.dir / "broker.log", "ab")  # noqa: SIM115 - the broker keeps it
+        cmd = self._java("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                         "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                         f"-Dkafka.logs.dir={self.dir}", "kafka.Kafka",
+                         str(self.dir / "server.properties"))
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while b"Kafka Server started" not in (self.dir / "broker.log").read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.dir / "broker.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the Kafka broker did not start:\n{tail}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def broker_url() -> tuple[str, LocalBroker | None]:
+    """A running broker: (URL, the broker if started here)."""
+    env = os.environ.get("WORKBENCH_KAFKA_URL")
+    if env:
+        return env, None
+    try:
+        from workbench.devservices import up  # type: ignore[attr-defined]
+    except ImportError:
+        up = None
+    if up is not None:
+        try:
+            return str(up(("kafka",))["kafka"].url), None
+        except Exception as exc:  # fall back to a private broker
+            print(f"workbench.devservices could not start kafka: {exc}", file=sys.stderr)
+    broker = LocalBroker()
+    return broker.url, broker
+
+
+_BROKER: dict[str, Any] = {}
+
+
+def session_broker() -> str:
+    """The URL of the broker every Kafka test of this process shares (started once; stopped
+    at exit). Raises RuntimeError with a how-to when none can be started."""
+    if "url" not in _BROKER:
+        if "error" in _BROKER:
+            raise RuntimeError(_BROKER["error"])
+        try:
+            import confluent_kafka  # noqa: F401
+        except ImportError:
+            _BROKER["error"] = "confluent-kafka is not installed: pip install 'workbench[kafka]'."
+            raise RuntimeError(_BROKER["error"]) from None
+        try:
+            url, broker = broker_url()
+        except Exception as exc:
+            _BROKER["error"] = f"{HOWTO} ({exc})"
+            raise RuntimeError(_BROKER["error"]) from exc
+        _BROKER["url"], _BROKER["broker"] = url, broker
+        if broker is not None:
+            import atexit
+
+            atexit.register(broker.destroy)
+            print(f"\nKafka {KAFKA_VERSION} broker started in {broker.start_seconds:.1f} s at "
+                  f"{url}", file=sys.stderr)
+    return str(_BROKER["url"])
+
+
+def with_options(url: str, **opts: Any) -> str:
+    if not opts:
+        return url
+    q = "&".join(f"{k}={v}" for k, v in opts.items())
+    return url + ("&" if "?" in url else "?") + q
+
+
+# -- data and pipelines ----------------------------------------------------------------------
+BASE_TS = 1_700_000_000_000
+
+
+def crash_inputs(n: int, seed: int = 1) -> dict[str, list[dict[str, Any]]]:
+    """``n`` orders and ``n // 4`` payments, keyed by user, timestamps increasing (so a restart,
+    which resets stream time as Kafka Streams does, cannot change any late decision)."""
+    rng = random.Random(seed)
+    orders = [{"user": f"u{rng.randrange(50)}", "ts": BASE_TS + 10 * i,
+               "amount": rng.randrange(1, 10_000) / 100} for i in range(n)]
+    payments = [{"user": f"u{rng.randrange(50)}", "ts": BASE_TS + 40 * i + 5,
+                 "paid": rng.randrange(1, 100)} for i in range(n // 4)]
+    return {"orders": orders, "payments": payments}
+
+
+def crash_pipeline(suffix: str, emit: str = "close") -> wb.Pipeline:
+    """Windowed + joined: per-user 10 s tumbling sums (final values), a stream-stream join of
+    orders and payments within 50 ms, and per-user running counts of the joined pairs."""
+    p = wb.Pipeline(f"crash-{suffix}" if emit == "close" else f"scale-{suffix}")
+    orders = p.source(f"orders-{suffix}", key="user", time="ts", partitions=3)
+    payments = p.source(f"payments-{suffix}", key="user", time="ts", partitions=3)
+    (orders.group_by_key()
+           .window(wb.Tumbling("10s", grace="200ms"), emit=emit)
+           .agg(total=("amount", "sum"), n="count", name="per-second")
+           .to(f"per-second-{suffix}"))
+    joined = orders.join(payments, within="50ms", name="paid",
+                         combine=lambda o, pay: {**o, "paid": pay["paid"]})
+    joined.to(f"joined-{suffix}")
+    (joined.group_by_key().count(name="pairs").changes().to(f"pairs-{suffix}"))
+    return p
+
+
+def crash_sinks(suffix: str) -> list[str]:
+    return [f"per-second-{suffix}", f"joined-{suffix}", f"pairs-{suffix}"]
+
+
+def scale_pipeline(suffix: str) -> wb.Pipeline:
+    """The crash pipeline with windows that emit every update: an unbounded run's output is
+    then complete without the end-of-input flush (scale-out workers run unbounded)."""
+    return crash_pipeline(suffix, emit="update")
+
+
+PIPELINES = {"crash": crash_pipeline, "scale": scale_pipeline}
+
+
+def membership_engine_class() -> type:
+    """The engine class to run several processes with: ``Engine`` once it reacts to
+    ``driver.poll_membership()``; until then this subclass, which is the proposed engine
+    change (see docs/drivers/kafka.md, "What the engine does on a rebalance")."""
+    from workbench.runtime.engine import Engine
+    from workbench.runtime.task import OpContext, Task
+
+    if hasattr(Engine, "apply_ownership"):
+        return Engine
+
+    class MembershipEngine(Engine):
+        def commit(self) -> None:
+            super().commit()
+            poll = getattr(self.driver, "poll_membership", None)
+            if poll is not None and self._started:
+                owned = poll()
+                if owned is not None:
+                    self.apply_ownership(owned)
+
+        def apply_ownership(self, owned: dict[str, list[int]]) -> None:
+            """Drop the tasks whose partitions are gone (everything is committed), create and
+            restore tasks for partitions new to this process."""
+            keep = []
+            for task in self.tasks:
+                if any(task.partition in owned.get(t, ()) for t in task.subtopology.inputs):
+                    keep.append(task)
+                    continue
+                task.close()
+                for t in task.subtopology.inputs:
+                    self._positions.pop((t, task.partition), None)
+                    self._pending_positions.pop((t, task.partition), None)
+            self.tasks = keep
+            have = {(task.subtopology.id, task.partition) for task in keep}
+            app = self.plan.app_id
+            for st in self.plan.subtopologies:
+                for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
+                    if (st.id, p) in have:
+                        continue
+                    ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
+                    task = Task(st, p, ctx)
+                    self._restore(task)
+                    for rn in task.nodes:
+                        rn.op.init(ctx)
+                    self.tasks.append(task)
+                    for t in st.inputs:
+                        if p < self.partitions[t]:
+                            self._positions[(t, p)] = self.driver.committed(app, t, p)
+
+    return MembershipEngine
+
+
+def canonical(records: list[Any]) -> list[str]:
+    """Records as sorted JSON lines (key, value, timestamp): equal lists mean the same
+    records, each as often (no duplicate, no gap)."""
+    out = []
+    for r in records:
+        key = list(r.key) if isinstance(r.key, tuple) else r.key
+        out.append(json.dumps([key, r.value, r.timestamp], sort_keys=True, default=str))
+    return sorted(out)
+
+
+# -- worker --------------------------------------------------------------------------------------
+def worker(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("pipeline", choices=sorted(PIPELINES))
+    ap.add_argument("suffix")
+    ap.add_argument("--until", default="end", choices=["end", "forever"])
+    args = ap.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("workbench.drivers.kafka").setLevel(logging.INFO)
+    register()
+    pipeline = PIPELINES[args.pipeline](args.suffix)
+    if args.until == "end":
+        pipeline.run(args.url, until="end")
+        return 0
+    from workbench.drivers import connect
+
+    engine = membership_engine_class()(pipeline.plan(), connect(args.url))
+    signal.signal(signal.SIGTERM, lambda *_: engine.stop())
+    try:
+        engine.run_forever()
+    finally:
+        engine.close()
+        engine.driver.close()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        sys.exit(worker(sys.argv[2:]))
+    print(__doc__)
+    sys.exit(2)
