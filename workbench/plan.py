@@ -30,7 +30,8 @@ class TopicSpec:
 
     ``kind`` is ``"source"``, ``"sink"``, ``"repartition"``, ``"changelog"`` or ``"preview"``;
     ``partitions`` is the requested count (``None``: the driver's default or the count of the
-    sub-topology's inputs).
+    sub-topology's inputs). ``compact`` marks changelogs and table sinks (``Table.to``), which
+    drivers may keep as upserted tables.
     """
 
     name: str
@@ -254,6 +255,7 @@ def compile_plan(
             elif n.op == "sink":
                 topic = n.params["topic"]
                 topics[topic] = TopicSpec(topic, "sink", n.params.get("partitions"),
+                                          compact=n.parents[0].op == "table_changes",
                                           key_name=_key_name(n.parents[0]))
             idx = add_slot(n.op, n.name, n, topic)
             index_of[n] = idx

@@ -41,6 +41,16 @@ def _git(url: str) -> Driver:
 register_driver("git", _git)
 
 
+def _postgres(url: str) -> Driver:
+    from .postgres import PostgresDriver
+
+    return PostgresDriver(url)
+
+
+register_driver("postgresql", _postgres)
+register_driver("postgres", _postgres)
+
+
 def _kafka(url: str) -> Driver:
     from .kafka import KafkaDriver
 
@@ -50,8 +60,6 @@ def _kafka(url: str) -> Driver:
 register_driver("kafka", _kafka)
 
 _PLANNED = {
-    "postgresql": "the PostgreSQL driver (pip install 'workbench[postgres]')",
-    "postgres": "the PostgreSQL driver (pip install 'workbench[postgres]')",
 }
 
 

@@ -75,7 +75,8 @@ log = logging.getLogger(__name__)
 
 _SCALARS = (str, int, float, bool, type(None))
 _MAX_IDENT = 63
-_OPTIONS = ("schema", "upsert", "errors", "members", "retry", "partitions", "prefetch")
+_OPTIONS = ("schema", "upsert", "errors", "members", "retry", "partitions", "prefetch",
+            "takeover")
 _SQLSTATE_RETRY = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock n/a
 
 
@@ -250,6 +251,9 @@ class PostgresDriver(Driver):
         self._source_types: dict[str, str] = {}
         self._expected: dict[tuple[str, str, int], int] = {}
         self._leases: dict[str, set[int]] = {}  # app -> partition numbers leased
+        self._assigned: dict[str, list[str]] = {}  # app -> topics of the last assign()
+        self.takeover = opts.get("takeover", "") in ("1", "true", "yes")
+        self._last_membership = 0.0
         self._lock = threading.RLock()
         self._listen_conn: Any = None
         self._conn: Any = None
@@ -399,6 +403,10 @@ class PostgresDriver(Driver):
                     conn.execute(st)
 
         self._call(run, f"creating schema {self.schema!r}")
+
+    def bind(self, app_id: str) -> None:
+        """The driver contract's hook: use the application's schema (see :meth:`bind_app`)."""
+        self.bind_app(app_id)
 
     def bind_app(self, app_id: str) -> None:
         """Use a schema named after the application, unless the URL chose one (``schema=``).
@@ -1081,6 +1089,7 @@ class PostgresDriver(Driver):
         kept.
         """
         counts = {t: self.partitions(t) or 0 for t in topics}
+        self._assigned[app_id] = list(counts)
         total = max(counts.values(), default=0)
         mine = self._leases.setdefault(app_id, set())
         cap = -(-total // self.members) if self.members > 0 else total
@@ -1089,17 +1098,68 @@ class PostgresDriver(Driver):
                 continue
             if len(mine) >= cap:
                 break
-            key = _lock_key(self.schema, app_id, p)
-
-            def lease(conn: Any, key: int = key) -> bool:
-                return bool(conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                         (key,)).fetchone()[0])
-
-            got = self._call(lease, "leasing partitions")
-            if got:
+            if self._try_lock(_lock_key(self.schema, app_id, p)):
                 mine.add(p)
         log.info("application %r: leased partitions %s of %d", app_id, sorted(mine), total)
         return {t: sorted(p for p in mine if p < c) for t, c in counts.items()}
+
+    def _try_lock(self, key: int) -> bool:
+        def lease(conn: Any) -> bool:
+            return bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
+
+        return bool(self._call(lease, "leasing partitions"))
+
+    def poll_membership(self) -> dict[str, list[int]] | None:
+        """With ``takeover=1``: lease the partitions that became free (their worker died, or
+        stopped), up to ⌈P / live workers⌉, and return the new ownership; else ``None``. The
+        engine calls this after each commit (at most one lease round per second here). Off by
+        default: in a bounded run the engine would add a task after it started flushing."""
+        if not self.takeover or not self._assigned:
+            return None
+        now = time.monotonic()
+        if now - self._last_membership < 1.0:
+            return None
+        self._last_membership = now
+        changed = False
+        for app_id, topics in self._assigned.items():
+            mine = self._leases.setdefault(app_id, set())
+            total = max((self.partitions(t) or 0 for t in topics), default=0)
+            keys = {_lock_key(self.schema, app_id, p): p for p in range(total)}
+            rows = self._call(lambda c: c.execute(
+                "SELECT DISTINCT pid, classid::bigint, objid::bigint FROM pg_locks WHERE "
+                "locktype = 'advisory' AND granted AND pid <> pg_backend_pid()").fetchall(),
+                "reading leases")
+            held = {keys.get(self._signed((cls << 32) | obj)): pid for pid, cls, obj in rows}
+            held.pop(None, None)
+            others = len(set(held.values()))
+            cap = -(-total // (others + 1))
+            for p in range(total):
+                if len(mine) >= cap:
+                    break
+                if p in mine or p in held:
+                    continue
+                if self._try_lock(_lock_key(self.schema, app_id, p)):
+                    mine.add(p)
+                    changed = True
+        if not changed:
+            return None
+        out: dict[str, list[int]] = {}
+        for app_id, topics in self._assigned.items():
+            mine = self._leases.get(app_id, set())
+            for t in topics:
+                out[t] = sorted(p for p in mine if p < (self.partitions(t) or 0))
+        log.info("took over partitions: %s", out)
+        return out
+
+    @staticmethod
+    def _signed(value: int) -> int:
+        return value - (1 << 64) if value >= 1 << 63 else value
+
+    def end_run(self) -> None:
+        """The run is over: give up its partitions (reading results keeps working)."""
+        for app_id in list(self._leases):
+            self.release(app_id)
+        self._assigned.clear()
 
     def release(self, app_id: str) -> None:
         """Give up this process's partitions of ``app_id``."""
