@@ -287,54 +287,10 @@ PIPELINES = {"crash": crash_pipeline, "scale": scale_pipeline}
 
 
 def membership_engine_class() -> type:
-    """The engine class to run several processes with: ``Engine`` once it reacts to
-    ``driver.poll_membership()``; until then this subclass, which is the proposed engine
-    change (see docs/drivers/kafka.md, "What the engine does on a rebalance")."""
+    """The engine class for several processes (it reacts to ``driver.poll_membership()``)."""
     from workbench.runtime.engine import Engine
-    from workbench.runtime.task import OpContext, Task
 
-    if hasattr(Engine, "apply_ownership"):
-        return Engine
-
-    class MembershipEngine(Engine):
-        def commit(self) -> None:
-            super().commit()
-            poll = getattr(self.driver, "poll_membership", None)
-            if poll is not None and self._started:
-                owned = poll()
-                if owned is not None:
-                    self.apply_ownership(owned)
-
-        def apply_ownership(self, owned: dict[str, list[int]]) -> None:
-            """Drop the tasks whose partitions are gone (everything is committed), create and
-            restore tasks for partitions new to this process."""
-            keep = []
-            for task in self.tasks:
-                if any(task.partition in owned.get(t, ()) for t in task.subtopology.inputs):
-                    keep.append(task)
-                    continue
-                task.close()
-                for t in task.subtopology.inputs:
-                    self._positions.pop((t, task.partition), None)
-                    self._pending_positions.pop((t, task.partition), None)
-            self.tasks = keep
-            have = {(task.subtopology.id, task.partition) for task in keep}
-            app = self.plan.app_id
-            for st in self.plan.subtopologies:
-                for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
-                    if (st.id, p) in have:
-                        continue
-                    ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
-                    task = Task(st, p, ctx)
-                    self._restore(task)
-                    for rn in task.nodes:
-                        rn.op.init(ctx)
-                    self.tasks.append(task)
-                    for t in st.inputs:
-                        if p < self.partitions[t]:
-                            self._positions[(t, p)] = self.driver.committed(app, t, p)
-
-    return MembershipEngine
+    return Engine
 
 
 def canonical(records: list[Any]) -> list[str]:
