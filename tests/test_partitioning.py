@@ -53,3 +53,9 @@ def test_windowed_keys_partition_by_inner_key() -> None:
     part = KeyPartitioner(get_serde("json").serialize)
     for k in ("a", "user-7", 42):
         assert part.partition(Windowed(k, 0, 60_000), 6) == part.partition(k, 6)
+
+
+def test_cache_keeps_equal_keys_of_different_types_apart() -> None:
+    part = KeyPartitioner(get_serde("json").serialize)
+    expected = [partition_for(get_serde("json").serialize(k) or b"", 7) for k in (1, True, 1.0)]
+    assert [part.partition(k, 7) for k in (1, True, 1.0)] == expected

@@ -69,7 +69,7 @@ class KeyPartitioner:
 
     def __init__(self, serialize: Callable[[Any], bytes | None]) -> None:
         self._serialize = serialize
-        self._cache: dict[tuple[Any, int], int] = {}
+        self._cache: dict[tuple[type, Any, int], int] = {}
 
     def partition(self, key: Any, partitions: int, fallback: int = 0) -> int:
         """The partition for ``key`` among ``partitions``."""
@@ -78,7 +78,7 @@ class KeyPartitioner:
         if key is None:
             return fallback % partitions
         try:
-            cached = self._cache.get((key, partitions))
+            cached = self._cache.get((key.__class__, key, partitions))  # True != 1 here
         except TypeError:  # unhashable key (dict, list)
             data = self._serialize(key)
             return 0 if data is None else partition_for(data, partitions)
@@ -89,5 +89,5 @@ class KeyPartitioner:
         p = 0 if data is None else partition_for(data, partitions)
         if len(self._cache) >= self._MAX_CACHE:
             self._cache.clear()
-        self._cache[(key, partitions)] = p
+        self._cache[(key.__class__, key, partitions)] = p
         return p
