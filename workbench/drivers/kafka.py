@@ -601,6 +601,9 @@ class KafkaDriver(Driver):
         if partitions < 1:
             raise DefinitionError(f"topic {topic!r}: partitions must be >= 1, got {partitions}.")
         self._kinds.setdefault(topic, kind)
+        # only changelogs are compacted: a table sink (Table.to) keeps its whole update history,
+        # as the topic a Kafka Streams app writes with toStream().to() does by default
+        compact = compact and kind == "changelog"
         config = {"cleanup.policy": "compact"} if compact else {}
         if not compact and self.options.retention_ms is not None:
             # Kafka deletes records by their timestamps: replayed history (a notebook's sample
