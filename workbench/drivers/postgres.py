@@ -65,6 +65,8 @@ from ..errors import (
     FencedError,
     SerializationError,
 )
+from ..keys import SCALARS as _SCALARS
+from ..keys import decode_key, encode_key
 from ..serde import _json_default
 from ..windows import Windowed
 from .base import Driver, OutRec, ReadRec, Transaction
@@ -73,7 +75,6 @@ __all__ = ["PostgresDriver", "decode_key", "encode_key"]
 
 log = logging.getLogger(__name__)
 
-_SCALARS = (str, int, float, bool, type(None))
 _MAX_IDENT = 63
 _OPTIONS = ("schema", "upsert", "errors", "members", "retry", "partitions", "prefetch",
             "takeover")
@@ -81,35 +82,6 @@ _SQLSTATE_RETRY = {"40001", "40P01", "55P03"}  # serialization failure, deadlock
 
 
 # -- keys and values ---------------------------------------------------------------------------
-def encode_key(key: Any) -> Any:
-    """A JSON-friendly form of a record key that :func:`decode_key` turns back into the same
-    value (the encoding of workbench's changelog keys)."""
-    if key.__class__ in _SCALARS:
-        return key
-    if isinstance(key, Windowed):
-        return {"windowed": [encode_key(key.key), key.window_start, key.window_end]}
-    if isinstance(key, tuple):
-        return [encode_key(x) for x in key]
-    if isinstance(key, frozenset):
-        return {"frozenset": [encode_key(x) for x in key]}
-    return key
-
-
-def decode_key(key: Any) -> Any:
-    """Inverse of :func:`encode_key`."""
-    if key.__class__ in _SCALARS:
-        return key
-    if isinstance(key, list):
-        return tuple(decode_key(x) for x in key)
-    if isinstance(key, dict):
-        if "windowed" in key and len(key) == 1:
-            k, start, end = key["windowed"]
-            return Windowed(decode_key(k), start, end)
-        if "frozenset" in key and len(key) == 1:
-            return frozenset(decode_key(x) for x in key["frozenset"])
-    return key
-
-
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
                             default=_json_default)
 _encode: Callable[[Any], str] = _encoder.encode

@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..keys import decode_key, encode_key
 from ..plan import PlanNode
 from ..samples import time_extractor
 from ..types import Change
-from ..windows import Windowed
 from .operators import Batch, Operator, StepFailure
 from .state import KeyValueStore
 from .task import OPERATOR_FACTORIES, OpContext
@@ -51,36 +51,6 @@ __all__ = [
 
 
 # -- changelog key encoding ---------------------------------------------------------------------
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def encode_key(key: Any) -> Any:
-    """A JSON-friendly form of a record key: tuples become lists, a
-    :class:`~workbench.windows.Windowed` key becomes ``{"windowed": [key, start, end]}``."""
-    if key.__class__ in _SCALARS:
-        return key
-    if isinstance(key, Windowed):
-        return {"windowed": [encode_key(key.key), key.window_start, key.window_end]}
-    if isinstance(key, tuple):
-        return [encode_key(x) for x in key]
-    if isinstance(key, frozenset):
-        return {"frozenset": [encode_key(x) for x in key]}
-    return key
-
-
-def decode_key(key: Any) -> Any:
-    """Inverse of :func:`encode_key` (also accepts keys that were never encoded)."""
-    if key.__class__ in _SCALARS:
-        return key
-    if isinstance(key, list):
-        return tuple(decode_key(x) for x in key)
-    if isinstance(key, dict):
-        if "windowed" in key:
-            k, start, end = key["windowed"]
-            return Windowed(decode_key(k), start, end)
-        if "frozenset" in key:
-            return frozenset(decode_key(x) for x in key["frozenset"])
-    return key
 
 
 def key_bytes(key: Any) -> bytes:
