@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from workbench._env import in_ci  # noqa: F401  (re-exported for the tests)
 from workbench.devservices.pytest_fixtures import (  # noqa: F401  (session fixtures)
     kafka_bootstrap,
     kafka_service,
@@ -36,6 +36,3 @@ def root() -> Path:
     return ROOT
 
 
-def in_ci() -> bool:
-    """True on CI, where a missing service or tool is a failure, not a skip."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from workbench._env import in_ci
+
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
 ARTIFACTS = ROOT / ".artifacts" / "notebooks"
@@ -37,17 +39,13 @@ NOTEBOOKS = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
 PROMOTE = "03-promote"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def _require(module: str) -> Any:
     try:
         return __import__(module)
     except ImportError:
         message = (f"{module} is not installed: pip install -e '.[notebook,test]' "
                    "(papermill, ipykernel, ipywidgets, matplotlib)")
-        if _in_ci():
+        if in_ci():
             pytest.fail(message + " (CI=true: not skipping)", pytrace=False)
         pytest.skip(message)
 

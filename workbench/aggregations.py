@@ -201,7 +201,7 @@ def _compile_agg(parts: list[tuple[str, str | None, str]], fields: tuple[str, ..
         fin_items.append(f"{key}: _fin[{key}]({a})" if func not in _SIMPLE else f"{key}: {a}")
     reads = []
     for c, var in col_var.items():
-        reads += [f"    try:", f"        {var} = v[c_{var}]",
+        reads += ["    try:", f"        {var} = v[c_{var}]",
                   "    except (KeyError, TypeError, IndexError):",
                   f"        _missing(c_{var}, v)"]
     code = "\n".join([

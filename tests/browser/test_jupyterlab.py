@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from workbench._env import in_ci
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / ".artifacts" / "browser"
 NOTEBOOK = "01-getting-started.ipynb"
@@ -46,7 +48,7 @@ pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 def _unavailable(what: str) -> None:
     message = f"{what}; to enable the browser test: {HOW_TO}"
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+    if in_ci():
         pytest.fail(message + " (CI=true: not skipping)", pytrace=False)
     pytest.skip(message)
 

@@ -20,12 +20,12 @@ with a message saying how to enable them; with ``CI=true`` they fail instead.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 
+from .._env import env_flag, in_ci
 from ..errors import DriverUnavailableError
 from . import ServiceInfo, down, up
 
@@ -51,13 +51,7 @@ HOW_TO_ENABLE = {
 }
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def in_ci() -> bool:
-    """True on CI (``CI=true``), where a missing service or library fails instead of skipping."""
-    return _flag("CI")
+_flag = env_flag
 
 
 def _unavailable(message: str) -> None:
