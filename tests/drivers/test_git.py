@@ -182,7 +182,7 @@ def test_random_appends_and_encoding_chunks(url: str, seed: int,
     record reads back at its offset, from this driver and from a fresh one."""
     import random
 
-    import workbench.drivers.git as git_module
+    import workbench.drivers.git.codec as git_module
 
     monkeypatch.setattr(git_module, "_ENCODE_CHUNK", 7)
     rng = random.Random(seed)
@@ -220,7 +220,7 @@ def test_small_appends_rewrite_logarithmically(url: str) -> None:
     repo = Repo(d.path)
     seen: set[bytes] = set()
     total = 0
-    for c in d._walk(repo.refs[b"refs/heads/workbench/a"]):
+    for c in d.store.walk(repo.refs[b"refs/heads/workbench/a"]):
         tree = repo[repo[repo[repo[c.tree][b"topics"][1]][b"t"][1]][b"0"][1]]
         for e in tree.items():
             if e.sha not in seen:

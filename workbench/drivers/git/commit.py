@@ -1,0 +1,195 @@
+"""Writing one commit: segment blobs, trees, the commit object, then the branch ref.
+
+A commit writes its objects first (each through a lock file renamed into place, by dulwich),
+then moves the branch with a compare-and-swap; only then does the in-memory :class:`State`
+change. ``kill -9`` at any point leaves the branch at the last commit; the objects of an
+unfinished commit are "dangling" and ``git gc`` prunes them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..base import OutRec, Transaction
+from .repo import BLOB_MODE, TREE_MODE, Repository
+from .segments import LineCache, Part, Seg, plan_segments
+from .tree import FORMAT, State, Topic, entry_name
+
+__all__ = ["append_message", "commit_message", "fmt_counts", "write_commit"]
+
+IDENTITY = b"workbench <workbench@localhost>"
+
+#: ``encode(topic, partition, records)`` → JSON lines chunk by chunk, with their counts
+Encoder = Callable[[str, int, list[OutRec]], Iterator[tuple[bytes, int]]]
+
+
+def fmt_counts(counts: dict[str, int]) -> str:
+    """``Workbench-Records`` trailer text: ``topic=n`` pairs (topic names quoted)."""
+    return " ".join(f"{entry_name(t)}={n}" for t, n in sorted(counts.items())) or "-"
+
+
+def append_message(topic: str, partition: int, n: int) -> str:
+    """The message of a commit made by ``append`` (inputs outside transactions)."""
+    return (f"workbench: append {n} record{'s' if n != 1 else ''} to {topic}/{partition}\n\n"
+            f"Workbench-Kind: append\n"
+            f"Workbench-Records: {fmt_counts({topic: n} if n else {})}\n")
+
+
+def commit_message(txn: Transaction) -> str:
+    """The message of an engine commit: a subject with record counts and positions, and
+    ``Workbench-*`` trailers."""
+    counts: dict[str, int] = {}
+    for (topic, _p), recs in txn.outputs.items():
+        counts[topic] = counts.get(topic, 0) + len(recs)
+    total = sum(counts.values())
+    pos_text = ", ".join(f"{t}/{p}={o}" for (t, p), o in sorted(txn.positions.items()))
+    if len(txn.positions) > 6:
+        head = sorted(txn.positions.items())[:6]
+        pos_text = ", ".join(f"{t}/{p}={o}" for (t, p), o in head) + ", ..."
+    detail = ", ".join(f"{t}: {n}" for t, n in sorted(counts.items()))
+    subject = f"workbench {txn.app_id}: +{total} records"
+    if detail:
+        subject += f" ({detail})"
+    if pos_text:
+        subject += f", positions {pos_text}"
+    return (f"{subject}\n\nWorkbench-Kind: commit\nWorkbench-App: {txn.app_id}\n"
+            f"Workbench-Records: {fmt_counts(counts)}\n")
+
+
+def write_commit(repo: Repository, state: State, branch: str, *,
+                 outputs: dict[tuple[str, int], list[OutRec]],
+                 docs: dict[str, dict[str, Any]],
+                 staged: dict[str, tuple[int, str, bool]],
+                 message: str, segment_bytes: int, cache: LineCache,
+                 encode: Encoder) -> bytes:
+    """Write the new objects, one commit and the branch ref (compare-and-swap); then apply the
+    commit to ``state``. Records are encoded chunk by chunk and full segments written as soon
+    as they are full, so a large append does not hold all of its JSON in memory.
+
+    Args:
+        repo: where to write.
+        state: the branch head's state (updated in place once the ref moved).
+        branch: the branch to move.
+        outputs: records to append per ``(topic, partition)``.
+        docs: new positions documents per app.
+        staged: topics created since the last commit ``{name: (partitions, kind, compact)}``.
+        message: the commit message (a ``Workbench-Time`` trailer is added).
+        segment_bytes: segment size limit.
+        cache: receives the bytes of the segments written.
+        encode: turns a partition's records into JSON lines.
+
+    Returns:
+        The id of the new commit.
+    """
+    d = repo.d
+    add = repo.add
+    limit = segment_bytes
+    # partitions
+    new_parts: dict[tuple[str, int], Part] = {}
+    written: list[Seg] = []
+
+    def write(seg: Seg) -> None:
+        assert seg.data is not None
+        blob = d.Blob.from_string(seg.data)
+        add(blob)
+        seg.sha = blob.id
+        written.append(seg)
+        if seg.nbytes >= limit:  # full: never rewritten, the read cache may keep it
+            cache.put(blob.id, seg.data, seg.nbytes)
+            seg.data = None
+
+    for (topic, partition), records in outputs.items():
+        if not records:
+            continue
+        t = state.topics.get(topic)
+        part = t.parts[partition] if t is not None else Part()
+        for data, count in encode(topic, partition, records):
+            segs, _fresh = plan_segments(part, data, count, limit)
+            for seg in segs:
+                if seg.sha is None and seg.nbytes >= limit:
+                    write(seg)
+            part = Part(segs)
+        segs = part.segs
+        for seg in segs:
+            if seg.sha is None:
+                write(seg)
+        tree = d.Tree()
+        for seg in segs:
+            assert seg.sha is not None
+            tree.add(seg.name.encode(), BLOB_MODE, seg.sha)
+        add(tree)
+        new_parts[(topic, partition)] = Part(segs, tree.id)
+    # topics
+    touched = {t for t, _p in new_parts} | set(staged)
+    new_topics: dict[str, Topic] = {}
+    for name in touched:
+        t = state.topics.get(name)
+        if t is None:
+            count, kind, compact = staged[name]
+            meta = json.dumps({"partitions": count, "kind": kind, "compact": compact,
+                               "format": FORMAT}, indent=1).encode() + b"\n"
+            mblob = d.Blob.from_string(meta)
+            add(mblob)
+            t = Topic(name, count, kind, compact, [Part() for _ in range(count)], mblob.id, None)
+        parts = [new_parts.get((name, p), part) for p, part in enumerate(t.parts)]
+        tree = d.Tree()
+        assert t.meta_sha is not None
+        tree.add(b"topic.json", BLOB_MODE, t.meta_sha)
+        for p, part in enumerate(parts):
+            if part.tree_sha is not None:
+                tree.add(str(p).encode(), TREE_MODE, part.tree_sha)
+        add(tree)
+        new_topics[name] = Topic(name, t.partitions, t.kind, t.compact, parts, t.meta_sha,
+                                 tree.id)
+    root = dict(state.root)
+    if new_topics:
+        all_topics = {**state.topics, **new_topics}
+        ttree = d.Tree()
+        for name, t in all_topics.items():
+            assert t.tree_sha is not None
+            ttree.add(entry_name(name).encode(), TREE_MODE, t.tree_sha)
+        add(ttree)
+        root[b"topics"] = (TREE_MODE, ttree.id)
+    pos_tree = dict(state.positions_tree)
+    if docs:
+        for app_id, doc in docs.items():
+            blob = d.Blob.from_string(json.dumps(doc, indent=1, sort_keys=True).encode()
+                                      + b"\n")
+            add(blob)
+            pos_tree[(entry_name(app_id) + ".json").encode()] = blob.id
+        ptree = d.Tree()
+        for fname, sha in pos_tree.items():
+            ptree.add(fname, BLOB_MODE, sha)
+        add(ptree)
+        root[b"positions"] = (TREE_MODE, ptree.id)
+    rtree = d.Tree()
+    for entry, (mode, sha) in root.items():
+        rtree.add(entry, mode, sha)
+    add(rtree)
+    commit = d.Commit()
+    commit.tree = rtree.id
+    commit.parents = [state.head] if state.head else []
+    commit.author = commit.committer = IDENTITY
+    now_ms = int(time.time() * 1000)
+    commit.commit_time = commit.author_time = now_ms // 1000
+    commit.commit_timezone = commit.author_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = (message + f"Workbench-Time: {now_ms}\n").encode()
+    add(commit)
+    repo.update_ref(branch, state.head, commit.id)
+    repo.set_head_if_unborn(branch)
+    # apply to the in-memory index only now that the commit is in
+    for seg in written:
+        if seg.data is not None:
+            assert seg.sha is not None
+            cache.put(seg.sha, seg.data, seg.nbytes)
+    state.topics.update(new_topics)
+    state.root = root
+    state.positions_tree = pos_tree
+    for app_id, doc in docs.items():
+        state.positions[app_id] = doc
+    state.head = commit.id
+    return commit.id  # type: ignore[no-any-return]
