@@ -608,14 +608,14 @@ def test_a_lost_session_is_reconnected_and_its_leases_taken_back(pg_url: str) ->
     d.create_topic("out", 1, kind="sink")
     assert d.assign("app", ["in"]) == {"in": [0]}
     assert d.committed("app", "in", 0) == 0
-    _exec(pg_url, f"SELECT pg_terminate_backend({d._conn.info.backend_pid})")
+    _exec(pg_url, f"SELECT pg_terminate_backend({d.session.conn.info.backend_pid})")
     d.commit(Transaction("app", {("out", 0): [(1, 1, 1, 0, None)]}, {("in", 0): 1}))
     assert d.reconnects == 1
     assert d.end_offset("out", 0) == 1 and d.committed("app", "in", 0) == 1
     other = PostgresDriver(pg_url)
     assert other.assign("app", ["in"]) == {"in": []}  # the lease is held again
     # lost again, and this time another worker takes the partition first: fenced
-    _exec(pg_url, f"SELECT pg_terminate_backend({d._conn.info.backend_pid})")
+    _exec(pg_url, f"SELECT pg_terminate_backend({d.session.conn.info.backend_pid})")
     time.sleep(0.2)
     assert other.assign("app", ["in"]) == {"in": [0]}
     with pytest.raises(FencedError, match="taken over"):
@@ -632,13 +632,12 @@ def test_takeover_leases_a_dead_workers_partitions_during_a_run(pg_url: str) -> 
     a.create_topic("side", 2)
     assert a.assign("app", ["in", "side"]) == {"in": [0, 1], "side": [0, 1]}
     assert b.assign("app", ["in", "side"]) == {"in": [2, 3], "side": []}
-    b._last_membership = 0.0
+    b.leases.poll_interval_s = 0.0  # no pause between lease rounds
     assert b.poll_membership() is None  # a is alive: nothing is free
     a.close()
-    owned = None
+    owned = None  # the server ends a's session (and its leases) asynchronously
     deadline = time.monotonic() + 10
-    while owned is None and time.monotonic() < deadline:  # the server ends a's session
-        b._last_membership = 0.0                             # (and its leases) asynchronously
+    while owned is None and time.monotonic() < deadline:
         owned = b.poll_membership()
         if owned is None:
             time.sleep(0.1)

@@ -1,0 +1,215 @@
+"""The commit path: one SQL transaction holds a commit's positions, outputs, table-sink
+changes, metadata and commit marker.
+
+In order: (1) compare-and-set the input positions (``FOR UPDATE``; another worker that moved
+one fences this one); (2) reserve offsets in ``_partitions`` (locked in a fixed order, so
+workers cannot deadlock) and COPY the records into the log tables; (3) upsert table sinks;
+(4) metadata, this driver's ``_commits`` marker and ``pg_notify``. A lost connection is
+retried: reconnect, and look the marker up to tell whether the commit landed (only its
+acknowledgement was lost) or must be applied again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+from ...errors import DriverError, FencedError, SerializationError
+from ..base import Transaction
+from .catalog import Catalog, TopicInfo
+from .codec import encode
+from .logs import Logs
+from .session import SQLSTATE_RETRY, Session, sqlstate
+from .sinks import TableSinks
+
+__all__ = ["Committer"]
+
+log = logging.getLogger(__name__)
+
+
+class Committer:
+    """Commits transactions and reads committed positions and metadata.
+
+    Attributes:
+        commits: transactions committed by this driver.
+        last_commit_ms: wall time of the last commit.
+    """
+
+    def __init__(self, session: Session, catalog: Catalog, logs: Logs,
+                 sinks: TableSinks) -> None:
+        self.s = session
+        self.catalog = catalog
+        self.logs = logs
+        self.sinks = sinks
+        self.token = uuid.uuid4().hex
+        self._seq = 0
+        self._expected: dict[tuple[str, str, int], int] = {}
+        self._lock = threading.RLock()
+        self.commits = 0
+        self.last_commit_ms = 0.0
+
+    # -- positions and metadata ---------------------------------------------------------------
+    def committed(self, app_id: str, topic: str, partition: int) -> int:
+        """The committed position of an input partition (remembered as the one this worker
+        expects to find when it commits)."""
+        S, s = self.s.sql.SQL, self.s.qs()
+        row = self.s.call(lambda c: c.execute(S(
+            "SELECT next_offset FROM {}._positions WHERE app = %s AND topic = %s AND "
+            "partition = %s").format(s), (app_id, topic, partition)).fetchone(),
+            "reading positions")
+        pos = 0 if row is None else int(row[0])
+        self._expected[(app_id, topic, partition)] = pos
+        return pos
+
+    def committed_metadata(self, app_id: str) -> dict[str, Any]:
+        """Metadata committed by ``app_id``."""
+        S, s = self.s.sql.SQL, self.s.qs()
+        rows = self.s.call(lambda c: c.execute(S(
+            "SELECT key, value FROM {}._metadata WHERE app = %s").format(s), (app_id,)
+            ).fetchall(), "reading metadata")
+        return {k: v for k, v in rows}
+
+    # -- committing ---------------------------------------------------------------------------
+    def commit(self, txn: Transaction) -> None:
+        """Apply ``txn`` in one SQL transaction, retrying lost connections and transient
+        failures; other failures raise :class:`DriverError` and write nothing."""
+        if txn.is_empty():
+            return
+        with self._lock:
+            started = time.perf_counter()
+            encoded: dict[tuple[str, int], list[Any]] = {}
+            infos: dict[str, TopicInfo] = {}
+            for (topic, partition), records in txn.outputs.items():
+                info = infos.get(topic) or self.catalog.require(topic)
+                infos[topic] = info
+                self.catalog.check_partition(info, partition)
+                if info.source_table:
+                    raise DriverError(f"topic {topic!r} is the table {info.source_table}: it "
+                                      "cannot be written to.")
+                if records:
+                    encoded[(topic, partition)] = records
+            metadata = {k: encode(v) for k, v in txn.metadata.items()}
+            self._seq += 1
+            seq = self._seq
+            delay = 0.05
+            deadline = time.monotonic() + self.s.options.retry_ms / 1000
+            while True:
+                try:
+                    with self.s.conn.transaction():
+                        self._apply(self.s.conn, txn, infos, encoded, metadata, seq)
+                    break
+                except (FencedError, SerializationError):
+                    raise
+                except self.s.pg.Error as exc:
+                    for info in infos.values():  # DDL of the failed attempt was rolled back
+                        if info.upsert:
+                            info.windowed = None
+                    state = sqlstate(exc)
+                    if self.s.is_connection_error(exc):
+                        if time.monotonic() > deadline:
+                            raise DriverError(
+                                f"commit failed: PostgreSQL unreachable ({exc}); nothing of this "
+                                "transaction was written. Restart the run to resume."
+                            ) from exc
+                        self.s.reconnect(exc)
+                        if self._landed(seq):
+                            break  # the COMMIT went through; only its acknowledgement was lost
+                    elif state in SQLSTATE_RETRY and time.monotonic() < deadline:
+                        log.info("commit: transient failure %s, retrying", state)
+                    else:
+                        raise DriverError(self._describe_failure(exc, txn)) from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+            for (topic, partition), pos in txn.positions.items():
+                self._expected[(txn.app_id, topic, partition)] = pos
+            self.commits += 1
+            self.last_commit_ms = (time.perf_counter() - started) * 1000
+
+    def _landed(self, seq: int) -> bool:
+        S, s = self.s.sql.SQL, self.s.qs()
+        row = self.s.conn.execute(S("SELECT seq FROM {}._commits WHERE token = %s").format(s),
+                                  (self.token,)).fetchone()
+        return row is not None and int(row[0]) >= seq
+
+    def _describe_failure(self, exc: Any, txn: Transaction) -> str:
+        diag = getattr(exc, "diag", None)
+        table = getattr(diag, "table_name", None)
+        where = f" on table {self.s.schema}.{table}" if table else ""
+        detail = getattr(diag, "message_detail", None)
+        spans = ", ".join(f"{t}[{p}] ({len(r)} records)" for (t, p), r in txn.outputs.items())
+        return (f"commit of application {txn.app_id!r} failed{where}: {str(exc).strip()}"
+                + (f" ({detail})" if detail else "")
+                + f". The transaction was rolled back (outputs: {spans or 'none'}); restart "
+                "resumes from the last commit.")
+
+    def _apply(self, conn: Any, txn: Transaction, infos: dict[str, TopicInfo],
+               encoded: dict[tuple[str, int], list[Any]],
+               metadata: dict[str, str], seq: int) -> None:
+        S, s = self.s.sql.SQL, self.s.qs()
+        # 1. positions first: compare-and-set against what this process last saw, so a worker
+        #    that lost its partitions cannot write anything
+        if txn.positions:
+            self._move_positions(conn, txn)
+        # 2. outputs: reserve offsets, COPY into the logs, upsert table sinks
+        if encoded:
+            bases = self.logs.reserve(conn, [(t, p, len(r)) for (t, p), r in encoded.items()])
+            by_topic: dict[str, list[tuple[int, int, list[Any]]]] = {}
+            for (t, p), rows in encoded.items():
+                by_topic.setdefault(t, []).append((p, bases[(t, p)], rows))
+            for t in sorted(by_topic):
+                self.logs.copy(conn, infos[t], by_topic[t])
+            for t in sorted(by_topic):
+                if infos[t].upsert:
+                    self.sinks.upsert(conn, infos[t], txn)
+        # 3. metadata, the commit marker, listeners
+        if metadata:
+            ks = sorted(metadata)
+            conn.execute(S(
+                "INSERT INTO {}._metadata (app, key, value) SELECT %s, k, v::jsonb FROM "
+                "unnest(%s::text[], %s::text[]) AS u(k, v) ON CONFLICT (app, key) DO UPDATE SET "
+                "value = EXCLUDED.value").format(s), (txn.app_id, ks, [metadata[k] for k in ks]))
+        conn.execute(S(
+            "INSERT INTO {}._commits (token, seq) VALUES (%s, %s) ON CONFLICT (token) DO UPDATE "
+            "SET seq = EXCLUDED.seq, at = now()").format(s), (self.token, seq))
+        if encoded:
+            self.logs.notify(conn)
+
+    def _move_positions(self, conn: Any, txn: Transaction) -> None:
+        S, s = self.s.sql.SQL, self.s.qs()
+        keys = sorted(txn.positions)
+        topics = [t for t, _ in keys]
+        parts = [p for _, p in keys]
+        rows = conn.execute(S(
+            "SELECT topic, partition, next_offset FROM {}._positions WHERE app = %s AND "
+            "(topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "
+            "ORDER BY topic, partition FOR UPDATE").format(s),
+            (txn.app_id, topics, parts)).fetchall()
+        current = {(t, p): o for t, p, o in rows}
+        for key in keys:
+            expected = self._expected.get((txn.app_id, *key))
+            if expected is not None and current.get(key, 0) != expected:
+                raise FencedError(
+                    f"application {txn.app_id!r}: the committed position of {key[0]!r} "
+                    f"partition {key[1]} is {current.get(key, 0)}, not {expected} as this "
+                    "worker expected: another worker processed it. This worker's "
+                    "uncommitted work is discarded; restart it to take new partitions."
+                )
+        conn.execute(S(
+            "INSERT INTO {}._positions (app, topic, partition, next_offset) SELECT %s, t, p,"
+            " o FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS u(t, p, o) ON CONFLICT "
+            "(app, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
+            "updated_at = now()").format(s),
+            (txn.app_id, topics, parts, [txn.positions[k] for k in keys]))
+
+    def forget_marker(self) -> None:
+        """Delete this driver's commit marker (on close)."""
+        conn = self.s.conn
+        if conn is not None and not conn.closed and self.commits:
+            with contextlib.suppress(Exception):
+                conn.execute(self.s.sql.SQL("DELETE FROM {}._commits WHERE token = %s")
+                             .format(self.s.qs()), (self.token,))
