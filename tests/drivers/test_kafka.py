@@ -121,10 +121,10 @@ def test_topics_partitions_and_compaction(driver: Any, sfx: str) -> None:
     assert driver.ensure_topic(f"t-{sfx}", 5) == 3  # exists: unchanged
     driver.ensure_topic(f"cl-{sfx}", 3, kind="changelog", compact=True)
     res = ConfigResource("topic", f"cl-{sfx}")
-    cfg = driver._admin.describe_configs([res])[res].result()
+    cfg = driver._conn.admin.describe_configs([res])[res].result()
     assert cfg["cleanup.policy"].value == "compact"
     res = ConfigResource("topic", f"t-{sfx}")
-    cfg = driver._admin.describe_configs([res])[res].result()
+    cfg = driver._conn.admin.describe_configs([res])[res].result()
     assert cfg["retention.ms"].value == "-1"  # history is not deleted by its timestamps
     assert {f"t-{sfx}", f"cl-{sfx}"} <= set(driver.topics())
 
@@ -191,9 +191,9 @@ def test_end_offset_skips_markers_and_aborted_records(driver: Any, kafka_url: st
         p.flush()
         (p.commit_transaction if commit else p.abort_transaction)(30)
     deadline = time.monotonic() + 10
-    while driver._stable_offset(t, 0) < 64 and time.monotonic() < deadline:
+    while driver._ends.stable_offset(t, 0) < 64 and time.monotonic() < deadline:
         time.sleep(0.05)  # markers land asynchronously
-    assert driver._stable_offset(t, 0) == 64  # 60 records + 4 markers
+    assert driver._ends.stable_offset(t, 0) == 64  # 60 records + 4 markers
     end = driver.end_offset(t, 0)
     offsets, pos = [], 0
     while pos < end:
@@ -447,13 +447,10 @@ def test_run_frame_and_resume(kafka_url: str, sfx: str) -> None:
     second.driver.close()
 
 
-def test_reader_pauses_full_buffers_without_losing_records(driver: Any, sfx: str,
-                                                           monkeypatch: Any) -> None:
+def test_reader_pauses_full_buffers_without_losing_records(driver: Any, sfx: str) -> None:
     """Reading one partition buffers what arrives for the others; a full buffer pauses that
     partition's fetching and reading it resumes it: every record comes, once, in order."""
-    from workbench.drivers import kafka
-
-    monkeypatch.setattr(kafka, "_MAX_BUFFERED", 40)
+    driver._stream.max_buffered = 40
     t = f"pause-{sfx}"
     driver.ensure_topic(t, 3)
     for p in range(3):

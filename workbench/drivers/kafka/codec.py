@@ -1,0 +1,224 @@
+"""Records to Kafka messages and back: key and value serdes (JSON by default, with a fast
+path), record timestamps, and the private headers that carry what Kafka or JSON would lose."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import SerializationError
+from ...serde import Serde
+from ...types import Change
+from ...windows import Windowed
+from ..base import OutRec, ReadRec
+
+__all__ = ["ERROR_HEADERS", "KEY_TYPE_HEADER", "TS_HEADER", "VALUE_TYPE_HEADER", "Codec"]
+
+#: header that carries a timestamp librdkafka cannot send (it reads 0 as "now")
+TS_HEADER = "workbench.timestamp"
+#: headers that keep Python types JSON loses: windowed keys, table changes
+KEY_TYPE_HEADER = "workbench.key.type"
+VALUE_TYPE_HEADER = "workbench.value.type"
+#: headers of a dead-letter record
+ERROR_HEADERS = ("workbench.error", "workbench.error.topic", "workbench.error.partition",
+                 "workbench.error.offset")
+_PRIVATE_HEADERS = frozenset({TS_HEADER, KEY_TYPE_HEADER, VALUE_TYPE_HEADER})
+
+#: what a bad message becomes when it is not raised: ``bad(message, error)``
+OnBad = Callable[[Any, SerializationError], None]
+
+Headers = list[tuple[str, bytes]]
+
+
+class Codec:
+    """Encodes records for one driver's serdes and decodes messages back into records.
+
+    Args:
+        key_serde, value_serde: the serdes of keys and values.
+    """
+
+    def __init__(self, key_serde: Serde, value_serde: Serde) -> None:
+        self.json_keys = key_serde.name == "json"
+        self.json_values = value_serde.name == "json"
+        fast = _Json()
+        #: decoded keys by their bytes (JSON keys repeat; the codec fills it)
+        self.known_keys: dict[bytes, Any] = fast.keys if self.json_keys else {}
+        self.kenc: Callable[[Any], bytes | None] = fast.dumps_key if self.json_keys \
+            else key_serde.serialize
+        self.kdec: Callable[[bytes | None], Any] = fast.loads_key if self.json_keys \
+            else _key_decoder(key_serde)
+        self.venc: Callable[[Any], bytes | None] = fast.dumps if self.json_values \
+            else value_serde.serialize
+        self.vdec: Callable[[bytes | None], Any] = fast.loads if self.json_values \
+            else value_serde.deserialize
+
+    # -- writing ------------------------------------------------------------------------------
+    def needs_headers(self, key: Any, value: Any, ts: int | None, headers: Any) -> bool:
+        """Whether a record takes :meth:`encode`'s full path (headers, private headers)."""
+        return bool(headers) or ts is None or ts <= 0 or type(key) is Windowed \
+            or type(value) is Change
+
+    def encode(self, topic: str, partition: int, kind: str, record: OutRec
+               ) -> tuple[bytes | None, bytes | None, int, Headers | None]:
+        """``(key bytes, value bytes, timestamp, headers)`` of a record; a
+        :class:`SerializationError` names the topic and partition."""
+        key, value, ts, _seq, headers = record
+        hdrs = list(headers) if headers else None
+        try:
+            if self.json_keys and type(key) is Windowed:
+                hdrs = [*(hdrs or ()), (KEY_TYPE_HEADER, b"windowed")]
+            kb = self.kenc(key)
+            if self.json_values and type(value) is Change:
+                hdrs = [*(hdrs or ()), (VALUE_TYPE_HEADER, b"change")]
+            vb = self.venc(value)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"cannot write a record with key {key!r} to {topic!r} partition {partition} "
+                f"({kind} topic): {exc}") from exc
+        if ts is None or ts <= 0:
+            hdrs = [*(hdrs or ()), (TS_HEADER, str(-1 if ts is None else ts).encode())]
+        return kb, vb, ts if ts is not None and ts > 0 else 0, hdrs
+
+    # -- reading ------------------------------------------------------------------------------
+    def decode(self, topic: str, partition: int, msgs: list[Any], *, raw: bool, where: str,
+               bad: OnBad | None) -> tuple[list[ReadRec], int]:
+        """Decode messages; return the records and how many messages were used.
+
+        A bad message stops decoding (the good records before it are returned first; then it
+        raises a :class:`SerializationError` naming ``where``, topic, partition and offset) or,
+        with ``bad``, is handed to it and skipped. ``raw`` keeps keys and values as bytes
+        (dead-letter topics).
+        """
+        kdes, vdes, known = self.kdec, self.vdec, self.known_keys
+        if raw:  # bad records, as they were
+            kdes = vdes = _raw
+            known = {}
+        known_keys = known.get
+        out: list[ReadRec] = []
+        append = out.append
+        for used, m in enumerate(msgs):
+            try:
+                kb = m.key()
+                key = known_keys(kb)
+                if key is None and kb is not None:
+                    key = kdes(kb)
+                value = vdes(m.value())
+            except SerializationError as exc:
+                if bad is not None:
+                    bad(m, exc)
+                    continue
+                if out:
+                    return out, used  # hand out the good records first
+                raise SerializationError(
+                    f"cannot read the record at offset {m.offset()} of {topic!r} partition "
+                    f"{partition} on {where}: {exc}. Fix or remove it, or route bad records "
+                    "to a dead-letter topic with ?dead_letter=TOPIC.") from exc
+            ts = m.timestamp()[1]
+            headers = m.headers()
+            if headers:
+                key, value, ts, headers = _strip_headers(key, value, ts, headers)
+            append((key, value, ts, m.offset(), headers))
+        return out, len(msgs)
+
+
+def _strip_headers(key: Any, value: Any, ts: int, headers: Headers
+                   ) -> tuple[Any, Any, int, Any]:
+    kept = []
+    for name, raw in headers:
+        if name not in _PRIVATE_HEADERS:
+            kept.append((name, raw))
+        elif name == TS_HEADER:
+            ts = int(raw)
+        elif name == KEY_TYPE_HEADER and raw == b"windowed" and isinstance(key, tuple):
+            key = Windowed(*key)
+        elif name == VALUE_TYPE_HEADER and raw == b"change" and isinstance(value, list):
+            value = Change(*value)
+    return key, value, ts, tuple(kept) if kept else None
+
+
+def _raw(data: bytes | None) -> bytes | None:
+    return data
+
+
+def _key_decoder(serde: Serde) -> Callable[[bytes | None], Any]:
+    def decode(data: bytes | None) -> Any:
+        key = serde.deserialize(data)
+        return _tuplify(key) if type(key) is list else key
+    return decode
+
+
+class _Json:
+    """:class:`~workbench.serde.JsonSerde`'s bytes, faster: the C encoder and scanner without
+    the Python layers around them, and caches for keys (they repeat). Anything unusual falls
+    back to ``JsonSerde`` itself (same bytes, same errors)."""
+
+    _MAX_CACHE = 100_000
+
+    def __init__(self) -> None:
+        from json import encoder
+
+        from ...serde import JsonSerde, _json_default
+
+        self._slow = JsonSerde()
+        make = encoder.c_make_encoder  # type: ignore[attr-defined]
+        self._enc = None if make is None else make(
+            None, _json_default, encoder.encode_basestring, None, ":", ",", False, False, True)
+        self._scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+        self._key_bytes: dict[str | int, bytes] = {}
+        self.keys: dict[bytes, Any] = {}
+
+    def dumps(self, obj: Any) -> bytes | None:
+        if obj is None:
+            return None
+        if self._enc is not None:
+            try:
+                return "".join(self._enc(obj, 0)).encode()
+            except (TypeError, ValueError, RecursionError):
+                pass
+        return self._slow.serialize(obj)  # the same bytes, or JsonSerde's error
+
+    def loads(self, data: bytes | None) -> Any:
+        if data is None:
+            return None
+        try:
+            text = data.decode()
+            obj, end = self._scan(text, 0)
+            if end == len(text):
+                return obj
+        except (ValueError, StopIteration):
+            pass
+        return self._slow.deserialize(data)  # whitespace, other encodings, errors
+
+    def dumps_key(self, key: Any) -> bytes | None:
+        if type(key) is not str and type(key) is not int:  # 1, 1.0, True: equal, other bytes
+            return self.dumps(key)
+        data = self._key_bytes.get(key)
+        if data is None:
+            data = self.dumps(key)
+            if len(self._key_bytes) >= self._MAX_CACHE:
+                self._key_bytes.clear()
+            self._key_bytes[key] = data  # type: ignore[assignment]
+        return data
+
+    def loads_key(self, data: bytes | None) -> Any:
+        if data is None:
+            return None
+        key = self.keys.get(data)
+        if key is None:
+            key = self.loads(data)
+            if type(key) is list:
+                key = _tuplify(key)
+            elif type(key) is dict:
+                return key  # unhashable: not cached
+            if len(self.keys) >= self._MAX_CACHE:
+                self.keys.clear()
+            self.keys[data] = key
+        return key
+
+
+def _tuplify(value: Any) -> Any:
+    """Lists back to tuples (a key read from JSON; lists can never be keys)."""
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value

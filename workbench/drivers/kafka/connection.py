@@ -1,0 +1,179 @@
+"""The connection to a Kafka cluster: client configurations, client factories, and the one
+place where confluent-kafka's exceptions become workbench errors (with retries of the
+transient ones)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from ...errors import (
+    DefinitionError,
+    DriverError,
+    DriverUnavailableError,
+    FencedError,
+    SerializationError,
+)
+from .options import KafkaOptions, load_client
+
+__all__ = ["Connection"]
+
+log = logging.getLogger(__name__)
+
+
+class Connection:
+    """Options, client factories and error translation shared by the driver's parts.
+
+    Attributes:
+        ck: the ``confluent_kafka`` module.
+        options: the driver's settings.
+        url: the driver URL as shown in messages.
+        fenced: the :class:`FencedError` this process got, if any (it stays fenced).
+    """
+
+    def __init__(self, url: str, options: KafkaOptions) -> None:
+        self.ck = load_client()
+        self.options = options
+        self.url = url
+        self.fenced: FencedError | None = None
+        self._admin: Any = None
+
+    # -- clients ------------------------------------------------------------------------------
+    def config(self, extra: Mapping[str, Any], role: Mapping[str, str]) -> dict[str, Any]:
+        """A client configuration: defaults, ``extra``, the URL's client settings, ``role``'s."""
+        cfg: dict[str, Any] = {
+            "bootstrap.servers": self.options.bootstrap,
+            "client.id": f"workbench-{os.getpid()}",
+        }
+        cfg.update(extra)
+        cfg.update(self.options.client)
+        cfg.update(role)
+        return cfg
+
+    def consumer(self, name: str, group: str | None = None,
+                 extra: Mapping[str, Any] | None = None) -> Any:
+        """A new ``read_committed`` consumer (its own group unless ``group`` is given)."""
+        cfg = self.config({
+            "group.id": group or f"workbench-{name}-{uuid.uuid4().hex[:12]}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "allow.auto.create.topics": False,
+            "fetch.wait.max.ms": 10,
+            "queued.max.messages.kbytes": 32768,
+            "session.timeout.ms": self.options.session_timeout_ms,
+            **(extra or {}),
+        }, self.options.consumer)
+        with self.errors("creating a Kafka consumer"):
+            return self.ck.Consumer(cfg, logger=log)
+
+    def producer_config(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        return self.config({
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "allow.auto.create.topics": False,
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 1_000_000,
+            **extra,
+        }, self.options.producer)
+
+    def producer(self, extra: Mapping[str, Any], action: str = "creating a producer") -> Any:
+        with self.errors(action):
+            return self.ck.Producer(self.producer_config(extra), logger=log)
+
+    @property
+    def admin(self) -> Any:
+        """The admin client (created on first use)."""
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+
+            cfg = self.config({"allow.auto.create.topics": False}, {})
+            with self.errors("connecting"):
+                self._admin = AdminClient(cfg, logger=log)
+        return self._admin
+
+    # -- errors -------------------------------------------------------------------------------
+    def translate(self, exc: BaseException, action: str) -> DriverError:
+        """The workbench error for a client exception raised while doing ``action``."""
+        ck = self.ck
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], ck.KafkaError) else None
+        if isinstance(exc, DriverError):
+            return exc
+        if err is None:
+            return DriverError(f"{action} on {self.url} failed: {exc}")
+        code = err.code()
+        E = ck.KafkaError
+        fencing = {E._FENCED, E.PRODUCER_FENCED, E.INVALID_PRODUCER_EPOCH, E.ILLEGAL_GENERATION,
+                   E.UNKNOWN_MEMBER_ID, E.FENCED_INSTANCE_ID, E.FENCED_MEMBER_EPOCH,
+                   E.STALE_MEMBER_EPOCH}
+        if code in fencing:
+            return FencedError(
+                f"{action}: this process was fenced ({err.name()}: {err.str()}). Another process "
+                "of the same application took over its partitions (or a newer instance with the "
+                "same instance= started); it stops without committing, so nothing is written "
+                "twice. Restart it to rejoin.")
+        if code in (E._TRANSPORT, E._ALL_BROKERS_DOWN, E._RESOLVE):
+            return DriverUnavailableError(
+                f"{action}: cannot reach the Kafka broker at {self.options.bootstrap} "
+                f"({err.str()}). Is it running? For a local broker: workbench dev up.")
+        if code == E._TIMED_OUT:
+            return DriverUnavailableError(
+                f"{action}: the Kafka broker at {self.options.bootstrap} did not answer in time "
+                f"({err.str()}). Is it running and reachable? For a local broker: "
+                "workbench dev up.")
+        return DriverError(f"{action} on {self.url} failed: {err.name()}: {err.str()}")
+
+    def raise_(self, exc: BaseException, action: str) -> NoReturn:
+        """Raise the workbench error for ``exc``; a fencing error is remembered."""
+        error = self.translate(exc, action)
+        if isinstance(error, FencedError):
+            self.fenced = error
+        raise error from (None if error is exc else exc)
+
+    @contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """Client exceptions inside the block become workbench errors naming ``action``."""
+        try:
+            yield
+        except (self.ck.KafkaException, ValueError, TypeError, RuntimeError) as exc:
+            if isinstance(exc, SerializationError | DefinitionError):
+                raise
+            self.raise_(exc, action)
+
+    @property
+    def transient(self) -> frozenset[int]:
+        """Error codes that go away by themselves (leadership and coordinators moving, a topic
+        that was just created, a transaction still being completed)."""
+        E = self.ck.KafkaError
+        return frozenset({
+            E.NOT_LEADER_FOR_PARTITION, E.LEADER_NOT_AVAILABLE, E.UNKNOWN_TOPIC_OR_PART,
+            E._UNKNOWN_PARTITION, E._UNKNOWN_TOPIC, E.NOT_COORDINATOR,
+            E.COORDINATOR_LOAD_IN_PROGRESS, E.COORDINATOR_NOT_AVAILABLE, E.REQUEST_TIMED_OUT,
+            E.NETWORK_EXCEPTION, E.UNSTABLE_OFFSET_COMMIT, E.CONCURRENT_TRANSACTIONS,
+            E._TRANSPORT, E._TIMED_OUT, E._WAIT_COORD, E.KAFKA_STORAGE_ERROR,
+        })
+
+    def retry(self, fn: Callable[[], Any], action: str) -> Any:
+        """Call ``fn``, retrying retriable client errors with backoff until the timeout."""
+        deadline = time.monotonic() + self.options.timeout
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except self.ck.KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                retriable = err is not None and hasattr(err, "retriable") and not err.fatal() \
+                    and (err.retriable() or err.code() in self.transient)
+                if not retriable or time.monotonic() + delay > deadline:
+                    self.raise_(exc, action)
+                log.info("%s: %s; retrying in %.2f s", action, err, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)

@@ -1,0 +1,233 @@
+"""The :class:`KafkaDriver`: the driver contract (:mod:`workbench.drivers.base`) on the parts
+of this package — topics, readers, end offsets, transactions, membership, dead letters."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ...errors import DriverError, SerializationError
+from ...serde import get_serde
+from ..base import Driver, OutRec, ReadRec, Transaction
+from .codec import Codec
+from .connection import Connection
+from .dead_letters import DeadLetters
+from .ends import EndOffsets
+from .membership import Membership
+from .options import KafkaOptions
+from .reader import Reader
+from .topics import Topics
+from .transactions import Transactions
+
+__all__ = ["KafkaDriver"]
+
+log = logging.getLogger(__name__)
+
+_OPEN: weakref.WeakSet[KafkaDriver] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_drivers() -> None:  # pragma: no cover - runs at interpreter exit
+    for driver in list(_OPEN):
+        try:
+            driver.close()
+        except Exception:
+            log.debug("closing %r at exit failed", driver, exc_info=True)
+
+
+class KafkaDriver(Driver):
+    """Topics, transactions and group membership on an Apache Kafka cluster.
+
+    Args:
+        url: ``kafka://host:port[,host:port][?option=value&...]`` (see the package docstring).
+        config: more options, as in the URL.
+    """
+
+    scheme = "kafka"
+
+    def __init__(self, url: str, *, config: Mapping[str, Any] | None = None) -> None:
+        self.options = KafkaOptions.from_url(url, config)
+        self._conn = Connection(url, self.options)
+        self._ck = self._conn.ck
+        self.url = url
+        self.default_partitions = self.options.partitions
+        self.key_serde = get_serde(self.options.key_serde)
+        self.value_serde = get_serde(self.options.value_serde)
+        self._codec = Codec(self.key_serde, self.value_serde)
+        self._topics = Topics(self._conn)
+        self._ends = EndOffsets(self._conn)
+        self._dead = DeadLetters(self._topics, self.options.dead_letter)
+        self._membership = Membership(self._conn, self._revoked)
+        self._txns = Transactions(self._conn, self._topics, self._codec, self._ends,
+                                  self._membership, self._dead)
+        self._stream = Reader(self._conn, self._ends, "stream")
+        self._bulk = Reader(self._conn, self._ends, "bulk", max_assigned=1)
+        self._closed = False
+        _OPEN.add(self)
+
+    @property
+    def commits(self) -> int:
+        """Transactions this driver committed."""
+        return self._txns.commits
+
+    # -- log ----------------------------------------------------------------------------------
+    def partitions(self, topic: str) -> int | None:
+        return self._topics.partitions(topic)
+
+    def topics(self) -> list[str]:
+        return self._topics.names()
+
+    def ensure_topic(self, topic: str, partitions: int | None, *, kind: str = "source",
+                     compact: bool = False) -> int:
+        return self._topics.ensure(topic, partitions, kind=kind, compact=compact)
+
+    def create_topic(self, topic: str, partitions: int, *, kind: str = "source",
+                     compact: bool = False) -> None:
+        self._topics.create(topic, partitions, kind=kind, compact=compact)
+
+    def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
+        self._txns.append(topic, partition, records)
+
+    def _decode(self, topic: str, partition: int, msgs: list[Any], dead_letter: bool
+                ) -> tuple[list[ReadRec], int]:
+        """Decode messages; return the records and how many messages were used. A bad record
+        stops decoding (returned first: raise) or, with ``dead_letter``, is queued for the
+        dead-letter topic and skipped."""
+        bad = None
+        if dead_letter:
+            def bad(msg: Any, exc: SerializationError) -> None:
+                self._dead.add(topic, partition, msg, exc)
+        return self._codec.decode(topic, partition, msgs, where=self.url, bad=bad,
+                                  raw=self._topics.kind(topic) == "dead_letter")
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
+        key = (topic, partition)
+        kind = self._topics.kind(topic)
+        reader = self._bulk if kind == "changelog" else self._stream
+        dead_letter = self.options.dead_letter is not None and kind == "source"
+        start = offset
+        offset = self._dead.resume_at(key, offset)
+        while True:
+            msgs = reader.read(topic, partition, offset, max_records,
+                               wait=offset < self._ends.known_end(key))
+            if not msgs:
+                return []
+            try:
+                records, used = self._decode(topic, partition, msgs, dead_letter)
+            except SerializationError:
+                reader.unread(key, msgs)
+                raise
+            reader.unread(key, msgs[used:])
+            if used and len(records) < used:  # dead-lettered records: remember the tail
+                last_good = records[-1][3] if records else None
+                tail_from = start if last_good is None else last_good + 1
+                tail_to = msgs[used - 1].offset() + 1
+                if last_good is None or last_good < msgs[used - 1].offset():
+                    self._dead.skipped_tail(key, tail_from, tail_to)
+            if records:
+                return records
+            offset = msgs[used - 1].offset() + 1
+
+    def read_all(self, topic: str) -> list[ReadRec]:
+        count = self.partitions(topic)
+        if count is None:
+            raise DriverError(f"topic {topic!r} does not exist on {self.url}.")
+        out: list[ReadRec] = []
+        for p in range(count):
+            offset, end = 0, self.end_offset(topic, p)
+            while offset < end:
+                msgs = self._bulk.read(topic, p, offset, 100_000, wait=True)
+                records, used = self._decode(topic, p, msgs, dead_letter=False)
+                out.extend(records)
+                offset = msgs[used - 1].offset() + 1 if used else offset
+        return out
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        return self._ends.end_offset(topic, partition,
+                                     settle=self._topics.kind(topic) == "changelog")
+
+    # -- transactions -------------------------------------------------------------------------
+    def committed(self, app_id: str, topic: str, partition: int) -> int:
+        return self._txns.committed(app_id, topic, partition)
+
+    def committed_metadata(self, app_id: str) -> dict[str, Any]:
+        """Metadata committed with the positions of this process's partitions."""
+        return self._txns.committed_metadata(app_id)
+
+    def wants_commit(self) -> bool:
+        """True when a commit would write something although the engine has nothing to
+        commit (dead-lettered records)."""
+        return bool(self._dead.pending)
+
+    def commit(self, txn: Transaction) -> None:
+        """One Kafka transaction: outputs, dead-lettered records, positions; retried as a whole
+        on abortable errors, :class:`~workbench.errors.FencedError` when another process took
+        over."""
+        self._txns.commit(txn)
+
+    # -- membership ---------------------------------------------------------------------------
+    def assign(self, app_id: str, topics: Iterable[str]) -> dict[str, list[int]]:
+        """Join the consumer group ``app_id`` and return the partitions this process owns.
+
+        The transactional producer is initialized first, so a restarted ``instance=`` fences
+        its predecessor (aborting its open transaction) before anything is read.
+        """
+        self._txns.ensure_producer(app_id)
+        if not self._membership.joined(app_id):
+            self._txns.forget_group_consumer(app_id)
+        return self._membership.join(app_id, topics)
+
+    def _revoked(self, gone: set[tuple[str, int]]) -> None:
+        self._txns.forget(gone)
+        self._dead.forget(gone)
+        self._stream.release(gone)
+
+    def poll_membership(self) -> dict[str, list[int]] | None:
+        """Rebalance news for the engine, or ``None``.
+
+        Call it only when everything processed so far is committed (right after
+        :meth:`commit`). It serves the group's callbacks; after a revocation it waits (up to the
+        session timeout) for the new assignment. A returned dict is the complete new ownership
+        ``{topic: partitions}``: the engine drops the tasks whose partitions are gone (they are
+        committed; nothing to flush), and creates, restores and positions (with
+        :meth:`committed`) tasks for partitions new to it.
+        """
+        return self._membership.news()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def end_run(self) -> None:
+        """The engine is done with this driver (a run ended or stopped): commit dead letters
+        still pending, leave the consumer group (a static member keeps its slot until the
+        session timeout), drop the transactional producer. Reading keeps working; a new run
+        joins again."""
+        try:
+            self._txns.flush_dead_letters()
+        except DriverError as exc:
+            log.warning("committing dead-lettered records failed: %s", exc)
+        self._membership.leave()
+        self._dead.clear()
+        self._txns.end_run()
+
+    def close(self) -> None:
+        """:meth:`end_run`, and close every client. Reading stays possible (for
+        ``Run.frame``): readers reconnect on demand."""
+        if self._closed:
+            return
+        self.end_run()
+        self._closed = True
+        _OPEN.discard(self)
+        self._txns.close()
+        self._stream.close()
+        self._bulk.close()
+        self._ends.close()
+
+    def __repr__(self) -> str:
+        return f"<KafkaDriver {self.url}>"
+
+
+def connect_kafka(url: str) -> KafkaDriver:
+    """The factory :func:`workbench.drivers.register_driver` uses for ``kafka://``."""
+    return KafkaDriver(url)

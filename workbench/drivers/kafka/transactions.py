@@ -1,0 +1,354 @@
+"""Producing: the transactional producer that commits the engine's transactions (outputs,
+dead letters, ``send_offsets_to_transaction``, commit), committed positions and metadata, and
+the plain producer of :meth:`KafkaDriver.append`.
+
+Exactly-once as Kafka Streams' ``exactly_once_v2``: one transactional producer per driver (one
+per process and application); the offsets go into the transaction with the consumer group
+metadata of this process's group member, so a zombie whose generation is stale is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ...errors import DriverError, DriverUnavailableError, FencedError, SerializationError
+from ..base import OutRec, Transaction
+from .codec import Codec
+from .connection import Connection
+from .dead_letters import DeadLetters
+from .ends import EndOffsets
+from .membership import Membership
+from .topics import Topics
+
+__all__ = ["Transactions"]
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int]
+
+
+class Transactions:
+    """The producers of one driver, and the positions it committed."""
+
+    def __init__(self, conn: Connection, topics: Topics, codec: Codec, ends: EndOffsets,
+                 membership: Membership, dead: DeadLetters) -> None:
+        self._conn = conn
+        self._topics = topics
+        self._codec = codec
+        self._ends = ends
+        self._membership = membership
+        self._dead = dead
+        self._producer: Any = None
+        self._txn_id: str | None = None
+        self._plain_producer: Any = None
+        self._offset_consumers: dict[str, Any] = {}
+        self._pending_written: dict[Key, int] = {}
+        #: committed positions of the owned inputs
+        self.positions: dict[Key, int] = {}
+        self.commits = 0
+        self.closed = False
+
+    # -- the transactional producer -----------------------------------------------------------
+    def ensure_producer(self, app_id: str) -> Any:
+        """The transactional producer of this process for ``app_id`` (initialized: an earlier
+        producer with the same ``transactional.id`` is fenced and its open transaction
+        aborted)."""
+        conn = self._conn
+        if conn.fenced is not None:
+            raise conn.fenced
+        if self.closed:
+            raise DriverError(f"<KafkaDriver {conn.url}> is closed; connect again to run.")
+        if self._producer is not None:
+            if self._txn_id is not None and not self._txn_id.startswith(f"{app_id}-"):
+                raise DriverError(f"<KafkaDriver {conn.url}> already commits for another "
+                                  f"application ({self._txn_id!r}); use one driver per "
+                                  "application.")
+            return self._producer
+        suffix = conn.options.instance or uuid.uuid4().hex
+        txn_id = f"{app_id}-{suffix}"
+        producer = conn.producer({
+            "transactional.id": txn_id,
+            "transaction.timeout.ms": conn.options.transaction_timeout_ms,
+        }, "creating the transactional producer")
+        conn.retry(lambda: producer.init_transactions(conn.options.timeout),
+                   f"initializing transactions for {txn_id!r}")
+        self._producer, self._txn_id = producer, txn_id
+        log.debug("transactional producer %s ready", txn_id)
+        return producer
+
+    def drop_producer(self) -> None:
+        self._producer = self._txn_id = None
+
+    # -- committed positions ------------------------------------------------------------------
+    def group_consumer(self, app_id: str) -> Any:
+        """A consumer of group ``app_id`` (the member, if joined) for committed offsets."""
+        if self._membership.joined(app_id):
+            return self._membership.member
+        consumer = self._offset_consumers.get(app_id)
+        if consumer is None:
+            consumer = self._offset_consumers[app_id] = self._conn.consumer("offsets", app_id)
+        return consumer
+
+    def forget_group_consumer(self, app_id: str) -> None:
+        old = self._offset_consumers.pop(app_id, None)
+        if old is not None:
+            old.close()
+
+    def fetch_committed(self, app_id: str, tps: list[Any], action: str) -> list[Any]:
+        """Committed offsets (stable: OffsetFetch waits out pending transactional offsets
+        under read_committed); a per-partition error is raised, and retried when transient
+        (``UNSTABLE_OFFSET_COMMIT`` while the previous owner's transaction completes)."""
+        consumer = self.group_consumer(app_id)
+        conn = self._conn
+
+        def fetch() -> list[Any]:
+            got = consumer.committed(tps, timeout=conn.options.timeout)
+            for tp in got:
+                if tp.error is not None:
+                    raise conn.ck.KafkaException(tp.error)
+            return list(got)
+
+        result: list[Any] = conn.retry(fetch, action)
+        return result
+
+    def committed(self, app_id: str, topic: str, partition: int) -> int:
+        got = self.fetch_committed(
+            app_id, [self._conn.ck.TopicPartition(topic, partition)],
+            f"reading the committed position of {topic!r} partition {partition}")
+        offset = got[0].offset
+        offset = offset if offset >= 0 else 0
+        if app_id == self._membership.group:
+            self.positions[(topic, partition)] = offset
+        return offset
+
+    def committed_metadata(self, app_id: str) -> dict[str, Any]:
+        """Metadata committed with the positions of this process's partitions."""
+        membership = self._membership
+        if app_id != membership.group or not membership.owned:
+            return {}
+        tps = [self._conn.ck.TopicPartition(t, p) for t, p in sorted(membership.owned)]
+        got = self.fetch_committed(app_id, tps, "reading committed metadata")
+        out: dict[str, Any] = {}
+        for tp in got:
+            if tp.metadata:
+                try:
+                    out.update(json.loads(tp.metadata))
+                except ValueError:
+                    continue
+        return out
+
+    def forget(self, keys: set[Key]) -> None:
+        """These partitions are no longer this process's."""
+        for key in keys:
+            self.positions.pop(key, None)
+
+    # -- committing ---------------------------------------------------------------------------
+    def commit(self, txn: Transaction) -> None:
+        """One Kafka transaction: outputs, dead-lettered records, positions; retried as a whole
+        on abortable errors, :class:`FencedError` when another process took over."""
+        conn = self._conn
+        producer = self.ensure_producer(txn.app_id)
+        if self._membership.changed:
+            raise FencedError(
+                f"the consumer group {txn.app_id!r} rebalanced and the engine did not take the "
+                "new assignment (poll_membership); stopping without committing.")
+        offsets = self._offsets(txn)
+        attempts = 0
+        while True:
+            try:
+                self._commit_once(producer, txn, offsets)
+                break
+            except conn.ck.KafkaException as exc:
+                err = exc.args[0]
+                self._abort(producer)
+                if isinstance(conn.translate(exc, ""), FencedError) or err.fatal() \
+                        or attempts >= 3:
+                    conn.raise_(exc, f"committing a transaction of {txn.app_id!r}")
+                attempts += 1
+                log.warning("transaction of %r failed (%s); retrying (%d/3)", txn.app_id, err,
+                            attempts)
+                time.sleep(0.1 * attempts)
+            except BaseException:
+                self._abort(producer)
+                raise
+        for key, end in self._pending_written.items():
+            self._ends.wrote(key, end, transactional=True)
+        for tp in offsets:
+            self.positions[(tp.topic, tp.partition)] = tp.offset
+        self._dead.committed()
+        self.commits += 1
+        if self._membership.member is not None:
+            self._membership.poll(0)  # serve heartbeats and rebalance callbacks between commits
+
+    def offsets(self, txn: Transaction) -> dict[Key, int]:
+        """Positions to commit: this process's known positions (so that every transaction
+        carries the group generation that fences zombies), the engine's new ones, skipping
+        dead-lettered tails."""
+        positions: dict[Key, int] = {}
+        owned = self._membership.owned
+        if txn.app_id == self._membership.group and owned is not None:
+            positions.update((k, v) for k, v in self.positions.items() if k in owned)
+        positions.update(txn.positions)
+        self._dead.skip_positions(positions, self.positions)
+        return positions
+
+    def _offsets(self, txn: Transaction) -> list[Any]:
+        positions = self.offsets(txn)
+        meta = json.dumps(txn.metadata, separators=(",", ":")) if txn.metadata else None
+        tp = self._conn.ck.TopicPartition
+        return [tp(t, p, off, metadata=meta) if meta else tp(t, p, off)
+                for (t, p), off in sorted(positions.items())]
+
+    def _commit_once(self, producer: Any, txn: Transaction, offsets: list[Any]) -> None:
+        options = self._conn.options
+        self._pending_written = {}
+        producer.begin_transaction()
+        for (topic, partition), records in txn.outputs.items():
+            if records:
+                self.produce(producer, topic, partition, records, self._delivered)
+        for _topic, partition, _offset, kb, vb, ts, headers in self._dead.pending:
+            target = self._dead.target
+            assert target is not None
+            count = self._topics.partitions(target) or 1
+            producer.produce(target, vb, kb, partition % count, timestamp=ts, headers=headers)
+        if offsets:
+            membership = self._membership
+            metadata = membership.member.consumer_group_metadata() \
+                if membership.joined(txn.app_id) else \
+                self.group_consumer(txn.app_id).consumer_group_metadata()
+            self._retry_txn(lambda: producer.send_offsets_to_transaction(
+                offsets, metadata, options.timeout))
+        remaining = producer.flush(options.timeout)
+        if remaining:
+            raise DriverUnavailableError(
+                f"committing a transaction of {txn.app_id!r}: {remaining} records were not "
+                f"delivered to {options.bootstrap} within {options.timeout:g} s.")
+        self._retry_txn(lambda: producer.commit_transaction(options.timeout))
+
+    def _retry_txn(self, fn: Callable[[], Any]) -> None:
+        """Retry a transactional call while the client says it is retriable."""
+        deadline = time.monotonic() + self._conn.options.timeout
+        delay = 0.05
+        while True:
+            try:
+                fn()
+                return
+            except self._conn.ck.KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or err.txn_requires_abort() or err.fatal() \
+                        or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
+
+    def _abort(self, producer: Any) -> None:
+        try:
+            producer.abort_transaction(self._conn.options.timeout)
+        except self._conn.ck.KafkaException as exc:  # fatal errors, or no transaction open
+            log.debug("aborting the transaction failed: %s", exc)
+
+    # -- producing records --------------------------------------------------------------------
+    def produce(self, producer: Any, topic: str, partition: int, records: Iterable[OutRec],
+                last_offset: Callable[[Any, Any], None] | None) -> None:
+        """Produce records to one partition; ``last_offset`` is the delivery callback of the
+        last one (its offset tells where this producer's records end)."""
+        codec = self._codec
+        kind = self._topics.kind(topic)
+        produce, encode, kenc, venc = producer.produce, codec.encode, codec.kenc, codec.venc
+        needs_headers = codec.needs_headers
+        records = records if isinstance(records, list) else list(records)
+        if not records:
+            return
+        *head, tail = records
+        for rec in head:
+            key, value, ts, _seq, headers = rec
+            if needs_headers(key, value, ts, headers):
+                kb, vb, ts, hdrs = encode(topic, partition, kind, rec)
+                _produce_one(producer, topic, partition, kb, vb, ts, hdrs, None)
+                continue
+            try:  # the common case, inline
+                kb, vb = kenc(key), venc(value)
+            except SerializationError:
+                encode(topic, partition, kind, rec)  # raises, saying where
+                raise
+            try:
+                produce(topic, vb, kb, partition, timestamp=ts)
+            except BufferError:
+                _produce_one(producer, topic, partition, kb, vb, ts, None, None)
+        kb, vb, ts, hdrs = encode(topic, partition, kind, tail)
+        _produce_one(producer, topic, partition, kb, vb, ts, hdrs, last_offset)
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is None:
+            key = (msg.topic(), msg.partition())
+            self._pending_written[key] = max(self._pending_written.get(key, 0),
+                                             msg.offset() + 1)
+
+    def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
+        """Append records outside any transaction (inputs for tests and demos)."""
+        conn = self._conn
+        if self._plain_producer is None:
+            self._plain_producer = conn.producer({})
+        producer = self._plain_producer
+        self._pending_written = {}
+        failures: list[Any] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                failures.append(err)
+            else:
+                self._delivered(err, msg)
+
+        with conn.errors(f"appending to {topic!r} partition {partition}"):
+            self.produce(producer, topic, partition, records, delivered)
+            remaining = producer.flush(conn.options.timeout)
+        if failures or remaining:
+            cause = failures[0] if failures else f"{remaining} records not delivered in time"
+            raise DriverError(f"appending to {topic!r} partition {partition} on {conn.url} "
+                              f"failed: {cause}")
+        for key, end in self._pending_written.items():
+            self._ends.wrote(key, end, transactional=False)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def flush_dead_letters(self) -> None:
+        """Commit dead-lettered records the engine had no reason to commit (a run that ends
+        with bad records): only those behind the committed positions, with the positions
+        that skip them."""
+        group = self._membership.group
+        if not self._dead.pending or self._producer is None or self._conn.fenced is not None \
+                or group is None:
+            return
+        self._dead.keep_behind(self.offsets(Transaction(group)))
+        if self._dead.pending:
+            self.commit(Transaction(group))
+
+    def end_run(self) -> None:
+        """Forget the run's positions, drop the transactional producer, flush appends."""
+        self.positions.clear()
+        self.drop_producer()
+        if self._plain_producer is not None:
+            self._plain_producer.flush(self._conn.options.timeout)
+
+    def close(self) -> None:
+        self.closed = True
+        for consumer in self._offset_consumers.values():
+            consumer.close()
+        self._offset_consumers.clear()
+        self._plain_producer = None
+
+
+def _produce_one(producer: Any, topic: str, partition: int, kb: bytes | None,
+                 vb: bytes | None, ts: int, hdrs: list[tuple[str, bytes]] | None,
+                 cb: Callable[[Any, Any], None] | None) -> None:
+    while True:
+        try:
+            producer.produce(topic, vb, kb, partition, timestamp=ts, headers=hdrs,
+                             on_delivery=cb)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain
+            producer.poll(0.05)
