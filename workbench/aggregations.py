@@ -153,7 +153,7 @@ def _compile_agg(parts: list[tuple[str, str | None, str]], fields: tuple[str, ..
         env[f"c_{var}"] = c
     init_items, add_items, none_items, merge_items, fin_items = [], [], [], [], []
     simple = all(f in _SIMPLE for _o, _c, f in parts)
-    for i, (out, col, func) in enumerate(parts):
+    for out, col, func in parts:
         key = repr(out)
         a = f"acc[{key}]"
         b = f"other[{key}]"
@@ -200,7 +200,7 @@ def _compile_agg(parts: list[tuple[str, str | None, str]], fields: tuple[str, ..
         env["_fin"][out] = BUILTINS[func][3]
         fin_items.append(f"{key}: _fin[{key}]({a})" if func not in _SIMPLE else f"{key}: {a}")
     reads = []
-    for c, var in col_var.items():
+    for var in col_var.values():
         reads += ["    try:", f"        {var} = v[c_{var}]",
                   "    except (KeyError, TypeError, IndexError):",
                   f"        _missing(c_{var}, v)"]

@@ -64,21 +64,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .run import prepare
 
     pipeline = load_pipeline(args.target)
-    engine = prepare(pipeline, args.driver, commit_interval=args.commit_interval)
+    engine = prepare(pipeline, args.driver, commit_interval=args.commit_interval,
+                     batch_size=args.batch_size)
+
+    received: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
-        log.warning("received %s: finishing the batch, committing, exiting",
-                    signal.Signals(signum).name)
+        if received:  # a second signal: leave at once, without committing
+            log.warning("received %s again: exiting without committing",
+                        signal.Signals(signum).name)
+            os._exit(128 + signum)
+        received.append(signum)
+        log.warning("received %s: finishing the batch, committing, exiting (send it again to "
+                    "exit at once)", signal.Signals(signum).name)
         engine.stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if args.until == "end":
             engine.run_until_end()
         else:
             engine.run_forever()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         engine.close()
         engine.driver.end_run()  # flush, leave the consumer group
     stats = engine.stats
@@ -116,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="end: process what is there, flush, commit, exit (default); "
                           "forever: run until SIGTERM/SIGINT")
     run.add_argument("--commit-interval", default="100ms")
+    run.add_argument("--batch-size", type=int, default=10_000,
+                     help="most records read per input partition and poll (default 10000)")
     run.set_defaults(func=_cmd_run)
     graph = sub.add_parser("graph", help="print the pipeline graph")
     graph.add_argument("target")

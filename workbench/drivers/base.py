@@ -127,7 +127,7 @@ class Driver(abc.ABC):
         """Metadata committed with the last transaction of ``app_id``."""
         return {}
 
-    def bind(self, app_id: str) -> None:
+    def bind(self, app_id: str) -> None:  # noqa: B027
         """Tell the driver which application will use it, before inputs are appended (drivers
         that keep per-application data, such as git's branch, use it). No-op by default."""
 

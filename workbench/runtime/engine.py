@@ -30,7 +30,7 @@ from ..serde import get_serde
 from .clock import Clock, SystemClock
 from .task import OpContext, Task
 
-__all__ = ["Engine", "EngineStats", "gc_paused"]
+__all__ = ["Engine", "EngineStats", "gc_paused", "stream_time_key"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ class EngineStats:
     commits: int = 0
     commit_ms: list[float] = field(default_factory=list)
     started_at: float = field(default_factory=time.perf_counter)
+
+
+def stream_time_key(task_id: str) -> str:
+    """The metadata key under which a task's stream times are committed
+    (``stream_time.<subtopology>_<partition>``)."""
+    return f"stream_time.{task_id}"
 
 
 @contextlib.contextmanager
@@ -109,6 +115,12 @@ class Engine:
         self._last_gc = time.monotonic()
         self._long_run = False
         self._finishing = False
+        #: metadata committed by earlier runs (stream times of tasks), read at start
+        self._committed_meta: dict[str, Any] = {}
+        #: per task id, the stream times last committed (only changes are written)
+        self._saved_times: dict[str, dict[str, Any]] = {}
+        #: set when a bounded run reached the end of its input and flushed (windows closed)
+        self.finished = False
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +131,7 @@ class Engine:
         app = self.plan.app_id
         inputs = [t for st in self.plan.subtopologies for t in st.inputs]
         owned = self.driver.assign(app, inputs)
+        self._committed_meta = self.driver.committed_metadata(app)
         for st in self.plan.subtopologies:
             for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
                 self._add_task(st, p)
@@ -133,6 +146,10 @@ class Engine:
         ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
         task = Task(st, p, ctx)
         self._restore(task)
+        saved = self._committed_meta.get(stream_time_key(task.id))
+        if saved is not None:
+            task.restore_times(saved)
+            self._saved_times[task.id] = task.times()
         for rn in task.nodes:
             rn.op.init(ctx)
         self.tasks.append(task)
@@ -157,6 +174,7 @@ class Engine:
                 self._pending_positions.pop((t, task.partition), None)
         self.tasks = keep
         have = {(task.subtopology.id, task.partition) for task in keep}
+        self._committed_meta = self.driver.committed_metadata(self.plan.app_id)
         for st in self.plan.subtopologies:
             for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
                 if (st.id, p) not in have:
@@ -342,12 +360,19 @@ class Engine:
         for key, pos in self._positions.items():
             if self._committed_position(key) != pos:
                 txn.positions[key] = pos
+        times: dict[str, dict[str, Any]] = {}
+        for task in self.tasks:
+            now_times = task.times()
+            if now_times != self._saved_times.get(task.id):
+                times[task.id] = now_times
+                txn.metadata[stream_time_key(task.id)] = now_times
         if txn.is_empty() and not self.driver.wants_commit():
             self._last_commit = self.clock.now_ms()
             self._uncommitted = False
             self._check_membership()
             return
         self.driver.commit(txn)
+        self._saved_times.update(times)
         for key, pos in txn.positions.items():
             self._pending_positions[key] = pos
         for (topic, _p), recs in outputs.items():
@@ -389,6 +414,12 @@ class Engine:
         self._limits = limits  # tasks a rebalance adds get theirs too
         with self._gc_paused():
             self._drain(limits, progress)
+            if self._stop.is_set():
+                # a stop is not the end of the input: commit what was processed and leave
+                # windows open; a later run continues where this one stopped
+                self.commit()
+                log.info("stopped before the end of the input; windows stay open")
+                return
             self.finish(limits, progress)
 
     def finish(self, limits: dict[tuple[str, int], int] | None = None,
@@ -398,12 +429,18 @@ class Engine:
         self._finishing = True
         order = sorted({task.subtopology.id for task in self.tasks})
         for st_id in order:
+            if self._stop.is_set():
+                # stopped while flushing: what was flushed is committed; a restart reaches
+                # the end again and flushes the remaining sub-topologies
+                self.commit()
+                return
             for task in self.tasks:
                 if task.subtopology.id == st_id:
                     task.end()
             self.commit()
             self._drain(limits or {}, progress)
         self.commit()
+        self.finished = not self._stop.is_set()
 
     def process_available(self) -> int:
         """Process everything readable now, committing after each round, until quiescent
@@ -464,8 +501,18 @@ class Engine:
             self.commit()
 
     def stop(self) -> None:
-        """Ask a running loop to finish its batch, commit and return."""
+        """Ask a running loop to finish its batch, commit and return.
+
+        A stop is not the end of the input: in a bounded run (:meth:`run_until_end`) it
+        commits what was processed and leaves windows open, so a later run on the same driver
+        continues exactly where this one stopped. Safe to call from a signal handler or another
+        thread."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
 
     def close(self) -> None:
         """Close every task's operators."""

@@ -74,6 +74,19 @@ class Operator:
     def init(self, ctx: Any) -> None:
         """Called once when the task starts, after state is restored."""
 
+    def observed_time(self) -> int | None:
+        """The operator's own stream time (largest timestamp it has seen), for operators that
+        keep one (windows, stream-stream joins, processors); ``None`` for the others. The
+        engine commits it with the input positions and restores it with :meth:`restore_time`,
+        so late/on-time decisions after a restart equal those of an uninterrupted run."""
+        t = getattr(self, "stream_time", None)
+        return t if t.__class__ is int else None
+
+    def restore_time(self, t: int) -> None:
+        """Set the stream time committed by an earlier run (before any record is processed)."""
+        if getattr(self, "stream_time", None).__class__ is int:
+            self.stream_time = t  # type: ignore[attr-defined]
+
     def close(self) -> None:
         """Called when the task closes."""
 

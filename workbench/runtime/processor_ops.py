@@ -401,6 +401,12 @@ class ProcessOp(Operator):
         # Kafka Streams has no end-of-input signal for processors; nothing to flush.
         return []
 
+    def observed_time(self) -> int | None:
+        return self.context._stream_time
+
+    def restore_time(self, t: int) -> None:
+        self.context._stream_time = t
+
     # -- scheduling
     def add_schedule(self, punct: Punctuation, now_wall: int) -> None:
         """Queue a new punctuation (stream time: at 0; wall clock: at now + interval)."""

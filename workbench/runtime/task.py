@@ -304,6 +304,43 @@ class Task:
         return ProcessingError(message, step=failure.step, topic=topic, partition=partition,
                                offset=offset, defined_at=failure.defined_at)
 
+    def times(self) -> dict[str, Any]:
+        """The task's stream time and each time-keeping operator's own, as committed in the
+        transaction metadata: ``{"task": ms, "ops": {operator name: ms}}``."""
+        ops: dict[str, int] = {}
+        for rn in self.nodes:
+            t = rn.op.observed_time()
+            if t is not None:
+                ops[rn.op.name] = t
+        out: dict[str, Any] = {"task": self.stream_time, "ops": ops}
+        # stores that keep their own time (join window stores, sliding and session stores:
+        # what has expired) — part of the state a restore must give back exactly
+        stores = {s.name: s.observed for s in self.stores
+                  if getattr(s, "observed", None).__class__ is int}
+        if stores:
+            out["stores"] = stores
+        return out
+
+    def restore_times(self, saved: Any) -> None:
+        """Restore what :meth:`times` returned in an earlier run."""
+        if not isinstance(saved, dict):
+            return
+        task_time = saved.get("task")
+        if isinstance(task_time, int):
+            self.stream_time = task_time
+        ops = saved.get("ops")
+        if isinstance(ops, dict):
+            for rn in self.nodes:
+                t = ops.get(rn.op.name)
+                if isinstance(t, int):
+                    rn.op.restore_time(t)
+        stores = saved.get("stores")
+        if isinstance(stores, dict):
+            for store in self.stores:
+                t = stores.get(store.name)
+                if isinstance(t, int) and t > getattr(store, "observed", t):
+                    store.observed = t
+
     def drain_outputs(self) -> list[tuple[str, Batch]]:
         """``[(topic, records)]`` collected since the last drain."""
         return [(c.topic, c.drain()) for c in self.collectors if c.buffer]
