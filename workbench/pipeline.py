@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+#: endings of the topics workbench creates itself (``<app>-<step>-repartition``,
+#: ``<app>-<store>-changelog``, ``<app>-<step>-preview``)
+INTERNAL_SUFFIXES = ("-repartition", "-changelog", "-preview")
 
 
 def check_topic_name(topic: object, where: str) -> None:
@@ -91,6 +94,15 @@ class Pipeline:
             name: the step's name (default: the topic).
         """
         check_topic_name(topic, "source()")
+        self._check_not_internal(topic, "source()")
+        writer = self._sink_of(topic)
+        if writer is not None:
+            raise DefinitionError(
+                f"source({topic!r}): topic {topic!r} is written by step {writer.name!r} of "
+                f"pipeline {self.name!r} (defined at {writer.defined_at}); reading it back "
+                "would feed the pipeline its own output in a loop. Use the stream that writes "
+                "it instead of a new source."
+            )
         if topic in self._sources:
             raise DefinitionError(
                 f"topic {topic!r} is already a source of pipeline {self.name!r} "
@@ -190,11 +202,35 @@ class Pipeline:
         self._names[name] = node
         return node
 
-    def _register_sink(self, topic: str, name: str | None) -> None:
+    def _register_sink(self, topic: str, name: str | None, parent: Node | None = None) -> None:
+        self._check_not_internal(topic, "to()")
         if topic in self._sources:
             raise DefinitionError(
                 f"topic {topic!r} is a source of pipeline {self.name!r}; writing to it would "
                 "feed the pipeline its own output. Use another topic name."
+            )
+        writer = self._sink_of(topic)
+        if writer is not None and parent is not None and writer.parents[:1] != (parent,):
+            raise DefinitionError(
+                f"to({topic!r}): topic {topic!r} is already written by step {writer.name!r} "
+                f"(defined at {writer.defined_at}), from step {writer.parents[0].name!r}. "
+                f"Write both streams with one sink: a.merge(b).to({topic!r})."
+            )
+
+    def _sink_of(self, topic: str) -> Node | None:
+        """The sink step that writes ``topic``, if any."""
+        for node in self._nodes:
+            if node.op == "sink" and node.params.get("topic") == topic:
+                return node
+        return None
+
+    def _check_not_internal(self, topic: str, where: str) -> None:
+        if topic.startswith(f"{self.name}-") and topic.endswith(INTERNAL_SUFFIXES):
+            raise DefinitionError(
+                f"{where}: topic {topic!r} has the form of an internal topic of pipeline "
+                f"{self.name!r}: names '{self.name}-<step>-repartition', "
+                f"'{self.name}-<store>-changelog' and '{self.name}-<step>-preview' are "
+                "reserved for the topics workbench creates. Choose another topic name."
             )
 
     def _known_columns(self, node: Node) -> list[str] | None:

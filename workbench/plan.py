@@ -308,7 +308,30 @@ def compile_plan(
                     stores.append(s)
                     topics[s.changelog] = TopicSpec(s.changelog, "changelog", compact=True)
         subtopologies.append(SubTopology(st_id, plan_nodes, inputs, outputs, tuple(stores)))
+    _check_internal_names(subtopologies)
     return Plan(app, tuple(subtopologies), topics, captures)
+
+
+def _check_internal_names(subtopologies: list[SubTopology]) -> None:
+    """Two steps whose names make the same internal topic (``a-b`` + store ``c`` and ``a`` +
+    store ``b-c``; a step ``j-0`` and port 0 of a join ``j``) would share state: refuse."""
+    owners: dict[str, str] = {}
+    for st in subtopologies:
+        for pn in st.nodes:
+            if pn.op == "repartition_sink" and pn.topic is not None:
+                who = pn.name.removesuffix("-repartition-sink")
+                _claim(owners, pn.topic, f"the repartition topic in front of {who!r}")
+        for s in st.stores:
+            _claim(owners, s.changelog, f"store {s.name!r} of step {s.step!r}")
+
+
+def _claim(owners: dict[str, str], topic: str, what: str) -> None:
+    other = owners.setdefault(topic, what)
+    if other != what:
+        raise DefinitionError(
+            f"internal topic {topic!r} would serve both {other} and {what}; rename one of "
+            "the steps (name=...) so their internal topics differ."
+        )
 
 
 def _topo_order(slots: list[dict[str, Any]]) -> list[int]:

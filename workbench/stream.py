@@ -189,7 +189,7 @@ class Stream:
         from .pipeline import check_topic_name
 
         check_topic_name(topic, "to()")
-        self._pipeline._register_sink(topic, name)
+        self._pipeline._register_sink(topic, name, self._node)
         self._add("sink", {"topic": topic, "partitions": partitions}, name or f"to-{topic}")
         return self
 
@@ -285,7 +285,14 @@ class Stream:
         "window"}``)."""
         _check_callable(processor, "process", "Processor class or factory")
         stores = dict(stores or {})
+        from .pipeline import _NAME
+
         for store, kind in stores.items():
+            if not isinstance(store, str) or not _NAME.match(store):
+                raise DefinitionError(
+                    f"process(stores={{{store!r}: ...}}): a store name must start with a letter "
+                    "or digit and contain only letters, digits, '.', '_' and '-' (it names a "
+                    "changelog topic).")
             if kind not in ("kv", "window"):
                 raise DefinitionError(f"process(stores={{{store!r}: {kind!r}}}): store kinds are "
                                       "'kv' and 'window'.")
