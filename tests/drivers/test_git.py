@@ -65,8 +65,8 @@ def plain(records: list[Any]) -> list[tuple[Any, Any, int]]:
 # ------------------------------------------------------------------------------- URLs, opening
 def test_parse_url() -> None:
     assert parse_git_url("git:///abs/repo") == ("/abs/repo", {})
-    assert parse_git_url("git://rel/repo?branch=x&segment_bytes=10") == (
-        "rel/repo", {"branch": "x", "segment_bytes": "10"})
+    assert parse_git_url("git://./rel/repo?branch=x&segment_bytes=10") == (
+        "./rel/repo", {"branch": "x", "segment_bytes": "10"})
     with pytest.raises(DefinitionError, match="no repository path"):
         parse_git_url("git://")
     with pytest.raises(DefinitionError, match="unknown parameter"):
@@ -83,7 +83,7 @@ def test_branch_names() -> None:
 def test_creates_a_bare_repository_and_relative_urls(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    d = wb.connect("git://data/repo?app=a")
+    d = wb.connect("git://./data/repo?app=a")
     assert isinstance(d, GitDriver)
     assert d.path == str(tmp_path / "data" / "repo")
     assert (tmp_path / "data" / "repo" / "HEAD").exists()  # bare: the git dir itself

@@ -3,13 +3,14 @@
 URLs::
 
     git:///abs/path/to/repo          absolute path
-    git://relative/path/to/repo      relative to the current directory
+    git://./relative/path/to/repo    relative to the current directory (git://host/path: refused)
     git:///repo?branch=NAME&segment_bytes=1048576&partitions=1&app=NAME&at=COMMIT&start_at=COMMIT
 
 The repository is created (bare) when the path is missing or an empty directory; an existing
-repository, bare or not, is used as it is (the driver writes only its branch and never touches a
-working tree). dulwich does the git work, so no ``git`` binary is needed; the result is an
-ordinary repository (``git log``, ``git diff``, ``git fsck``, ``git gc`` work on it).
+repository, bare or not, is used as it is (the driver writes only its branch, never touches a
+working tree, and refuses a branch that a working tree has checked out). dulwich does the git
+work, so no ``git`` binary is needed; the result is an ordinary repository (``git log``,
+``git diff``, ``git fsck --strict``, ``git gc`` work on it).
 
 Branches: every engine commit (:meth:`GitDriver.commit`) becomes one git commit on the branch
 ``workbench/<app>`` (or ``?branch=``): the sink, repartition and changelog records it appends,

@@ -3,8 +3,13 @@
 A record is one line ``{"key": K, "value": V, "timestamp": T}`` (JSON serde), with ``"window":
 [start, end]`` when the key is a :class:`~workbench.windows.Windowed` (``K`` is then its group
 key), ``"old": O`` when the value is a table :class:`~workbench.types.Change` (``V`` is its new
-value) and ``"headers": [[name, text | {"base64": ...} | null], ...]`` when there are headers.
-Keys that are JSON arrays come back as tuples (a list is never a key).
+value) and ``"headers": [[name, value], ...]`` when there are headers. Keys that are JSON
+arrays come back as tuples (a list is never a key).
+
+Header values come back as the type they were written with: bytes are stored as UTF-8 text
+(``"abc"``) or ``{"base64": ...}``, ``str`` as ``{"str": ...}``, and ``int``, ``float``,
+``bool`` and ``None`` as JSON scalars. Floats, in values as in headers, include NaN and
+±Infinity (Python json's ``NaN``/``Infinity``/``-Infinity`` tokens), stored unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ...types import Change
 from ...windows import Windowed
 from ..base import OutRec, ReadRec
 
-__all__ = ["decode_lines", "encode_records", "iter_encoded"]
+__all__ = ["HeaderError", "decode_lines", "encode_records", "iter_encoded"]
 
 # records are acyclic: no circular-reference bookkeeping (a cycle ends in RecursionError)
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False,
@@ -39,30 +44,41 @@ def _tuplify(value: Any) -> Any:
     return value
 
 
+class HeaderError(TypeError):
+    """A header value the segment format cannot keep (names the header)."""
+
+
 def _encode_headers(headers: Any) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for name, value in headers:
-        if value is None:
-            out.append([name, None])
-            continue
-        if isinstance(value, str):
-            value = value.encode()
-        try:
-            out.append([name, bytes(value).decode()])
-        except UnicodeDecodeError:
-            out.append([name, {"base64": base64.b64encode(bytes(value)).decode()}])
+        kind = type(value)
+        if value is None or kind is int or kind is float or kind is bool:
+            out.append([name, value])  # JSON keeps these types
+        elif kind is str:
+            out.append([name, {"str": value}])
+        elif isinstance(value, bytes | bytearray | memoryview):
+            raw = bytes(value)
+            try:
+                out.append([name, raw.decode()])
+            except UnicodeDecodeError:
+                out.append([name, {"base64": base64.b64encode(raw).decode()}])
+        else:
+            raise HeaderError(f"header {name!r} has a value of type {kind.__name__} "
+                              f"({value!r:.60}); header values are bytes, str, int, float, "
+                              "bool or None")
     return out
 
 
-def _decode_headers(raw: Any) -> tuple[tuple[str, bytes | None], ...]:
-    out: list[tuple[str, bytes | None]] = []
+def _decode_headers(raw: Any) -> tuple[tuple[str, Any], ...]:
+    out: list[tuple[str, Any]] = []
     for name, value in raw:
-        if value is None:
-            out.append((name, None))
-        elif isinstance(value, dict):
-            out.append((name, base64.b64decode(value["base64"])))
-        else:
+        if type(value) is str:
             out.append((name, value.encode()))
+        elif type(value) is dict:
+            text = value.get("str")
+            out.append((name, text if text is not None else base64.b64decode(value["base64"])))
+        else:
+            out.append((name, value))
     return tuple(out)
 
 

@@ -9,6 +9,7 @@ unfinished commit are "dangling" and ``git gc`` prunes them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from .tree import FORMAT, State, Topic, entry_name
 __all__ = ["append_message", "commit_message", "fmt_counts", "write_commit"]
 
 IDENTITY = b"workbench <workbench@localhost>"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 #: ``encode(topic, partition, records)`` → JSON lines chunk by chunk, with their counts
 Encoder = Callable[[str, int, list[OutRec]], Iterator[tuple[bytes, int]]]
@@ -31,9 +33,15 @@ def fmt_counts(counts: dict[str, int]) -> str:
     return " ".join(f"{entry_name(t)}={n}" for t, n in sorted(counts.items())) or "-"
 
 
+def _oneline(text: str) -> str:
+    """``text`` without line breaks or other control characters (for a subject line)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
 def append_message(topic: str, partition: int, n: int) -> str:
     """The message of a commit made by ``append`` (inputs outside transactions)."""
-    return (f"workbench: append {n} record{'s' if n != 1 else ''} to {topic}/{partition}\n\n"
+    return (f"workbench: append {n} record{'s' if n != 1 else ''} to "
+            f"{_oneline(topic)}/{partition}\n\n"
             f"Workbench-Kind: append\n"
             f"Workbench-Records: {fmt_counts({topic: n} if n else {})}\n")
 
@@ -45,17 +53,17 @@ def commit_message(txn: Transaction) -> str:
     for (topic, _p), recs in txn.outputs.items():
         counts[topic] = counts.get(topic, 0) + len(recs)
     total = sum(counts.values())
-    pos_text = ", ".join(f"{t}/{p}={o}" for (t, p), o in sorted(txn.positions.items()))
-    if len(txn.positions) > 6:
-        head = sorted(txn.positions.items())[:6]
-        pos_text = ", ".join(f"{t}/{p}={o}" for (t, p), o in head) + ", ..."
-    detail = ", ".join(f"{t}: {n}" for t, n in sorted(counts.items()))
-    subject = f"workbench {txn.app_id}: +{total} records"
+    shown = sorted(txn.positions.items())
+    pos_text = ", ".join(f"{_oneline(t)}/{p}={o}" for (t, p), o in shown[:6])
+    if len(shown) > 6:
+        pos_text += ", ..."
+    detail = ", ".join(f"{_oneline(t)}: {n}" for t, n in sorted(counts.items()))
+    subject = f"workbench {_oneline(txn.app_id)}: +{total} records"
     if detail:
         subject += f" ({detail})"
     if pos_text:
         subject += f", positions {pos_text}"
-    return (f"{subject}\n\nWorkbench-Kind: commit\nWorkbench-App: {txn.app_id}\n"
+    return (f"{subject}\n\nWorkbench-Kind: commit\nWorkbench-App: {entry_name(txn.app_id)}\n"
             f"Workbench-Records: {fmt_counts(counts)}\n")
 
 
@@ -159,10 +167,10 @@ def write_commit(repo: Repository, state: State, branch: str, *,
             blob = d.Blob.from_string(json.dumps(doc, indent=1, sort_keys=True).encode()
                                       + b"\n")
             add(blob)
-            pos_tree[(entry_name(app_id) + ".json").encode()] = blob.id
+            pos_tree[app_id] = blob.id
         ptree = d.Tree()
-        for fname, sha in pos_tree.items():
-            ptree.add(fname, BLOB_MODE, sha)
+        for app_id, sha in pos_tree.items():
+            ptree.add((entry_name(app_id) + ".json").encode(), BLOB_MODE, sha)
         add(ptree)
         root[b"positions"] = (TREE_MODE, ptree.id)
     rtree = d.Tree()

@@ -10,9 +10,10 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..._urls import redact_url
 from ...errors import DefinitionError, DriverError, SerializationError
 from ..base import Driver, OutRec, ReadRec, Transaction
-from .codec import decode_lines, iter_encoded
+from .codec import HeaderError, decode_lines, iter_encoded
 from .commit import append_message, commit_message, write_commit
 from .history import GitCommit, describe, resolve
 from .lock import WriterLock
@@ -35,7 +36,7 @@ class GitDriver(Driver):
     """Topics, state and positions in a git repository (see the package docstring).
 
     Args:
-        url: ``git:///abs/path`` or ``git://relative/path`` (query parameters as keywords).
+        url: ``git:///abs/path`` or ``git://./relative/path`` (query parameters as keywords).
         branch: the branch to read and write (default ``workbench/<app>``).
         app: bind to ``workbench/<app>`` now instead of when the engine names its app.
         at: a commit id, :class:`GitCommit`, time (datetime, ISO text, epoch ms) — a read-only
@@ -60,16 +61,18 @@ class GitDriver(Driver):
                                 segment_bytes=segment_bytes, partitions=partitions,
                                 fsync=fsync, compression=compression)
         self.url = url
+        #: the URL as messages and the repr show it (secrets redacted)
+        self.shown_url = redact_url(url)
         self.path = opts.path
         self.segment_bytes = opts.segment_bytes
         self.default_partitions = opts.partitions
         self.fsync = opts.fsync
         self.compression = opts.compression
-        self.store = Repository(opts.path, url, create=create and opts.at is None,
+        self.store = Repository(opts.path, self.shown_url, create=create and opts.at is None,
                                 fsync=opts.fsync, compression=opts.compression)
         self.repo = self.store.repo
         self.git_dir = self.store.git_dir
-        self._lock = WriterLock(self.git_dir, url)
+        self._lock = WriterLock(self.store.common_dir, self.shown_url)
         self._mutex = threading.RLock()
         self._cache = LineCache(_READ_CACHE_BYTES)
         self._reader = TreeReader(self.store, self._cache, self._where)
@@ -97,7 +100,7 @@ class GitDriver(Driver):
     # -- binding a branch ---------------------------------------------------------------------
     def _where(self, path: str, head: bytes | None = None) -> str:
         at = head.decode()[:12] if head else "?"
-        return f"{self.url}: {path} (branch {self.branch!r}, commit {at})"
+        return f"{self.shown_url}: {path} (branch {self.branch!r}, commit {at})"
 
     def _branch_head(self, branch: str | None = None) -> bytes | None:
         return self.store.head(branch or self.branch)
@@ -128,13 +131,13 @@ class GitDriver(Driver):
             head = self._branch_head()
             if head is None:
                 self.store.update_ref(self.branch, None, start)
-                log.info("%s: branch %s starts at %s", self.url, self.branch,
+                log.info("%s: branch %s starts at %s", self.shown_url, self.branch,
                          start.decode()[:12])
                 head = start
         elif head is not None and self._start_at is not None:
             start = resolve(self.store, self._start_at, self.branch)
             if not self.store.is_ancestor(start, head):
-                raise DriverError(f"{self.url}: branch {self.branch!r} exists and does not "
+                raise DriverError(f"{self.shown_url}: branch {self.branch!r} exists and does not "
                                   f"descend from start_at {start.decode()[:12]}; pick a new "
                                   "branch name.")
         self._state = self._reader.load(head, self._state if self._state.head else None)
@@ -147,7 +150,7 @@ class GitDriver(Driver):
                 continue
             if existing.partitions != count:
                 raise DriverError(
-                    f"{self.url}: topic {topic!r} has {existing.partitions} partitions on "
+                    f"{self.shown_url}: topic {topic!r} has {existing.partitions} partitions on "
                     f"branch {self.branch!r}, but this run created it with {count} before the "
                     "branch was known; name the app in the URL (?app=NAME) so the driver reads "
                     "the branch first.")
@@ -155,7 +158,7 @@ class GitDriver(Driver):
 
     def _acquire(self) -> None:
         if self.read_only:
-            raise DriverError(f"{self.url}: this is a read-only view"
+            raise DriverError(f"{self.shown_url}: this is a read-only view"
                               + (f" at {self._pinned.decode()[:12]}" if self._pinned else "")
                               + "; open the branch (without at=) to write.")
         if self._lock.held:
@@ -163,7 +166,8 @@ class GitDriver(Driver):
         self._lock.acquire(self.branch)
         removed = self.store.cleanup_after_crash(self.branch)
         if removed:
-            log.warning("%s: removed %d lock files left by a crashed writer", self.url, removed)
+            log.warning("%s: removed %d lock files left by a crashed writer", self.shown_url,
+                        removed)
         head = self._branch_head() if self.branch else None
         if self.branch is not None and head != self._state.head:
             self._state = self._reader.load(head, self._state)
@@ -222,7 +226,7 @@ class GitDriver(Driver):
         if t is None:
             staged = self._staged.get(topic)
             if staged is None:
-                raise DriverError(f"topic {topic!r} does not exist on {self.url}"
+                raise DriverError(f"topic {topic!r} does not exist on {self.shown_url}"
                                   + (f" (branch {self.branch!r})." if self.branch else "."))
             count = staged[0]
         else:
@@ -235,7 +239,7 @@ class GitDriver(Driver):
     def _need_branch(self) -> None:
         if self.branch is None and self._pinned is None:
             raise DriverError(
-                f"{self.url}: which branch? Name it in the URL (?app=NAME reads "
+                f"{self.shown_url}: which branch? Name it in the URL (?app=NAME reads "
                 "workbench/NAME, ?branch=NAME any branch), or run a pipeline on the driver first.")
 
     def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
@@ -305,7 +309,31 @@ class GitDriver(Driver):
                 self.bind(app_id)
             self._maybe_refresh()
             per_topic = self._positions_doc(app_id)["positions"].get(topic, {})
-            return int(per_topic.get(str(partition), 0))
+            offset = int(per_topic.get(str(partition), 0))
+            t = self._state.topics.get(topic)
+            end = t.parts[partition].end if t is not None and partition < t.partitions else 0
+            if not 0 <= offset <= end:
+                path = f"positions/{entry_name(app_id)}.json"
+                raise DriverError(
+                    f"{self._where(path, self._state.head)}: app {app_id!r} has committed "
+                    f"topic {topic!r} partition {partition} up to position {offset}, but the "
+                    f"partition ends at {end}: the log was rewritten or the positions file "
+                    "edited. Restore the branch to a consistent commit (see `git reflog`), or "
+                    "replay on a new branch (start_at=...).")
+            return offset
+
+    def _check_position(self, topic: str, partition: int, offset: int, appended: int) -> None:
+        """A position to commit must lie within the partition's log (its committed end plus
+        what this commit appends to it)."""
+        part = self._part(topic, partition)
+        end = (0 if part is None else part.end) + appended
+        if type(offset) is not int or not 0 <= offset <= end:
+            problem = "is negative" if isinstance(offset, int) and offset < 0 else (
+                f"is beyond the end of the log (it ends at {end})")
+            raise DriverError(
+                f"{self.shown_url}: topic {topic!r} partition {partition}: position "
+                f"{offset!r} {problem} on branch {self.branch!r}; committed positions lie "
+                f"between 0 and the end offset ({end}).")
 
     def committed_metadata(self, app_id: str) -> dict[str, Any]:
         with self._mutex:
@@ -331,6 +359,9 @@ class GitDriver(Driver):
             self._acquire()
             for (topic, partition) in txn.outputs:
                 self._part(topic, partition)  # validate before changing anything
+            for (topic, partition), offset in txn.positions.items():
+                self._check_position(topic, partition, offset,
+                                     len(txn.outputs.get((topic, partition), ())))
             doc = None
             if txn.positions or txn.metadata:
                 old = self._positions_doc(txn.app_id)
@@ -347,9 +378,12 @@ class GitDriver(Driver):
                  ) -> Iterator[tuple[bytes, int]]:
         try:
             yield from iter_encoded(records)
+        except HeaderError as exc:
+            raise SerializationError(f"{self.shown_url}: cannot write a record of "
+                                     f"{topic}/{partition}: {exc}.") from None
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(
-                f"{self.url}: cannot write a record of {topic}/{partition} as JSON: {exc}. "
+                f"{self.shown_url}: cannot write a record of {topic}/{partition} as JSON: {exc}. "
                 "Keys and values go through the JSON serde.") from None
 
     def _write(self, outputs: dict[tuple[str, int], list[OutRec]],
@@ -357,6 +391,7 @@ class GitDriver(Driver):
         """One git commit on the branch (the writer lock is held)."""
         assert self.branch is not None
         self._lock.check()
+        self.store.refuse_checked_out(self.branch)
         write_commit(self.store, self._state, self.branch, outputs=outputs, docs=docs,
                      staged=self._staged, message=message, segment_bytes=self.segment_bytes,
                      cache=self._cache, encode=self._encoded)
@@ -376,7 +411,7 @@ class GitDriver(Driver):
                 if branch is None and app is not None:
                     branch = branch_for(app)
             if branch is None and self._pinned is None:
-                raise DefinitionError(f"{self.url}: history() needs an app or a branch.")
+                raise DefinitionError(f"{self.shown_url}: history() needs an app or a branch.")
             app = app or self.app_id
             head = self._pinned if (self._pinned and branch == self.branch) else \
                 self._branch_head(branch)
@@ -395,7 +430,7 @@ class GitDriver(Driver):
             sha = resolve(self.store, at, self.branch)
             view = GitDriver.__new__(GitDriver)
             view.__dict__.update(self.__dict__)
-            view._lock = WriterLock(self.git_dir, self.url)
+            view._lock = WriterLock(self.store.common_dir, self.shown_url)
             view._mutex = threading.RLock()
             view._reader = TreeReader(self.store, self._cache, view._where)
             view.read_only = True
@@ -405,6 +440,7 @@ class GitDriver(Driver):
             view._view_of = self
             view._state = view._reader.load(sha, self._state)
             view.url = f"{self.url.split('?')[0]}?at={sha.decode()}"
+            view.shown_url = redact_url(view.url)
             return view
 
     @property
@@ -445,7 +481,7 @@ class GitDriver(Driver):
         with self._mutex:
             if self._queued:
                 warnings.warn(
-                    f"{self.url}: closing with {len(self._queued)} append(s) that were never "
+                    f"{self.shown_url}: closing with {len(self._queued)} append(s) that were never "
                     "committed because no branch was named (use ?app=NAME or ?branch=NAME).",
                     RuntimeWarning, stacklevel=2)
                 self._queued = []
@@ -457,4 +493,4 @@ class GitDriver(Driver):
         where = self.branch or "?"
         if self._pinned is not None:
             where += f" @ {self._pinned.decode()[:12]}"
-        return f"<GitDriver {self.path} [{where}]>"
+        return f"<GitDriver {self.shown_url} [{where}]>"

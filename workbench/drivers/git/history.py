@@ -59,7 +59,8 @@ def describe(repo: Repository, c: Any, app: str | None) -> GitCommit:
             records[entry_unname(name)] = int(n)
     ms = commit_ms(c)
     positions: dict[str, dict[int, int]] = {}
-    app = app or trailers.get("Workbench-App")
+    named = trailers.get("Workbench-App")
+    app = app or (entry_unname(named) if named is not None else None)
     if app is not None:
         raw = _positions_at(repo, c.tree, app)
         if raw is not None:
@@ -79,8 +80,14 @@ def _positions_at(repo: Repository, tree_sha: bytes, app: str) -> dict[str, Any]
     try:
         root = repo.repo[tree_sha]
         _mode, ptree = root[b"positions"]
-        _mode, blob = repo.repo[ptree][(entry_name(app) + ".json").encode()]
-        doc = json.loads(repo.repo[blob].as_raw_string())
+        want = entry_name(app) + ".json"
+        for e in repo.repo[ptree].items():
+            fname = e.path.decode()
+            if fname == want or entry_unname(fname) == app + ".json":
+                doc = json.loads(repo.repo[e.sha].as_raw_string())
+                break
+        else:
+            return None
         return doc if isinstance(doc, dict) else None
     except (KeyError, ValueError):
         return None

@@ -1,10 +1,13 @@
 """``git://`` URLs, their parameters, and branch names.
 
-URLs::
+URLs name a local repository::
 
     git:///abs/path/to/repo          absolute path
-    git://relative/path/to/repo      relative to the current directory
+    git://./relative/path/to/repo    relative to the current directory (also ../ and ~/)
     git:///repo?branch=NAME&segment_bytes=1048576&partitions=1&app=NAME&at=COMMIT&start_at=COMMIT
+
+``git://host/path`` is git's network protocol; the driver does not speak it, so such URLs are
+refused with a hint instead of creating ``./host/path``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from ...errors import DefinitionError
+from ..._urls import redact_url
+from ...errors import DefinitionError, did_you_mean
 
 __all__ = ["DEFAULT_COMPRESSION", "DEFAULT_SEGMENT_BYTES", "GitOptions", "branch_for",
            "check_branch", "parse_git_url"]
@@ -27,6 +31,9 @@ DEFAULT_SEGMENT_BYTES = 1 << 20
 DEFAULT_COMPRESSION = 1
 PARAMS = ("branch", "app", "at", "start_at", "segment_bytes", "partitions", "fsync",
           "compression")
+_HINT = "use 'git:///abs/path' (three slashes) or 'git://./relative/path'"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def parse_git_url(url: str) -> tuple[str, dict[str, str]]:
@@ -34,17 +41,25 @@ def parse_git_url(url: str) -> tuple[str, dict[str, str]]:
 
     >>> parse_git_url("git:///tmp/repo?branch=main")
     ('/tmp/repo', {'branch': 'main'})
-    >>> parse_git_url("git://data/repo")
-    ('data/repo', {})
+    >>> parse_git_url("git://./data/repo")
+    ('./data/repo', {})
+
+    Raises:
+        DefinitionError: not a ``git://`` URL, no path, or a remote-looking URL
+            (``git://host/path``).
     """
-    if not url.lower().startswith("git://"):
-        raise DefinitionError(f"{url!r} is not a git:// URL; use 'git:///abs/path' or "
-                              "'git://relative/path'.")
+    shown = redact_url(url)
+    if not isinstance(url, str) or not url.lower().startswith("git://"):
+        raise DefinitionError(f"{shown!r} is not a git:// URL; {_HINT}.")
     rest = url[len("git://"):]
     rest, _, query = rest.partition("?")
     if not rest:
-        raise DefinitionError(f"{url!r}: no repository path; use 'git:///abs/path' or "
-                              "'git://relative/path'.")
+        raise DefinitionError(f"{shown!r}: no repository path; {_HINT}.")
+    first = rest.split("/", 1)[0]
+    if not rest.startswith("/") and first not in (".", "..", "~"):
+        raise DefinitionError(
+            f"{shown!r} looks like a remote git URL (git://HOST/PATH, git's network protocol); "
+            f"the git driver works on a local repository: {_HINT}.")
     params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     return unquote(rest), params
 
@@ -56,7 +71,9 @@ def check_branch(name: str) -> str:
     """``name`` if git accepts it as a branch name, else :class:`DefinitionError`."""
     if (not name or _REF_BAD.search(name) or name.startswith(("/", "-", ".")) or
             name.endswith(("/", ".", ".lock")) or "/." in name or name == "@"):
-        raise DefinitionError(f"{name!r} is not a valid git branch name.")
+        raise DefinitionError(f"branch {name!r} is not a valid git branch name (git "
+                              "check-ref-format rules: no '..', spaces, '~^:?*[\\', leading "
+                              "'-' or '.', ...).")
     return name
 
 
@@ -86,30 +103,73 @@ class GitOptions:
 
     @classmethod
     def parse(cls, url: str, *, branch: str | None = None, app: str | None = None,
-              at: Any = None, start_at: Any = None, segment_bytes: int | None = None,
-              partitions: int | None = None, fsync: bool | None = None,
-              compression: int | None = None) -> GitOptions:
-        """Read ``url`` and the keyword arguments that override its parameters."""
+              at: Any = None, start_at: Any = None, segment_bytes: Any = None,
+              partitions: Any = None, fsync: Any = None, compression: Any = None
+              ) -> GitOptions:
+        """Read ``url`` and the keyword arguments that override its parameters.
+
+        Raises:
+            DefinitionError: naming the URL (without secrets) and the parameter that is
+                unknown, empty or not a valid value.
+        """
         path, params = parse_git_url(url)
-        unknown = set(params) - set(PARAMS)
-        if unknown:
-            raise DefinitionError(f"{url!r}: unknown parameter(s) {sorted(unknown)}; known: "
-                                  f"{', '.join(PARAMS)}.")
-        seg = int(segment_bytes or params.get("segment_bytes") or DEFAULT_SEGMENT_BYTES)
-        if seg < 1:
-            raise DefinitionError(f"{url!r}: segment_bytes must be >= 1.")
-        if fsync is None:
-            fsync = params.get("fsync", "0").lower() in ("1", "true", "yes")
-        branch = branch or params.get("branch") or None
+        shown = redact_url(url)
+        for name in params:
+            if name not in PARAMS:
+                raise DefinitionError(f"{shown!r}: unknown parameter {name!r}."
+                                      + did_you_mean(name, PARAMS))
+        for name in ("branch", "app", "at", "start_at"):
+            if params.get(name) == "":
+                raise DefinitionError(f"{shown!r}: parameter {name!r} is empty; give a value "
+                                      "or leave it out.")
+
+        def pick(name: str, given: Any) -> Any:
+            return given if given is not None else params.get(name)
+
+        branch = pick("branch", branch)
         return cls(
             path=os.path.abspath(os.path.expanduser(path)),
             branch=check_branch(branch) if branch else None,
-            app=app or params.get("app") or None,
-            at=at if at is not None else params.get("at") or None,
-            start_at=start_at if start_at is not None else params.get("start_at") or None,
-            segment_bytes=seg,
-            partitions=int(partitions or params.get("partitions") or 1),
-            fsync=bool(fsync),
-            compression=int(compression if compression is not None
-                            else params.get("compression", DEFAULT_COMPRESSION)),
+            app=pick("app", app) or None,
+            at=pick("at", at),
+            start_at=pick("start_at", start_at),
+            segment_bytes=_int(shown, "segment_bytes", pick("segment_bytes", segment_bytes),
+                               DEFAULT_SEGMENT_BYTES, low=1),
+            partitions=_int(shown, "partitions", pick("partitions", partitions), 1, low=1),
+            fsync=_bool(shown, "fsync", pick("fsync", fsync)),
+            compression=_int(shown, "compression", pick("compression", compression),
+                             DEFAULT_COMPRESSION, low=-1, high=9),
         )
+
+
+def _int(url: str, name: str, value: Any, default: int, *, low: int,
+         high: int | None = None) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise DefinitionError(f"{url!r}: parameter {name!r} must be an integer, got {value!r}.")
+    try:
+        n = int(value)
+    except ValueError:
+        raise DefinitionError(f"{url!r}: parameter {name!r} must be an integer, got "
+                              f"{value!r}.") from None
+    if high is not None and not low <= n <= high:
+        raise DefinitionError(f"{url!r}: parameter {name!r} must be in {low}..{high} (zlib "
+                              f"levels), got {n}.")
+    if n < low:
+        raise DefinitionError(f"{url!r}: parameter {name!r} must be >= {low}, got {n}.")
+    return n
+
+
+def _bool(url: str, name: str, value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise DefinitionError(f"{url!r}: parameter {name!r} must be 1/0 (true/false, yes/no, "
+                          f"on/off), got {value!r}.")

@@ -62,6 +62,9 @@ class Repository:
         self.fsync = fsync
         self.repo = self._open(create)
         self.git_dir: str = self.repo.controldir()
+        #: where objects, refs and the writer lock live (the git dir, or for a linked working
+        #: tree the main repository's)
+        self.common_dir: str = self.repo.commondir()
         store = self.repo.object_store
         store.loose_compression_level = compression
         store.fsync_object_files = fsync
@@ -132,12 +135,66 @@ class Repository:
         return (b"refs/heads/" + branch.encode()) in self.repo.refs
 
     def ref_path(self, branch: str) -> str:
-        """The loose ref file of ``branch``."""
-        return os.path.join(self.git_dir, "refs", "heads", *branch.split("/"))
+        """The loose ref file of ``branch`` (refs live in the common git dir)."""
+        return os.path.join(self.common_dir, "refs", "heads", *branch.split("/"))
+
+    def checked_out(self, branch: str) -> str | None:
+        """The working tree in which ``branch`` is checked out (its ``HEAD`` names it, born or
+        not), or ``None``. The main working tree counts unless the repository is bare; linked
+        working trees (``git worktree add``) always count."""
+        want = b"ref: refs/heads/" + branch.encode()
+        common = self.common_dir
+        if not self._is_bare_config() and _head_names(os.path.join(common, "HEAD"), want):
+            return self._main_worktree(common)
+        linked = os.path.join(common, "worktrees")
+        try:
+            names = sorted(os.listdir(linked))
+        except OSError:
+            return None
+        for name in names:
+            admin = os.path.join(linked, name)
+            if _head_names(os.path.join(admin, "HEAD"), want):
+                try:
+                    with open(os.path.join(admin, "gitdir"), encoding="utf-8") as f:
+                        return os.path.dirname(f.read().strip())
+                except OSError:
+                    return admin
+        return None
+
+    def _is_bare_config(self) -> bool:
+        try:
+            config = self.repo.get_config()
+            return bool(config.get_boolean(b"core", b"bare", self.repo.bare))
+        except (KeyError, ValueError, OSError):
+            return bool(self.repo.bare)
+
+    def _main_worktree(self, common: str) -> str:
+        with contextlib.suppress(KeyError, OSError, ValueError):
+            configured = self.repo.get_config().get(b"core", b"worktree")
+            if configured:
+                return os.path.normpath(os.path.join(common, configured.decode()))
+        if os.path.basename(os.path.normpath(common)) == ".git":
+            return os.path.dirname(os.path.normpath(common))
+        return common
+
+    def refuse_checked_out(self, branch: str) -> None:
+        """Raise :class:`DriverError` when ``branch`` is checked out in a working tree:
+        committing to it would leave that tree's index and files behind the branch, and the
+        next ``git commit -a`` there would delete the data."""
+        where = self.checked_out(branch)
+        if where is not None:
+            raise DriverError(
+                f"{self.name}: branch {branch!r} is checked out in {where}; committing to it "
+                "would leave that working tree's index and files behind the branch (a later "
+                "`git commit -a` there would delete the data). Write another branch (the "
+                "default is workbench/<app>; ?branch=NAME picks one), or switch that working "
+                f"tree to another branch (git -C {where} switch <other>).")
 
     def update_ref(self, branch: str, expected: bytes | None, new: bytes) -> None:
         """Move ``branch`` from ``expected`` to ``new`` (compare-and-swap), as git does it: write
-        ``<ref>.lock``, check the current value while holding it, rename it over the ref."""
+        ``<ref>.lock``, check the current value while holding it, rename it over the ref.
+        A branch checked out in a working tree is refused (:meth:`refuse_checked_out`)."""
+        self.refuse_checked_out(branch)
         path = self.ref_path(branch)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         lock = path + ".lock"
@@ -180,7 +237,7 @@ class Repository:
         """Remove lock files a killed writer left (the caller holds the writer lock, so they
         are stale): dulwich writes objects and refs through ``<name>.lock`` files. Returns how
         many were removed."""
-        objects = os.path.join(self.git_dir, "objects")
+        objects = os.path.join(self.common_dir, "objects")
         removed = 0
         with contextlib.suppress(FileNotFoundError):
             for sub in os.listdir(objects):
@@ -247,3 +304,12 @@ class Repository:
         """Close open pack files."""
         with contextlib.suppress(Exception):
             self.repo.close()
+
+
+def _head_names(path: str, want: bytes) -> bool:
+    """Whether the HEAD file at ``path`` is the symbolic ref ``want``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().strip() == want
+    except OSError:
+        return False

@@ -32,8 +32,15 @@ _PARTITION_RE = re.compile(r"^(0|[1-9]\d*)$")
 
 
 def entry_name(name: str) -> str:
-    """A topic or app name as a tree entry name (percent-quoted where needed)."""
-    return quote(name, safe="")
+    """A topic or app name as a tree entry name: percent-quoted where needed, plus a leading
+    ``.`` and every ``~``, so that no name becomes an entry ``git fsck --strict`` rejects
+    (``.``, ``..``, ``.git`` in any case, ``git~1``, a folder named ``.gitmodules``...).
+
+    >>> [entry_name(n) for n in (".git", "..", "GIT~1", "a.b", "a/b", "per-user")]
+    ['%2Egit', '%2E.', 'GIT%7E1', 'a.b', 'a%2Fb', 'per-user']
+    """
+    quoted = quote(name, safe="").replace("~", "%7E")
+    return "%2E" + quoted[1:] if quoted.startswith(".") else quoted
 
 
 def entry_unname(entry: str) -> str:
@@ -61,7 +68,7 @@ class State:
     head: bytes | None = None
     root: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
     topics: dict[str, Topic] = field(default_factory=dict)
-    positions_tree: dict[bytes, bytes] = field(default_factory=dict)  # file name -> blob id
+    positions_tree: dict[str, bytes] = field(default_factory=dict)  # app -> blob id
     positions: dict[str, dict[str, Any]] = field(default_factory=dict)  # app -> parsed doc
 
 
@@ -113,7 +120,7 @@ class TreeReader:
                 if not fname.endswith(".json") or e.mode == TREE_MODE:
                     raise DriverError(f"{here('positions/' + fname)}: not a positions "
                                       "file (foreign file in the data folders).")
-                state.positions_tree[e.path] = e.sha
+                state.positions_tree[entry_unname(fname[:-5])] = e.sha
         return state
 
     def _here(self, head: bytes | None) -> Callable[[str], str]:
@@ -218,12 +225,11 @@ class TreeReader:
         """The positions document of ``app_id`` (empty when the app never committed)."""
         doc = state.positions.get(app_id)
         if doc is None:
-            fname = (entry_name(app_id) + ".json").encode()
-            sha = state.positions_tree.get(fname)
+            sha = state.positions_tree.get(app_id)
             if sha is None:
                 doc = {"app": app_id, "positions": {}, "metadata": {}}
             else:
-                path = f"positions/{fname.decode()}"
+                path = f"positions/{entry_name(app_id)}.json"
                 where = self.where(path, state.head)
                 raw = self.repo.blob(sha, where)
                 try:
