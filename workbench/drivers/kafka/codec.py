@@ -85,10 +85,11 @@ class Codec:
                bad: OnBad | None) -> tuple[list[ReadRec], int]:
         """Decode messages; return the records and how many messages were used.
 
-        A bad message stops decoding (the good records before it are returned first; then it
-        raises a :class:`SerializationError` naming ``where``, topic, partition and offset) or,
-        with ``bad``, is handed to it and skipped. ``raw`` keeps keys and values as bytes
-        (dead-letter topics).
+        Everything that interprets the bytes (serdes, key checks, private headers) runs inside
+        the bad-record handling. A bad message stops decoding (the good records before it are
+        returned first; then it raises a :class:`SerializationError` naming ``where``, topic,
+        partition and offset) or, with ``bad``, is handed to it and skipped. ``raw`` keeps
+        keys, values and headers as they are (dead-letter topics).
         """
         kdes, vdes, known = self.kdec, self.vdec, self.known_keys
         if raw:  # bad records, as they were
@@ -98,13 +99,19 @@ class Codec:
         out: list[ReadRec] = []
         append = out.append
         for used, m in enumerate(msgs):
-            try:
+            try:  # everything that interprets the message's bytes, headers included
                 kb = m.key()
                 key = known_keys(kb)
                 if key is None and kb is not None:
                     key = kdes(kb)
                 value = vdes(m.value())
-            except SerializationError as exc:
+                ts = m.timestamp()[1]
+                headers = m.headers()
+                if headers and not raw:
+                    key, value, ts, headers = _strip_headers(key, value, ts, headers)
+            except (SerializationError, ValueError, TypeError, RecursionError) as caught:
+                exc = caught if isinstance(caught, SerializationError) else \
+                    SerializationError(_describe(caught))
                 if bad is not None:
                     bad(m, exc)
                     continue
@@ -113,28 +120,82 @@ class Codec:
                 raise SerializationError(
                     f"cannot read the record at offset {m.offset()} of {topic!r} partition "
                     f"{partition} on {where}: {exc}. Fix or remove it, or route bad records "
-                    "to a dead-letter topic with ?dead_letter=TOPIC.") from exc
-            ts = m.timestamp()[1]
-            headers = m.headers()
-            if headers:
-                key, value, ts, headers = _strip_headers(key, value, ts, headers)
-            append((key, value, ts, m.offset(), headers))
+                    "to a dead-letter topic with ?dead_letter=TOPIC.") from caught
+            append((key, value, ts, m.offset(), tuple(headers) if raw and headers else headers))
         return out, len(msgs)
 
 
 def _strip_headers(key: Any, value: Any, ts: int, headers: Headers
                    ) -> tuple[Any, Any, int, Any]:
+    """Apply and remove the private headers; a private header with a value workbench never
+    writes (a record forged by another producer) is a :class:`SerializationError`."""
     kept = []
     for name, raw in headers:
         if name not in _PRIVATE_HEADERS:
             kept.append((name, raw))
         elif name == TS_HEADER:
-            ts = int(raw)
-        elif name == KEY_TYPE_HEADER and raw == b"windowed" and isinstance(key, tuple):
+            ts = _header_timestamp(raw)
+        elif name == KEY_TYPE_HEADER:
+            if raw != b"windowed":
+                raise SerializationError(f"header {name!r} is {raw!r}; workbench writes only "
+                                         "b'windowed' there")
+            if not (isinstance(key, tuple) and len(key) == 3 and _is_int(key[1])
+                    and _is_int(key[2])):
+                raise SerializationError(f"header {name!r} says the key is windowed, but the "
+                                         f"key {_short(key)} is not [key, window_start, "
+                                         "window_end] with integer bounds")
             key = Windowed(*key)
-        elif name == VALUE_TYPE_HEADER and raw == b"change" and isinstance(value, list):
+        elif name == VALUE_TYPE_HEADER:
+            if raw != b"change":
+                raise SerializationError(f"header {name!r} is {raw!r}; workbench writes only "
+                                         "b'change' there")
+            if not (isinstance(value, list) and len(value) == 2):
+                raise SerializationError(f"header {name!r} says the value is a table change, "
+                                         f"but the value {_short(value)} is not [new, old]")
             value = Change(*value)
     return key, value, ts, tuple(kept) if kept else None
+
+
+_INT64 = 1 << 63
+
+
+def _header_timestamp(raw: bytes | None) -> int:
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else ""
+    if text.lstrip("-").isdigit() and len(text) < 21:
+        ts = int(text)
+        if -_INT64 <= ts < _INT64:
+            return ts
+    raise SerializationError(f"header {TS_HEADER!r} must hold an integer timestamp in "
+                             f"milliseconds, got {raw!r}")
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int
+
+
+def _short(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    """The text of an unexpected decoding failure (it becomes a SerializationError)."""
+    if isinstance(exc, RecursionError):
+        return "the record is nested too deeply to decode"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid UTF-8 ({exc})"
+    return f"malformed record ({type(exc).__name__}: {exc})"
+
+
+def _check_key(key: Any) -> Any:
+    """``key``, if it can be a key (hashable); a JSON object cannot."""
+    try:
+        hash(key)
+    except TypeError:
+        what = "a JSON object" if type(key) is dict else f"{_short(key)}"
+        raise SerializationError(f"{what} cannot be a key: keys are strings, numbers, "
+                                 f"booleans or lists of them (got {_short(key)})") from None
+    return key
 
 
 def _raw(data: bytes | None) -> bytes | None:
@@ -144,7 +205,7 @@ def _raw(data: bytes | None) -> bytes | None:
 def _key_decoder(serde: Serde) -> Callable[[bytes | None], Any]:
     def decode(data: bytes | None) -> Any:
         key = serde.deserialize(data)
-        return _tuplify(key) if type(key) is list else key
+        return _check_key(_tuplify(key) if type(key) is list else key)
     return decode
 
 
@@ -208,9 +269,9 @@ class _Json:
         if key is None:
             key = self.loads(data)
             if type(key) is list:
-                key = _tuplify(key)
+                key = _check_key(_tuplify(key))
             elif type(key) is dict:
-                return key  # unhashable: not cached
+                _check_key(key)  # raises: a JSON object cannot be a key
             if len(self.keys) >= self._MAX_CACHE:
                 self.keys.clear()
             self.keys[data] = key

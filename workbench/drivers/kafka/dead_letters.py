@@ -42,7 +42,10 @@ class DeadLetters:
         assert target is not None
         if not self._topics.known(target):
             self._topics.ensure(target, None, kind="dead_letter")
-        headers = list(msg.headers() or ())
+        try:
+            headers = list(msg.headers() or ())
+        except (ValueError, TypeError):  # header names that are not UTF-8: dropped, said so
+            headers = [("workbench.error.headers", b"unreadable headers dropped")]
         headers += [(ERROR_HEADERS[0], str(exc).encode()), (ERROR_HEADERS[1], topic.encode()),
                     (ERROR_HEADERS[2], str(partition).encode()),
                     (ERROR_HEADERS[3], str(msg.offset()).encode())]
