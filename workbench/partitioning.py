@@ -77,17 +77,20 @@ class KeyPartitioner:
             return 0
         if key is None:
             return fallback % partitions
-        try:
-            cached = self._cache.get((key.__class__, key, partitions))  # True != 1 here
-        except TypeError:  # unhashable key (dict, list)
+        if hasattr(key, "window_start"):  # windowed: placed by the inner key
+            key = key.key
+        cls = key.__class__
+        if cls is not str and cls is not int:
+            # only keys whose == agrees with their bytes are cached: (1,) == (1.0,) but their
+            # JSON differs; lists and dicts are unhashable
             data = self._serialize(key)
             return 0 if data is None else partition_for(data, partitions)
+        cached = self._cache.get((cls, key, partitions))
         if cached is not None:
             return cached
-        inner = key.key if hasattr(key, "window_start") else key  # windowed: by the inner key
-        data = self._serialize(inner)
+        data = self._serialize(key)
         p = 0 if data is None else partition_for(data, partitions)
         if len(self._cache) >= self._MAX_CACHE:
             self._cache.clear()
-        self._cache[(key.__class__, key, partitions)] = p
+        self._cache[(cls, key, partitions)] = p
         return p

@@ -33,6 +33,10 @@ def _json_default(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, set | frozenset):
         return sorted(obj)
+    from .keys import KeyId, encode_key
+
+    if obj.__class__ is KeyId:  # a state key inside a changelog record
+        return encode_key(obj.key)
     item = getattr(obj, "item", None)  # numpy scalars
     if callable(item):
         return item()

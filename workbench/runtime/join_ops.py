@@ -77,6 +77,7 @@ from operator import itemgetter
 from typing import Any
 
 from ..joins import default_combine
+from ..keys import key_id
 from ..plan import PlanNode
 from ..types import Change
 from .operators import Batch, Operator, Rec, StepFailure
@@ -261,7 +262,7 @@ class JoinWindowStore(StateStore):
 
     def decode_key(self, key: Any) -> Any:
         k, t, rid = key
-        return (decode_key(k), t, rid)
+        return (key_id(decode_key(k)), t, rid)
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
         live: dict[tuple[Any, int, int], Any] = {}
@@ -362,7 +363,7 @@ class OuterJoinStore(StateStore):
 
     def decode_key(self, key: Any) -> Any:
         t, side, k, rid = key
-        return (t, side, decode_key(k), rid)
+        return (t, side, key_id(decode_key(k)), rid)
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
         live: dict[tuple[int, int, Any, int], Any] = {}
@@ -614,7 +615,7 @@ class ForeignKeyLeftStore(TableStore):
         for k, entry in list(self.data.items()):
             fk = entry[1]
             if fk is not None:
-                fk = decode_key(fk)
+                fk = key_id(decode_key(fk))
                 if fk != entry[1]:
                     self.data[k] = [entry[0], fk, entry[2]]
         return count
@@ -687,8 +688,8 @@ class ForeignKeyJoinOp(Operator):
         elif prev is not None and prev[0] is old:
             old_fk = prev[1]  # the extractor already ran on this very value
         else:
-            old_fk = on(old)
-        new_fk = on(new) if new is not None else None
+            old_fk = key_id(on(old))
+        new_fk = key_id(on(new)) if new is not None else None
         # the subscription follows the current value's foreign key
         if prev is not None and prev[1] is not None and prev[1] != new_fk:
             self._unsubscribe(prev[1], k)

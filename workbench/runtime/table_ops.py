@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..keys import decode_key, encode_key
+from ..keys import decode_key, encode_key, key_id
 from ..plan import PlanNode
 from ..samples import time_extractor
 from ..types import Change
@@ -73,13 +73,13 @@ class TableStore(KeyValueStore):
         return encode_key(key)
 
     def decode_key(self, key: Any) -> Any:
-        return decode_key(key)
+        return key_id(decode_key(key))
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
         data = self.data
         count = 0
         for k, v in records:
-            key = decode_key(k)
+            key = key_id(decode_key(k))
             if v is None:
                 data.pop(key, None)
             else:

@@ -15,9 +15,11 @@ from operator import itemgetter
 from typing import Any
 
 from ..errors import ProcessingError
+from ..keys import KeyId, key_id, unwrap_key
 from ..plan import PlanNode, StoreSpec, SubTopology
 from ..samples import time_extractor
 from ..types import TABLE_OPS
+from ..windows import Windowed
 from .operators import (
     Batch,
     BranchOp,
@@ -61,6 +63,29 @@ class _RNode:
     children: list[tuple[int, int]]
     collect: CollectOp | None = None
     side_children: list[tuple[int, int]] = field(default_factory=list)
+    #: a stateful DSL step: its records' keys are replaced by their identity (``key_id``)
+    #: on the way in, and back on the way out
+    keyed: bool = False
+
+
+def _ids_in(batch: Batch) -> Batch:
+    """``batch`` with each key replaced by its identity where that differs from the key."""
+    for r in batch:
+        c = r[0].__class__
+        if c is not str and c is not int and r[0] is not None:
+            break
+    else:
+        return batch
+    return [(key_id(k), v, t, s, h) for k, v, t, s, h in batch]
+
+
+def _ids_out(batch: Any) -> Any:
+    """Output of a keyed step with the original keys back."""
+    for r in batch:
+        c = r[0].__class__
+        if c is KeyId or (c is Windowed and r[0][0].__class__ is KeyId):
+            return [(unwrap_key(k), v, t, s, h) for k, v, t, s, h in batch]
+    return batch
 
 
 class Task:
@@ -109,7 +134,8 @@ class Task:
             last = members[-1]
             children = [(group_of[c], port) for c, port, out in last.children if out == 0]
             side = [(group_of[c], port) for c, port, out in last.children if out == 1]
-            self.nodes.append(_RNode(op, children, collect, side))
+            keyed = bool(op.stores) and members[0].op != "process"
+            self.nodes.append(_RNode(op, children, collect, side, keyed))
             if collect is not None:
                 self.collectors.append(collect)
             head = members[0]
@@ -218,6 +244,8 @@ class Task:
         inbox: dict[int, list[tuple[int, Batch]]] = {}
         for i, rn in enumerate(self.nodes):
             out = rn.op.punctuate_wall(now_ms)
+            if out and rn.keyed:
+                out = _ids_out(out)
             if out:
                 inbox.setdefault(i, [])
                 for c, port in rn.children:
@@ -231,7 +259,10 @@ class Task:
             for i, rn in enumerate(self.nodes):
                 items = inbox.pop(i, None)
                 out: Any = None
+                keyed = rn.keyed
                 if items:
+                    if keyed:
+                        items = [(port, _ids_in(batch)) for port, batch in items]
                     if len(items) == 1:
                         port, batch = items[0]
                         out = rn.op.process(batch, port)
@@ -241,12 +272,16 @@ class Task:
                     flushed = rn.op.end()
                     if flushed:
                         out = flushed if not out else [*out, *flushed]
+                if keyed and out:
+                    out = _ids_out(out)
                 if out and rn.children:
                     for c, port in rn.children:
                         inbox.setdefault(c, []).append((port, out))
                 side = rn.op.side
                 if side:
                     rn.op.side = []
+                    if keyed:
+                        side = _ids_out(side)
                     for c, port in rn.side_children:
                         inbox.setdefault(c, []).append((port, side))
         except StepFailure as failure:

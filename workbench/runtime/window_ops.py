@@ -88,6 +88,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..aggregations import Aggregation
+from ..keys import unwrap_key
 from ..plan import PlanNode, changelog_topic
 from ..types import Change
 from ..windows import Hopping, Session, Sliding, Tumbling, Windowed
@@ -119,6 +120,7 @@ _tnew = tuple.__new__
 
 
 def _fallback_order(key: Any) -> tuple[str, str]:
+    key = unwrap_key(key)
     return (type(key).__name__, repr(key))
 
 

@@ -31,6 +31,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
+from ..keys import key_id
 from .state import KeyValueStore, StateStore
 
 __all__ = [
@@ -62,7 +63,7 @@ class AggKVStore(KeyValueStore):
     kind = "kv"
 
     def decode_key(self, key: Any) -> Any:
-        return tuplify(key)
+        return key_id(tuplify(key))
 
     def drain_changes(self) -> list[tuple[Any, Any]]:
         if not self._dirty:
@@ -75,7 +76,7 @@ class AggKVStore(KeyValueStore):
         count = 0
         data = self.data
         for k, v in records:
-            key = tuplify(k)
+            key = key_id(tuplify(k))
             if v is None:
                 data.pop(key, None)
             else:
@@ -158,7 +159,7 @@ class TimeWindowStore(_WindowStoreBase):
             if k == META_KEY:
                 self.last_emit = NO_TIMESTAMP if v is None else int(v)
                 continue
-            key, start = tuplify(k[0]), int(k[1])
+            key, start = key_id(tuplify(k[0])), int(k[1])
             if v is None:
                 w = windows.get(start)
                 if w is not None:
@@ -257,7 +258,7 @@ class SlidingWindowStore(_WindowStoreBase):
             if k == META_KEY:
                 self.last_emit = NO_TIMESTAMP if v is None else int(v)
                 continue
-            key, start = tuplify(k[0]), int(k[1])
+            key, start = key_id(tuplify(k[0])), int(k[1])
             if v is None:
                 self.remove(key, start)
             else:
@@ -361,7 +362,7 @@ class SessionStore(_WindowStoreBase):
             if k == META_KEY:
                 self.last_emit = NO_TIMESTAMP if v is None else int(v)
                 continue
-            key, start, end = tuplify(k[0]), int(k[1]), int(k[2])
+            key, start, end = key_id(tuplify(k[0])), int(k[1]), int(k[2])
             if end > self.observed:
                 self.observed = end
             if v is None:
