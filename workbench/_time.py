@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 from typing import Any
 
@@ -46,9 +47,38 @@ def duration_ms(value: Any, what: str = "duration") -> int:
         raise DefinitionError(
             f"{what} must be a string like '5s', a timedelta or milliseconds, got {value!r}."
         )
+    if not math.isfinite(ms) or ms > MAX_MS:
+        raise DefinitionError(f"{what} must be a finite duration (at most {MAX_MS} ms, about "
+                              f"3,000 years), got {value!r}.")
     if ms < 0 or ms != int(ms):
         raise DefinitionError(f"{what} must be a whole, non-negative number of ms, got {value!r}.")
     return int(ms)
+
+
+#: the largest epoch-ms timestamp accepted: 10**14 ms is the year 5138; larger values are
+#: almost always micro- or nanoseconds mistaken for milliseconds
+MAX_MS = 10**14
+
+
+def check_ms(t: int) -> int:
+    """``t`` if it is a plausible epoch-ms timestamp, else a ``ValueError`` that says what is
+    wrong (negative, or micro/nanoseconds mistaken for milliseconds).
+
+    >>> check_ms(1_700_000_000_000)
+    1700000000000
+    """
+    if 0 <= t <= MAX_MS:
+        return t
+    if t < 0:
+        raise ValueError(f"negative timestamp {t} (before 1970); event times must be >= 0 ms "
+                         "since the epoch, as in Kafka")
+    unit = "nanoseconds" if t >= 10**17 else "microseconds"
+    factor = 1_000_000 if unit == "nanoseconds" else 1_000
+    raise ValueError(
+        f"timestamp {t} is too large for epoch milliseconds (that would be after the year "
+        f"5138); it looks like {unit} since the epoch. Divide by {factor:,} (or give time= a "
+        f"function, e.g. lambda v: v['ts'] // {factor}), or convert the column with "
+        f"pd.to_datetime(..., unit='{'ns' if factor == 1_000_000 else 'us'}')")
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -66,19 +96,21 @@ def to_epoch_ms(value: Any) -> int:
     if isinstance(value, bool):
         raise TypeError(f"not a timestamp: {value!r}")
     if isinstance(value, int):
-        return value
+        return check_ms(value)
     if isinstance(value, float):
         if value != value:  # NaN
             raise TypeError("timestamp is missing (NaN)")
-        return int(value)
+        if not math.isfinite(value):
+            raise TypeError(f"timestamp is not finite ({value!r})")
+        return check_ms(int(value))
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=_dt.UTC)
-        return int((value - _EPOCH) // _dt.timedelta(milliseconds=1))
+        return check_ms(int((value - _EPOCH) // _dt.timedelta(milliseconds=1)))
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():
-            return int(text)
+            return check_ms(int(text))
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
         try:
@@ -87,9 +119,9 @@ def to_epoch_ms(value: Any) -> int:
             raise TypeError(f"not a timestamp: {value!r}") from None
     as_ms = getattr(value, "value", None)  # pandas Timestamp: ns since epoch
     if isinstance(as_ms, int) and hasattr(value, "tz_localize"):
-        return as_ms // 1_000_000
+        return check_ms(as_ms // 1_000_000)
     if type(value).__name__ == "datetime64":
-        return int(value.astype("datetime64[ms]").astype("int64"))
+        return check_ms(int(value.astype("datetime64[ms]").astype("int64")))
     if hasattr(value, "__int__"):  # numpy integers
-        return int(value)
+        return to_epoch_ms(int(value)) if not isinstance(value, int) else check_ms(value)
     raise TypeError(f"not a timestamp: {value!r}")

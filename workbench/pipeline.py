@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._checks import check_partitions
 from ._nodes import Node, caller_site
 from .errors import DefinitionError, did_you_mean
 from .samples import SourceSpec, normalize_sample
@@ -94,6 +95,7 @@ class Pipeline:
             name: the step's name (default: the topic).
         """
         check_topic_name(topic, "source()")
+        check_partitions(partitions, f"source({topic!r})")
         self._check_not_internal(topic, "source()")
         writer = self._sink_of(topic)
         if writer is not None:

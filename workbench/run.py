@@ -145,8 +145,10 @@ def prepare(
 ) -> Engine:
     """Connect, compile, append inputs (or, on ``memory://``, the samples) and build the
     engine without running it (for the CLI, background runs and tools)."""
+    from ._checks import check_batch_size
     from .runtime.engine import Engine
 
+    check_batch_size(batch_size)
     drv = connect(driver)
     plan = pipeline.plan()
     drv.bind(plan.app_id)

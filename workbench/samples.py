@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._time import to_epoch_ms
+from ._time import MAX_MS, check_ms, to_epoch_ms
 from .errors import DefinitionError, ProcessingError, did_you_mean
 
 __all__ = ["SourceSpec", "normalize_sample", "rows_to_records", "time_extractor"]
@@ -122,7 +122,7 @@ def time_extractor(spec: SourceSpec) -> Callable[[Any], int] | None:
 
     def extract(value: Any) -> int:
         t = raw(value)
-        return t if t.__class__ is int else to_epoch_ms(t)
+        return check_ms(t) if t.__class__ is int else to_epoch_ms(t)
 
     return extract
 
@@ -179,20 +179,19 @@ def rows_to_records(
             kf, tf = spec.key, spec.time
             try:  # fast path: every row has both fields and integer times
                 out = [(row[kf], row, row[tf], None, None) for row in rows]
-                if any(r[2].__class__ is not int for r in out):
-                    out = [r if r[2].__class__ is int else
-                           (r[0], r[1], to_epoch_ms(r[2]), None, None) for r in out]
+                if any(r[2].__class__ is not int or not 0 <= r[2] <= MAX_MS for r in out):
+                    raise TypeError("not all plain epoch-ms ints")
             except (KeyError, TypeError):  # find the bad row with the slow path
                 out = []
                 append = out.append
                 for index, row in enumerate(rows):  # noqa: B007
                     t = row[tf]
-                    append((row[kf], row, t if t.__class__ is int else to_epoch_ms(t), None,
-                            None))
+                    append((row[kf], row, check_ms(t) if t.__class__ is int
+                            else to_epoch_ms(t), None, None))
         else:
             for index, row in enumerate(rows):  # noqa: B007
                 append((key_of(row), _cp(row) if copy else row, ts_of(row), None, None))
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         if isinstance(exc, KeyError) and isinstance(detail, str) and "missing" not in detail:
             detail = f"field {detail!r} missing" + (

@@ -186,9 +186,11 @@ class Stream:
 
         Returns this stream, so a notebook cell ending in ``.to(...)`` still shows the preview.
         """
+        from ._checks import check_partitions
         from .pipeline import check_topic_name
 
         check_topic_name(topic, "to()")
+        check_partitions(partitions, f"to({topic!r})")
         self._pipeline._register_sink(topic, name, self._node)
         self._add("sink", {"topic": topic, "partitions": partitions}, name or f"to-{topic}")
         return self

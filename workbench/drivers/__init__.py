@@ -23,10 +23,35 @@ def register_driver(scheme: str, factory: Any) -> None:
 
 
 def _memory(url: str) -> Driver:
+    import re
+    from urllib.parse import parse_qsl
+
     from .memory import MemoryDriver
 
-    name = url[len("memory://"):].strip("/")
-    return MemoryDriver.named(name) if name else MemoryDriver(durable_state=False)
+    rest = url[len("memory://"):]
+    name, _, query = rest.partition("?")
+    name = name.strip("/")
+    if name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise DefinitionError(
+            f"driver URL {url!r}: the name of a memory log ({name!r}) may contain only letters, "
+            "digits, '.', '_' and '-'; use 'memory://' (private) or 'memory://NAME' (shared in "
+            "this process).")
+    partitions: int | None = None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key != "partitions":
+            raise DefinitionError(
+                f"driver URL {url!r}: unknown parameter {key!r}; memory:// accepts only "
+                "partitions=N (the default partition count of topics it creates).")
+        if not value.isdigit() or int(value) < 1:
+            raise DefinitionError(
+                f"driver URL {url!r}: partitions={value!r} must be a whole number >= 1.")
+        partitions = int(value)
+    if not name:
+        return MemoryDriver(durable_state=False, default_partitions=partitions or 1)
+    driver = MemoryDriver.named(name)
+    if partitions is not None:
+        driver.default_partitions = partitions
+    return driver
 
 
 register_driver("memory", _memory)

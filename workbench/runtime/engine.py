@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._checks import check_batch_size
 from ..drivers.base import Driver, Transaction
 from ..errors import StateError
 from ..partitioning import KeyPartitioner
@@ -97,7 +98,7 @@ class Engine:
         self.driver = driver
         self.clock = clock or SystemClock()
         self.commit_interval_ms = commit_interval_ms
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self.partitioner = KeyPartitioner(get_serde(key_serde).serialize)
         self.tasks: list[Task] = []
         self.partitions: dict[str, int] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._time import to_epoch_ms
+from .._time import MAX_MS, check_ms, to_epoch_ms
 from ..types import Record
 
 __all__ = [
@@ -145,7 +145,8 @@ class SplitOp(Operator):
             try:
                 arg = Record(r[0], r[1], r[2], r[4]) if wr else r[1]
                 for i, pred in preds:
-                    if pred(arg):
+                    hit = pred(arg)
+                    if hit if hit.__class__ is bool else _truth(hit):
                         outs[i].append(r)
                         break
                 else:
@@ -180,6 +181,19 @@ class FusedOp(Operator):
         return self._fn(batch)
 
 
+def _truth(result: Any) -> bool:
+    """A predicate's result as a bool, with a clear message for results that have no single
+    truth value (a NumPy array, a pandas Series, a DataFrame)."""
+    try:
+        return bool(result)
+    except ValueError as exc:
+        raise TypeError(
+            f"the predicate returned {type(result).__name__} instead of True/False ({exc}). A "
+            "function step sees one record's value at a time: return a bool for that record "
+            "(for whole-column conditions use an expression such as wb.col('amount') > 0)"
+        ) from None
+
+
 def _as_record_result(res: Any, k: Any, t: int, h: Any) -> tuple[Any, Any, int, Any]:
     if isinstance(res, Record):
         return res.key, res.value, int(res.timestamp), res.headers
@@ -197,6 +211,9 @@ def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> Fu
         "StepFailure": StepFailure,
         "_asrec": _as_record_result,
         "_to_ms": to_epoch_ms,
+        "_check_ms": check_ms,
+        "_MAX_MS": MAX_MS,
+        "_truth": _truth,
         "_names": [s[1] for s in steps],
         "_sites": [s[2] for s in steps],
     }
@@ -225,7 +242,8 @@ def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> Fu
         if op == "map":
             guarded(i, [f"k, v, t, h = _asrec(f{i}({arg}), k, t, h)" if wr else f"v = f{i}(v)"])
         elif op == "filter":
-            guarded(i, [f"_keep = f{i}({arg})"])
+            guarded(i, [f"_keep = f{i}({arg})", "if _keep.__class__ is not bool:",
+                        "    _keep = _truth(_keep)"])
             emit("if not _keep:")
             emit("    continue")
         elif op == "peek":
@@ -238,9 +256,12 @@ def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> Fu
         elif op == "time":
             if params.get("field") is not None:
                 guarded(i, ["if v is not None:", f"    t = v[field{i}]",
-                            "    if t.__class__ is not int:", "        t = _to_ms(t)"])
+                            "    if t.__class__ is not int:", "        t = _to_ms(t)",
+                            "    elif not 0 <= t <= _MAX_MS:", "        _check_ms(t)"])
             else:
-                guarded(i, ["if v is not None:", f"    t = f{i}(v)"])
+                guarded(i, ["if v is not None:", f"    t = f{i}(v)",
+                            "    if t.__class__ is not int:", "        t = _to_ms(t)",
+                            "    elif not 0 <= t <= _MAX_MS:", "        _check_ms(t)"])
         elif op == "flat_map":
             guarded(i, [f"_items{i} = list(f{i}({arg}))"])
             emit(f"for _o{i} in _items{i}:")
