@@ -21,7 +21,6 @@ import pytest
 import workbench as wb
 from workbench.drivers import Transaction, connect
 from workbench.errors import (
-    DefinitionError,
     DriverUnavailableError,
     FencedError,
     SerializationError,
@@ -75,17 +74,7 @@ def raw_producer(url: str, **cfg: Any) -> Any:
 
 
 # -- contract --------------------------------------------------------------------------------
-def test_url_options_and_errors(kafka_url: str) -> None:
-    from workbench.drivers.kafka import KafkaOptions
-
-    o = KafkaOptions.from_url("kafka://a:1,b:2?partitions=3&dead_letter=dlq&instance=w1"
-                              "&linger.ms=20&consumer.fetch.min.bytes=10")
-    assert (o.bootstrap, o.partitions, o.dead_letter, o.instance) == ("a:1,b:2", 3, "dlq", "w1")
-    assert o.client == {"linger.ms": "20"} and o.consumer == {"fetch.min.bytes": "10"}
-    with pytest.raises(DefinitionError, match="partitions"):
-        KafkaOptions.from_url("kafka://a:1?partitons=3")
-    with pytest.raises(DefinitionError, match="number"):
-        KafkaOptions.from_url("kafka://a:1?partitions=many")
+def test_connect_resolves_kafka_urls(kafka_url: str) -> None:
     d = connect(kafka_url)
     assert d.scheme == "kafka" and repr(d).startswith("<KafkaDriver kafka://")
     d.close()

@@ -1,6 +1,11 @@
 """The connection to a Kafka cluster: client configurations, client factories, and the one
 place where confluent-kafka's exceptions become workbench errors (with retries of the
-transient ones)."""
+transient ones).
+
+Secrets never show: the driver's URL is kept redacted (:func:`workbench._urls.redact_url`),
+every error text (librdkafka's included) passes through :func:`scrub`, and the loggers of this
+package (librdkafka's log lines go through one of them) carry a filter that does the same.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
+from ..._urls import redact_text, redact_url
 from ...errors import (
     DefinitionError,
     DriverError,
@@ -20,10 +26,55 @@ from ...errors import (
     SerializationError,
 )
 from .options import KafkaOptions, load_client
+from .options import is_secret as _is_secret
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "get_logger", "scrub"]
 
-log = logging.getLogger(__name__)
+#: secret values of client settings seen by any driver of this process (kept out of messages)
+_SECRETS: set[str] = set()
+#: a property no librdkafka knows: validating a setting stops there, before any client exists
+_SENTINEL = "workbench.validate.sentinel"
+_CONFIGURATION = "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md"
+
+
+def scrub(text: str) -> str:
+    """``text`` without secrets: URL passwords and secret ``name=value`` settings redacted,
+    and any secret setting value of a driver of this process replaced by ``***``."""
+    text = redact_text(text)
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class _Scrub(logging.Filter):
+    """Removes secrets from log records (ours, and librdkafka's lines logged through us)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record: leave it to logging's own error handling
+            return True
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = _Scrub()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The logger of a module of this package, with the secret filter."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
+
+
+log = get_logger(__name__)
+#: librdkafka's own log lines
+client_log = get_logger("workbench.drivers.kafka.client")
 
 
 class Connection:
@@ -39,9 +90,31 @@ class Connection:
     def __init__(self, url: str, options: KafkaOptions) -> None:
         self.ck = load_client()
         self.options = options
-        self.url = url
+        _SECRETS.update(s for s in options.secrets() if len(s) >= 4)
+        self.url = redact_url(url)
         self.fenced: FencedError | None = None
         self._admin: Any = None
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Every librdkafka setting of the URL is known to librdkafka and has a valid value
+        (checked one by one without creating a client: the sentinel property after it stops
+        the configuration with an error either way)."""
+        sides = (("", self.options.client), ("producer.", self.options.producer),
+                 ("consumer.", self.options.consumer))
+        for prefix, settings in sides:
+            for name, value in settings.items():
+                try:
+                    self.ck.Producer({name: value, _SENTINEL: "1"})
+                except self.ck.KafkaException as exc:
+                    err = exc.args[0]
+                    if _SENTINEL in err.str():
+                        continue
+                    shown = "***" if _is_secret(name) else value
+                    raise DefinitionError(
+                        f"Kafka option {prefix + name}={shown!r} in {self.url!r}: "
+                        f"{scrub(err.str())} (settings with a dot are librdkafka's; see "
+                        f"{_CONFIGURATION}).") from None
 
     # -- clients ------------------------------------------------------------------------------
     def config(self, extra: Mapping[str, Any], role: Mapping[str, str]) -> dict[str, Any]:
@@ -72,7 +145,7 @@ class Connection:
             **(extra or {}),
         }, self.options.consumer)
         with self.errors("creating a Kafka consumer"):
-            return self.ck.Consumer(cfg, logger=log)
+            return self.ck.Consumer(cfg, logger=client_log)
 
     def producer_config(self, extra: Mapping[str, Any]) -> dict[str, Any]:
         return self.config({
@@ -87,7 +160,7 @@ class Connection:
 
     def producer(self, extra: Mapping[str, Any], action: str = "creating a producer") -> Any:
         with self.errors(action):
-            return self.ck.Producer(self.producer_config(extra), logger=log)
+            return self.ck.Producer(self.producer_config(extra), logger=client_log)
 
     @property
     def admin(self) -> Any:
@@ -97,39 +170,44 @@ class Connection:
 
             cfg = self.config({"allow.auto.create.topics": False}, {})
             with self.errors("connecting"):
-                self._admin = AdminClient(cfg, logger=log)
+                self._admin = AdminClient(cfg, logger=client_log)
         return self._admin
 
     # -- errors -------------------------------------------------------------------------------
     def translate(self, exc: BaseException, action: str) -> DriverError:
-        """The workbench error for a client exception raised while doing ``action``."""
-        ck = self.ck
-        err = exc.args[0] if exc.args and isinstance(exc.args[0], ck.KafkaError) else None
+        """The workbench error for a client exception raised while doing ``action`` (its text
+        without secrets)."""
         if isinstance(exc, DriverError):
             return exc
+        cls, message = self._classify(exc, action)
+        return cls(scrub(message))
+
+    def _classify(self, exc: BaseException, action: str) -> tuple[type[DriverError], str]:
+        ck = self.ck
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], ck.KafkaError) else None
         if err is None:
-            return DriverError(f"{action} on {self.url} failed: {exc}")
+            return DriverError, f"{action} on {self.url} failed: {exc}"
         code = err.code()
         E = ck.KafkaError
         fencing = {E._FENCED, E.PRODUCER_FENCED, E.INVALID_PRODUCER_EPOCH, E.ILLEGAL_GENERATION,
                    E.UNKNOWN_MEMBER_ID, E.FENCED_INSTANCE_ID, E.FENCED_MEMBER_EPOCH,
                    E.STALE_MEMBER_EPOCH}
         if code in fencing:
-            return FencedError(
+            return FencedError, (
                 f"{action}: this process was fenced ({err.name()}: {err.str()}). Another process "
                 "of the same application took over its partitions (or a newer instance with the "
                 "same instance= started); it stops without committing, so nothing is written "
                 "twice. Restart it to rejoin.")
         if code in (E._TRANSPORT, E._ALL_BROKERS_DOWN, E._RESOLVE):
-            return DriverUnavailableError(
+            return DriverUnavailableError, (
                 f"{action}: cannot reach the Kafka broker at {self.options.bootstrap} "
                 f"({err.str()}). Is it running? For a local broker: workbench dev up.")
         if code == E._TIMED_OUT:
-            return DriverUnavailableError(
+            return DriverUnavailableError, (
                 f"{action}: the Kafka broker at {self.options.bootstrap} did not answer in time "
                 f"({err.str()}). Is it running and reachable? For a local broker: "
                 "workbench dev up.")
-        return DriverError(f"{action} on {self.url} failed: {err.name()}: {err.str()}")
+        return DriverError, f"{action} on {self.url} failed: {err.name()}: {err.str()}"
 
     def raise_(self, exc: BaseException, action: str) -> NoReturn:
         """Raise the workbench error for ``exc``; a fencing error is remembered."""

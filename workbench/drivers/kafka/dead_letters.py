@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ...errors import SerializationError
 from .codec import ERROR_HEADERS
+from .connection import get_logger
 from .topics import Topics
 
 __all__ = ["DeadLetters"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Key = tuple[str, int]
 #: (topic, partition, offset, key bytes, value bytes, timestamp, headers)

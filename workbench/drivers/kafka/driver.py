@@ -4,7 +4,6 @@ of this package — topics, readers, end offsets, transactions, membership, dead
 from __future__ import annotations
 
 import atexit
-import logging
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -13,7 +12,7 @@ from ...errors import DriverError, SerializationError
 from ...serde import get_serde
 from ..base import Driver, OutRec, ReadRec, Transaction
 from .codec import Codec
-from .connection import Connection
+from .connection import Connection, get_logger
 from .dead_letters import DeadLetters
 from .ends import EndOffsets
 from .membership import Membership
@@ -24,7 +23,7 @@ from .transactions import Transactions
 
 __all__ = ["KafkaDriver"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _OPEN: weakref.WeakSet[KafkaDriver] = weakref.WeakSet()
 
@@ -52,7 +51,8 @@ class KafkaDriver(Driver):
         self.options = KafkaOptions.from_url(url, config)
         self._conn = Connection(url, self.options)
         self._ck = self._conn.ck
-        self.url = url
+        #: the URL as shown (secrets redacted: it appears in reprs, messages and logs)
+        self.url = self._conn.url
         self.default_partitions = self.options.partitions
         self.key_serde = get_serde(self.options.key_serde)
         self.value_serde = get_serde(self.options.value_serde)

@@ -10,16 +10,15 @@ what this driver committed itself).
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from ...errors import DriverError
-from .connection import Connection
+from .connection import Connection, get_logger
 
 __all__ = ["EndOffsets"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _CHUNK = 10_000  # messages per consume() call
 

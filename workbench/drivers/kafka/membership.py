@@ -9,17 +9,16 @@ membership (its partitions are paused); reads go through the driver's readers.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ...errors import DriverError, DriverUnavailableError
-from .connection import Connection
+from .connection import Connection, get_logger
 
 __all__ = ["Membership"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Key = tuple[str, int]
 

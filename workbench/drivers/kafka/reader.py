@@ -3,19 +3,18 @@ buffer per partition."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from ...errors import DriverError
-from .connection import Connection
+from .connection import Connection, get_logger
 from .ends import EndOffsets
 
 __all__ = ["Reader"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _CHUNK = 10_000  # messages per consume() call
 MAX_BUFFERED = 100_000  # messages buffered per partition before its fetching pauses

@@ -10,7 +10,6 @@ metadata of this process's group member, so a zombie whose generation is stale i
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -19,7 +18,7 @@ from typing import Any
 from ...errors import DriverError, DriverUnavailableError, FencedError, SerializationError
 from ..base import OutRec, Transaction
 from .codec import Codec
-from .connection import Connection
+from .connection import Connection, get_logger, scrub
 from .dead_letters import DeadLetters
 from .ends import EndOffsets
 from .membership import Membership
@@ -27,7 +26,7 @@ from .topics import Topics
 
 __all__ = ["Transactions"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Key = tuple[str, int]
 
@@ -310,7 +309,7 @@ class Transactions:
         if failures or remaining:
             cause = failures[0] if failures else f"{remaining} records not delivered in time"
             raise DriverError(f"appending to {topic!r} partition {partition} on {conn.url} "
-                              f"failed: {cause}")
+                              f"failed: {scrub(str(cause))}")
         for key, end in self._pending_written.items():
             self._ends.wrote(key, end, transactional=False)
 
