@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .._checks import check_batch_size
 from ..drivers.base import Driver, Transaction
@@ -31,7 +31,7 @@ from ..serde import get_serde
 from .clock import Clock, SystemClock
 from .task import OpContext, Task
 
-__all__ = ["Engine", "EngineStats", "gc_paused", "stream_time_key"]
+__all__ = ["Engine", "EngineStats", "StateListener", "gc_paused", "stream_time_key"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,32 @@ class EngineStats:
     commits: int = 0
     commit_ms: list[float] = field(default_factory=list)
     started_at: float = field(default_factory=time.perf_counter)
+    #: records read per input topic (sources and internal topics)
+    records_in_by_topic: dict[str, int] = field(default_factory=dict)
+    #: ``time.monotonic()`` of the last turn of the processing loop (liveness)
+    loop_at: float = field(default_factory=time.monotonic)
+    #: membership changes applied (tasks dropped or added after a rebalance)
+    rebalances: int = 0
+    #: ``"created"``, ``"restoring"`` (assignment and state restore), ``"running"``,
+    #: ``"rebalancing"``, ``"stopped"`` (readiness)
+    phase: str = "created"
+
+
+class StateListener(Protocol):
+    """Receives committed state changes, on the engine's thread (queryable state).
+
+    Stores are named by their changelog topic; changes are the ``(key, value)`` pairs a
+    changelog gets (``None`` value: delete), whether or not the driver persists them.
+    """
+
+    def restored(self, changelog: str, partition: int, records: list[tuple[Any, Any]]) -> None:
+        """Changelog records read while restoring the store of task ``partition``."""
+
+    def committed(self, changes: dict[tuple[str, int], list[tuple[Any, Any]]]) -> None:
+        """``{(changelog, partition): changes}`` of one commit, after the driver committed it."""
+
+    def revoked(self, changelog: str, partition: int) -> None:
+        """The task ``partition`` of the store moved away (a rebalance)."""
 
 
 def stream_time_key(task_id: str) -> str:
@@ -105,6 +131,12 @@ class Engine:
         self.task_counts: dict[int, int] = {}
         self.stats = EngineStats()
         self.on_commit: list[Callable[[Engine], None]] = []
+        #: listeners of committed state changes (queryable state, see :class:`StateListener`);
+        #: with one registered, changes are drained even when the driver's state is not durable
+        self.state_listeners: list[StateListener] = []
+        #: called at every commit point, also when there was nothing to commit (engine thread):
+        #: surfaces refresh what they publish (metrics snapshots) without a thread of their own
+        self.on_interval: list[Callable[[Engine], None]] = []
         self._positions: dict[tuple[str, int], int] = {}
         self._pending_positions: dict[tuple[str, int], int] = {}
         self._last_commit = 0
@@ -122,12 +154,14 @@ class Engine:
         self._saved_times: dict[str, dict[str, Any]] = {}
         #: set when a bounded run reached the end of its input and flushed (windows closed)
         self.finished = False
+        self._membership_since: float | None = None
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
         """Create topics, decide task counts, create owned tasks and restore their state."""
         if self._started:
             return
+        self.stats.phase = "restoring"
         self._resolve_topics()
         app = self.plan.app_id
         inputs = [t for st in self.plan.subtopologies for t in st.inputs]
@@ -138,6 +172,8 @@ class Engine:
                 self._add_task(st, p)
         self._last_commit = self.clock.now_ms()
         self._started = True
+        self.stats.phase = "running"
+        self.stats.loop_at = time.monotonic()
         log.debug("engine started: %d tasks on %s", len(self.tasks), self.driver.url)
 
     def _add_task(self, st: SubTopology, p: int) -> None:
@@ -164,12 +200,17 @@ class Engine:
         """Follow a membership change (``driver.poll_membership()``, called right after a
         commit, so every task is committed): drop the tasks whose partitions this process no
         longer owns, create and restore tasks for partitions new to it."""
+        self.stats.phase = "rebalancing"
+        self.stats.rebalances += 1
         keep = []
         for task in self.tasks:
             if any(task.partition in owned.get(t, ()) for t in task.subtopology.inputs):
                 keep.append(task)
                 continue
             task.close()
+            for listener in self.state_listeners:
+                for store in task.stores:
+                    listener.revoked(store.changelog, task.partition)
             for t in task.subtopology.inputs:
                 self._positions.pop((t, task.partition), None)
                 self._pending_positions.pop((t, task.partition), None)
@@ -180,13 +221,18 @@ class Engine:
             for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
                 if (st.id, p) not in have:
                     self._add_task(st, p)
+        self.stats.phase = "running"
         log.info("membership changed: %d tasks", len(self.tasks))
 
     def _check_membership(self) -> None:
         # once a bounded run has started ending its tasks, a task added now would close its
         # emit-on-close windows early: membership changes wait for the next run
         if self._started and not self._finishing:
-            owned = self.driver.poll_membership()
+            self._membership_since = time.monotonic()
+            try:
+                owned = self.driver.poll_membership()
+            finally:
+                self._membership_since = None
             if owned is not None:
                 self.apply_ownership(owned)
 
@@ -236,6 +282,8 @@ class Engine:
                 if not chunk:
                     break
                 restored += store.restore((r[0], r[1]) for r in chunk)
+                for listener in self.state_listeners:
+                    listener.restored(topic, task.partition, [(r[0], r[1]) for r in chunk])
                 offset = chunk[-1][3] + 1
             if restored:
                 log.info("restored %d changelog records into store %s (task %s)", restored,
@@ -258,6 +306,7 @@ class Engine:
             limits: optional end offsets (exclusive) per source partition (bounded runs).
         """
         total = 0
+        self.stats.loop_at = time.monotonic()
         for task in self.tasks:
             total += self._poll_task(task, limits)
         if total:
@@ -293,6 +342,9 @@ class Engine:
         nonempty = [(t, b) for t, b in reads if b]
         if not nonempty:
             return 0
+        by_topic = self.stats.records_in_by_topic
+        for t, b in nonempty:
+            by_topic[t] = by_topic.get(t, 0) + len(b)
         if len(nonempty) == 1 and len(inputs) == 1:
             t, batch = nonempty[0]
             task.process(t, batch, p)
@@ -346,15 +398,19 @@ class Engine:
         txn = Transaction(self.plan.app_id)
         outputs = txn.outputs
         durable = self.driver.durable_state
+        listening = bool(self.state_listeners)
+        state_changes: dict[tuple[str, int], list[tuple[Any, Any]]] = {}
         for task in self.tasks:
             for topic, records in task.drain_outputs():
                 self._route(outputs, topic, records, task.partition)
             for store in task.stores:
-                if not durable:
+                if not durable and not listening:
                     store.discard_changes()
                     continue
                 changes = store.drain_changes()
-                if changes:
+                if changes and listening:
+                    state_changes[(store.changelog, task.partition)] = changes
+                if changes and durable:
                     ts = max(task.stream_time, 0)
                     outputs.setdefault((store.changelog, task.partition), []).extend(
                         (k, v, ts, 0, None) for k, v in changes)
@@ -370,10 +426,17 @@ class Engine:
         if txn.is_empty() and not self.driver.wants_commit():
             self._last_commit = self.clock.now_ms()
             self._uncommitted = False
+            if state_changes:  # state changed, but only in a non-durable store
+                for listener in self.state_listeners:
+                    listener.committed(state_changes)
+            for hook in self.on_interval:
+                hook(self)
             self._check_membership()
             return
         self.driver.commit(txn)
         self._saved_times.update(times)
+        for listener in self.state_listeners:
+            listener.committed(state_changes)
         for key, pos in txn.positions.items():
             self._pending_positions[key] = pos
         for (topic, _p), recs in outputs.items():
@@ -386,6 +449,8 @@ class Engine:
             gc.collect(1)  # a long run with the collector paused: collect young objects
             self._last_gc = time.monotonic()
         for hook in self.on_commit:
+            hook(self)
+        for hook in self.on_interval:
             hook(self)
         self._check_membership()
 
@@ -514,6 +579,37 @@ class Engine:
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
         return self._stop.is_set()
+
+    # -- read-only views for surfaces (call them on the engine's thread) ----------------------
+    def positions(self) -> dict[tuple[str, int], int]:
+        """``{(input topic, partition): next offset to read}`` of the owned tasks."""
+        return dict(self._positions)
+
+    def dropped_counts(self) -> dict[str, int]:
+        """``{step: records it dropped or sent to its late output}``, summed over tasks."""
+        out: dict[str, int] = {}
+        for task in self.tasks:
+            for rn in task.nodes:
+                n = getattr(rn.op, "dropped", 0)
+                if n:
+                    name = getattr(rn.op, "name", "?")
+                    out[name] = out.get(name, 0) + n
+        return out
+
+    def store_sizes(self) -> dict[str, int]:
+        """``{store name: entries}``, summed over the owned tasks."""
+        out: dict[str, int] = {}
+        for task in self.tasks:
+            for store in task.stores:
+                out[store.name] = out.get(store.name, 0) + len(store)  # type: ignore[arg-type]
+        return out
+
+    @property
+    def membership_wait_s(self) -> float:
+        """Seconds the engine has been waiting in the driver's membership poll (a rebalance in
+        progress when large); 0 when it is not in it."""
+        since = self._membership_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def close(self) -> None:
         """Close every task's operators."""

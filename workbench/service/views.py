@@ -1,0 +1,562 @@
+"""Queryable state: the committed contents of a running pipeline's tables and windowed stores.
+
+The engine hands every commit's state changes to :class:`StateViews` (it is an engine
+``StateListener``): the same ``(key, value)`` pairs a changelog topic gets, also on drivers whose
+state is not durable. They are decoded once into rows and applied to a **left-right pair** of
+maps (:class:`LeftRight`): readers (HTTP handlers, Python code in other threads) read one copy
+while the engine's thread writes the other, then the two swap. Neither side ever waits for the
+other: a writer that finds readers still on the copy it would write keeps the changes for the
+next commit, so readers see the last committed state, or the one before it, never a partial
+commit, and the processing loop is never blocked by a query.
+
+Which stores are queryable, and their names
+-------------------------------------------
+Tables (``p.table``, ``Stream.to_table``), aggregations (``count``/``agg``/``reduce``/
+``aggregate``, windowed or not) and the stores of ``process`` steps. A store is found by its
+**step name** (``name=`` of the step, or its generated name), by its store name, and by the sink
+topic it is written to with ``.to(topic)``. Join stores are internal and not listed.
+
+Rows
+----
+Each entry is a JSON-ready dict: ``{"key": ..., "value": ..., "timestamp": ...}``, plus
+``"window_start"``/``"window_end"`` (epoch ms) for windowed stores. Aggregates are finalized
+(``agg(avg=("x", "mean"))`` shows the mean, not its running sum and count).
+
+>>> lr = LeftRight(dict)
+>>> lr.publish([("k", 1)], lambda m, op: m.__setitem__(*op))
+True
+>>> with lr.read() as m:
+...     m["k"]
+1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ..errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from ..plan import Plan
+
+__all__ = ["LeftRight", "NotFound", "StateViews", "StoreInfo", "parse_key", "parse_time"]
+
+T = TypeVar("T")
+
+#: reserved changelog key of window stores (emit-on-close bookkeeping), never a row
+_META_KEY = "workbench.lastEmitWindowCloseTime"
+
+
+class NotFound(WorkbenchError, LookupError):
+    """An unknown store or key; ``known`` lists what exists (for the 404 body)."""
+
+    def __init__(self, message: str, *, known: list[str] | None = None,
+                 what: str = "store") -> None:
+        super().__init__(message)
+        self.known = known or []
+        self.what = what
+
+
+class LeftRight(Generic[T]):
+    """Two copies of a structure: readers use the published one, the writer the other.
+
+    ``publish(ops, apply)`` (one writer thread) applies ``ops`` to the standby copy, swaps, and
+    remembers the ops for the copy it just retired; if readers are still inside the standby
+    copy, nothing is applied and it returns ``False`` (the ops wait for the next call). It never
+    blocks. ``read()`` (any thread) is a context manager yielding the published copy; a reader
+    never blocks either.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._copies = (factory(), factory())
+        self._readers: tuple[set[object], set[object]] = (set(), set())
+        self._active = 0
+        self._pending: list[Any] = []  # ops the standby copy has not seen yet
+        self._lock = threading.Lock()  # writers only (one writer thread in practice)
+        self.swaps = 0
+        self.deferred = 0
+        #: a publish was deferred: readers see an older state until the next publish
+        self.stale = False
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[T]:
+        """The published copy, for the duration of the block (do not keep references)."""
+        token = object()
+        while True:
+            i = self._active
+            readers = self._readers[i]
+            readers.add(token)
+            if self._active == i:
+                break
+            readers.discard(token)  # the writer swapped meanwhile: take the other copy
+        try:
+            yield self._copies[i]
+        finally:
+            readers.discard(token)
+
+    def publish(self, ops: list[Any], apply: Callable[[T, Any], None]) -> bool:
+        """Apply ``ops`` (and any deferred ones) to the standby copy and publish it."""
+        with self._lock:
+            self._pending.extend(ops)
+            standby = 1 - self._active
+            if self._readers[standby]:
+                self.deferred += 1
+                self.stale = True
+                return False
+            copy = self._copies[standby]
+            todo = self._pending
+            for op in todo:
+                apply(copy, op)
+            self._active = standby
+            self.swaps += 1
+            self.stale = False
+            # the retired copy still lacks these ops; it gets them at the next publish
+            self._pending = list(todo)
+            return True
+
+
+# -- decoding changelog records into rows -----------------------------------------------------
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-friendly form of a key or value (tuples become lists)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "_asdict"):
+        return _jsonable(value._asdict())
+    return repr(value)
+
+
+@dataclass
+class StoreInfo:
+    """A queryable store: its names, kind and how its changelog records decode."""
+
+    name: str
+    step: str
+    changelog: str
+    #: ``"table"`` (one value per key) or ``"window"`` (values per key and window)
+    kind: str
+    subtopology: int
+    aliases: list[str] = field(default_factory=list)
+    #: decodes one changelog record into ``(key, window, row)`` (row ``None``: a delete), or
+    #: ``None`` to ignore the record
+    decode: Callable[[Any, Any], tuple[Any, Any, dict[str, Any] | None] | None] = (
+        lambda k, v: None)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON description (for listings and 404 bodies)."""
+        return {"name": self.step, "store": self.name, "kind": self.kind,
+                "aliases": self.aliases}
+
+
+def _row(key: Any, value: Any, ts: Any, start: Any = None, end: Any = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"key": _jsonable(key), "value": _jsonable(value), "timestamp": ts}
+    if start is not None:
+        row["window_start"] = start
+        row["window_end"] = end
+    return row
+
+
+def _decoder(op: str, params: dict[str, Any], kind: str
+             ) -> Callable[[Any, Any], tuple[Any, Any, dict[str, Any] | None] | None] | None:
+    from ..keys import decode_key
+    from ..windows import Hopping, Session, Sliding, Tumbling
+
+    if op in ("table_source", "to_table"):
+        def table(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
+            key = decode_key(k)
+            return key, None, None if v is None else _row(key, v, None)
+        return table
+    if op == "aggregate":
+        agg = params.get("agg")
+        fin = getattr(agg, "finalize", None) or (lambda a: a)
+        window = params.get("window")
+        if window is None:
+            def kv(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
+                key = _tuplify(k)
+                return key, None, None if v is None else _row(key, fin(v[0]), v[1])
+            return kv
+        if isinstance(window, (Tumbling, Hopping, Sliding)):
+            size = window.size if isinstance(window, (Tumbling, Hopping)) else (
+                window.difference)  # sliding windows are [start, start + difference]
+
+            def win(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None] | None:
+                if k == _META_KEY:
+                    return None
+                key, start = _tuplify(k[0]), int(k[1])
+                return key, (start, start + size), None if v is None else _row(
+                    key, fin(v[0]), v[1], start, start + size)
+            return win
+        if isinstance(window, Session):
+            def session(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None] | None:
+                if k == _META_KEY:
+                    return None
+                key, start, end = _tuplify(k[0]), int(k[1]), int(k[2])
+                return key, (start, end), None if v is None else _row(key, fin(v), end,
+                                                                        start, end)
+            return session
+        return None
+    if op == "process":
+        if kind == "window":
+            def pwin(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
+                key, start = _tuplify(k[0]), int(k[1])
+                return key, (start, None), None if v is None else _row(key, v, None, start,
+                                                                         None)
+            return pwin
+
+        def pkv(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
+            key = _tuplify(k)
+            return key, None, None if v is None else _row(key, v, None)
+        return pkv
+    return None
+
+
+def queryable_stores(plan: Plan, sinks: dict[str, list[str]] | None = None
+                     ) -> dict[str, StoreInfo]:
+    """``{changelog topic: StoreInfo}`` of the plan's queryable stores.
+
+    ``sinks`` maps a step name to the topics it is written to (``.to``), used as aliases.
+    """
+    nodes = {pn.node.name: pn.node for st in plan.subtopologies for pn in st.nodes
+             if pn.node is not None}
+    out: dict[str, StoreInfo] = {}
+    for st in plan.subtopologies:
+        for spec in st.stores:
+            node = nodes.get(spec.step)
+            if node is None:
+                continue
+            decode = _decoder(node.op, node.params, spec.kind)
+            if decode is None:
+                continue
+            windowed = spec.kind in ("window", "session")
+            info = StoreInfo(spec.name, spec.step, spec.changelog,
+                             "window" if windowed else "table", st.id, decode=decode)
+            if node.op == "process":
+                info.step = spec.name  # one step may have several stores
+            names = {spec.name, *(sinks or {}).get(spec.step, [])}
+            info.aliases = sorted(n for n in names if n != info.step)
+            out[spec.changelog] = info
+    return out
+
+
+def sink_aliases(plan: Plan) -> dict[str, list[str]]:
+    """``{step: [topics]}`` for the steps written straight to a sink topic."""
+    out: dict[str, list[str]] = {}
+    for st in plan.subtopologies:
+        for pn in st.nodes:
+            if pn.op != "sink" or pn.topic is None:
+                continue
+            for parent in pn.parents:
+                src = st.nodes[parent]
+                # a table written with .to() goes through its to-stream step
+                while src.node is not None and src.op == "table_changes" and src.parents:
+                    src = st.nodes[src.parents[0]]
+                if src.node is not None:
+                    out.setdefault(src.node.name, []).append(pn.topic)
+    return out
+
+
+# -- the views --------------------------------------------------------------------------------
+# a copy: {changelog: {partition: {key: {window: row}}}}
+_Copy = dict[str, dict[int, dict[Any, dict[Any, dict[str, Any]]]]]
+
+
+def _apply(copy: _Copy, op: tuple[Any, ...]) -> None:
+    kind = op[0]
+    if kind == "put":
+        _k, store, p, key, window, row = op
+        parts = copy.setdefault(store, {})
+        keys = parts.get(p)
+        if keys is None:
+            keys = parts[p] = {}
+        entry = keys.get(key)
+        if row is None:
+            if entry is not None:
+                entry.pop(window, None)
+                if not entry:
+                    del keys[key]
+        elif entry is None:
+            keys[key] = {window: row}
+        else:
+            entry[window] = row
+    elif kind == "drop":
+        _k, store, p = op
+        copy.get(store, {}).pop(p, None)
+
+
+class StateViews:
+    """The queryable state of one engine (an engine ``StateListener``).
+
+    Register it before the engine starts (``engine.state_listeners.append(views)``) so that
+    restored state is seen too. Reads work from any thread.
+    """
+
+    def __init__(self, plan: Plan, *, partition_of: Callable[[Any, int], int] | None = None,
+                 task_counts: Callable[[], dict[int, int]] | None = None) -> None:
+        self.plan = plan
+        self.stores = queryable_stores(plan, sink_aliases(plan))
+        self._by_name: dict[str, StoreInfo] = {}
+        for info in self.stores.values():
+            for n in (info.step, *info.aliases):
+                self._by_name.setdefault(n, info)
+        self._lr: LeftRight[_Copy] = LeftRight(dict)
+        self._partition_of = partition_of
+        self._task_counts = task_counts
+        #: ``{sub-topology id: partitions whose tasks run here}`` (set by the engine's thread)
+        self.owned: dict[int, frozenset[int]] = {}
+        self.commits = 0
+
+    # -- engine side (StateListener) ----------------------------------------------------------
+    def _ops(self, changelog: str, partition: int, records: list[tuple[Any, Any]]
+             ) -> list[tuple[Any, ...]]:
+        info = self.stores.get(changelog)
+        if info is None:
+            return []
+        decode = info.decode
+        ops = []
+        for k, v in records:
+            d = decode(k, v)
+            if d is not None:
+                ops.append(("put", changelog, partition, d[0], d[1], d[2]))
+        return ops
+
+    def restored(self, changelog: str, partition: int, records: list[tuple[Any, Any]]) -> None:
+        """Restored changelog records (engine hook)."""
+        if changelog in self.stores:
+            self._lr.publish(self._ops(changelog, partition, records), _apply)
+
+    def committed(self, changes: dict[tuple[str, int], list[tuple[Any, Any]]]) -> None:
+        """One commit's changes (engine hook)."""
+        ops: list[tuple[Any, ...]] = []
+        for (changelog, partition), records in changes.items():
+            if changelog in self.stores:
+                ops.extend(self._ops(changelog, partition, records))
+        self.commits += 1
+        self._lr.publish(ops, _apply)
+
+    def revoked(self, changelog: str, partition: int) -> None:
+        """A task moved away (engine hook)."""
+        if changelog in self.stores:
+            self._lr.publish([("drop", changelog, partition)], _apply)
+
+    def catch_up(self) -> None:
+        """Publish changes a previous commit had to defer (engine thread, at every interval)."""
+        if self._lr.stale:
+            self._lr.publish([], _apply)
+
+    def settle(self, timeout_s: float = 1.0) -> None:
+        """At the end of a run: publish what is deferred, waiting up to ``timeout_s`` for
+        readers to leave the copy."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        self.catch_up()
+        while self._lr.stale and time.monotonic() < deadline:
+            time.sleep(0.005)
+            self.catch_up()
+
+    def set_owned(self, tasks: list[tuple[int, int]]) -> None:
+        """The ``(sub-topology, partition)`` tasks running here (engine thread)."""
+        owned: dict[int, set[int]] = {}
+        for st, p in tasks:
+            owned.setdefault(st, set()).add(p)
+        self.owned = {st: frozenset(ps) for st, ps in owned.items()}
+
+    def holds(self, name: str, partition: int) -> bool:
+        """Whether partition ``partition`` of store ``name`` is held by this process."""
+        return partition in self.owned.get(self.store(name).subtopology, frozenset())
+
+    # -- reads --------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """The names of the queryable stores (step names)."""
+        return sorted({info.step for info in self.stores.values()})
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every queryable store, with its kind, aliases and partitions held here."""
+        out = []
+        for info in sorted(self.stores.values(), key=lambda i: i.step):
+            d = info.describe()
+            d["partitions_here"] = sorted(self.owned.get(info.subtopology, ()))
+            out.append(d)
+        return out
+
+    def store(self, name: str) -> StoreInfo:
+        """The store called ``name`` (step, store or sink topic name), or :class:`NotFound`."""
+        info = self._by_name.get(name)
+        if info is None:
+            from ..errors import did_you_mean
+
+            raise NotFound(f"no queryable table or store {name!r}."
+                           + did_you_mean(name, list(self._by_name)), known=self.names())
+        return info
+
+    def partition_of(self, name: str, key: Any) -> int | None:
+        """The task partition that holds ``key`` in store ``name`` (``None`` if unknown)."""
+        info = self.store(name)
+        if self._partition_of is None or self._task_counts is None:
+            return None
+        count = self._task_counts().get(info.subtopology)
+        if not count:
+            return None
+        return self._partition_of(key, count)
+
+    def get(self, name: str, key: Any, *, time_from: int | None = None,
+            time_to: int | None = None) -> list[dict[str, Any]]:
+        """The rows of ``key`` (one for a table; the windows of the key, by start, for a
+        windowed store, limited to windows that start in ``[time_from, time_to]``). Raises
+        :class:`NotFound` when the key has no row here."""
+        info = self.store(name)
+        with self._lr.read() as copy:
+            parts = copy.get(info.changelog, {})
+            rows: list[dict[str, Any]] = []
+            for keys in parts.values():
+                entry = keys.get(key)
+                if entry:
+                    rows.extend(entry.values())
+        if info.kind == "window":
+            rows = _in_time(rows, time_from, time_to)
+            rows.sort(key=lambda r: (r["window_start"], r.get("window_end") or 0))
+        if not rows:
+            raise NotFound(f"store {info.step!r} has no key {key!r}"
+                           + (" in that time range." if time_from is not None
+                              or time_to is not None else "."), what="key",
+                           known=[])
+        return rows
+
+    def range(self, name: str, *, from_key: Any = None, to_key: Any = None,
+              time_from: int | None = None, time_to: int | None = None,
+              limit: int = 1000) -> list[dict[str, Any]]:
+        """Rows with ``from_key <= key <= to_key`` (either bound optional; keys compared as
+        their text when types differ), ordered by key then window start, at most ``limit``."""
+        info = self.store(name)
+        with self._lr.read() as copy:
+            parts = copy.get(info.changelog, {})
+            picked: list[tuple[Any, list[dict[str, Any]]]] = []
+            for keys in parts.values():
+                for k, entry in keys.items():
+                    if _between(k, from_key, to_key):
+                        picked.append((k, list(entry.values())))
+        picked.sort(key=lambda kv: _sort_key(kv[0]))
+        rows: list[dict[str, Any]] = []
+        for _k, entry_rows in picked:
+            if info.kind == "window":
+                entry_rows = sorted(_in_time(entry_rows, time_from, time_to),
+                                    key=lambda r: r["window_start"])
+            rows.extend(entry_rows)
+            if len(rows) >= limit:
+                return rows[:limit]
+        return rows
+
+    def count(self, name: str) -> int:
+        """Rows held here for store ``name``."""
+        info = self.store(name)
+        with self._lr.read() as copy:
+            return sum(len(e) for keys in copy.get(info.changelog, {}).values()
+                       for e in keys.values())
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """``{step: (rows, approximate bytes)}`` (bytes from a sample of at most 50 rows)."""
+        import json
+
+        out: dict[str, tuple[int, int]] = {}
+        with self._lr.read() as copy:
+            for changelog, info in self.stores.items():
+                n = 0
+                sample: list[dict[str, Any]] = []
+                for keys in copy.get(changelog, {}).values():
+                    for entry in keys.values():
+                        n += len(entry)
+                        if len(sample) < 50:
+                            sample.extend(list(entry.values())[:5])
+                size = 0
+                if sample:
+                    each = sum(len(json.dumps(r, default=repr)) for r in sample) / len(sample)
+                    size = int(each * n)
+                out[info.step] = (n, size)
+        return out
+
+
+def _in_time(rows: list[dict[str, Any]], lo: int | None, hi: int | None
+             ) -> list[dict[str, Any]]:
+    if lo is None and hi is None:
+        return list(rows)
+    out = []
+    for r in rows:
+        start = r["window_start"]
+        end = r.get("window_end")
+        end = start if end is None else end
+        # a window overlaps [lo, hi] (Kafka Streams' fetch(key, from, to) by start time)
+        if (lo is None or start >= lo) and (hi is None or start <= hi):
+            out.append(r)
+    return out
+
+
+def _sort_key(key: Any) -> tuple[int, Any]:
+    if isinstance(key, bool):
+        return (1, int(key))
+    if isinstance(key, (int, float)):
+        return (1, key)
+    if isinstance(key, str):
+        return (2, key)
+    return (3, repr(key))
+
+
+def _between(key: Any, lo: Any, hi: Any) -> bool:
+    sk = _sort_key(key)
+    if lo is not None and sk < _sort_key(lo):
+        return False
+    return not (hi is not None and sk > _sort_key(hi))
+
+
+def parse_key(text: str, sample: Any = None) -> list[Any]:
+    """Candidates for a key given as URL text: the text itself, then its JSON reading (so
+    ``42`` finds an int key and ``["a",1]`` a tuple key)."""
+    import json
+
+    out: list[Any] = [text]
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return out
+    value = _tuplify(value)
+    if value != text:
+        try:
+            hash(value)
+        except TypeError:
+            return out
+        out.append(value)
+    return out
+
+
+def parse_time(text: str | None, what: str) -> int | None:
+    """Epoch milliseconds from ``1700000000000`` or an ISO-8601 time (UTC if no zone)."""
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        from ..errors import DefinitionError
+
+        raise DefinitionError(f"{what}={text!r}: use epoch milliseconds or an ISO-8601 "
+                              "time such as 2024-01-01T00:00:00Z.") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp() * 1000)
