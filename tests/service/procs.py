@@ -52,7 +52,8 @@ class Job:
             env={**os.environ, **(env or {})})
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log.read_text()
 
     def get(self, path: str) -> tuple[int, Any, dict[str, str]]:

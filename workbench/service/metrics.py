@@ -88,6 +88,7 @@ class SnapshotTaker:
         self._sum = 0.0
         self._lag: dict[tuple[str, int], int] = {}
         self._lag_at = 0.0
+        self._ends: dict[tuple[str, int], int] = {}
         self._dead_start: dict[tuple[str, int], int] | None = None
         self.errors = 0
         self.state_sizes: Any = None  # () -> {store: (rows, bytes)}, set by the service
@@ -104,17 +105,19 @@ class SnapshotTaker:
         self._seen_commits = len(durations)
 
     def _consumer_lag(self, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._lag_at < self.lag_interval_s:
-            return
-        self._lag_at = now
+        """Lag = end offset - position per source partition; positions are read at every
+        snapshot, end offsets (a broker or database round trip) at most every
+        ``lag_interval_s``."""
         engine = self.engine
         topics = engine.plan.topics
-        lag = {}
-        for (topic, p), pos in engine.positions().items():
-            if topics[topic].kind == "source":
-                lag[(topic, p)] = max(0, engine.driver.end_offset(topic, p) - pos)
-        self._lag = lag
+        positions = {k: pos for k, pos in engine.positions().items()
+                     if topics[k[0]].kind == "source"}
+        now = time.monotonic()
+        if force or now - self._lag_at >= self.lag_interval_s or any(
+                k not in self._ends for k in positions):
+            self._lag_at = now
+            self._ends = {k: engine.driver.end_offset(*k) for k in positions}
+        self._lag = {k: max(0, self._ends.get(k, pos) - pos) for k, pos in positions.items()}
 
     def _dead_letters(self) -> dict[str, int]:
         topic = getattr(getattr(self.engine.driver, "options", None), "dead_letter", None)
