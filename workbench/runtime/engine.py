@@ -581,7 +581,7 @@ class Engine:
         return self._stop.is_set()
 
     # -- read-only views for surfaces (call them on the engine's thread) ----------------------
-    def positions(self) -> dict[tuple[str, int], int]:
+    def input_positions(self) -> dict[tuple[str, int], int]:
         """``{(input topic, partition): next offset to read}`` of the owned tasks."""
         return dict(self._positions)
 

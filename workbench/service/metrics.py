@@ -110,7 +110,7 @@ class SnapshotTaker:
         ``lag_interval_s``."""
         engine = self.engine
         topics = engine.plan.topics
-        positions = {k: pos for k, pos in engine.positions().items()
+        positions = {k: pos for k, pos in engine.input_positions().items()
                      if topics[k[0]].kind == "source"}
         now = time.monotonic()
         if force or now - self._lag_at >= self.lag_interval_s or any(
