@@ -1,35 +1,20 @@
 """The PostgreSQL driver against a real server: the driver contract, equivalence with
 ``memory://`` on stateless, windowed and joined pipelines, table sinks, user tables as sources,
-bad rows, leases, LISTEN/NOTIFY.
-
-Server: ``WORKBENCH_POSTGRES_URL`` if set, else ``workbench.devservices.up(("postgres",))`` where
-that exists, else a throwaway cluster started here from Debian's binaries
-(``apt-get install -y postgresql``). Without any of them the tests skip, except on CI
-(``CI=true``), where they fail.
+bad rows, leases, LISTEN/NOTIFY. Server and helpers: ``postgres_helpers.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 import workbench as wb
-from workbench.drivers import Transaction, register_driver
+from workbench.drivers import Transaction
 from workbench.errors import (
     DefinitionError,
     DriverError,
@@ -39,185 +24,28 @@ from workbench.errors import (
 )
 from workbench.windows import Windowed
 
-from ..conftest import in_ci
+from . import postgres_helpers
+from .postgres_helpers import (
+    HAVE_PSYCOPG,
+    ROOT,
+    assert_same,
+    clicks,
+    execute_sql,
+    final_table,
+    free_port,
+    pg_server_of,
+    profiles,
+    with_options,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-HOWTO = ("PostgreSQL is not available: install it (apt-get install -y postgresql), or run "
-         "`workbench dev up`, or set WORKBENCH_POSTGRES_URL=postgresql://user@host:port/db.")
-
-try:
+if HAVE_PSYCOPG:
     import psycopg
 
-    from workbench.drivers.postgres import PostgresDriver, decode_key, encode_key, open_driver
-
-    register_driver("postgresql", open_driver)  # until drivers/__init__.py registers it
-    register_driver("postgres", open_driver)
-    HAVE_PSYCOPG = True
-except ImportError:  # pragma: no cover
-    HAVE_PSYCOPG = False
+    from workbench.drivers.postgres import PostgresDriver, decode_key, encode_key
 
 pytestmark = pytest.mark.postgres
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
-    pytest.skip(reason)
-
-
-# -- servers -----------------------------------------------------------------------------------
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PgCluster:
-    """A throwaway PostgreSQL cluster in a temp directory (tests that restart the server)."""
-
-    def __init__(self) -> None:
-        bindir = _pg_bin()
-        if bindir is None:
-            raise RuntimeError(HOWTO)
-        self.bin = bindir
-        self.dir = Path(tempfile.mkdtemp(prefix="wb-pg-"))
-        self.data = self.dir / "data"
-        self.port = _free_port()
-        self._as_postgres = os.geteuid() == 0
-        if self._as_postgres:
-            shutil.chown(self.dir, "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
-        self.start()
-
-    def _run(self, tool: str, *args: str) -> None:
-        cmd = [str(self.bin / tool), *args]
-        if self._as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o",
-                  f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                  "-c max_connections=200", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def restart(self) -> None:
-        self.stop("immediate")
-        self.start()
-
-    def destroy(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.stop("immediate")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """The base URL of a running server: ``WORKBENCH_POSTGRES_URL``, else the dev service
-    (``workbench.devservices``; skips with a how-to, or fails on CI, when it cannot start), else a
-    throwaway cluster of our own."""
-    if not HAVE_PSYCOPG:
-        _unavailable("psycopg is not installed: pip install 'workbench[postgres]'.")
-    env = os.environ.get("WORKBENCH_POSTGRES_URL")
-    if env:
-        yield env
-        return
-    try:
-        from workbench.devservices import down
-        from workbench.devservices.pytest_fixtures import start_service
-    except ImportError:
-        start_service = None
-    if start_service is not None:
-        info, started_here = start_service("postgres")
-        yield info.url
-        if started_here and os.environ.get("WORKBENCH_DEV_KEEP", "") not in ("1", "true"):
-            down(("postgres",))
-        return
-    if _pg_bin() is None:
-        _unavailable(HOWTO)
-    cluster = PgCluster()
-    yield cluster.url
-    cluster.destroy()
-
-
-def with_options(url: str, **opts: Any) -> str:
-    q = "&".join(f"{k.replace('__', '.')}={v}" for k, v in opts.items())
-    return url + ("&" if "?" in url else "?") + q
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A URL with a fresh schema of its own (dropped afterwards)."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    url = with_options(pg_server, schema=schema)
-    yield url
-    d = PostgresDriver(url)
-    d.drop_schema()
-    d.close()
-
-
-# -- helpers -----------------------------------------------------------------------------------
-def norm(value: Any) -> Any:
-    """A value as it reads back from JSON (tuples become lists, numpy scalars numbers)."""
-    from workbench.serde import _json_default
-
-    return json.loads(json.dumps(value, default=_json_default))
-
-
-def outputs(run: Any, topic: str) -> list[tuple[Any, Any, int]]:
-    return [(r.key, norm(r.value), r.timestamp) for r in run.records(topic)]
-
-
-def final_table(run: Any, topic: str) -> dict[Any, Any]:
-    """The latest value per key of a changelog sink, deletes removed."""
-    state: dict[Any, Any] = {}
-    for r in run.records(topic):
-        if r.value is None:
-            state.pop(r.key, None)
-        else:
-            state[r.key] = norm(r.value)
-    return state
-
-
-def assert_same(build: Callable[[], wb.Pipeline], inputs: dict[str, Any], url: str,
-                tables: tuple[str, ...] = ()) -> Any:
-    """Run ``build()`` on memory:// and on ``url``; every sink must hold the same records, in
-    the same partitions and order; table sinks' upserted tables must equal the final state."""
-    mem = build().run("memory://", inputs=inputs)
-    pg_url = with_options(url, upsert=",".join(tables)) if tables else url
-    pg = build().run(pg_url, inputs=inputs)
-    for topic in build().sinks:
-        assert outputs(pg, topic) == outputs(mem, topic), topic
-        parts = pg.driver.partitions(topic)
-        assert parts == mem.driver.partitions(topic)
-        for p in range(parts):
-            assert [r[:3] for r in pg.driver.read(topic, p, 0, 10**9)] == [
-                (k, norm(v), t) for k, v, t, _o, _h in mem.driver.read(topic, p, 0, 10**9)]
-    for topic in tables:
-        rows = dict(pg.driver.table_rows(topic))
-        assert rows == final_table(mem, topic), topic
-    pg.driver.close()
-    return mem, pg
-
-
-def clicks(n: int = 400) -> list[dict[str, Any]]:
-    return [{"user": f"u{i % 7}", "ts": 1_000 + 97 * i - (3000 if i % 13 == 0 else 0),
-             "amount": round((i % 11) - 3.5, 2), "page": f"/p/{i % 5}"} for i in range(n)]
-
-
-def profiles() -> list[dict[str, Any]]:
-    return [{"user": f"u{i}", "country": f"C{i % 3}", "ts": 0} for i in range(6)]
+pg_server = postgres_helpers.pg_server  # fixtures
+pg_url = postgres_helpers.pg_url
 
 
 # -- the driver contract -----------------------------------------------------------------------
@@ -281,7 +109,7 @@ def test_commit_is_atomic_and_moves_positions(pg_url: str) -> None:
     # a value JSON cannot hold: the commit fails before anything is written
     with pytest.raises(SerializationError, match="out"):
         d.commit(Transaction("app", {("out", 0): [(1, "ok", 1, 0, None),
-                                                  (1, float("nan"), 1, 0, None)]},
+                                                  (1, object(), 1, 0, None)]},
                              {("in", 0): 5}))
     # a failure inside the transaction: nothing is written either
     with pytest.raises(DriverError):
@@ -316,7 +144,7 @@ def test_unreachable_server_is_driver_unavailable() -> None:
     if not HAVE_PSYCOPG:
         pytest.skip("psycopg missing")
     with pytest.raises(DriverUnavailableError, match="`workbench dev up`"):
-        PostgresDriver(f"postgresql://postgres@127.0.0.1:{_free_port()}/postgres?retry=200ms")
+        PostgresDriver(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres?retry=200ms")
 
 
 def test_url_options(pg_server: str) -> None:
@@ -405,10 +233,6 @@ def test_table_sink_upserts_and_deletes(pg_url: str) -> None:
     d.close()
 
 
-def pg_server_of(url: str) -> str:
-    return url.split("?")[0]
-
-
 def test_sink_view_is_readable(pg_url: str) -> None:
     p = wb.Pipeline("view")
     p.source("in", key="k").to("out")
@@ -434,15 +258,9 @@ def test_resume_after_a_finished_run_processes_only_new_records(pg_url: str) -> 
 
 
 # -- user tables as sources --------------------------------------------------------------------
-def _exec(url: str, *stmts: str) -> None:
-    with psycopg.connect(pg_server_of(url), autocommit=True) as c:
-        for s in stmts:
-            c.execute(s)
-
-
 def test_user_table_source_resumes_from_last_position(pg_url: str) -> None:
     tbl = f"orders_{uuid.uuid4().hex[:8]}"
-    _exec(pg_url, f"CREATE TABLE public.{tbl} (id bigserial PRIMARY KEY, customer text, "
+    execute_sql(pg_url, f"CREATE TABLE public.{tbl} (id bigserial PRIMARY KEY, customer text, "
           "amount numeric, created timestamptz DEFAULT now())",
           f"INSERT INTO public.{tbl} (customer, amount) SELECT 'c' || (g % 3), g FROM "
           "generate_series(1, 25) g")
@@ -461,19 +279,19 @@ def test_user_table_source_resumes_from_last_position(pg_url: str) -> None:
             "c2": {"total": sum(g for g in range(1, 26) if g % 3 == 2)}}
         assert run.driver.committed("orders", tbl, 0) == 26
         run.driver.close()
-        _exec(pg_url, f"INSERT INTO public.{tbl} (customer, amount) VALUES ('c9', 100)")
+        execute_sql(pg_url, f"INSERT INTO public.{tbl} (customer, amount) VALUES ('c9', 100)")
         run = build().run(url)
         assert final_table(run, "totals")["c9"] == {"total": 100}
         assert run.stats.records_in == 1
         run.driver.close()
     finally:
-        _exec(pg_url, f"DROP TABLE public.{tbl}")
+        execute_sql(pg_url, f"DROP TABLE public.{tbl}")
 
 
 def test_user_table_ordered_by_timestamp(pg_url: str) -> None:
     tbl = f"ev_{uuid.uuid4().hex[:8]}"
     day = "timestamptz '2024-01-01 00:00:00+00'"
-    _exec(pg_url, f"CREATE TABLE public.{tbl} (at timestamptz, v int)",
+    execute_sql(pg_url, f"CREATE TABLE public.{tbl} (at timestamptz, v int)",
           f"INSERT INTO public.{tbl} SELECT {day} + g * interval '1 ms', g "
           "FROM generate_series(1, 10) g",
           f"INSERT INTO public.{tbl} VALUES ({day} + interval '5 ms', 99)")
@@ -486,12 +304,12 @@ def test_user_table_ordered_by_timestamp(pg_url: str) -> None:
         assert run.records("vs")[0].timestamp == 1704067200001
         run.driver.close()
     finally:
-        _exec(pg_url, f"DROP TABLE public.{tbl}")
+        execute_sql(pg_url, f"DROP TABLE public.{tbl}")
 
 
 def test_bad_rows_stop_the_run_with_table_and_position(pg_url: str) -> None:
     tbl = f"raw_{uuid.uuid4().hex[:8]}"
-    _exec(pg_url, f"CREATE TABLE public.{tbl} (id int, payload text)",
+    execute_sql(pg_url, f"CREATE TABLE public.{tbl} (id int, payload text)",
           f"INSERT INTO public.{tbl} VALUES (1, '{{\"a\": 1}}'), (2, '{{broken'), "
           "(3, '{\"a\": 3}')")
     p = wb.Pipeline("raw")
@@ -508,7 +326,7 @@ def test_bad_rows_stop_the_run_with_table_and_position(pg_url: str) -> None:
         assert errs[0]["source"] == f"public.{tbl}" and errs[0]["row"] == "{broken"
         run.driver.close()
     finally:
-        _exec(pg_url, f"DROP TABLE public.{tbl}")
+        execute_sql(pg_url, f"DROP TABLE public.{tbl}")
 
 
 def test_constraint_violation_names_the_table_and_rolls_back(pg_url: str) -> None:
@@ -520,7 +338,7 @@ def test_constraint_violation_names_the_table_and_rolls_back(pg_url: str) -> Non
     url = with_options(pg_url, upsert="counts")
     build().run(url, inputs={"in": [{"k": 1}]}).driver.close()
     schema = url.split("schema=")[1].split("&")[0]
-    _exec(url, f'ALTER TABLE "{schema}".counts ADD CONSTRAINT small CHECK '
+    execute_sql(url, f'ALTER TABLE "{schema}".counts ADD CONSTRAINT small CHECK '
           "((value)::int < 3)")
     with pytest.raises(DriverError, match=r"counts.*small"):
         build().run(url, inputs={"in": [{"k": 1}, {"k": 1}, {"k": 1}]})
@@ -589,11 +407,11 @@ def test_bind_app_names_the_schema_after_the_application(pg_server: str) -> None
     d.create_topic("t", 1)
     with psycopg.connect(pg_server_of(pg_server)) as c:
         assert c.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-                         "%s AND table_name = 'log_t'", (app,)).fetchone()[0] == 1
+                         "%s AND table_name = '_log_t'", (app,)).fetchone()[0] == 1
     d.drop_schema()
     d.close()
     if not had_default:  # the default schema, made by this test
-        _exec(pg_server, "DROP SCHEMA IF EXISTS workbench CASCADE")
+        execute_sql(pg_server, "DROP SCHEMA IF EXISTS workbench CASCADE")
     chosen = f"chosen_{uuid.uuid4().hex[:8]}"
     explicit = PostgresDriver(with_options(pg_server, schema=chosen))
     explicit.bind_app(app)
@@ -608,14 +426,14 @@ def test_a_lost_session_is_reconnected_and_its_leases_taken_back(pg_url: str) ->
     d.create_topic("out", 1, kind="sink")
     assert d.assign("app", ["in"]) == {"in": [0]}
     assert d.committed("app", "in", 0) == 0
-    _exec(pg_url, f"SELECT pg_terminate_backend({d.session.conn.info.backend_pid})")
+    execute_sql(pg_url, f"SELECT pg_terminate_backend({d.session.conn.info.backend_pid})")
     d.commit(Transaction("app", {("out", 0): [(1, 1, 1, 0, None)]}, {("in", 0): 1}))
     assert d.reconnects == 1
     assert d.end_offset("out", 0) == 1 and d.committed("app", "in", 0) == 1
     other = PostgresDriver(pg_url)
     assert other.assign("app", ["in"]) == {"in": []}  # the lease is held again
     # lost again, and this time another worker takes the partition first: fenced
-    _exec(pg_url, f"SELECT pg_terminate_backend({d.session.conn.info.backend_pid})")
+    execute_sql(pg_url, f"SELECT pg_terminate_backend({d.session.conn.info.backend_pid})")
     time.sleep(0.2)
     assert other.assign("app", ["in"]) == {"in": [0]}
     with pytest.raises(FencedError, match="taken over"):

@@ -12,24 +12,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import workbench as wb
 
-from .test_postgres import (
+from . import postgres_helpers
+from .postgres_helpers import (
     HAVE_PSYCOPG,
-    HOWTO,
     ROOT,
     PgCluster,
-    _pg_bin,
-    _unavailable,
     final_table,
     norm,
-    pg_server,  # noqa: F401 - fixture
-    pg_url,  # noqa: F401 - fixture
     with_options,
 )
 
@@ -37,6 +32,9 @@ if HAVE_PSYCOPG:
     from workbench.drivers.postgres import PostgresDriver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pg_server = postgres_helpers.pg_server  # fixtures
+pg_url = postgres_helpers.pg_url
+private_cluster = postgres_helpers.private_cluster
 
 EVENTS = int(os.environ.get("WB_CRASH_EVENTS", "200000"))
 WINDOW = 60_000
@@ -75,19 +73,11 @@ def inputs(n: int = EVENTS) -> dict[str, list[dict[str, Any]]]:
     return {"profiles": profiles, "events": workload.events(n, seed=3)}
 
 
-def _register() -> None:
-    from workbench.drivers import register_driver
-    from workbench.drivers.postgres import open_driver
-
-    register_driver("postgresql", open_driver)
-
-
 def child(mode: str, url: str, partitions: int, repartition: int) -> None:
     """Entry point of a worker process."""
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _register()
     build = lambda: crash_pipeline(partitions, bool(repartition))  # noqa: E731
     if mode == "run":
         build().run(url, until="end", commit_interval="50ms", batch_size=2_000).driver.close()
@@ -188,7 +178,7 @@ def wait_for_progress(url: str, proc: subprocess.Popen[bytes], beyond: int,
 
 
 # -- tests -------------------------------------------------------------------------------------
-def test_kill_9_at_random_points_then_restart_is_exact(pg_url: str, data: Any) -> None:  # noqa: F811
+def test_kill_9_at_random_points_then_restart_is_exact(pg_url: str, data: Any) -> None:
     url = with_options(pg_url, upsert="per_user,per_country")
     prepare_inputs(url, data, 2, True)
     seed = int(os.environ.get("WB_CRASH_SEED", time.time_ns() % 10**6))
@@ -218,7 +208,7 @@ def test_kill_9_at_random_points_then_restart_is_exact(pg_url: str, data: Any) -
     assert_exact(url, reference(data, 2, True), True)
 
 
-def test_two_workers_one_killed_the_other_finishes(pg_url: str, data: Any) -> None:  # noqa: F811
+def test_two_workers_one_killed_the_other_finishes(pg_url: str, data: Any) -> None:
     url = with_options(pg_url, upsert="per_user", members=2)
     prepare_inputs(url, data, 4, False)
     a = spawn("worker", url, 4, False)
@@ -231,17 +221,6 @@ def test_two_workers_one_killed_the_other_finishes(pg_url: str, data: Any) -> No
     assert b.returncode == 0, err.decode()[-3000:]
     assert progress(url) == len(data["events"])
     assert_exact(url, reference(data, 4, False), False)
-
-
-@pytest.fixture
-def private_cluster(pg_server: str) -> Iterator[PgCluster]:  # noqa: F811
-    """A server of this test's own, to restart (``pg_server`` first: it installs PostgreSQL
-    on CI)."""
-    if not HAVE_PSYCOPG or _pg_bin() is None:
-        _unavailable(HOWTO + " (the restart test starts its own server)")
-    cluster = PgCluster()
-    yield cluster
-    cluster.destroy()
 
 
 def test_server_restart_mid_run_resumes_exactly(private_cluster: PgCluster, data: Any) -> None:

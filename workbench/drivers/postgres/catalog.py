@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import DefinitionError, DriverError
-from .naming import ident, lock_key
+from .naming import lock_key, log_table, sink_table
 from .session import Session
 
 __all__ = ["Catalog", "TopicInfo"]
@@ -81,7 +81,7 @@ class Catalog:
             if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]:
                 return
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema),))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema", schema),))
                 for st in stmts:
                     conn.execute(st)
 
@@ -149,22 +149,28 @@ class Catalog:
         if src is not None:
             partitions = 1
         upsert = kind == "sink" and (compact or topic in self.s.options.upsert)
-        log_table = ident("log_", topic)
+        log_name = log_table(topic)
 
         def run(conn: Any) -> None:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema),))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema", schema),))
                 exists = conn.execute(S("SELECT 1 FROM {}._topics WHERE name = %s").format(s),
                                       (topic,)).fetchone()
                 if exists:
                     return
                 if src is None:
+                    self.claim(conn, topic, log_name, "log table")
                     conn.execute(S(
-                        'CREATE TABLE IF NOT EXISTS {}.{} (partition int NOT NULL, "offset" '
-                        "bigint NOT NULL, key json, value json, ts bigint NOT NULL, headers json,"
-                        ' PRIMARY KEY (partition, "offset"))').format(s, self.s.q(log_table)))
+                        'CREATE TABLE {}.{} (partition int NOT NULL, "offset" bigint NOT NULL, '
+                        "key json, value json, ts bigint NOT NULL, headers json, PRIMARY KEY "
+                        '(partition, "offset"))').format(s, self.s.q(log_name)))
                     if kind == "sink" and not upsert:
-                        self._create_view(conn, topic, log_table)
+                        view = sink_table(topic)
+                        self.claim(conn, topic, view, "view")
+                        conn.execute(S(
+                            'CREATE VIEW {}.{} AS SELECT key, value, ts, headers, partition, '
+                            '"offset" FROM {}.{}').format(s, self.s.q(view), s,
+                                                          self.s.q(log_name)))
                 else:
                     found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (
                         self.s.q(src.schema, src.table).as_string(conn),)).fetchone()
@@ -175,7 +181,7 @@ class Catalog:
                     "INSERT INTO {}._topics (name, partitions, kind, compact, log_table, upsert,"
                     " source_table, source_column, source_key, source_value) VALUES "
                     "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(s),
-                    (topic, partitions, kind, compact, log_table, upsert,
+                    (topic, partitions, kind, compact, log_name, upsert,
                      None if src is None else f"{src.schema}.{src.table}",
                      None if src is None else src.column, None if src is None else src.key,
                      None if src is None else src.value))
@@ -186,16 +192,18 @@ class Catalog:
         self.s.call(run, f"creating topic {topic!r}")
         self.topics.pop(topic, None)
 
-    def _create_view(self, conn: Any, topic: str, log_table: str) -> None:
-        S, s = self.s.sql.SQL, self.s.qs()
-        name = ident("", topic)
+    def claim(self, conn: Any, topic: str, name: str, what: str) -> None:
+        """Raise :class:`DriverError` when relation ``name``, which topic ``topic``'s ``what``
+        must have, already exists in the schema (someone else made it)."""
         taken = conn.execute(
             "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s", (self.s.schema, name)).fetchone()
         if taken:
-            return
-        conn.execute(S('CREATE VIEW {}.{} AS SELECT key, value, ts, headers, partition, "offset"'
-                       " FROM {}.{}").format(s, self.s.q(name), s, self.s.q(log_table)))
+            raise DriverError(
+                f"schema {self.s.schema!r} already has a relation named {name!r}, which is the "
+                f"name of the {what} of topic {topic!r} (see 'Names' in docs/drivers/"
+                "postgres.md); workbench did not make it. Drop or rename it, or use another "
+                "schema (schema=NAME in the driver URL).")
 
     def drop_schema(self) -> None:
         """Drop the whole schema (tests, resets)."""

@@ -3,11 +3,27 @@ COPY's text format.
 
 Keys use workbench's key encoding (:mod:`workbench.keys`: tuples as lists, ``Windowed`` as
 ``{"windowed": [key, start, end]}``) so that they read back as the same Python values.
+
+**NaN and infinities.** ``json`` and ``jsonb`` columns cannot hold them, so a non-finite float
+is stored as the object ``{"$float": "NaN"}`` (``"Infinity"``, ``"-Infinity"``) and read back as
+the float. To keep this exact, a dict whose only key is ``"$float"`` or ``"$literal"`` is
+stored wrapped as ``{"$literal": {...}}``. Every other value is plain JSON, so it stays
+queryable (``value->>'total'``). Values without either case cost one substring search per
+COPY slice or read batch (the slow path only runs when a marker or a non-finite float is there).
+
+>>> dumps({"x": float("nan"), "y": [1.5, float("-inf")]})
+'{"x":{"$float":"NaN"},"y":[1.5,{"$float":"-Infinity"}]}'
+>>> loads(dumps({"$float": "NaN"}))
+{'$float': 'NaN'}
+
+**Headers** are ``[[name, value]]``: bytes as a hex string, ``str`` as ``{"str": text}``, ints,
+bools and floats as JSON numbers, ``None`` as null; each reads back as the type it was written.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,11 +32,54 @@ from ...keys import SCALARS, decode_key, encode_key
 from ...serde import _json_default
 from ..base import ReadRec
 
-__all__ = ["copy_text", "decode_rows", "encode", "headers_from", "headers_json", "log_lines"]
+__all__ = ["copy_text", "decode_rows", "dumps", "encode_header_list", "headers_from",
+           "headers_json", "loads", "log_lines"]
+
+_FLOAT, _LITERAL = "$float", "$literal"
+_RESERVED = (_FLOAT, _LITERAL)
+#: substrings whose presence in a JSON text sends it through the slow path
+_MARKERS = ('"$float":', '"$literal":')
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _name_of(x: float) -> str:
+    return "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
+
+
+def _tag(obj: Any) -> Any:
+    """``obj`` with non-finite floats tagged and reserved dicts wrapped (the slow path)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {_FLOAT: _name_of(obj)}
+    if isinstance(obj, dict):
+        inner = {k: _tag(v) for k, v in obj.items()}
+        if len(obj) == 1 and next(iter(obj)) in _RESERVED:
+            return {_LITERAL: inner}
+        return inner
+    if isinstance(obj, list | tuple):
+        return [_tag(x) for x in obj]
+    if obj is None or isinstance(obj, str | int):
+        return obj
+    return _tag(_json_default(obj))  # numpy scalars, sets, dates... then tag what they became
+
+
+def _untag(obj: Any) -> Any:
+    """Inverse of :func:`_tag` on parsed JSON."""
+    if isinstance(obj, dict):
+        if len(obj) == 1:
+            (k, v), = obj.items()
+            if k == _FLOAT and isinstance(v, str) and v in _NON_FINITE:
+                return _NON_FINITE[v]
+            if k == _LITERAL and isinstance(v, dict):
+                return {kk: _untag(vv) for kk, vv in v.items()}
+        return {k: _untag(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_untag(x) for x in obj]
+    return obj
+
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
                             default=_json_default)
-encode: Callable[[Any], str] = _encoder.encode
+_fast: Callable[[Any], str] = _encoder.encode
 try:  # the C encoder, made once (JSONEncoder.encode makes one per call: ~40% of its time)
     from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 
@@ -28,8 +87,7 @@ try:  # the C encoder, made once (JSONEncoder.encode makes one per call: ~40% of
         _c_iterencode = c_make_encoder(None, _json_default, c_encode_basestring, None, ":", ",",
                                        False, False, False)
 
-        def encode(obj: Any) -> str:
-            """Compact JSON text of ``obj`` (raises ``ValueError`` for NaN and infinities)."""
+        def _fast(obj: Any) -> str:
             if obj.__class__ is str:
                 return c_encode_basestring(obj)  # type: ignore[no-any-return]
             return "".join(_c_iterencode(obj, 0))
@@ -37,21 +95,80 @@ except ImportError:  # pragma: no cover - no C accelerator
     pass
 
 
+def _slow(obj: Any) -> str:
+    return _fast(_tag(obj))
+
+
+def _marked(text: str) -> bool:
+    return _MARKERS[0] in text or _MARKERS[1] in text
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON text of ``obj`` under the NaN rule of this module's docstring. Raises
+    ``TypeError``/``ValueError``/``RecursionError`` for what JSON cannot hold."""
+    try:
+        text = _fast(obj)
+    except ValueError:  # a non-finite float
+        return _slow(obj)
+    return _slow(obj) if _marked(text) else text
+
+
+def loads(text: str) -> Any:
+    """Inverse of :func:`dumps`."""
+    obj = json.loads(text)
+    return _untag(obj) if _marked(text) else obj
+
+
+# -- headers -----------------------------------------------------------------------------------
+def _header_value(value: Any) -> Any:
+    if value is None or value.__class__ in (int, bool, float):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, str):
+        return {"str": value}
+    if isinstance(value, int):  # int subclasses (numpy ints come through .item())
+        return int(value)
+    raise TypeError(f"header value {value!r} is {type(value).__name__}; use bytes, str, int, "
+                    "float or None")
+
+
+def encode_header_list(headers: Any) -> list[list[Any]]:
+    """Headers as the JSON-able list ``[[name, value]]``."""
+    return [[str(k), _header_value(v)] for k, v in headers]
+
+
 def headers_json(headers: Any) -> str:
-    """Record headers as JSON: ``[[name, hex bytes or null]]``."""
-    return encode([[k, None if v is None else v.hex()] for k, v in headers])
+    """Record headers as JSON (see the module docstring)."""
+    return dumps(encode_header_list(headers))
 
 
 def headers_from(data: Any) -> Any:
-    """Inverse of :func:`headers_json` (after ``json.loads``)."""
+    """Inverse of :func:`headers_json` (after :func:`loads`)."""
     if data is None:
         return None
-    return tuple((k, None if v is None else bytes.fromhex(v)) for k, v in data)
+    out = []
+    for k, v in data:
+        if isinstance(v, str):
+            v = bytes.fromhex(v)
+        elif isinstance(v, dict):
+            v = v["str"]
+        out.append((k, v))
+    return tuple(out)
 
 
+# -- COPY --------------------------------------------------------------------------------------
 def copy_text(s: str) -> str:
     """Escape a JSON text for COPY's text format (JSON text has no raw tabs or newlines)."""
     return s.replace("\\", "\\\\") if "\\" in s else s
+
+
+def _line(partition: int, off: int, r: Any, enc: Callable[[Any], str]) -> str:
+    k, v, h = r[0], r[1], r[4]
+    ks = "\\N" if k is None else copy_text(enc(k if k.__class__ in SCALARS else encode_key(k)))
+    vs = "\\N" if v is None else copy_text(enc(v))
+    hs = "\\N" if not h else copy_text(headers_json(h))
+    return f"{partition}\t{off}\t{ks}\t{vs}\t{int(r[2])}\t{hs}\n"
 
 
 def log_lines(topic: str, partition: int, base: int, records: list[Any]) -> str:
@@ -59,42 +176,46 @@ def log_lines(topic: str, partition: int, base: int, records: list[Any]) -> str:
     texts; ``\\N`` for SQL NULL), numbered from offset ``base``."""
     out: list[str] = []
     append = out.append
-    enc = encode
+    fast = _fast
     scalars = SCALARS
     off = base
     for r in records:
-        k, v, h = r[0], r[1], r[4]
         try:
-            ks = "\\N" if k is None else copy_text(
-                enc(k if k.__class__ in scalars else encode_key(k)))
-            vs = "\\N" if v is None else copy_text(enc(v))
-            hs = "\\N" if not h else copy_text(headers_json(h))
+            k, v, h = r[0], r[1], r[4]
+            try:
+                ks = "\\N" if k is None else copy_text(
+                    fast(k if k.__class__ in scalars else encode_key(k)))
+                vs = "\\N" if v is None else copy_text(fast(v))
+                hs = "\\N" if not h else copy_text(headers_json(h))
+                append(f"{partition}\t{off}\t{ks}\t{vs}\t{int(r[2])}\t{hs}\n")
+            except ValueError:  # a non-finite float: tag it
+                append(_line(partition, off, r, dumps))
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(
                 f"cannot write a record to topic {topic!r} partition {partition} (offset "
-                f"{off}) as JSON: {exc} (key {k!r}, value {v!r:.200}). Nothing of this "
+                f"{off}) as JSON: {exc} (key {r[0]!r}, value {r[1]!r:.200}). Nothing of this "
                 "commit was written."
             ) from exc
-        append(f"{partition}\t{off}\t{ks}\t{vs}\t{int(r[2])}\t{hs}\n")
         off += 1
-    return "".join(out)
+    text = "".join(out)
+    if not _marked(text):
+        return text
+    # a reserved key somewhere in the slice: encode it again record by record, with the rule
+    return "".join(_line(partition, base + i, r, dumps) for i, r in enumerate(records))
 
 
 def decode_rows(rows: list[Any]) -> list[ReadRec]:
     """Records of log rows ``(key text, value text, ts, offset, headers text)``."""
     # one json.loads per batch instead of one per value
-    keys = json.loads("[" + ",".join([r[0] or "null" for r in rows]) + "]")
-    values = json.loads("[" + ",".join([r[1] or "null" for r in rows]) + "]")
+    ktext = "[" + ",".join([r[0] or "null" for r in rows]) + "]"
+    vtext = "[" + ",".join([r[1] or "null" for r in rows]) + "]"
+    keys = loads(ktext)
+    values = loads(vtext)
     out: list[ReadRec] = []
     append = out.append
     scalars = SCALARS
     for (_k, _v, ts, off, hs), k, v in zip(rows, keys, values):
         if k.__class__ not in scalars:
             k = decode_key(k)
-        append((k, v, ts, off, None if hs is None else headers_from(json.loads(hs))))
+        append((k, v, ts, off, None if hs is None else headers_from(loads(hs))))
     return out
-
-
-def decode_json(text: str) -> Any:
-    """A JSON text read back from the database."""
-    return json.loads(text)

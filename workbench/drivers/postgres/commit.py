@@ -22,7 +22,7 @@ from typing import Any
 from ...errors import DriverError, FencedError, SerializationError
 from ..base import Transaction
 from .catalog import Catalog, TopicInfo
-from .codec import encode
+from .codec import dumps, loads
 from .logs import Logs
 from .session import SQLSTATE_RETRY, Session, sqlstate
 from .sinks import TableSinks
@@ -70,9 +70,9 @@ class Committer:
         """Metadata committed by ``app_id``."""
         S, s = self.s.sql.SQL, self.s.qs()
         rows = self.s.call(lambda c: c.execute(S(
-            "SELECT key, value FROM {}._metadata WHERE app = %s").format(s), (app_id,)
+            "SELECT key, value::text FROM {}._metadata WHERE app = %s").format(s), (app_id,)
             ).fetchall(), "reading metadata")
-        return {k: v for k, v in rows}
+        return {k: None if v is None else loads(v) for k, v in rows}
 
     # -- committing ---------------------------------------------------------------------------
     def commit(self, txn: Transaction) -> None:
@@ -93,7 +93,7 @@ class Committer:
                                       "cannot be written to.")
                 if records:
                     encoded[(topic, partition)] = records
-            metadata = {k: encode(v) for k, v in txn.metadata.items()}
+            metadata = {k: dumps(v) for k, v in txn.metadata.items()}
             self._seq += 1
             seq = self._seq
             delay = 0.05

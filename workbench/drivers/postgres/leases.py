@@ -51,7 +51,7 @@ class Leases:
                 continue
             if len(mine) >= cap:
                 break
-            if self._try_lock(lock_key(self.s.schema, app_id, p)):
+            if self._try_lock(lock_key("lease", self.s.schema, app_id, p)):
                 mine.add(p)
         log.info("application %r: leased partitions %s of %d", app_id, sorted(mine), total)
         return {t: sorted(p for p in mine if p < c) for t, c in counts.items()}
@@ -68,7 +68,7 @@ class Leases:
         for app, parts in self.leases.items():
             for p in sorted(parts):
                 got = conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                   (lock_key(self.s.schema, app, p),)).fetchone()[0]
+                                   (lock_key("lease", self.s.schema, app, p),)).fetchone()[0]
                 if not got:
                     raise FencedError(
                         f"partition {p} of application {app!r} was taken over by another "
@@ -89,7 +89,7 @@ class Leases:
         for app_id, topics in self._assigned.items():
             mine = self.leases.setdefault(app_id, set())
             total = max((self._partitions(t) or 0 for t in topics), default=0)
-            keys = {lock_key(self.s.schema, app_id, p): p for p in range(total)}
+            keys = {lock_key("lease", self.s.schema, app_id, p): p for p in range(total)}
             rows = self.s.call(lambda c: c.execute(
                 "SELECT DISTINCT pid, classid::bigint, objid::bigint FROM pg_locks WHERE "
                 "locktype = 'advisory' AND granted AND pid <> pg_backend_pid()").fetchall(),
@@ -103,7 +103,7 @@ class Leases:
                     break
                 if p in mine or p in held:
                     continue
-                if self._try_lock(lock_key(self.s.schema, app_id, p)):
+                if self._try_lock(lock_key("lease", self.s.schema, app_id, p)):
                     mine.add(p)
                     changed = True
         if not changed:
@@ -127,7 +127,7 @@ class Leases:
         for p in sorted(self.leases.pop(app_id, set())):
             try:
                 self.s.conn.execute("SELECT pg_advisory_unlock(%s)",
-                                    (lock_key(self.s.schema, app_id, p),))
+                                    (lock_key("lease", self.s.schema, app_id, p),))
             except self.s.pg.Error:
                 break  # the session is gone, and its locks with it
 

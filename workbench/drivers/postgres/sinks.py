@@ -13,7 +13,6 @@ Its shape is decided by the first key written; a ``None`` value deletes the row.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ...errors import DriverError, SerializationError
@@ -21,15 +20,15 @@ from ...keys import decode_key, encode_key
 from ...windows import Windowed
 from ..base import Transaction
 from .catalog import Catalog, TopicInfo
-from .codec import copy_text, encode
-from .naming import ident, lock_key
+from .codec import copy_text, dumps, loads
+from .naming import lock_key, sink_table
 from .session import Session
 
 __all__ = ["STAGE_DDL", "TableSinks"]
 
 #: the per-session staging table the changes of a commit are COPYed into
-STAGE_DDL = ("CREATE TEMP TABLE IF NOT EXISTS pg_temp._wb_stage (key jsonb, window_start bigint, "
-             "window_end bigint, value jsonb, ts bigint) ON COMMIT DELETE ROWS")
+STAGE_DDL = ("CREATE TEMP TABLE IF NOT EXISTS pg_temp._wb_stage (key jsonb, window_start "
+             "bigint, window_end bigint, value jsonb, ts bigint) ON COMMIT DELETE ROWS")
 
 
 class TableSinks:
@@ -65,14 +64,14 @@ class TableSinks:
                     if not isinstance(k, Windowed):
                         raise SerializationError(
                             f"table sink {topic!r} holds windowed keys, got key {k!r}.")
-                    kj, ws, we = encode(encode_key(k.key)), str(k.window_start), str(
+                    kj, ws, we = dumps(encode_key(k.key)), str(k.window_start), str(
                         k.window_end)
                 else:
-                    kj, ws, we = encode(encode_key(k)), "\\N", "\\N"
+                    kj, ws, we = dumps(encode_key(k)), "\\N", "\\N"
                 if v is None:
                     vj, deletes = "\\N", True
                 else:
-                    vj = copy_text(encode(v))
+                    vj = copy_text(dumps(v))
             except (TypeError, ValueError, RecursionError) as exc:
                 raise SerializationError(f"table sink {topic!r}: cannot encode key {k!r} or "
                                          f"its value as JSON: {exc}") from exc
@@ -80,7 +79,7 @@ class TableSinks:
         stage = S("COPY pg_temp._wb_stage (key, window_start, window_end, value, ts) FROM STDIN")
         with conn.cursor() as cur, cur.copy(stage) as cp:
             cp.write("".join(lines).encode())
-        table = self.s.q(self.s.schema, ident("", topic))
+        table = self.s.q(self.s.schema, sink_table(topic))
         if info.windowed:
             cols, match = ("key, window_start, window_end, value, ts",
                            "u.key = g.key AND u.window_start = g.window_start AND "
@@ -101,20 +100,23 @@ class TableSinks:
         if info.windowed is not None:
             return
         S, s = self.s.sql.SQL, self.s.qs()
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.s.schema, info.name),))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                     (lock_key("table", self.s.schema, info.name),))
         row = conn.execute(S("SELECT windowed FROM {}._topics WHERE name = %s").format(s),
                            (info.name,)).fetchone()
         if row is not None and row[0] is not None:
             info.windowed = bool(row[0])
             return
-        table = self.s.q(self.s.schema, ident("", info.name))
+        name = sink_table(info.name)
+        self.catalog.claim(conn, info.name, name, "table")
+        table = self.s.q(self.s.schema, name)
         if windowed:
-            conn.execute(S("CREATE TABLE IF NOT EXISTS {} (key jsonb NOT NULL, window_start "
+            conn.execute(S("CREATE TABLE {} (key jsonb NOT NULL, window_start "
                            "bigint NOT NULL, window_end bigint NOT NULL, value jsonb NOT NULL, "
                            "ts bigint NOT NULL, PRIMARY KEY (window_start, window_end, key))"
                            ).format(table))
         else:
-            conn.execute(S("CREATE TABLE IF NOT EXISTS {} (key jsonb PRIMARY KEY, value jsonb "
+            conn.execute(S("CREATE TABLE {} (key jsonb PRIMARY KEY, value jsonb "
                            "NOT NULL, ts bigint NOT NULL)").format(table))
         conn.execute(S("UPDATE {}._topics SET windowed = %s WHERE name = %s").format(s),
                      (windowed, info.name))
@@ -132,14 +134,14 @@ class TableSinks:
                                                 (topic,)).fetchone(), "reading the catalog")
         if fresh is None or fresh[0] is None:
             return []
-        table = self.s.q(self.s.schema, ident("", topic))
+        table = self.s.q(self.s.schema, sink_table(topic))
         if fresh[0]:
             rows = self.s.call(lambda c: c.execute(S(
                 "SELECT key::text, window_start, window_end, value::text FROM {} ORDER BY 1, 2, 3"
             ).format(table)).fetchall(), f"reading table {topic!r}")
-            return [(Windowed(decode_key(json.loads(k)), ws, we), json.loads(v))
+            return [(Windowed(decode_key(loads(k)), ws, we), loads(v))
                     for k, ws, we, v in rows]
         rows = self.s.call(lambda c: c.execute(S(
             "SELECT key::text, value::text FROM {} ORDER BY 1").format(table)).fetchall(),
             f"reading table {topic!r}")
-        return [(decode_key(json.loads(k)), json.loads(v)) for k, v in rows]
+        return [(decode_key(loads(k)), loads(v)) for k, v in rows]
