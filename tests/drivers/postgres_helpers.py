@@ -194,7 +194,7 @@ def assert_same(build: Callable[[], wb.Pipeline], inputs: dict[str, Any], url: s
 
 
 def clicks(n: int = 400) -> list[dict[str, Any]]:
-    return [{"user": f"u{i % 7}", "ts": 1_000 + 97 * i - (3000 if i % 13 == 0 else 0),
+    return [{"user": f"u{i % 7}", "ts": 5_000 + 97 * i - (3000 if i % 13 == 0 else 0),
              "amount": round((i % 11) - 3.5, 2), "page": f"/p/{i % 5}"} for i in range(n)]
 
 

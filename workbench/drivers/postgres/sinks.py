@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import DriverError, SerializationError
-from ...keys import decode_key, encode_key
+from ...keys import decode_key, encode_key, key_id
 from ...windows import Windowed
 from ..base import Transaction
 from .catalog import Catalog, TopicInfo
@@ -51,7 +51,7 @@ class TableSinks:
                 k = r[0]
                 if windowed is None:
                     windowed = isinstance(k, Windowed)
-                latest[k] = (k, r[1], r[2])
+                latest[key_id(k)] = (k, r[1], r[2])  # identity: the serialized key
         if not latest:
             return
         self._ensure_table(conn, info, bool(windowed))
