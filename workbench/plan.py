@@ -44,12 +44,18 @@ class TopicSpec:
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """A named state store of a stateful step and its changelog topic."""
+    """A named state store of a stateful step and its changelog topic.
+
+    ``shared``: the store is a copy of another step's store in the same task (a stream-table
+    join's view of a source table): it is restored from that store's changelog and writes
+    none of its own, so the table's data is stored once.
+    """
 
     name: str
     kind: str
     changelog: str
     step: str
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -302,11 +308,22 @@ def compile_plan(
             if pn.op in ("sink", "repartition_sink", "capture") and pn.topic is not None
         )
         stores: list[StoreSpec] = []
+        by_step: dict[str, list[StoreSpec]] = {}
         for pn in plan_nodes:
             if pn.node is not None and pn.op != "capture":
-                for s in node_stores(app, pn.node):
+                specs = node_stores(app, pn.node)
+                if pn.op == "join_stream_table" and len(pn.parents) == 2:
+                    table = plan_nodes[pn.parents[1]]
+                    if table.op in ("table_source", "to_table") and by_step.get(table.name):
+                        # the join reads the table it is fed by: one copy of the data
+                        source = by_step[table.name][0]
+                        specs = [StoreSpec(s.name, s.kind, source.changelog, s.step, shared=True)
+                                 for s in specs]
+                by_step[pn.name] = specs
+                for s in specs:
                     stores.append(s)
-                    topics[s.changelog] = TopicSpec(s.changelog, "changelog", compact=True)
+                    if not s.shared:
+                        topics[s.changelog] = TopicSpec(s.changelog, "changelog", compact=True)
         subtopologies.append(SubTopology(st_id, plan_nodes, inputs, outputs, tuple(stores)))
     _check_internal_names(subtopologies)
     return Plan(app, tuple(subtopologies), topics, captures)
@@ -322,7 +339,8 @@ def _check_internal_names(subtopologies: list[SubTopology]) -> None:
                 who = pn.name.removesuffix("-repartition-sink")
                 _claim(owners, pn.topic, f"the repartition topic in front of {who!r}")
         for s in st.stores:
-            _claim(owners, s.changelog, f"store {s.name!r} of step {s.step!r}")
+            if not s.shared:
+                _claim(owners, s.changelog, f"store {s.name!r} of step {s.step!r}")
 
 
 def _claim(owners: dict[str, str], topic: str, what: str) -> None:

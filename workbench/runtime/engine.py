@@ -261,6 +261,8 @@ class Engine:
                                 t, spec.partitions or count, kind=spec.kind,
                                 compact=spec.compact)
                     for s in st.stores:
+                        if s.shared:
+                            continue
                         self.partitions[s.changelog] = self.driver.ensure_topic(
                             s.changelog, count, kind="changelog", compact=True)
                     pending.remove(st)
@@ -404,7 +406,7 @@ class Engine:
             for topic, records in task.drain_outputs():
                 self._route(outputs, topic, records, task.partition)
             for store in task.stores:
-                if not durable and not listening:
+                if store.shared or (not durable and not listening):
                     store.discard_changes()
                     continue
                 changes = store.drain_changes()

@@ -19,6 +19,8 @@ class StateStore:
     """Base class: a named store whose changes go to ``changelog``."""
 
     kind = "kv"
+    #: a copy of another store, restored from its changelog and writing none (``StoreSpec``)
+    shared = False
 
     def __init__(self, name: str, changelog: str) -> None:
         self.name = name

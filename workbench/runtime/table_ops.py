@@ -94,7 +94,9 @@ def make_store(plan_node: PlanNode, ctx: OpContext, suffix: str,
     name = f"{plan_node.name}-{suffix}"
     spec = ctx.stores.get(name)
     changelog = spec.changelog if spec is not None else f"{ctx.app_id}-{name}-changelog"
-    return cls(name, changelog)
+    store = cls(name, changelog)
+    store.shared = spec is not None and spec.shared
+    return store
 
 
 #: ``Change(new, old)`` without the NamedTuple's Python-level ``__new__``
