@@ -54,7 +54,9 @@ def test_state_at_headless() -> None:
     assert st.record is not None and st.record.key == "u1" and st.record.value["ts"] == 12_000
     assert set(st.state) == {"per-sec-store", "match-this", "match-other", "match-outer"}
     windows = st.state["per-sec-store"]
-    assert list(windows.columns[:4]) == ["key", "window_start", "window_end", "timestamp"]
+    # the frame rule: the key column is named after the grouping field
+    assert list(windows.columns[:4]) == ["user_id", "window_start", "window_end", "timestamp"]
+    assert str(windows["timestamp"].dtype) == "datetime64[ms, UTC]"
     assert (windows["window_end"] - windows["window_start"] == pd.Timedelta("1s")).all()
     # open windows: those whose end + grace (1 s) is after stream time (12 s)
     starts = {t // 1000 * 1000 for t in (10_000 + 400 * i for i in range(6))}
@@ -172,7 +174,7 @@ def test_tables_sessions_sliding_and_stream_table_state() -> None:
     assert sessions["n"].sum() == 20 and len(sessions) == 4  # one session per user
     sliding = st.state["sliding-store"]
     assert ((sliding["window_end"] - sliding["window_start"]) == pd.Timedelta("1s")).all()
-    totals = st.state["totals-store"].set_index("key")["total"]
+    totals = st.state["totals-store"].set_index("user_id")["total"]
     expected = pd.DataFrame(clicks_sample(20)).groupby("user_id").amount.sum()
     pd.testing.assert_series_equal(totals.sort_index(), expected, check_names=False)
 

@@ -125,3 +125,19 @@ def to_epoch_ms(value: Any) -> int:
     if hasattr(value, "__int__"):  # numpy integers
         return to_epoch_ms(int(value)) if not isinstance(value, int) else check_ms(value)
     raise TypeError(f"not a timestamp: {value!r}")
+
+
+def format_ms(ms: Any) -> str:
+    """An epoch-millisecond timestamp as a UTC date for messages and views (``"–"`` for
+    none, the number itself when it is not a valid time).
+
+    >>> format_ms(1700000001852)
+    '2023-11-14 22:13:21.852 UTC'
+    """
+    if ms is None or (isinstance(ms, int) and ms < 0):
+        return "–"
+    try:
+        t = _EPOCH + _dt.timedelta(milliseconds=int(ms))
+    except (OverflowError, ValueError, TypeError):
+        return repr(ms)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d} UTC"

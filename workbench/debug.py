@@ -28,8 +28,8 @@ nearest one.
 >>> st = wb.debug.state_at(p, offset=1)
 >>> st.record.key, st.record.value["n"]
 ('a', 2)
->>> st.state["aggregate-1-store"][["key", "total"]].to_dict("records")
-[{'key': 'a', 'total': 3}]
+>>> st.state["aggregate-1-store"][["k", "total"]].to_dict("records")
+[{'k': 'a', 'total': 3}]
 >>> len(st.outputs["totals"]), len(st.emitted["totals"])
 (2, 1)
 """
@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._tracebacks import public
 from .drivers.base import Driver, Transaction
 from .errors import DefinitionError, DriverError, did_you_mean
 from .types import Record
@@ -52,6 +53,7 @@ from .types import Record
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .frames import FrameSchema
     from .pipeline import Pipeline
     from .runtime.engine import Engine
 
@@ -84,12 +86,13 @@ class InputRecord:
     value: Any
     timestamp: int
     headers: Any = None
+    _schema: Any = field(default=None, repr=False, compare=False)
 
     def frame(self) -> pd.DataFrame:
         """The record as a one-row DataFrame (key, timestamp, value fields)."""
         from .frames import records_to_frame
 
-        frame = records_to_frame([(self.key, self.value, self.timestamp)])
+        frame = records_to_frame([(self.key, self.value, self.timestamp)], self._schema)
         frame.insert(0, "offset", [self.index])
         frame.insert(1, "topic", [self.topic])
         return frame
@@ -121,6 +124,7 @@ def read_slice(driver: Any, topic: str, *, partition: int | None = None, start: 
 def _timeline(pipeline: Pipeline, inputs: Mapping[str, Any] | None
               ) -> tuple[list[InputRecord], dict[str, int]]:
     """Lay the inputs on one timeline and return it with each source's partition count."""
+    from .frames import frame_schema
     from .partitioning import KeyPartitioner
     from .samples import normalize_sample, rows_to_records, time_extractor
     from .serde import get_serde
@@ -173,7 +177,8 @@ def _timeline(pipeline: Pipeline, inputs: Mapping[str, Any] | None
     for index, (t, _order, topic, p, k, v, h) in enumerate(merged):
         off = offsets.get((topic, p), 0)
         offsets[(topic, p)] = off + 1
-        timeline.append(InputRecord(index, topic, p, off, k, v, t, h))
+        timeline.append(InputRecord(index, topic, p, off, k, v, t, h,
+                                    frame_schema(sources[topic])))
     return timeline, counts
 
 
@@ -248,39 +253,38 @@ def store_rows(store: Any, op: Any = None) -> list[dict[str, Any]]:
     return rows
 
 
-def _rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows → DataFrame: dict values spread into columns, window keys split, times as UTC."""
-    import pandas as pd
+def _rows_frame(rows: list[dict[str, Any]], schema: FrameSchema | None = None
+                ) -> pd.DataFrame:
+    """State-store rows → the frame every surface uses (:mod:`workbench.frames`): key (named
+    after the step's key field), window columns, timestamp, then extra columns of the store
+    (``side`` of a parked outer-join record) and the value's fields."""
+    from .frames import FrameSchema, build_frame
+    from .types import Change
+    from .windows import Windowed
 
-    flat: list[dict[str, Any]] = []
+    keys: list[Any] = []
+    values: list[Any] = []
+    stamps: list[Any] = []
+    extras: dict[str, list[Any]] = {}
     for r in rows:
-        out: dict[str, Any] = {}
-        key: Any = r.get("key")
-        if hasattr(key, "window_start") and hasattr(key, "key"):  # a Windowed key
-            out["key"] = key.key
-            out["window_start"] = key.window_start
-            out["window_end"] = key.window_end
-        else:
-            out["key"] = key
-        for c, v in r.items():
-            if c not in ("key", "value"):
-                out[c] = v
+        key = r.get("key")
+        if "window_start" in r and not isinstance(key, Windowed):
+            key = Windowed(key, r["window_start"], r.get("window_end"))  # type: ignore[arg-type]
+        keys.append(key)
         value = r.get("value")
-        if isinstance(value, tuple) and hasattr(value, "_fields") and \
-                type(value).__name__ == "Change":
-            value = value[0]
-        if isinstance(value, dict):
-            for c, v in value.items():
-                out[f"value.{c}" if str(c) in out else str(c)] = v
-        else:
-            out["value"] = value
-        flat.append(out)
-    frame = pd.DataFrame(flat)
-    if frame.empty:
-        frame = pd.DataFrame({"key": pd.Series([], dtype=object)})
-    for c in ("window_start", "window_end", "timestamp"):
-        if c in frame.columns and len(frame):
-            frame[c] = pd.to_datetime(frame[c], unit="ms", utc=True)
+        values.append(value.new if isinstance(value, Change) else value)
+        stamps.append(r.get("timestamp"))
+        for c in r:
+            if c not in ("key", "value", "timestamp", "window_start", "window_end"):
+                extras.setdefault(c, [])
+    for r in rows:
+        for c, col in extras.items():
+            col.append(r.get(c))
+    frame = build_frame(keys, values, stamps, schema or FrameSchema())
+    if extras:
+        at = list(frame.columns).index("timestamp") + 1
+        for offset, (c, col) in enumerate(extras.items()):
+            frame.insert(at + offset, c if c not in frame.columns else f"store.{c}", col)
     return frame
 
 
@@ -560,6 +564,7 @@ class Debugger:
                 self._checkpoints and self.position <= n:
             self._checkpoint()
 
+    @public
     def seek(self, offset: int) -> None:
         """Move to the state right after input ``offset`` (``len(timeline)``: end of input)."""
         n = len(self.timeline)
@@ -590,11 +595,15 @@ class Debugger:
             for rn in task.nodes:
                 for store in getattr(rn.op, "stores", ()) or ():
                     multi[store.name] = multi.get(store.name, 0) + 1
+        from .frames import frame_schema
+
         for task in tasks:
             for rn in task.nodes:
                 op = rn.op
+                step = self.pipeline._names.get(getattr(op, "name", ""))
+                schema = frame_schema(step) if step else None
                 for store in getattr(op, "stores", ()) or ():
-                    frame = _rows_frame(store_rows(store, op))
+                    frame = _rows_frame(store_rows(store, op), schema)
                     if multi[store.name] > 1:
                         frame.insert(0, "partition", task.partition)
                     per_store.setdefault(store.name, []).append(frame)
@@ -609,7 +618,7 @@ class Debugger:
     def output_frames(self, since: int | None = None) -> dict[str, pd.DataFrame]:
         """``{topic: DataFrame}`` of what each output holds now (``since``: only the records
         added after position ``since``)."""
-        from .frames import records_to_frame
+        from .frames import records_to_frame, topic_schema
 
         out = {}
         for t in self.sinks:
@@ -621,14 +630,10 @@ class Debugger:
                 end = self.driver.end_offset(t, p)
                 if end > start:
                     recs.extend(self.driver.read(t, p, start, end - start))
-            out[t] = records_to_frame(recs, key_name=self._key_name(t))
+            out[t] = records_to_frame(recs, topic_schema(self.pipeline, t))
         return out
 
-    def _key_name(self, topic: str) -> str | None:
-        spec = self.plan.topics.get(topic)
-        name = getattr(spec, "key_name", None)
-        return name if isinstance(name, str) else None
-
+    @public
     def state_at(self, offset: int) -> DebugState:
         """The :class:`DebugState` right after input ``offset``."""
         self.seek(offset)
@@ -647,13 +652,16 @@ class Debugger:
 
     def inputs_frame(self) -> pd.DataFrame:
         """The timeline as a DataFrame: offset, topic, partition, key, timestamp, fields."""
-        from .frames import records_to_frame
+        from .frames import FrameSchema, records_to_frame, topic_schema
 
-        frame = records_to_frame([(r.key, r.value, r.timestamp) for r in self.timeline])
+        schemas = {topic_schema(self.pipeline, t) for t in {r.topic for r in self.timeline}}
+        frame = records_to_frame([(r.key, r.value, r.timestamp) for r in self.timeline],
+                                 schemas.pop() if len(schemas) == 1 else FrameSchema())
         frame.insert(0, "offset", [r.index for r in self.timeline])
         frame.insert(1, "topic", [r.topic for r in self.timeline])
         return frame
 
+    @public
     def emissions(self, topic: str) -> pd.DataFrame:
         """Every record ``topic`` receives over the whole timeline, with the ``offset`` of the
         input that produced it (``len(timeline)``: the end of input). Runs the timeline to the
@@ -674,9 +682,9 @@ class Debugger:
                 causes.extend([s - 1] * (end - prev))
                 prev = end
             recs.extend(self.driver.read(topic, p, 0, prev))
-        from .frames import records_to_frame
+        from .frames import records_to_frame, topic_schema
 
-        frame = records_to_frame(recs, key_name=self._key_name(topic))
+        frame = records_to_frame(recs, topic_schema(self.pipeline, topic))
         frame.insert(0, "offset", causes[: len(frame)])
         return frame.sort_values("offset", kind="stable").reset_index(drop=True)
 
@@ -697,7 +705,7 @@ _LAST: list[Any] = []
 
 def _debugger_for(pipeline: Pipeline, inputs: Mapping[str, Any] | None,
                   checkpoint_every: int) -> Debugger:
-    key = (id(pipeline), len(pipeline._nodes), id(inputs), checkpoint_every)
+    key = (id(pipeline), pipeline._version, id(inputs), checkpoint_every)
     if _LAST and _LAST[0] == key and _LAST[1].pipeline is pipeline:
         dbg: Debugger = _LAST[1]
         return dbg
@@ -706,6 +714,7 @@ def _debugger_for(pipeline: Pipeline, inputs: Mapping[str, Any] | None,
     return dbg
 
 
+@public
 def state_at(pipeline: Pipeline, inputs: Mapping[str, Any] | None = None, offset: int = 0, *,
              checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> DebugState:
     """The pipeline's state right after input ``offset`` (headless; see the module docstring).

@@ -4,9 +4,9 @@
 >>> p = wb.Pipeline("g")
 >>> s = p.source("in", key="u", time="t", sample=[{"u": "a", "t": 1, "x": 2},
 ...                                               {"u": "a", "t": 2, "x": 3}])
->>> s.group_by_key().agg(total=("x", "sum"), n="count").to_pandas()[["key", "total", "n"]]
-  key  total  n
-0   a      5  2
+>>> s.group_by_key().agg(total=("x", "sum"), n="count").to_pandas()[["u", "total", "n"]]
+   u  total  n
+0  a      5  2
 """
 
 from __future__ import annotations

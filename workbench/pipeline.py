@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._checks import check_partitions
-from ._nodes import Node, caller_site
+from ._nodes import Node, caller_site, current_execution
+from ._tracebacks import public
 from .errors import DefinitionError, did_you_mean
 from .samples import SourceSpec, normalize_sample
 from .stream import Stream
@@ -48,6 +49,52 @@ def check_topic_name(topic: object, where: str) -> None:
         )
 
 
+_KIND = {
+    "source": "source", "table_source": "table source", "filter": "filter", "map": "map",
+    "flat_map": "flat_map", "key_by": "key_by", "peek": "peek", "split": "split",
+    "branch": "split branch", "merge": "merge", "sink": "sink (to)", "group_by": "group_by",
+    "aggregate": "aggregation", "to_table": "to_table", "table_changes": "changes()",
+    "table_filter": "table filter", "table_map_values": "map_values",
+    "join_stream_table": "stream-table join", "join_stream_stream": "stream-stream join",
+    "join_table_table": "table-table join", "join_foreign_key": "foreign-key join",
+    "late": "late output", "process": "process step",
+}
+
+_TABLE_OPS = ("table_source", "aggregate", "to_table", "table_filter", "table_map_values",
+              "join_table_table", "join_foreign_key")
+
+
+def _describe(node: Node) -> str:
+    kind = _KIND.get(node.op, node.op)
+    reads = ", ".join(repr(p.name) for p in node.parents)
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f"{article} {kind}" + (f" reading {reads}" if reads else "")
+
+
+def _distinguishing(node: Node) -> Any:
+    """What tells two unnamed steps of one kind apart without comparing functions."""
+    params = node.params
+    if node.op in ("group_by", "key_by"):
+        return params.get("field")
+    if node.op == "branch":
+        return params.get("label")
+    if node.op == "sink":
+        return params.get("topic")
+    return None
+
+
+def _equivalent(a: Node, b: Node) -> bool:
+    """``b`` is ``a`` or takes its place: both unnamed steps of the same kind, telling
+    features and inputs (what running a cell again creates)."""
+    if a is b:
+        return True
+    if not (a.auto_named and b.auto_named) or a.op != b.op or a.name == b.name:
+        return False
+    if _distinguishing(a) != _distinguishing(b) or len(a.parents) != len(b.parents):
+        return False
+    return all(_equivalent(x, y) for x, y in zip(a.parents, b.parents, strict=True))
+
+
 class Pipeline:
     """A stream-processing pipeline: sources, steps and sinks.
 
@@ -64,7 +111,10 @@ class Pipeline:
             )
         self.name = name
         self._nodes: list[Node] = []
+        self._node_set: set[Node] = set()
         self._names: dict[str, Node] = {}
+        #: changes with every step added or replaced (for caches of whole-pipeline work)
+        self._version = 0
         self._sources: dict[str, Node] = {}
         self._sinks: dict[str, str] = {}
         self._counters: dict[str, int] = {}
@@ -94,41 +144,57 @@ class Pipeline:
             partitions: partition count when the driver creates the topic (default 1).
             name: the step's name (default: the topic).
         """
-        check_topic_name(topic, "source()")
-        check_partitions(partitions, f"source({topic!r})")
-        self._check_not_internal(topic, "source()")
+        return Stream(self, self._source_node("source", topic, key=key, time=time,
+                                              sample=sample, partitions=partitions, name=name))
+
+    def _source_node(self, op: str, topic: str, *, key: Any, time: Any, sample: Any,
+                     partitions: int | None, name: str | None) -> Node:
+        where = "table()" if op == "table_source" else "source()"
+        check_topic_name(topic, where)
+        check_partitions(partitions, f"{where[:-2]}({topic!r})")
+        self._check_not_internal(topic, where)
         writer = self._sink_of(topic)
         if writer is not None:
             raise DefinitionError(
-                f"source({topic!r}): topic {topic!r} is written by step {writer.name!r} of "
+                f"{where[:-2]}({topic!r}): topic {topic!r} is written by step {writer.name!r} of "
                 f"pipeline {self.name!r} (defined at {writer.defined_at}); reading it back "
                 "would feed the pipeline its own output in a loop. Use the stream that writes "
                 "it instead of a new source."
             )
-        if topic in self._sources:
+        existing = self._sources.get(topic)
+        if existing is not None and existing.name != (name or topic):
             raise DefinitionError(
                 f"topic {topic!r} is already a source of pipeline {self.name!r} "
-                f"(step {self._sources[topic].name!r}); reuse that stream instead."
+                f"(step {existing.name!r}, defined at {existing.defined_at}); reuse that "
+                f"{'table' if existing.op == 'table_source' else 'stream'}, or define it again "
+                f"under its name {existing.name!r} to replace it."
             )
         for what, spec in (("key", key), ("time", time)):
             if spec is not None and not isinstance(spec, str) and not callable(spec):
                 raise DefinitionError(
-                    f"source({topic!r}, {what}=...) must be a field name or a function, "
+                    f"{where[:-2]}({topic!r}, {what}=...) must be a field name or a function, "
                     f"got {spec!r}."
                 )
         rows, columns = normalize_sample(sample, topic)
         for what, spec in (("key", key), ("time", time)):
             if isinstance(spec, str) and columns is not None and spec not in columns:
                 raise DefinitionError(
-                    f"source({topic!r}, {what}={spec!r}): the sample has no column {spec!r}."
-                    + did_you_mean(spec, columns)
+                    f"{where[:-2]}({topic!r}, {what}={spec!r}): the sample has no column "
+                    f"{spec!r}." + did_you_mean(spec, columns)
                 )
+        table = op == "table_source"
         spec_obj = SourceSpec(topic=topic, key=key, time=time, sample=rows, columns=columns,
-                              partitions=partitions)
-        node = self._add_node("source", (), {"spec": spec_obj}, name or topic,
-                              key_changed=False)
+                              partitions=partitions, table=table)
+        params: dict[str, Any] = {"spec": spec_obj}
+        if table:
+            params["stores"] = [("store", "kv")]
+        node = self._add_node(op, (), params, name or topic, key_changed=False,
+                              stateful=table)
+        for t, n in list(self._sources.items()):
+            if n is node and t != topic:
+                del self._sources[t]
         self._sources[topic] = node
-        return Stream(self, node)
+        return node
 
     def table(
         self,
@@ -148,16 +214,8 @@ class Pipeline:
         """
         from .table import Table
 
-        stream = self.source(topic, key=key, time=time, sample=sample, partitions=partitions,
-                             name=name)
-        node = stream._node
-        node.op = "table_source"
-        node.stateful = True
-        spec = node.params["spec"]
-        node.params["spec"] = SourceSpec(topic=spec.topic, key=key, time=time,
-                                         sample=spec.sample, columns=spec.columns,
-                                         partitions=partitions, table=True)
-        node.params["stores"] = [("store", "kv")]
+        node = self._source_node("table_source", topic, key=key, time=time, sample=sample,
+                                 partitions=partitions, name=name)
         return Table(self, node, key_name=key if isinstance(key, str) else None)
 
     def _add_node(
@@ -167,13 +225,18 @@ class Pipeline:
         params: dict[str, Any],
         name: str | None,
         *,
-        key_changed: bool = False,
+        key_changed: bool | None = False,
         stateful: bool = False,
         auto_named: bool | None = None,
     ) -> Node:
+        """Add a step, or replace the step of that name defined in an earlier cell execution
+        (see :mod:`workbench.pipeline`, "Running a cell again"). ``key_changed=None``: the
+        records keep the keys their parents had."""
         for parent in parents:
-            if parent not in self._nodes:
+            if parent not in self._node_set:
                 raise DefinitionError("a step's input belongs to another pipeline.")
+        inherits = key_changed is None
+        changed = any(p.key_changed for p in parents) if key_changed is None else key_changed
         if name is None:
             count = self._counters.get(op, 0) + 1
             self._counters[op] = count
@@ -189,20 +252,136 @@ class Pipeline:
                     f"step name {name!r} must start with a letter or digit and contain only "
                     "letters, digits, '.', '_' and '-'."
                 )
-            if name in self._names:
-                raise DefinitionError(
-                    f"duplicate step name {name!r} in pipeline {self.name!r} (first defined at "
-                    f"{self._names[name].defined_at}); names must be unique."
-                )
             explicit = True
+            old = self._names.get(name)
+            if old is not None:
+                self._check_redefinition(old, op, parents)
+                return self._replace(old, parents, params, key_changed=changed,
+                                     inherits=inherits, stateful=stateful)
         node = Node(
             id=len(self._nodes), op=op, name=name, parents=parents, params=params,
-            defined_at=caller_site(), key_changed=key_changed, stateful=stateful,
+            defined_at=caller_site(), key_changed=changed, stateful=stateful,
             auto_named=(not explicit) if auto_named is None else auto_named,
+            execution=current_execution(), inherits_key=inherits,
         )
         self._nodes.append(node)
+        self._node_set.add(node)
         self._names[name] = node
+        self._version += 1
         return node
+
+    # -- running a cell again ---------------------------------------------------------------------
+    def _check_redefinition(self, old: Node, op: str, parents: tuple[Node, ...]) -> None:
+        """Raise unless a step ``op`` on ``parents`` may replace ``old`` (same name): it must
+        come from a later cell execution, be of the same kind and read the same input (or an
+        unnamed step of the same kind in its place)."""
+        now = current_execution()
+        what = _describe(old)
+        if old.execution is None or old.execution == now:
+            if op == "sink":
+                raise DefinitionError(
+                    f"topic {old.params['topic']!r} is already written by step {old.name!r} "
+                    f"(defined at {old.defined_at}); a topic has one writer in a pipeline. "
+                    "Merge the streams first (a.merge(b).to(topic)) or write to another topic."
+                )
+            if old.op in ("source", "table_source") and op == old.op:
+                raise DefinitionError(
+                    f"topic {old.params['spec'].topic!r} is already a source of pipeline "
+                    f"{self.name!r} (step {old.name!r}, defined at {old.defined_at}); reuse "
+                    "that handle. In a notebook, running its cell again replaces it."
+                )
+            raise DefinitionError(
+                f"duplicate step name {old.name!r} in pipeline {self.name!r}: {what} was "
+                f"first defined at {old.defined_at}, in the same "
+                f"{'script' if now is None else 'cell'}. Give this step another name "
+                f"(name=...). In a notebook, running a cell again replaces its steps."
+            )
+        if old.op != op:
+            raise DefinitionError(
+                f"step {old.name!r} of pipeline {self.name!r} is {what} (defined at "
+                f"{old.defined_at}); this cell defines a {_KIND.get(op, op)} of that name. A step "
+                "is replaced only by one of the same kind: give this one another name, or run "
+                "the notebook again from the cell that creates the pipeline."
+            )
+        if len(parents) != len(old.parents) or not all(
+                _equivalent(a, b) for a, b in zip(old.parents, parents, strict=True)):
+            new_input = ", ".join(repr(p.name) for p in parents) or "nothing"
+            raise DefinitionError(
+                f"step {old.name!r} of pipeline {self.name!r} is {what} (defined at "
+                f"{old.defined_at}); this cell's step of that name reads {new_input}. A step is "
+                "replaced only by one reading the same input: give this one another name, or "
+                "run the notebook again from the cell that creates the pipeline."
+            )
+
+    def _replace(self, old: Node, parents: tuple[Node, ...], params: dict[str, Any], *,
+                 key_changed: bool, inherits: bool, stateful: bool) -> Node:
+        """Put a new definition into ``old`` in place, so that every handle and every step
+        downstream now reads the new definition."""
+        old.parents = parents
+        old.params = params
+        old.defined_at = caller_site()
+        old.execution = current_execution()
+        old.key_changed = key_changed
+        old.inherits_key = inherits
+        old.stateful = stateful
+        old.cache.clear()
+        self._renumber()
+        self._refresh(old)
+        self._version += 1
+        return old
+
+    def _descendants(self, node: Node) -> list[Node]:
+        """``node`` and every step downstream of it, in definition order."""
+        out = {node}
+        for n in self._nodes:  # topologically ordered
+            if any(p in out for p in n.parents):
+                out.add(n)
+        return [n for n in self._nodes if n in out]
+
+    def _refresh(self, node: Node) -> None:
+        """Forget the previews of ``node`` and of the steps downstream, and recompute whether
+        their keys changed."""
+        for n in self._descendants(node):
+            for key in ("preview", "frame_schema"):
+                n.cache.pop(key, None)
+            if n.inherits_key:
+                n.key_changed = any(p.key_changed for p in n.parents)
+
+    def _renumber(self) -> None:
+        """Keep ``_nodes`` topologically ordered (a replaced step may now read newer steps)."""
+        placed: set[Node] = set()
+        order: list[Node] = []
+        for start in sorted(self._nodes, key=lambda n: n.id):
+            stack: list[tuple[Node, bool]] = [(start, False)]
+            while stack:
+                n, expanded = stack.pop()
+                if n in placed:
+                    continue
+                if expanded:
+                    placed.add(n)
+                    order.append(n)
+                    continue
+                stack.append((n, True))
+                for p in reversed(n.parents):
+                    if p not in placed:
+                        stack.append((p, False))
+        for i, n in enumerate(order):
+            n.id = i
+        self._nodes = order
+
+    def _remove(self, node: Node) -> None:
+        """Remove ``node`` and every step downstream of it (a branch a split no longer has)."""
+        gone = set(self._descendants(node))
+        self._nodes = [n for n in self._nodes if n not in gone]
+        self._node_set -= gone
+        for n in gone:
+            if self._names.get(n.name) is n:
+                del self._names[n.name]
+        for topic, n in list(self._sources.items()):
+            if n in gone:
+                del self._sources[topic]
+        self._renumber()
+        self._version += 1
 
     def _register_sink(self, topic: str, name: str | None, parent: Node | None = None) -> None:
         self._check_not_internal(topic, "to()")
@@ -212,12 +391,13 @@ class Pipeline:
                 "feed the pipeline its own output. Use another topic name."
             )
         writer = self._sink_of(topic)
-        if writer is not None and parent is not None and writer.parents[:1] != (parent,):
+        if writer is not None and writer.name != (name or f"to-{topic}"):
             raise DefinitionError(
                 f"to({topic!r}): topic {topic!r} is already written by step {writer.name!r} "
                 f"(defined at {writer.defined_at}), from step {writer.parents[0].name!r}. "
                 f"Write both streams with one sink: a.merge(b).to({topic!r})."
             )
+        # a sink of the same name: _add_node decides (running a cell again replaces it)
 
     def _sink_of(self, topic: str) -> Node | None:
         """The sink step that writes ``topic``, if any."""
@@ -235,6 +415,24 @@ class Pipeline:
                 "reserved for the topics workbench creates. Choose another topic name."
             )
 
+    # -- which steps a run needs ------------------------------------------------------------------
+    def _live_nodes(self) -> list[Node]:
+        """The steps a run computes: the sinks (``to``), ``peek`` and ``process`` steps (their
+        side effects are their output), tables given a ``name=`` (queryable state), and every
+        step they read from. Other steps are previews only: left out of the plan."""
+        roots = [n for n in self._nodes
+                 if n.op in ("sink", "peek", "process")
+                 or (n.op in _TABLE_OPS and not n.auto_named)]
+        from .plan import _ancestors
+
+        keep = _ancestors(roots)
+        return [n for n in self._nodes if n in keep]
+
+    @property
+    def unused_steps(self) -> list[str]:
+        """Steps no output needs: previews only, left out of runs (drawn greyed)."""
+        live = set(self._live_nodes())
+        return [n.name for n in self._nodes if n not in live]
     def _known_columns(self, node: Node) -> list[str] | None:
         """Field names of the node's records when they are known without running anything."""
         if node.op in ("source", "table_source"):
@@ -276,6 +474,7 @@ class Pipeline:
         return compile_plan(self)
 
     # -- running ------------------------------------------------------------------------------
+    @public
     def run(
         self,
         driver: str | Driver = "memory://",

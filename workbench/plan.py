@@ -175,14 +175,14 @@ def node_stores(app_id: str, node: Node) -> list[StoreSpec]:
 def compile_plan(
     pipeline: Pipeline, targets: Sequence[Node] | None = None
 ) -> Plan:
-    """Compile ``pipeline``; with ``targets``, only their ancestors plus a capture of each target
-    (used by previews)."""
+    """Compile ``pipeline``: the steps a run needs (``Pipeline._live_nodes``); with
+    ``targets``, only their ancestors plus a capture of each target (used by previews)."""
     all_nodes: list[Node] = list(pipeline._nodes)
     if targets is not None:
         keep = _ancestors(targets)
         nodes = [n for n in all_nodes if n in keep]
     else:
-        nodes = all_nodes
+        nodes = pipeline._live_nodes()  # steps no output needs are previews only
     if not any(n.op in SOURCE_KINDS for n in nodes):
         raise DefinitionError(
             f"pipeline {pipeline.name!r} has no source; add one with p.source(topic, ...)."

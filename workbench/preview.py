@@ -90,40 +90,62 @@ def preview(pipeline: Pipeline, node: Node) -> Preview:
 
 
 def preview_frame(pipeline: Pipeline, node: Node, limit: int | None = None) -> pd.DataFrame:
-    """The preview of ``node`` as a DataFrame (first ``limit`` rows)."""
-    from .frames import records_to_frame
+    """The preview of ``node`` as a DataFrame (first ``limit`` rows; the columns of every
+    record, see :mod:`workbench.frames`)."""
+    from .frames import frame_schema, records_to_frame
 
     records = preview(pipeline, node).records
-    if limit is not None:
-        records = records[:limit]
-    return records_to_frame(records)
+    shown = records if limit is None else records[:limit]
+    return records_to_frame(shown, frame_schema(node),
+                            scan=None if shown is records else (r[1] for r in records))
+
+
+def _identity(key: Any) -> Any:
+    """A dict key that keeps keys apart when their serialized forms differ (``1``, ``1.0`` and
+    ``True`` are equal in Python but different keys on the wire)."""
+    from .windows import Windowed
+
+    if isinstance(key, Windowed):
+        return ("windowed", _identity(key.key), key.window_start, key.window_end)
+    if isinstance(key, tuple):
+        return ("tuple", *(_identity(k) for k in key))
+    try:
+        hash(key)
+    except TypeError:
+        return ("repr", repr(key))
+    return (key.__class__.__name__, key)
+
+
+def _order(record: Any) -> Any:
+    from .windows import Windowed
+
+    k = record[0]
+    if isinstance(k, Windowed):  # time first, so that a preview shows several keys
+        return (0, k.window_start, k.window_end, k.key)
+    return (0, k)
 
 
 def latest_per_key(records: list[Any]) -> list[Any]:
-    """A changelog's current contents: the last record per key, deletes removed, sorted by
-    key where keys are comparable (else in order of last update)."""
+    """A changelog's current contents: the last record per key, deletes removed; sorted by key
+    (windowed keys: by window, then key) where keys are comparable, else in order of last
+    update."""
     latest: dict[Any, Any] = {}
     for r in records:
-        k = r[0]
-        try:
-            hash(k)
-        except TypeError:
-            k = repr(k)
+        k = _identity(r[0])
         latest.pop(k, None)
         if r[1] is not None:
             latest[k] = r
     rows = list(latest.values())
     with contextlib.suppress(TypeError):  # keys of mixed types: keep update order
-        rows.sort(key=lambda r: r[0])
+        rows.sort(key=_order)
     return rows
 
 
-def table_frame(pipeline: Pipeline, node: Node, limit: int | None = None,
-                key_name: str | None = None) -> pd.DataFrame:
+def table_frame(pipeline: Pipeline, node: Node, limit: int | None = None) -> pd.DataFrame:
     """The current contents of table ``node`` computed from the samples."""
-    from .frames import records_to_frame
+    from .frames import frame_schema, records_to_frame
 
     rows = latest_per_key(preview(pipeline, node).records)
-    if limit is not None:
-        rows = rows[:limit]
-    return records_to_frame(rows, key_name=key_name)
+    shown = rows if limit is None else rows[:limit]
+    return records_to_frame(shown, frame_schema(node),
+                            scan=None if shown is rows else (r[1] for r in rows))

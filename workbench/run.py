@@ -36,11 +36,15 @@ class Run:
         engine: the engine (statistics in ``engine.stats``).
     """
 
-    def __init__(self, pipeline: Pipeline, driver: Driver, plan: Plan, engine: Engine) -> None:
+    def __init__(self, pipeline: Pipeline, driver: Driver, plan: Plan, engine: Engine,
+                 source_records: int | None = None) -> None:
         self.pipeline = pipeline
         self.driver = driver
         self.plan = plan
         self.engine = engine
+        #: records this run read from the source topics (``records_in`` also counts records
+        #: re-read from internal topics)
+        self.source_records = source_records
 
     def _check_topic(self, topic: str) -> None:
         if self.driver.partitions(topic) is None:
@@ -55,12 +59,11 @@ class Run:
 
     def frame(self, topic: str) -> pd.DataFrame:
         """The committed records of ``topic`` as a DataFrame: key, timestamp (UTC), values."""
-        from .frames import records_to_frame
+        from .frames import records_to_frame, topic_schema
 
         self._check_topic(topic)
-        spec = self.plan.topics.get(topic)
         return records_to_frame(self.driver.read_all(topic),
-                                key_name=spec.key_name if spec is not None else None)
+                                topic_schema(self.pipeline, topic))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """``{topic: frame}`` for every topic the pipeline writes."""
@@ -85,12 +88,29 @@ class Run:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
+    def summary(self) -> str:
+        """One line: source records read, records re-read from internal topics, commits and
+        records written per output topic (the driver URL without its secrets)."""
+        from ._urls import redact_url
+        from .display.frame import plural
+
         s = self.engine.stats
-        outs = ", ".join(f"{t}: {n}" for t, n in s.records_out.items()
+        read = self.source_records
+        if read is None:
+            from .progress import source_position
+
+            read = source_position(self.engine)
+        internal = max(0, s.records_in - read)
+        outs = ", ".join(f"{t}: {n:,}" for t, n in s.records_out.items()
                          if self.plan.topics.get(t) and self.plan.topics[t].kind == "sink")
-        return (f"<Run {self.pipeline.name!r} on {self.driver.url}: {s.records_in} records in, "
-                f"{s.commits} commits; out {{{outs}}}>")
+        text = (f"{self.pipeline.name!r} on {redact_url(self.driver.url)}: "
+                f"{plural(read, 'source record')} read")
+        if internal:
+            text += f" (+{plural(internal, 'record')} re-read from internal topics)"
+        return text + f", {plural(s.commits, 'commit')}; written {{{outs}}}"
+
+    def __repr__(self) -> str:
+        return f"<Run {self.summary()}>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from .display import run_bundle
@@ -183,18 +203,22 @@ def execute(
     with gc_paused():
         engine = prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
                          clock=clock, batch_size=batch_size)
+        read: int | None = None
         try:
-            from .progress import run_engine
+            from .progress import run_engine, source_position
 
+            engine.start()
+            start = source_position(engine)
             if until == "end":
-                run_engine(engine, until, force=progress)
+                read = run_engine(engine, until, force=progress)
             else:
                 try:
-                    run_engine(engine, None, force=progress)
+                    read = run_engine(engine, None, force=progress)
                 except KeyboardInterrupt:
                     # the interrupted batch is not committed: restart resumes at the last commit
                     log.info("interrupted; the last commit stands")
+                    read = source_position(engine) - start
         finally:
             engine.close()
             engine.driver.end_run()  # leave the consumer group: the next run must not wait
-    return Run(pipeline, engine.driver, engine.plan, engine)
+    return Run(pipeline, engine.driver, engine.plan, engine, source_records=read)

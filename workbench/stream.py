@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._nodes import Node
+from ._tracebacks import public
 from .errors import DefinitionError, did_you_mean
 
 if TYPE_CHECKING:
@@ -69,8 +70,6 @@ class Stream:
         key_changed: bool | None = None,
     ) -> Node:
         parents = parents if parents is not None else (self._node,)
-        if key_changed is None:
-            key_changed = any(p.key_changed for p in parents)
         return self._pipeline._add_node(op, parents, params, name, key_changed=key_changed)
 
     def _derive(self, node: Node) -> Stream:
@@ -158,12 +157,16 @@ class Stream:
             "split", {"branches": dict(branches), "with_record": with_record}, name
         )
         handles: dict[str, Stream] = {}
-        for index, label in enumerate([*branches, "rest"]):
+        labels = [*branches, "rest"]
+        for index, label in enumerate(labels):
             child = self._pipeline._add_node(
                 "branch", (node,), {"index": index, "label": label},
-                f"{node.name}-{label}", key_changed=node.key_changed, auto_named=True,
+                f"{node.name}-{label}", key_changed=None, auto_named=True,
             )
             handles[label] = self._derive(child)
+        for old in [n for n in self._pipeline._nodes if n.op == "branch"
+                    and n.parents == (node,) and n.params["label"] not in labels]:
+            self._pipeline._remove(old)  # a branch the split no longer has, and its steps
         return Branches(handles)
 
     def merge(self, *others: Stream, name: str | None = None) -> Stream:
@@ -307,6 +310,7 @@ class Stream:
         return self._derive(node)
 
     # -- previews -----------------------------------------------------------------------------
+    @public
     def to_pandas(self, limit: int | None = None) -> pd.DataFrame:
         """Run the sources' samples through the pipeline on the in-memory driver and return this
         step's output as a DataFrame: ``key``, ``timestamp`` (UTC), then the value's columns.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._nodes import Node
+from ._tracebacks import public
 from .errors import DefinitionError
 from .joins import check_combine, check_how
 
@@ -122,22 +123,21 @@ class Table:
                                   "aggregations have a late output.")
         from .stream import Stream
 
-        existing = self._node.cache.get("late_node")
-        if existing is None:
-            existing = self._pipeline._add_node(
-                "late", (self._node,), {"output": 1}, f"{self._node.name}-late",
-                key_changed=False)
-            self._node.cache["late_node"] = existing
+        name = f"{self._node.name}-late"
+        existing = self._pipeline._names.get(name)
+        if existing is None or existing.op != "late" or existing.parents != (self._node,):
+            existing = self._pipeline._add_node("late", (self._node,), {"output": 1}, name,
+                                                key_changed=False)
         return Stream(self._pipeline, existing)
 
     # -- previews -----------------------------------------------------------------------------
+    @public
     def to_pandas(self, limit: int | None = None) -> pd.DataFrame:
         """The table's current contents computed from the samples (one row per key, deletes
         removed), as a DataFrame: key (or key, window_start, window_end), timestamp, values."""
         from .preview import table_frame
 
-        return table_frame(self._pipeline, self._node, limit=limit,
-                           key_name=self._key_name)
+        return table_frame(self._pipeline, self._node, limit=limit)
 
     def __repr__(self) -> str:
         return f"<Table {self._node.name!r} of pipeline {self._pipeline.name!r}>"
@@ -145,4 +145,4 @@ class Table:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from .display import table_bundle
 
-        return table_bundle(self._pipeline, self._node, key_name=self._key_name)
+        return table_bundle(self._pipeline, self._node)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._tracebacks import public
 from .drivers.memory import MemoryDriver
 from .errors import DefinitionError, did_you_mean
 from .partitioning import KeyPartitioner
@@ -83,11 +84,15 @@ class TestDriver:
         if self._closed:
             raise DefinitionError("this TestDriver is closed.")
         ts = self.clock.now_ms() if timestamp is None else int(timestamp)
-        count = self.driver.partitions(topic) or 1
+        count = self.driver.partitions(topic)
+        if count is None:  # a source no output reads: the run has no task for it
+            spec = self.pipeline._sources[topic].params["spec"]
+            count = self.driver.ensure_topic(topic, spec.partitions, kind="source")
         part = self._partitioner.partition(key, count)
         self.driver.append(topic, part, [(key, value, ts, None, headers)])
         self.engine.process_available()
 
+    @public
     def advance_wall_clock(self, ms: int) -> None:
         """Move mocked wall-clock time forward and run wall-clock punctuators."""
         self.clock.advance(ms)
@@ -96,6 +101,7 @@ class TestDriver:
         self.engine.commit()
         self.engine.process_available()
 
+    @public
     def end(self) -> None:
         """End of input: close every open window and emit parked join results, as a bounded
         run does at its end (TopologyTestDriver has no such step)."""
@@ -123,15 +129,18 @@ class TestInput:
         self._driver = driver
         self.topic = topic
 
+    @public
     def pipe(self, key: Any, value: Any, timestamp: int | None = None,
              headers: Any = None) -> None:
         """Pipe one record and process it (default timestamp: the mocked wall clock)."""
         self._driver._pipe(self.topic, key, value, timestamp, headers)
 
+    @public
     def pipe_value(self, value: Any, timestamp: int | None = None) -> None:
         """Pipe one record with a ``None`` key."""
         self._driver._pipe(self.topic, None, value, timestamp)
 
+    @public
     def pipe_records(self, records: Iterable[Any]) -> None:
         """Pipe ``Record``s or ``(key, value, timestamp)`` tuples, in order."""
         for r in records:
@@ -141,6 +150,7 @@ class TestInput:
                 key, value, ts = r
                 self._driver._pipe(self.topic, key, value, ts)
 
+    @public
     def pipe_rows(self, rows: Any) -> None:
         """Pipe rows (a DataFrame or list of dicts) keyed and timestamped by the source's
         ``key=`` and ``time=``."""
@@ -205,9 +215,9 @@ class TestOutput:
 
     def read_frame(self) -> pd.DataFrame:
         """The unread records as a DataFrame."""
-        from .frames import records_to_frame
+        from .frames import records_to_frame, topic_schema
 
-        return records_to_frame(self._fetch())
+        return records_to_frame(self._fetch(), topic_schema(self._driver.pipeline, self.topic))
 
     def is_empty(self) -> bool:
         """True when every record has been read."""

@@ -307,7 +307,7 @@ def test_svg_escapes_hostile_text() -> None:
     assert any("</text><script>x</script>" in t for t in edge_texts)
 
 
-def test_svg_truncates_long_labels_with_full_text_in_tooltip() -> None:
+def test_svg_wraps_long_labels_with_full_text_in_tooltip() -> None:
     long_label = "a-very-long-operator-name-" * 6 + "<end>"
     nodes = [
         GraphNode("x", long_label, "stateless", "d" * 200),
@@ -317,8 +317,17 @@ def test_svg_truncates_long_labels_with_full_text_in_tooltip() -> None:
     root = parse_svg(graph.to_svg(nodes, edges))
     group = node_groups(root)[0]
     label, detail = group.findall(f"{SVG_NS}text")
-    assert label.text is not None and label.text.endswith("\u2026")
-    assert len(label.text) < len(long_label)
+    lines = [label.text or "", *((t.text or "") for t in label.findall(f"{SVG_NS}tspan"))]
+    assert len(lines) == 3  # wrapped onto three lines, not cut after the first
+    assert lines[0] == "a-very-long-operator-name-a-"  # broken after a '-'
+    assert all(len(line) <= 28 for line in lines)
+    assert lines[-1].endswith("\u2026") and len("".join(lines)) < len(long_label)
+    short = parse_svg(graph.to_svg([GraphNode("s", "aggregate: per-user-minute-totals",
+                                              "stateful")], []))
+    text = node_groups(short)[0].find(f"{SVG_NS}text")
+    assert text is not None
+    assert [text.text, *(t.text for t in text.findall(f"{SVG_NS}tspan"))] == [
+        "aggregate: per-user-minute-", "totals"]  # wrapped whole, nothing lost
     assert detail.text is not None and detail.text.endswith("\u2026")
     tooltip = group.find(f"{SVG_NS}title")
     assert tooltip is not None and long_label in (tooltip.text or "")

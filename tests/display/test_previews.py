@@ -106,7 +106,7 @@ def test_run_bundle_and_repr(clicks: list[dict[str, Any]]) -> None:
     p = wb.Pipeline("t")
     p.source("clicks", key="user_id", sample=clicks).to("out")
     run = p.run("memory://")
-    assert "20 records in" in repr(run)
+    assert "20 source records read" in repr(run) and "1 commit" in repr(run)
     html = run._repr_mimebundle_()["text/html"]
     assert "topic out" in html and "20 rows" in html
     frames = run.frames()

@@ -48,8 +48,10 @@ NODE_KINDS: tuple[str, ...] = (
     "repartition",
     "table",
     "changelog",
+    "unused",
 )
-"""The node kinds that get their own colour and shape."""
+"""The node kinds that get their own colour and shape (``unused``: a step no output needs,
+drawn greyed and dashed)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ _MIN_NODE_W = 76.0
 _H_ONE_LINE = 32.0
 _H_TWO_LINES = 46.0
 _MAX_LABEL_COLS = 28
+_MAX_LABEL_LINES = 3
+_LINE_H = 15.0
 _MAX_DETAIL_COLS = 34
 _MAX_EDGE_LABEL_COLS = 24
 _MAX_TITLE_COLS = 100
@@ -141,6 +145,7 @@ _KIND_STYLES: dict[str, _KindStyle] = {
     "repartition": _KindStyle("#c94f7c", dash="6 3"),
     "table": _KindStyle("#1aa3a3", stroke_width=2.2, rx=2.0),
     "changelog": _KindStyle("#8a8f98", dash="2 3", rx=2.0),
+    "unused": _KindStyle("#9a9a9a", dash="4 3", stroke_width=1.0),
 }
 _DEFAULT_STYLE = _KindStyle("#888888")
 
@@ -222,6 +227,33 @@ def _truncate(text: str, max_cols: int) -> tuple[str, bool]:
     return "".join(kept).rstrip() + "\u2026", True
 
 
+def _wrap(text: str, max_cols: int, max_lines: int = _MAX_LABEL_LINES) -> list[str]:
+    """Break text into at most ``max_lines`` lines of ``max_cols`` columns, preferably after
+    a space, ``-``, ``_``, ``.``, ``:`` or ``/``; the last line ends with an ellipsis when the
+    text still does not fit."""
+    lines: list[str] = []
+    rest = text
+    while rest and len(lines) < max_lines - 1 and _cols(rest) > max_cols:
+        used = 0
+        cut = 0
+        best = 0
+        for i, ch in enumerate(rest):
+            width = _char_cols(ch)
+            if used + width > max_cols:
+                break
+            used += width
+            cut = i + 1
+            if ch in " -_.:/" and i > 0:
+                best = i + 1
+        if best >= max(1, cut // 2):
+            cut = best
+        lines.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest or not lines:
+        lines.append(_truncate(rest, max_cols)[0])
+    return lines
+
+
 def _xml(text: str) -> str:
     """Escape text for XML character data and attribute values."""
     return (
@@ -258,14 +290,14 @@ class _Geometry:
 
 def _node_size(node: GraphNode) -> tuple[float, float]:
     """Return the (width, height) of a node's box."""
-    label, _ = _truncate(_clean(node.label), _MAX_LABEL_COLS)
+    lines = _wrap(_clean(node.label), _MAX_LABEL_COLS)
     detail, _ = _truncate(_clean(node.detail), _MAX_DETAIL_COLS)
     width = max(
         _MIN_NODE_W,
-        _cols(label) * _LABEL_CHAR_W + 2 * _PAD_X,
+        max(_cols(line) for line in lines) * _LABEL_CHAR_W + 2 * _PAD_X,
         _cols(detail) * _DETAIL_CHAR_W + 2 * _PAD_X,
     )
-    height = _H_TWO_LINES if detail else _H_ONE_LINE
+    height = (_H_TWO_LINES if detail else _H_ONE_LINE) + (len(lines) - 1) * _LINE_H
     return width, height
 
 
@@ -848,7 +880,8 @@ def to_svg(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], *, title: str
     smaller detail line.  Edges are cubic Bezier curves with arrowheads and
     optional labels.  Text colours follow Jupyter's theme variables
     (``--jp-ui-font-color1`` etc.) with plain fallbacks.  All text is
-    XML-escaped; long texts are truncated with an ellipsis and the full text
+    XML-escaped; long labels wrap onto up to three lines, other long texts are truncated with
+    an ellipsis, and the full text
     is available as a ``<title>`` tooltip.
 
     Args:
@@ -935,7 +968,7 @@ def to_svg(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], *, title: str
         style = _KIND_STYLES.get(node.kind, _DEFAULT_STYLE)
         label_full = _clean(node.label)
         detail_full = _clean(node.detail)
-        label, _ = _truncate(label_full, _MAX_LABEL_COLS)
+        lines = _wrap(label_full, _MAX_LABEL_COLS)
         detail, _ = _truncate(detail_full, _MAX_DETAIL_COLS)
         tip = f"{label_full}\n[{_clean(node.kind)}]"
         if detail_full:
@@ -949,16 +982,19 @@ def to_svg(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], *, title: str
             f'height="{_num(h)}" rx="{_num(rx)}" fill="{style.color}" fill-opacity="0.2" '
             f'stroke="{style.color}" stroke-width="{_num(style.stroke_width)}"{dash}/>'
         )
-        label_y = cy - 7 if detail else cy
+        extra = (len(lines) - 1) * _LINE_H
+        label_y = (cy - 7 if detail else cy) - extra / 2
+        more = "".join(f'<tspan x="{_num(cx)}" dy="{_num(_LINE_H)}">{_xml(line)}</tspan>'
+                       for line in lines[1:])
         out.append(
             f'<text class="wbg-label" x="{_num(cx)}" y="{_num(label_y + _LABEL_FONT * 0.35)}" '
             f'text-anchor="middle" font-size="{_num(_LABEL_FONT)}" {_paint("fill", _INK)}>'
-            f"{_xml(label)}</text>"
+            f"{_xml(lines[0])}{more}</text>"
         )
         if detail:
             out.append(
                 f'<text class="wbg-detail" x="{_num(cx)}" '
-                f'y="{_num(cy + 9 + _DETAIL_FONT * 0.35)}" text-anchor="middle" '
+                f'y="{_num(cy + 9 + extra / 2 + _DETAIL_FONT * 0.35)}" text-anchor="middle" '
                 f'font-size="{_num(_DETAIL_FONT)}" {_paint("fill", _INK)} '
                 f'fill-opacity="{_SECONDARY_OPACITY}">'
                 f"{_xml(detail)}</text>"
@@ -980,6 +1016,7 @@ _DOT_SHAPES: dict[str, str] = {
     "repartition": 'shape=hexagon, style="filled,dashed"',
     "table": 'shape=tab, style="filled"',
     "changelog": 'shape=note, style="filled,dashed"',
+    "unused": 'shape=box, style="rounded,dashed"',
 }
 
 
@@ -1066,6 +1103,7 @@ _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
     "repartition": ("{{", "}}"),  # hexagon
     "table": ("[/", "\\]"),  # trapezoid
     "changelog": (">", "]"),  # asymmetric flag
+    "unused": ("(", ")"),  # rounded box, grey
 }
 
 _MERMAID_ENTITIES: dict[str, str] = {

@@ -34,9 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._tracebacks import public
+
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..frames import FrameSchema
     from ..pipeline import Pipeline
     from ..run import Run
     from ..runtime.engine import Engine
@@ -74,13 +77,13 @@ class OutputTail:
     topic: str
     total: int
     tail: list[Any]
-    key_name: str | None = None
+    schema: FrameSchema | None = None
 
     def frame(self) -> pd.DataFrame:
-        """The tail as a DataFrame."""
+        """The tail as a DataFrame (the columns every surface shows for this topic)."""
         from ..frames import records_to_frame
 
-        return records_to_frame(self.tail, key_name=self.key_name)
+        return records_to_frame(self.tail, self.schema)
 
 
 @dataclass(frozen=True)
@@ -115,12 +118,9 @@ class Snapshot:
 
 
 def _fmt_time(ms: int) -> str:
-    if ms < 0:
-        return "–"
-    import datetime as dt
+    from .._time import format_ms
 
-    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return format_ms(ms)
 
 
 _LIVE_STYLE = (
@@ -168,11 +168,9 @@ def render_html(snap: Snapshot, *, width: int | None = None) -> str:
     if snap.outputs:
         parts.append('<div class="wb-outputs">')
         for out in snap.outputs.values():
-            title = f"{out.topic} · last {len(out.tail)} of {out.total:,}"
-            keys = (out.key_name or "key", "window_start", "window_end", "timestamp")
-            parts.append(frame_html(out.frame(), title=title, total_rows=out.total,
-                                    rows=max(len(out.tail), 1), width=width,
-                                    key_columns=keys))
+            parts.append(frame_html(out.frame(), title=f"topic {out.topic}",
+                                    total_rows=out.total, rows=max(len(out.tail), 1),
+                                    width=width, which="last"))
         parts.append("</div>")
     parts.append("</div>")
     return "".join(parts)
@@ -311,6 +309,7 @@ class LiveRun:
             self._take_snapshot()
 
     def _take_snapshot(self, status: str | None = None) -> Snapshot:
+        from ..frames import topic_schema
         from ..progress import source_backlog, source_position
 
         engine = self.engine
@@ -330,10 +329,8 @@ class LiveRun:
                     tail.extend(driver.read(topic, p, max(0, end - self.tail), self.tail))
             if count > 1:
                 tail.sort(key=lambda r: (r[2], r[3]))
-            spec = engine.plan.topics.get(topic)
-            key_name = getattr(spec, "key_name", None)
             outputs[topic] = OutputTail(topic, total, tail[-self.tail:] if self.tail else [],
-                                        key_name if isinstance(key_name, str) else None)
+                                        topic_schema(self.pipeline, topic))
         try:
             lag = source_backlog(engine)
         except Exception:
@@ -417,6 +414,7 @@ class LiveRun:
         """Call ``fn(snapshot)`` after each snapshot (in the engine's thread)."""
         self._listeners.append(fn)
 
+    @public
     def wait(self, timeout: float | None = None) -> Run:
         """Wait for the end of the run and return its :class:`~workbench.run.Run`; re-raise the
         error of a failed run.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from .._time import format_ms
 from ..errors import ProcessingError
 from ..keys import KeyId, key_id, unwrap_key
 from ..plan import PlanNode, StoreSpec, SubTopology
@@ -334,7 +335,8 @@ class Task:
         message = (
             f"step {failure.step!r} (defined at {failure.defined_at}) failed on "
             f"{where}: {type(err).__name__}: {err}.{hint} Record key={failure.record[0]!r} "
-            f"value={_short(failure.record[1])} timestamp={failure.record[2]}."
+            f"value={_short(failure.record[1])} timestamp={failure.record[2]} "
+            f"({format_ms(failure.record[2])})."
         )
         return ProcessingError(message, step=failure.step, topic=topic, partition=partition,
                                offset=offset, defined_at=failure.defined_at)
