@@ -30,7 +30,7 @@ from workbench.types import Change
 from workbench.windows import Windowed
 
 from ..conftest import in_ci
-from .kafka_helpers import register, session_broker, with_options
+from .kafka_helpers import canonical, register, session_broker, with_options
 
 pytestmark = pytest.mark.kafka
 
@@ -410,3 +410,51 @@ def test_a_second_run_in_the_same_process_does_not_wait(kafka_url: str, sfx: str
     assert len(first.records(f"again-out-{sfx}")) == 3
     first.close()
     second.close()
+
+
+def test_nan_and_infinity_round_trip_through_a_repartition_topic(kafka_url: str,
+                                                                 sfx: str) -> None:
+    """NaN, Infinity and -Infinity are float values like any other (the rule for every
+    driver): the JSON serde writes Python json's tokens, and they come back unchanged — in a
+    sink, and through a repartition topic into an aggregation."""
+    import math
+
+    specials = [float("nan"), float("inf"), float("-inf"), 1.5]
+    rows = [{"k": f"k{i}", "g": f"g{i % 2}", "ts": 1_000 + i, "x": specials[i % 4]}
+            for i in range(12)]
+
+    def build() -> wb.Pipeline:
+        p = wb.Pipeline(f"nan-{sfx}")
+        src = p.source(f"nan-in-{sfx}", key="k", time="ts", partitions=2)
+        src.to(f"nan-copy-{sfx}")
+        (src.group_by("g").agg(last=("x", "last"), biggest=("x", "max"), n="count",
+                               name="per-g")
+            .changes().to(f"nan-agg-{sfx}"))
+        return p
+
+    run = build().run(kafka_url, inputs={f"nan-in-{sfx}": rows})
+    memory = build().run("memory://", inputs={f"nan-in-{sfx}": rows})
+    try:
+        copy = {r.key: r.value["x"] for r in run.records(f"nan-copy-{sfx}")}
+        for row in rows:
+            got, want = copy[row["k"]], row["x"]
+            assert type(got) is float
+            assert (math.isnan(got) and math.isnan(want)) or got == want
+        plan = build().plan()
+        assert any(t.kind == "repartition" for t in plan.topics.values())
+        aggs = run.records(f"nan-agg-{sfx}")
+        assert [r.value["last"] for r in aggs if math.isnan(r.value["last"])]
+        assert canonical(aggs) == canonical(memory.records(f"nan-agg-{sfx}"))
+        raw = bytes_driver(kafka_url)
+        values = b"".join(r[1] for r in raw.read_all(f"nan-copy-{sfx}"))
+        assert b"NaN" in values and b"-Infinity" in values and b"Infinity" in values
+        raw.close()
+    finally:
+        run.close()
+
+
+def bytes_driver(url: str) -> Any:
+    """A driver that reads values as the bytes on the wire."""
+    from workbench.drivers.kafka import KafkaDriver
+
+    return KafkaDriver(with_options(url, value_serde="bytes"))

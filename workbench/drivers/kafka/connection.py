@@ -28,7 +28,23 @@ from ...errors import (
 from .options import KafkaOptions, load_client
 from .options import is_secret as _is_secret
 
-__all__ = ["Connection", "get_logger", "scrub"]
+__all__ = ["Connection", "consume", "get_logger", "scrub"]
+
+_CHUNK = 10_000  # messages per consume() call
+
+
+def consume(consumer: Any, timeout: float) -> list[Any]:
+    """What ``consumer`` has now, else what arrives first within ``timeout`` seconds, plus
+    what came with it. (``Consumer.consume(n, timeout)`` waits the whole timeout unless ``n``
+    messages arrive: measured 500 ms for one message with a 0.5 s timeout, against 17 ms this
+    way.)"""
+    msgs: list[Any] = consumer.consume(_CHUNK, 0)
+    if msgs or timeout <= 0:
+        return msgs
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(_CHUNK - 1, 0)]
 
 #: secret values of client settings seen by any driver of this process (kept out of messages)
 _SECRETS: set[str] = set()

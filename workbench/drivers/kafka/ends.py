@@ -14,13 +14,11 @@ import time
 from typing import Any
 
 from ...errors import DriverError
-from .connection import Connection, get_logger
+from .connection import Connection, consume, get_logger
 
 __all__ = ["EndOffsets"]
 
 log = get_logger(__name__)
-
-_CHUNK = 10_000  # messages per consume() call
 
 Key = tuple[str, int]
 
@@ -179,7 +177,7 @@ class EndOffsets:
             probe.assign([tp])
             try:
                 while time.monotonic() < deadline:
-                    for m in probe.consume(_CHUNK, 0.1):
+                    for m in consume(probe, 0.1):
                         err = m.error()
                         if err is None:
                             last = m.offset()

@@ -9,14 +9,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...errors import DriverError
-from .connection import Connection, get_logger
+from .connection import Connection, consume, get_logger
 from .ends import EndOffsets
 
 __all__ = ["Reader"]
 
 log = get_logger(__name__)
 
-_CHUNK = 10_000  # messages per consume() call
 MAX_BUFFERED = 100_000  # messages buffered per partition before its fetching pauses
 
 Key = tuple[str, int]
@@ -111,7 +110,7 @@ class Reader:
         consumer = self._open()
         conn = self._conn
         with conn.errors("consuming"):
-            msgs = consumer.consume(_CHUNK, timeout)
+            msgs = consume(consumer, timeout)
         eof = conn.ck.KafkaError._PARTITION_EOF
         bufs, lasts = self._buf, self._last
         key: Key | None = None

@@ -10,6 +10,7 @@ metadata of this process's group member, so a zombie whose generation is stale i
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,6 +31,36 @@ log = get_logger(__name__)
 
 Key = tuple[str, int]
 
+#: the metadata key of one task's stream times (``stream_time.<subtopology>_<partition>``):
+#: committed only with the offsets of that partition
+_TASK_KEY = re.compile(r"^stream_time\..*_(\d+)$")
+#: the broker's default ``offset.metadata.max.bytes``
+METADATA_MAX_BYTES = 4096
+
+
+def task_partition(key: str) -> int | None:
+    """The partition of a task's metadata key, or ``None`` for a key of the application."""
+    m = _TASK_KEY.match(key)
+    return int(m.group(1)) if m else None
+
+
+def split_metadata(metadata: dict[str, Any], partitions: set[int]) -> dict[int, str | None]:
+    """The offset metadata of each partition number: the application's keys, and the task
+    keys of that partition only (offset metadata is small: ``offset.metadata.max.bytes``)."""
+    shared: dict[str, Any] = {}
+    per: dict[int, dict[str, Any]] = {p: {} for p in partitions}
+    for key, value in metadata.items():
+        p = task_partition(key)
+        if p is None:
+            shared[key] = value
+        elif p in per:
+            per[p][key] = value
+    out: dict[int, str | None] = {}
+    for p, own in per.items():
+        both = {**shared, **own}
+        out[p] = json.dumps(both, separators=(",", ":"), sort_keys=True) if both else None
+    return out
+
 
 class Transactions:
     """The producers of one driver, and the positions it committed."""
@@ -49,6 +80,10 @@ class Transactions:
         self._pending_written: dict[Key, int] = {}
         #: committed positions of the owned inputs
         self.positions: dict[Key, int] = {}
+        #: the application's committed metadata, merged (the engine commits only changes; every
+        #: transaction rewrites the metadata of every owned partition's offset)
+        self._metadata: dict[str, Any] = {}
+        self._metadata_app: str | None = None
         self.commits = 0
         self.closed = False
 
@@ -126,7 +161,8 @@ class Transactions:
         return offset
 
     def committed_metadata(self, app_id: str) -> dict[str, Any]:
-        """Metadata committed with the positions of this process's partitions."""
+        """Metadata committed with the positions of this process's partitions, merged: the
+        application's keys, and each task's keys from the offsets of its partition."""
         membership = self._membership
         if app_id != membership.group or not membership.owned:
             return {}
@@ -134,11 +170,19 @@ class Transactions:
         got = self.fetch_committed(app_id, tps, "reading committed metadata")
         out: dict[str, Any] = {}
         for tp in got:
-            if tp.metadata:
-                try:
-                    out.update(json.loads(tp.metadata))
-                except ValueError:
-                    continue
+            if not tp.metadata:
+                continue
+            try:
+                found = json.loads(tp.metadata)
+            except ValueError:
+                continue
+            if not isinstance(found, dict):
+                continue
+            for key, value in found.items():
+                p = task_partition(key)
+                if p is None or p == tp.partition:
+                    out[key] = value
+        self._metadata, self._metadata_app = dict(out), app_id
         return out
 
     def forget(self, keys: set[Key]) -> None:
@@ -179,6 +223,7 @@ class Transactions:
             self._ends.wrote(key, end, transactional=True)
         for tp in offsets:
             self.positions[(tp.topic, tp.partition)] = tp.offset
+        self._metadata = self._merged(txn)
         self._dead.committed()
         self.commits += 1
         if self._membership.member is not None:
@@ -196,12 +241,27 @@ class Transactions:
         self._dead.skip_positions(positions, self.positions)
         return positions
 
+    def _merged(self, txn: Transaction) -> dict[str, Any]:
+        if txn.app_id != self._metadata_app:  # the base: what is committed now
+            self._metadata, self._metadata_app = {}, txn.app_id
+            if self._membership.joined(txn.app_id):
+                self.committed_metadata(txn.app_id)
+        return {**self._metadata, **txn.metadata}
+
     def _offsets(self, txn: Transaction) -> list[Any]:
         positions = self.offsets(txn)
-        meta = json.dumps(txn.metadata, separators=(",", ":")) if txn.metadata else None
+        metadata = split_metadata(self._merged(txn), {p for _t, p in positions})
+        for p, text in metadata.items():
+            if text is not None and len(text.encode()) > METADATA_MAX_BYTES:
+                log.warning("the metadata committed with partition %d is %d bytes; brokers "
+                            "refuse more than offset.metadata.max.bytes (default %d)", p,
+                            len(text.encode()), METADATA_MAX_BYTES)
         tp = self._conn.ck.TopicPartition
-        return [tp(t, p, off, metadata=meta) if meta else tp(t, p, off)
-                for (t, p), off in sorted(positions.items())]
+        out = []
+        for (t, p), off in sorted(positions.items()):
+            text = metadata[p]
+            out.append(tp(t, p, off, metadata=text) if text is not None else tp(t, p, off))
+        return out
 
     def _commit_once(self, producer: Any, txn: Transaction, offsets: list[Any]) -> None:
         options = self._conn.options
@@ -329,6 +389,7 @@ class Transactions:
     def end_run(self) -> None:
         """Forget the run's positions, drop the transactional producer, flush appends."""
         self.positions.clear()
+        self._metadata, self._metadata_app = {}, None
         self.drop_producer()
         if self._plain_producer is not None:
             self._plain_producer.flush(self._conn.options.timeout)
