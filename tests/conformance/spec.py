@@ -42,8 +42,12 @@ __all__ = [
     "joiner",
     "number",
     "run_case",
+    "run_case_full",
     "workbench_reference",
 ]
+
+#: topic that receives an aggregation's ``late`` output (header ``workbench.dropped``)
+DROPPED_TOPIC = "dropped"
 
 #: Store retention given to the oracle for ``emit="close"`` cases: nothing expires within the
 #: time ranges the cases use, so Kafka Streams emits every final result (``semantics.md``).
@@ -131,7 +135,8 @@ def _check_no_versioned(topo: dict[str, Any]) -> None:
 
 
 def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pipeline:
-    """The workbench pipeline for a case's ``topology``; results go to topic ``out``.
+    """The workbench pipeline for a case's ``topology``; results go to topic ``out``, and an
+    aggregation's ``late`` output (records it did not count) to topic ``dropped``.
 
     Options that configure Kafka Streams' stores rather than the topology (``retention``,
     ``caching``, ``store``) are ignored. Raises :class:`Unsupported` for ``emit: "suppress"``
@@ -145,7 +150,9 @@ def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pi
             raise Unsupported("workbench has no suppress(); emit='close' gives final results")
         grouped = p.source("in").group_by_key()
         windowed = grouped.window(_window(topology["window"]), emit=emit)
-        _aggregate(windowed, topology.get("agg", "count")).changes().to("out")
+        table = _aggregate(windowed, topology.get("agg", "count"))
+        table.changes().to("out")
+        table.late.to(DROPPED_TOPIC)
     elif op == "agg":
         stream = p.source("in")
         group_by = topology.get("group_by", "key")
@@ -155,7 +162,9 @@ def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pi
             grouped = stream.group_by(foreign_key)
         else:
             raise ValueError(f"unknown group_by: {group_by!r}")
-        _aggregate(grouped, topology.get("agg", "count")).changes().to("out")
+        table = _aggregate(grouped, topology.get("agg", "count"))
+        table.changes().to("out")
+        table.late.to(DROPPED_TOPIC)
     elif op == "join_ss":
         how = topology.get("how", "inner")
         difference = topology.get("difference", 0)
@@ -211,18 +220,63 @@ def run_case(case: dict[str, Any], *, end_of_input: bool = False) -> list[dict[s
     With ``end_of_input=True`` the test driver's end-of-input flush (``TestDriver.end()``, which
     Kafka Streams does not have) runs last and its outputs are tagged ``"in": "end"``.
     """
+    return run_case_full(case, end_of_input=end_of_input)["outputs"]
+
+
+def run_case_full(case: dict[str, Any], *, end_of_input: bool = False) -> dict[str, Any]:
+    """Like :func:`run_case`, and also what workbench dropped: ``{"outputs", "dropped"}``.
+
+    ``dropped`` lists ``{"in": index, "count": n, "reasons": [...]}`` for the input records
+    that made workbench drop something, in the oracle's format (plus ``reasons``):
+
+    - aggregations: the records of the aggregation's ``late`` output, ``reasons`` being their
+      ``workbench.dropped`` headers (``late``, ``null-key``, ``null-value``);
+    - joins and tables, which have no ``late`` output: the growth of the operators' ``dropped``
+      counters (``reasons`` is ``["counted"]``).
+    """
     pipeline = build_pipeline(case["topology"])
+    aggregation = case["topology"]["op"] in ("window_agg", "agg")
     outputs: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+
+    def collect(index: int | str, td: TestDriver, counted_before: int) -> int:
+        outputs.extend(_output(index, r) for r in out.read_records())
+        if aggregation:
+            late = td.output(DROPPED_TOPIC).read_records()
+            if late:
+                dropped.append({"in": index, "count": len(late),
+                                "reasons": [_reason(r) for r in late]})
+            return 0
+        counted = _operator_drops(td)
+        if counted > counted_before:
+            dropped.append({"in": index, "count": counted - counted_before,
+                            "reasons": ["counted"]})
+        return counted
+
     with TestDriver(pipeline) as td:
         out = td.output("out")
         inputs = {topic: td.input(topic) for topic in pipeline.sources}
+        counted = 0
         for index, rec in enumerate(case["records"]):
             inputs[rec["topic"]].pipe(rec["key"], rec["value"], timestamp=int(rec["ts"]))
-            outputs.extend(_output(index, r) for r in out.read_records())
+            counted = collect(index, td, counted)
         if end_of_input:
             td.end()
-            outputs.extend(_output("end", r) for r in out.read_records())
-    return outputs
+            collect("end", td, counted)
+    return {"outputs": outputs, "dropped": dropped}
+
+
+def _reason(record: wb.Record) -> str:
+    for name, value in record.headers or ():
+        if name == "workbench.dropped":
+            return value.decode() if isinstance(value, bytes) else str(value)
+    raise AssertionError(f"late record without a workbench.dropped header: {record!r}")
+
+
+def _operator_drops(td: TestDriver) -> int:
+    """The sum of every operator's ``dropped`` counter (joins and table sources count the
+    records they drop; workbench has no public surface for these counts yet)."""
+    return sum(getattr(node.op, "dropped", 0) for task in td.engine.tasks for node in task.nodes)
 
 
 # ------------------------------------------------------------------------ reference config

@@ -10,7 +10,9 @@
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.IntNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.node.TextNode;
 
 import java.io.BufferedReader;
 import java.io.BufferedWriter;
@@ -80,6 +82,9 @@ public final class Oracle {
     private static final String OUT_TOPIC = "out";
     /** Separates user key, window start and window end in the output key of windowed results. */
     private static final String SEP = "\u0001";
+    /** Key and value of the record that expresses workbench's end of input ("flush": true). */
+    private static final String FLUSH_KEY = "~flush";
+    private static final String FLUSH_VALUE = "~flush|0";
 
     /** Joiner of every join: String concatenation, so a missing side prints as "null". */
     private static final ValueJoiner<String, String, String> JOINER = (l, r) -> l + "+" + r;
@@ -177,25 +182,17 @@ public final class Oracle {
             final TestOutputTopic<String, String> outTopic =
                 driver.createOutputTopic(OUT_TOPIC, new StringDeserializer(), new StringDeserializer());
             double droppedBefore = droppedRecords(driver);
+            long maxTs = -1L;
             int index = 0;
             for (final JsonNode rec : required(spec, "records")) {
                 final String topic = required(rec, "topic").asText();
                 final TestInputTopic<String, String> input = inputs.computeIfAbsent(
                     topic, t -> driver.createInputTopic(t, new StringSerializer(), new StringSerializer()));
-                input.pipeInput(text(rec, "key"), text(rec, "value"), required(rec, "ts").asLong());
+                final long ts = required(rec, "ts").asLong();
+                maxTs = Math.max(maxTs, ts);
+                input.pipeInput(text(rec, "key"), text(rec, "value"), ts);
                 for (final TestRecord<String, String> r : outTopic.readRecordsToList()) {
-                    final ObjectNode o = outputs.addObject();
-                    o.put("in", index);
-                    if (windowed) {
-                        final String[] parts = r.key().split(SEP, -1);
-                        o.put("key", parts[0]);
-                        o.put("start", Long.parseLong(parts[1]));
-                        o.put("end", Long.parseLong(parts[2]));
-                    } else {
-                        o.put("key", r.key());
-                    }
-                    o.put("value", r.value());
-                    o.put("ts", r.timestamp());
+                    addOutput(outputs, IntNode.valueOf(index), r, windowed);
                 }
                 final double droppedNow = droppedRecords(driver);
                 if (droppedNow > droppedBefore) {
@@ -206,7 +203,83 @@ public final class Oracle {
                 droppedBefore = droppedNow;
                 index++;
             }
+            if (spec.path("flush").asBoolean(false)) {
+                flush(driver, inputs, outTopic, topo, maxTs, windowed, outputs);
+            }
         }
+    }
+
+    /**
+     * workbench's end of input, expressed in Kafka Streams: one more record, with the key
+     * {@link #FLUSH_KEY}, piped to the first input topic at a timestamp far enough past every
+     * other record that every window has closed and every parked stream-stream join record has
+     * expired ({@link #flushHorizon}). Its outputs (except those for the flush key itself,
+     * which are an artefact of the flush record) are tagged {@code "in": "end"}; the
+     * flush record's own drops are not reported.
+     */
+    private static void flush(final TopologyTestDriver driver,
+                              final Map<String, TestInputTopic<String, String>> inputs,
+                              final TestOutputTopic<String, String> outTopic, final JsonNode topo,
+                              final long maxTs, final boolean windowed, final ArrayNode outputs) {
+        final String op = required(topo, "op").asText();
+        final String topic = op.startsWith("join_") ? "left" : "in";
+        final TestInputTopic<String, String> input = inputs.computeIfAbsent(
+            topic, t -> driver.createInputTopic(t, new StringSerializer(), new StringSerializer()));
+        input.pipeInput(FLUSH_KEY, FLUSH_VALUE, Math.max(0L, maxTs) + flushHorizon(topo));
+        for (final TestRecord<String, String> r : outTopic.readRecordsToList()) {
+            final String key = windowed ? r.key().split(SEP, -1)[0] : r.key();
+            if (FLUSH_KEY.equals(key)) {
+                continue;
+            }
+            addOutput(outputs, TextNode.valueOf("end"), r, windowed);
+        }
+        // What the flush record itself makes Kafka Streams drop (e.g. a put into a stream-stream
+        // join store of retention 0) is an artefact of the flush record: not reported.
+    }
+
+    /** How far past the largest input timestamp the flush record goes (see {@link #flush}). */
+    private static long flushHorizon(final JsonNode topo) {
+        switch (required(topo, "op").asText()) {
+            case "window_agg": {
+                final JsonNode w = required(topo, "window");
+                final long grace = w.path("grace").asLong(0);
+                switch (required(w, "type").asText()) {
+                    case "tumbling":
+                    case "hopping": // windows end at most size after a record: end <= close time
+                        return required(w, "size").asLong() + grace + 1;
+                    case "sliding": // right windows end at t + 1 + difference: end < close time
+                        return required(w, "difference").asLong() + grace + 2;
+                    case "session": // a session ends at its last record: end < close time
+                        return required(w, "gap").asLong() + grace + 1;
+                    default:
+                        throw new IllegalArgumentException("unknown window type: " + w);
+                }
+            }
+            case "join_ss": { // parked records expire once stream time > T + before/after + grace
+                final long before = topo.path("before").asLong(topo.path("difference").asLong(0));
+                final long after = topo.path("after").asLong(topo.path("difference").asLong(0));
+                return Math.max(before, after) + topo.path("grace").asLong(0) + 1;
+            }
+            default: // nothing waits for stream time; the flush record only shows that
+                return 1;
+        }
+    }
+
+    /** One output record: {"in", "key", ["start", "end",] "value", "ts"}. */
+    private static void addOutput(final ArrayNode outputs, final JsonNode in,
+                                  final TestRecord<String, String> r, final boolean windowed) {
+        final ObjectNode o = outputs.addObject();
+        o.set("in", in);
+        if (windowed) {
+            final String[] parts = r.key().split(SEP, -1);
+            o.put("key", parts[0]);
+            o.put("start", Long.parseLong(parts[1]));
+            o.put("end", Long.parseLong(parts[2]));
+        } else {
+            o.put("key", r.key());
+        }
+        o.put("value", r.value());
+        o.put("ts", r.timestamp());
     }
 
     /** Task-level "dropped-records-total" summed over all tasks (late, expired, null-key records...). */
