@@ -246,10 +246,15 @@ BASE_TS = 1_700_000_000_000
 
 
 def crash_inputs(n: int, seed: int = 1) -> dict[str, list[dict[str, Any]]]:
-    """``n`` orders and ``n // 4`` payments, keyed by user, timestamps increasing (so a restart,
-    which resets stream time as Kafka Streams does, cannot change any late decision)."""
+    """``n`` orders and ``n // 4`` payments, keyed by user. Orders come in rounds of 400: 300
+    in time order, then 100 that are 10 s late: their window is the previous one, closed by
+    stream time (grace 200 ms) but still in the window store (retention 10.2 s), so stream
+    time alone decides that they go to ``late-<suffix>``. A restart lands inside a late
+    stretch of some partition a quarter of the time; its first records are late only if the
+    task's stream time was restored (it is committed with the positions)."""
     rng = random.Random(seed)
-    orders = [{"user": f"u{rng.randrange(50)}", "ts": BASE_TS + 10 * i,
+    orders = [{"user": f"u{rng.randrange(50)}",
+               "ts": BASE_TS + 10 * i - (10_000 if i % 400 >= 300 else 0),
                "amount": rng.randrange(1, 10_000) / 100} for i in range(n)]
     payments = [{"user": f"u{rng.randrange(50)}", "ts": BASE_TS + 40 * i + 5,
                  "paid": rng.randrange(1, 100)} for i in range(n // 4)]
@@ -257,15 +262,24 @@ def crash_inputs(n: int, seed: int = 1) -> dict[str, list[dict[str, Any]]]:
 
 
 def crash_pipeline(suffix: str, emit: str = "close") -> wb.Pipeline:
-    """Windowed + joined: per-user 10 s tumbling sums (final values), a stream-stream join of
-    orders and payments within 50 ms, and per-user running counts of the joined pairs."""
+    """Windowed + joined: per-user 10 s tumbling sums (final values) and the records that came
+    too late for them, the late records of the same windows emitting on update, a stream-stream
+    join of orders and payments within 50 ms, and per-user
+    running counts of the joined pairs."""
     p = wb.Pipeline(f"crash-{suffix}" if emit == "close" else f"scale-{suffix}")
     orders = p.source(f"orders-{suffix}", key="user", time="ts", partitions=3)
     payments = p.source(f"payments-{suffix}", key="user", time="ts", partitions=3)
+    per_second = (orders.group_by_key()
+                        .window(wb.Tumbling("10s", grace="200ms"), emit=emit)
+                        .agg(total=("amount", "sum"), n="count", name="per-second"))
+    per_second.to(f"per-second-{suffix}")
+    per_second.late.to(f"late-{suffix}")
+    # emit-on-update windows have no recorded close time: after a restart only the restored
+    # stream time tells which of their records are late
     (orders.group_by_key()
-           .window(wb.Tumbling("10s", grace="200ms"), emit=emit)
-           .agg(total=("amount", "sum"), n="count", name="per-second")
-           .to(f"per-second-{suffix}"))
+           .window(wb.Tumbling("10s", grace="200ms"), emit="update")
+           .count(name="updates")
+           .late.to(f"late-updates-{suffix}"))
     joined = orders.join(payments, within="50ms", name="paid",
                          combine=lambda o, pay: {**o, "paid": pay["paid"]})
     joined.to(f"joined-{suffix}")
@@ -274,7 +288,8 @@ def crash_pipeline(suffix: str, emit: str = "close") -> wb.Pipeline:
 
 
 def crash_sinks(suffix: str) -> list[str]:
-    return [f"per-second-{suffix}", f"joined-{suffix}", f"pairs-{suffix}"]
+    return [f"per-second-{suffix}", f"late-{suffix}", f"late-updates-{suffix}",
+            f"joined-{suffix}", f"pairs-{suffix}"]
 
 
 def scale_pipeline(suffix: str) -> wb.Pipeline:
@@ -284,6 +299,28 @@ def scale_pipeline(suffix: str) -> wb.Pipeline:
 
 
 PIPELINES = {"crash": crash_pipeline, "scale": scale_pipeline}
+
+
+def signals_pipeline(suffix: str | None = None) -> wb.Pipeline:
+    """``tests/pipelines/signals_job.py`` with every name suffixed (``suffix``, else
+    ``$WB_KAFKA_SIGNAL_SUFFIX``): the shared broker keeps topics and consumer groups between
+    test runs. ``workbench run tests/drivers/kafka_helpers.py:signals_pipeline`` loads it."""
+    from tests.pipelines import signals_job
+
+    sfx = suffix if suffix is not None else os.environ["WB_KAFKA_SIGNAL_SUFFIX"]
+    p = wb.Pipeline(f"{signals_job.APP}-{sfx}")
+    clicks = p.source(f"{signals_job.SOURCE}-{sfx}", key="user", time="ts").peek(
+        signals_job._slow, name="slow")
+    per_user = (clicks.group_by_key()
+                      .window(wb.Tumbling("15s", grace="2s"), emit="close")
+                      .agg(total=("amount", "sum"), n="count", name="per-user"))
+    per_user.to(f"per-user-{sfx}")
+    per_user.late.to(f"per-user-late-{sfx}")
+    sessions = (clicks.group_by_key()
+                      .window(wb.Session("8s", grace="1s"))
+                      .count(name="sessions"))
+    sessions.to(f"sessions-{sfx}")
+    return p
 
 
 def membership_engine_class() -> type:

@@ -1,7 +1,8 @@
 """Exactly-once under failure on a real broker: ``kill -9`` a windowed + joined pipeline at
-random points and restart it; two processes share the work and one of them dies. The
-read_committed output must equal the memory driver's exactly: no duplicate, no gap, the same
-window values.
+random points and restart it; two processes share the work and one of them dies; real SIGTERM
+and SIGINT stop a ``workbench run`` that is restarted. The read_committed output must equal an
+uninterrupted run's exactly: no duplicate, no gap, the same window values, and the same records
+late beyond grace (stream time is committed with the positions and restored).
 
 The workers are subprocesses (``kafka_helpers.py worker``); the input is written once by the
 test, before the first worker starts.
@@ -118,6 +119,8 @@ def test_kill9_at_random_points_then_restart(kafka_url: str, tmp_path: Path) -> 
           f"{time.monotonic() - started:.1f} s in all")
     assert progress(watcher, app, sources) == end
     assert_same_output(watcher, expected, crash_sinks(sfx))
+    for late in (f"late-{sfx}", f"late-updates-{sfx}"):
+        assert expected.records(late), "the workload must have records late beyond grace"
     watcher.close()
 
 
@@ -175,4 +178,50 @@ def test_two_processes_share_the_work_and_one_dies(kafka_url: str,  # noqa: F811
     assert b.wait(60) == 0, logs[1].read_text()[-3000:]
     print(f"\nkilled one of two workers at {at_kill} of {end} committed input records")
     assert_same_output(watcher, expected, crash_sinks(sfx))
+    for late in (f"late-{sfx}", f"late-updates-{sfx}"):
+        assert expected.records(late), "the workload must have records late beyond grace"
     watcher.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_then_restart_on_kafka_equals_one_run(kafka_url: str,  # noqa: F811
+                                                     sig: int) -> None:
+    """``workbench run ... --driver kafka://... --until end`` gets a real SIGTERM or SIGINT in
+    the middle of its input: it commits what it processed, leaves its windows open and exits
+    0; run again, it finishes. The outputs (emit-on-close windows, sessions, late records)
+    equal one uninterrupted run's, record by record."""
+    from tests.pipelines import signals_job
+    from tests.signals import cli_env, outputs, wait_for_commit
+    from workbench.drivers.kafka import KafkaDriver
+
+    from .kafka_helpers import signals_pipeline
+
+    sfx = uuid.uuid4().hex[:8]
+    pipeline = signals_pipeline(sfx)
+    app, source = pipeline.name, f"{signals_job.SOURCE}-{sfx}"
+    sinks = [f"per-user-{sfx}", f"per-user-late-{sfx}", f"sessions-{sfx}"]
+    watcher = KafkaDriver(kafka_url)
+    append_inputs(pipeline, watcher, {source: signals_job.events()})
+    cmd = [sys.executable, "-m", "workbench.cli", "run",
+           f"{HELPERS}:signals_pipeline", "--driver", kafka_url, "--until", "end",
+           "--batch-size", "200", "--commit-interval", "50ms"]
+    env = {"WB_KAFKA_SIGNAL_SUFFIX": sfx}
+    proc = subprocess.Popen(cmd, env=cli_env(env), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    got = wait_for_commit(lambda: watcher.committed(app, source, 0), 400, timeout=120)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, f"exit code {proc.returncode} after {sig!r}:\n{err}"
+    stopped_at = watcher.committed(app, source, 0)
+    assert 400 <= got <= stopped_at < signals_job.EVENTS, "the signal must come mid-run"
+    second = subprocess.run(cmd, env=cli_env({**env, "WB_SIGNAL_SLOW_S": "0"}), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stderr
+    assert watcher.committed(app, source, 0) == signals_job.EVENTS
+    got_outputs = outputs(watcher, sinks)
+    watcher.close()
+    reference = signals_pipeline(sfx).run("memory://", inputs={source: signals_job.events()})
+    want = outputs(reference.driver, sinks)
+    assert got_outputs == want
+    assert got_outputs[f"per-user-late-{sfx}"], "the workload must have late records"
+    print(f"\n{sig!r} at {stopped_at} of {signals_job.EVENTS} committed records")
