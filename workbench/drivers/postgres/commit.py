@@ -112,17 +112,19 @@ class Committer:
                     state = sqlstate(exc)
                     if self.s.is_connection_error(exc):
                         if time.monotonic() > deadline:
-                            raise DriverError(
+                            raise self.s.error(
+                                DriverError,
                                 f"commit failed: PostgreSQL unreachable ({exc}); nothing of this "
                                 "transaction was written. Restart the run to resume."
-                            ) from exc
+                            ) from self.s.cause(exc)
                         self.s.reconnect(exc)
                         if self._landed(seq):
                             break  # the COMMIT went through; only its acknowledgement was lost
                     elif state in SQLSTATE_RETRY and time.monotonic() < deadline:
                         log.info("commit: transient failure %s, retrying", state)
                     else:
-                        raise DriverError(self._describe_failure(exc, txn)) from exc
+                        raise self.s.error(DriverError, self._describe_failure(exc, txn)
+                                           ) from self.s.cause(exc)
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
             for (topic, partition), pos in txn.positions.items():

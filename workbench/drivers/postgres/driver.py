@@ -12,7 +12,7 @@ from .commit import Committer
 from .leases import Leases
 from .logs import Logs
 from .options import PgOptions, TableSource, parse_url
-from .session import Session
+from .session import Session, libpq_params, load_psycopg
 from .sinks import STAGE_DDL, TableSinks
 from .sources import TableSources
 from .tailing import Listener
@@ -33,10 +33,12 @@ class PostgresDriver(Driver):
 
     def __init__(self, url: str, *, schema: str | None = None,
                  application_name: str = "workbench") -> None:
-        options = parse_url(url)
-        self.url = url
+        load_psycopg()  # "install workbench[postgres]" comes first
+        options = parse_url(url, libpq_params())
+        #: the URL as shown (reprs, logs, messages): without its password or secrets
+        self.url = options.shown
         self.options: PgOptions = options
-        self.session = Session(url, options, application_name)
+        self.session = Session(options, application_name)
         if schema:
             self.session.schema = schema
         self._schema_explicit = bool(schema or options.schema)

@@ -13,18 +13,51 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
+from urllib.parse import quote
 
-from ...errors import DriverError, DriverUnavailableError
+from ..._urls import redact_text
+from ...errors import DefinitionError, DriverError, DriverUnavailableError
 from .options import PgOptions
 
-__all__ = ["SQLSTATE_RETRY", "Session", "sqlstate"]
+__all__ = ["SQLSTATE_RETRY", "Session", "libpq_params", "load_psycopg", "sqlstate"]
 
 log = logging.getLogger(__name__)
 
 #: serialization failure, deadlock, lock not available: worth another try
 SQLSTATE_RETRY = {"40001", "40P01", "55P03"}
+#: libpq's words for a connection parameter it cannot use
+_BAD_PARAMETER = ("invalid connection option", "invalid URI", "invalid integer value",
+                  " value: \"", "missing \"=\"")
+#: the server's words for a refusal that retrying cannot change
+_REFUSED = ("does not exist", "authentication failed", "no pg_hba.conf entry",
+            "permission denied")
+E = TypeVar("E", bound=Exception)
+
+
+def load_psycopg() -> tuple[Any, Any]:
+    """``(psycopg, psycopg.sql)``, or :class:`DriverUnavailableError` saying how to install."""
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DriverUnavailableError(
+            "the PostgreSQL driver needs psycopg 3: install workbench[postgres] "
+            "(pip install 'workbench[postgres]')."
+        ) from exc
+    return psycopg, sql
+
+
+_PARAMS: frozenset[str] | None = None
+
+
+def libpq_params() -> frozenset[str]:
+    """The connection parameters the linked libpq knows."""
+    global _PARAMS
+    if _PARAMS is None:
+        pg, _sql = load_psycopg()
+        _PARAMS = frozenset(o.keyword.decode() for o in pg.pq.Conninfo.get_defaults())
+    return _PARAMS
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -38,7 +71,6 @@ class Session:
     Attributes:
         pg, sql: the ``psycopg`` module and ``psycopg.sql``.
         options: the parsed URL.
-        url: the URL as given.
         schema: the schema of workbench's tables.
         conn: the autocommit connection (``None`` while disconnected).
         reconnects: how many times the connection was re-established.
@@ -46,18 +78,8 @@ class Session:
         after_reconnect: called after a lost connection was re-established (leases).
     """
 
-    def __init__(self, url: str, options: PgOptions, application_name: str) -> None:
-        try:
-            import psycopg
-            from psycopg import sql
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise DriverUnavailableError(
-                "the PostgreSQL driver needs psycopg 3: install workbench[postgres] "
-                "(pip install 'workbench[postgres]')."
-            ) from exc
-        self.pg: Any = psycopg
-        self.sql: Any = sql
-        self.url = url
+    def __init__(self, options: PgOptions, application_name: str) -> None:
+        self.pg, self.sql = load_psycopg()
         self.options = options
         self.schema = options.schema or "workbench"
         self.application_name = application_name
@@ -76,12 +98,26 @@ class Session:
         return self.sql.Identifier(self.schema)
 
     def safe_url(self) -> str:
-        """The URL without password and query, for messages."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        user = parts.username or ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{user}@{host}{port}{parts.path}"
+        """The URL without its password and query, for messages."""
+        return self.options.shown.split("?", 1)[0]
+
+    def scrub(self, text: object) -> str:
+        """``text`` (an error message, perhaps psycopg's quoting the connection string) without
+        the URL's password or any other secret."""
+        out = redact_text(str(text).strip())
+        secret = self.options.password
+        if secret and len(secret) >= 4:
+            out = out.replace(secret, "***").replace(quote(secret, safe=""), "***")
+        return out
+
+    def error(self, cls: type[E], message: str) -> E:
+        """``cls(message)``, scrubbed of secrets."""
+        return cls(self.scrub(message))
+
+    def cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain an error to (``raise ... from``), or ``None`` when its own text would
+        show a secret."""
+        return exc if self.scrub(exc) == str(exc).strip() else None
 
     # -- connections --------------------------------------------------------------------------
     def new_connection(self) -> Any:
@@ -90,7 +126,8 @@ class Session:
                                application_name=self.application_name)
 
     def connect(self) -> None:
-        """Connect, retrying with backoff for up to ``retry=``."""
+        """Connect, retrying with backoff for up to ``retry=``; a refusal that retrying cannot
+        change (no such database or user, bad password, a bad parameter) fails at once."""
         deadline = time.monotonic() + self.options.retry_ms / 1000
         delay = 0.05
         while True:
@@ -99,13 +136,20 @@ class Session:
                 for hook in self.after_connect:
                     hook(self.conn)
                 return
+            except self.pg.ProgrammingError as exc:  # psycopg refused a parameter's value
+                raise self.error(DefinitionError, f"{self.options.shown}: {exc}") from None
             except self.pg.OperationalError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise DriverUnavailableError(
-                        f"cannot connect to PostgreSQL at {self.safe_url()}: "
-                        f"{str(exc).strip()}. Start a local server with `workbench dev up`, "
-                        "or check the URL."
-                    ) from exc
+                text = str(exc)
+                if any(m in text for m in _BAD_PARAMETER):
+                    raise self.error(DefinitionError, f"{self.options.shown}: {text}") from None
+                final = any(m in text for m in _REFUSED)
+                if final or time.monotonic() + delay > deadline:
+                    raise self.error(
+                        DriverUnavailableError,
+                        f"cannot connect to PostgreSQL at {self.safe_url()}: {text}. "
+                        + ("Check the URL's database, user and password."
+                           if final else "Start a local server with `workbench dev up`, or "
+                           "check the URL.")) from self.cause(exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -122,7 +166,7 @@ class Session:
     def reconnect(self, cause: BaseException) -> None:
         """Reconnect after a lost connection, then run the ``after_reconnect`` hooks (they take
         this process's leases back; another worker holding one fences this process)."""
-        log.warning("PostgreSQL connection lost (%s); reconnecting", str(cause).strip())
+        log.warning("PostgreSQL connection lost (%s); reconnecting", self.scrub(cause))
         if self.conn is not None:
             with contextlib.suppress(Exception):
                 self.conn.close()
@@ -130,12 +174,12 @@ class Session:
         try:
             self.connect()
         except DriverUnavailableError as exc:
-            raise DriverError(
+            raise self.error(
+                DriverError,
                 f"lost the connection to PostgreSQL at {self.safe_url()} and could not "
                 f"reconnect within {self.options.retry_ms / 1000:g} s ({cause}). Nothing of the "
                 "current transaction was written; restart the run to resume from the last "
-                "commit."
-            ) from exc
+                "commit.") from self.cause(exc)
         self.reconnects += 1
         for hook in self.after_reconnect:
             hook(self.conn)
@@ -152,12 +196,13 @@ class Session:
                 state = sqlstate(exc)
                 if self.is_connection_error(exc):
                     if time.monotonic() > deadline:
-                        raise DriverError(f"{what}: PostgreSQL unreachable: {exc}") from exc
+                        raise self.error(DriverError, f"{what}: PostgreSQL unreachable: {exc}"
+                                         ) from self.cause(exc)
                     self.reconnect(exc)
                 elif state in SQLSTATE_RETRY and time.monotonic() < deadline:
                     pass
                 else:
-                    raise DriverError(f"{what} failed: {str(exc).strip()}") from exc
+                    raise self.error(DriverError, f"{what} failed: {exc}") from self.cause(exc)
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
 
