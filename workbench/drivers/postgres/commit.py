@@ -25,7 +25,7 @@ from .catalog import Catalog, TopicInfo
 from .codec import dumps, loads
 from .logs import Logs
 from .session import SQLSTATE_RETRY, Session, sqlstate
-from .sinks import TableSinks
+from .sinks import TableSinks, refusal
 
 __all__ = ["Committer"]
 
@@ -52,6 +52,7 @@ class Committer:
         self._lock = threading.RLock()
         self.commits = 0
         self.last_commit_ms = 0.0
+        self._in_sinks = False
 
     # -- positions and metadata ---------------------------------------------------------------
     def committed(self, app_id: str, topic: str, partition: int) -> int:
@@ -98,18 +99,26 @@ class Committer:
             seq = self._seq
             delay = 0.05
             deadline = time.monotonic() + self.s.options.retry_ms / 1000
+            careful = False  # table sinks in savepoints (after a table refused a change)
             while True:
+                self._in_sinks = False
                 try:
                     with self.s.conn.transaction():
-                        self._apply(self.s.conn, txn, infos, encoded, metadata, seq)
+                        self._apply(self.s.conn, txn, infos, encoded, metadata, seq, careful)
                     break
                 except (FencedError, SerializationError):
                     raise
+                except DriverError:
+                    self._forget_ddl(infos)
+                    raise
                 except self.s.pg.Error as exc:
-                    for info in infos.values():  # DDL of the failed attempt was rolled back
-                        if info.upsert:
-                            info.windowed = None
+                    self._forget_ddl(infos)
                     state = sqlstate(exc)
+                    if self._in_sinks and refusal(exc) and not careful:
+                        log.info("commit: a table sink refused a change (%s); applying the "
+                                 "changes one part at a time", state)
+                        careful = True
+                        continue
                     if self.s.is_connection_error(exc):
                         if time.monotonic() > deadline:
                             raise self.s.error(
@@ -132,6 +141,12 @@ class Committer:
             self.commits += 1
             self.last_commit_ms = (time.perf_counter() - started) * 1000
 
+    @staticmethod
+    def _forget_ddl(infos: dict[str, TopicInfo]) -> None:
+        for info in infos.values():  # DDL of the failed attempt was rolled back
+            if info.upsert:
+                info.windowed = None
+
     def _landed(self, seq: int) -> bool:
         S, s = self.s.sql.SQL, self.s.qs()
         row = self.s.conn.execute(S("SELECT seq FROM {}._commits WHERE token = %s").format(s),
@@ -151,7 +166,7 @@ class Committer:
 
     def _apply(self, conn: Any, txn: Transaction, infos: dict[str, TopicInfo],
                encoded: dict[tuple[str, int], list[Any]],
-               metadata: dict[str, str], seq: int) -> None:
+               metadata: dict[str, str], seq: int, careful: bool) -> None:
         S, s = self.s.sql.SQL, self.s.qs()
         # 1. positions first: compare-and-set against what this process last saw, so a worker
         #    that lost its partitions cannot write anything
@@ -165,9 +180,11 @@ class Committer:
                 by_topic.setdefault(t, []).append((p, bases[(t, p)], rows))
             for t in sorted(by_topic):
                 self.logs.copy(conn, infos[t], by_topic[t])
+            self._in_sinks = True
             for t in sorted(by_topic):
                 if infos[t].upsert:
-                    self.sinks.upsert(conn, infos[t], txn)
+                    self.sinks.upsert(conn, infos[t], txn, bases, careful)
+            self._in_sinks = False
         # 3. metadata, the commit marker, listeners
         if metadata:
             ks = sorted(metadata)

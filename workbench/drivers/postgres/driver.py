@@ -9,6 +9,7 @@ from typing import Any
 from ..base import Driver, OutRec, ReadRec, Transaction
 from .catalog import Catalog
 from .commit import Committer
+from .errors_table import ErrorsTable
 from .leases import Leases
 from .logs import Logs
 from .options import PgOptions, TableSource, parse_url
@@ -46,8 +47,9 @@ class PostgresDriver(Driver):
         self.takeover = options.takeover
         self.catalog = Catalog(self.session)
         self.logs = Logs(self.session, self.catalog)
-        self.sources = TableSources(self.session)
-        self.sinks = TableSinks(self.session, self.catalog)
+        self.errors_table = ErrorsTable(self.session)
+        self.sources = TableSources(self.session, self.errors_table)
+        self.sinks = TableSinks(self.session, self.catalog, self.errors_table)
         self.committer = Committer(self.session, self.catalog, self.logs, self.sinks)
         self.leases = Leases(self.session, self.partitions)
         self.listener = Listener(self.session)
@@ -158,8 +160,9 @@ class PostgresDriver(Driver):
         return self.sinks.rows(topic)
 
     def errors(self) -> list[dict[str, Any]]:
-        """The rows of the errors table (bad input rows that were skipped)."""
-        return self.sources.errors()
+        """The rows of the errors table: bad source rows that were skipped, and table sink
+        changes the table refused (with ``errors=1``)."""
+        return self.errors_table.rows()
 
     # -- transactions -------------------------------------------------------------------------
     def committed(self, app_id: str, topic: str, partition: int) -> int:

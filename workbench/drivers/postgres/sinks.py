@@ -21,49 +21,79 @@ from ...windows import Windowed
 from ..base import Transaction
 from .catalog import Catalog, TopicInfo
 from .codec import copy_text, dumps, loads
+from .errors_table import ErrorsTable
 from .naming import lock_key, sink_table
-from .session import Session
+from .session import Session, sqlstate
 
-__all__ = ["STAGE_DDL", "TableSinks"]
+__all__ = ["REFUSAL_CLASSES", "STAGE_DDL", "TableSinks", "refusal"]
 
 #: the per-session staging table the changes of a commit are COPYed into
-STAGE_DDL = ("CREATE TEMP TABLE IF NOT EXISTS pg_temp._wb_stage (key jsonb, window_start "
-             "bigint, window_end bigint, value jsonb, ts bigint) ON COMMIT DELETE ROWS")
+STAGE_DDL = ("CREATE TEMP TABLE IF NOT EXISTS pg_temp._wb_stage (n int, key jsonb, window_start"
+             " bigint, window_end bigint, value jsonb, ts bigint) ON COMMIT DELETE ROWS")
+#: SQLSTATE classes of a table refusing a row: data exceptions, integrity constraints
+REFUSAL_CLASSES = ("22", "23")
+
+
+def refusal(exc: BaseException) -> bool:
+    """True when ``exc`` is a table refusing a row (a constraint, a bad value)."""
+    state = sqlstate(exc)
+    return state is not None and state[:2] in REFUSAL_CLASSES
 
 
 class TableSinks:
     """Keeps the upserted tables of table sinks."""
 
-    def __init__(self, session: Session, catalog: Catalog) -> None:
+    def __init__(self, session: Session, catalog: Catalog, errors: ErrorsTable) -> None:
         self.s = session
         self.catalog = catalog
+        self.errors = errors
 
-    def upsert(self, conn: Any, info: TopicInfo, txn: Transaction) -> None:
+    def upsert(self, conn: Any, info: TopicInfo, txn: Transaction,
+               bases: dict[tuple[str, int], int], careful: bool = False) -> None:
         """Apply the commit's changes of table sink ``info`` to its table: the last change per
-        key (and window) wins; a ``None`` value deletes the row."""
+        key (and window) wins; a ``None`` value deletes the row.
+
+        ``careful``: the table refused the changes before (a constraint you added): apply them
+        in savepoints, halving the batch until the refused changes are found; each goes to
+        ``_errors`` with ``errors=1`` (the table keeps its previous row for that key), or
+        stops the commit with :class:`DriverError` naming the table, the key and the
+        constraint. ``bases`` are the first offsets of the commit's records in their logs.
+        """
         topic = info.name
-        latest: dict[Any, tuple[Any, Any, int]] = {}
+        latest: dict[Any, tuple[Any, Any, int, int, int]] = {}
         windowed = None
-        for (t, _p), records in txn.outputs.items():
+        for (t, p), records in txn.outputs.items():
             if t != topic:
                 continue
-            for r in records:
+            base = bases.get((t, p), 0)
+            for i, r in enumerate(records):
                 k = r[0]
                 if windowed is None:
                     windowed = isinstance(k, Windowed)
-                latest[key_id(k)] = (k, r[1], r[2])  # identity: the serialized key
+                # identity: the serialized key
+                latest[key_id(k)] = (k, r[1], r[2], p, base + i)
         if not latest:
             return
         self._ensure_table(conn, info, bool(windowed))
-        S = self.s.sql.SQL
+        changes = list(latest.values())
+        deletes = self._stage(conn, info, changes)
+        if not careful:
+            self._apply(conn, info, deletes, 0, len(changes))
+        else:
+            for i, exc in self._apply_careful(conn, info, deletes, 0, len(changes)):
+                self._refused(conn, info, changes[i], exc)
+        conn.execute("TRUNCATE pg_temp._wb_stage")
+
+    def _stage(self, conn: Any, info: TopicInfo, changes: list[Any]) -> bool:
+        """COPY the changes into the staging table, numbered; True if any is a delete."""
         lines = []
         deletes = False
-        for k, v, ts in latest.values():
+        for n, (k, v, ts, _p, _off) in enumerate(changes):
             try:
                 if info.windowed:
                     if not isinstance(k, Windowed):
                         raise SerializationError(
-                            f"table sink {topic!r} holds windowed keys, got key {k!r}.")
+                            f"table sink {info.name!r} holds windowed keys, got key {k!r}.")
                     kj, ws, we = dumps(encode_key(k.key)), str(k.window_start), str(
                         k.window_end)
                 else:
@@ -73,13 +103,19 @@ class TableSinks:
                 else:
                     vj = copy_text(dumps(v))
             except (TypeError, ValueError, RecursionError) as exc:
-                raise SerializationError(f"table sink {topic!r}: cannot encode key {k!r} or "
-                                         f"its value as JSON: {exc}") from exc
-            lines.append(f"{copy_text(kj)}\t{ws}\t{we}\t{vj}\t{ts}\n")
-        stage = S("COPY pg_temp._wb_stage (key, window_start, window_end, value, ts) FROM STDIN")
+                raise SerializationError(f"table sink {info.name!r}: cannot encode key {k!r} "
+                                         f"or its value as JSON: {exc}") from exc
+            lines.append(f"{n}\t{copy_text(kj)}\t{ws}\t{we}\t{vj}\t{ts}\n")
+        stage = self.s.sql.SQL("COPY pg_temp._wb_stage (n, key, window_start, window_end, "
+                               "value, ts) FROM STDIN")
         with conn.cursor() as cur, cur.copy(stage) as cp:
             cp.write("".join(lines).encode())
-        table = self.s.q(self.s.schema, sink_table(topic))
+        return deletes
+
+    def _apply(self, conn: Any, info: TopicInfo, deletes: bool, lo: int, hi: int) -> None:
+        """Apply staged changes ``lo <= n < hi`` to the table."""
+        S = self.s.sql.SQL
+        table = self.s.q(self.s.schema, sink_table(info.name))
         if info.windowed:
             cols, match = ("key, window_start, window_end, value, ts",
                            "u.key = g.key AND u.window_start = g.window_start AND "
@@ -90,11 +126,46 @@ class TableSinks:
             cols, match, conflict = "key, value, ts", "u.key = g.key", "key"
         if deletes:
             conn.execute(S("DELETE FROM {t} AS u USING pg_temp._wb_stage AS g WHERE g.value IS "
-                           "NULL AND " + match).format(t=table))
+                           "NULL AND g.n >= %s AND g.n < %s AND " + match).format(t=table),
+                         (lo, hi))
         conn.execute(S("INSERT INTO {t} (" + cols + ") SELECT " + cols + " FROM pg_temp._wb_stage "
-                       "WHERE value IS NOT NULL ON CONFLICT (" + conflict + ") DO UPDATE SET "
-                       "value = EXCLUDED.value, ts = EXCLUDED.ts").format(t=table))
-        conn.execute("TRUNCATE pg_temp._wb_stage")
+                       "WHERE value IS NOT NULL AND n >= %s AND n < %s ON CONFLICT (" + conflict
+                       + ") DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts"
+                       ).format(t=table), (lo, hi))
+
+    def _apply_careful(self, conn: Any, info: TopicInfo, deletes: bool, lo: int,
+                       hi: int) -> list[tuple[int, Any]]:
+        """Apply ``lo <= n < hi`` in a savepoint; on a refusal, halve. Returns the refused
+        changes with their errors (everything else is applied)."""
+        try:
+            with conn.transaction():
+                self._apply(conn, info, deletes, lo, hi)
+            return []
+        except self.s.pg.Error as exc:
+            if not refusal(exc):
+                raise
+            if hi - lo == 1:
+                return [(lo, exc)]
+            mid = (lo + hi) // 2
+            return (self._apply_careful(conn, info, deletes, lo, mid)
+                    + self._apply_careful(conn, info, deletes, mid, hi))
+
+    def _refused(self, conn: Any, info: TopicInfo, change: Any, exc: Any) -> None:
+        k, v, _ts, p, off = change
+        name = f"{self.s.schema}.{sink_table(info.name)}"
+        diag = getattr(exc, "diag", None)
+        why = str(getattr(diag, "message_primary", None) or exc).strip()
+        detail = getattr(diag, "message_detail", None)
+        what = "the delete of" if v is None else "the change of"
+        message = (f"table sink {info.name!r}: table {name} refused {what} key {k!r} (offset "
+                   f"{off} in partition {p}): {why}" + (f" ({detail})" if detail else ""))
+        if not self.s.options.errors:
+            raise DriverError(
+                message + ". Nothing of this commit was written; change the constraint or the "
+                "pipeline, or add errors=1 to the driver URL to keep refused changes in "
+                f"{self.s.schema}._errors and go on.")
+        self.errors.insert(conn, info.name, p, str(off), f"table sink {name}", message,
+                           dumps({"key": encode_key(k), "value": v}))
 
     def _ensure_table(self, conn: Any, info: TopicInfo, windowed: bool) -> None:
         if info.windowed is not None:

@@ -1,4 +1,4 @@
-"""User tables as source topics, and the errors table for the rows that cannot be read.
+"""User tables as source topics.
 
 ``table.orders=public.orders:id[:key=COL][:value=COL]`` reads ``public.orders`` as a
 one-partition topic whose offsets are the values of the ordering column ``id``: integers as
@@ -11,25 +11,24 @@ Rows with equal ordering values are never split between two reads.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from ...errors import DefinitionError, SerializationError
 from ...keys import decode_key
 from ..base import ReadRec
 from .catalog import TopicInfo
+from .errors_table import ErrorsTable
 from .session import Session
 
 __all__ = ["TableSources"]
-
-log = logging.getLogger(__name__)
 
 
 class TableSources:
     """Reads user tables as topics; records bad rows in ``_errors``."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, errors: ErrorsTable) -> None:
         self.s = session
+        self.errors = errors
         self._types: dict[str, str] = {}
 
     def clear(self) -> None:
@@ -108,7 +107,7 @@ class TableSources:
                         raise SerializationError(
                             msg + ". Fix or delete the row, or add errors=1 to the driver URL "
                             f"to route bad rows to {self.s.schema}._errors.") from exc
-                    self.record_error(info.name, 0, str(off), info.source_table or "", msg, vs)
+                    self.errors.record(info.name, 0, str(off), info.source_table or "", msg, vs)
                     continue
                 out.append((key, value, int(ts), int(off), None))
             if out or not rows:
@@ -135,23 +134,3 @@ class TableSources:
         return self.s.call(  # type: ignore[no-any-return]
             lambda c: c.execute(stmt, {"o": offset, "n": max_records}).fetchall(),
             f"reading table {info.source_table}")
-
-    # -- the errors table ---------------------------------------------------------------------
-    def record_error(self, topic: str, partition: int, position: str, source: str,
-                     message: str, row_text: str | None) -> None:
-        """Keep a bad row in ``_errors`` (once per position) and log a warning."""
-        S, s = self.s.sql.SQL, self.s.qs()
-        self.s.call(lambda c: c.execute(
-            S("INSERT INTO {}._errors (topic, partition, position, source, error, row_text) "
-              "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(s),
-            (topic, partition, position, source, message, row_text)), "recording a bad row")
-        log.warning("%s (routed to %s._errors)", message, self.s.schema)
-
-    def errors(self) -> list[dict[str, Any]]:
-        """The rows of the errors table (bad input rows that were skipped)."""
-        S, s = self.s.sql.SQL, self.s.qs()
-        rows = self.s.call(lambda c: c.execute(S(
-            "SELECT topic, partition, position, source, error, row_text FROM {}._errors "
-            "ORDER BY id").format(s)).fetchall(), "reading the errors table")
-        cols = ("topic", "partition", "position", "source", "error", "row")
-        return [dict(zip(cols, r)) for r in rows]
