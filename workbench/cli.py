@@ -131,6 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     from .devservices import add_cli
 
     add_cli(sub)
+    # -- workbench deploy (workbench/deploy/cli.py) --
+    from .deploy.cli import add_cli as add_deploy_cli
+
+    add_deploy_cli(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _a: print(__import__("workbench").__version__) or 0)
     return parser
