@@ -108,17 +108,33 @@ def test_image_runs_a_bounded_pipeline_as_non_root(image: str) -> None:
 
 
 @pytest.mark.kafka
-def test_sigterm_stops_a_kafka_job_with_status_0_within_the_grace_period(
-        image: str, kafka_url: str) -> None:
+def test_healthcheck_and_sigterm_on_a_kafka_service(image: str, kafka_url: str) -> None:
+    """The container as the manifests run it (``--until forever --workers 1 --http``): its
+    HEALTHCHECK passes while it serves; SIGTERM ends it with status 0 within the grace
+    period."""
+    import socket
+
     grace = termination_grace_seconds(K8sOptions("p.py", kafka_url, image))
     name = f"wb-{uuid.uuid4().hex[:8]}"
+    with socket.socket() as s:  # host network: a free port instead of 8080
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [*RUN, "--name", name, image, "run", "examples/clickstream.py:pipeline", "--driver",
-         f"{kafka_url}?partitions=2", "--until", "forever"],
+        [*RUN, "--name", name, "-e", f"WORKBENCH_HEALTH_URL=http://127.0.0.1:{port}/health",
+         image, "run", "examples/clickstream.py:pipeline", "--driver",
+         f"{kafka_url}?partitions=2", "--until", "forever", "--workers", "1",
+         "--http", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(20)  # start, create topics, join the group, process
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        deadline = time.monotonic() + 90
+        while True:  # start, create topics, join the group
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            health = _sh([*PODMAN, "exec", name, "python3", "-m",
+                          "workbench.deploy.healthcheck"], timeout=60)
+            if health.returncode == 0:
+                break
+            assert time.monotonic() < deadline, health.stderr
+            time.sleep(2)
         started = time.monotonic()
         stop = _sh([*PODMAN, "stop", "-t", str(grace), name], timeout=grace + 60)
         _out, err = proc.communicate(timeout=grace + 60)

@@ -5,6 +5,7 @@ a long-running Kafka job with status 0 within ``terminationGracePeriodSeconds``.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -129,8 +130,12 @@ def test_probes_answer_and_sigterm_exits_0_within_the_grace_period(
         driver.ensure_topic(f"in-{sfx}", 2, kind="source")
         driver.append(f"in-{sfx}", 0, [(f"k{i % 3}", {"k": f"k{i % 3}"}, 1_000 + i, None, None)
                                         for i in range(50)])
+        # one CPU, as the pod's CPU limit of one core: --workers auto runs one worker, which
+        # the StatefulSet's instance=<pod name> (static membership) requires
+        one_cpu = min(os.sched_getaffinity(0))
         proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}))
         try:
             deadline = time.monotonic() + 90
             while not driver.partitions(f"out-{sfx}") or not driver.read_all(f"out-{sfx}"):
