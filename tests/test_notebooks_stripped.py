@@ -61,3 +61,69 @@ def test_nbstripout_verify() -> None:
     proc = subprocess.run([exe, "--verify", *map(str, NOTEBOOKS)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# modules the notebooks use that are not distributions of the same name
+_DISTRIBUTION = {"IPython": "ipykernel", "matplotlib_inline": "matplotlib"}
+
+
+def _binder_distributions() -> set[str]:
+    """What ``pip install -r binder/requirements.txt`` installs directly (workbench's own
+    dependencies and the extras it names, plus the other lines)."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    names: set[str] = set()
+
+    def add(requirement: str) -> None:
+        name = re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0]
+        if name:
+            names.add(name.lower().replace("_", "-"))
+
+    for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("."):
+            for req in project["dependencies"]:
+                add(req)
+            wanted = re.findall(r"\[([^\]]*)\]", line)
+            for extra in (wanted[0].split(",") if wanted else []):
+                for req in extras[extra.strip()]:
+                    add(req)
+        else:
+            add(line)
+    return names
+
+
+def test_binder_installs_what_the_notebooks_import() -> None:
+    """Every module a notebook (or the pytest file notebook 05 runs) imports, and every
+    ``python -m`` tool it starts, is installed by ``binder/requirements.txt``."""
+    import ast
+    import re
+
+    installed = _binder_distributions()
+    needed: dict[str, str] = {}
+    sources = [(p.name, "\n".join("".join(c["source"]) for c in _load(p)["cells"]
+                                  if c["cell_type"] == "code")) for p in NOTEBOOKS]
+    sources.append(("test_my_pipeline.py", (ROOT / "notebooks" / "test_my_pipeline.py")
+                    .read_text()))
+    local = {p.stem for p in (ROOT / "examples").glob("*.py")} | {"workbench"}
+    for name, code in sources:
+        for node in ast.walk(ast.parse(code)):
+            modules: list[str] = []
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules = [node.module]
+            for module in modules:
+                top = module.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in local:
+                    needed.setdefault(_DISTRIBUTION.get(top, top).lower(), name)
+        for tool in re.findall(r'"-m",\s*"([A-Za-z_]+)"', code):
+            needed.setdefault(tool.lower(), name)
+    missing = {dist: where for dist, where in needed.items() if dist not in installed}
+    assert not missing, f"binder/requirements.txt does not install {missing}"
+    assert "pytest" in needed  # notebook 05 runs pytest: the check above covers it

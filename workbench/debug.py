@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._tracebacks import public
+from ._urls import redact_url
 from .drivers.base import Driver, Transaction
 from .errors import DefinitionError, DriverError, did_you_mean
 from .types import Record
@@ -110,7 +111,7 @@ def read_slice(driver: Any, topic: str, *, partition: int | None = None, start: 
     drv = connect(driver) if isinstance(driver, str) else driver
     parts = drv.partitions(topic)
     if parts is None:
-        raise DefinitionError(f"read_slice: no topic {topic!r} on {drv.url}.")
+        raise DefinitionError(f"read_slice: no topic {topic!r} on {redact_url(drv.url)}.")
     chosen = range(parts) if partition is None else [partition]
     out: list[Record] = []
     for p in chosen:
@@ -766,6 +767,10 @@ class Scrubber:
         ])
         self.current: DebugState | None = None
         self.slider.observe(self._on_change, names="value")
+        self._fallback: Any = None
+        # the frontend counts the views it renders: a live view replaces the static fallback
+        self.widget._view_count = 0
+        self.widget.observe(self._on_views, names="_view_count")
         self.show(offset)
 
     def _nudge(self, delta: int) -> None:
@@ -787,6 +792,35 @@ class Scrubber:
         if self.slider.value != offset:
             self.slider.value = offset
         return st
+
+    def fallback_bundle(self) -> dict[str, str]:
+        """The static render of the state shown now (text and HTML), for where the widget
+        cannot render: a notebook exported with nbconvert, GitHub, an offline page."""
+        if self.current is None:
+            return {"text/plain": repr(self)}
+        bundle = self.current._repr_mimebundle_()
+        note = ("static snapshot of the offset scrubber at offset "
+                f"{self.current.offset}: run the notebook to move it")
+        bundle["text/html"] = (f'<div class="wb-scrubber-fallback"><div class="wb-meta">'
+                               f"<i>{html.escape(note)}</i></div>{bundle['text/html']}</div>")
+        bundle["text/plain"] = f"{bundle['text/plain']}\n({note})"
+        return bundle
+
+    def _ipython_display_(self) -> None:
+        """In IPython: two outputs, the static fallback and the widget. nbconvert, GitHub and
+        offline pages show the fallback (they render no widgets, and pick a widget output's
+        own fallback only in some cases); a frontend that renders the widget counts its
+        view, and the fallback is then emptied, so JupyterLab shows the widget alone."""
+        from IPython.display import display
+
+        self._fallback = display(self.fallback_bundle(), raw=True,  # type: ignore[no-untyped-call]
+                                 display_id=True)
+        display(self.widget)  # type: ignore[no-untyped-call]
+
+    def _on_views(self, change: Mapping[str, Any]) -> None:
+        if change.get("new") and self._fallback is not None:
+            self._fallback.update({}, raw=True)
+            self._fallback = None
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         bundle: dict[str, Any] = {}

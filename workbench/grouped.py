@@ -37,6 +37,30 @@ class GroupedStream:
         self._node = node
         self._key_name = key_name
 
+    def _grouping(self) -> str:
+        node = self._node
+        field = node.params.get("field") if node.op == "group_by" else None
+        if isinstance(field, str):
+            return f"grouped by field {field!r}"
+        if node.op == "group_by":
+            return "grouped by a function of the value"
+        return "grouped by its key"
+
+    def __repr__(self) -> str:
+        source = self._node.parents[0].name if self._node.op == "group_by" and \
+            self._node.parents else self._node.name
+        return (f"<GroupedStream: step {source!r} of pipeline {self._pipeline.name!r}, "
+                f"{self._grouping()}. Aggregate it with .count(), .agg(total=('field', 'sum')), "
+                ".reduce(fn) or .aggregate(init, add), or window it first with "
+                ".window(wb.Tumbling('1min')); an aggregation returns a table that previews.>")
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        import html
+
+        text = repr(self)
+        return {"text/plain": text,
+                "text/html": f'<div class="wb-grouped"><code>{html.escape(text)}</code></div>'}
+
     def window(self, spec: Tumbling | Hopping | Sliding | Session,
                emit: str = "update") -> WindowedStream:
         """Aggregate per window. ``emit="update"`` (default, as Kafka Streams) publishes every
@@ -88,6 +112,14 @@ class WindowedStream(GroupedStream):
 
     def window(self, spec: Any, emit: str = "update") -> WindowedStream:
         raise DefinitionError("this stream is already windowed.")
+
+    def __repr__(self) -> str:
+        source = self._node.parents[0].name if self._node.op == "group_by" and \
+            self._node.parents else self._node.name
+        return (f"<WindowedStream: step {source!r} of pipeline {self._pipeline.name!r}, "
+                f"{self._grouping()}, in {self.spec!r} windows, emit={self.emit!r}. Aggregate "
+                "it with .count(), .agg(total=('field', 'sum')), .reduce(fn) or "
+                ".aggregate(init, add); the result is a windowed table that previews.>")
 
     def _aggregate(self, agg: Aggregation, name: str | None) -> Table:
         if isinstance(self.spec, Session) and agg.merge is None:

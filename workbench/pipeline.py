@@ -306,6 +306,14 @@ class Pipeline:
         if len(parents) != len(old.parents) or not all(
                 _equivalent(a, b) for a, b in zip(old.parents, parents, strict=True)):
             new_input = ", ".join(repr(p.name) for p in parents) or "nothing"
+            if op == "sink":
+                topic = old.params["topic"]
+                raise DefinitionError(
+                    f"to({topic!r}): topic {topic!r} is already written by step {old.name!r} "
+                    f"(defined at {old.defined_at}), from step {old.parents[0].name!r}; this "
+                    f"cell writes it from {new_input}. Write both streams with one sink: "
+                    f"a.merge(b).to({topic!r})."
+                )
             raise DefinitionError(
                 f"step {old.name!r} of pipeline {self.name!r} is {what} (defined at "
                 f"{old.defined_at}); this cell's step of that name reads {new_input}. A step is "

@@ -49,7 +49,9 @@ class Run:
     def _check_topic(self, topic: str) -> None:
         if self.driver.partitions(topic) is None:
             known = [t for t in self.plan.topics if self.plan.topics[t].kind in ("sink", "source")]
-            raise DefinitionError(f"no topic {topic!r} on {self.driver.url}."
+            from ._urls import redact_url
+
+            raise DefinitionError(f"no topic {topic!r} on {redact_url(self.driver.url)}."
                                   + did_you_mean(topic, known))
 
     def records(self, topic: str) -> list[Record]:

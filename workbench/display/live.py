@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._tracebacks import public
+from .frame import plural
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,6 +107,8 @@ class Snapshot:
     source_records: int = 0
     #: processed records whose results are not committed yet
     pending_commit: bool = False
+    #: ``{operator part name: "user" | "internal"}`` for labelling step rows
+    step_kinds: dict[str, str] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -143,6 +146,19 @@ _LIVE_STYLE = (
 )
 
 
+def shown_steps(snap: Snapshot) -> list[tuple[str, StepCount]]:
+    """The step rows a view shows: ``(label, counts)``, labelled with the user's step names (a
+    fused chain of stateless steps as ``a → b → c``); internal operators (repartition topics'
+    reader and writer, unnamed ``changes()`` and ``group_by`` plumbing) are left out."""
+    names = snap.step_kinds
+    rows = []
+    for s in snap.steps:
+        kept = [part for part in s.step.split("+") if names.get(part) == "user"]
+        if kept:
+            rows.append((" → ".join(kept), s))
+    return rows
+
+
 def render_html(snap: Snapshot, *, width: int | None = None) -> str:
     """The snapshot as HTML (escaped; readable in light and dark themes)."""
     from .frame import frame_html
@@ -151,18 +167,19 @@ def render_html(snap: Snapshot, *, width: int | None = None) -> str:
     status = html.escape(snap.status)
     head = (f"<div><b>{html.escape(snap.pipeline)}</b> on {html.escape(snap.driver)} "
             f'<span class="wb-status wb-status-{status}">{status}</span></div>')
-    meta = (f'<div class="wb-meta">{snap.source_records:,} source records · '
+    meta = (f'<div class="wb-meta">{plural(snap.source_records, "source record")} · '
             f"{snap.rate:,.0f} rec/s · "
-            f"{snap.commits:,} commits · stream time {_fmt_time(snap.stream_time)} · "
+            f"{plural(snap.commits, 'commit')} · stream time {_fmt_time(snap.stream_time)} · "
             f"lag {snap.lag:,} · {snap.elapsed_s:.1f} s</div>")
     parts = [_LIVE_STYLE, '<div class="wb-live">', head, meta]
     if snap.error:
         parts.append(f'<pre class="wb-error">{html.escape(snap.error)}</pre>')
-    if snap.steps:
+    steps = shown_steps(snap)
+    if steps:
         parts.append('<table class="wb-steps"><thead><tr><th>step</th><th>in</th>'
                      "<th>out</th></tr></thead><tbody>")
-        for s in snap.steps:
-            parts.append(f"<tr><td>{html.escape(s.step)}</td><td>{s.records_in:,}</td>"
+        for label, s in steps:
+            parts.append(f"<tr><td>{html.escape(label)}</td><td>{s.records_in:,}</td>"
                          f"<td>{s.records_out:,}</td></tr>")
         parts.append("</tbody></table>")
     if snap.outputs:
@@ -178,16 +195,16 @@ def render_html(snap: Snapshot, *, width: int | None = None) -> str:
 
 def render_text(snap: Snapshot) -> str:
     """The snapshot as plain text."""
-    lines = [f"{snap.pipeline} on {snap.driver}: {snap.status} · {snap.source_records:,} "
-             "source records"
-             f" · {snap.commits:,} commits · stream time {_fmt_time(snap.stream_time)} · "
+    lines = [f"{snap.pipeline} on {snap.driver}: {snap.status} · "
+             f"{plural(snap.source_records, 'source record')}"
+             f" · {plural(snap.commits, 'commit')} · stream time {_fmt_time(snap.stream_time)} · "
              f"lag {snap.lag:,} · {snap.elapsed_s:.1f} s"]
     if snap.error:
         lines.append(f"error: {snap.error}")
-    for s in snap.steps:
-        lines.append(f"  {s.step:<40} in {s.records_in:>10,}  out {s.records_out:>10,}")
+    for label, s in shown_steps(snap):
+        lines.append(f"  {label:<40} in {s.records_in:>10,}  out {s.records_out:>10,}")
     for out in snap.outputs.values():
-        lines.append(f"  topic {out.topic}: {out.total:,} records")
+        lines.append(f"  topic {out.topic}: {plural(out.total, 'record')}")
     return "\n".join(lines)
 
 
@@ -241,6 +258,17 @@ def _instrument(engine: Engine) -> dict[str, _Counter]:
     return counters
 
 
+def _step_kinds(pipeline: Pipeline, counters: Mapping[str, Any]) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for name in counters:
+        for part in name.split("+"):
+            node = pipeline._names.get(part)
+            internal = node is None or (node.auto_named and node.op in ("table_changes",
+                                                                         "group_by"))
+            kinds[part] = "internal" if internal else "user"
+    return kinds
+
+
 # -- the live run -----------------------------------------------------------------------------
 class LiveRun:
     """A pipeline running in a background thread (see the module docstring).
@@ -277,6 +305,7 @@ class LiveRun:
         self._run: Run | None = None
         engine.start()
         self._counters = _instrument(engine)
+        self._step_kinds = _step_kinds(pipeline, self._counters)
         self._wrap_poll()
         engine.on_commit.append(self._on_commit)
         self._take_snapshot()
@@ -309,6 +338,7 @@ class LiveRun:
             self._take_snapshot()
 
     def _take_snapshot(self, status: str | None = None) -> Snapshot:
+        from .._urls import redact_text, redact_url
         from ..frames import topic_schema
         from ..progress import source_backlog, source_position
 
@@ -339,7 +369,7 @@ class LiveRun:
         err = self.error
         snap = Snapshot(
             pipeline=self.pipeline.name,
-            driver=driver.url,
+            driver=redact_url(driver.url),
             status=status or self.status,
             records_in=stats.records_in,
             commits=stats.commits,
@@ -348,10 +378,11 @@ class LiveRun:
             lag=lag,
             steps=[StepCount(n, c.n_in, c.n_out) for n, c in self._counters.items()],
             outputs=outputs,
-            error=None if err is None else f"{type(err).__name__}: {err}",
+            error=None if err is None else redact_text(f"{type(err).__name__}: {err}"),
             taken_at=time.time(),
             source_records=source_position(engine),
             pending_commit=bool(getattr(engine, "_uncommitted", False)),
+            step_kinds=self._step_kinds,
         )
         with self._cond:
             self._snapshot = snap
@@ -376,7 +407,9 @@ class LiveRun:
         except BaseException as exc:
             self.error = exc
             self.status = "failed"
-            log.error("pipeline %s failed: %s", self.pipeline.name, exc)
+            from .._urls import redact_text
+
+            log.error("pipeline %s failed: %s", self.pipeline.name, redact_text(str(exc)))
         finally:
             try:
                 self.engine.close()
