@@ -15,3 +15,73 @@ pytest.importorskip("prometheus_client")
 
 def test_two_workers_on_kafka(kafka_url: str, tmp_path: Path) -> None:
     run_scenario(tmp_path, kafka_url)
+
+
+def test_ready_fails_during_a_rebalance(kafka_url: str, tmp_path: Path) -> None:
+    """Two members; the second leaves: the first takes over its partitions and restores their
+    state (many keys, so it takes a while). Its /ready answers 503 "rebalancing" meanwhile, and
+    200 once the state is restored; queries then see the moved keys."""
+    import signal
+    import threading
+    import time
+    import uuid
+
+    from .procs import Job, http_get
+    from .scenario import JOB, PARTITIONS, Producer
+
+    (tmp_path / "job.py").write_text(JOB)
+    suffix = uuid.uuid4().hex[:8]
+    args = ["run", "job.py:make", "-p", f"suffix={suffix!r}", "--driver", kafka_url,
+            "--until", "forever"]
+    producer = Producer(kafka_url, f"clicks-{suffix}")
+    producer.driver.ensure_topic(f"clicks-{suffix}", PARTITIONS, kind="source")
+    first = Job(args, tmp_path)
+    second = None
+    try:
+        first.wait_ready(180)
+        tasks = first.get("/status.json")[1]["tasks"]
+        second = Job(args, tmp_path)
+        second.wait_ready(180)
+        first.wait_for(lambda: first.get("/status.json")[1]["tasks"] == tasks // 2, 60,
+                       "the split")
+        keys = 30_000
+        producer.send([(f"k{i}", {"user": f"k{i}", "ts": i, "amount": 1})
+                       for i in range(keys)])
+        for job in (first, second):
+            job.wait_for(lambda j=job: j.get("/status.json")[1]["lag"] == 0
+                         and j.get("/status.json")[1]["records_in"] > 0, 120, "the records")
+        seen: list[tuple[int, str]] = []
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                status, body, _h = http_get(first.base + "/ready")
+                seen.append((status, body.get("reason", "")))
+                time.sleep(0.01)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        try:
+            second.signal(signal.SIGTERM)
+            assert second.wait(120) == 0
+            first.wait_for(lambda: first.get("/status.json")[1]["tasks"] == tasks, 120,
+                           "the take-over")
+            first.wait_for(lambda: first.get("/ready")[0] == 200, 120, "ready again")
+        finally:
+            stop.set()
+            poller.join()
+        not_ready = [reason for status, reason in seen if status == 503]
+        assert not_ready, "the rebalance was never visible on /ready"
+        assert all(r.startswith("rebalancing") for r in not_ready), set(not_ready)
+        assert seen[0][0] == 200 and seen[-1][0] == 200
+        # every key is served by the one member left, state restored from the changelog
+        rows = first.get(f"/tables/totals?limit={keys + 10}")[1]["rows"]
+        assert len(rows) == keys and all(r["value"]["n"] == 1 for r in rows)
+    finally:
+        producer.driver.close()
+        for job in (first, second):
+            if job is not None:
+                if job.proc.poll() is None:
+                    job.signal(signal.SIGTERM)
+                    job.wait(120)
+                job.kill()

@@ -57,7 +57,7 @@ class Service:
     """
 
     def __init__(self, pipeline: Pipeline, engine: Engine, *, liveness_timeout_s: float = 30.0,
-                 rebalance_grace_s: float = 0.5, lag_interval_s: float = 1.0,
+                 rebalance_grace_s: float = 0.1, lag_interval_s: float = 1.0,
                  worker_dir: str | None = None, worker_index: int | None = None) -> None:
         self.pipeline = pipeline
         self.engine = engine
