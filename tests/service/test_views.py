@@ -168,3 +168,18 @@ def test_process_stores_are_queryable() -> None:
     run = start(p, "memory://", until="end")
     run.wait(60)
     assert run.get("keep-last", "a")["value"] == {"k": "a", "v": 2}
+
+
+def test_keys_equal_in_python_but_not_on_the_wire_stay_apart() -> None:
+    p = wb.Pipeline("views-keys")
+    p.source("in", key=lambda v: v["k"], sample=[{"k": 1}, {"k": 1.0}, {"k": True},
+                                                {"k": 1}, {"k": ["a", 2]}]).group_by_key(
+    ).count(name="c")
+    run = start(p, "memory://", until="end")
+    run.wait(60)
+    assert run.get("c", 1)["value"] == 2
+    assert run.get("c", 1.0)["value"] == 1
+    assert run.get("c", True)["value"] == 1
+    assert run.get("c", ("a", 2)) == {"key": ["a", 2], "value": 1, "timestamp": 0} or \
+        run.get("c", ("a", 2))["value"] == 1
+    assert len(run.range("c")) == 4

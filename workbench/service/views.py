@@ -139,28 +139,6 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-@dataclass
-class StoreInfo:
-    """A queryable store: its names, kind and how its changelog records decode."""
-
-    name: str
-    step: str
-    changelog: str
-    #: ``"table"`` (one value per key) or ``"window"`` (values per key and window)
-    kind: str
-    subtopology: int
-    aliases: list[str] = field(default_factory=list)
-    #: decodes one changelog record into ``(key, window, row)`` (row ``None``: a delete), or
-    #: ``None`` to ignore the record
-    decode: Callable[[Any, Any], tuple[Any, Any, dict[str, Any] | None] | None] = (
-        lambda k, v: None)
-
-    def describe(self) -> dict[str, Any]:
-        """JSON description (for listings and 404 bodies)."""
-        return {"name": self.step, "store": self.name, "kind": self.kind,
-                "aliases": self.aliases}
-
-
 def _row(key: Any, value: Any, ts: Any, start: Any = None, end: Any = None) -> dict[str, Any]:
     row: dict[str, Any] = {"key": _jsonable(key), "value": _jsonable(value), "timestamp": ts}
     if start is not None:
@@ -169,58 +147,107 @@ def _row(key: Any, value: Any, ts: Any, start: Any = None, end: Any = None) -> d
     return row
 
 
-def _decoder(op: str, params: dict[str, Any], kind: str
-             ) -> Callable[[Any, Any], tuple[Any, Any, dict[str, Any] | None] | None] | None:
-    from ..keys import decode_key
+def _hkey(k: Any) -> Any:
+    """The state identity of a changelog key (JSON lists back to tuples, then
+    :func:`~workbench.keys.key_id`: keys equal in Python but different on the wire, such as
+    ``1``, ``1.0`` and ``True``, stay apart)."""
+    if k.__class__ is str:
+        return k
+    from ..keys import key_id
+
+    return key_id(_tuplify(k))
+
+
+def _table_hkey(k: Any) -> Any:
+    if k.__class__ is str:
+        return k
+    from ..keys import decode_key, key_id
+
+    return key_id(decode_key(k))
+
+
+def lookup_key(key: Any) -> Any:
+    """The identity under which the views hold a key given by a caller."""
+    from ..keys import key_id
+
+    return key_id(key)
+
+
+@dataclass
+class StoreInfo:
+    """A queryable store: its names, kind and how its changelog records read.
+
+    The views keep the changelog's raw values (applying a commit is then two ``dict.update``
+    calls); rows are decoded when read (:attr:`row`).
+    """
+
+    name: str
+    step: str
+    changelog: str
+    #: ``"table"`` (one value per key) or ``"window"`` (values per key and window)
+    kind: str
+    subtopology: int
+    aliases: list[str] = field(default_factory=list)
+    #: window stores: changelog key → ``(key, window)``, or ``None`` to skip the record
+    split: Callable[[Any], tuple[Any, Any] | None] | None = None
+    #: ``(key, window, raw value)`` → row
+    row: Callable[[Any, Any, Any], dict[str, Any]] = lambda k, w, v: _row(k, v, None)
+    #: table stores: changelog key → state identity
+    hkey: Callable[[Any], Any] = _hkey
+
+    def describe(self) -> dict[str, Any]:
+        """JSON description (for listings and 404 bodies)."""
+        return {"name": self.step, "store": self.name, "kind": self.kind,
+                "aliases": self.aliases}
+
+
+def _window_split(k: Any) -> tuple[Any, Any] | None:
+    if k.__class__ is str:  # the emit-on-close bookkeeping entry
+        return None
+    return _hkey(k[0]), int(k[1])
+
+
+def _session_split(k: Any) -> tuple[Any, Any] | None:
+    if k.__class__ is str:
+        return None
+    return _hkey(k[0]), (int(k[1]), int(k[2]))
+
+
+def _store_info(spec: Any, node: Any, st_id: int) -> StoreInfo | None:
     from ..windows import Hopping, Session, Sliding, Tumbling
 
+    op, params, kind = node.op, node.params, spec.kind
+    info = StoreInfo(spec.name, spec.step, spec.changelog, "table", st_id)
     if op in ("table_source", "to_table"):
-        def table(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
-            key = decode_key(k)
-            return key, None, None if v is None else _row(key, v, None)
-        return table
+        info.hkey = _table_hkey
+        return info
     if op == "aggregate":
         agg = params.get("agg")
         fin = getattr(agg, "finalize", None) or (lambda a: a)
         window = params.get("window")
         if window is None:
-            def kv(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
-                key = _tuplify(k)
-                return key, None, None if v is None else _row(key, fin(v[0]), v[1])
-            return kv
+            info.row = lambda k, w, v: _row(k, fin(v[0]), v[1])
+            return info
+        info.kind = "window"
         if isinstance(window, (Tumbling, Hopping, Sliding)):
-            size = window.size if isinstance(window, (Tumbling, Hopping)) else (
-                window.difference)  # sliding windows are [start, start + difference]
-
-            def win(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None] | None:
-                if k == _META_KEY:
-                    return None
-                key, start = _tuplify(k[0]), int(k[1])
-                return key, (start, start + size), None if v is None else _row(
-                    key, fin(v[0]), v[1], start, start + size)
-            return win
+            # sliding windows are [start, start + difference], both ends inclusive
+            size = window.difference if isinstance(window, Sliding) else window.size
+            info.split = _window_split
+            info.row = lambda k, w, v: _row(k, fin(v[0]), v[1], w, w + size)
+            return info
         if isinstance(window, Session):
-            def session(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None] | None:
-                if k == _META_KEY:
-                    return None
-                key, start, end = _tuplify(k[0]), int(k[1]), int(k[2])
-                return key, (start, end), None if v is None else _row(key, fin(v), end,
-                                                                        start, end)
-            return session
+            info.split = _session_split
+            info.row = lambda k, w, v: _row(k, fin(v), w[1], w[0], w[1])
+            return info
         return None
     if op == "process":
+        info.step = spec.name  # one step may have several stores
         if kind == "window":
-            def pwin(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
-                key, start = _tuplify(k[0]), int(k[1])
-                return key, (start, None), None if v is None else _row(key, v, None, start,
-                                                                         None)
-            return pwin
-
-        def pkv(k: Any, v: Any) -> tuple[Any, Any, dict[str, Any] | None]:
-            key = _tuplify(k)
-            return key, None, None if v is None else _row(key, v, None)
-        return pkv
-    return None
+            info.kind = "window"
+            info.split = _window_split
+            info.row = lambda k, w, v: _row(k, v, None, w, None)
+        return info
+    return None  # join stores are internal
 
 
 def queryable_stores(plan: Plan, sinks: dict[str, list[str]] | None = None
@@ -235,16 +262,9 @@ def queryable_stores(plan: Plan, sinks: dict[str, list[str]] | None = None
     for st in plan.subtopologies:
         for spec in st.stores:
             node = nodes.get(spec.step)
-            if node is None:
+            info = None if node is None else _store_info(spec, node, st.id)
+            if info is None:
                 continue
-            decode = _decoder(node.op, node.params, spec.kind)
-            if decode is None:
-                continue
-            windowed = spec.kind in ("window", "session")
-            info = StoreInfo(spec.name, spec.step, spec.changelog,
-                             "window" if windowed else "table", st.id, decode=decode)
-            if node.op == "process":
-                info.step = spec.name  # one step may have several stores
             names = {spec.name, *(sinks or {}).get(spec.step, [])}
             info.aliases = sorted(n for n in names if n != info.step)
             out[spec.changelog] = info
@@ -269,28 +289,41 @@ def sink_aliases(plan: Plan) -> dict[str, list[str]]:
 
 
 # -- the views --------------------------------------------------------------------------------
-# a copy: {changelog: {partition: {key: {window: row}}}}
-_Copy = dict[str, dict[int, dict[Any, dict[Any, dict[str, Any]]]]]
+# a copy: {changelog: {partition: {key: raw value}}} for tables,
+#         {changelog: {partition: {key: {window: raw value}}}} for windowed stores
+_Copy = dict[str, dict[int, dict[Any, Any]]]
 
 
 def _apply(copy: _Copy, op: tuple[Any, ...]) -> None:
     kind = op[0]
-    if kind == "put":
-        _k, store, p, key, window, row = op
+    if kind == "kv":
+        _k, store, p, puts, dels = op
         parts = copy.setdefault(store, {})
-        keys = parts.get(p)
-        if keys is None:
-            keys = parts[p] = {}
-        entry = keys.get(key)
-        if row is None:
-            if entry is not None:
-                entry.pop(window, None)
-                if not entry:
-                    del keys[key]
-        elif entry is None:
-            keys[key] = {window: row}
-        else:
-            entry[window] = row
+        m = parts.get(p)
+        if m is None:
+            m = parts[p] = {}
+        if puts:
+            m.update(puts)
+        pop = m.pop
+        for k in dels:
+            pop(k, None)
+    elif kind == "win":
+        _k, store, p, changes = op
+        parts = copy.setdefault(store, {})
+        m = parts.get(p)
+        if m is None:
+            m = parts[p] = {}
+        for key, window, v in changes:
+            entry = m.get(key)
+            if v is None:
+                if entry is not None:
+                    entry.pop(window, None)
+                    if not entry:
+                        del m[key]
+            elif entry is None:
+                m[key] = {window: v}
+            else:
+                entry[window] = v
     elif kind == "drop":
         _k, store, p = op
         copy.get(store, {}).pop(p, None)
@@ -319,32 +352,47 @@ class StateViews:
         self.commits = 0
 
     # -- engine side (StateListener) ----------------------------------------------------------
-    def _ops(self, changelog: str, partition: int, records: list[tuple[Any, Any]]
-             ) -> list[tuple[Any, ...]]:
+    def _op(self, changelog: str, partition: int, records: list[tuple[Any, Any]]
+            ) -> tuple[Any, ...] | None:
         info = self.stores.get(changelog)
-        if info is None:
-            return []
-        decode = info.decode
-        ops = []
+        if info is None or not records:
+            return None
+        split = info.split
+        if split is None:
+            puts = {}
+            dels = []
+            hkey = info.hkey
+            for k, v in records:
+                hk = k if k.__class__ is str else hkey(k)
+                if v is None:
+                    puts.pop(hk, None)
+                    dels.append(hk)
+                else:
+                    puts[hk] = v
+            return ("kv", changelog, partition, puts, dels)
+        changes = []
         for k, v in records:
-            d = decode(k, v)
-            if d is not None:
-                ops.append(("put", changelog, partition, d[0], d[1], d[2]))
-        return ops
+            kw = split(k)
+            if kw is not None:
+                changes.append((kw[0], kw[1], v))
+        return ("win", changelog, partition, changes)
 
     def restored(self, changelog: str, partition: int, records: list[tuple[Any, Any]]) -> None:
         """Restored changelog records (engine hook)."""
-        if changelog in self.stores:
-            self._lr.publish(self._ops(changelog, partition, records), _apply)
+        op = self._op(changelog, partition, records)
+        if op is not None:
+            self._lr.publish([op], _apply)
 
     def committed(self, changes: dict[tuple[str, int], list[tuple[Any, Any]]]) -> None:
         """One commit's changes (engine hook)."""
-        ops: list[tuple[Any, ...]] = []
+        ops = []
         for (changelog, partition), records in changes.items():
-            if changelog in self.stores:
-                ops.extend(self._ops(changelog, partition, records))
+            op = self._op(changelog, partition, records)
+            if op is not None:
+                ops.append(op)
         self.commits += 1
-        self._lr.publish(ops, _apply)
+        if ops:
+            self._lr.publish(ops, _apply)
 
     def revoked(self, changelog: str, partition: int) -> None:
         """A task moved away (engine hook)."""
@@ -412,19 +460,28 @@ class StateViews:
             return None
         return self._partition_of(key, count)
 
+    def _rows(self, info: StoreInfo, key: Any, raw: Any) -> list[dict[str, Any]]:
+        from ..keys import unwrap_key
+
+        key = unwrap_key(key)
+        if info.split is None:
+            return [info.row(key, None, raw)]
+        return [info.row(key, w, v) for w, v in raw.items()]
+
     def get(self, name: str, key: Any, *, time_from: int | None = None,
             time_to: int | None = None) -> list[dict[str, Any]]:
         """The rows of ``key`` (one for a table; the windows of the key, by start, for a
         windowed store, limited to windows that start in ``[time_from, time_to]``). Raises
         :class:`NotFound` when the key has no row here."""
         info = self.store(name)
+        hk = lookup_key(key)
+        found: list[Any] = []
         with self._lr.read() as copy:
-            parts = copy.get(info.changelog, {})
-            rows: list[dict[str, Any]] = []
-            for keys in parts.values():
-                entry = keys.get(key)
-                if entry:
-                    rows.extend(entry.values())
+            for m in copy.get(info.changelog, {}).values():
+                raw = m.get(hk)
+                if raw is not None:
+                    found.append(dict(raw) if info.split is not None else raw)
+        rows = [r for raw in found for r in self._rows(info, key, raw)]
         if info.kind == "window":
             rows = _in_time(rows, time_from, time_to)
             rows.sort(key=lambda r: (r["window_start"], r.get("window_end") or 0))
@@ -438,20 +495,22 @@ class StateViews:
     def range(self, name: str, *, from_key: Any = None, to_key: Any = None,
               time_from: int | None = None, time_to: int | None = None,
               limit: int = 1000) -> list[dict[str, Any]]:
-        """Rows with ``from_key <= key <= to_key`` (either bound optional; keys compared as
-        their text when types differ), ordered by key then window start, at most ``limit``."""
+        """Rows with ``from_key <= key <= to_key`` (either bound optional; keys of different
+        types order numbers, then strings, then others), ordered by key then window start, at
+        most ``limit``."""
         info = self.store(name)
+        windowed = info.split is not None
         with self._lr.read() as copy:
-            parts = copy.get(info.changelog, {})
-            picked: list[tuple[Any, list[dict[str, Any]]]] = []
-            for keys in parts.values():
-                for k, entry in keys.items():
+            picked: list[tuple[Any, Any]] = []
+            for m in copy.get(info.changelog, {}).values():
+                for k, raw in m.items():
                     if _between(k, from_key, to_key):
-                        picked.append((k, list(entry.values())))
-        picked.sort(key=lambda kv: _sort_key(kv[0]))
+                        picked.append((k, dict(raw) if windowed else raw))
+        picked.sort(key=lambda kv: _sort_key(_unwrap(kv[0])))
         rows: list[dict[str, Any]] = []
-        for _k, entry_rows in picked:
-            if info.kind == "window":
+        for k, raw in picked:
+            entry_rows = self._rows(info, k, raw)
+            if windowed:
                 entry_rows = sorted(_in_time(entry_rows, time_from, time_to),
                                     key=lambda r: r["window_start"])
             rows.extend(entry_rows)
@@ -463,28 +522,39 @@ class StateViews:
         """Rows held here for store ``name``."""
         info = self.store(name)
         with self._lr.read() as copy:
-            return sum(len(e) for keys in copy.get(info.changelog, {}).values()
-                       for e in keys.values())
+            parts = copy.get(info.changelog, {}).values()
+            if info.split is None:
+                return sum(len(m) for m in parts)
+            return sum(len(e) for m in parts for e in m.values())
 
     def sizes(self) -> dict[str, tuple[int, int]]:
         """``{step: (rows, approximate bytes)}`` (bytes from a sample of at most 50 rows)."""
         import json
 
         out: dict[str, tuple[int, int]] = {}
-        with self._lr.read() as copy:
-            for changelog, info in self.stores.items():
+        for changelog, info in self.stores.items():
+            sample: list[tuple[Any, Any]] = []
+            with self._lr.read() as copy:
+                parts = list(copy.get(changelog, {}).values())
                 n = 0
-                sample: list[dict[str, Any]] = []
-                for keys in copy.get(changelog, {}).values():
-                    for entry in keys.values():
-                        n += len(entry)
-                        if len(sample) < 50:
-                            sample.extend(list(entry.values())[:5])
-                size = 0
-                if sample:
-                    each = sum(len(json.dumps(r, default=repr)) for r in sample) / len(sample)
-                    size = int(each * n)
-                out[info.step] = (n, size)
+                for m in parts:
+                    if info.split is None:
+                        n += len(m)
+                        for kv in m.items():
+                            if len(sample) >= 50:
+                                break
+                            sample.append(kv)
+                    else:
+                        for k, e in m.items():
+                            n += len(e)
+                            if len(sample) < 50:
+                                sample.append((k, dict(e)))
+            size = 0
+            if sample:
+                rows = [r for k, raw in sample for r in self._rows(info, k, raw)]
+                each = sum(len(json.dumps(r, default=repr)) for r in rows) / max(1, len(rows))
+                size = int(each * n)
+            out[info.step] = (n, size)
         return out
 
 
@@ -513,8 +583,14 @@ def _sort_key(key: Any) -> tuple[int, Any]:
     return (3, repr(key))
 
 
+def _unwrap(key: Any) -> Any:
+    from ..keys import unwrap_key
+
+    return unwrap_key(key)
+
+
 def _between(key: Any, lo: Any, hi: Any) -> bool:
-    sk = _sort_key(key)
+    sk = _sort_key(_unwrap(key))
     if lo is not None and sk < _sort_key(lo):
         return False
     return not (hi is not None and sk > _sort_key(hi))
