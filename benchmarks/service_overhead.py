@@ -57,7 +57,7 @@ def pipeline(events: int) -> wb.Pipeline:
     return p
 
 
-def one(events: int, case: str, rate: float, port: int) -> tuple[float, int]:
+def one(events: int, case: str, rate: float, port: int) -> tuple[float, float, int]:
     p = pipeline(events)
     engine = prepare(p, "memory://", commit_interval="100ms", batch_size=2_000)
     service = None
@@ -72,11 +72,13 @@ def one(events: int, case: str, rate: float, port: int) -> tuple[float, int]:
                                   stdout=subprocess.PIPE, text=True)
         time.sleep(1.0)  # the client is up and querying before the run starts
     started = time.perf_counter()
+    cpu = time.process_time()  # every thread of this process: the engine's and the server's
     engine.start()
     if service is not None:
         service.after_start()
     engine.run_until_end()
     took = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     served = 0
     if client is not None:
         client.terminate()
@@ -85,7 +87,47 @@ def one(events: int, case: str, rate: float, port: int) -> tuple[float, int]:
     if service is not None:
         service.stop_http()
     engine.close()
-    return events / took, served
+    return events / took, cpu / events * 1e6, served
+
+
+def per_query_cost(port: int, queries: int = 3000) -> dict[str, float]:
+    """CPU time this process spends per query and per commit hook, measured without the noise
+    of a concurrent run: the state of a finished run, then ``queries`` sequential GETs from
+    another process; and the service's commit hook (views are fed separately) timed in
+    place."""
+    p = pipeline(100_000)
+    engine = prepare(p, "memory://", commit_interval="100ms", batch_size=2_000)
+    service = Service(p, engine)
+    service.start_http(f"127.0.0.1:{port}")
+    engine.start()
+    service.after_start()
+    engine.run_until_end()
+    hook = time.process_time()
+    for _ in range(1000):
+        service._on_commit(engine)  # metrics snapshot + catch-up, as at every commit
+    hook_us = (time.process_time() - hook) / 1000 * 1e6
+    client = (
+        "import http.client, random, sys, time\n"
+        "c = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]))\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    c.request('GET', f'/tables/totals/u{random.randrange(10000)}')\n"
+        "    r = c.getresponse(); r.read()\n")
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    subprocess.run([sys.executable, "-c", client, str(port), str(queries)], check=True)
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu
+    scrape = time.process_time()
+    for _ in range(100):
+        service.metrics_text()
+    scrape_ms = (time.process_time() - scrape) / 100 * 1e3
+    service.stop_http()
+    engine.close()
+    us = cpu / queries * 1e6
+    return {"cpu_us_per_query": round(us, 1), "core_share_at_200_qps": round(us * 200 / 1e6, 4),
+            "client_qps_sequential": round(queries / wall), "hook_us_per_commit": round(hook_us, 1),
+            "core_share_of_hook_at_10_commits_per_s": round(hook_us * 10 / 1e6, 5),
+            "cpu_ms_per_scrape": round(scrape_ms, 2)}
 
 
 def main() -> None:
@@ -97,22 +139,39 @@ def main() -> None:
     args = ap.parse_args()
     cases = ["plain", "service", "http", "http+queries"]
     results: dict[str, list[float]] = {c: [] for c in cases}
+    cpu_us: dict[str, list[float]] = {c: [] for c in cases}
     served: list[int] = []
     for r in range(args.repeat):
         for case in cases:  # interleaved, so load changes on the machine hit every case
-            rate, n = one(args.events, case, args.rate, args.port + r * 10 + cases.index(case))
+            rate, us, n = one(args.events, case, args.rate,
+                              args.port + r * 10 + cases.index(case))
             results[case].append(rate)
+            cpu_us[case].append(us)
             if n:
                 served.append(n)
     base = statistics.median(results["plain"])
+    base_cpu = statistics.median(cpu_us["plain"])
     report: dict[str, Any] = {"events": args.events, "repeat": args.repeat}
+    print("CPU time per record counts every thread of the process (engine, HTTP server);")
+    print("it is what the service costs, whatever else the machine runs.")
     for case in cases:
         med = statistics.median(results[case])
+        us = statistics.median(cpu_us[case])
         report[case] = {"records_per_s": round(med), "vs_plain": round(med / base, 3),
+                        "cpu_us_per_record": round(us, 3),
+                        "cpu_vs_plain": round(us / base_cpu, 3),
                         "runs": [round(x) for x in results[case]]}
-        print(f"{case:>14}: {med:>10,.0f} records/s  {med / base:6.1%} of plain  "
-              f"runs {[round(x) for x in results[case]]}")
+        print(f"{case:>14}: {med:>10,.0f} records/s ({med / base:6.1%} of plain), "
+              f"CPU {us:6.2f} us/record ({us / base_cpu - 1:+6.1%})")
     print(f"queries answered per run (client at {args.rate:g}/s): {served}")
+    cost = per_query_cost(args.port + 99)
+    report["costs"] = cost
+    print(f"one query: {cost['cpu_us_per_query']} us CPU in the server process, so 200 "
+          f"queries/s take {cost['core_share_at_200_qps']:.1%} of a core "
+          f"(sequential client: {cost['client_qps_sequential']} queries/s)")
+    print(f"the service's commit hook (metrics snapshot): {cost['hook_us_per_commit']} us, "
+          f"{cost['core_share_of_hook_at_10_commits_per_s']:.3%} of a core at 10 commits/s; "
+          f"a /metrics scrape: {cost['cpu_ms_per_scrape']} ms CPU")
     print(json.dumps(report))
 
 

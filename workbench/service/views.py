@@ -359,6 +359,14 @@ class StateViews:
             return None
         split = info.split
         if split is None:
+            # the common case (string keys, no deletes) stays in C: dict() and one scan
+            try:
+                puts = dict(records)
+            except TypeError:  # an unhashable changelog key (a tuple as a JSON list)
+                puts = {}
+            if len(puts) == len(records) and not any(
+                    v is None or k.__class__ is not str for k, v in records):
+                return ("kv", changelog, partition, puts, ())
             puts = {}
             dels = []
             hkey = info.hkey
