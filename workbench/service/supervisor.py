@@ -92,7 +92,7 @@ class Supervisor:
                 self.signals = 1
                 self._signal_all(signal.SIGTERM)
             await asyncio.sleep(0.1)
-        codes = [p.returncode for p in self.procs]
+        codes = [p.returncode or 0 for p in self.procs]
         if self.exit_code is not None:
             return self.exit_code
         if failed is not None:
