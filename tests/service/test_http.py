@@ -114,7 +114,7 @@ def test_ready_fails_while_stopping_and_exit_0(job_file: Path, signum: int) -> N
         job.wait_ready()
         job.signal(signum)
         # the batch in hand (30 records, 50 ms each) is still being finished
-        status, body, _h = job.wait_for(lambda: (r := job.get("/ready"))[0] == 503 and r, 5,
+        _status, body, _h = job.wait_for(lambda: (r := job.get("/ready"))[0] == 503 and r, 5,
                                         "not ready")
         assert body["reason"] == "stopping"
         assert job.get("/health")[0] == 200

@@ -92,12 +92,12 @@ class Supervisor:
                 self.signals = 1
                 self._signal_all(signal.SIGTERM)
             await asyncio.sleep(0.1)
-        codes = [p.returncode or 0 for p in self.procs]
         if self.exit_code is not None:
             return self.exit_code
         if failed is not None:
             return failed
-        return next((c for c in codes if c != 0), 0)
+        bad_codes = [int(p.returncode or 0) for p in self.procs if p.returncode]
+        return bad_codes[0] if bad_codes else 0
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
