@@ -32,8 +32,10 @@ __all__ = [
     "STATS",
     "FamilyStats",
     "assert_same_dropped",
+    "assert_same_failure",
     "assert_same_output",
     "check_case",
+    "compare",
     "closed_windows",
     "dropped_differences",
 ]
@@ -193,20 +195,44 @@ def assert_same_dropped(case: dict[str, Any], oracle: dict[str, Any],
     pytest.fail("\n".join(lines), pytrace=False)
 
 
+def assert_same_failure(case: dict[str, Any], oracle: dict[str, Any],
+                        workbench: dict[str, Any]) -> None:
+    """Both stop at the same input record (e.g. a full suppress buffer), or neither does."""
+    expected, actual = oracle.get("failure"), workbench.get("failure")
+    if (expected or {}).get("in") == (actual or {}).get("in"):
+        return
+
+    def say(failure: dict[str, Any] | None) -> str:
+        if failure is None:
+            return "no failure"
+        return f"failed at #{failure['in']}: {failure['error']}"
+
+    pytest.fail(f"case {case['name']!r}: Kafka Streams {say(expected)}; workbench {say(actual)}\n"
+                f"case JSON: {_case_json(case)}", pytrace=False)
+
+
+def compare(case: dict[str, Any], expected: dict[str, Any], actual: dict[str, Any],
+            reasons: list[str] | None = None) -> None:
+    """Compare the oracle's result with workbench's: failure, outputs, dropped records."""
+    assert_same_failure(case, expected, actual)
+    assert_same_output(case, expected["outputs"], actual["outputs"], reasons)
+    assert_same_dropped(case, expected, actual, reasons)
+
+
 # -------------------------------------------------------------------------------- one case
 def check_case(oracle: OracleServer, case: dict[str, Any],
                stats: FamilyStats | None = None) -> dict[str, Any]:
-    """Run ``case`` on the oracle (as workbench is compared) and on workbench; compare the
-    outputs (end of input included, unless the case says ``"end_of_input": false``) and the
-    dropped records. Returns the oracle's result; counts the case in ``stats``."""
+    """Run ``case`` on the oracle (as workbench is compared) and on workbench; compare whether
+    and where they fail, the outputs (end of input included, unless the case says
+    ``"end_of_input": false``) and the dropped records. Returns the oracle's result; counts the
+    case in ``stats``."""
     reference, reasons = workbench_reference(case)
     flush = case.get("end_of_input", True)
     expected = oracle.run({**reference, "flush": flush})
     if stats is not None:
         stats.add(case, expected)
     actual = run_case_full(reference, end_of_input=flush)
-    assert_same_output(case, expected["outputs"], actual["outputs"], reasons)
-    assert_same_dropped(case, expected, actual, reasons)
+    compare(case, expected, actual, reasons)
     return expected
 
 

@@ -31,7 +31,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ORACLE_DIR = HERE / "oracle"
 POM = ORACLE_DIR / "pom.xml"
-SOURCE = ORACLE_DIR / "src" / "main" / "java" / "Oracle.java"
+SOURCE_DIR = ORACLE_DIR / "src" / "main" / "java"
+SOURCES = sorted(SOURCE_DIR.glob("*.java"))
 CASES_DIR = HERE / "cases"
 DEFAULT_BUILD_DIR = HERE / ".build"
 EXPECTED_FILE = HERE / "expected" / "oracle_outputs.json"
@@ -51,6 +52,7 @@ __all__ = [
     "load_cases",
     "load_expected",
     "oracle_available",
+    "recorded_form",
     "run_cases",
     "run_cases_full",
 ]
@@ -94,7 +96,8 @@ def build_oracle(build_dir: Path | None = None) -> Path:
     """Build the oracle into ``build_dir`` (default ``tests/conformance/.build``) and return it.
 
     Idempotent: the jars are fetched again only when ``pom.xml`` is newer than the last fetch,
-    and ``Oracle.java`` is recompiled only when it (or the jars) is newer than the class file.
+    and the Java sources are recompiled only when one of them (or the jars) is newer than
+    ``Oracle.class``.
     """
     ok, why = oracle_available()
     if not ok:
@@ -122,7 +125,7 @@ def build_oracle(build_dir: Path | None = None) -> Path:
             )
             lib_stamp.touch()
         if not class_file.exists() or class_file.stat().st_mtime < max(
-            SOURCE.stat().st_mtime, lib_stamp.stat().st_mtime
+            [source.stat().st_mtime for source in SOURCES] + [lib_stamp.stat().st_mtime]
         ):
             if classes.exists():
                 shutil.rmtree(classes)
@@ -137,9 +140,9 @@ def build_oracle(build_dir: Path | None = None) -> Path:
                     str(lib / "*"),
                     "-d",
                     str(classes),
-                    str(SOURCE),
+                    *[str(source) for source in SOURCES],
                 ],
-                "compiling Oracle.java",
+                "compiling the oracle's Java sources",
             )
     return build_dir
 
@@ -171,7 +174,8 @@ def run_cases_full(
     build_dir: Path | None = None,
     timeout: float = 600.0,
 ) -> list[dict[str, Any]]:
-    """Run all ``cases`` in one JVM; per case return ``{"name", "outputs", "dropped"}``.
+    """Run all ``cases`` in one JVM; per case return ``{"name", "outputs", "dropped"}`` (and
+    ``"failure": {"in", "error"}`` if Kafka Streams stopped while processing record ``in``).
 
     ``outputs`` is the list of output records (see README.md); ``dropped`` lists
     ``{"in": index, "count": n}`` for input records that raised Kafka Streams' task-level
@@ -333,11 +337,13 @@ def load_cases(paths: list[Path] | None = None) -> list[dict[str, Any]]:
 
 
 def format_output(record: dict[str, Any], closed_windows: bool = False) -> str:
-    """One output record as ``#in key@[start,end) -> value @ts`` (for reports).
+    """One output record as ``#in [topic: ]key@[start,end) -> value @ts`` (for reports).
 
     ``closed_windows``: print ``[start,end]`` (sliding and session windows include their end).
     """
     key = "null" if record["key"] is None else record["key"]
+    if "topic" in record:
+        key = f"{record['topic']}: {key}"
     if "start" in record:
         key = f"{key}@[{record['start']},{record['end']}{']' if closed_windows else ')'}"
     value = "null" if record["value"] is None else record["value"]
@@ -349,12 +355,21 @@ def _closed_windows(case: dict[str, Any]) -> bool:
     return window.get("type") in ("sliding", "session")
 
 
+def recorded_form(result: dict[str, Any]) -> dict[str, Any]:
+    """What ``expected/oracle_outputs.json`` keeps of a result: outputs, dropped, and the
+    failure if Kafka Streams stopped."""
+    entry = {"outputs": result["outputs"], "dropped": result["dropped"]}
+    if "failure" in result:
+        entry["failure"] = result["failure"]
+    return entry
+
+
 def record_expected(cases: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
     """Write the oracle's results to ``expected/oracle_outputs.json`` (name -> outputs, dropped)."""
     EXPECTED_FILE.parent.mkdir(exist_ok=True)
     lines = ["{"]
     for i, (case, result) in enumerate(zip(cases, results)):
-        entry = {"outputs": result["outputs"], "dropped": result["dropped"]}
+        entry = recorded_form(result)
         body = json.dumps(entry, separators=(", ", ": "))
         lines.append(f"  {json.dumps(case['name'])}: {body}" + ("," if i < len(cases) - 1 else ""))
     lines.append("}")
@@ -404,6 +419,9 @@ def _main(argv: list[str]) -> int:
             if result["dropped"]:
                 dropped = ", ".join(f"#{d['in']}x{d['count']}" for d in result["dropped"])
                 print("   dropped: " + dropped)
+            if "failure" in result:
+                failure = result["failure"]
+                print(f"   failed at #{failure['in']}: {failure['error']}")
     print(f"{len(cases)} cases in {elapsed:.2f}s (one JVM)", file=sys.stderr)
     return 0
 

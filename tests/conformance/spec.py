@@ -30,6 +30,14 @@ import copy
 from typing import Any
 
 import workbench as wb
+from tests.conformance.spec_extra import (
+    EXTRA_OPS,
+    build_extra,
+    has_suppress,
+    has_versioned_tables,
+    suppressed,
+    table_of,
+)
 from workbench.testing import TestDriver
 from workbench.windows import Windowed
 
@@ -129,9 +137,9 @@ def _aggregate(grouped: wb.GroupedStream, agg: str) -> wb.Table:
     raise ValueError(f"unknown agg: {agg!r}")
 
 
-def _check_no_versioned(topo: dict[str, Any]) -> None:
-    if topo.get("versioned"):
-        raise Unsupported("workbench has no versioned tables")
+def _check_versioned(topo: dict[str, Any]) -> None:
+    if topo.get("versioned") and not has_versioned_tables():
+        raise Unsupported("workbench has no versioned tables yet (issue 15)")
 
 
 def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pipeline:
@@ -139,19 +147,26 @@ def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pi
     aggregation's ``late`` output (records it did not count) to topic ``dropped``.
 
     Options that configure Kafka Streams' stores rather than the topology (``retention``,
-    ``caching``, ``store``) are ignored. Raises :class:`Unsupported` for ``emit: "suppress"``
-    and versioned tables.
+    ``caching``, ``store``) are ignored. Raises :class:`Unsupported` for what workbench does not
+    have yet (``suppress``, versioned tables: see :func:`spec_extra.missing_dsl`). The
+    operations of issue 15 are built by :func:`spec_extra.build_extra`.
     """
     op = topology["op"]
     p = wb.Pipeline(name)
+    if op in EXTRA_OPS:
+        build_extra(p, topology)
+        return p
     if op == "window_agg":
         emit = topology.get("emit", "update")
+        spec = topology
         if emit == "suppress":
-            raise Unsupported("workbench has no suppress(); emit='close' gives final results")
+            if not has_suppress():
+                raise Unsupported("workbench has no suppress(); emit='close' gives final results")
+            emit, spec = "update", {"suppress": {"until": "window_close"}}
         grouped = p.source("in").group_by_key()
         windowed = grouped.window(_window(topology["window"]), emit=emit)
         table = _aggregate(windowed, topology.get("agg", "count"))
-        table.changes().to("out")
+        suppressed(table, spec).changes().to("out")
         table.late.to(DROPPED_TOPIC)
     elif op == "agg":
         stream = p.source("in")
@@ -163,7 +178,7 @@ def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pi
         else:
             raise ValueError(f"unknown group_by: {group_by!r}")
         table = _aggregate(grouped, topology.get("agg", "count"))
-        table.changes().to("out")
+        suppressed(table, topology).changes().to("out")
         table.late.to(DROPPED_TOPIC)
     elif op == "join_ss":
         how = topology.get("how", "inner")
@@ -174,14 +189,14 @@ def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pi
         left.join(right, how=how, combine=joiner, before=before, after=after,
                   grace=int(topology.get("grace", 0))).to("out")
     elif op == "join_st":
-        _check_no_versioned(topology)
-        if "join_grace" in topology:
-            raise Unsupported("workbench has no stream-table join grace (versioned tables)")
-        stream, table = p.source("left"), p.table("right")
-        stream.join(table, how=topology.get("how", "inner"), combine=joiner).to("out")
+        _check_versioned(topology)
+        stream, table = p.source("left"), table_of(p, "right", topology)
+        grace = {"grace": int(topology["join_grace"])} if "join_grace" in topology else {}
+        stream.join(table, how=topology.get("how", "inner"), combine=joiner,
+                    **grace).to("out")
     elif op == "join_tt":
-        _check_no_versioned(topology)
-        left_table, right_table = p.table("left"), p.table("right")
+        _check_versioned(topology)
+        left_table, right_table = table_of(p, "left", topology), table_of(p, "right", topology)
         left_table.join(right_table, how=topology.get("how", "inner"),
                         combine=joiner).changes().to("out")
     elif op == "join_fk":
@@ -189,7 +204,8 @@ def build_pipeline(topology: dict[str, Any], name: str = "conformance") -> wb.Pi
         orders.join(customers, how=topology.get("how", "inner"), combine=joiner,
                     on=foreign_key).changes().to("out")
     elif op == "table":
-        p.table("in").changes().to("out")
+        _check_versioned(topology)
+        suppressed(table_of(p, "in", topology), topology).changes().to("out")
     else:
         raise ValueError(f"unknown op: {op!r}")
     return p
@@ -224,23 +240,34 @@ def run_case(case: dict[str, Any], *, end_of_input: bool = False) -> list[dict[s
 
 
 def run_case_full(case: dict[str, Any], *, end_of_input: bool = False) -> dict[str, Any]:
-    """Like :func:`run_case`, and also what workbench dropped: ``{"outputs", "dropped"}``.
+    """Like :func:`run_case`, and also what workbench dropped, and whether it failed:
+    ``{"outputs", "dropped"[, "failure"]}``.
 
     ``dropped`` lists ``{"in": index, "count": n, "reasons": [...]}`` for the input records
     that made workbench drop something, in the oracle's format (plus ``reasons``):
 
-    - aggregations: the records of the aggregation's ``late`` output, ``reasons`` being their
-      ``workbench.dropped`` headers (``late``, ``null-key``, ``null-value``);
-    - joins and tables, which have no ``late`` output: the growth of the operators' ``dropped``
-      counters (``reasons`` is ``["counted"]``).
+    - aggregations (``window_agg``, ``agg``): the records of the aggregation's ``late``
+      output, ``reasons`` being their ``workbench.dropped`` headers (``late``, ``null-key``,
+      ``null-value``);
+    - every other operation (joins, tables, ...; no ``late`` output): the growth of the
+      operators' ``dropped`` counters (``reasons`` is ``["counted"]``).
+
+    ``failure`` (``{"in": index, "error": message}``) says that piping record ``index`` raised
+    a workbench error (e.g. a full suppress buffer with ``when_full="fail"``); nothing is piped
+    after it and its outputs are not read, as in the oracle.
     """
-    pipeline = build_pipeline(case["topology"])
-    aggregation = case["topology"]["op"] in ("window_agg", "agg")
+    topo = case["topology"]
+    pipeline = build_pipeline(topo)
+    aggregation = topo["op"] in ("window_agg", "agg")
+    topics = list(topo.get("topics", ["out"]))
     outputs: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"outputs": outputs, "dropped": dropped}
 
     def collect(index: int | str, td: TestDriver, counted_before: int) -> int:
-        outputs.extend(_output(index, r) for r in out.read_records())
+        for topic in topics:
+            tag = {"topic": topic} if len(topics) > 1 else {}
+            outputs.extend({**_output(index, r), **tag} for r in td.output(topic).read_records())
         if aggregation:
             late = td.output(DROPPED_TOPIC).read_records()
             if late:
@@ -254,16 +281,19 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False) -> dict[s
         return counted
 
     with TestDriver(pipeline) as td:
-        out = td.output("out")
         inputs = {topic: td.input(topic) for topic in pipeline.sources}
         counted = 0
         for index, rec in enumerate(case["records"]):
-            inputs[rec["topic"]].pipe(rec["key"], rec["value"], timestamp=int(rec["ts"]))
+            try:
+                inputs[rec["topic"]].pipe(rec["key"], rec["value"], timestamp=int(rec["ts"]))
+            except wb.WorkbenchError as exc:
+                result["failure"] = {"in": index, "error": f"{type(exc).__name__}: {exc}"}
+                return result
             counted = collect(index, td, counted)
         if end_of_input:
             td.end()
             collect("end", td, counted)
-    return {"outputs": outputs, "dropped": dropped}
+    return result
 
 
 def _reason(record: wb.Record) -> str:
@@ -294,15 +324,17 @@ def workbench_reference(case: dict[str, Any]) -> tuple[dict[str, Any], list[str]
       loses results; for session windows it uses the RocksDB store with the default retention,
       which emits every closed session while merging exactly as the update path does (a
       session that ended at or before stream time - gap - grace no longer merges);
-    - no ``suppress()``: such cases run with ``emit="close"`` on both sides;
-    - no versioned tables: the non-versioned topology is compared.
+    - no ``suppress()`` yet: ``emit="suppress"`` cases run with ``emit="close"`` on both
+      sides (until ``Table.suppress`` exists);
+    - no versioned tables yet: the non-versioned topology is compared (until
+      ``Pipeline.table(history=)`` exists).
     """
     ref = copy.deepcopy(case)
     topo = ref["topology"]
     reasons: list[str] = []
     if ref.pop("caching", False) | topo.pop("caching", False):
         reasons.append("caching off (workbench has no record cache)")
-    if topo.get("op") == "window_agg" and topo.get("emit") == "suppress":
+    if topo.get("op") == "window_agg" and topo.get("emit") == "suppress" and not has_suppress():
         topo["emit"] = "close"
         reasons.append("suppress -> emit='close' (workbench has no suppress)")
     store = ref.pop("store", "in_memory")
@@ -326,7 +358,7 @@ def workbench_reference(case: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     if store != case.get("store", "in_memory"):
         reasons.append(f"{store} store")
     for key in ("versioned", "history", "join_grace"):
-        if key in topo:
+        if key in topo and not has_versioned_tables():
             versioned = topo.pop(key)
             if key != "versioned" or versioned:
                 reasons.append(f"no {key} (workbench has no versioned tables)")

@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 from tests.conformance.oracle import CASES_DIR
+from tests.conformance.test_conformance import CASE_FILES as WAVE1_FILES
 from tests.conformance.test_generated import EXAMPLES, MIN_NON_EMPTY
+from tests.conformance.test_issue15_operators import CASE_FILES as ISSUE15_FILES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 
@@ -36,3 +38,8 @@ def test_generated_examples_per_family() -> None:
     total = sum(EXAMPLES.values())
     assert f"{total:,} per run, in {len(EXAMPLES)} families" in text
     assert f"at least **{MIN_NON_EMPTY:.0%}**" in text
+
+
+def test_every_case_file_is_compared_with_workbench() -> None:
+    """Each case file is compared by one of the two hand-written test modules."""
+    assert sorted(WAVE1_FILES + ISSUE15_FILES) == sorted(f.name for f in CASES_DIR.glob("*.json"))

@@ -1,0 +1,178 @@
+"""Conformance topologies of issue 15 in workbench's DSL: re-grouped tables, cogroup, global
+tables, suppress, versioned tables, repartition and ``to(topic function)``.
+
+These operators are not in workbench yet. The DSL calls below follow issue 15's wording
+(``table.group_by(fn).aggregate(init, add, subtract=...)``, ``wb.cogroup(g1, add1, g2,
+add2).aggregate(init)``, ``p.global_table(topic)`` and ``stream.join(global_table, on=fn)``,
+``table.suppress(until="window-close" | wb.TimeLimit(ms), max_records=, max_bytes=,
+when_full="emit-early" | "fail")``, ``p.table(topic, history=ms)``,
+``stream.repartition(partitions=n)``, ``stream.to(topic_fn)``); whoever adds an operator adjusts
+the call here if its final API differs. :func:`missing_dsl` says which DSL feature a case needs
+that workbench does not have, so the tests skip such cases until the DSL grows, and then run by
+themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import workbench as wb
+
+__all__ = [
+    "EXTRA_OPS",
+    "build_extra",
+    "has_suppress",
+    "has_versioned_tables",
+    "missing_dsl",
+    "suppressed",
+    "table_of",
+]
+
+#: the case operations built here (the others are in spec.build_pipeline)
+EXTRA_OPS = ("table_group_by", "cogroup", "join_global", "repartition", "to_topic")
+
+
+# ----------------------------------------------------------------------------- DSL detection
+def has_suppress() -> bool:
+    """``Table.suppress`` exists."""
+    return hasattr(wb.Table, "suppress")
+
+
+def has_versioned_tables() -> bool:
+    """``Pipeline.table`` takes ``history=`` (versioned tables)."""
+    return "history" in inspect.signature(wb.Pipeline.table).parameters
+
+
+def _has_topic_function() -> bool:
+    """``Stream.to`` accepts a function choosing the topic per record."""
+    p = wb.Pipeline("probe")
+    try:
+        p.source("probe-in").to(lambda v: "probe-out")  # type: ignore[arg-type]
+    except (TypeError, wb.DefinitionError):
+        return False
+    return True
+
+
+def missing_dsl(case: dict[str, Any]) -> str | None:
+    """The DSL feature ``case`` needs that workbench does not have yet, or ``None``."""
+    topo = case["topology"]
+    op = topo["op"]
+    needs: list[tuple[bool, str]] = [
+        (op == "table_group_by", "Table.group_by"),
+        (op == "cogroup", "wb.cogroup"),
+        (op == "join_global", "Pipeline.global_table"),
+        (op == "repartition", "Stream.repartition"),
+        ("suppress" in topo, "Table.suppress"),
+        (bool(topo.get("versioned")), "Pipeline.table(history=)"),
+    ]
+    checks: dict[str, Callable[[], bool]] = {
+        "Table.group_by": lambda: hasattr(wb.Table, "group_by"),
+        "wb.cogroup": lambda: hasattr(wb, "cogroup"),
+        "Pipeline.global_table": lambda: hasattr(wb.Pipeline, "global_table"),
+        "Stream.repartition": lambda: hasattr(wb.Stream, "repartition"),
+        "Table.suppress": has_suppress,
+        "Pipeline.table(history=)": has_versioned_tables,
+    }
+    for needed, feature in needs:
+        if needed and not checks[feature]():
+            return feature
+    if op == "to_topic" and not _has_topic_function():
+        return "Stream.to(topic function)"
+    return None
+
+
+# ---------------------------------------------------------------------------- building blocks
+def table_of(p: wb.Pipeline, topic: str, topo: dict[str, Any]) -> wb.Table:
+    """``p.table(topic)``; versioned (``history=``) if the case says so."""
+    if topo.get("versioned"):
+        return p.table(topic, history=int(topo.get("history", 1_000_000)))  # type: ignore[call-arg]
+    return p.table(topic)
+
+
+def suppressed(table: wb.Table, topo: dict[str, Any]) -> wb.Table:
+    """Apply the case's ``suppress`` spec (see README.md) to ``table``."""
+    spec = topo.get("suppress")
+    if spec is None:
+        return table
+    kwargs: dict[str, Any] = {}
+    if spec["until"] == "window_close":
+        kwargs["until"] = "window-close"
+    else:
+        kwargs["until"] = wb.TimeLimit(int(spec["time_limit"]))  # type: ignore[attr-defined]
+    for field in ("max_records", "max_bytes"):
+        if field in spec:
+            kwargs[field] = int(spec[field])
+    if "when_full" in spec:
+        kwargs["when_full"] = {"emit_early": "emit-early", "shut_down": "fail"}[spec["when_full"]]
+    return table.suppress(**kwargs)  # type: ignore[attr-defined,no-any-return]
+
+
+def _cogroup_add(agg: str) -> Callable[[int, Any], int]:
+    from tests.conformance.spec import number
+
+    if agg == "count":
+        return lambda acc, v: acc + 1
+    if agg == "sum":
+        return lambda acc, v: acc + number(v)
+    if agg == "minus":
+        return lambda acc, v: acc - number(v)
+    raise ValueError(f"unknown cogroup agg: {agg!r}")
+
+
+# ------------------------------------------------------------------------------- topologies
+def build_extra(p: wb.Pipeline, topo: dict[str, Any]) -> None:
+    """Add the topology of an issue-15 case (``EXTRA_OPS``) to ``p``; results go to ``out``
+    (``to_topic``: to the topics it names)."""
+    from tests.conformance.spec import (
+        _window,
+        foreign_key,
+        joiner,
+        number,
+        sum_merge,
+    )
+
+    op = topo["op"]
+    if op == "table_group_by":
+        grouped = table_of(p, "in", topo).group_by(foreign_key)  # type: ignore[attr-defined]
+        agg = topo.get("agg", "count")
+        if agg == "count":
+            result = grouped.count()
+        elif agg == "sum":
+            result = grouped.aggregate(0, lambda acc, v: acc + number(v),
+                                       subtract=lambda acc, v: acc - number(v))
+        elif agg == "reduce_sum":
+            result = grouped.reduce(lambda a, v: str(number(a) + number(v)),
+                                    subtract=lambda a, v: str(number(a) - number(v)))
+        else:
+            raise ValueError(f"unknown agg: {agg!r}")
+        suppressed(result, topo).changes().to("out")
+    elif op == "cogroup":
+        args: list[Any] = []
+        for spec in topo["inputs"]:
+            args += [p.source(spec["topic"]).group_by_key(), _cogroup_add(spec.get("agg", "count"))]
+        co = wb.cogroup(*args)  # type: ignore[attr-defined]
+        window = topo.get("window")
+        if window is None:
+            result = co.aggregate(0)
+        else:
+            result = co.window(_window(window)).aggregate(0, merge=sum_merge)
+        suppressed(result, topo).changes().to("out")
+    elif op == "join_global":
+        customers = p.global_table("right")  # type: ignore[attr-defined]
+        p.source("left").join(customers, on=foreign_key, how=topo.get("how", "inner"),
+                              combine=joiner).to("out")
+    elif op == "repartition":
+        stream = p.source("in")
+        if topo.get("key_by") == "fk":
+            stream = stream.key_by(foreign_key)
+        moved = stream.repartition(partitions=topo.get("partitions"))  # type: ignore[attr-defined]
+        if topo.get("then", "forward") == "count":
+            moved.group_by_key().count().changes().to("out")
+        else:
+            moved.to("out")
+    elif op == "to_topic":
+        p.source("in").to(lambda v: "out-" + (foreign_key(v) or "none"))  # type: ignore[arg-type]
+    else:
+        raise ValueError(f"unknown op: {op!r}")
