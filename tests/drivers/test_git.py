@@ -314,10 +314,12 @@ def _lock_path(url: str) -> Path:
     return Path(parse_git_url(url)[0]) / "workbench.lock"
 
 
-def test_readers_never_lock_and_writers_do(url: str) -> None:
+def test_readers_and_appenders_never_lock_and_writers_do(url: str) -> None:
     w = GitDriver(url, app="a")
     w.create_topic("t", 1)
     w.append("t", 0, recs(1))
+    assert not _lock_path(url).exists()  # appends need no writer lock
+    w.commit(Transaction("a", positions={("t", 0): 1}))
     info = json.loads(_lock_path(url).read_text())
     assert info["pid"] == os.getpid() and info["branch"] == "workbench/a"
     w.close()
@@ -361,7 +363,9 @@ def test_same_process_takeover_fences_the_old_driver(url: str) -> None:
     first = GitDriver(url, app="a")
     first.create_topic("t", 1)
     first.append("t", 0, recs(1))
+    first.assign("a", ["t"])
     second = GitDriver(url, app="a")
+    second.assign("a", ["t"])  # takes the lock over silently (same process)
     second.append("t", 0, recs(1, 1))
     with pytest.raises(FencedError, match="lost the writer lock"):
         first.commit(Transaction("a", outputs={("t", 0): recs(1, 2)}))
@@ -370,19 +374,47 @@ def test_same_process_takeover_fences_the_old_driver(url: str) -> None:
     first.close()
 
 
-def test_leftover_lock_files_of_a_killed_writer_are_removed(url: str) -> None:
+def test_leftover_files_of_a_killed_writer_are_removed(url: str) -> None:
     d = GitDriver(url, app="a")
     d.create_topic("t", 1)
     d.append("t", 0, recs(1))
     d.close()
     root = Path(parse_git_url(url)[0])
     (root / "objects" / "ab").mkdir(exist_ok=True)
-    (root / "objects" / "ab" / ("c" * 38 + ".lock")).write_bytes(b"half an object")
+    old_object_lock = root / "objects" / "ab" / ("c" * 38 + ".lock")
+    old_object_lock.write_bytes(b"half an object (dulwich's writer)")
+    (root / "workbench-tmp").mkdir(exist_ok=True)
+    old_tmp = root / "workbench-tmp" / "obj-1-1"
+    old_tmp.write_bytes(b"half an object")
+    fresh_tmp = root / "workbench-tmp" / "obj-2-1"  # may belong to a live appender
+    fresh_tmp.write_bytes(b"being written")
+    for path in (old_object_lock, old_tmp):
+        os.utime(path, (1, 1))
     ref_lock = root / "refs" / "heads" / "workbench" / "a.lock"
     ref_lock.write_text("0" * 40)
+    os.utime(ref_lock, (1, 1))
     d = GitDriver(url, app="a")
-    d.append("t", 0, recs(1, 1))  # would fail on the stale ref lock if it stayed
-    assert not ref_lock.exists() and not list((root / "objects" / "ab").glob("*.lock"))
+    d.assign("a", ["t"])
+    d.append("t", 0, recs(1, 1))  # would wait for the ref lock if it stayed
+    assert not ref_lock.exists() and not old_object_lock.exists() and not old_tmp.exists()
+    assert fresh_tmp.exists()
+    d.close()
+
+
+def test_a_fresh_ref_lock_is_waited_for_then_taken_as_stale(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``<ref>.lock`` is held for microseconds by a live process: a writer waits for it,
+    and removes it once it is older than STALE_LOCK_S (a process died holding it)."""
+    import workbench.drivers.git.repo as repo_module
+
+    monkeypatch.setattr(repo_module, "STALE_LOCK_S", 0.3)
+    d = GitDriver(url, app="a")
+    d.create_topic("t", 1)
+    d.append("t", 0, recs(1))
+    ref_lock = Path(parse_git_url(url)[0]) / "refs" / "heads" / "workbench" / "a.lock"
+    ref_lock.write_text("0" * 40)
+    d.append("t", 0, recs(1, 1))
+    assert not ref_lock.exists() and d.end_offset("t", 0) == 2
     d.close()
 
 

@@ -24,8 +24,10 @@ Time travel: :meth:`GitDriver.history` lists a branch's commits; :meth:`GitDrive
 ``GitDriver(url, branch="replay", start_at=commit)`` starts a new branch at an old commit, so a
 changed pipeline can be replayed from there and compared.
 
-One writer at a time: a writer holds ``<git dir>/workbench.lock`` (pid, host, start time); a
-lock whose process is dead is taken over with a warning; readers never lock.
+One writer at a time: a writer (engine commits) holds ``<git dir>/workbench.lock`` (pid, host,
+start time); a lock whose process is dead is taken over with a warning. Readers and appenders
+never lock: other processes may append inputs while a job runs, and the job notices them
+(:meth:`GitDriver.wait_for_data`, inotify) and commits on top of them.
 
 The modules, one job each:
 
@@ -37,7 +39,9 @@ repo       the repository over dulwich: opening, objects, refs (compare-and-swap
 tree       reading a commit's tree into the driver's index (and checking it)
 commit     writing one commit: blobs, trees, commit object, ref
 lock       the single-writer lock file
+watch      noticing that a branch moved (inotify, else polling the ref)
 history    commits as :class:`GitCommit`, resolving commit ids and times
+travel     history, views as of a commit, DataFrames (mixed into the driver)
 driver     :class:`GitDriver`: the driver contract over those
 ========== ==========================================================================
 

@@ -1,9 +1,13 @@
 """Writing one commit: segment blobs, trees, the commit object, then the branch ref.
 
-A commit writes its objects first (each through a lock file renamed into place, by dulwich),
-then moves the branch with a compare-and-swap; only then does the in-memory :class:`State`
-change. ``kill -9`` at any point leaves the branch at the last commit; the objects of an
-unfinished commit are "dangling" and ``git gc`` prunes them.
+A commit writes its objects first (:meth:`~.repo.Repository.add`: a temporary file renamed
+into place), then moves the branch with a compare-and-swap; only then does the in-memory
+:class:`State` change. It is written in two steps: :func:`prepare_part` writes a partition's
+new segments and tree (the expensive part: encoding, compressing); :func:`finish_commit` the
+trees above them, the commit and the ref. When another process moved the branch first (an
+append), only the second step is redone, on the new head. ``kill -9`` at any point leaves
+the branch at the last commit; the objects of an unfinished commit are "dangling" and
+``git gc`` prunes them.
 """
 
 from __future__ import annotations
@@ -14,18 +18,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..base import OutRec, Transaction
-from .repo import BLOB_MODE, TREE_MODE, Repository
+from ..base import Transaction
+from .repo import BLOB_MODE, TREE_MODE, LockedRef, Repository
 from .segments import LineCache, Part, Seg, plan_segments
 from .tree import FORMAT, State, Topic, entry_name
 
-__all__ = ["append_message", "commit_message", "fmt_counts", "write_commit"]
+__all__ = ["Prepared", "append_message", "commit_message", "finish_commit", "fmt_counts",
+           "prepare_part"]
 
 IDENTITY = b"workbench <workbench@localhost>"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-#: ``encode(topic, partition, records)`` → JSON lines chunk by chunk, with their counts
-Encoder = Callable[[str, int, list[OutRec]], Iterator[tuple[bytes, int]]]
 
 
 def fmt_counts(counts: dict[str, int]) -> str:
@@ -67,69 +70,85 @@ def commit_message(txn: Transaction) -> str:
             f"Workbench-Records: {fmt_counts(counts)}\n")
 
 
-def write_commit(repo: Repository, state: State, branch: str, *,
-                 outputs: dict[tuple[str, int], list[OutRec]],
-                 docs: dict[str, dict[str, Any]],
-                 staged: dict[str, tuple[int, str, bool]],
-                 message: str, segment_bytes: int, cache: LineCache,
-                 encode: Encoder) -> bytes:
-    """Write the new objects, one commit and the branch ref (compare-and-swap); then apply the
-    commit to ``state``. Records are encoded chunk by chunk and full segments written as soon
-    as they are full, so a large append does not hold all of its JSON in memory.
+class Prepared:
+    """A partition's new segments and tree, written as objects but not yet committed.
+    ``base`` is the id of the partition tree they extend (``None``: the partition was empty),
+    so a commit redone on a moved branch reuses them while that tree is unchanged."""
 
-    Args:
-        repo: where to write.
-        state: the branch head's state (updated in place once the ref moved).
-        branch: the branch to move.
-        outputs: records to append per ``(topic, partition)``.
-        docs: new positions documents per app.
-        staged: topics created since the last commit ``{name: (partitions, kind, compact)}``.
-        message: the commit message (a ``Workbench-Time`` trailer is added).
-        segment_bytes: segment size limit.
-        cache: receives the bytes of the segments written.
-        encode: turns a partition's records into JSON lines.
+    __slots__ = ("base", "part", "written")
 
-    Returns:
-        The id of the new commit.
-    """
+    def __init__(self, base: bytes | None, part: Part, written: list[Seg]) -> None:
+        self.base = base
+        self.part = part
+        self.written = written
+
+
+def prepare_part(repo: Repository, part: Part, chunks: Iterator[tuple[bytes, int]], *,
+                 segment_bytes: int, cache: LineCache,
+                 alive: Callable[[], None] | None = None) -> Prepared:
+    """Append encoded records (``chunks`` of JSON lines and their counts) to ``part``: write
+    the new segment blobs (full ones as soon as they are full, so a large append does not hold
+    all of its JSON in memory) and the partition's tree. ``alive()`` is called after each
+    chunk (a holder of the ref lock touches it)."""
     d = repo.d
-    add = repo.add
     limit = segment_bytes
-    # partitions
-    new_parts: dict[tuple[str, int], Part] = {}
     written: list[Seg] = []
 
     def write(seg: Seg) -> None:
         assert seg.data is not None
         blob = d.Blob.from_string(seg.data)
-        add(blob)
+        repo.add(blob)
         seg.sha = blob.id
         written.append(seg)
         if seg.nbytes >= limit:  # full: never rewritten, the read cache may keep it
             cache.put(blob.id, seg.data, seg.nbytes)
             seg.data = None
 
-    for (topic, partition), records in outputs.items():
-        if not records:
-            continue
-        t = state.topics.get(topic)
-        part = t.parts[partition] if t is not None else Part()
-        for data, count in encode(topic, partition, records):
-            segs, _fresh = plan_segments(part, data, count, limit)
-            for seg in segs:
-                if seg.sha is None and seg.nbytes >= limit:
-                    write(seg)
-            part = Part(segs)
-        segs = part.segs
+    base = part.tree_sha
+    for data, count in chunks:
+        segs, _fresh = plan_segments(part, data, count, limit)
         for seg in segs:
-            if seg.sha is None:
+            if seg.sha is None and seg.nbytes >= limit:
                 write(seg)
-        tree = d.Tree()
-        for seg in segs:
-            assert seg.sha is not None
-            tree.add(seg.name.encode(), BLOB_MODE, seg.sha)
-        add(tree)
-        new_parts[(topic, partition)] = Part(segs, tree.id)
+        part = Part(segs)
+        if alive is not None:
+            alive()
+    segs = part.segs
+    for seg in segs:
+        if seg.sha is None:
+            write(seg)
+    tree = d.Tree()
+    for seg in segs:
+        assert seg.sha is not None
+        tree.add(seg.name.encode(), BLOB_MODE, seg.sha)
+    repo.add(tree)
+    return Prepared(base, Part(segs, tree.id), written)
+
+
+def finish_commit(repo: Repository, state: State, ref: LockedRef, *,
+                  prepared: dict[tuple[str, int], Prepared],
+                  docs: dict[str, dict[str, Any]],
+                  staged: dict[str, tuple[int, str, bool]],
+                  message: str, cache: LineCache) -> bytes:
+    """Write the trees above the prepared partitions and the commit, move the branch; then
+    apply the commit to ``state``.
+
+    Args:
+        repo: where to write.
+        state: the state at ``ref.head`` (updated in place once the ref moved).
+        ref: the branch, locked by this process.
+        prepared: new partitions per ``(topic, partition)``, prepared on ``state``.
+        docs: new positions documents per app.
+        staged: topics created since the last commit ``{name: (partitions, kind, compact)}``.
+        message: the commit message (a ``Workbench-Time`` trailer is added).
+        cache: receives the bytes of the segments written.
+
+    Returns:
+        The id of the new commit.
+    """
+    d = repo.d
+    add = repo.add
+    new_parts = {key: prep.part for key, prep in prepared.items()}
     # topics
     touched = {t for t, _p in new_parts} | set(staged)
     new_topics: dict[str, Topic] = {}
@@ -187,13 +206,15 @@ def write_commit(repo: Repository, state: State, branch: str, *,
     commit.encoding = b"UTF-8"
     commit.message = (message + f"Workbench-Time: {now_ms}\n").encode()
     add(commit)
-    repo.update_ref(branch, state.head, commit.id)
-    repo.set_head_if_unborn(branch)
+    assert ref.head == state.head, "the state must be the locked branch's head"
+    ref.set(commit.id)
+    repo.set_head_if_unborn(ref.branch)
     # apply to the in-memory index only now that the commit is in
-    for seg in written:
-        if seg.data is not None:
-            assert seg.sha is not None
-            cache.put(seg.sha, seg.data, seg.nbytes)
+    for prep in prepared.values():
+        for seg in prep.written:
+            if seg.data is not None:
+                assert seg.sha is not None
+                cache.put(seg.sha, seg.data, seg.nbytes)
     state.topics.update(new_topics)
     state.root = root
     state.positions_tree = pos_tree

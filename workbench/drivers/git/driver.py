@@ -3,36 +3,40 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
+import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..._urls import redact_url
-from ...errors import DefinitionError, DriverError, SerializationError
+from ...errors import DefinitionError, DriverError, FencedError, SerializationError
 from ..base import Driver, OutRec, ReadRec, Transaction
 from .codec import HeaderError, decode_lines, iter_encoded
-from .commit import append_message, commit_message, write_commit
-from .history import GitCommit, describe, resolve
+from .commit import Prepared, append_message, commit_message, finish_commit, prepare_part
+from .history import describe_kind, resolve
 from .lock import WriterLock
 from .options import GitOptions, branch_for
-from .repo import Repository
+from .repo import BranchMoved, Repository
 from .segments import LineCache, Part, Seg
+from .travel import TimeTravel
 from .tree import State, TreeReader, entry_name
-
-if TYPE_CHECKING:
-    import pandas as pd
+from .watch import BranchWatch
 
 __all__ = ["GitDriver"]
 
 log = logging.getLogger(__name__)
 
 _READ_CACHE_BYTES = 96 << 20
+#: the driver checks whether its branch moved at most this often (a stat of the ref file)
+REFRESH_S = 0.01
 
 
-class GitDriver(Driver):
+
+class GitDriver(TimeTravel, Driver):
     """Topics, state and positions in a git repository (see the package docstring).
 
     Args:
@@ -86,8 +90,13 @@ class GitDriver(Driver):
         self._staged: dict[str, tuple[int, str, bool]] = {}   # topics created, not committed
         self._queued: list[tuple[str, int, list[OutRec]]] = []  # appends before binding
         self._last_refresh = 0.0
+        self._seen_token: Any = None
+        self._watch: BranchWatch | None = None
         self._view_of: GitDriver | None = None
+        #: git commits this driver made, and how many of them it had to redo on top of a
+        #: branch another process moved first
         self.commits = 0
+        self.rebases = 0
         if self.branch is None and opts.app is not None:
             self.branch = branch_for(opts.app)
         if opts.at is not None:
@@ -117,7 +126,7 @@ class GitDriver(Driver):
             self.branch = branch_for(app_id)
             self._bind_branch()
             if self._queued:
-                self._acquire()
+                self._need_writable()
                 queued, self._queued = self._queued, []
                 for topic, partition, records in queued:
                     self._append_commit(topic, partition, records)
@@ -127,10 +136,11 @@ class GitDriver(Driver):
         head = self._branch_head()
         if head is None and self._start_at is not None:
             start = resolve(self.store, self._start_at, self.branch)
-            self._acquire()
-            head = self._branch_head()
-            if head is None:
+            self._need_writable()
+            with contextlib.suppress(BranchMoved):  # somebody created it meanwhile: fine
                 self.store.update_ref(self.branch, None, start)
+            head = self._branch_head()
+            if head == start:
                 log.info("%s: branch %s starts at %s", self.shown_url, self.branch,
                          start.decode()[:12])
                 head = start
@@ -142,8 +152,11 @@ class GitDriver(Driver):
                                   "branch name.")
         self._state = self._reader.load(head, self._state if self._state.head else None)
         self._last_refresh = time.monotonic()
-        if self._lock.held:
-            self._reader.load_open_tails(self._state, self.segment_bytes)
+        self._reconcile_staged()
+
+    def _reconcile_staged(self) -> None:
+        """Topics created here that the branch now holds are no longer staged (and must have
+        the same partition count)."""
         for topic, (count, _k, _c) in list(self._staged.items()):
             existing = self._state.topics.get(topic)
             if existing is None:
@@ -156,41 +169,78 @@ class GitDriver(Driver):
                     "the branch first.")
             del self._staged[topic]
 
-    def _acquire(self) -> None:
+    def _need_writable(self) -> None:
         if self.read_only:
             raise DriverError(f"{self.shown_url}: this is a read-only view"
                               + (f" at {self._pinned.decode()[:12]}" if self._pinned else "")
                               + "; open the branch (without at=) to write.")
+
+    def _acquire(self) -> None:
+        """Take the writer lock (engine commits need it; appends do not)."""
+        self._need_writable()
         if self._lock.held:
             return
         self._lock.acquire(self.branch)
         removed = self.store.cleanup_after_crash(self.branch)
         if removed:
-            log.warning("%s: removed %d lock files left by a crashed writer", self.shown_url,
+            log.warning("%s: removed %d files left by a crashed writer", self.shown_url,
                         removed)
-        head = self._branch_head() if self.branch else None
-        if self.branch is not None and head != self._state.head:
-            self._state = self._reader.load(head, self._state)
-        self._reader.load_open_tails(self._state, self.segment_bytes)
+        self._refresh_now()
 
-    # -- log ----------------------------------------------------------------------------------
-    def _maybe_refresh(self) -> None:
-        """A reader (no lock, not pinned) follows the branch head, at most every 50 ms."""
-        if self._lock.held or self._pinned is not None or self.branch is None:
-            return
-        now = time.monotonic()
-        if now - self._last_refresh < 0.05:
-            return
-        self._last_refresh = now
+    # -- following the branch -----------------------------------------------------------------
+    def _refresh_now(self) -> bool:
+        """Load the branch head if it moved (appends or engine commits of other processes);
+        True if it did."""
+        if self._pinned is not None or self.branch is None:
+            return False
+        self._last_refresh = time.monotonic()
+        token = self.store.head_token(self.branch)
+        if token == self._seen_token:
+            return False
+        self._seen_token = token
         head = self._branch_head()
-        if head != self._state.head:
-            self._state = self._reader.load(head, self._state)
+        if head == self._state.head:
+            return False
+        if self._lock.held:
+            self._check_only_appends(self._state.head, head)
+        self._state = self._reader.load(head, self._state)
+        self._reconcile_staged()
+        return True
+
+    def _maybe_refresh(self) -> None:
+        """Follow the branch head (checked at most every ``REFRESH_S``; a stat of the ref)."""
+        if time.monotonic() - self._last_refresh >= REFRESH_S:
+            self._refresh_now()
+
+    def wait_for_data(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for another process to move the branch (appended records,
+        say); True if it did. Uses inotify where available (no busy polling), else checks the
+        ref every few milliseconds. The engine calls it when it has nothing to do."""
+        with self._mutex:
+            if self._pinned is not None or self.branch is None:
+                watch = None
+            else:
+                if self._refresh_now():
+                    return True
+                if self._watch is None:
+                    branch = self.branch
+                    self._watch = BranchWatch(
+                        [os.path.dirname(self.store.ref_path(branch)), self.store.common_dir],
+                        lambda: self.store.head_token(branch))
+                watch, since = self._watch, self._seen_token
+        if watch is None:
+            time.sleep(max(0.0, timeout_s))
+            return False
+        if not watch.wait(since, timeout_s):
+            return False
+        with self._mutex:
+            return self._refresh_now()
 
     def refresh(self) -> None:
-        """Re-read the branch head (readers follow it automatically)."""
+        """Re-read the branch head now (the driver follows it by itself, checking at most every
+        ``REFRESH_S``)."""
         with self._mutex:
-            self._last_refresh = 0.0
-            self._maybe_refresh()
+            self._refresh_now()
 
     def partitions(self, topic: str) -> int | None:
         with self._mutex:
@@ -213,8 +263,7 @@ class GitDriver(Driver):
         if not topic or "\x00" in topic:
             raise DefinitionError(f"{topic!r} is not a valid topic name.")
         with self._mutex:
-            if self.read_only:
-                self._acquire()  # raises
+            self._need_writable()
             if topic in self._state.topics or topic in self._staged:
                 return
             # committed with the next commit (an append or an engine commit)
@@ -243,22 +292,24 @@ class GitDriver(Driver):
                 "workbench/NAME, ?branch=NAME any branch), or run a pipeline on the driver first.")
 
     def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
+        """Append records to one partition as one git commit ("append"). Appends need no
+        writer lock: any number of processes may append while a job runs; each moves the
+        branch by compare-and-swap and, when another process moved it first, redoes its
+        commit on the new head."""
         batch = records if isinstance(records, list) else list(records)
         with self._mutex:
-            if self.read_only:
-                self._acquire()  # raises
+            self._need_writable()
             self._part(topic, partition)
             if self.branch is None:
                 self._queued.append((topic, partition, batch))
                 return
-            self._acquire()
             self._append_commit(topic, partition, batch)
 
     def _append_commit(self, topic: str, partition: int, batch: list[OutRec]) -> None:
         if not batch and not self._staged:
             return
-        self._write({(topic, partition): batch}, {}, append_message(topic, partition,
-                                                                    len(batch)))
+        self._write({(topic, partition): batch}, {},
+                    append_message(topic, partition, len(batch)))
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
         with self._mutex:
@@ -388,81 +439,79 @@ class GitDriver(Driver):
 
     def _write(self, outputs: dict[tuple[str, int], list[OutRec]],
                docs: dict[str, dict[str, Any]], message: str) -> None:
-        """One git commit on the branch (the writer lock is held)."""
+        """One git commit on the branch.
+
+        The new segments and partition trees are written first, on the branch head as this
+        driver knows it (the expensive part). Then the branch's ref lock is taken; if another
+        process moved the branch meanwhile, the new head is loaded (a writer holding the
+        writer lock accepts only appends in between: another writer's commit fences it) and
+        the partitions somebody else appended to are written again; then the trees above,
+        the commit, and the ref. Nobody can move the branch while the ref lock is held, so a
+        commit never has to start over."""
         assert self.branch is not None
-        self._lock.check()
-        self.store.refuse_checked_out(self.branch)
-        write_commit(self.store, self._state, self.branch, outputs=outputs, docs=docs,
-                     staged=self._staged, message=message, segment_bytes=self.segment_bytes,
-                     cache=self._cache, encode=self._encoded)
+        self._refresh_now()  # a stat: most of the time, the head did not move
+        if self._lock.held:
+            self._lock.check()
+        prepared: dict[tuple[str, int], Prepared] = {}
+        self._prepare(outputs, prepared, None)
+        with self.store.lock_ref(self.branch) as ref:
+            if self._lock.held:
+                self._lock.check()
+            if ref.head != self._state.head:
+                self._catch_up(self._state.head, ref.head)
+                self.rebases += 1
+                self._prepare(outputs, prepared, ref.touch)
+            finish_commit(self.store, self._state, ref, prepared=prepared, docs=docs,
+                          staged=self._staged, message=message, cache=self._cache)
         self._staged.clear()
         self.commits += 1
 
-    # -- time travel --------------------------------------------------------------------------
-    def history(self, app: str | None = None, *, branch: str | None = None,
-                limit: int | None = None) -> list[GitCommit]:
-        """The commits of the branch, newest first (``git log`` order), with the positions of
-        ``app`` after each. The branch: ``branch``, else this driver's branch (when it was
-        named explicitly or ``app`` is not given), else ``workbench/<app>``."""
-        with self._mutex:
-            if branch is None:
-                if self._explicit_branch is not None or app is None:
-                    branch = self.branch
-                if branch is None and app is not None:
-                    branch = branch_for(app)
-            if branch is None and self._pinned is None:
-                raise DefinitionError(f"{self.shown_url}: history() needs an app or a branch.")
-            app = app or self.app_id
-            head = self._pinned if (self._pinned and branch == self.branch) else \
-                self._branch_head(branch)
-            out: list[GitCommit] = []
-            for c in self.store.walk(head):
-                out.append(describe(self.store, c, app))
-                if limit is not None and len(out) >= limit:
-                    break
-            return out
+    def _prepare(self, outputs: dict[tuple[str, int], list[OutRec]],
+                 prepared: dict[tuple[str, int], Prepared],
+                 alive: Callable[[], None] | None) -> None:
+        """Write the new segments and tree of every partition in ``outputs`` whose prepared
+        version does not extend its current tree."""
+        for (topic, partition), records in outputs.items():
+            if not records:
+                continue
+            t = self._state.topics.get(topic)
+            part = t.parts[partition] if t is not None else Part()
+            prep = prepared.get((topic, partition))
+            if prep is not None and prep.base == part.tree_sha:
+                continue
+            if t is not None:
+                self._reader.open_tails(self._state, t, partition, self.segment_bytes)
+            prepared[(topic, partition)] = prepare_part(
+                self.store, part, self._encoded(topic, partition, records),
+                segment_bytes=self.segment_bytes, cache=self._cache, alive=alive)
 
-    def as_of(self, at: Any) -> GitDriver:
-        """A read-only view of the branch as of ``at``: a commit id (or :class:`GitCommit`),
-        or a time (datetime, pandas Timestamp, ISO text, epoch ms): the last commit at or
-        before it."""
-        with self._mutex:
-            sha = resolve(self.store, at, self.branch)
-            view = GitDriver.__new__(GitDriver)
-            view.__dict__.update(self.__dict__)
-            view._lock = WriterLock(self.store.common_dir, self.shown_url)
-            view._mutex = threading.RLock()
-            view._reader = TreeReader(self.store, self._cache, view._where)
-            view.read_only = True
-            view._pinned = sha
-            view._staged = {}
-            view._queued = []
-            view._view_of = self
-            view._state = view._reader.load(sha, self._state)
-            view.url = f"{self.url.split('?')[0]}?at={sha.decode()}"
-            view.shown_url = redact_url(view.url)
-            return view
+    def _catch_up(self, old: bytes | None, new: bytes | None) -> None:
+        """Load the head another process moved the branch to (a lock holder checks that it
+        only missed appends)."""
+        if self._lock.held:
+            self._check_only_appends(old, new)
+        self._state = self._reader.load(new, self._state)
+        self._reconcile_staged()
 
-    @property
-    def head(self) -> str | None:
-        """The commit this driver reads (the branch head, or the pinned commit)."""
-        with self._mutex:
-            self._maybe_refresh()
-            return self._state.head.decode() if self._state.head else None
-
-    def frame(self, topic: str) -> pd.DataFrame:
-        """The committed records of ``topic`` as a DataFrame (as ``Run.frame`` shows them)."""
-        from ...frames import records_to_frame
-
-        return records_to_frame(self.read_all(topic))
-
-    def table(self, topic: str, key_name: str | None = None) -> pd.DataFrame:
-        """The current contents of a table's changelog topic: the last record per key,
-        deletes removed (as a table's preview shows them)."""
-        from ...frames import records_to_frame
-        from ...preview import latest_per_key
-
-        return records_to_frame(latest_per_key(self.read_all(topic)), key_name=key_name)
+    def _check_only_appends(self, old: bytes | None, new: bytes | None) -> None:
+        """The writer (lock holder) may follow the branch from ``old`` to ``new`` only if
+        everything in between is an append (inputs of other processes); anything else means
+        another process writes this branch, and this one is fenced."""
+        self._lock.check()  # FencedError if another writer took the lock over
+        others = []
+        found = old is None
+        for c in self.store.walk(new):
+            if c.id == old:
+                found = True
+                break
+            if describe_kind(c) != "append":
+                others.append(c)
+        if others or not found:
+            what = (f"commit {others[-1].id.decode()[:12]} is not an append" if others
+                    else f"{(old or b'?').decode()[:12]} is no longer on it")
+            raise FencedError(
+                f"{self.shown_url}: branch {self.branch!r} moved under this writer and {what}: "
+                "another process writes it; stopping without committing.")
 
     def read_all(self, topic: str) -> list[ReadRec]:
         with self._mutex:
@@ -486,6 +535,9 @@ class GitDriver(Driver):
                     RuntimeWarning, stacklevel=2)
                 self._queued = []
             self._lock.release()
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
             if self._view_of is None:
                 self.store.close()
 

@@ -16,7 +16,7 @@ from ...errors import DefinitionError, DriverError
 from .repo import Repository
 from .tree import entry_name, entry_unname
 
-__all__ = ["GitCommit", "commit_ms", "describe", "resolve", "to_ms"]
+__all__ = ["GitCommit", "commit_ms", "describe", "describe_kind", "resolve", "to_ms"]
 
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{4,40}$")
 
@@ -74,6 +74,12 @@ def describe(repo: Repository, c: Any, app: str | None) -> GitCommit:
         records=records,
         kind=trailers.get("Workbench-Kind", "other"),
     )
+
+
+def describe_kind(c: Any) -> str:
+    """The ``Workbench-Kind`` of commit ``c``: ``"commit"``, ``"append"`` or ``"other"``."""
+    m = re.search(rb"^Workbench-Kind: ([a-z]+)$", c.message, flags=re.M)
+    return m.group(1).decode() if m else "other"
 
 
 def _positions_at(repo: Repository, tree_sha: bytes, app: str) -> dict[str, Any] | None:

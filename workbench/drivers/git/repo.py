@@ -8,16 +8,39 @@ it, rename it over the ref.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from ...errors import DefinitionError, DriverError, DriverUnavailableError, FencedError
 
-__all__ = ["Repository", "dulwich"]
+__all__ = ["BranchMoved", "LockedRef", "Repository", "dulwich"]
 
 log = logging.getLogger(__name__)
+
+#: a ``<ref>.lock`` (or an object ``.lock``) older than this was left by a killed process: a
+#: live one holds it for microseconds (check, write 41 bytes, rename)
+STALE_LOCK_S = 5.0
+#: temporary object files older than this were left by a killed process
+STALE_TMP_S = 60.0
+TMP_DIR = "workbench-tmp"
+_tmp_names = itertools.count()
+
+
+class BranchMoved(FencedError):
+    """The branch is not where this writer last saw it: another process committed (an
+    appender, or another writer). Attributes: ``branch``, ``expected`` and ``head`` (commit
+    ids, or ``None``)."""
+
+    def __init__(self, message: str, branch: str, expected: bytes | None,
+                 head: bytes | None) -> None:
+        super().__init__(message)
+        self.branch = branch
+        self.expected = expected
+        self.head = head
 
 TREE_MODE = 0o040000
 BLOB_MODE = 0o100644
@@ -65,6 +88,9 @@ class Repository:
         #: where objects, refs and the writer lock live (the git dir, or for a linked working
         #: tree the main repository's)
         self.common_dir: str = self.repo.commondir()
+        self.tmp_dir = os.path.join(self.common_dir, TMP_DIR)
+        self._bare: bool | None = None
+        self.compression = compression
         store = self.repo.object_store
         store.loose_compression_level = compression
         store.fsync_object_files = fsync
@@ -111,8 +137,46 @@ class Repository:
         return self.object(sha, b"blob", where).as_raw_string()  # type: ignore[no-any-return]
 
     def add(self, obj: Any) -> None:
-        """Write an object (through a lock file renamed into place, by dulwich)."""
-        self.repo.object_store.add_object(obj)
+        """Write a loose object: its compressed bytes go to a temporary file (in
+        ``<git dir>/workbench-tmp``), which is renamed into ``objects/``. Objects are named
+        by their content, so processes writing the same object at once do no harm (no lock
+        files, unlike dulwich's own writer, which refuses while another one's lock exists)."""
+        hexsha = obj.id.decode()
+        folder = os.path.join(self.common_dir, "objects", hexsha[:2])
+        path = os.path.join(folder, hexsha[2:])
+        try:
+            os.utime(path)  # present: freshen it (as git does, against a concurrent prune)
+            return
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            return  # present, owned by someone else
+        data = obj.as_legacy_object(compression_level=self.compression)
+        tmp = os.path.join(self.tmp_dir, f"obj-{os.getpid()}-{next(_tmp_names)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileNotFoundError:
+            os.makedirs(self.tmp_dir, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+                os.replace(tmp, path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def commit(self, sha: bytes) -> Any:
         """The commit object ``sha``."""
@@ -124,11 +188,33 @@ class Repository:
     # -- refs ---------------------------------------------------------------------------------
     def head(self, branch: str | None) -> bytes | None:
         """The commit ``branch`` points at, or ``None``."""
-        ref = b"refs/heads/" + (branch or "").encode()
+        if not branch:
+            return None
+        try:
+            with open(self.ref_path(branch), "rb") as f:
+                text = f.read().strip()
+            if len(text) == 40:
+                return text
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+        ref = b"refs/heads/" + branch.encode()
         try:
             return self.repo.refs[ref]  # type: ignore[no-any-return]
         except KeyError:
             return None
+
+    def head_token(self, branch: str) -> tuple[int, ...]:
+        """Changes whenever ``branch`` may have moved: the inode, mtime and size of its loose
+        ref file and of ``packed-refs`` (two stats, no reads)."""
+        token: list[int] = []
+        for path in (self.ref_path(branch), os.path.join(self.common_dir, "packed-refs")):
+            try:
+                st = os.stat(path)
+            except OSError:
+                token += (0, 0, 0)
+                continue
+            token += (st.st_ino, st.st_mtime_ns, st.st_size)
+        return tuple(token)
 
     def has_branch(self, branch: str) -> bool:
         """Whether ``refs/heads/<branch>`` exists."""
@@ -162,11 +248,13 @@ class Repository:
         return None
 
     def _is_bare_config(self) -> bool:
-        try:
-            config = self.repo.get_config()
-            return bool(config.get_boolean(b"core", b"bare", self.repo.bare))
-        except (KeyError, ValueError, OSError):
-            return bool(self.repo.bare)
+        if self._bare is None:  # read once: repositories do not change bareness while open
+            try:
+                config = self.repo.get_config()
+                self._bare = bool(config.get_boolean(b"core", b"bare", self.repo.bare))
+            except (KeyError, ValueError, OSError):
+                self._bare = bool(self.repo.bare)
+        return self._bare
 
     def _main_worktree(self, common: str) -> str:
         with contextlib.suppress(KeyError, OSError, ValueError):
@@ -190,35 +278,49 @@ class Repository:
                 "default is workbench/<app>; ?branch=NAME picks one), or switch that working "
                 f"tree to another branch (git -C {where} switch <other>).")
 
-    def update_ref(self, branch: str, expected: bytes | None, new: bytes) -> None:
-        """Move ``branch`` from ``expected`` to ``new`` (compare-and-swap), as git does it: write
-        ``<ref>.lock``, check the current value while holding it, rename it over the ref.
-        A branch checked out in a working tree is refused (:meth:`refuse_checked_out`)."""
+    def lock_ref(self, branch: str) -> LockedRef:
+        """Take ``<ref>.lock`` of ``branch`` (as git does): while it is held nobody else moves
+        the branch. A lock held by another process is waited for; one older than
+        ``STALE_LOCK_S`` was left by a killed process and is removed (a holder that works
+        longer calls :meth:`LockedRef.touch`). A branch checked out in a working tree is
+        refused (:meth:`refuse_checked_out`). Use it as a context manager; :meth:`LockedRef.set`
+        moves the branch, leaving the block without it releases the lock unchanged."""
         self.refuse_checked_out(branch)
-        path = self.ref_path(branch)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        lock = path + ".lock"
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            raise FencedError(f"{self.name}: {lock} exists: another process is updating branch "
-                              f"{branch!r}; stopping without committing.") from None
-        try:
-            if self.head(branch) != expected:
-                raise FencedError(f"{self.name}: branch {branch!r} moved under this writer "
-                                  "(another process wrote it); stopping without committing.")
-            os.write(fd, new + b"\n")
-            if self.fsync:
-                os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(lock, path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)
-            raise
+        lock = self.ref_path(branch) + ".lock"
+        return LockedRef(self, branch, lock, self._take_ref_lock(branch, lock))
+
+    def update_ref(self, branch: str, expected: bytes | None, new: bytes) -> None:
+        """Move ``branch`` from ``expected`` to ``new`` (compare-and-swap under the ref lock);
+        :class:`BranchMoved` when the branch is not at ``expected``."""
+        with self.lock_ref(branch) as ref:
+            if ref.head != expected:
+                raise BranchMoved(
+                    f"{self.name}: branch {branch!r} moved under this writer (now at "
+                    f"{ref.head.decode()[:12] if ref.head else 'nothing'}, expected "
+                    f"{expected.decode()[:12] if expected else 'nothing'}).",
+                    branch, expected, ref.head)
+            ref.set(new)
+
+    def _take_ref_lock(self, branch: str, lock: str) -> int:
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        delay = 0.0005
+        while True:
+            try:
+                return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                pass
+            try:
+                age = time.time() - os.stat(lock).st_mtime
+            except FileNotFoundError:
+                continue  # released meanwhile
+            if age > STALE_LOCK_S:
+                log.warning("%s: removing %s, left %.0f s ago by a process that died while "
+                            "moving branch %r", self.name, lock, age, branch)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     def set_head_if_unborn(self, branch: str) -> None:
         """A repository this driver created points HEAD at its first branch, so a plain
@@ -234,26 +336,35 @@ class Repository:
             self.repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
 
     def cleanup_after_crash(self, branch: str | None) -> int:
-        """Remove lock files a killed writer left (the caller holds the writer lock, so they
-        are stale): dulwich writes objects and refs through ``<name>.lock`` files. Returns how
-        many were removed."""
-        objects = os.path.join(self.common_dir, "objects")
+        """Remove what killed processes left: temporary object files older than
+        ``STALE_TMP_S``, ``.lock`` files in ``objects/`` (dulwich's own object writer) and the
+        branch's ``<ref>.lock`` older than ``STALE_LOCK_S`` (younger ones may belong to a live
+        appender). The caller holds the writer lock. Returns how many files were removed."""
+        now = time.time()
         removed = 0
-        with contextlib.suppress(FileNotFoundError):
+
+        def remove_if_old(path: str, age: float) -> None:
+            nonlocal removed
+            with contextlib.suppress(OSError):
+                if now - os.stat(path).st_mtime > age:
+                    os.unlink(path)
+                    removed += 1
+
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.tmp_dir):
+                remove_if_old(os.path.join(self.tmp_dir, name), STALE_TMP_S)
+        objects = os.path.join(self.common_dir, "objects")
+        with contextlib.suppress(OSError):
             for sub in os.listdir(objects):
                 if len(sub) != 2:
                     continue
-                d = os.path.join(objects, sub)
+                folder = os.path.join(objects, sub)
                 with contextlib.suppress(OSError):
-                    for name in os.listdir(d):
+                    for name in os.listdir(folder):
                         if name.endswith(".lock"):
-                            with contextlib.suppress(OSError):
-                                os.unlink(os.path.join(d, name))
-                                removed += 1
+                            remove_if_old(os.path.join(folder, name), STALE_LOCK_S)
         if branch is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.ref_path(branch) + ".lock")
-                removed += 1
+            remove_if_old(self.ref_path(branch) + ".lock", STALE_LOCK_S)
         return removed
 
     # -- history ------------------------------------------------------------------------------
@@ -304,6 +415,51 @@ class Repository:
         """Close open pack files."""
         with contextlib.suppress(Exception):
             self.repo.close()
+
+
+class LockedRef:
+    """A branch whose ``<ref>.lock`` this process holds (see :meth:`Repository.lock_ref`).
+
+    Attributes:
+        head: the commit the branch points at (read under the lock), or ``None``.
+    """
+
+    def __init__(self, repo: Repository, branch: str, lock: str, fd: int) -> None:
+        self.repo = repo
+        self.branch = branch
+        self.lock = lock
+        self.fd = fd
+        self.head = repo.head(branch)
+
+    def touch(self) -> None:
+        """Tell waiting processes that the lock is alive (a holder working for seconds)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.lock)
+
+    def set(self, new: bytes) -> None:
+        """Point the branch at ``new`` and release the lock (rename it over the ref)."""
+        os.write(self.fd, new + b"\n")
+        if self.repo.fsync:
+            os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        os.replace(self.lock, self.repo.ref_path(self.branch))
+        self.head = new
+
+    def release(self) -> None:
+        """Give the lock up without moving the branch (idempotent)."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock)
+
+    def __enter__(self) -> LockedRef:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _head_names(path: str, want: bytes) -> bool:

@@ -151,14 +151,16 @@ class TreeReader:
                                   f"topic {name!r} ({count} partitions): a foreign or corrupt "
                                   "file in the data folders.")
             p = int(fname)
-            if old is not None and p < len(old.parts) and old.parts[p].tree_sha == e.sha:
-                parts[p] = old.parts[p]
+            before = old.parts[p] if old is not None and p < len(old.parts) else None
+            if before is not None and before.tree_sha == e.sha:
+                parts[p] = before
             else:
-                parts[p] = self._load_part(f"{folder}/{fname}", e.sha, here)
+                parts[p] = self._load_part(f"{folder}/{fname}", e.sha, here, before)
         return Topic(name, count, str(meta.get("kind", "source")), bool(meta.get("compact")),
                      parts, meta_e.sha, tree_sha)
 
-    def _load_part(self, folder: str, tree_sha: bytes, here: Callable[[str], str]) -> Part:
+    def _load_part(self, folder: str, tree_sha: bytes, here: Callable[[str], str],
+                   old: Part | None = None) -> Part:
         tree = self.repo.object(tree_sha, b"tree", here(folder + "/"))
         found: list[tuple[int, bytes, str]] = []
         for e in tree.items():
@@ -170,13 +172,20 @@ class TreeReader:
                                   "data folders.")
             found.append((int(m.group(1)), e.sha, fname))
         found.sort()
+        known = {(s.base, s.sha): s for s in old.segs} if old is not None else {}
         segs: list[Seg] = []
         for i, (base, sha, fname) in enumerate(found):
+            seen = known.get((base, sha))
             if i + 1 < len(found):
                 count = found[i + 1][0] - base
                 if count <= 0:
                     raise DriverError(f"{here(folder + '/' + fname)}: overlapping segments.")
-                segs.append(Seg(base, count, -1, sha))
+                if seen is not None:
+                    segs.append(Seg(base, count, seen.nbytes, sha, seen.data))
+                else:
+                    segs.append(Seg(base, count, -1, sha))
+            elif seen is not None:  # the same last segment as before: no need to read it
+                segs.append(Seg(base, seen.count, seen.nbytes, sha, seen.data))
             else:
                 data = self.repo.blob(sha, here(f"{folder}/{fname}"))
                 if data and not data.endswith(b"\n"):
@@ -189,19 +198,20 @@ class TreeReader:
                               "must start at offset 0 (missing segments?).")
         return Part(segs, tree_sha)
 
-    def load_open_tails(self, state: State, segment_bytes: int) -> None:
-        """A writer keeps the bytes of small tail segments, which appends may rewrite."""
-        for topic in state.topics.values():
-            for p, part in enumerate(topic.parts):
-                for seg in reversed(part.segs):
-                    if seg.data is not None:
-                        break
-                    path = f"topics/{entry_name(topic.name)}/{p}/{seg.name}"
-                    data = self.repo.blob(seg.sha or b"", self.where(path, state.head))
-                    seg.nbytes = len(data)
-                    if seg.nbytes >= segment_bytes:
-                        break
-                    seg.data = data
+    def open_tails(self, state: State, topic: Topic, partition: int,
+                   segment_bytes: int) -> None:
+        """Keep the bytes of a partition's small tail segments, which an append may rewrite
+        (read on a partition's first write)."""
+        part = topic.parts[partition]
+        for seg in reversed(part.segs):
+            if seg.data is not None:
+                break
+            path = f"topics/{entry_name(topic.name)}/{partition}/{seg.name}"
+            data = self.repo.blob(seg.sha or b"", self.where(path, state.head))
+            seg.nbytes = len(data)
+            if seg.nbytes >= segment_bytes:
+                break
+            seg.data = data
 
     def lines(self, state: State, topic: str, partition: int, seg: Seg) -> list[bytes]:
         """The lines of segment ``seg`` (from the cache, or read and checked)."""
