@@ -34,8 +34,11 @@ BASE = "localhost/debian:bookworm-slim"
 IMAGE = "localhost/workbench:test"
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 PODMAN = ["podman", "--storage-driver", "vfs", "--runtime", "runc"]
+# the manifests' securityContext: read-only root filesystem with /tmp writable, no
+# capabilities, no privilege escalation (the image's user is already 10001)
 RUN = [*PODMAN, "run", "--rm", "--network", "host", "--ulimit", "nofile=20000:20000",
-       "--ulimit", "nproc=4096:4096"]
+       "--ulimit", "nproc=4096:4096", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+       "--security-opt", "no-new-privileges"]
 CA = "/etc/ssl/certs/ca-certificates.crt"
 
 

@@ -249,6 +249,8 @@ def test_grace_period_matches_the_shutdown_path() -> None:
     (["--driver", PG, "--keda"], "--keda scales"),
     (["--driver", KAFKA, "--workers", "zero"], "--workers 'zero'"),
     (["--driver", KAFKA, "--cpu", "lots"], "--cpu 'lots'"),
+    (["--driver", KAFKA, "--name", "Shop_1"], "--name 'Shop_1'"),
+    (["--driver", KAFKA, "--namespace", "a.b"], "--namespace 'a.b'"),
 ])
 def test_bad_requests_are_clear_errors(args: list[str], message: str, tmp_path: Path,
                                        capsys: Any) -> None:

@@ -143,3 +143,15 @@ def test_wait_topics_waits_checks_counts_and_names_what_is_missing(
                  f"in-{sfx}=4"]) == 1
     err = capsys.readouterr().err
     assert f"'in-{sfx}' has 2, needs 4" in err
+
+
+def test_deploy_topics_prints_the_table(root: Any, monkeypatch: Any, capsys: Any) -> None:
+    monkeypatch.chdir(root)
+    url = "kafka://k:9092?partitions=4"
+    assert main(["deploy", "topics", "tests/deploy/pipelines.py:pipeline", "--driver", url,
+                 "--partitions", "clicks=8"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    expected = resolve_topics(pipelines.pipeline.plan(), url, {"clicks": 8})
+    assert [(r[0], r[1], int(r[2])) for r in rows] == [(t.name, t.kind, t.partitions)
+                                                       for t in expected]
+    assert rows[0][:3] == ["clicks", "source", "8"] and rows[0][3] == "retention.ms=-1"

@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 from .._time import duration_ms
 from .._urls import redact_url
 from ..errors import DefinitionError
-from .names import object_name, topic_object_name
+from .names import DNS1035_LABEL, MAX_BASE_NAME, object_name, topic_object_name
 from .topics import DeployTopic, resolve_topics
 
 if TYPE_CHECKING:
@@ -185,6 +185,13 @@ class _Render:
             raise DefinitionError(f"--until {opts.until!r}: use 'forever' or 'end'.")
         if opts.workers != "auto" and not (opts.workers.isdigit() and int(opts.workers) >= 1):
             raise DefinitionError(f"--workers {opts.workers!r}: use a number >= 1 or 'auto'.")
+        for label, value in (("--name", opts.name), ("--namespace", opts.namespace),
+                             ("--topic-namespace", opts.topic_namespace)):
+            if value is not None and (len(value) > MAX_BASE_NAME
+                                      or not DNS1035_LABEL.match(value)):
+                raise DefinitionError(
+                    f"{label} {value!r}: use lowercase letters, digits and '-', starting with a "
+                    f"letter, at most {MAX_BASE_NAME} characters.")
         self.plan = plan
         self.opts = opts
         self.name = opts.name or object_name(plan.app_id)
@@ -346,7 +353,8 @@ class _Render:
     def scaled_object(self) -> Manifest:
         inputs = [t for t in self.topics if t.kind in ("source", "repartition")]
         most = max((t.partitions for t in inputs), default=1)
-        workers = 1 if self.opts.workers == "auto" else int(self.opts.workers)
+        workers = (math.ceil(_cpu_cores(self.opts.cpu)) if self.opts.workers == "auto"
+                   else int(self.opts.workers))
         ceiling = max(1, math.ceil(most / workers))  # more members than partitions idle
         top = min(self.opts.keda_max_replicas or ceiling, ceiling)
         return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
