@@ -4,7 +4,11 @@ It starts JupyterLab (token-protected, 127.0.0.1, a random port) on a copy of th
 opens ``01-getting-started.ipynb`` in Debian's ``chromium`` driven by Playwright for Python
 (pointed at ``/usr/bin/chromium``; Playwright's own browser downloads are never used), runs all
 cells, and checks that the preview tables, the pipeline graph and the live view's final state
-are visible. Screenshots go to ``.artifacts/browser/``.
+are visible. Then it does what a user does all day: edits the cell of the named step ``paid``,
+runs it again (no "duplicate step name"), runs the next cell, and checks that both previews
+show the new rows; and it adds a cell with the offset scrubber, whose widget renders while its
+static fallback (kept for nbconvert and GitHub) is emptied. Screenshots go to
+``.artifacts/browser/``.
 
 To enable it::
 
@@ -188,9 +192,83 @@ def test_notebook_1_in_jupyterlab(lab: dict[str, Any], tmp_path: Path) -> None:
             assert live.is_visible() and "finished" in live.inner_text()
             page.screenshot(path=str(ARTIFACTS / "notebook1-live.png"))
             print(f"notebook 1 ran in JupyterLab/Chromium in {seconds:.1f} s")
+
+            _edit_and_rerun_a_named_step(page)
+            _scrubber_replaces_its_fallback(page)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "notebook1-failure.png"))
             shutil.copyfile(lab["log"], ARTIFACTS / "jupyterlab.log")
             raise
         finally:
             context.close()
+
+
+def _code_cell(page: Any, text: str) -> Any:
+    """The notebook's code cell whose editor contains ``text``."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").filter(
+        has=page.locator(".jp-InputArea-editor", has_text=text))
+    assert cell.count() == 1, f"{text!r}: {cell.count()} cells"
+    return cell.first
+
+
+def _replace_source(page: Any, cell: Any, code: str) -> None:
+    cell.scroll_into_view_if_needed()
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(code)
+
+
+def _run(page: Any, cell: Any) -> None:
+    """Run ``cell`` (Shift+Enter) and wait until its prompt shows it ran again."""
+    before = cell.locator(".jp-InputPrompt").first.inner_text()
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "([el, before]) => { const t = el.innerText; return t !== before && !t.includes('*'); }",
+        arg=[cell.locator(".jp-InputPrompt").first.element_handle(), before], timeout=120_000)
+
+
+def _edit_and_rerun_a_named_step(page: Any) -> None:
+    """Edit the cell of step 'paid' and run it again, then the cell below: both previews show
+    the new rows (250 clicks over 100 instead of 366 paid ones), and no cell errs."""
+    paid = _code_cell(page, 'paid = clicks.filter(')
+    assert "366 rows" in paid.locator(".jp-OutputArea-output").first.inner_text()
+    _replace_source(page, paid,
+                    'paid = clicks.filter(lambda e: e["amount"] > 100, name="paid")\npaid')
+    _run(page, paid)
+    output = paid.locator(".jp-OutputArea-output").first
+    output.locator(".wb-meta", has_text="250 rows").wait_for(timeout=60_000)
+    assert "DefinitionError" not in output.inner_text()
+    assert "duplicate" not in output.inner_text()
+    output.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "notebook1-rerun-paid.png"))
+    cents = _code_cell(page, "with_cents = paid.map(")
+    _run(page, cents)
+    out = cents.locator(".jp-OutputArea-output").first
+    out.locator(".wb-meta", has_text="250 rows").wait_for(timeout=60_000)
+    assert "Error" not in out.inner_text()
+    out.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "notebook1-rerun-downstream.png"))
+
+
+def _scrubber_replaces_its_fallback(page: Any) -> None:
+    """A new cell shows the scrubber: the widget renders, and its static fallback (an output
+    of its own, for viewers without widgets) is emptied once the frontend counts the view."""
+    last = page.locator(".jp-Notebook .jp-CodeCell").last
+    last.locator(".cm-content").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # a new cell below
+    page.keyboard.press("Enter")
+    page.keyboard.insert_text("scrub = wb.debug.scrubber(p, offset=5)\nscrub")
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    new = cells.nth(cells.count() - 1)  # fixed now: Shift+Enter adds another cell below
+    page.keyboard.press("Shift+Enter")
+    slider = new.locator(".widget-slider").first
+    slider.wait_for(timeout=120_000)
+    assert slider.is_visible()
+    new.locator(".wb-preview", has_text="input offset 5").first.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "el => el.querySelectorAll('.wb-scrubber-fallback').length === 0",
+        arg=new.element_handle(), timeout=60_000)
+    new.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "notebook1-scrubber.png"))
