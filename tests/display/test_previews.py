@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -242,3 +243,22 @@ def test_live_view_says_how_many_rows_once() -> None:
     assert "6418.339999999998" not in html and "6783.34" in html
     assert "in → " not in html  # a source read straight into a sink is one step
 
+
+
+def test_every_drawn_node_has_an_edge() -> None:
+    """No orphan nodes: a source table's store is drawn with the steps that use it (the lead's
+    plan stores a source table once; the drawing follows the plan), and store nodes without an
+    edge are not drawn."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    import clickstream
+
+    from workbench.display import pipeline_graph
+
+    nodes, edges = pipeline_graph(clickstream.build())
+    ends = {e.src for e in edges} | {e.dst for e in edges}
+    orphans = [n.id for n in nodes if n.id not in ends]
+    assert not orphans, orphans
+    changelogs = [n for n in nodes if n.kind == "changelog"]
+    assert changelogs and all(n.id in ends for n in changelogs)
