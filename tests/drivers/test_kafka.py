@@ -347,7 +347,7 @@ def test_run_frame_and_resume(kafka_url: str, sfx: str) -> None:
     rows = [{"user": f"u{i % 4}", "ts": 1_000 + 1_000 * i} for i in range(40)]
     run = build().run(kafka_url, inputs={f"clicks-{sfx}": rows})
     frame = run.frame(f"counts-{sfx}")
-    assert list(frame.columns[:4]) == ["key", "window_start", "window_end", "timestamp"]
+    assert list(frame.columns[:4]) == ["user", "window_start", "window_end", "timestamp"]
     assert len(frame) == 40
     memory = build().run("memory://", inputs={f"clicks-{sfx}": rows})
     assert sorted(map(repr, run.records(f"counts-{sfx}"))) == sorted(

@@ -18,6 +18,7 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -54,6 +55,28 @@ class EngineStats:
     #: ``"created"``, ``"restoring"`` (assignment and state restore), ``"running"``,
     #: ``"rebalancing"``, ``"stopped"`` (readiness)
     phase: str = "created"
+    #: records of each of the last 100 non-empty polls (the batch sizes)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=100))
+    #: ``time.monotonic()`` of the last 100 commits (see :meth:`commit_rate`)
+    commit_times: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    #: of the last 100 commits, the time from reading the oldest record a commit made visible
+    #: to the end of that commit (ms): the engine's share of end-to-end latency
+    commit_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    #: of the last 100 commits, wall-clock time at the commit minus the newest stream time it
+    #: committed (ms): Kafka Streams' record end-to-end latency (large for replayed history)
+    e2e_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+
+    def commit_rate(self, window_s: float = 10.0) -> float:
+        """Commits per second over the last ``window_s`` seconds (at most 100 commits)."""
+        now = time.monotonic()
+        recent = [t for t in self.commit_times if now - t <= window_s]
+        if len(recent) < 2:
+            return float(len(recent)) / window_s
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+    def batch_size(self) -> float:
+        """The mean records per non-empty poll over the last 100 of them."""
+        return sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
 
 
 class StateListener(Protocol):
@@ -155,6 +178,11 @@ class Engine:
         #: set when a bounded run reached the end of its input and flushed (windows closed)
         self.finished = False
         self._membership_since: float | None = None
+        #: the driver's ``send_outputs(app_id, outputs)``, if it takes outputs while the
+        #: interval runs (produced into the open transaction; committed with the positions)
+        self._send_outputs: Callable[[str, dict[tuple[str, int], list[Any]]], None] | None = \
+            getattr(driver, "send_outputs", None)
+        self._first_unsent: float | None = None  # monotonic time of the oldest uncommitted read
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -170,6 +198,12 @@ class Engine:
         for st in self.plan.subtopologies:
             for p in sorted({p for t in st.inputs for p in owned.get(t, [])}):
                 self._add_task(st, p)
+        hints = getattr(self.driver, "read_hints", None)
+        if hints is not None:  # inputs a task reads alone: no need to wait for unfetched data
+            shared = {t for st in self.plan.subtopologies if len(st.inputs) > 1
+                      for t in st.inputs}
+            hints(sole_inputs={t for st in self.plan.subtopologies for t in st.inputs
+                               if t not in shared})
         self._last_commit = self.clock.now_ms()
         self._started = True
         self.stats.phase = "running"
@@ -313,13 +347,32 @@ class Engine:
             total += self._poll_task(task, limits)
         if total:
             self.stats.records_in += total
+            self.stats.batch_sizes.append(total)
             self._uncommitted = True
+            if self._first_unsent is None:
+                self._first_unsent = self.stats.loop_at
         now = self.clock.now_ms()
         for task in self.tasks:
             task.punctuate_wall(now)
+        if self._send_outputs is not None:
+            self._hand_over()
         if now - self._last_commit >= self.commit_interval_ms:
             self.commit()
         return total
+
+    def _hand_over(self) -> None:
+        """Give the outputs made so far to a driver that produces them while the interval runs
+        (they join the open transaction; the commit makes them visible with the positions)."""
+        outputs: dict[tuple[str, int], list[Any]] = {}
+        for task in self.tasks:
+            for topic, records in task.drain_outputs():
+                self._route(outputs, topic, records, task.partition)
+        if outputs:
+            assert self._send_outputs is not None
+            self._send_outputs(self.plan.app_id, outputs)
+            counts = self.stats.records_out
+            for (topic, _p), recs in outputs.items():
+                counts[topic] = counts.get(topic, 0) + len(recs)
 
     def _poll_task(self, task: Task, limits: dict[tuple[str, int], int] | None) -> int:
         p = task.partition
@@ -395,8 +448,12 @@ class Engine:
 
     # -- committing ---------------------------------------------------------------------------
     def commit(self) -> None:
-        """Hand outputs, changelog records and positions to the driver as one transaction."""
+        """Hand outputs, changelog records and positions to the driver as one transaction.
+
+        Commits follow one another every ``commit_interval_ms`` counted from the start of the
+        previous one, so a commit's own duration does not stretch the cadence."""
         started = time.perf_counter()
+        started_ms = self.clock.now_ms()
         txn = Transaction(self.plan.app_id)
         outputs = txn.outputs
         durable = self.driver.durable_state
@@ -426,8 +483,9 @@ class Engine:
                 times[task.id] = now_times
                 txn.metadata[stream_time_key(task.id)] = now_times
         if txn.is_empty() and not self.driver.wants_commit():
-            self._last_commit = self.clock.now_ms()
+            self._last_commit = started_ms
             self._uncommitted = False
+            self._first_unsent = None
             if state_changes:  # state changed, but only in a non-durable store
                 for listener in self.state_listeners:
                     listener.committed(state_changes)
@@ -445,7 +503,8 @@ class Engine:
             self.stats.records_out[topic] = self.stats.records_out.get(topic, 0) + len(recs)
         self.stats.commits += 1
         self.stats.commit_ms.append((time.perf_counter() - started) * 1000)
-        self._last_commit = self.clock.now_ms()
+        self._note_commit(txn)
+        self._last_commit = started_ms
         self._uncommitted = False
         if self._long_run and not gc.isenabled() and time.monotonic() - self._last_gc > 5.0:
             gc.collect(1)  # a long run with the collector paused: collect young objects
@@ -455,6 +514,18 @@ class Engine:
         for hook in self.on_interval:
             hook(self)
         self._check_membership()
+
+    def _note_commit(self, txn: Transaction) -> None:
+        """Commit rate and latency statistics (``self.stats``)."""
+        stats = self.stats
+        done = time.monotonic()
+        stats.commit_times.append(done)
+        if self._first_unsent is not None and txn.positions:
+            stats.commit_latency_ms.append((done - self._first_unsent) * 1000)
+        self._first_unsent = None
+        newest = max((t.stream_time for t in self.tasks), default=-1)
+        if newest >= 0 and txn.positions:
+            stats.e2e_latency_ms.append(time.time() * 1000 - newest)
 
     def _committed_position(self, key: tuple[str, int]) -> int | None:
         return self._pending_positions.get(key)
@@ -548,24 +619,30 @@ class Engine:
 
     def run_forever(self, idle_sleep_s: float = 0.01,
                     progress: Callable[[int], None] | None = None) -> None:
-        """Unbounded run: poll until :meth:`stop` is called; commit every interval."""
+        """Unbounded run: poll until :meth:`stop` is called.
+
+        Commits come every ``commit_interval_ms`` (when a batch completes after it), not when
+        the input runs dry: a quiet moment is no reason to commit early. Outputs go to a
+        driver that takes them while the interval runs (``send_outputs``) as they are made.
+        With nothing to read, the loop waits in the driver's ``wait_for_data`` (which returns
+        as soon as a record arrives) until the next commit is due, or sleeps ``idle_sleep_s``
+        for drivers without it.
+        """
         self.start()
         self._long_run = True
+        wait = getattr(self.driver, "wait_for_data", None)
         with self._gc_paused():
             while not self._stop.is_set():
                 n = self.poll()
                 if progress is not None and n:
                     progress(n)
                 if n == 0:
-                    if self._uncommitted:
-                        self.commit()
-                    wait = getattr(self.driver, "wait_for_data", None)
-                    if wait is not None:  # e.g. LISTEN/NOTIFY: no busy polling
-                        remaining = self.commit_interval_ms - (self.clock.now_ms()
-                                                               - self._last_commit)
-                        wait(max(0.01, min(0.5, remaining / 1000)))
+                    due = self._last_commit + self.commit_interval_ms - self.clock.now_ms()
+                    timeout = min(0.5, max(0.001, due / 1000)) if self._uncommitted else 0.5
+                    if wait is not None:  # Kafka: a blocking fetch; PostgreSQL: LISTEN/NOTIFY
+                        wait(timeout)
                     else:
-                        self._stop.wait(idle_sleep_s)
+                        self._stop.wait(min(timeout, idle_sleep_s))
             self.commit()
 
     def stop(self) -> None:

@@ -66,6 +66,8 @@ class KafkaDriver(Driver):
         self._stream = Reader(self._conn, self._ends, "stream")
         self._bulk = Reader(self._conn, self._ends, "bulk", max_assigned=1)
         self._closed = False
+        #: topics that are the only input of their tasks (the engine's read hints)
+        self._sole: frozenset[str] = frozenset()
         _OPEN.add(self)
 
     @property
@@ -110,9 +112,10 @@ class KafkaDriver(Driver):
         dead_letter = self.options.dead_letter is not None and kind == "source"
         start = offset
         offset = self._dead.resume_at(key, offset)
+        settle = topic not in self._sole
         while True:
             msgs = reader.read(topic, partition, offset, max_records,
-                               wait=offset < self._ends.known_end(key))
+                               wait=offset < self._ends.known_end(key), settle=settle)
             if not msgs:
                 return []
             try:
@@ -130,6 +133,17 @@ class KafkaDriver(Driver):
             if records:
                 return records
             offset = msgs[used - 1].offset() + 1
+
+    def read_hints(self, *, sole_inputs: Iterable[str] = ()) -> None:
+        """What the engine tells about its reads: ``sole_inputs`` are topics whose partitions
+        a task reads alone, so a read of them never waits for records not fetched yet (only
+        tasks with several inputs must not run ahead of one of them)."""
+        self._sole = frozenset(sole_inputs)
+
+    def wait_for_data(self, timeout_s: float) -> bool:
+        """Block until a record arrives for a partition the engine reads (at most
+        ``timeout_s``): the engine's idle wait, which never sleeps while data is there."""
+        return self._stream.wait(timeout_s)
 
     def read_all(self, topic: str) -> list[ReadRec]:
         count = self.partitions(topic)
@@ -162,10 +176,15 @@ class KafkaDriver(Driver):
         commit (dead-lettered records)."""
         return bool(self._dead.pending)
 
+    def send_outputs(self, app_id: str, outputs: dict[tuple[str, int], list[OutRec]]) -> None:
+        """Outputs the engine made during the commit interval: produced at once into the open
+        transaction, visible with the next :meth:`commit` (aborted if it never comes)."""
+        self._txns.send(app_id, outputs)
+
     def commit(self, txn: Transaction) -> None:
-        """One Kafka transaction: outputs, dead-lettered records, positions; retried as a whole
-        on abortable errors, :class:`~workbench.errors.FencedError` when another process took
-        over."""
+        """One Kafka transaction: outputs (sent before and in ``txn``), dead-lettered records,
+        positions; retried as a whole on abortable errors,
+        :class:`~workbench.errors.FencedError` when another process took over."""
         self._txns.commit(txn)
 
     # -- membership ---------------------------------------------------------------------------

@@ -156,16 +156,30 @@ class Reader:
                 self._consumer.pause(tp)
                 self._paused.add(key)
 
+    def wait(self, timeout: float) -> bool:
+        """Block until a message arrives for a partition being read (at most ``timeout``
+        seconds); whether any is buffered now."""
+        if any(self._buf.values()):
+            return True
+        if self._consumer is None:
+            time.sleep(timeout)
+            return False
+        self._fill(timeout)
+        return any(self._buf.values())
+
     def read(self, topic: str, partition: int, offset: int, max_records: int, *,
-             wait: bool) -> list[Any]:
+             wait: bool, settle: bool = True) -> list[Any]:
         """Up to ``max_records`` messages from ``offset``; with ``wait``, block until at least
-        one arrives (the caller knows records exist there)."""
+        one arrives (the caller knows records exist there). With ``settle`` (a partition read
+        together with others), an empty buffer also waits when committed records exist on the
+        broker that were not fetched yet (Kafka Streams' enforced processing); a partition read
+        alone is never held up for them (they come with the next read)."""
         key = (topic, partition)
         self._position(key, offset)
         buf = self._buf[key]
         if not buf:
             self._fill(0)
-            if not buf and not wait:  # as Kafka Streams: never pass a partition with data
+            if not buf and not wait and settle:  # never pass a partition with data
                 wait = self._ends.more_committed(key, offset, self._consumer)
             if not buf and wait:
                 timeout = self._conn.options.timeout

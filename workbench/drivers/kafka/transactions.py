@@ -78,6 +78,10 @@ class Transactions:
         self._plain_producer: Any = None
         self._offset_consumers: dict[str, Any] = {}
         self._pending_written: dict[Key, int] = {}
+        #: a transaction is open (outputs were sent ahead of the commit)
+        self._open = False
+        #: outputs sent into the open transaction: produced again if it must be redone
+        self._sent: list[tuple[Key, list[OutRec]]] = []
         #: committed positions of the owned inputs
         self.positions: dict[Key, int] = {}
         #: the application's committed metadata, merged (the engine commits only changes; every
@@ -191,12 +195,37 @@ class Transactions:
             self.positions.pop(key, None)
 
     # -- committing ---------------------------------------------------------------------------
+    def _begin(self, producer: Any) -> None:
+        """Open a transaction (if none is), producing again what was sent into an aborted one."""
+        if self._open:
+            return
+        self._pending_written = {}
+        producer.begin_transaction()
+        self._open = True
+        for (topic, partition), records in self._sent:
+            self.produce(producer, topic, partition, records, self._delivered)
+
+    def send(self, app_id: str, outputs: dict[Key, list[OutRec]]) -> None:
+        """Produce outputs into the open transaction (opened here), ahead of :meth:`commit`:
+        the producer sends them while the engine goes on processing, so the commit only waits
+        for the last acknowledgements, the offsets and the commit marker."""
+        producer = self.ensure_producer(app_id)
+        with self._conn.errors(f"producing outputs of {app_id!r}"):
+            self._begin(producer)
+            for key, records in outputs.items():
+                if records:
+                    self._sent.append((key, records))
+                    self.produce(producer, key[0], key[1], records, self._delivered)
+            producer.poll(0)  # serve delivery reports as they come
+
     def commit(self, txn: Transaction) -> None:
-        """One Kafka transaction: outputs, dead-lettered records, positions; retried as a whole
-        on abortable errors, :class:`FencedError` when another process took over."""
+        """One Kafka transaction: the outputs sent since the last commit and ``txn``'s,
+        dead-lettered records, positions; retried as a whole on abortable errors,
+        :class:`FencedError` when another process took over."""
         conn = self._conn
         producer = self.ensure_producer(txn.app_id)
         if self._membership.changed:
+            self.discard()
             raise FencedError(
                 f"the consumer group {txn.app_id!r} rebalanced and the engine did not take the "
                 "new assignment (poll_membership); stopping without committing.")
@@ -211,6 +240,7 @@ class Transactions:
                 self._abort(producer)
                 if isinstance(conn.translate(exc, ""), FencedError) or err.fatal() \
                         or attempts >= 3:
+                    self._sent.clear()
                     conn.raise_(exc, f"committing a transaction of {txn.app_id!r}")
                 attempts += 1
                 log.warning("transaction of %r failed (%s); retrying (%d/3)", txn.app_id, err,
@@ -218,7 +248,9 @@ class Transactions:
                 time.sleep(0.1 * attempts)
             except BaseException:
                 self._abort(producer)
+                self._sent.clear()
                 raise
+        self._sent.clear()
         for key, end in self._pending_written.items():
             self._ends.wrote(key, end, transactional=True)
         for tp in offsets:
@@ -228,6 +260,13 @@ class Transactions:
         self.commits += 1
         if self._membership.member is not None:
             self._membership.poll(0)  # serve heartbeats and rebalance callbacks between commits
+
+    def discard(self) -> None:
+        """Abort the open transaction, if any, and forget what was sent into it."""
+        if self._open and self._producer is not None:
+            self._abort(self._producer)
+        self._open = False
+        self._sent.clear()
 
     def offsets(self, txn: Transaction) -> dict[Key, int]:
         """Positions to commit: this process's known positions (so that every transaction
@@ -265,8 +304,7 @@ class Transactions:
 
     def _commit_once(self, producer: Any, txn: Transaction, offsets: list[Any]) -> None:
         options = self._conn.options
-        self._pending_written = {}
-        producer.begin_transaction()
+        self._begin(producer)
         for (topic, partition), records in txn.outputs.items():
             if records:
                 self.produce(producer, topic, partition, records, self._delivered)
@@ -288,6 +326,7 @@ class Transactions:
                 f"committing a transaction of {txn.app_id!r}: {remaining} records were not "
                 f"delivered to {options.bootstrap} within {options.timeout:g} s.")
         self._retry_txn(lambda: producer.commit_transaction(options.timeout))
+        self._open = False
 
     def _retry_txn(self, fn: Callable[[], Any]) -> None:
         """Retry a transactional call while the client says it is retriable."""
@@ -306,6 +345,7 @@ class Transactions:
                 delay = min(2 * delay, 1.0)
 
     def _abort(self, producer: Any) -> None:
+        self._open = False
         try:
             producer.abort_transaction(self._conn.options.timeout)
         except self._conn.ck.KafkaException as exc:  # fatal errors, or no transaction open
@@ -354,14 +394,15 @@ class Transactions:
         if self._plain_producer is None:
             self._plain_producer = conn.producer({})
         producer = self._plain_producer
-        self._pending_written = {}
+        written: dict[Key, int] = {}
         failures: list[Any] = []
 
         def delivered(err: Any, msg: Any) -> None:
             if err is not None:
                 failures.append(err)
             else:
-                self._delivered(err, msg)
+                key = (msg.topic(), msg.partition())
+                written[key] = max(written.get(key, 0), msg.offset() + 1)
 
         with conn.errors(f"appending to {topic!r} partition {partition}"):
             self.produce(producer, topic, partition, records, delivered)
@@ -370,7 +411,7 @@ class Transactions:
             cause = failures[0] if failures else f"{remaining} records not delivered in time"
             raise DriverError(f"appending to {topic!r} partition {partition} on {conn.url} "
                               f"failed: {scrub(str(cause))}")
-        for key, end in self._pending_written.items():
+        for key, end in written.items():
             self._ends.wrote(key, end, transactional=False)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -387,7 +428,9 @@ class Transactions:
             self.commit(Transaction(group))
 
     def end_run(self) -> None:
-        """Forget the run's positions, drop the transactional producer, flush appends."""
+        """Abort what was sent and not committed, forget the run's positions, drop the
+        transactional producer, flush appends."""
+        self.discard()
         self.positions.clear()
         self._metadata, self._metadata_app = {}, None
         self.drop_producer()
