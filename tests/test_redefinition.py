@@ -204,3 +204,12 @@ def _graph(p: wb.Pipeline) -> Any:
     from workbench.display import pipeline_graph
 
     return pipeline_graph(p)[0]
+
+
+def test_a_pipeline_with_nothing_to_run_says_so() -> None:
+    p = wb.Pipeline("previews-only")
+    s = p.source("in", sample=[{"n": 1}])
+    s.map(lambda v: v)
+    assert len(s.to_pandas()) == 1  # previews work
+    with pytest.raises(wb.DefinitionError, match=r"nothing to run.*\.to\("):
+        p.run()

@@ -476,9 +476,16 @@ class Pipeline:
                                   + did_you_mean(name, self._names)) from None
 
     def plan(self) -> Plan:
-        """Compile the graph: sub-topologies, tasks, internal topics and state stores."""
+        """Compile the graph: sub-topologies, tasks, internal topics and state stores, for the
+        steps a run needs (see :attr:`unused_steps`)."""
         from .plan import compile_plan
 
+        if self._sources and not self._live_nodes():
+            raise DefinitionError(
+                f"pipeline {self.name!r} has nothing to run: no step writes a topic (.to(topic)), "
+                "peeks, processes or is a named table, and every other step is a preview only. "
+                "Add .to('some-topic') to the step whose results you want."
+            )
         return compile_plan(self)
 
     # -- running ------------------------------------------------------------------------------

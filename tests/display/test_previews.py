@@ -262,3 +262,30 @@ def test_every_drawn_node_has_an_edge() -> None:
     assert not orphans, orphans
     changelogs = [n for n in nodes if n.kind == "changelog"]
     assert changelogs and all(n.id in ends for n in changelogs)
+
+
+def test_previews_of_unnamed_steps_say_what_they_read() -> None:
+    p = wb.Pipeline("titles")
+    s = p.source("in", key="u", sample=[{"u": "a", "x": 1}])
+    totals = s.group_by("u").agg(n="count", name="totals")
+    title = totals.changes()._repr_mimebundle_()["text/plain"].splitlines()[0]
+    assert title.startswith("changes() of 'totals'") and "table_changes" not in title
+    parts = s.split(big=lambda v: v["x"] > 1, name="sizes")
+    assert parts.big._repr_mimebundle_()["text/plain"].startswith("branch 'big' of 'sizes'")
+    assert s.filter(lambda v: True)._repr_mimebundle_()["text/plain"].startswith(
+        "filter of 'in'")
+
+
+def test_run_preview_shows_every_column_of_a_topic() -> None:
+    """A left join's right-side fields are columns even when the first rows have none
+    (``balance`` used to show ``spent`` but not ``refunded``)."""
+    rows = [{"u": f"u{i}", "x": float(i)} for i in range(20)]
+    p = wb.Pipeline("balance")
+    s = p.source("in", key="u", sample=rows)
+    spent = s.group_by("u").agg(spent=("x", "sum"), name="spent")
+    refunded = s.filter(lambda v: v["x"] > 15).group_by("u").agg(refunded=("x", "sum"),
+                                                                  name="refunded")
+    spent.join(refunded, how="left", name="balance").to("balance")
+    html = p.run("memory://")._repr_mimebundle_()["text/html"]
+    head = html[html.index("topic balance"):]
+    assert ">refunded<" in head and ">spent<" in head

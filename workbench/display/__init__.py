@@ -268,7 +268,18 @@ def error_bundle(title: str, exc: BaseException) -> dict[str, str]:
 
 
 def _title(kind: str, pipeline: Pipeline, node: Node) -> str:
-    return f"{kind} {node.name!r} · pipeline {pipeline.name!r} · preview from samples"
+    """``filter 'paid' · pipeline 'p' · preview from samples``; an unnamed step is described
+    by what it reads (``changes() of 'totals'``), not by its internal name."""
+    from ..pipeline import _KIND
+
+    if node.op == "branch" and node.parents:
+        what = f"branch {node.params.get('label')!r} of {node.parents[0].name!r}"
+    elif node.auto_named and node.parents:
+        reads = ", ".join(repr(p.name) for p in node.parents)
+        what = f"{_KIND.get(node.op, node.op)} of {reads}"
+    else:
+        what = f"{kind} {node.name!r}"
+    return f"{what} · pipeline {pipeline.name!r} · preview from samples"
 
 
 def table_bundle(pipeline: Pipeline, node: Node) -> dict[str, str]:
