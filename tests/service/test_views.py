@@ -183,3 +183,27 @@ def test_keys_equal_in_python_but_not_on_the_wire_stay_apart() -> None:
     assert run.get("c", ("a", 2)) == {"key": ["a", 2], "value": 1, "timestamp": 0} or \
         run.get("c", ("a", 2))["value"] == 1
     assert len(run.range("c")) == 4
+
+
+def test_left_right_applies_each_op_once_to_each_copy() -> None:
+    applied: list[tuple[int, int]] = []
+    lr: LeftRight[dict[int, int]] = LeftRight(dict)
+
+    def apply(copy: dict[int, int], op: int) -> None:
+        applied.append((id(copy), op))
+        copy[op] = op
+
+    for commit in range(100):
+        assert lr.publish([commit], apply)
+        assert lr.backlog <= 1  # the retired copy lags one commit, never more
+    with lr.read():
+        assert lr.publish([100], apply)  # the other copy: published
+        assert not lr.publish([101], apply)  # deferred: this copy is being read
+    assert lr.publish([], apply)
+    assert lr.publish([], apply)
+    counts: dict[int, int] = {}
+    for _copy, op in applied:
+        counts[op] = counts.get(op, 0) + 1
+    assert counts == {op: 2 for op in range(102)}
+    with lr.read() as m:
+        assert sorted(m) == list(range(102))

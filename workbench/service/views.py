@@ -75,7 +75,8 @@ class LeftRight(Generic[T]):
         self._copies = (factory(), factory())
         self._readers: tuple[set[object], set[object]] = (set(), set())
         self._active = 0
-        self._pending: list[Any] = []  # ops the standby copy has not seen yet
+        #: per copy, the ops it has not applied yet (each op is applied once to each copy)
+        self._behind: tuple[list[Any], list[Any]] = ([], [])
         self._lock = threading.Lock()  # writers only (one writer thread in practice)
         self.swaps = 0
         self.deferred = 0
@@ -101,22 +102,28 @@ class LeftRight(Generic[T]):
     def publish(self, ops: list[Any], apply: Callable[[T, Any], None]) -> bool:
         """Apply ``ops`` (and any deferred ones) to the standby copy and publish it."""
         with self._lock:
-            self._pending.extend(ops)
+            if ops:
+                self._behind[0].extend(ops)
+                self._behind[1].extend(ops)
             standby = 1 - self._active
             if self._readers[standby]:
                 self.deferred += 1
                 self.stale = True
                 return False
             copy = self._copies[standby]
-            todo = self._pending
+            todo = self._behind[standby]
             for op in todo:
                 apply(copy, op)
+            todo.clear()
             self._active = standby
             self.swaps += 1
             self.stale = False
-            # the retired copy still lacks these ops; it gets them at the next publish
-            self._pending = list(todo)
             return True
+
+    @property
+    def backlog(self) -> int:
+        """Ops waiting to be applied to the copy that is not published (about one commit's)."""
+        return len(self._behind[1 - self._active])
 
 
 # -- decoding changelog records into rows -----------------------------------------------------
