@@ -93,10 +93,16 @@ def run_scenario(tmp: Path, url: str) -> None:
     job = _start(tmp, url, suffix)
     try:
         job.wait_ready(180)
-        workers = job.get("/workers")[1]
-        assert sorted(w["index"] for w in workers) == [0, 1]
-        owned = [set(w["owned"].get("1", [])) for w in workers]
-        assert owned[0] | owned[1] == set(range(PARTITIONS)) and not owned[0] & owned[1]
+
+        def split() -> bool:
+            # both ready, but a member that joined last may still be rebalancing the other
+            workers = job.get("/workers")[1]
+            assert sorted(w["index"] for w in workers) == [0, 1]
+            owned = [set(w["owned"].get("1", [])) for w in workers]
+            return owned[0] | owned[1] == set(range(PARTITIONS)) and not owned[0] & owned[1] \
+                and all(owned)
+
+        job.wait_for(split, 120, "the partitions split between the workers")
 
         statuses: list[int] = []
         stop = threading.Event()

@@ -137,8 +137,9 @@ def cpu_limit(root: str | os.PathLike[str] = "/") -> CpuLimit:
 
 def worker_driver_url(url: str, workers: int) -> str:
     """The driver URL a worker gets: on PostgreSQL ``members=N`` (each worker leases its share
-    of the partitions) and ``takeover=1`` (a worker takes over the partitions of one that
-    stopped), unless the URL sets them."""
+    of the partitions), unless the URL sets it. Not ``takeover=1``: a worker that polls for
+    free partitions before the others have leased theirs would take them all, and the
+    supervisor stops every worker when one dies anyway."""
     if not url.startswith(("postgresql://", "postgres://")):
         return url
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -146,5 +147,4 @@ def worker_driver_url(url: str, workers: int) -> str:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query.setdefault("members", str(workers))
-    query.setdefault("takeover", "1")
     return urlunsplit(parts._replace(query=urlencode(query)))
