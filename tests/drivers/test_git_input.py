@@ -71,6 +71,8 @@ def test_relative_urls_start_with_a_dot(tmp_path: Path, monkeypatch: pytest.Monk
     ("compression=fast", r"compression.*'fast'"),
     ("compression=12", r"compression.*-1\.\.9"),
     ("fsync=maybe", r"fsync.*'maybe'"),
+    ("lock_lease=soon", r"lock_lease.*seconds.*'soon'"),
+    ("lock_lease=0", r"lock_lease.*>= 1 second"),
     ("app=", r"app.*empty"),
     ("branch=a..b", r"branch.*not a valid git branch"),
     ("segment_byte=10", r"unknown parameter 'segment_byte'.*Did you mean 'segment_bytes'"),

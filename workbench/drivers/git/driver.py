@@ -52,6 +52,8 @@ class GitDriver(TimeTravel, Driver):
             Without it a commit survives the process being killed, not the machine losing
             power.
         compression: zlib level of loose objects.
+        lock_lease: seconds after which a writer lock held by a process on another host, and
+            not renewed by it, is taken over (default 60).
         create: create the repository when the path is missing.
     """
 
@@ -60,10 +62,11 @@ class GitDriver(TimeTravel, Driver):
     def __init__(self, url: str, *, branch: str | None = None, app: str | None = None,
                  at: Any = None, start_at: Any = None, segment_bytes: int | None = None,
                  partitions: int | None = None, fsync: bool | None = None,
-                 compression: int | None = None, create: bool = True) -> None:
+                 compression: int | None = None, lock_lease: float | None = None,
+                 create: bool = True) -> None:
         opts = GitOptions.parse(url, branch=branch, app=app, at=at, start_at=start_at,
                                 segment_bytes=segment_bytes, partitions=partitions,
-                                fsync=fsync, compression=compression)
+                                fsync=fsync, compression=compression, lock_lease=lock_lease)
         self.url = url
         #: the URL as messages and the repr show it (secrets redacted)
         self.shown_url = redact_url(url)
@@ -76,7 +79,7 @@ class GitDriver(TimeTravel, Driver):
                                 fsync=opts.fsync, compression=opts.compression)
         self.repo = self.store.repo
         self.git_dir = self.store.git_dir
-        self._lock = WriterLock(self.store.common_dir, self.shown_url)
+        self._lock = WriterLock(self.store.common_dir, self.shown_url, opts.lock_lease)
         self._mutex = threading.RLock()
         self._cache = LineCache(_READ_CACHE_BYTES)
         self._reader = TreeReader(self.store, self._cache, self._where)
@@ -217,6 +220,7 @@ class GitDriver(TimeTravel, Driver):
         say); True if it did. Uses inotify where available (no busy polling), else checks the
         ref every few milliseconds. The engine calls it when it has nothing to do."""
         with self._mutex:
+            self._lock.renew()
             if self._pinned is not None or self.branch is None:
                 watch = None
             else:
@@ -452,6 +456,7 @@ class GitDriver(TimeTravel, Driver):
         self._refresh_now()  # a stat: most of the time, the head did not move
         if self._lock.held:
             self._lock.check()
+            self._lock.renew()
         prepared: dict[tuple[str, int], Prepared] = {}
         self._prepare(outputs, prepared, None)
         with self.store.lock_ref(self.branch) as ref:
@@ -519,10 +524,11 @@ class GitDriver(TimeTravel, Driver):
             return super().read_all(topic)
 
     # -- housekeeping -------------------------------------------------------------------------
-    def pack(self) -> None:
-        """Pack loose objects (what ``git gc`` does, without delta compression)."""
+    def pack(self) -> int:
+        """Pack the loose objects (what ``git gc`` does, without delta compression; safe to
+        kill at any point); returns how many were packed."""
         with self._mutex:
-            self.store.pack()
+            return self.store.pack()
 
     def close(self) -> None:
         """Release the writer lock and open pack files. Idempotent; a closed driver still

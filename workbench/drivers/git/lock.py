@@ -3,9 +3,11 @@
 A writer holds the lock file (JSON with pid, host, start time, process start time, branch and
 a token) from its first write until it closes. A second writer gets a :class:`DriverError`
 naming the holder. A lock whose process is gone (same host, pid dead or reused) is taken over
-with a ``RuntimeWarning``; a lock from another host is respected. Another driver of the same
+with a ``RuntimeWarning``. Another driver of the same
 process takes the lock over silently and the older one is fenced (:meth:`WriterLock.check`).
-Readers never lock.
+A lock from another host is a lease: its holder renews it (the file's mtime) while it runs, and
+one not renewed for ``lock_lease`` seconds is taken over with a warning (the old holder, if it
+was alive after all, is fenced at its next commit). Readers and appenders never lock.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import weakref
 from typing import Any
 
 from ...errors import DriverError, FencedError
+from .repo import write_failed
 
-__all__ = ["LOCK_NAME", "WriterLock"]
+__all__ = ["DEFAULT_LEASE_S", "LOCK_NAME", "WriterLock"]
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "workbench.lock"
+#: a lock from another host not renewed for this long is taken over (``?lock_lease=``)
+DEFAULT_LEASE_S = 60.0
 
 
 def _proc_start(pid: int) -> str | None:
@@ -62,9 +67,11 @@ def _pid_alive(pid: int, start: str | None) -> bool:
 class WriterLock:
     """``<git dir>/workbench.lock``: pid, host and start time of the one writer."""
 
-    def __init__(self, git_dir: str, url: str) -> None:
+    def __init__(self, git_dir: str, url: str, lease_s: float = DEFAULT_LEASE_S) -> None:
         self.path = os.path.join(git_dir, LOCK_NAME)
         self.url = url
+        self.lease_s = lease_s
+        self._renewed = 0.0
         self.token: str | None = None
         self._finalizer: Any = None
 
@@ -99,9 +106,12 @@ class WriterLock:
             "token": token,
         }
         tmp = f"{self.path}.{token}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(me, f)
         try:
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump(me, f)
+            except OSError as exc:
+                raise write_failed(self.url, "write the writer lock", tmp, exc) from exc
             for _attempt in range(5):
                 try:
                     os.link(tmp, self.path)  # atomic: creates the lock with its content or fails
@@ -114,6 +124,7 @@ class WriterLock:
                         os.unlink(self.path)
                     continue
                 self.token = token
+                self._renewed = time.monotonic()
                 self._finalizer = weakref.finalize(self, _release_lock, self.path, token)
                 return
             raise DriverError(f"{self.url}: could not take the writer lock {self.path} "
@@ -147,11 +158,44 @@ class WriterLock:
             log.warning(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=5)
             return
-        where = "on this host" if host == me["host"] else f"on host {host!r}"
+        if host != me["host"]:
+            # another host: its pid means nothing here; the lease (the lock file's mtime,
+            # renewed by a live writer) tells
+            try:
+                age = time.time() - os.stat(self.path).st_mtime
+            except FileNotFoundError:
+                return
+            if age > self.lease_s:
+                msg = (f"{self.url}: taking over a stale writer lock: process {pid} on host "
+                       f"{host!r} (since {other.get('started')}) has not renewed it for "
+                       f"{age:.0f} s (lock_lease={self.lease_s:g} s); the branch resumes at its "
+                       "last commit.")
+                log.warning(msg)
+                warnings.warn(msg, RuntimeWarning, stacklevel=5)
+                return
+            raise DriverError(
+                f"{self.url} is locked by another writer: process {pid} on host {host!r}, "
+                f"since {other.get('started')} (branch {other.get('branch')!r}), renewed "
+                f"{max(age, 0):.0f} s ago. One process writes a repository at a time; a live "
+                f"writer renews its lock, and one not renewed for lock_lease="
+                f"{self.lease_s:g} s is taken over (the hosts' clocks must agree within that). "
+                f"Stop that process, wait, or delete {self.path} if it is gone.")
         raise DriverError(
-            f"{self.url} is locked by another writer: process {pid} {where}, since "
+            f"{self.url} is locked by another writer: process {pid} on this host, since "
             f"{other.get('started')} (branch {other.get('branch')!r}). One process writes a "
             f"repository at a time; stop that process, or delete {self.path} if it is gone.")
+
+    def renew(self) -> None:
+        """Tell writers on other hosts that this one is alive (touch the lock file; at most
+        every quarter of the lease)."""
+        if self.token is None:
+            return
+        now = time.monotonic()
+        if now - self._renewed < min(self.lease_s / 4, 10.0):
+            return
+        self._renewed = now
+        with contextlib.suppress(OSError):
+            os.utime(self.path)
 
     def check(self) -> None:
         """Raise :class:`FencedError` unless this driver still holds the lock."""

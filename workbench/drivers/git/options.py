@@ -30,7 +30,9 @@ DEFAULT_SEGMENT_BYTES = 1 << 20
 #: recompresses)
 DEFAULT_COMPRESSION = 1
 PARAMS = ("branch", "app", "at", "start_at", "segment_bytes", "partitions", "fsync",
-          "compression")
+          "compression", "lock_lease")
+#: seconds after which a writer lock from another host, not renewed, is taken over
+DEFAULT_LOCK_LEASE_S = 60.0
 _HINT = "use 'git:///abs/path' (three slashes) or 'git://./relative/path'"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -100,12 +102,13 @@ class GitOptions:
     partitions: int
     fsync: bool
     compression: int
+    lock_lease: float
 
     @classmethod
     def parse(cls, url: str, *, branch: str | None = None, app: str | None = None,
               at: Any = None, start_at: Any = None, segment_bytes: Any = None,
-              partitions: Any = None, fsync: Any = None, compression: Any = None
-              ) -> GitOptions:
+              partitions: Any = None, fsync: Any = None, compression: Any = None,
+              lock_lease: Any = None) -> GitOptions:
         """Read ``url`` and the keyword arguments that override its parameters.
 
         Raises:
@@ -139,6 +142,8 @@ class GitOptions:
             fsync=_bool(shown, "fsync", pick("fsync", fsync)),
             compression=_int(shown, "compression", pick("compression", compression),
                              DEFAULT_COMPRESSION, low=-1, high=9),
+            lock_lease=_seconds(shown, "lock_lease", pick("lock_lease", lock_lease),
+                                DEFAULT_LOCK_LEASE_S),
         )
 
 
@@ -158,6 +163,19 @@ def _int(url: str, name: str, value: Any, default: int, *, low: int,
                               f"levels), got {n}.")
     if n < low:
         raise DefinitionError(f"{url!r}: parameter {name!r} must be >= {low}, got {n}.")
+    return n
+
+
+def _seconds(url: str, name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        raise DefinitionError(f"{url!r}: parameter {name!r} must be a number of seconds, got "
+                              f"{value!r}.") from None
+    if not n >= 1:  # also NaN
+        raise DefinitionError(f"{url!r}: parameter {name!r} must be >= 1 second, got {value!r}.")
     return n
 
 

@@ -8,6 +8,7 @@ it, rename it over the ref.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -28,6 +29,27 @@ STALE_LOCK_S = 5.0
 STALE_TMP_S = 60.0
 TMP_DIR = "workbench-tmp"
 _tmp_names = itertools.count()
+
+
+def write_failed(name: str, what: str, path: str, exc: OSError) -> DriverError:
+    """A :class:`DriverError` for an operating-system error while writing ``path`` (a full
+    disk, a read-only file system, a quota...), with the errno name and what to do. The
+    branch is never moved past a failed write, so the repository stays consistent."""
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    hint = {
+        errno.ENOSPC: "free space on that file system and run again: the job resumes at its "
+                      "last commit",
+        errno.EDQUOT: "raise the disk quota (or free space) and run again: the job resumes at "
+                      "its last commit",
+        errno.EROFS: "the file system is read-only; open the repository read-only (?at=...) "
+                     "or move it",
+        errno.EACCES: "this process may not write there; check the owner and mode",
+    }.get(exc.errno or 0, "the branch stays at its last commit; fix the cause and run again")
+    err = DriverError(f"{name}: cannot {what} {path}: {exc.strerror or exc} ({code}); "
+                      f"nothing was committed: {hint}.")
+    err.errno = exc.errno  # type: ignore[attr-defined]
+    err.path = path  # type: ignore[attr-defined]
+    return err
 
 
 class BranchMoved(FencedError):
@@ -153,6 +175,12 @@ class Repository:
             return  # present, owned by someone else
         data = obj.as_legacy_object(compression_level=self.compression)
         tmp = os.path.join(self.tmp_dir, f"obj-{os.getpid()}-{next(_tmp_names)}")
+        try:
+            self._write_object(tmp, folder, path, data)
+        except OSError as exc:
+            raise write_failed(self.name, "write object", path, exc) from exc
+
+    def _write_object(self, tmp: str, folder: str, path: str, data: bytes) -> None:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileNotFoundError:
@@ -287,7 +315,11 @@ class Repository:
         moves the branch, leaving the block without it releases the lock unchanged."""
         self.refuse_checked_out(branch)
         lock = self.ref_path(branch) + ".lock"
-        return LockedRef(self, branch, lock, self._take_ref_lock(branch, lock))
+        try:
+            fd = self._take_ref_lock(branch, lock)
+        except OSError as exc:
+            raise write_failed(self.name, "lock branch ref", lock, exc) from exc
+        return LockedRef(self, branch, lock, fd)
 
     def update_ref(self, branch: str, expected: bytes | None, new: bytes) -> None:
         """Move ``branch`` from ``expected`` to ``new`` (compare-and-swap under the ref lock);
@@ -363,6 +395,15 @@ class Repository:
                     for name in os.listdir(folder):
                         if name.endswith(".lock"):
                             remove_if_old(os.path.join(folder, name), STALE_LOCK_S)
+        pack_dir = os.path.join(objects, "pack")
+        with contextlib.suppress(OSError):
+            names = set(os.listdir(pack_dir))
+            for name in names:
+                path = os.path.join(pack_dir, name)
+                if name.startswith("tmp_") or name.endswith(".lock"):
+                    remove_if_old(path, STALE_TMP_S)  # git's or dulwich's unfinished packs
+                elif name.endswith(".pack") and name[:-5] + ".idx" not in names:
+                    remove_if_old(path, STALE_LOCK_S)  # a packer died before the index
         if branch is not None:
             remove_if_old(self.ref_path(branch) + ".lock", STALE_LOCK_S)
         return removed
@@ -407,9 +448,58 @@ class Repository:
         return matches.pop() if matches else None
 
     # -- housekeeping -------------------------------------------------------------------------
-    def pack(self) -> None:
-        """Pack loose objects (what ``git gc`` does, without delta compression)."""
-        self.repo.object_store.pack_loose_objects()
+    def pack(self) -> int:
+        """Pack the loose objects (what ``git gc`` does, without delta compression); returns
+        how many were packed.
+
+        As git does it, and safe to kill at any point: the pack and its index are written to
+        temporary files outside ``objects/``, then renamed into ``objects/pack/`` (pack, then
+        index: readers use a pack only once its index is there), and only then are the loose
+        copies deleted. Objects added meanwhile stay loose."""
+        from dulwich.pack import write_pack
+
+        store = self.repo.object_store
+        objects_dir = os.path.join(self.common_dir, "objects")
+        loose: list[tuple[str, Any]] = []
+        for sub in sorted(os.listdir(objects_dir)):
+            if len(sub) != 2 or not _is_hex(sub):
+                continue
+            folder = os.path.join(objects_dir, sub)
+            for name in os.listdir(folder):
+                if len(name) == 38 and _is_hex(name):
+                    with contextlib.suppress(KeyError, FileNotFoundError):
+                        loose.append((os.path.join(folder, name),
+                                      store[(sub + name).encode()]))
+        if not loose:
+            return 0
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        tmp = os.path.join(self.tmp_dir, f"pack-{os.getpid()}-{next(_tmp_names)}")
+        pack_dir = os.path.join(objects_dir, "pack")
+        try:
+            data_sum, _idx_sum = write_pack(tmp, [obj for _p, obj in loose],
+                                            object_format=store.object_format,
+                                            compression_level=self.compression)
+            os.makedirs(pack_dir, exist_ok=True)
+            base = os.path.join(pack_dir, f"pack-{data_sum.hex()}")
+            for ext in (".pack", ".idx"):
+                if self.fsync:
+                    with open(tmp + ext, "rb") as f:
+                        os.fsync(f.fileno())
+                os.chmod(tmp + ext, 0o444)
+                os.utime(tmp + ext)  # fresh: the cleanup spares a new pack awaiting its index
+                os.replace(tmp + ext, base + ext)
+        except OSError as exc:
+            for ext in (".pack", ".idx"):
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp + ext)
+            raise write_failed(self.name, "write pack", pack_dir, exc) from exc
+        for path, _obj in loose:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        for folder in {os.path.dirname(path) for path, _obj in loose}:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only when empty
+        return len(loose)
 
     def close(self) -> None:
         """Close open pack files."""
@@ -438,12 +528,17 @@ class LockedRef:
 
     def set(self, new: bytes) -> None:
         """Point the branch at ``new`` and release the lock (rename it over the ref)."""
-        os.write(self.fd, new + b"\n")
-        if self.repo.fsync:
-            os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.lock, self.repo.ref_path(self.branch))
+        try:
+            if os.write(self.fd, new + b"\n") != len(new) + 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if self.repo.fsync:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+            os.replace(self.lock, self.repo.ref_path(self.branch))
+        except OSError as exc:
+            self.release()
+            raise write_failed(self.repo.name, "write branch ref", self.lock, exc) from exc
         self.head = new
 
     def release(self) -> None:
@@ -469,3 +564,7 @@ def _head_names(path: str, want: bytes) -> bool:
             return f.read().strip() == want
     except OSError:
         return False
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)

@@ -82,7 +82,7 @@ class TimeTravel:
             sha = resolve(self.store, at, self.branch)
             view = type(self).__new__(type(self))
             view.__dict__.update(self.__dict__)
-            view._lock = WriterLock(self.store.common_dir, self.shown_url)
+            view._lock = WriterLock(self.store.common_dir, self.shown_url, self._lock.lease_s)
             view._mutex = threading.RLock()
             view._reader = TreeReader(self.store, self._cache, view._where)
             view.read_only = True
