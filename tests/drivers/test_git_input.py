@@ -150,6 +150,10 @@ def test_header_values_round_trip_by_type(tmp_path: Path) -> None:
     got = GitDriver(f"git://{tmp_path}/repo", app="a").read("t", 0, 0, 1)[0][4]
     assert got == headers
     assert [type(v) for _n, v in got] == [type(v) for _n, v in headers]
+    # NaN and the infinities are header values like any other float
+    d.append("t", 0, [("k", "v", 2, 0, (("nan", float("nan")), ("inf", float("-inf"))))])
+    (_n, nan), (_i, inf) = GitDriver(f"git://{tmp_path}/repo", app="a").read("t", 0, 1, 1)[0][4]
+    assert math.isnan(nan) and inf == float("-inf")
     d.close()
 
 
