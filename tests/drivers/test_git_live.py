@@ -161,7 +161,6 @@ def test_concurrent_appenders_lose_and_duplicate_nothing(tmp_path: Path) -> None
     fsck_clean(tmp_path / "repo")
 
 
-@pytest.mark.slow  # a live job, six appends spaced out, a signal: ~10 s
 def test_a_live_job_tails_records_appended_by_another_process(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     url = f"git://{repo}"
