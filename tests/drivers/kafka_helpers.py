@@ -241,6 +241,61 @@ def with_options(url: str, **opts: Any) -> str:
     return url + ("&" if "?" in url else "?") + q
 
 
+class BouncingBroker:
+    """A private single-node broker for fault tests (never the shared one): started through
+    ``workbench.devservices`` in a temporary state directory, then killed (``kill -9``),
+    stopped (``SIGSTOP``/``SIGCONT``) and started again on the same port and data by this test.
+    Only the broker's own pid is ever signalled."""
+
+    def __init__(self, state_dir: Path) -> None:
+        from workbench.devservices import up
+
+        self.state_dir = state_dir
+        info = up(("kafka",), state_dir=state_dir)["kafka"]
+        self.url, self.port, self.pid = info.url, info.port, info.pid
+        self.log_file = Path(info.log_file)
+        self.argv = [a.decode() for a in
+                     Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0") if a]
+        self.cwd = Path(os.readlink(f"/proc/{self.pid}/cwd"))
+        self.starts: list[float] = []  # seconds each restart took
+
+    def alive(self) -> bool:
+        from workbench.devservices._common import pid_alive
+
+        return pid_alive(self.pid, "kafka.Kafka")
+
+    def kill(self) -> None:
+        """``kill -9`` the broker and wait until it is gone."""
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def pause(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Start the broker again (same command, port and data) and wait until it serves."""
+        from workbench.devservices._common import port_open, spawn_daemon, wait_until
+
+        t0 = time.monotonic()
+        before = self.log_file.read_bytes().count(b"Kafka Server started")
+        self.pid = spawn_daemon(self.argv, log_file=self.log_file, cwd=self.cwd)
+        wait_until(lambda: self.log_file.read_bytes().count(b"Kafka Server started") > before
+                   and port_open(self.port), timeout=180, alive=self.alive,
+                   what=f"the restarted broker (pid {self.pid})", log_file=self.log_file)
+        self.starts.append(time.monotonic() - t0)
+
+    def destroy(self) -> None:
+        if self.alive():
+            self.resume()
+            os.kill(self.pid, signal.SIGKILL)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
 # -- data and pipelines ----------------------------------------------------------------------
 BASE_TS = 1_700_000_000_000
 
