@@ -85,3 +85,34 @@ def test_ready_fails_during_a_rebalance(kafka_url: str, tmp_path: Path) -> None:
                     job.signal(signal.SIGTERM)
                     job.wait(120)
                 job.kill()
+
+
+def test_batch_job_with_two_workers_input_and_output(kafka_url: str, tmp_path: Path) -> None:
+    """--workers 2 in a bounded run: the supervisor appends the --input file once, the workers
+    process it, the supervisor writes --output after both exit."""
+    import subprocess
+    import sys
+    import uuid
+
+    import pandas as pd
+
+    from .scenario import JOB
+
+    (tmp_path / "job.py").write_text(JOB)
+    suffix = uuid.uuid4().hex[:8]
+    clicks = pd.DataFrame({"user": [f"u{i % 10}" for i in range(300)],
+                           "ts": [1000 + i for i in range(300)],
+                           "amount": [i % 7 for i in range(300)]})
+    clicks.to_csv(tmp_path / "clicks.csv", index=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", "job.py:make", "-p", f"suffix={suffix!r}",
+         "--driver", kafka_url, "--workers", "2", "--input", f"clicks-{suffix}=clicks.csv",
+         "--output", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert sum(int(line.split(": ")[1].split()[0]) for line in out.stdout.splitlines()
+               if line.startswith(f"svc-{suffix}:")) == 900  # source + two repartition topics
+    got = pd.read_csv(tmp_path / "out" / f"totals-{suffix}.csv")
+    assert len(got) == 300
+    last = got.groupby("key").last()
+    expected = clicks.groupby("user").amount.agg(["sum", "count"])
+    assert (last["total"] == expected["sum"]).all() and (last["n"] == expected["count"]).all()
