@@ -113,6 +113,6 @@ def test_batch_job_with_two_workers_input_and_output(kafka_url: str, tmp_path: P
                if line.startswith(f"svc-{suffix}:")) == 900  # source + two repartition topics
     got = pd.read_csv(tmp_path / "out" / f"totals-{suffix}.csv")
     assert len(got) == 300
-    last = got.groupby("key").last()
+    last = got.groupby("user").last()  # the grouping field names the key column
     expected = clicks.groupby("user").amount.agg(["sum", "count"])
     assert (last["total"] == expected["sum"]).all() and (last["n"] == expected["count"]).all()
