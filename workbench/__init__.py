@@ -32,6 +32,7 @@ from .errors import (
 from .grouped import GroupedStream, WindowedStream
 from .pipeline import Pipeline
 from .preview import options
+from .privacy import ERASED, Personal, forget
 from .processors import Processor, ProcessorContext
 from .stream import Branches, Stream
 from .table import Table
@@ -54,6 +55,10 @@ __all__ = [
     "WindowedStream",
     "Windowed",
     "DefinitionError",
+    "ERASED",
+    "KeyStore",
+    "Personal",
+    "forget",
     "DriverError",
     "DriverUnavailableError",
     "FencedError",
@@ -80,6 +85,10 @@ def __getattr__(name: str) -> typing.Any:
         from .run import Run
 
         return Run
+    if name == "KeyStore":
+        from .privacy.keystore import KeyStore
+
+        return KeyStore
     if name in ("testing", "debug"):
         import importlib
 

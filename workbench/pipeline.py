@@ -101,9 +101,11 @@ class Pipeline:
     Args:
         name: the application id. State stores, internal topics and committed positions are named
             after it, so two runs with the same name share progress on a persistent driver.
+        keys: the key store (``wb.KeyStore``) that encrypts personal fields (sources'
+            ``personal=``) per data subject; see ``docs/privacy.md``.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, keys: Any = None) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise DefinitionError(
                 f"pipeline name {name!r} must start with a letter or digit and contain only "
@@ -118,6 +120,7 @@ class Pipeline:
         self._sources: dict[str, Node] = {}
         self._sinks: dict[str, str] = {}
         self._counters: dict[str, int] = {}
+        self.keys = keys
 
     # -- building -------------------------------------------------------------------------------
     def source(
@@ -129,6 +132,7 @@ class Pipeline:
         sample: Any = None,
         partitions: int | None = None,
         name: str | None = None,
+        personal: Any = None,
     ) -> Stream:
         """A stream read from ``topic``.
 
@@ -143,12 +147,15 @@ class Pipeline:
                 dicts, or a path to a CSV or JSON-lines file.
             partitions: partition count when the driver creates the topic (default 1).
             name: the step's name (default: the topic).
+            personal: ``wb.Personal(subject=..., fields=[...])``: the personal fields,
+                encrypted per subject outside the process (needs ``Pipeline(keys=...)``).
         """
         return Stream(self, self._source_node("source", topic, key=key, time=time,
-                                              sample=sample, partitions=partitions, name=name))
+                                              sample=sample, partitions=partitions, name=name,
+                                              personal=personal))
 
     def _source_node(self, op: str, topic: str, *, key: Any, time: Any, sample: Any,
-                     partitions: int | None, name: str | None) -> Node:
+                     partitions: int | None, name: str | None, personal: Any = None) -> Node:
         where = "table()" if op == "table_source" else "source()"
         check_topic_name(topic, where)
         check_partitions(partitions, f"{where[:-2]}({topic!r})")
@@ -186,6 +193,9 @@ class Pipeline:
         spec_obj = SourceSpec(topic=topic, key=key, time=time, sample=rows, columns=columns,
                               partitions=partitions, table=table)
         params: dict[str, Any] = {"spec": spec_obj}
+        if personal is not None or self.keys is not None:  # workbench/privacy
+            from .privacy.hooks import source_params
+            params.update(source_params(self.keys, topic, personal, columns))
         if table:
             params["stores"] = [("store", "kv")]
         node = self._add_node(op, (), params, name or topic, key_changed=False,
@@ -205,6 +215,7 @@ class Pipeline:
         sample: Any = None,
         partitions: int | None = None,
         name: str | None = None,
+        personal: Any = None,
     ) -> Table:
         """A table read from ``topic`` as a changelog: the latest value per key, a ``None``
         value deletes the key (a tombstone). In a DataFrame sample, a row whose fields other
@@ -215,7 +226,7 @@ class Pipeline:
         from .table import Table
 
         node = self._source_node("table_source", topic, key=key, time=time, sample=sample,
-                                 partitions=partitions, name=name)
+                                 partitions=partitions, name=name, personal=personal)
         return Table(self, node, key_name=key if isinstance(key, str) else None)
 
     def _add_node(

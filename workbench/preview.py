@@ -56,9 +56,11 @@ class Preview:
 
 def preview(pipeline: Pipeline, node: Node) -> Preview:
     """Compute (or fetch from cache) the preview of ``node``."""
+    from .privacy.hooks import preview_epoch
+
     limit = options.preview_input_limit
     cached = node.cache.get("preview")
-    if cached is not None and cached[0] == limit:
+    if cached is not None and cached[0] == (limit, preview_epoch()):
         result: Preview = cached[1]
         return result
     from .drivers.memory import MemoryDriver
@@ -85,7 +87,7 @@ def preview(pipeline: Pipeline, node: Node) -> Preview:
     engine.run_until_end()
     records = driver.read_all(plan.captures[node.name])
     result = Preview(records, counts, truncated, missing)
-    node.cache["preview"] = (limit, result)
+    node.cache["preview"] = ((limit, preview_epoch()), result)
     return result
 
 

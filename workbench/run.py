@@ -125,9 +125,11 @@ def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
     """Append ``{topic: frame | records | path}`` to the pipeline's source topics through the
     driver, keyed and timestamped as each source says; return how many records each got."""
     from .partitioning import KeyPartitioner
+    from .privacy.hooks import attach_pipeline
     from .runtime.clock import SystemClock
     from .serde import get_serde
 
+    driver = attach_pipeline(pipeline, driver)  # personal fields are encrypted on the way in
     sources = pipeline._sources
     partitioner = KeyPartitioner(get_serde("json").serialize)
     now = SystemClock().now_ms()

@@ -28,6 +28,7 @@ from ..drivers.base import Driver, Transaction
 from ..errors import StateError
 from ..partitioning import KeyPartitioner
 from ..plan import Plan, SubTopology
+from ..privacy.hooks import attach_plan as attach_privacy
 from ..serde import get_serde
 from .clock import Clock, SystemClock
 from .task import OpContext, Task
@@ -144,7 +145,8 @@ class Engine:
         key_serde: str = "json",
     ) -> None:
         self.plan = plan
-        self.driver = driver
+        #: the driver, seen through the privacy boundary when the pipeline has a key store
+        self.driver = attach_privacy(plan, driver)
         self.clock = clock or SystemClock()
         self.commit_interval_ms = commit_interval_ms
         self.batch_size = check_batch_size(batch_size)
@@ -181,7 +183,7 @@ class Engine:
         #: the driver's ``send_outputs(app_id, outputs)``, if it takes outputs while the
         #: interval runs (produced into the open transaction; committed with the positions)
         self._send_outputs: Callable[[str, dict[tuple[str, int], list[Any]]], None] | None = \
-            getattr(driver, "send_outputs", None)
+            getattr(self.driver, "send_outputs", None)
         self._first_unsent: float | None = None  # monotonic time of the oldest uncommitted read
 
     # -- setup --------------------------------------------------------------------------------

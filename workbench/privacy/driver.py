@@ -1,0 +1,149 @@
+"""A driver seen through the privacy boundary.
+
+:class:`PrivateDriver` wraps any driver: what is appended or committed is protected
+(:meth:`Boundary.protect`), what is read is revealed (:meth:`Boundary.reveal`); everything
+else is the wrapped driver's. The engine, ``Run`` and the git driver's time travel
+(``run.driver.as_of(commit).frame(topic)``) all read through it, so every driver is covered by
+one implementation. ``tests/privacy/test_boundary.py`` fails when the driver contract gains a
+method this class does not forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..drivers.base import Driver, Transaction
+from .boundary import Boundary
+
+__all__ = ["PrivateDriver"]
+
+
+class PrivateDriver(Driver):
+    """``inner`` with personal fields encrypted on the way out and decrypted on the way in.
+
+    Args:
+        inner: the driver.
+        boundary: the pipeline's :class:`~workbench.privacy.boundary.Boundary`.
+    """
+
+    def __init__(self, inner: Driver, boundary: Boundary) -> None:
+        self.inner = inner
+        self.boundary = boundary
+
+    # -- attributes of the wrapped driver --------------------------------------------------------
+    @property  # type: ignore[override]
+    def scheme(self) -> str:
+        return self.inner.scheme
+
+    @property  # type: ignore[override]
+    def url(self) -> str:
+        return self.inner.url
+
+    @property  # type: ignore[override]
+    def default_partitions(self) -> int:
+        return self.inner.default_partitions
+
+    @property  # type: ignore[override]
+    def durable_state(self) -> bool:
+        return self.inner.durable_state
+
+    @property
+    def accepts_batches(self) -> bool:
+        return bool(getattr(self.inner, "accepts_batches", False))
+
+    def __getattr__(self, name: str) -> Any:
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        attr = getattr(inner, name)
+        if name == "send_outputs":
+            def send_outputs(app_id: str, outputs: dict[tuple[str, int], Any]) -> None:
+                attr(app_id, self._protect_outputs(outputs))
+            return send_outputs
+        if name == "as_of":
+            def as_of(at: Any) -> PrivateDriver:
+                return PrivateDriver(attr(at), self.boundary)
+            return as_of
+        return attr
+
+    # -- log --------------------------------------------------------------------------------------
+    def partitions(self, topic: str) -> int | None:
+        return self.inner.partitions(topic)
+
+    def create_topic(self, topic: str, partitions: int, *, kind: str = "source",
+                     compact: bool = False) -> None:
+        self.inner.create_topic(topic, partitions, kind=kind, compact=compact)
+
+    def ensure_topic(self, topic: str, partitions: int | None, *, kind: str = "source",
+                     compact: bool = False) -> int:
+        return self.inner.ensure_topic(topic, partitions, kind=kind, compact=compact)
+
+    def append(self, topic: str, partition: int, records: Iterable[Any]) -> None:
+        self.inner.append(topic, partition, self.boundary.protect(topic, list(records)))
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Any]:
+        return self.boundary.reveal(topic, self.inner.read(topic, partition, offset,
+                                                           max_records))
+
+    def read_all(self, topic: str) -> list[Any]:
+        return self.boundary.reveal(topic, self.inner.read_all(topic))
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        return self.inner.end_offset(topic, partition)
+
+    def topics(self) -> list[str]:
+        return self.inner.topics()
+
+    # -- transactions -----------------------------------------------------------------------------
+    def committed(self, app_id: str, topic: str, partition: int) -> int:
+        return self.inner.committed(app_id, topic, partition)
+
+    def _protect_outputs(self, outputs: dict[tuple[str, int], Any]) -> dict[tuple[str, int], Any]:
+        protect = self.boundary.protect_any
+        return {(t, p): protect(t, recs) for (t, p), recs in outputs.items()}
+
+    def commit(self, txn: Transaction) -> None:
+        if txn.outputs:
+            txn = Transaction(txn.app_id, self._protect_outputs(txn.outputs), txn.positions,
+                              txn.metadata)
+        self.inner.commit(txn)
+
+    def committed_metadata(self, app_id: str) -> dict[str, Any]:
+        return self.inner.committed_metadata(app_id)
+
+    def bind(self, app_id: str) -> None:
+        self.inner.bind(app_id)
+
+    # -- membership -------------------------------------------------------------------------------
+    def assign(self, app_id: str, topics: Iterable[str]) -> dict[str, list[int]]:
+        return self.inner.assign(app_id, topics)
+
+    def poll_membership(self) -> dict[str, list[int]] | None:
+        return self.inner.poll_membership()
+
+    def wants_commit(self) -> bool:
+        return self.inner.wants_commit()
+
+    def end_run(self) -> None:
+        self.inner.end_run()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    # -- surfaces of some drivers (git) -----------------------------------------------------------
+    def frame(self, topic: str) -> Any:
+        """The committed records of ``topic`` as a DataFrame, personal fields revealed."""
+        from ..frames import records_to_frame
+
+        return records_to_frame(self.read_all(topic))
+
+    def table(self, topic: str, key_name: str | None = None) -> Any:
+        """The current contents of a table's changelog topic, personal fields revealed."""
+        from ..frames import records_to_frame
+        from ..preview import latest_per_key
+
+        return records_to_frame(latest_per_key(self.read_all(topic)), key_name=key_name)
+
+    def __repr__(self) -> str:
+        return f"<PrivateDriver {self.inner!r}>"

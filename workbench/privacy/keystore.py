@@ -1,0 +1,189 @@
+"""The key store: per-subject data keys, a short-lived cache, and forgetting.
+
+* A subject (a person: ``"u42"``) is known to the store and to the logs only by its
+  **handle**, ``HMAC-SHA256(index key, subject id)[:16]``; the index key is a random secret
+  kept (wrapped by the master key) in the store itself. Neither the logs nor the store hold
+  subject ids.
+* Each subject has a random 32-byte **data key**, wrapped by the master key; it is made the
+  first time the subject's data is written, and never again once the subject is forgotten
+  (the backend keeps a tombstone with no key).
+* Keys are **cached** for ``ttl`` seconds (default 30) and at most ``max_cached`` subjects:
+  a forget made elsewhere (another process, ``workbench forget``) takes effect in a running
+  job within ``ttl`` seconds; a forget through this object takes effect at once in every
+  ``KeyStore`` object of this process that uses the same backend. Tombstones are cached for
+  good (a forgotten subject is forgotten forever).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from .crypto import SubjectKey
+from .master import MasterKey, master_key
+from .stores import FORGOTTEN, KeyBackend, open_backend
+
+__all__ = ["FORGOTTEN", "KeyStore", "epoch", "subject_text"]
+
+#: reserved handle of the index key (an HMAC never yields 16 zero bytes in practice)
+_INDEX = bytes(16)
+_stores: weakref.WeakSet[KeyStore] = weakref.WeakSet()
+_epoch = [0]
+
+
+def epoch() -> int:
+    """A number that grows with every forget in this process (caches of previews use it)."""
+    return _epoch[0]
+
+
+def subject_text(subject: Any) -> bytes:
+    """The bytes a subject id is identified by (``42`` and ``"42"`` are one subject)."""
+    if isinstance(subject, bytes):
+        return subject
+    return str.__str__(subject).encode("utf-8") if isinstance(subject, str) else \
+        str(subject).encode("utf-8")
+
+
+class KeyStore:
+    """Per-subject data keys in a backend (PostgreSQL or a local directory).
+
+    Args:
+        where: ``postgresql://user@host:port/db`` (``?schema=``), ``file:///dir`` or a
+            directory path, or a backend object (see :mod:`workbench.privacy.stores`).
+        master: the master key: a :class:`~workbench.privacy.master.MasterKey` (an external
+            KMS), 32 bytes, base64 text or a key file; default ``$WORKBENCH_MASTER_KEY`` or
+            the file ``$WORKBENCH_MASTER_KEY_FILE``.
+        ttl: seconds a data key stays cached: the bound on how long a running job keeps using
+            the key of a subject forgotten by another process.
+        max_cached: most subjects whose keys are cached at once.
+
+    Example:
+        >>> import tempfile, os
+        >>> ks = KeyStore(tempfile.mkdtemp(), master=os.urandom(32))
+        >>> ks.forget("u42")
+        False
+        >>> ks.is_forgotten("u42")
+        True
+    """
+
+    def __init__(self, where: str | os.PathLike[str] | KeyBackend, *,
+                 master: MasterKey | bytes | str | os.PathLike[str] | None = None,
+                 ttl: float = 30.0, max_cached: int = 100_000) -> None:
+        self.backend: KeyBackend = where if hasattr(where, "get_many") else \
+            open_backend(where)  # type: ignore[arg-type]
+        self.master = master_key(master)
+        self.ttl = float(ttl)
+        self.max_cached = int(max_cached)
+        self._cache: dict[bytes, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._index: bytes | None = None
+        self._handles: dict[bytes, bytes] = {}
+        _stores.add(self)
+
+    @property
+    def url(self) -> str:
+        """Where the keys are (without secrets)."""
+        return self.backend.url
+
+    # -- handles --------------------------------------------------------------------------------
+    def _index_key(self) -> bytes:
+        if self._index is None:
+            found = self.backend.get_many([_INDEX]).get(_INDEX)
+            if found is None:
+                blob = self.master.wrap(os.urandom(32), _INDEX)
+                found = self.backend.create_many({_INDEX: blob})[_INDEX]
+            self._index = self.master.unwrap(found, _INDEX)
+        return self._index
+
+    def handle(self, subject: Any) -> bytes:
+        """The subject's handle (16 bytes): how logs and the store name it."""
+        text = subject_text(subject)
+        h = self._handles.get(text)
+        if h is None:
+            h = hmac.new(self._index_key(), b"subject|" + text, hashlib.sha256).digest()[:16]
+            if len(self._handles) >= self.max_cached:
+                self._handles.clear()
+            self._handles[text] = h
+        return h
+
+    # -- keys -----------------------------------------------------------------------------------
+    def keys_for(self, handles: Iterable[bytes], *, create: bool) -> dict[bytes, Any]:
+        """``{handle: SubjectKey | FORGOTTEN | None}`` for one batch: one cache pass, then one
+        backend read (and, with ``create``, one write) for the handles missing."""
+        now = time.monotonic()
+        out: dict[bytes, Any] = {}
+        missing: list[bytes] = []
+        cache = self._cache
+        for h in handles:
+            hit = cache.get(h)
+            if hit is not None and (hit[1] is FORGOTTEN or hit[0] > now):
+                out[h] = hit[1]
+            else:
+                missing.append(h)
+        if not missing:
+            return out
+        found = self.backend.get_many(missing)
+        if create:
+            absent = [h for h in missing if h not in found]
+            if absent:
+                self._index_key()  # the index key first, so it is never raced by data keys
+                made = self.backend.create_many(
+                    {h: self.master.wrap(os.urandom(32), h) for h in absent})
+                found.update(made)
+        with self._lock:
+            if len(cache) + len(missing) > self.max_cached:
+                for old in list(cache)[:len(cache) + len(missing) - self.max_cached]:
+                    del cache[old]
+            expires = now + self.ttl
+            for h in missing:
+                got = found.get(h)
+                if got is None:
+                    out[h] = None
+                    continue
+                value = FORGOTTEN if got is FORGOTTEN else SubjectKey(
+                    h, self.master.unwrap(got, h))
+                cache[h] = (expires, value)
+                out[h] = value
+        return out
+
+    def forget(self, subject: Any) -> bool:
+        """Erase a subject: delete its data key (durably) and leave a tombstone, so none is
+        ever made again. Every copy of its personal fields, in every topic, changelog, git
+        commit and table, then reads as ``<erased>``. Returns True if a key existed."""
+        h = self.handle(subject)
+        existed = self.backend.forget(h)
+        _epoch[0] += 1
+        for store in list(_stores):
+            if store.backend.url == self.backend.url:
+                with store._lock:
+                    store._cache[h] = (float("inf"), FORGOTTEN)
+        return existed
+
+    def is_forgotten(self, subject: Any) -> bool:
+        """True when the subject was forgotten (asks the backend, not the cache)."""
+        h = self.handle(subject)
+        return self.backend.get_many([h]).get(h) is FORGOTTEN
+
+    def counts(self) -> tuple[int, int]:
+        """``(subjects with a key, forgotten subjects)``."""
+        keys, gone = self.backend.counts()
+        index = 1 if self.backend.get_many([_INDEX]).get(_INDEX) is not None else 0
+        return keys - index, gone
+
+    def clear_cache(self) -> None:
+        """Drop cached keys (the next batch reads the backend)."""
+        with self._lock:
+            self._cache.clear()
+
+    def close(self) -> None:
+        """Release the backend's connection."""
+        self.backend.close()
+
+    def __repr__(self) -> str:
+        return f"<KeyStore {self.url} master={self.master.fingerprint} ttl={self.ttl:g}s>"
