@@ -62,17 +62,40 @@ class EndOffsets:
         """The last stable offset (``committed``) or the high watermark of a partition."""
         conn = self._conn
         tp = conn.ck.TopicPartition(topic, partition)
-        if committed:
-            consumer = self._probe()
-        else:
-            if self._hw_consumer is None:
-                self._hw_consumer = conn.consumer(
-                    "hw", extra={"isolation.level": "read_uncommitted"})
-            consumer = self._hw_consumer
+        stale = (conn.ck.KafkaError._UNKNOWN_PARTITION, conn.ck.KafkaError._UNKNOWN_TOPIC)
+
+        def query() -> Any:
+            consumer = self._probe() if committed else self._hw()
+            try:
+                return consumer.get_watermark_offsets(tp, timeout=conn.options.timeout)
+            except conn.ck.KafkaException as exc:
+                if exc.args and exc.args[0].code() in stale:
+                    # seen after the broker was stopped and continued: the client's metadata
+                    # kept the partition unknown; a new client asks afresh on the retry
+                    self._reset(committed)
+                raise
+
         _low, high = conn.retry(
-            lambda: consumer.get_watermark_offsets(tp, timeout=conn.options.timeout),
-            f"reading the end offset of {topic!r} partition {partition}")
+            query, f"reading the end offset of {topic!r} partition {partition}")
         return int(high)
+
+    def _hw(self) -> Any:
+        if self._hw_consumer is None:
+            self._hw_consumer = self._conn.consumer(
+                "hw", extra={"isolation.level": "read_uncommitted"})
+        return self._hw_consumer
+
+    def _reset(self, committed: bool) -> None:
+        consumer = self._probe_consumer if committed else self._hw_consumer
+        if committed:
+            self._probe_consumer = None
+        else:
+            self._hw_consumer = None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception:
+                log.debug("closing a stale consumer failed", exc_info=True)
 
     def settled_stable_offset(self, topic: str, partition: int) -> int:
         """The last stable offset once no transaction is open on the partition.
