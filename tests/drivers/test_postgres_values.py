@@ -190,3 +190,19 @@ def test_a_pipeline_with_nan_matches_memory(pg_url: str) -> None:
     final = {r.key: r.value for r in mem.records("sums")}
     assert same(sorted(pg.driver.table_rows("sums"), key=repr), sorted(final.items(), key=repr))
     pg.driver.close()
+
+
+def test_fast_key_encoding_matches_the_generic_one() -> None:
+    if not HAVE_PSYCOPG:
+        pytest.skip("psycopg missing")
+    import json
+
+    from workbench.drivers.postgres.codec import key_text
+    from workbench.keys import encode_key
+
+    keys = ["a", 'q"\\', 0, -5, 2**70, True, 1.5, ("a", 1), Windowed("u", 0, 60_000),
+            Windowed(7, 5, 10), Windowed(("a", 1), 0, 10), Windowed(True, 0, 10),
+            Windowed(None, 0, 10), frozenset({"x"})]
+    for k in keys:
+        want = json.dumps(encode_key(k), separators=(",", ":"), ensure_ascii=False)
+        assert key_text(k) == want, k

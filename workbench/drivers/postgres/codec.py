@@ -30,10 +30,11 @@ from typing import Any
 from ...errors import SerializationError
 from ...keys import SCALARS, decode_key, encode_key
 from ...serde import _json_default
+from ...windows import Windowed
 from ..base import ReadRec
 
 __all__ = ["copy_text", "decode_rows", "dumps", "encode_header_list", "headers_from",
-           "headers_json", "loads", "log_lines"]
+           "headers_json", "key_text", "loads", "log_lines"]
 
 _FLOAT, _LITERAL = "$float", "$literal"
 _RESERVED = (_FLOAT, _LITERAL)
@@ -93,6 +94,21 @@ try:  # the C encoder, made once (JSONEncoder.encode makes one per call: ~40% of
             return "".join(_c_iterencode(obj, 0))
 except ImportError:  # pragma: no cover - no C accelerator
     pass
+
+
+def key_text(k: Any) -> str:
+    """JSON text of a (non-``None``) key in the key encoding (:mod:`workbench.keys`), with fast
+    paths for ``str``, ``int`` and windowed ``str``/``int`` keys; ``ValueError`` for a
+    non-finite float (the caller then uses :func:`dumps`)."""
+    cls = k.__class__
+    if cls is str or cls is int:
+        return _fast(k)
+    if cls is Windowed:
+        inner, start, end = k
+        ic = inner.__class__
+        if (ic is str or ic is int) and start.__class__ is int and end.__class__ is int:
+            return f'{{"windowed":[{_fast(inner)},{start},{end}]}}'
+    return _fast(k if cls in SCALARS else encode_key(k))
 
 
 def _slow(obj: Any) -> str:
@@ -163,33 +179,35 @@ def copy_text(s: str) -> str:
     return s.replace("\\", "\\\\") if "\\" in s else s
 
 
-def _line(partition: int, off: int, r: Any, enc: Callable[[Any], str]) -> str:
+def _fields(r: Any, enc: Callable[[Any], str]) -> tuple[str, str, str]:
     k, v, h = r[0], r[1], r[4]
     ks = "\\N" if k is None else copy_text(enc(k if k.__class__ in SCALARS else encode_key(k)))
     vs = "\\N" if v is None else copy_text(enc(v))
     hs = "\\N" if not h else copy_text(headers_json(h))
-    return f"{partition}\t{off}\t{ks}\t{vs}\t{int(r[2])}\t{hs}\n"
+    return ks, vs, hs
 
 
-def log_lines(topic: str, partition: int, base: int, records: list[Any]) -> str:
+def log_lines(topic: str, partition: int, base: int, records: list[Any],
+              values: list[str] | None = None) -> str:
     """COPY text lines ``partition, offset, key, value, ts, headers`` of ``records`` (JSON
-    texts; ``\\N`` for SQL NULL), numbered from offset ``base``."""
+    texts; ``\\N`` for SQL NULL), numbered from offset ``base``. ``values``: a list to which
+    each record's value field is appended as written (table sinks stage the same text)."""
     out: list[str] = []
-    append = out.append
+    vals: list[str] = []
+    append, keep = out.append, vals.append
     fast = _fast
-    scalars = SCALARS
     off = base
     for r in records:
         try:
             k, v, h = r[0], r[1], r[4]
             try:
-                ks = "\\N" if k is None else copy_text(
-                    fast(k if k.__class__ in scalars else encode_key(k)))
+                ks = "\\N" if k is None else copy_text(key_text(k))
                 vs = "\\N" if v is None else copy_text(fast(v))
                 hs = "\\N" if not h else copy_text(headers_json(h))
-                append(f"{partition}\t{off}\t{ks}\t{vs}\t{int(r[2])}\t{hs}\n")
             except ValueError:  # a non-finite float: tag it
-                append(_line(partition, off, r, dumps))
+                ks, vs, hs = _fields(r, dumps)
+            append(f"{partition}\t{off}\t{ks}\t{vs}\t{int(r[2])}\t{hs}\n")
+            keep(vs)
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(
                 f"cannot write a record to topic {topic!r} partition {partition} (offset "
@@ -198,10 +216,18 @@ def log_lines(topic: str, partition: int, base: int, records: list[Any]) -> str:
             ) from exc
         off += 1
     text = "".join(out)
-    if not _marked(text):
-        return text
-    # a reserved key somewhere in the slice: encode it again record by record, with the rule
-    return "".join(_line(partition, base + i, r, dumps) for i, r in enumerate(records))
+    if _marked(text):
+        # a reserved key somewhere in the slice: encode it again record by record, with the rule
+        out.clear()
+        vals.clear()
+        for i, r in enumerate(records):
+            ks, vs, hs = _fields(r, dumps)
+            append(f"{partition}\t{base + i}\t{ks}\t{vs}\t{int(r[2])}\t{hs}\n")
+            keep(vs)
+        text = "".join(out)
+    if values is not None:
+        values.extend(vals)
+    return text
 
 
 def decode_rows(rows: list[Any]) -> list[ReadRec]:

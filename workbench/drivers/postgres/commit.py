@@ -178,12 +178,14 @@ class Committer:
             by_topic: dict[str, list[tuple[int, int, list[Any]]]] = {}
             for (t, p), rows in encoded.items():
                 by_topic.setdefault(t, []).append((p, bases[(t, p)], rows))
+            texts: dict[str, dict[int, list[str]]] = {}  # table sinks' value texts
             for t in sorted(by_topic):
-                self.logs.copy(conn, infos[t], by_topic[t])
+                kept = texts.setdefault(t, {}) if infos[t].upsert else None
+                self.logs.copy(conn, infos[t], by_topic[t], kept)
             self._in_sinks = True
             for t in sorted(by_topic):
                 if infos[t].upsert:
-                    self.sinks.upsert(conn, infos[t], txn, bases, careful)
+                    self.sinks.upsert(conn, infos[t], txn, bases, careful, texts[t])
             self._in_sinks = False
         # 3. metadata, the commit marker, listeners
         if metadata:

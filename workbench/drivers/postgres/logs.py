@@ -86,16 +86,19 @@ class Logs:
             raise DriverError(f"no such topic partitions on {self.s.safe_url()}: {missing}.")
         return out
 
-    def copy(self, conn: Any, info: TopicInfo, chunks: list[tuple[int, int, list[Any]]]) -> None:
+    def copy(self, conn: Any, info: TopicInfo, chunks: list[tuple[int, int, list[Any]]],
+             values: dict[int, list[str]] | None = None) -> None:
         """COPY ``[(partition, first offset, records)]`` into the log table, encoding slice by
-        slice while the server parses what was sent."""
+        slice while the server parses what was sent. ``values``: filled with each partition's
+        value texts as written (for the table sink's upsert)."""
         stmt = self.s.sql.SQL('COPY {}.{} (partition, "offset", key, value, ts, headers) FROM '
                               "STDIN").format(self.s.qs(), self.s.q(info.log_table))
         with conn.cursor() as cur, cur.copy(stmt) as cp:
             for partition, base, records in chunks:
+                kept = None if values is None else values.setdefault(partition, [])
                 for i in range(0, len(records), _COPY_SLICE):
                     cp.write(log_lines(info.name, partition, base + i,
-                                       records[i:i + _COPY_SLICE]).encode())
+                                       records[i:i + _COPY_SLICE], kept).encode())
 
     def notify(self, conn: Any) -> None:
         """Wake the schema's listeners (sent when the transaction commits)."""
@@ -132,9 +135,11 @@ class Logs:
     def _fetch(self, conn: Any, stmt: Any, info: TopicInfo, partition: int, offset: int,
                limit: int) -> list[Any]:
         rows = conn.execute(stmt, (partition, offset, offset + limit)).fetchall()
-        if rows:
+        if rows or not info.compact:
             return list(rows)
-        # nothing in the range: the log ends here, or compaction left a gap to jump over
+        # nothing in the range of a compacted log: it ends here, or compaction left a gap to
+        # jump over (other logs are dense: an empty range is the end, and a live run polling
+        # an idle partition pays one query, not two)
         nxt = conn.execute(self.s.sql.SQL(
             'SELECT min("offset") FROM {}.{} WHERE partition = %s AND "offset" >= %s').format(
                 self.s.qs(), self.s.q(info.log_table)), (partition, offset)).fetchone()
@@ -190,7 +195,11 @@ class Logs:
     # -- maintenance --------------------------------------------------------------------------
     def compact(self, info: TopicInfo) -> int:
         """Delete the records that a later record of the same key supersedes; offsets do not
-        change. Returns how many were deleted."""
+        change. Returns how many were deleted. Only topics created with ``compact=True``
+        (changelogs, table sinks): readers of other logs take an empty range for the end."""
+        if not info.compact:
+            raise DriverError(f"topic {info.name!r} was not created with compact=True; only "
+                              "compacted topics (changelogs, table sinks) can be compacted.")
         stmt = self.s.sql.SQL(
             'DELETE FROM {t} AS a USING (SELECT partition, "offset", row_number() OVER (PARTITION '
             'BY partition, key::text ORDER BY "offset" DESC) AS rn FROM {t}) AS b WHERE '

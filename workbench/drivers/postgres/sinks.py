@@ -20,7 +20,7 @@ from ...keys import decode_key, encode_key, key_id
 from ...windows import Windowed
 from ..base import Transaction
 from .catalog import Catalog, TopicInfo
-from .codec import copy_text, dumps, loads
+from .codec import copy_text, dumps, key_text, loads
 from .errors_table import ErrorsTable
 from .naming import lock_key, sink_table
 from .session import Session, sqlstate
@@ -40,6 +40,27 @@ def refusal(exc: BaseException) -> bool:
     return state is not None and state[:2] in REFUSAL_CLASSES
 
 
+def _identity(key: Any) -> Any:
+    """The key's identity (its serialized form decides, as in state stores): the key itself
+    where Python's ``==`` agrees with the bytes (``str``, ``int`` and windowed ones), else
+    :func:`~workbench.keys.key_id`."""
+    cls = key.__class__
+    if cls is str or cls is int:
+        return key
+    if cls is Windowed:
+        inner = key[0].__class__
+        if inner is str or inner is int:
+            return key
+    return key_id(key)
+
+
+def _key_json(key: Any) -> str:
+    try:
+        return key_text(key) if key is not None else "null"
+    except ValueError:  # a non-finite float: tagged
+        return dumps(encode_key(key))
+
+
 class TableSinks:
     """Keeps the upserted tables of table sinks."""
 
@@ -49,7 +70,8 @@ class TableSinks:
         self.errors = errors
 
     def upsert(self, conn: Any, info: TopicInfo, txn: Transaction,
-               bases: dict[tuple[str, int], int], careful: bool = False) -> None:
+               bases: dict[tuple[str, int], int], careful: bool = False,
+               texts: dict[int, list[str]] | None = None) -> None:
         """Apply the commit's changes of table sink ``info`` to its table: the last change per
         key (and window) wins; a ``None`` value deletes the row.
 
@@ -57,21 +79,26 @@ class TableSinks:
         in savepoints, halving the batch until the refused changes are found; each goes to
         ``_errors`` with ``errors=1`` (the table keeps its previous row for that key), or
         stops the commit with :class:`DriverError` naming the table, the key and the
-        constraint. ``bases`` are the first offsets of the commit's records in their logs.
+        constraint. ``bases`` are the first offsets of the commit's records in their logs;
+        ``texts`` the value fields as the log COPY wrote them, by partition (reused, not
+        encoded again).
         """
         topic = info.name
-        latest: dict[Any, tuple[Any, Any, int, int, int]] = {}
+        latest: dict[Any, tuple[Any, Any, int, int, int, str | None]] = {}
         windowed = None
         for (t, p), records in txn.outputs.items():
             if t != topic:
                 continue
             base = bases.get((t, p), 0)
+            written = (texts or {}).get(p)
+            if written is not None and len(written) != len(records):
+                written = None
             for i, r in enumerate(records):
                 k = r[0]
                 if windowed is None:
                     windowed = isinstance(k, Windowed)
-                # identity: the serialized key
-                latest[key_id(k)] = (k, r[1], r[2], p, base + i)
+                latest[_identity(k)] = (k, r[1], r[2], p, base + i,
+                                        None if written is None else written[i])
         if not latest:
             return
         self._ensure_table(conn, info, bool(windowed))
@@ -88,20 +115,19 @@ class TableSinks:
         """COPY the changes into the staging table, numbered; True if any is a delete."""
         lines = []
         deletes = False
-        for n, (k, v, ts, _p, _off) in enumerate(changes):
+        for n, (k, v, ts, _p, _off, text) in enumerate(changes):
             try:
                 if info.windowed:
                     if not isinstance(k, Windowed):
                         raise SerializationError(
                             f"table sink {info.name!r} holds windowed keys, got key {k!r}.")
-                    kj, ws, we = dumps(encode_key(k.key)), str(k.window_start), str(
-                        k.window_end)
+                    kj, ws, we = _key_json(k.key), str(k.window_start), str(k.window_end)
                 else:
-                    kj, ws, we = dumps(encode_key(k)), "\\N", "\\N"
+                    kj, ws, we = _key_json(k), "\\N", "\\N"
                 if v is None:
                     vj, deletes = "\\N", True
                 else:
-                    vj = copy_text(dumps(v))
+                    vj = text if text is not None else copy_text(dumps(v))
             except (TypeError, ValueError, RecursionError) as exc:
                 raise SerializationError(f"table sink {info.name!r}: cannot encode key {k!r} "
                                          f"or its value as JSON: {exc}") from exc
@@ -151,7 +177,7 @@ class TableSinks:
                     + self._apply_careful(conn, info, deletes, mid, hi))
 
     def _refused(self, conn: Any, info: TopicInfo, change: Any, exc: Any) -> None:
-        k, v, _ts, p, off = change
+        k, v, _ts, p, off, _text = change
         name = f"{self.s.schema}.{sink_table(info.name)}"
         diag = getattr(exc, "diag", None)
         why = str(getattr(diag, "message_primary", None) or exc).strip()
