@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	WORKBENCH_DEV_INSTALL=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-## dev-up / dev-down: local Kafka and PostgreSQL (also: .venv/bin/workbench dev up)
+## dev-up / dev-down: local Kafka, PostgreSQL and a Schema Registry (also: .venv/bin/workbench dev up)
 dev-up: $(STAMP)
 	$(VENV)/bin/workbench dev up
 
@@ -31,7 +31,7 @@ dev-down: $(STAMP)
 
 ## test-fast: unit tests only (no Java oracle, no services)
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not conformance and not kafka and not postgres and not notebook and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not conformance and not kafka and not postgres and not registry and not notebook and not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check workbench tests benchmarks examples

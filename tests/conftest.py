@@ -15,6 +15,8 @@ from workbench.devservices.pytest_fixtures import (  # noqa: F401  (session fixt
     kafka_url,
     postgres_service,
     postgres_url,
+    registry_service,
+    registry_url,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -66,6 +66,7 @@ __all__ = [
     "ProcessingError",
     "Record",
     "Run",
+    "SchemaRegistry",
     "SerializationError",
     "StateError",
     "Stream",
@@ -74,6 +75,7 @@ __all__ = [
     "connect",
     "debug",
     "options",
+    "serde",
     "testing",
 ]
 
@@ -89,7 +91,11 @@ def __getattr__(name: str) -> typing.Any:
         from .privacy.keystore import KeyStore
 
         return KeyStore
-    if name in ("testing", "debug"):
+    if name == "SchemaRegistry":
+        from .serde import SchemaRegistry
+
+        return SchemaRegistry
+    if name in ("testing", "debug", "serde"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -127,12 +127,13 @@ class Pipeline:
         self,
         topic: str,
         *,
-        key: str | Callable[[Any], Any] | None = None,
+        key: Any = None,
         time: str | Callable[[Any], Any] | None = None,
         sample: Any = None,
         partitions: int | None = None,
         name: str | None = None,
         personal: Any = None,
+        value: Any = None,
     ) -> Stream:
         """A stream read from ``topic``.
 
@@ -149,14 +150,25 @@ class Pipeline:
             name: the step's name (default: the topic).
             personal: ``wb.Personal(subject=..., fields=[...])``: the personal fields,
                 encrypted per subject outside the process (needs ``Pipeline(keys=...)``).
+            value: the topic's value serde (``wb.serde.avro(schema, registry=sr)``, ...;
+                default: the driver's). ``key=`` takes the key serde the same way, alone
+                (``key=wb.serde.string()``) or with the key field (``key=("id",
+                wb.serde.long())``). A sample is checked against the value serde's schema
+                now, and previews show it as a reader of the topic would read it back.
         """
         return Stream(self, self._source_node("source", topic, key=key, time=time,
                                               sample=sample, partitions=partitions, name=name,
-                                              personal=personal))
+                                              personal=personal, value=value))
 
     def _source_node(self, op: str, topic: str, *, key: Any, time: Any, sample: Any,
-                     partitions: int | None, name: str | None, personal: Any = None) -> Node:
+                     partitions: int | None, name: str | None, personal: Any = None,
+                     value: Any = None) -> Node:
         where = "table()" if op == "table_source" else "source()"
+        # -- serdes (workbench.serde.dsl): key=serde or (field, serde), value=serde
+        from .serde.dsl import split_key, value_serde
+
+        key, key_serde = split_key(key, f"{where[:-2]}({topic!r}")
+        val_serde = value_serde(value, f"{where[:-2]}({topic!r}")
         check_topic_name(topic, where)
         check_partitions(partitions, f"{where[:-2]}({topic!r})")
         self._check_not_internal(topic, where)
@@ -183,6 +195,13 @@ class Pipeline:
                     f"got {spec!r}."
                 )
         rows, columns = normalize_sample(sample, topic)
+        if val_serde is not None and rows:
+            from .serde.dsl import check_sample, sample_columns
+
+            rows = check_sample(rows, val_serde, topic, f"{where[:-2]}({topic!r})",
+                                skip={f for f in (key, time) if isinstance(f, str)}
+                                if op == "table_source" else None)
+            columns = sample_columns(rows, columns)
         for what, spec in (("key", key), ("time", time)):
             if isinstance(spec, str) and columns is not None and spec not in columns:
                 raise DefinitionError(
@@ -192,7 +211,8 @@ class Pipeline:
         table = op == "table_source"
         spec_obj = SourceSpec(topic=topic, key=key, time=time, sample=rows, columns=columns,
                               partitions=partitions, table=table)
-        params: dict[str, Any] = {"spec": spec_obj}
+        params: dict[str, Any] = {"spec": spec_obj, "key_serde": key_serde,
+                                  "value_serde": val_serde}
         if personal is not None or self.keys is not None:  # workbench/privacy
             from .privacy.hooks import source_params
             params.update(source_params(self.keys, topic, personal, columns))
@@ -210,12 +230,13 @@ class Pipeline:
         self,
         topic: str,
         *,
-        key: str | Callable[[Any], Any] | None = None,
+        key: Any = None,
         time: str | Callable[[Any], Any] | None = None,
         sample: Any = None,
         partitions: int | None = None,
         name: str | None = None,
         personal: Any = None,
+        value: Any = None,
     ) -> Table:
         """A table read from ``topic`` as a changelog: the latest value per key, a ``None``
         value deletes the key (a tombstone). In a DataFrame sample, a row whose fields other
@@ -226,8 +247,10 @@ class Pipeline:
         from .table import Table
 
         node = self._source_node("table_source", topic, key=key, time=time, sample=sample,
-                                 partitions=partitions, name=name, personal=personal)
-        return Table(self, node, key_name=key if isinstance(key, str) else None)
+                                 partitions=partitions, name=name, personal=personal,
+                                 value=value)
+        field = node.params["spec"].key
+        return Table(self, node, key_name=field if isinstance(field, str) else None)
 
     def _add_node(
         self,

@@ -32,6 +32,10 @@ class TopicSpec:
     ``partitions`` is the requested count (``None``: the driver's default or the count of the
     sub-topology's inputs). ``compact`` marks changelogs and table sinks (``Table.to``), which
     drivers may keep as upserted tables.
+
+    ``key_serde``/``value_serde`` are the topic's serdes (``None``: the driver's default) and
+    ``key_window`` the window of windowed keys (``("time", size_ms)`` or ``("session", 0)``);
+    :func:`workbench.serde.topics.plan_serdes` fills them in.
     """
 
     name: str
@@ -40,6 +44,9 @@ class TopicSpec:
     compact: bool = False
     #: the grouping field that the records' keys hold, for DataFrame column names
     key_name: str | None = None
+    key_serde: Any = field(default=None, compare=False)
+    value_serde: Any = field(default=None, compare=False)
+    key_window: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -326,6 +333,9 @@ def compile_plan(
                         topics[s.changelog] = TopicSpec(s.changelog, "changelog", compact=True)
         subtopologies.append(SubTopology(st_id, plan_nodes, inputs, outputs, tuple(stores)))
     _check_internal_names(subtopologies)
+    from .serde.topics import plan_serdes
+
+    topics = plan_serdes(subtopologies, topics)
     return Plan(app, tuple(subtopologies), topics, captures)
 
 

@@ -124,14 +124,13 @@ def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
                   *, copy: bool = False, limit: int | None = None) -> dict[str, int]:
     """Append ``{topic: frame | records | path}`` to the pipeline's source topics through the
     driver, keyed and timestamped as each source says; return how many records each got."""
-    from .partitioning import KeyPartitioner
     from .privacy.hooks import attach_pipeline
     from .runtime.clock import SystemClock
-    from .serde import get_serde
+    from .serde.topics import codecs_for, source_topics
 
     driver = attach_pipeline(pipeline, driver)  # personal fields are encrypted on the way in
     sources = pipeline._sources
-    partitioner = KeyPartitioner(get_serde("json").serialize)
+    codecs = codecs_for(source_topics(sources), driver)  # each source topic's serdes
     now = SystemClock().now_ms()
     counts: dict[str, int] = {}
     for topic, data in inputs.items():
@@ -145,6 +144,9 @@ def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
         if limit is not None:
             rows = rows[:limit]
         records = rows_to_records(spec, rows, now_ms=now, copy=copy)
+        if not driver.stores_bytes:
+            records = codecs.normalize(topic, records)
+        partitioner = codecs.partitioner(topic)
         count = driver.ensure_topic(topic, spec.partitions, kind="source")
         if count == 1:
             driver.append(topic, 0, records)

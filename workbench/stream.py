@@ -183,19 +183,26 @@ class Stream:
         return self._derive(self._add("merge", {}, name, parents=parents))
 
     def to(
-        self, topic: str, *, partitions: int | None = None, name: str | None = None
+        self, topic: str, *, partitions: int | None = None, name: str | None = None,
+        key: Any = None, value: Any = None,
     ) -> Stream:
         """Write the stream to ``topic`` (created by the driver if missing).
 
+        ``key=``/``value=`` are the topic's serdes (default: the serdes the records were read
+        with while the step keeps them, else the driver's; see :mod:`workbench.serde`).
         Returns this stream, so a notebook cell ending in ``.to(...)`` still shows the preview.
         """
         from ._checks import check_partitions
         from .pipeline import check_topic_name
+        from .serde.dsl import serde_arg
 
         check_topic_name(topic, "to()")
         check_partitions(partitions, f"to({topic!r})")
+        serdes = {"key_serde": serde_arg(key, f"to({topic!r}", "key"),  # workbench.serde
+                  "value_serde": serde_arg(value, f"to({topic!r}", "value")}
         self._pipeline._register_sink(topic, name, self._node)
-        self._add("sink", {"topic": topic, "partitions": partitions}, name or f"to-{topic}")
+        self._add("sink", {"topic": topic, "partitions": partitions, **serdes},
+                  name or f"to-{topic}")
         return self
 
     # -- stateful steps -----------------------------------------------------------------------

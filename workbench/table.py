@@ -76,9 +76,11 @@ class Table:
                                         {"key_name": self._key_name}, name, key_changed=False)
         return Stream(self._pipeline, node)
 
-    def to(self, topic: str, *, partitions: int | None = None, name: str | None = None) -> Table:
-        """Write the changelog to ``topic`` (updates, and ``None`` values for deletes)."""
-        self.changes().to(topic, partitions=partitions, name=name)
+    def to(self, topic: str, *, partitions: int | None = None, name: str | None = None,
+           key: Any = None, value: Any = None) -> Table:
+        """Write the changelog to ``topic`` (updates, and ``None`` values for deletes);
+        ``key=``/``value=`` are its serdes, as for :meth:`Stream.to`."""
+        self.changes().to(topic, partitions=partitions, name=name, key=key, value=value)
         return self
 
     def join(self, other: Table, *, how: str = "inner",

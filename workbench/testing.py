@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._tracebacks import public
 from .drivers.memory import MemoryDriver
 from .errors import DefinitionError, did_you_mean
-from .partitioning import KeyPartitioner
 from .runtime.clock import ManualClock
-from .serde import get_serde
 from .types import Record
 
 if TYPE_CHECKING:
@@ -57,7 +55,6 @@ class TestDriver:
         self.engine = Engine(self.plan, self.driver, clock=self.clock,
                              commit_interval_ms=2**62)
         self.engine.start()
-        self._partitioner = KeyPartitioner(get_serde("json").serialize)
         self._outputs: dict[str, TestOutput] = {}
         self._closed = False
 
@@ -88,8 +85,10 @@ class TestDriver:
         if count is None:  # a source no output reads: the run has no task for it
             spec = self.pipeline._sources[topic].params["spec"]
             count = self.driver.ensure_topic(topic, spec.partitions, kind="source")
-        part = self._partitioner.partition(key, count)
-        self.driver.append(topic, part, [(key, value, ts, None, headers)])
+        codecs = self.engine.codecs  # the topic's serdes: partitioning, values read back
+        part = codecs.partitioner(topic).partition(key, count)
+        self.driver.append(topic, part, codecs.normalize(topic, [(key, value, ts, None,
+                                                                  headers)]))
         self.engine.process_available()
 
     @public

@@ -192,7 +192,8 @@ def test_cli_status_and_down_on_an_empty_state_dir(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code, out = _run_cli(["dev", "status", "--state-dir", str(tmp_path)], capsys)
     assert code == 0
-    assert out.splitlines() == ["kafka      not running", "postgres   not running"]
+    assert out.splitlines() == ["kafka      not running", "postgres   not running",
+                                "registry   not running"]
     code, out = _run_cli(["dev", "down", "--only", "kafka", "--state-dir", str(tmp_path)],
                          capsys)
     assert (code, out) == (0, "kafka      not running\n")
@@ -330,3 +331,30 @@ def test_kafka_transactions_read_committed(kafka_bootstrap: str) -> None:
 
     assert consume("read_committed", 2) == [b"committed", b"committed too"]
     assert consume("read_uncommitted", 3) == [b"committed", b"aborted", b"committed too"]
+
+
+# --------------------------------------------------------------------------- Schema Registry
+
+
+@pytest.mark.registry
+def test_registry_up_is_idempotent_and_serves_the_ccompat_api(
+        registry_service: ServiceInfo, registry_url: str) -> None:
+    import urllib.request
+
+    assert registry_url.endswith("/apis/ccompat/v7") and registry_service.name == "registry"
+    again = up(("registry",))["registry"]
+    assert again.already_running and again.pid == registry_service.pid
+    with urllib.request.urlopen(registry_url + "/subjects", timeout=10) as resp:
+        assert isinstance(json.loads(resp.read()), list)
+    assert status()["registry"] is not None
+
+
+def test_registry_without_java_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    from workbench.devservices import registry
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(registry, "app_dir", lambda: tmp_path / "cache")
+    with pytest.raises(DriverUnavailableError, match="mvn"):
+        up(("registry",), tmp_path / "state")

@@ -1,4 +1,5 @@
-"""Local services for development and tests: a real Apache Kafka broker and a real PostgreSQL.
+"""Local services for development and tests: a real Apache Kafka broker, a real PostgreSQL and
+a real Schema Registry (Apicurio Registry, Confluent-compatible API).
 
     >>> from workbench.devservices import up, down, status
     >>> info = up()                                   # doctest: +SKIP
@@ -13,10 +14,13 @@ their data; downloads stay cached in ``~/.cache/workbench`` (``$WORKBENCH_CACHE_
 
 Kafka needs Java 17+ and Maven (first run only: the jars come from Maven Central). PostgreSQL
 needs Debian's ``postgresql`` package, which ``up(install=True)`` installs when run as root.
+The Schema Registry (Apicurio Registry 3.0.9) needs Java 17+ and Maven too (first run only);
+its URL is ``http://127.0.0.1:PORT/apis/ccompat/v7``.
 A missing piece raises :class:`~workbench.errors.DriverUnavailableError` saying what to install.
 
-The command line is ``workbench dev up [--only kafka|postgres]``, ``workbench dev status`` and
-``workbench dev down`` (also ``python -m workbench.devservices up|status|down``).
+The command line is ``workbench dev up [--only kafka|postgres|registry]``,
+``workbench dev status`` and ``workbench dev down`` (also
+``python -m workbench.devservices up|status|down``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from ..errors import DefinitionError
 from . import kafka as _kafka
 from . import postgres as _postgres
+from . import registry as _registry
 from ._common import (
     Progress,
     ServiceInfo,
@@ -51,14 +56,15 @@ from ._common import (
 __all__ = ["SERVICES", "ServiceInfo", "add_cli", "default_state_dir", "down", "status", "up"]
 
 #: every service, in start order
-SERVICES: tuple[str, ...] = ("kafka", "postgres")
+SERVICES: tuple[str, ...] = ("kafka", "postgres", "registry")
 
 #: seconds to wait for readiness after the process started (download/install not included)
-DEFAULT_TIMEOUTS = {"kafka": 120.0, "postgres": 60.0}
+DEFAULT_TIMEOUTS = {"kafka": 120.0, "postgres": 60.0, "registry": 120.0}
 #: how each service is asked to stop: Kafka's controlled shutdown on SIGTERM; PostgreSQL's
 #: "fast" shutdown is SIGINT (SIGTERM is "smart" and waits for every client to disconnect)
-STOP_SIGNALS = {"kafka": signal.SIGTERM, "postgres": signal.SIGINT}
-STOP_TIMEOUTS = {"kafka": 30.0, "postgres": 20.0}
+STOP_SIGNALS = {"kafka": signal.SIGTERM, "postgres": signal.SIGINT,
+                "registry": signal.SIGTERM}
+STOP_TIMEOUTS = {"kafka": 30.0, "postgres": 20.0, "registry": 20.0}
 
 
 def _names(services: Iterable[str] | str) -> tuple[str, ...]:
@@ -99,6 +105,9 @@ def _up_one(name: str, state_dir: Path, install: bool, timeout: float | None,
             _stop_and_clean(name, state_dir, old)
         if name == "kafka":
             info = _kafka.start(state_dir, timeout=_timeout(name, timeout), progress=progress)
+        elif name == "registry":
+            info = _registry.start(state_dir, timeout=_timeout(name, timeout),
+                                   progress=progress)
         else:
             info = _postgres.start(state_dir, install=install, timeout=_timeout(name, timeout),
                                    progress=progress)
@@ -116,8 +125,8 @@ def up(services: Iterable[str] | str = SERVICES,
 
     Args:
         install: allow installing missing system packages (PostgreSQL through apt-get, as root).
-        timeout: seconds to wait for readiness (default 120 for Kafka, 60 for PostgreSQL, or
-            ``$WORKBENCH_DEV_TIMEOUT``).
+        timeout: seconds to wait for readiness (default 120 for Kafka and the registry, 60
+            for PostgreSQL, or ``$WORKBENCH_DEV_TIMEOUT``).
         progress: called with one-line messages about slow steps (downloads, installs).
 
     Raises:

@@ -3,10 +3,12 @@
 Expose them from ``tests/conftest.py``::
 
     from workbench.devservices.pytest_fixtures import (  # noqa: F401
-        kafka_bootstrap, kafka_service, kafka_url, postgres_service, postgres_url)
+        kafka_bootstrap, kafka_service, kafka_url, postgres_service, postgres_url,
+        registry_service, registry_url)
 
 ``kafka_url`` is ``kafka://127.0.0.1:PORT``, ``kafka_bootstrap`` is ``127.0.0.1:PORT`` (for
-``bootstrap.servers``), ``postgres_url`` is ``postgresql://postgres@127.0.0.1:PORT/postgres``.
+``bootstrap.servers``), ``postgres_url`` is ``postgresql://postgres@127.0.0.1:PORT/postgres``,
+``registry_url`` is ``http://127.0.0.1:PORT/apis/ccompat/v7`` (Apicurio Registry).
 
 A service that is already running (``workbench dev up``) is reused and left running; one that a
 fixture started is stopped at the end of the session, unless ``WORKBENCH_DEV_KEEP=1`` (then the
@@ -37,6 +39,8 @@ __all__ = [
     "kafka_url",
     "postgres_service",
     "postgres_url",
+    "registry_service",
+    "registry_url",
     "require_module",
     "start_service",
 ]
@@ -48,6 +52,9 @@ HOW_TO_ENABLE = {
     "postgres": "install PostgreSQL (`apt-get install -y postgresql`, as root), or run "
                 "`workbench dev up --only postgres` as root (it installs it), or set "
                 "WORKBENCH_DEV_INSTALL=1 to let the tests install it.",
+    "registry": "install Java 17+ and Maven (`apt-get install -y openjdk-17-jdk-headless "
+                "maven`); the first start downloads Apicurio Registry from Maven Central "
+                "(109 MB). Or start it yourself with `workbench dev up --only registry`.",
 }
 
 
@@ -117,3 +124,15 @@ def postgres_service() -> Iterator[ServiceInfo]:
 def postgres_url(postgres_service: ServiceInfo) -> str:
     """``postgresql://postgres@127.0.0.1:PORT/postgres`` (trust authentication)."""
     return postgres_service.url
+
+
+@pytest.fixture(scope="session")
+def registry_service() -> Iterator[ServiceInfo]:
+    """A running Schema Registry (Apicurio Registry; started if needed)."""
+    yield from _service("registry")
+
+
+@pytest.fixture(scope="session")
+def registry_url(registry_service: ServiceInfo) -> str:
+    """``http://127.0.0.1:PORT/apis/ccompat/v7`` (Confluent-compatible API)."""
+    return registry_service.url

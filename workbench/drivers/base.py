@@ -59,6 +59,13 @@ class Driver(abc.ABC):
     #: whether state must be persisted (changelog records written at each commit); a private
     #: in-memory log that nobody can restart from sets it to False
     durable_state: bool = True
+    #: whether the driver stores the bytes of keys and values (through each topic's serdes,
+    #: :mod:`workbench.serde`); drivers that store Python objects get the records of typed
+    #: topics already sent through their serdes once, as a reader of the bytes would see them
+    stores_bytes: bool = False
+    #: the serdes of the topics of the running plan (``workbench.serde.topics.TopicCodecs``),
+    #: set by :meth:`use_serdes`; ``None``: every topic uses the driver's defaults
+    codecs: Any = None
 
     # -- log ----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -113,6 +120,12 @@ class Driver(abc.ABC):
     def topics(self) -> list[str]:
         """Names of the topics the driver holds (where it can tell)."""
         return []
+
+    def use_serdes(self, codecs: Any) -> None:
+        """Use ``codecs`` (``workbench.serde.topics.TopicCodecs``: each topic's bound key and
+        value serdes) for the plan's topics from now on. Drivers that store bytes encode and
+        decode through them; the others keep Python objects (see :attr:`stores_bytes`)."""
+        self.codecs = codecs
 
     # -- transactions -------------------------------------------------------------------------
     @abc.abstractmethod

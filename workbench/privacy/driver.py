@@ -52,6 +52,18 @@ class PrivateDriver(Driver):
     def accepts_batches(self) -> bool:
         return bool(getattr(self.inner, "accepts_batches", False))
 
+    @property  # type: ignore[override]
+    def stores_bytes(self) -> bool:
+        return bool(getattr(self.inner, "stores_bytes", False))
+
+    @property  # type: ignore[override]
+    def codecs(self) -> Any:
+        return getattr(self.inner, "codecs", None)
+
+    def use_serdes(self, codecs: Any) -> None:
+        """Each topic's serdes, for the wrapped driver (:mod:`workbench.serde.topics`)."""
+        self.inner.use_serdes(codecs)
+
     def __getattr__(self, name: str) -> Any:
         inner = self.__dict__.get("inner")
         if inner is None:

@@ -151,6 +151,10 @@ class Engine:
         self.commit_interval_ms = commit_interval_ms
         self.batch_size = check_batch_size(batch_size)
         self.partitioner = KeyPartitioner(get_serde(key_serde).serialize)
+        #: each topic's serdes and partitioner (set by :meth:`start`)
+        self.codecs: Any = None
+        self._partitioners: dict[str, KeyPartitioner] = {}
+        self._normalize: tuple[str, ...] = ()
         self.tasks: list[Task] = []
         self.partitions: dict[str, int] = {}
         self.task_counts: dict[int, int] = {}
@@ -193,6 +197,7 @@ class Engine:
             return
         self.stats.phase = "restoring"
         self._resolve_topics()
+        self._use_serdes()
         app = self.plan.app_id
         inputs = [t for st in self.plan.subtopologies for t in st.inputs]
         owned = self.driver.assign(app, inputs)
@@ -306,6 +311,18 @@ class Engine:
             if not progressed:
                 missing = {t for st in pending for t in st.inputs if t not in self.partitions}
                 raise StateError(f"cannot resolve partition counts of topics {sorted(missing)}.")
+
+    def _use_serdes(self) -> None:
+        """Each topic's serdes (:mod:`workbench.serde.topics`): handed to the driver, checked
+        for co-partitioned inputs, used to partition what the engine routes."""
+        from ..serde.topics import codecs_for
+
+        self.codecs = codecs = codecs_for(self.plan.topics, self.driver)
+        codecs.check_copartitioned((st.inputs for st in self.plan.subtopologies),
+                                   self.partitions)
+        self._partitioners = {t: codecs.partitioner(t) for t in self.plan.topics}
+        self._normalize = () if self.driver.stores_bytes else tuple(
+            t for t in self.plan.topics if codecs.typed(t))
 
     def _restore(self, task: Task) -> None:
         for store in task.stores:
@@ -534,11 +551,13 @@ class Engine:
 
     def _route(self, outputs: dict[tuple[str, int], list[Any]], topic: str,
                records: list[Any], task_partition: int) -> None:
+        if topic in self._normalize:  # typed topic, driver of objects: as read back
+            records = self.codecs.normalize(topic, records)
         count = self.partitions[topic]
         if count == 1:
             outputs.setdefault((topic, 0), []).extend(records)
             return
-        part = self.partitioner.partition
+        part = self._partitioners[topic].partition
         for r in records:
             outputs.setdefault((topic, part(r[0], count, task_partition)), []).append(r)
 

@@ -1,5 +1,8 @@
-"""Records to Kafka messages and back: key and value serdes (JSON by default, with a fast
-path), record timestamps, and the private headers that carry what Kafka or JSON would lose."""
+"""Records to Kafka messages and back: each topic's key and value serdes (the driver's
+defaults, JSON unless the URL says otherwise, with a fast path; or the serdes the plan gives the
+topic, :mod:`workbench.serde.topics`), record timestamps, and the private headers that carry what
+Kafka or JSON would lose. :class:`Codecs` holds one :class:`Codec` per topic: the one place
+where the driver turns records into bytes and back."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from ...types import Change
 from ...windows import Windowed
 from ..base import OutRec, ReadRec
 
-__all__ = ["ERROR_HEADERS", "KEY_TYPE_HEADER", "TS_HEADER", "VALUE_TYPE_HEADER", "Codec"]
+__all__ = ["ERROR_HEADERS", "KEY_TYPE_HEADER", "TS_HEADER", "VALUE_TYPE_HEADER", "Codec",
+           "Codecs"]
 
 #: header that carries a timestamp librdkafka cannot send (it reads 0 as "now")
 TS_HEADER = "workbench.timestamp"
@@ -31,8 +35,33 @@ OnBad = Callable[[Any, SerializationError], None]
 Headers = list[tuple[str, bytes]]
 
 
+class Codecs:
+    """The :class:`Codec` of each topic: the driver's default one, or one built from the
+    serdes the running plan gives a topic (:meth:`use`)."""
+
+    def __init__(self, key_serde: Serde, value_serde: Serde) -> None:
+        self.default = Codec(key_serde, value_serde)
+        self._topics: Any = None
+        self._by_topic: dict[str, Codec] = {}
+
+    def use(self, codecs: Any) -> None:
+        """Take each topic's serdes from ``codecs`` (``workbench.serde.topics.TopicCodecs``)."""
+        self._topics = codecs
+        self._by_topic = {}
+
+    def for_topic(self, topic: str) -> Codec:
+        """The codec of ``topic``."""
+        codec = self._by_topic.get(topic)
+        if codec is None:
+            found = self._topics.by_topic.get(topic) if self._topics is not None else None
+            codec = self.default if found is None or found.default else \
+                Codec(found.key, found.value)
+            self._by_topic[topic] = codec
+        return codec
+
+
 class Codec:
-    """Encodes records for one driver's serdes and decodes messages back into records.
+    """Encodes records for one topic's serdes and decodes messages back into records.
 
     Args:
         key_serde, value_serde: the serdes of keys and values.
@@ -205,6 +234,8 @@ def _raw(data: bytes | None) -> bytes | None:
 def _key_decoder(serde: Serde) -> Callable[[bytes | None], Any]:
     def decode(data: bytes | None) -> Any:
         key = serde.deserialize(data)
+        if type(key) is dict:  # an Avro/Protobuf record key: state identifies it by bytes
+            return key
         return _check_key(_tuplify(key) if type(key) is list else key)
     return decode
 

@@ -11,7 +11,7 @@ from typing import Any
 from ...errors import DriverError, SerializationError
 from ...serde import get_serde
 from ..base import Driver, OutRec, ReadRec, Transaction
-from .codec import Codec
+from .codec import Codecs
 from .connection import Connection, get_logger
 from .dead_letters import DeadLetters
 from .ends import EndOffsets
@@ -46,6 +46,7 @@ class KafkaDriver(Driver):
     """
 
     scheme = "kafka"
+    stores_bytes = True
 
     def __init__(self, url: str, *, config: Mapping[str, Any] | None = None) -> None:
         self.options = KafkaOptions.from_url(url, config)
@@ -56,7 +57,7 @@ class KafkaDriver(Driver):
         self.default_partitions = self.options.partitions
         self.key_serde = get_serde(self.options.key_serde)
         self.value_serde = get_serde(self.options.value_serde)
-        self._codec = Codec(self.key_serde, self.value_serde)
+        self._codec = Codecs(self.key_serde, self.value_serde)
         self._topics = Topics(self._conn)
         self._ends = EndOffsets(self._conn)
         self._dead = DeadLetters(self._topics, self.options.dead_letter)
@@ -93,6 +94,11 @@ class KafkaDriver(Driver):
     def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
         self._txns.append(topic, partition, records)
 
+    def use_serdes(self, codecs: Any) -> None:
+        """Encode and decode each topic with its serdes (``TopicCodecs`` of the plan)."""
+        super().use_serdes(codecs)
+        self._codec.use(codecs)
+
     def _decode(self, topic: str, partition: int, msgs: list[Any], dead_letter: bool
                 ) -> tuple[list[ReadRec], int]:
         """Decode messages; return the records and how many messages were used. A bad record
@@ -102,8 +108,9 @@ class KafkaDriver(Driver):
         if dead_letter:
             def bad(msg: Any, exc: SerializationError) -> None:
                 self._dead.add(topic, partition, msg, exc)
-        return self._codec.decode(topic, partition, msgs, where=self.url, bad=bad,
-                                  raw=self._topics.kind(topic) == "dead_letter")
+        return self._codec.for_topic(topic).decode(
+            topic, partition, msgs, where=self.url, bad=bad,
+            raw=self._topics.kind(topic) == "dead_letter")
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
         key = (topic, partition)

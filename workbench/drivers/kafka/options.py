@@ -54,8 +54,8 @@ _FORMS = {
     "session_timeout_ms": "an integer >= 1 (milliseconds)",
     "transaction_timeout_ms": "an integer >= 1 (milliseconds)",
     "timeout": "a number of seconds > 0",
-    "key_serde": "'json', 'string' or 'bytes'",
-    "value_serde": "'json', 'string' or 'bytes'",
+    "key_serde": "a serde name ('json', 'string', 'bytes', 'long', 'integer', 'double', ...)",
+    "value_serde": "a serde name ('json', 'string', 'bytes', 'long', 'integer', 'double', ...)",
 }
 
 

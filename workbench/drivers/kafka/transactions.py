@@ -18,7 +18,7 @@ from typing import Any
 
 from ...errors import DriverError, DriverUnavailableError, FencedError, SerializationError
 from ..base import OutRec, Transaction
-from .codec import Codec
+from .codec import Codecs
 from .connection import Connection, get_logger, scrub
 from .dead_letters import DeadLetters
 from .ends import EndOffsets
@@ -65,7 +65,7 @@ def split_metadata(metadata: dict[str, Any], partitions: set[int]) -> dict[int, 
 class Transactions:
     """The producers of one driver, and the positions it committed."""
 
-    def __init__(self, conn: Connection, topics: Topics, codec: Codec, ends: EndOffsets,
+    def __init__(self, conn: Connection, topics: Topics, codec: Codecs, ends: EndOffsets,
                  membership: Membership, dead: DeadLetters) -> None:
         self._conn = conn
         self._topics = topics
@@ -356,7 +356,7 @@ class Transactions:
                 last_offset: Callable[[Any, Any], None] | None) -> None:
         """Produce records to one partition; ``last_offset`` is the delivery callback of the
         last one (its offset tells where this producer's records end)."""
-        codec = self._codec
+        codec = self._codec.for_topic(topic)
         kind = self._topics.kind(topic)
         produce, encode, kenc, venc = producer.produce, codec.encode, codec.kenc, codec.venc
         needs_headers = codec.needs_headers

@@ -1,29 +1,16 @@
-"""Serializers for keys and values: ``json`` (default), ``string`` and ``bytes``.
-
-Drivers that store bytes (Kafka) use these to encode records; every driver uses the key serde to
-choose partitions, so partitioning is the same everywhere.
-"""
+"""JSON (the default), UTF-8 strings and raw bytes."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import decimal
 import json
-from typing import Any, Protocol
+from typing import Any
 
-from .errors import DefinitionError, SerializationError, did_you_mean
+from ..errors import SerializationError
+from .base import Serde
 
-__all__ = ["BytesSerde", "JsonSerde", "Serde", "StringSerde", "get_serde"]
-
-
-class Serde(Protocol):
-    """Turns Python objects into bytes and back. ``None`` always maps to ``None`` (tombstones)."""
-
-    name: str
-
-    def serialize(self, obj: Any) -> bytes | None: ...
-
-    def deserialize(self, data: bytes | None) -> Any: ...
+__all__ = ["BytesSerde", "JsonSerde", "StringSerde", "_json_default"]
 
 
 def _json_default(obj: Any) -> Any:
@@ -33,7 +20,7 @@ def _json_default(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, set | frozenset):
         return sorted(obj)
-    from .keys import KeyId, encode_key
+    from ..keys import KeyId, encode_key
 
     if obj.__class__ is KeyId:  # a state key inside a changelog record
         return encode_key(obj.key)
@@ -43,7 +30,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-class JsonSerde:
+class JsonSerde(Serde):
     """Compact JSON (UTF-8), the default for keys and values."""
 
     name = "json"
@@ -70,8 +57,8 @@ class JsonSerde:
             raise SerializationError(f"not valid JSON: {data[:80]!r} ({exc})") from exc
 
 
-class StringSerde:
-    """UTF-8 text, like Kafka's ``StringSerializer``."""
+class StringSerde(Serde):
+    """UTF-8 text, like Kafka's ``StringSerializer``: a key partitions where Java's does."""
 
     name = "string"
 
@@ -86,32 +73,24 @@ class StringSerde:
         except UnicodeDecodeError as exc:
             raise SerializationError(f"not valid UTF-8: {data[:80]!r}") from exc
 
+    def deserialize_many(self, items: Any) -> list[Any]:
+        try:
+            return [None if x is None else x.decode() for x in items]
+        except UnicodeDecodeError:
+            return [self.deserialize(x) for x in items]  # raises for the bad one
 
-class BytesSerde:
-    """Raw bytes, unchanged."""
+
+class BytesSerde(Serde):
+    """Raw bytes, unchanged (Kafka's ``ByteArraySerializer``)."""
 
     name = "bytes"
 
     def serialize(self, obj: Any) -> bytes | None:
         if obj is None or isinstance(obj, bytes):
             return obj
+        if isinstance(obj, bytearray | memoryview):
+            return bytes(obj)
         raise SerializationError(f"the bytes serde needs bytes, got {type(obj).__name__}")
 
     def deserialize(self, data: bytes | None) -> Any:
         return data
-
-
-_SERDES: dict[str, type] = {"json": JsonSerde, "string": StringSerde, "bytes": BytesSerde}
-
-
-def get_serde(spec: str | Serde) -> Serde:
-    """Resolve a serde name (``"json"``, ``"string"``, ``"bytes"``) or pass a serde through."""
-    if isinstance(spec, str):
-        cls = _SERDES.get(spec)
-        if cls is None:
-            raise DefinitionError(f"unknown serde {spec!r}." + did_you_mean(spec, _SERDES))
-        serde: Serde = cls()
-        return serde
-    if callable(getattr(spec, "serialize", None)) and callable(getattr(spec, "deserialize", None)):
-        return spec
-    raise DefinitionError(f"a serde needs serialize() and deserialize(), got {spec!r}.")

@@ -1,0 +1,304 @@
+"""Protobuf (the ``protobuf`` package): the bare message, or Confluent's wire format (with
+message indexes) through a Schema Registry.
+
+Values are dicts by default (every field of the message, nested messages as dicts, enums by
+name, ``google.protobuf.Timestamp`` as a UTC ``datetime``); ``as_dict=False`` keeps message
+objects. Writing takes a message or a dict. :func:`message_class` makes a message class
+without ``protoc`` (for notebooks and tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import DefinitionError, DriverUnavailableError, SerializationError
+from .registry import SchemaRegistry
+from .schemas import SchemaSerde
+from .wire import decode_indexes, encode_indexes, header, unframe
+
+__all__ = ["ProtobufSerde", "message_class", "message_to_dict"]
+
+_BUILTIN = ("google/protobuf/", "confluent/", "google/type/")
+
+
+def load_protobuf() -> Any:
+    """``google.protobuf``, imported on first use."""
+    try:
+        import google.protobuf
+    except ImportError as exc:
+        raise DriverUnavailableError(
+            "the Protobuf serde needs protobuf: install workbench[interop] "
+            "(pip install 'workbench[interop]').") from exc
+    return google.protobuf
+
+
+_SCALARS = {
+    "double": 1, "float": 2, "int64": 3, "uint64": 4, "int32": 5, "fixed64": 6, "fixed32": 7,
+    "bool": 8, "string": 9, "bytes": 12, "uint32": 13, "sfixed32": 15, "sfixed64": 16,
+    "sint32": 17, "sint64": 18,
+}
+
+
+def message_class(name: str, fields: Mapping[str, str], *, package: str = "workbench") -> Any:
+    """A proto3 message class with scalar fields, built without ``protoc``.
+
+    >>> Total = message_class("Total", {"customer": "string", "total": "double"})
+    >>> Total(customer="c1", total=2.5).SerializeToString()
+    b'\\n\\x02c1\\x11\\x00\\x00\\x00\\x00\\x00\\x00\\x04@'
+
+    Args:
+        name: the message name.
+        fields: ``{field: type}`` in field-number order; types are proto3 scalar names
+            (``string``, ``int64``, ``double``, ``bool``, ``bytes``, ...), ``repeated <type>``
+            for lists.
+        package: the proto package (the file is ``<package>/<name>.proto``).
+    """
+    load_protobuf()
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fdp = descriptor_pb2.FileDescriptorProto(name=f"{package}/{name}.proto", package=package,
+                                             syntax="proto3")
+    msg = fdp.message_type.add(name=name)
+    for number, (field, kind) in enumerate(fields.items(), start=1):
+        repeated = kind.startswith("repeated ")
+        base = kind.removeprefix("repeated ").strip()
+        if base not in _SCALARS:
+            raise DefinitionError(f"field {field!r}: {kind!r} is not a proto3 scalar type; use "
+                                  f"one of {', '.join(_SCALARS)}.")
+        msg.field.add(name=field, number=number, type=_SCALARS[base],
+                      label=3 if repeated else 1, json_name=field)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
+
+
+def _utc(seconds: int, nanos: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(seconds, _dt.UTC) + _dt.timedelta(microseconds=nanos // 1000)
+
+
+def message_to_dict(msg: Any) -> dict[str, Any]:
+    """Every field of ``msg`` as a dict (nested messages as dicts or ``None`` when unset,
+    enums by name, ``Timestamp`` as a UTC ``datetime``)."""
+    out: dict[str, Any] = {}
+    for field in msg.DESCRIPTOR.fields:
+        value = getattr(msg, field.name)
+        if field.message_type is not None:
+            if _is_map(field):
+                out[field.name] = {k: _convert(field.message_type.fields_by_name["value"], v)
+                                   for k, v in value.items()}
+            elif _is_repeated(field):
+                out[field.name] = [_message_value(v) for v in value]
+            elif field.has_presence and not msg.HasField(field.name):
+                out[field.name] = None
+            else:
+                out[field.name] = _message_value(value)
+        elif _is_repeated(field):
+            out[field.name] = [_convert(field, v) for v in value]
+        else:
+            out[field.name] = _convert(field, value)
+    return out
+
+
+def _is_repeated(field: Any) -> bool:
+    rep = getattr(field, "is_repeated", None)
+    return bool(rep) if rep is not None else field.label == 3
+
+
+def _is_map(field: Any) -> bool:
+    mt = field.message_type
+    return mt is not None and mt.GetOptions().map_entry
+
+
+def _message_value(value: Any) -> Any:
+    if value.DESCRIPTOR.full_name == "google.protobuf.Timestamp":
+        return _utc(value.seconds, value.nanos)
+    return message_to_dict(value)
+
+
+def _convert(field: Any, value: Any) -> Any:
+    if field.message_type is not None:
+        return _message_value(value)
+    if field.enum_type is not None:
+        named = field.enum_type.values_by_number.get(value)
+        return named.name if named is not None else value
+    return value
+
+
+def _fill(msg: Any, data: Mapping[str, Any]) -> None:
+    fields = msg.DESCRIPTOR.fields_by_name
+    for name, value in data.items():
+        field = fields.get(name)
+        if field is None:
+            raise SerializationError(f"message {msg.DESCRIPTOR.full_name} has no field "
+                                     f"{name!r}; fields: {', '.join(fields)}")
+        if value is None:
+            continue
+        if field.message_type is not None and not _is_repeated(field):
+            target = getattr(msg, name)
+            if field.message_type.full_name == "google.protobuf.Timestamp" and isinstance(
+                    value, _dt.datetime):
+                target.FromDatetime(value)
+            elif isinstance(value, Mapping):
+                _fill(target, value)
+            else:
+                target.CopyFrom(value)
+        elif _is_map(field):
+            target = getattr(msg, name)
+            for k, v in value.items():
+                if field.message_type.fields_by_name["value"].message_type is not None:
+                    _fill(target[k], v)
+                else:
+                    target[k] = v
+        elif _is_repeated(field):
+            target = getattr(msg, name)
+            for v in value:
+                if field.message_type is not None:
+                    _fill(target.add(), v) if isinstance(v, Mapping) else target.append(v)
+                else:
+                    target.append(v)
+        else:
+            item = getattr(value, "item", None)  # numpy scalars
+            if callable(item):
+                value = item()
+            setattr(msg, name, value)
+
+
+def _indexes(descriptor: Any) -> list[int]:
+    """Where a message type sits in its file: top-level index, then nested indexes."""
+    path: list[int] = []
+    d = descriptor
+    while d.containing_type is not None:
+        parent = d.containing_type
+        path.append(list(parent.nested_types).index(d))
+        d = parent
+    path.append(list(d.file.message_types_by_name.values()).index(d))
+    return path[::-1]
+
+
+class ProtobufSerde(SchemaSerde):
+    """Protobuf values or keys of one message type.
+
+    Args:
+        message: the generated message class (or one from :func:`message_class`).
+        registry, subject, naming, auto_register, use_latest: as for
+            :class:`~workbench.serde.avro_serde.AvroSerde`; the schema registered is the message's
+            file descriptor (base64, as confluent-kafka's Python serializer registers it), with
+            its imports registered as references (Google's well-known types are skipped).
+        as_dict: read messages as dicts (default) or as message objects.
+    """
+
+    name = "protobuf"
+    schema_type = "PROTOBUF"
+
+    def __init__(self, message: Any, *, registry: SchemaRegistry | str | None = None,
+                 subject: str | None = None, naming: Any = "topic", auto_register: bool = True,
+                 use_latest: bool = False, as_dict: bool = True) -> None:
+        super().__init__(registry=registry, subject=subject, naming=naming,
+                         auto_register=auto_register, use_latest=use_latest)
+        load_protobuf()
+        if not (isinstance(message, type) and hasattr(message, "DESCRIPTOR")
+                and hasattr(message, "FromString")):
+            raise DefinitionError(f"wb.serde.protobuf() takes a message class (generated by "
+                                  f"protoc, or from message_class()), got {message!r}.")
+        self.message = message
+        self.as_dict = as_dict
+        self._index_bytes = encode_indexes(_indexes(message.DESCRIPTOR))
+
+    def has_schema(self) -> bool:
+        return True
+
+    def record_name(self) -> str | None:
+        return str(self.message.DESCRIPTOR.full_name)
+
+    def schema_text(self) -> str:
+        return base64.standard_b64encode(self.message.DESCRIPTOR.file.serialized_pb).decode()
+
+    def references(self) -> list[Any]:
+        assert self.registry is not None
+        return self._refs(self.message.DESCRIPTOR.file)
+
+    def _refs(self, file: Any) -> list[Any]:
+        from .registry import load_registry_client
+
+        sr = load_registry_client()
+        assert self.registry is not None
+        refs = []
+        for dep in file.dependencies:
+            if dep.name.startswith(_BUILTIN):
+                continue
+            text = base64.standard_b64encode(dep.serialized_pb).decode()
+            self.registry.register(dep.name, text, "PROTOBUF", self._refs(dep))
+            version = self.registry.latest(dep.name).version
+            refs.append(sr.SchemaReference(dep.name, dep.name, version))
+        return refs
+
+    def _message(self, obj: Any) -> Any:
+        if isinstance(obj, self.message):
+            return obj
+        if isinstance(obj, Mapping):
+            msg = self.message()
+            try:
+                _fill(msg, obj)
+            except SerializationError:
+                raise
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise SerializationError(f"{obj!r} does not fit message "
+                                         f"{self.message.DESCRIPTOR.full_name}{self._where()}: "
+                                         f"{exc}") from None
+            return msg
+        raise SerializationError(f"the Protobuf serde writes {self.message.__name__} messages "
+                                 f"or dicts, got {type(obj).__name__}{self._where()}")
+
+    def serialize(self, obj: Any) -> bytes | None:
+        if obj is None:
+            return None
+        payload: bytes = self._message(obj).SerializeToString()
+        if self.registry is None:
+            return bytes(payload)
+        return header(self.writer_id()) + self._index_bytes + payload
+
+    def deserialize(self, data: bytes | None) -> Any:
+        if data is None:
+            return None
+        return self.deserialize_many((data,))[0]
+
+    def deserialize_many(self, items: Sequence[bytes | None]) -> list[Any]:
+        from google.protobuf.message import DecodeError
+
+        parse = self.message.FromString
+        convert = message_to_dict if self.as_dict else (lambda m: m)
+        framed = self.registry is not None
+        out: list[Any] = []
+        for data in items:
+            if data is None:
+                out.append(None)
+                continue
+            try:
+                if framed:
+                    unframe(data)
+                    indexes, pos = decode_indexes(data, 5)
+                    if indexes != _indexes(self.message.DESCRIPTOR):
+                        raise SerializationError(
+                            f"the message has indexes {indexes}, which is not "
+                            f"{self.message.DESCRIPTOR.full_name}{self._where()}")
+                    msg = parse(data[pos:])
+                else:
+                    msg = parse(data)
+            except DecodeError as exc:
+                raise SerializationError(f"not a {self.message.DESCRIPTOR.full_name} message"
+                                         f"{self._where()}: {exc} ({data[:40]!r})") from None
+            out.append(convert(msg))
+        return out
+
+    def check(self, obj: Any, *, topic: str = "", is_key: bool = False) -> Any:
+        if obj is None:
+            return None
+        msg = self.message.FromString(self._message(obj).SerializeToString())
+        return message_to_dict(msg) if self.as_dict else msg
+
+    def __repr__(self) -> str:
+        reg = f", registry={self.registry}" if self.registry is not None else ""
+        return f"wb.serde.protobuf({self.message.DESCRIPTOR.full_name}{reg})"
