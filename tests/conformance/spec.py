@@ -239,9 +239,15 @@ def run_case(case: dict[str, Any], *, end_of_input: bool = False) -> list[dict[s
     return run_case_full(case, end_of_input=end_of_input)["outputs"]
 
 
-def run_case_full(case: dict[str, Any], *, end_of_input: bool = False) -> dict[str, Any]:
+def run_case_full(case: dict[str, Any], *, end_of_input: bool = False,
+                  serdes: str = "json") -> dict[str, Any]:
     """Like :func:`run_case`, and also what workbench dropped, and whether it failed:
     ``{"outputs", "dropped"[, "failure"]}``.
+
+    ``serdes="string+avro"`` gives every source, table and output topic String keys and Avro
+    values (:func:`typed_topics`), so every record goes through those serdes, as in Kafka
+    Streams with ``Serdes.String()`` and an Avro value serde (the oracle's String serdes see
+    the same keys and values).
 
     ``dropped`` lists ``{"in": index, "count": n, "reasons": [...]}`` for the input records
     that made workbench drop something, in the oracle's format (plus ``reasons``):
@@ -258,6 +264,8 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False) -> dict[s
     """
     topo = case["topology"]
     pipeline = build_pipeline(topo)
+    if serdes == "string+avro":
+        typed_topics(pipeline)
     aggregation = topo["op"] in ("window_agg", "agg")
     topics = list(topo.get("topics", ["out"]))
     outputs: list[dict[str, Any]] = []
@@ -294,6 +302,23 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False) -> dict[s
             td.end()
             collect("end", td, counted)
     return result
+
+
+#: the Avro value schema of the typed runs: the values the cases use (strings, numbers of
+#: aggregations, booleans) or null
+AVRO_VALUES = ["null", "string", "long", "double", "boolean"]
+
+
+def typed_topics(pipeline: wb.Pipeline) -> wb.Pipeline:
+    """Give the pipeline's source, table and output topics String keys and Avro values (the
+    serdes ``p.source(topic, key=..., value=...)`` and ``to(topic, key=..., value=...)`` set);
+    windowed output keys then take Kafka Streams' windowed layouts, repartition topics inherit
+    them as Kafka Streams' serdes do."""
+    key, value = wb.serde.string(), wb.serde.avro(AVRO_VALUES)
+    for node in pipeline._nodes:
+        if node.op in ("source", "table_source") or node.op == "sink":
+            node.params["key_serde"], node.params["value_serde"] = key, value
+    return pipeline
 
 
 def _reason(record: wb.Record) -> str:

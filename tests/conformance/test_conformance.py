@@ -76,12 +76,17 @@ def _case_params() -> list[Any]:
     return params
 
 
+@pytest.mark.parametrize("serdes", ["json", "string+avro"])
 @pytest.mark.parametrize("name", _case_params())
-def test_hand_written_case(name: str, hand_written: dict[str, dict[str, Any]]) -> None:
+def test_hand_written_case(name: str, serdes: str,
+                           hand_written: dict[str, dict[str, Any]]) -> None:
+    """Each case with workbench's default serdes (JSON) and with String keys and Avro values
+    on every source, table and output topic (spec.typed_topics)."""
     case = CASES_BY_NAME[name]
     reference, reasons = workbench_reference(case)
     expected = hand_written[name]
-    actual = run_case_full(reference, end_of_input=case.get("end_of_input", True))
+    actual = run_case_full(reference, end_of_input=case.get("end_of_input", True),
+                           serdes=serdes)
     compare(case, expected, actual, reasons)
 
 

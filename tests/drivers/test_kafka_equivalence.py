@@ -1,6 +1,7 @@
 """Driver equivalence: the same pipelines on the same input give the same committed output on
 ``kafka://`` as on ``memory://``, with 3-partition topics (stateless steps, every window kind
-and emit mode, every join kind, a repartitioned aggregation).
+and emit mode, every join kind, a repartitioned aggregation; and a family whose topics have
+String keys and Avro values, windowed keys in Kafka Streams' layouts, Java longs).
 
 Each family is one pipeline with many sinks, run once per driver (a module fixture); every sink
 is its own test case. Records compare as (key, value, timestamp) multisets, values as they read
@@ -177,12 +178,38 @@ def repartitioned() -> wb.Pipeline:
     return p
 
 
+EVENT = {"type": "record", "name": "Event", "namespace": "eq",
+         "fields": [{"name": "user", "type": ["null", "string"]}, {"name": "ts", "type": "long"},
+                    {"name": "amount", "type": "double"}, {"name": "page", "type": "string"}]}
+
+
+def typed() -> wb.Pipeline:
+    """String keys and Avro values on the sources; sinks inherit them or take Java longs;
+    windowed keys in Kafka Streams' TimeWindowed/SessionWindowed layouts; a repartition topic
+    and a stream-table join with String keys on both sides."""
+    p = wb.Pipeline(f"eq-typed-{SFX}")
+    ev = p.source(f"ev-{p.name}", key=("user", wb.serde.string()), value=wb.serde.avro(EVENT),
+                  time="ts", partitions=3)
+    ev.filter(lambda e: e["amount"] > 0).to(f"t-paid-{SFX}")
+    g = ev.group_by_key()
+    g.window(wb.Tumbling("30s", grace="5s")).count(name="t-tumbling").to(
+        f"t-tumbling-{SFX}", value=wb.serde.long())
+    g.window(wb.Session("40s", grace="10s")).count(name="t-session").to(
+        f"t-session-{SFX}", value=wb.serde.long())
+    ev.group_by(lambda e: e["page"]).count(name="t-pages").changes().to(
+        f"t-pages-{SFX}", key=wb.serde.string(), value=wb.serde.long())
+    prof = p.table(f"prof-{p.name}", key=("user", wb.serde.string()), time="ts", partitions=3)
+    ev.join(prof, how="left", name="t-st").to(f"t-st-{SFX}")
+    return p
+
+
 FAMILIES: dict[str, Callable[[], wb.Pipeline]] = {
     "stateless": stateless, "windowed": windowed, "joins": joins, "repartitioned": repartitioned,
+    "typed": typed,
 }
 #: sinks whose records come out in a different order on a different run (repartition topics are
 #: interleaved by commit timing); compared as final values per key instead
-FINAL_VALUES = {f"r-pages-{SFX}"}
+FINAL_VALUES = {f"r-pages-{SFX}", f"t-pages-{SFX}"}
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +261,31 @@ def test_partition_order_of_single_writer_sinks(runs: dict[str, tuple[Any, Any]]
         got = [(k, v, t) for k, v, t, _o, _h in kafka.driver.read(sink, part, 0, 100_000)
                if k is not None]
         assert got == by_partition[part]
+
+
+def test_typed_topics_hold_java_bytes(runs: dict[str, tuple[Any, Any]]) -> None:
+    """The typed family's topics hold what Java's serdes write: String keys (murmur2 of their
+    UTF-8 chose the partition), Avro values, 8-byte longs, windowed keys with an 8-byte start."""
+    import struct
+
+    _memory, kafka = runs["typed"]
+    raw = wb.connect(kafka.driver.url.split("?")[0] + "?key_serde=bytes&value_serde=bytes")
+    try:
+        checked = 0
+        for part in range(3):
+            for k, v, _t, _o, _h in raw.read(f"t-paid-{SFX}", part, 0, 100_000):
+                if k is not None:
+                    assert partition_for(k, 3) == part
+                    assert wb.serde.avro(EVENT).deserialize(v)["user"] == k.decode()
+                    checked += 1
+            for k, v, _t, _o, _h in raw.read(f"t-tumbling-{SFX}", part, 0, 100_000):
+                inner, start = k[:-8], struct.unpack(">q", k[-8:])[0]
+                assert partition_for(inner, 3) == part and start % 30_000 == 0
+                assert v is None or len(v) == 8
+                checked += 1
+        assert checked > 100
+    finally:
+        raw.close()
 
 
 def test_stats_match(runs: dict[str, tuple[Any, Any]]) -> None:

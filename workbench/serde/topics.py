@@ -48,6 +48,9 @@ _KEEP_VALUES = frozenset({
     "filter", "peek", "merge", "key_by", "group_by", "to_table", "table_filter", "sink",
     "repartition_sink", "repartition_source", "branch", "table_changes", "capture",
 })
+#: steps whose outputs are table updates
+_TABLE_OUT = frozenset({"table_source", "aggregate", "to_table", "join_table_table",
+                        "join_foreign_key"})
 #: a window: ("time", size ms) or ("session", 0)
 Window = tuple[str, int]
 Flow = tuple[Any, Any, "Window | None"]
@@ -80,7 +83,14 @@ def _common(values: list[Any]) -> Any:
     return first if all(same_bytes(v, first) for v in values[1:]) else None
 
 
-def _flow(pn: PlanNode, parents: list[Flow], topics: dict[str, TopicSpec]) -> Flow:
+def _updates(ops: list[str]) -> bool:
+    """Whether steps of these ops emit table updates (``Change(new, old)``)."""
+    return any(op in _TABLE_OUT or (op.startswith("table_") and op != "table_changes")
+               for op in ops)
+
+
+def _flow(pn: PlanNode, parents: list[Flow], topics: dict[str, TopicSpec],
+          parent_ops: list[str] = ()) -> Flow:  # type: ignore[assignment]
     """The (key serde, value serde, window) of the records ``pn`` emits."""
     node, op = pn.node, pn.op
     if op in ("source", "table_source"):
@@ -99,6 +109,8 @@ def _flow(pn: PlanNode, parents: list[Flow], topics: dict[str, TopicSpec]) -> Fl
     if op == "aggregate":
         window = _window_of(node)
     value = _common([p[1] for p in parents]) if op in _KEEP_VALUES else None
+    if op == "repartition_sink" and pn.parents and _updates(parent_ops):
+        value = None  # table updates (new, old) in workbench's own form: the default serde
     if op == "sink" and node is not None:
         key = node.params.get("key_serde") or key
         value = node.params.get("value_serde") or value
@@ -137,7 +149,8 @@ def plan_serdes(subtopologies: Iterable[SubTopology],
             flows: dict[int, Flow] = {}
             for pn in st.nodes:
                 parents = [flows[i] for i in pn.parents if i in flows]
-                flows[pn.index] = flow = _flow(pn, parents, out)
+                ops = [st.nodes[i].op for i in pn.parents]
+                flows[pn.index] = flow = _flow(pn, parents, out, ops)
                 topic = pn.topic
                 if topic is None:
                     continue
