@@ -53,6 +53,15 @@ class Serde:
         decode = self.deserialize
         return [decode(x) for x in items]
 
+    def deserialize_columns(self, items: Sequence[bytes | None]
+                            ) -> tuple[dict[str, list[Any]], list[bool]] | None:
+        """Decode many messages into columns, ``({field: values}, present)`` (``present[i]``
+        is False for a ``None`` value), when every value is a record with the same fields;
+        else ``None`` (use :meth:`deserialize_many`). Drivers decoding a batch into columns
+        call this first."""
+        values = self.deserialize_many(items)
+        return _columns(values)
+
     def for_topic(self, topic: str, *, is_key: bool) -> Serde:
         """This serde as used for the keys (``is_key``) or values of ``topic``. Serdes whose
         bytes depend on the topic (Schema Registry subjects) return a bound copy."""
@@ -72,6 +81,31 @@ class Serde:
 
     def __repr__(self) -> str:
         return f"wb.serde.{self.name}()"
+
+
+def _columns(values: list[Any]) -> tuple[dict[str, list[Any]], list[bool]] | None:
+    """Dict values with the same fields as columns (``None`` values: absent rows)."""
+    present = [v is not None for v in values]
+    first = next((v for v in values if v is not None), None)
+    if first.__class__ is not dict:
+        return None
+    names = list(first)
+    cols: dict[str, list[Any]] = {n: [] for n in names}
+    appends = [(n, cols[n].append) for n in names]
+    width = len(names)
+    for v in values:
+        if v is None:
+            for _n, add in appends:
+                add(None)
+            continue
+        if v.__class__ is not dict or len(v) != width:
+            return None
+        try:
+            for n, add in appends:
+                add(v[n])
+        except KeyError:
+            return None
+    return cols, present
 
 
 class _Adapter(Serde):

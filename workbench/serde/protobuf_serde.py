@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from ..errors import DefinitionError, DriverUnavailableError, SerializationError
@@ -205,7 +206,8 @@ class ProtobufSerde(SchemaSerde):
                                   f"protoc, or from message_class()), got {message!r}.")
         self.message = message
         self.as_dict = as_dict
-        self._index_bytes = encode_indexes(_indexes(message.DESCRIPTOR))
+        self._index_list = _indexes(message.DESCRIPTOR)
+        self._index_bytes = encode_indexes(self._index_list)
 
     def has_schema(self) -> bool:
         return True
@@ -269,29 +271,56 @@ class ProtobufSerde(SchemaSerde):
         from google.protobuf.message import DecodeError
 
         parse = self.message.FromString
-        convert = message_to_dict if self.as_dict else (lambda m: m)
         framed = self.registry is not None
+        ib = self._index_bytes
+        start = 5 + len(ib)
         out: list[Any] = []
+        append = out.append
         for data in items:
             if data is None:
-                out.append(None)
+                append(None)
                 continue
             try:
-                if framed:
+                if not framed:
+                    msg = parse(data)
+                elif data[:1] == b"\x00" and data[5:start] == ib:  # the common case
+                    msg = parse(data[start:])
+                else:
                     unframe(data)
                     indexes, pos = decode_indexes(data, 5)
-                    if indexes != _indexes(self.message.DESCRIPTOR):
+                    if indexes != self._index_list:
                         raise SerializationError(
                             f"the message has indexes {indexes}, which is not "
                             f"{self.message.DESCRIPTOR.full_name}{self._where()}")
                     msg = parse(data[pos:])
-                else:
-                    msg = parse(data)
             except DecodeError as exc:
                 raise SerializationError(f"not a {self.message.DESCRIPTOR.full_name} message"
                                          f"{self._where()}: {exc} ({data[:40]!r})") from None
-            out.append(convert(msg))
+            append(msg)
+        if self.as_dict:
+            return [None if m is None else message_to_dict(m) for m in out]
         return out
+
+    def deserialize_columns(self, items: Sequence[bytes | None]
+                            ) -> tuple[dict[str, list[Any]], list[bool]] | None:
+        """Messages of scalar fields straight into columns (no dict per message)."""
+        fields = self.message.DESCRIPTOR.fields
+        if not self.as_dict or any(f.message_type is not None or f.enum_type is not None
+                                   or _is_repeated(f) for f in fields):
+            return super().deserialize_columns(items)
+        saved = self.as_dict
+        self.as_dict = False
+        try:
+            msgs = self.deserialize_many(items)
+        finally:
+            self.as_dict = saved
+        present = [m is not None for m in msgs]
+        if all(present):
+            cols = {f.name: list(map(attrgetter(f.name), msgs)) for f in fields}
+        else:
+            cols = {f.name: [None if m is None else getattr(m, f.name) for m in msgs]
+                    for f in fields}
+        return cols, present
 
     def check(self, obj: Any, *, topic: str = "", is_key: bool = False) -> Any:
         if obj is None:

@@ -1,0 +1,95 @@
+"""Decoding Avro and Protobuf values into columns, against fastavro and protobuf decoding the
+same messages in a loop (issue 13: workbench's columnar decode should reach >= 0.5x of them).
+
+    python benchmarks/serde_decode.py [--messages 200000] [--repeat 5] [--registry URL]
+
+Without ``--registry`` the messages are bare Avro / Protobuf payloads; with it (e.g.
+``workbench dev up`` prints one) they are in Confluent's wire format, the baseline then skips
+the 5-byte header (and the message index byte) itself. Numbers, not pass/fail: each case runs
+--repeat times and the best run is reported (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import fastavro
+
+import workbench as wb
+from workbench.serde.protobuf_serde import message_class
+
+SCHEMA = {"type": "record", "name": "Click", "namespace": "bench", "fields": [
+    {"name": "user", "type": "string"}, {"name": "ts", "type": "long"},
+    {"name": "amount", "type": "double"}, {"name": "page", "type": "string"},
+    {"name": "qty", "type": "int"}]}
+Click = message_class("Click", {"user": "string", "ts": "int64", "amount": "double",
+                                "page": "string", "qty": "int32"}, package="bench")
+
+
+def values(n: int) -> list[dict[str, Any]]:
+    return [{"user": f"u{i % 1000}", "ts": 1_700_000_000_000 + i, "amount": i * 0.25,
+             "page": f"/p/{i % 17}", "qty": i % 9} for i in range(n)]
+
+
+def best(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--registry", default=None)
+    args = ap.parse_args()
+    n = args.messages
+    rows = values(n)
+    registry = args.registry
+    topic = f"bench-{time.time_ns()}"
+
+    avro = wb.serde.avro(SCHEMA, registry=registry).for_topic(topic, is_key=False)
+    proto = wb.serde.protobuf(Click, registry=registry).for_topic(topic + "p", is_key=False)
+    avro_msgs = [avro.serialize(r) for r in rows]
+    proto_msgs = [proto.serialize(r) for r in rows]
+    skip = 5 if registry else 0
+    parsed = fastavro.parse_schema(SCHEMA)
+    read = fastavro.schemaless_reader
+
+    def fastavro_loop() -> list[Any]:
+        out = []
+        for m in avro_msgs:
+            buf = io.BytesIO(m)
+            buf.seek(skip)
+            out.append(read(buf, parsed, None))
+        return out
+
+    parse = Click.FromString
+    pskip = 6 if registry else 0
+
+    def protobuf_loop() -> list[Any]:
+        return [parse(m[pskip:]) for m in proto_msgs]
+
+    assert avro.deserialize_columns(avro_msgs[:3])[0]["user"] == ["u0", "u1", "u2"]
+    assert proto.deserialize_columns(proto_msgs[:3])[0]["qty"] == [0, 1, 2]
+    print(f"{n} messages, {'wire format (registry)' if registry else 'bare payloads'}; "
+          f"best of {args.repeat}")
+    for name, base, ours in (
+            ("avro", fastavro_loop, lambda: avro.deserialize_columns(avro_msgs)),
+            ("avro rows", fastavro_loop, lambda: avro.deserialize_many(avro_msgs)),
+            ("protobuf", protobuf_loop, lambda: proto.deserialize_columns(proto_msgs)),
+            ("protobuf rows", protobuf_loop, lambda: proto.deserialize_many(proto_msgs))):
+        t_base, t_ours = best(base, args.repeat), best(ours, args.repeat)
+        print(f"{name:14s} baseline {n / t_base:>11,.0f} msg/s   workbench "
+              f"{n / t_ours:>11,.0f} msg/s   ratio {t_base / t_ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
