@@ -39,9 +39,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-## bench: the memory-driver benchmarks (numbers, not pass/fail)
+## bench: every benchmark, one table (memory; kafka/postgresql when `workbench dev status` shows
+## them; git). Numbers, except that a result differing from its reference fails.
+## Quick look: make bench BENCH_ARGS="--events 100000 --repeat 1"
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PY) benchmarks/memory_driver.py
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 ## strip-notebooks: remove outputs before committing notebooks
 strip-notebooks: $(STAMP)

@@ -1,20 +1,26 @@
-"""Kafka-driver benchmark, one broker, one run: 1,000,000 events (workload.py) on a 3-partition
-topic, processed exactly-once by
+"""Kafka-driver benchmark on one broker: the workload (workload.py) on a 3-partition topic,
+processed exactly-once by
 
   (a) a raw confluent-kafka transactional copy loop (consume, produce, send offsets, commit
       every 100 ms): the reference;
-  (b) workbench P1 (filter + map) and P2 (P1 + per-user 60 s tumbling windows, final results)
-      on ``kafka://``, bounded runs (``until="end"``).
+  (b) workbench P1 and P2 (the lambda pipelines of pipelines.py) on ``kafka://``, bounded runs
+      (``until="end"``).
 
-Each case runs in its own process (peak RSS is that process's). Then the end-to-end latency at
-10,000 records/s offered load: a producer stamps each record with its send time, the processor
-runs unbounded, a read_committed consumer notes when each result becomes visible (produce time to
-committed visibility), for the raw loop and for workbench P1.
+The events are loaded once through the driver (reported on its own, not in either side's
+time). Each repeat of each side runs in a fresh process with fresh outputs and consumer group
+(peak RSS is that process's); the repeats of the sides alternate, and medians are reported.
+Every side's output is read back once and checked: the raw copy must equal its input, P1 and
+P2 must equal the plain-Python loop on the same events (P2 per partition: stream time is per
+task), late counts included. A difference exits 1.
+
+Then the end-to-end latency at 10,000 records/s offered load: a producer stamps each record
+with its send time, the processor runs unbounded, a read_committed consumer notes when each
+result becomes visible, for the raw loop and for workbench P1.
 
     python benchmarks/kafka_driver.py [--url kafka://127.0.0.1:PORT] [--events 1000000]
-                                      [--latency-seconds 20] [--only raw,P1,P2,latency]
+        [--repeat 3] [--only raw,P1,P2,latency] [--latency-seconds 20] [--json PATH]
 
-Without ``--url`` the broker comes from ``workbench.devservices.up()``. Numbers, not pass/fail.
+Without ``--url`` the broker comes from ``workbench.devservices.up()``.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,49 +40,22 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
+import harness  # noqa: E402
+import pipelines  # noqa: E402
+import references  # noqa: E402
+import results  # noqa: E402
 import workload  # noqa: E402
 
 import workbench as wb  # noqa: E402
 
-WINDOW = 60_000
-GRACE = 5_000
+PARTITIONS = 3
 COMMIT_S = 0.1
+RAW = "raw copy loop (transactional)"
 
 
 def bootstrap(url: str) -> str:
     return url[len("kafka://"):].split("?")[0]
-
-
-def register() -> None:
-    from workbench.drivers import _FACTORIES, register_driver
-    from workbench.drivers.kafka import connect_kafka
-
-    if "kafka" not in _FACTORIES:  # until workbench/drivers/__init__.py registers it
-        register_driver("kafka", connect_kafka)
-
-
-# ---------------------------------------------------------------- pipelines (as memory_driver.py)
-def wb_p1(sfx: str, source: str) -> wb.Pipeline:
-    p = wb.Pipeline(f"bench-p1-{sfx}")
-    (p.source(source, key="user_id", time="ts", partitions=3)
-      .filter(lambda e: e["amount"] > 0)
-      .map(lambda e: {**e, "amount_cents": round(e["amount"] * 100)})
-      .to(f"p1-{sfx}", partitions=3))
-    return p
-
-
-def wb_p2(sfx: str, source: str) -> wb.Pipeline:
-    p = wb.Pipeline(f"bench-p2-{sfx}")
-    (p.source(source, key="user_id", time="ts", partitions=3)
-      .filter(lambda e: e["amount"] > 0)
-      .map(lambda e: {**e, "amount_cents": round(e["amount"] * 100)})
-      .group_by_key()
-      .window(wb.Tumbling(WINDOW, grace=GRACE), emit="close")
-      .agg(total=("amount", "sum"), n="count", name="p2")
-      .to(f"p2-{sfx}", partitions=3))
-    return p
 
 
 # ---------------------------------------------------------------- (a) the raw reference loop
@@ -138,18 +118,22 @@ def raw_copy(url: str, src: str, dst: str, group: str, expected: int | None,
 
 
 # ---------------------------------------------------------------- (b) workbench
-def wb_run(url: str, which: str, sfx: str, source: str, forever: bool) -> dict[str, Any]:
-    register()
-    pipeline = (wb_p1 if which == "P1" else wb_p2)(sfx, source)
+def wb_run(url: str, case: str, sfx: str, source: str, forever: bool,
+           result: str | None = None) -> dict[str, Any]:
+    built = pipelines.build(case, sfx=f"-{sfx}", source=source, partitions=PARTITIONS)
     started = time.perf_counter()
     if not forever:
-        run = pipeline.run(url, until="end", progress=False)
+        run = built.pipeline.run(url, until="end", progress=False)
+        out = {"records": run.stats.records_in, "seconds": time.perf_counter() - started,
+               "commits": run.stats.commits}
+        if result:
+            late = run.stats.records_out.get(built.late, 0) if built.late else None
+            results.from_frame(case, run.frame(built.sink), late).save(result)
         run.driver.close()
-        return {"records": run.stats.records_in, "seconds": time.perf_counter() - started,
-                "commits": run.stats.commits}
+        return out
     from workbench.run import prepare
 
-    engine = prepare(pipeline, url)
+    engine = prepare(built.pipeline, url)
     signal.signal(signal.SIGTERM, lambda *_: engine.stop())
     engine.start()
     print("ready", flush=True)
@@ -162,32 +146,37 @@ def wb_run(url: str, which: str, sfx: str, source: str, forever: bool) -> dict[s
             "commit_ms_max": ms[-1]}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, it does not count the
-    parent's memory that the fork before exec copied)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child(argv: list[str]) -> int:
-    """Entry point of the case processes: prints one JSON line with the result."""
+    """Entry point of the case processes: prints one JSON line with the result.
+    ``ROLE URL SFX SOURCE end|forever [EXPECTED] [GC] [RESULT]``"""
     role, url, sfx, source, mode = argv[:5]
+    expected = int(argv[5]) if len(argv) > 5 and argv[5] != "-" else None
+    gc_mode = argv[6] if len(argv) > 6 else "paused"
+    result = argv[7] if len(argv) > 7 and argv[7] != "-" else None
     forever = mode == "forever"
-    if role == "raw":
-        out = raw_copy(url, source, f"raw-out-{sfx}", f"bench-raw-{sfx}",
-                       None if forever else int(argv[5]), ready=forever)
-    else:
-        out = wb_run(url, role, sfx, source, forever)
-    out["rss_mb"] = peak_rss_mb()
+    with harness.gc_state(gc_mode):
+        if role == "raw":
+            dst = f"raw-out-{sfx}"
+            if not forever:
+                d = wb.connect(url)
+                d.ensure_topic(dst, PARTITIONS)
+                d.close()
+            out = raw_copy(url, source, dst, f"bench-raw-{sfx}", None if forever else expected,
+                           ready=forever)
+        else:
+            out = wb_run(url, role, sfx, source, forever, result)
+    out["rss_mb"] = harness.peak_rss_mb()
+    if role == "raw" and result:
+        from workbench.frames import records_to_frame
+
+        d = wb.connect(url)
+        results.from_frame("copy", records_to_frame(d.read_all(dst)), None).save(result)
+        d.close()
     print(json.dumps(out), flush=True)
     return 0
 
 
-def run_case(args: list[str], timeout: float = 1800) -> dict[str, Any]:
+def run_case(args: list[str], timeout: float = 3600) -> dict[str, Any]:
     """Run a case process to the end; its result plus its peak RSS (MB)."""
     proc = subprocess.Popen([sys.executable, __file__, "_child", *args], stdout=subprocess.PIPE,
                             text=True)
@@ -231,14 +220,11 @@ def latency(url: str, role: str, sfx: str, rate: int, seconds: float) -> dict[st
     """p50/p99 (ms) of send time → committed visibility of the result, at ``rate`` rec/s."""
     from confluent_kafka import Consumer, KafkaError
 
-    from workbench.drivers.kafka import KafkaDriver
-
-    register()
     src = f"lat-in-{role}-{sfx}"
     dst = f"raw-out-{sfx}" if role == "raw" else f"p1-{sfx}"
-    d = KafkaDriver(url)
-    d.ensure_topic(src, 3)
-    d.ensure_topic(dst, 3)
+    d = wb.connect(url)
+    d.ensure_topic(src, PARTITIONS)
+    d.ensure_topic(dst, PARTITIONS)
     d.close()
     proc = subprocess.Popen([sys.executable, __file__, "_child", role, url, sfx, src, "forever"],
                             stdout=subprocess.PIPE, text=True)
@@ -279,70 +265,106 @@ def latency(url: str, role: str, sfx: str, rate: int, seconds: float) -> dict[st
 
 
 # ---------------------------------------------------------------- main
+def _expected(events: list[dict[str, Any]], tmp: Path) -> dict[str, Path]:
+    """The references' results on the same events, saved for the checks."""
+    paths = {"raw": tmp / "want-copy.pickle", "P1": tmp / "want-P1.pickle",
+             "P2": tmp / "want-P2.pickle"}
+    results.from_rows("copy", events).save(paths["raw"])
+    results.from_loop("P1", *references.loop_p1(events)).save(paths["P1"])
+    results.from_loop("P2", *references.loop_p2(events, PARTITIONS)).save(paths["P2"])
+    return paths
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    harness.common_args(ap)
     ap.add_argument("--url", default=None)
-    ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--only", default="raw,P1,P2,latency")
     args = ap.parse_args()
-    only = set(args.only.split(","))
+    meta = harness.conditions(args)
+    only = args.only.split(",")
     url = args.url
     if url is None:
         from workbench.devservices import up
 
-        t0 = time.perf_counter()
-        info = up(("kafka",))["kafka"]
-        url = info.url
-        how = "already running" if info.already_running else \
-            f"started in {time.perf_counter() - t0:.1f} s"
-        print(f"broker {url} ({how})")
-    register()
-    from workbench.drivers.kafka import KafkaDriver
+        url = up(("kafka",))["kafka"].url
     from workbench.run import append_inputs
 
     sfx = uuid.uuid4().hex[:8]
     n = args.events
     source = f"bench-events-{sfx}"
     events = workload.events(n)
-    d = KafkaDriver(url)
+    tmpdir = tempfile.TemporaryDirectory(prefix="wb-bench-kafka-")
+    tmp = Path(tmpdir.name)
+    want = _expected(events, tmp)
+    d = wb.connect(url)
     t0 = time.perf_counter()
-    append_inputs(wb_p1(sfx, source), d, {source: events})
+    append_inputs(pipelines.build("P1", source=source, partitions=PARTITIONS).pipeline, d,
+                  {source: events})
     load_s = time.perf_counter() - t0
-    d.ensure_topic(f"raw-out-{sfx}", 3)
     d.close()
     del events
-    print(f"events={n:,} on 3 partitions; loaded through the driver in {load_s:.1f} s "
-          f"({n / load_s:,.0f} rec/s); python={sys.version.split()[0]}, cores={os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    results: dict[str, dict[str, Any]] = {}
-    if "raw" in only:
-        results["raw"] = run_case(["raw", url, sfx, source, "end", str(n)])
-    for case in ("P1", "P2"):
-        if case in only:
-            results[case] = run_case([case, url, sfx, source, "end"])
-    ref = results.get("raw")
-    for name, r in results.items():
-        rate = r["records"] / r["seconds"]
-        ratio = f" | {rate / (ref['records'] / ref['seconds']):.2f} x raw" if ref else ""
-        label = "raw copy loop" if name == "raw" else f"workbench {name}"
-        print(f"{label:>15}: {rate:>9,.0f} rec/s ({r['records']:,} in {r['seconds']:.1f} s)"
-              f"{ratio} | peak RSS {r['rss_mb']:.0f} MB")
+    harness.progress(f"kafka: {n:,} events loaded through the driver in {load_s:.1f} s")
+    roles = [r for r in ("raw", "P1", "P2") if r in only]
+    runs: dict[str, list[dict[str, Any]]] = {r: [] for r in roles}
+    got: dict[str, results.Canonical] = {}
+    for rep in range(args.repeat):
+        for role in roles:
+            rs = f"{sfx}r{rep}"
+            res = str(tmp / f"got-{role}.pickle") if rep == 0 else "-"
+            out = run_case([role, url, rs, source, "end", str(n), args.gc, res])
+            runs[role].append(out)
+            harness.progress(f"kafka {role} run {rep + 1}: {out['seconds']:.1f} s, "
+                             f"{out['records']:,} records, peak RSS {out['rss_mb']:.0f} MB")
+            if rep == 0:
+                got[role] = results.Canonical.load(res)
+    rows = _rows(args, runs, got, want, load_s)
     if "latency" in only:
-        for role in ("raw", "P1"):
-            lat = latency(url, role, f"{sfx}l", args.rate, args.latency_seconds)
-            label = "raw copy loop" if role == "raw" else "workbench P1"
-            print(f"{label:>15}: latency at {args.rate:,} rec/s: p50 {lat['p50_ms']:.0f} ms, "
-                  f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms ({lat['received']:,} "
-                  f"results of {lat['offered']:,} offered in {args.latency_seconds:g} s) | "
-                  f"peak RSS {lat['rss_mb']:.0f} MB")
-            if "commit_ms_p50" in lat["process"]:
-                pr = lat["process"]
-                print(f"{'':>15}  {pr['commits']} commits, commit time p50 "
-                      f"{pr['commit_ms_p50']:.0f} ms, max {pr['commit_ms_max']:.0f} ms")
-    print(f"targets: P1 >= 0.5 x raw; p99 <= 300 ms at {args.rate:,} rec/s; RSS <= 1 GB")
-    return 0
+        lat = {role: latency(url, role, f"{sfx}l", args.rate, args.latency_seconds)
+               for role in ("raw", "P1")}
+        w, r = lat["P1"], lat["raw"]
+        rows.append(harness.Row(
+            "kafka", "latency", "P1, unbounded", RAW, 0, wb_rss_mb=w["rss_mb"],
+            ref_rss_mb=r["rss_mb"],
+            note=(f"at {args.rate:,} rec/s: workbench p50 {w['p50_ms']:.0f} ms p99 "
+                  f"{w['p99_ms']:.0f} ms; raw p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms"
+                  f" ({w['received']:,}/{w['offered']:,} and {r['received']:,}/"
+                  f"{r['offered']:,} results)"),
+            extra={"workbench": w, "raw": r}))
+    tmpdir.cleanup()
+    return harness.finish(rows, args, meta)
+
+
+def _rows(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]],
+          got: dict[str, results.Canonical], want: dict[str, Path], load_s: float
+          ) -> list[harness.Row]:
+    def med(role: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[role])
+
+    rows = []
+    raw_diffs = (results.differences(got["raw"], results.Canonical.load(want["raw"]),
+                                     "raw copy", "its input") if "raw" in runs else [])
+    for case in ("P1", "P2"):
+        if case not in runs:
+            continue
+        diffs = results.differences(got[case], results.Canonical.load(want[case]),
+                                    "workbench", "plain loop")
+        row = harness.Row("kafka", case, "lambda, until end", RAW, args.events,
+                          wb_s=med(case, "seconds"), wb_rss_mb=max(r["rss_mb"] for r in
+                                                                   runs[case]),
+                          wb_times=[r["seconds"] for r in runs[case]],
+                          diffs=diffs + raw_diffs, matched=not (diffs or raw_diffs),
+                          note=f"checked vs plain loop; load {load_s:.1f} s excluded")
+        if got[case].late is not None:
+            row.note += f"; late {got[case].late:,}"
+        if "raw" in runs:
+            row.ref_s = med("raw", "seconds")
+            row.ref_rss_mb = max(r["rss_mb"] for r in runs["raw"])
+            row.ref_times = [r["seconds"] for r in runs["raw"]]
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

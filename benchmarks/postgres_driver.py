@@ -1,17 +1,22 @@
-"""PostgreSQL-driver benchmark: the workload of workload.py on one server, same run.
+"""PostgreSQL-driver benchmark: the workload of workload.py on one server.
 
-(a) reference: COPY the events into a plain table, then the P2 aggregation as one SQL
-    ``GROUP BY`` (filter amount > 0, per user_id and 60 s tumbling window: sum and count),
-    materialized with CREATE TABLE AS;
-(b) workbench P1 and P2 (the pipelines of memory_driver.py) reading the events' log table and
-    writing the sink log tables (and, for P2, the upserted table) exactly-once.
+(a) reference: the same results in SQL on a plain table of the events (``seq`` = input order):
+    P1 as ``CREATE TABLE AS SELECT`` (filter, amount_cents); P2 as a window function (stream
+    time = running maximum of ``ts`` in input order, as workbench's task sees it) marking the
+    late records, then ``GROUP BY`` user and 60 s window into a table, the late records into
+    another;
+(b) workbench P1 and P2 (the lambda pipelines of pipelines.py) reading the events' log table
+    and writing the sink log tables (P2's table sink is also upserted) exactly-once.
 
-    python benchmarks/postgres_driver.py [--events 1000000] [--url postgresql://...]
-                                         [--only P1,P2] [--commit-interval 100ms]
+Loading is excluded on both sides and reported on its own: the events are appended to the log
+table through the driver (b) and COPYed into the plain table (a) once, before anything is
+timed. Each repeat of each side runs in a fresh process with fresh outputs (peak RSS is its
+own); repeats alternate between the sides; medians are reported. Results are read back once and
+checked: SQL against workbench, workbench against the plain-Python loop, late counts included;
+a difference exits 1.
 
-Reports records/s, the ratio to (a), commit latency p50/p99 and peak RSS. Each case runs in a
-fresh process (so peak RSS is its own) on a fresh schema. The events are appended to the log
-table before the timed part of (b) (that load is reported on its own).
+    python benchmarks/postgres_driver.py [--events 1000000] [--repeat 3] [--url postgresql://...]
+                                         [--only P1,P2] [--commit-interval 100ms] [--json PATH]
 
 Server: --url, else WORKBENCH_POSTGRES_URL, else ``workbench.devservices.up(("postgres",))``.
 """
@@ -21,10 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,11 +38,16 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import harness  # noqa: E402
+import pipelines  # noqa: E402
+import references  # noqa: E402
+import results  # noqa: E402
 import workload  # noqa: E402
 
+from workbench._urls import redact_url  # noqa: E402
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+SQL_LABEL = {"P1": "SQL CREATE TABLE AS SELECT",
+             "P2": "SQL window fn + GROUP BY"}
 
 
 def server_url(arg: str | None) -> str:
@@ -46,131 +56,204 @@ def server_url(arg: str | None) -> str:
     env = os.environ.get("WORKBENCH_POSTGRES_URL")
     if env:
         return env
-    try:
-        from workbench.devservices import up  # type: ignore[attr-defined]
-    except ImportError:
-        sys.exit("no server: pass --url, set WORKBENCH_POSTGRES_URL or run `workbench dev up`")
+    from workbench.devservices import up
+
     return str(up(("postgres",), install=True)["postgres"].url)
 
 
-def _register() -> None:
-    from workbench.drivers import register_driver
-    from workbench.drivers.postgres import open_driver
+def with_schema(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
 
-    register_driver("postgresql", open_driver)  # harmless once drivers/__init__ registers it
-    register_driver("postgres", open_driver)
+
+def _connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.split("?")[0], autocommit=True)
+
+
+# ---------------------------------------------------------------- loading (not timed)
+def load(url: str, schema: str, events: list[dict[str, Any]]) -> dict[str, float]:
+    """Create the schema; append the events through the driver and COPY them into
+    ``<schema>.events_ref``; seconds of each."""
+    from psycopg import sql
+
+    import workbench as wb
+    from workbench.run import append_inputs
+
+    with _connect(url) as c:
+        c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    d = wb.connect(with_schema(url, schema))
+    t0 = time.perf_counter()
+    append_inputs(pipelines.build("P1").pipeline, d, {"events": events})
+    wb_s = time.perf_counter() - t0
+    d.close()
+    t = sql.Identifier(schema, "events_ref")
+    with _connect(url) as c:
+        t0 = time.perf_counter()
+        c.execute(sql.SQL("CREATE TABLE {} (seq bigint, user_id bigint, ts bigint, "
+                          "amount float8, page text)").format(t))
+        with c.cursor() as cur, cur.copy(sql.SQL(
+                "COPY {} (seq, user_id, ts, amount, page) FROM STDIN").format(t)) as cp:
+            for i, e in enumerate(events):
+                cp.write_row((i, e["user_id"], e["ts"], e["amount"], e["page"]))
+        c.execute(sql.SQL("ANALYZE {}").format(t))
+        ref_s = time.perf_counter() - t0
+    return {"wb_load_s": wb_s, "ref_load_s": ref_s}
 
 
 # ---------------------------------------------------------------- (a) the SQL reference
-def case_reference(url: str, n: int) -> dict[str, Any]:
-    import psycopg
+def sql_case(url: str, schema: str, case: str, rep: int, result: str | None) -> dict[str, Any]:
     from psycopg import sql
 
-    events = workload.events(n)
-    base = rss_mb()
-    schema = f"bench_ref_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        t = sql.Identifier(schema, "events")
-        try:
-            t0 = time.perf_counter()
-            c.execute(sql.SQL("CREATE TABLE {} (user_id int, ts bigint, amount float8, "
-                              "page text)").format(t))
-            with c.cursor() as cur, cur.copy(sql.SQL(
-                    "COPY {} (user_id, ts, amount, page) FROM STDIN").format(t)) as cp:
-                for e in events:
-                    cp.write_row((e["user_id"], e["ts"], e["amount"], e["page"]))
-            t1 = time.perf_counter()
-            c.execute(sql.SQL(
-                "CREATE TABLE {} AS SELECT user_id, ts - ts % 60000 AS window_start, "
-                "sum(amount) AS total, count(*) AS n FROM {} WHERE amount > 0 "
-                "GROUP BY 1, 2").format(sql.Identifier(schema, "p2"), t))
-            t2 = time.perf_counter()
-            rows = c.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                sql.Identifier(schema, "p2"))).fetchone()[0]
-        finally:
-            c.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    return {"case": "ref", "seconds": t2 - t0, "copy_s": t1 - t0, "group_by_s": t2 - t1,
-            "rows": rows, "rss_mb": rss_mb(), "rss_data_mb": base}
+    ev = sql.Identifier(schema, "events_ref")
+    out = sql.Identifier(schema, f"sql_{case.lower()}_{rep}")
+    late = sql.Identifier(schema, f"sql_{case.lower()}_late_{rep}")
+    marked = sql.Identifier(f"marked_{rep}")
+    if case == "P1":
+        stmts = [sql.SQL("CREATE TABLE {} AS SELECT seq, user_id, ts, amount, page, "
+                         "round(amount * 100)::bigint AS amount_cents FROM {} "
+                         "WHERE amount > 0").format(out, ev)]
+    else:
+        stmts = [
+            sql.SQL("CREATE TEMP TABLE {} AS SELECT user_id, ts, amount, "
+                    "ts - ts % {w} AS window_start, "
+                    "ts - ts % {w} + {w} <= max(ts) OVER (ORDER BY seq ROWS UNBOUNDED "
+                    "PRECEDING) - {g} AS late FROM {} WHERE amount > 0").format(
+                marked, ev, w=sql.Literal(workload.WINDOW), g=sql.Literal(workload.GRACE)),
+            sql.SQL("CREATE TABLE {} AS SELECT user_id, window_start, sum(amount) AS total, "
+                    "count(*) AS n FROM {} WHERE NOT late GROUP BY 1, 2").format(out, marked),
+            sql.SQL("CREATE TABLE {} AS SELECT user_id, ts, amount FROM {} WHERE late"
+                    ).format(late, marked),
+        ]
+    with _connect(url) as c:
+        t0 = time.perf_counter()
+        for s in stmts:
+            c.execute(s)
+        seconds = time.perf_counter() - t0
+        if result:
+            import pandas as pd
+
+            cur = c.execute(sql.SQL("SELECT * FROM {}").format(out))
+            frame = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+            if case == "P1":
+                canon = results.from_pandas("P1", frame, None)
+            else:
+                n_late = c.execute(sql.SQL("SELECT count(*) FROM {}").format(late)).fetchone()
+                canon = results.from_pandas("P2", frame.set_index(["user_id", "window_start"]),
+                                            int(n_late[0]))
+            canon.save(result)
+    return {"seconds": seconds}
 
 
 # ---------------------------------------------------------------- (b) workbench
-def case_workbench(url: str, n: int, name: str, commit_interval: str) -> dict[str, Any]:
-    import memory_driver as md
-
-    from workbench.drivers.postgres import PostgresDriver
-    from workbench.run import append_inputs
-
-    _register()
-    build = {"P1": md.wb_p1, "P2": md.wb_p2}[name]
-    events = workload.events(n)
-    base = rss_mb()
-    schema = f"bench_{name.lower()}_{uuid.uuid4().hex[:8]}"
-    sep = "&" if "?" in url else "?"
-    wurl = f"{url}{sep}schema={schema}" + ("&upsert=p2" if name == "P2" else "")
-    drv = PostgresDriver(wurl)
-    try:
-        t0 = time.perf_counter()
-        append_inputs(build(), drv, {"events": events})
-        load_s = time.perf_counter() - t0
-        del events
-        t0 = time.perf_counter()
-        run = build().run(drv, commit_interval=commit_interval)
-        secs = time.perf_counter() - t0
-        stats = run.stats
-        commit_ms = sorted(stats.commit_ms) or [0.0]
-        out_topic = name.lower()
-        out = drv.end_offset(out_topic, 0)
-        table_rows = len(drv.table_rows("p2")) if name == "P2" else None
-    finally:
-        drv.drop_schema()
-        drv.close()
-    return {"case": name, "seconds": secs, "load_s": load_s, "commits": stats.commits,
+def wb_case(url: str, schema: str, case: str, rep: int, commit_interval: str,
+            result: str | None) -> dict[str, Any]:
+    built = pipelines.build(case, sfx=f"-r{rep}")
+    t0 = time.perf_counter()
+    run = built.pipeline.run(with_schema(url, schema), commit_interval=commit_interval,
+                             progress=False)
+    seconds = time.perf_counter() - t0
+    stats = run.stats
+    commit_ms = sorted(stats.commit_ms) or [0.0]
+    if result:
+        late = stats.records_out.get(built.late, 0) if built.late else None
+        results.from_frame(case, run.frame(built.sink), late).save(result)
+    run.close()
+    return {"seconds": seconds, "commits": stats.commits,
             "commit_p50_ms": statistics.median(commit_ms),
-            "commit_p99_ms": commit_ms[min(len(commit_ms) - 1, int(len(commit_ms) * 0.99))],
-            "out": out, "table_rows": table_rows, "rss_mb": rss_mb(), "rss_data_mb": base}
+            "commit_p99_ms": commit_ms[min(len(commit_ms) - 1, int(len(commit_ms) * 0.99))]}
 
 
-# ---------------------------------------------------------------- driver
-def run_case(args: argparse.Namespace, url: str, case: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--case", case, "--url", url, "--events", str(args.events),
-           "--commit-interval", args.commit_interval]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    role, case = args.child
+    with harness.gc_state(args.gc):
+        if role == "sql":
+            out = sql_case(args.url, args.schema, case, args.rep, args.result)
+        else:
+            out = wb_case(args.url, args.schema, case, args.rep, args.commit_interval,
+                          args.result)
+    out["rss_mb"] = harness.peak_rss_mb()
+    return out
+
+
+# ---------------------------------------------------------------- the parent
+def parent(args: argparse.Namespace, url: str) -> list[harness.Row]:
+    from psycopg import sql
+
+    n = args.events
+    cases = args.only.split(",")
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    tmp = Path(tempfile.mkdtemp(prefix="wb-bench-pg-"))
+    events = workload.events(n)
+    want = {"P1": results.from_loop("P1", *references.loop_p1(events)),
+            "P2": results.from_loop("P2", *references.loop_p2(events))}
+    try:
+        loads = load(url, schema, events)
+        del events
+        harness.progress(f"postgresql: loaded {n:,} events: driver {loads['wb_load_s']:.1f} s,"
+                         f" COPY {loads['ref_load_s']:.1f} s")
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        got: dict[tuple[str, str], results.Canonical] = {}
+        for rep in range(args.repeat):
+            for case in cases:
+                for role in ("sql", "wb"):
+                    res = tmp / f"{role}-{case}.pickle"
+                    out = harness.run_child(Path(__file__), [
+                        "--child", role, case, "--url", url, "--schema", schema,
+                        "--rep", str(rep), "--gc", args.gc,
+                        "--commit-interval", args.commit_interval]
+                        + (["--result", str(res)] if rep == 0 else []))
+                    runs.setdefault((role, case), []).append(out)
+                    harness.progress(f"postgresql {case} {role} run {rep + 1}: "
+                                     f"{out['seconds']:.2f} s, peak RSS {out['rss_mb']:.0f} MB")
+                    if rep == 0:
+                        got[(role, case)] = results.Canonical.load(res)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        with _connect(url) as c:
+            c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(schema)))
+    rows = []
+    for case in cases:
+        w, r = runs[("wb", case)], runs[("sql", case)]
+        wc, rc = got[("wb", case)], got[("sql", case)]
+        diffs = (results.differences(wc, rc, "workbench", "SQL")
+                 + results.differences(wc, want[case], "workbench", "plain loop"))
+        note = (f"load excluded: driver {loads['wb_load_s']:.1f} s, COPY "
+                f"{loads['ref_load_s']:.1f} s; commits {w[0]['commits']} p99 "
+                f"{w[0]['commit_p99_ms']:.0f} ms")
+        if wc.late is not None:
+            note += f"; late {wc.late:,}"
+        rows.append(harness.Row(
+            "postgresql", case, "lambda, until end", SQL_LABEL[case], n,
+            wb_s=statistics.median(x["seconds"] for x in w),
+            ref_s=statistics.median(x["seconds"] for x in r),
+            wb_rss_mb=max(x["rss_mb"] for x in w), ref_rss_mb=max(x["rss_mb"] for x in r),
+            wb_times=[x["seconds"] for x in w], ref_times=[x["seconds"] for x in r],
+            matched=not diffs, diffs=diffs, note=note, extra=dict(loads)))
+    return rows
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=1_000_000)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    harness.common_args(ap)
     ap.add_argument("--url")
     ap.add_argument("--only", default="P1,P2")
     ap.add_argument("--commit-interval", default="100ms")
-    ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=2, metavar=("ROLE", "CASE"), help=argparse.SUPPRESS)
+    ap.add_argument("--schema", help=argparse.SUPPRESS)
+    ap.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
     url = server_url(args.url)
-    if args.case:
-        if args.case == "ref":
-            res = case_reference(url, args.events)
-        else:
-            res = case_workbench(url, args.events, args.case, args.commit_interval)
-        print(json.dumps(res))
+    if args.child:
+        args.url = url
+        print(json.dumps(child(args)), flush=True)
         return 0
-    n = args.events
-    print(f"events={n:,} commit_interval={args.commit_interval} "
-          f"python={sys.version.split()[0]} server={url.split('@')[-1]}")
-    ref = run_case(args, url, "ref")
-    print(f"(a) reference: {n / ref['seconds']:>10,.0f} rec/s ({ref['seconds']:.2f} s = COPY "
-          f"{ref['copy_s']:.2f} s + GROUP BY {ref['group_by_s']:.2f} s, {ref['rows']:,} groups)"
-          f" | peak RSS {ref['rss_mb']:.0f} MB (data {ref['rss_data_mb']:.0f} MB)")
-    for case in args.only.split(","):
-        r = run_case(args, url, case)
-        extra = f", table {r['table_rows']:,} rows" if r["table_rows"] is not None else ""
-        print(f"(b) {case}: {n / r['seconds']:>10,.0f} rec/s ({r['seconds']:.2f} s) | ratio to "
-              f"(a) {ref['seconds'] / r['seconds']:.2f} | commits {r['commits']} p50 "
-              f"{r['commit_p50_ms']:.1f} ms p99 {r['commit_p99_ms']:.1f} ms | out "
-              f"{r['out']:,}{extra} | load {r['load_s']:.2f} s | peak RSS {r['rss_mb']:.0f} MB "
-              f"(data {r['rss_data_mb']:.0f} MB)")
-    return 0
+    meta = harness.conditions(args)
+    meta["server"] = redact_url(url)
+    rows = parent(args, url)
+    return harness.finish(rows, args, meta)
 
 
 if __name__ == "__main__":
