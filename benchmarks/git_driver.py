@@ -125,8 +125,8 @@ def wb_case(workdir: Path, case: str, rep: int, result: str | None) -> dict[str,
     t0 = time.perf_counter()
     run = built.pipeline.run(git_url(workdir), progress=False)
     seconds = time.perf_counter() - t0
-    out = {"seconds": seconds, "commits": run.stats.commits}
-    if result:
+    out = {"seconds": seconds, "commits": run.stats.commits, "rss_mb": harness.peak_rss_mb()}
+    if result:  # read back after measuring: the check's memory is not the run's
         late = run.stats.records_out.get(built.late, 0) if built.late else None
         results.from_frame(case, run.frame(built.sink), late).save(result)
     run.close()
@@ -141,7 +141,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             out, path = jsonl_case(workdir, case, args.rep)
         else:
             out = wb_case(workdir, case, args.rep, args.result)
-    out["rss_mb"] = harness.peak_rss_mb()
+    out.setdefault("rss_mb", harness.peak_rss_mb())
     if role == "jsonl":
         if args.result:
             _jsonl_result(case, path, out["late"]).save(args.result)

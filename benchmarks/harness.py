@@ -139,6 +139,7 @@ class Row:
     ref_input_mb: float | None = None
     matched: bool | None = None   # None: not checked (say why in note)
     note: str = ""
+    error: str = ""               # a side failed: the row has no result (exit status 1)
     diffs: list[str] = field(default_factory=list)
     wb_times: list[float] = field(default_factory=list)
     ref_times: list[float] = field(default_factory=list)
@@ -211,7 +212,7 @@ def table(rows: list[Row]) -> str:
             "RSS MB (input)", "ratio", "CPU ratio", "match", "notes"]
     body = []
     for r in rows:
-        match = {True: "yes", False: "NO", None: "-"}[r.matched]
+        match = "ERROR" if r.error else {True: "yes", False: "NO", None: "-"}[r.matched]
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
         cpu = f"{r.cpu_ratio:.2f}" if r.cpu_ratio is not None else "-"
         body.append([r.driver, r.case, r.workbench, _rate(r.wb_rate),
@@ -230,6 +231,9 @@ def table(rows: list[Row]) -> str:
         if r.matched is False:
             lines.append(f"MISMATCH {r.driver} {r.case} {r.workbench} vs {r.reference}:")
             lines += ["    " + d for d in r.diffs[:12]]
+        if r.error:
+            lines.append(f"ERROR {r.driver} {r.case} {r.workbench} vs {r.reference}:")
+            lines += ["    " + x for x in r.error.strip().splitlines()[-12:]]
     return "\n".join(lines)
 
 
@@ -285,15 +289,15 @@ def progress(msg: str) -> None:
 
 
 def finish(rows: list[Row], args: argparse.Namespace, meta: dict[str, Any]) -> int:
-    """Print the table (unless ``--quiet``), write ``--json``; 1 when any result differs."""
+    """Print the table (unless ``--quiet``), write ``--json``; 1 when any result differs or
+    any side failed."""
     write_json(args.json, rows, meta)
     if not args.quiet:
         print(header(meta))
         print(table(rows))
-    bad = [r for r in rows if r.matched is False]
-    if bad:
-        for r in bad:
-            progress(f"MISMATCH {r.driver} {r.case} {r.workbench} vs {r.reference}: "
-                     + "; ".join(r.diffs[:3]))
-        return 1
-    return 0
+    bad = [r for r in rows if r.matched is False or r.error]
+    for r in bad:
+        what = "; ".join(r.diffs[:3]) if r.matched is False else r.error.strip()[-300:]
+        progress(f"{'MISMATCH' if r.matched is False else 'ERROR'} {r.driver} {r.case} "
+                 f"{r.workbench} vs {r.reference}: {what}")
+    return 1 if bad else 0

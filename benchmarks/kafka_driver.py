@@ -125,8 +125,8 @@ def wb_run(url: str, case: str, sfx: str, source: str, forever: bool,
     if not forever:
         run = built.pipeline.run(url, until="end", progress=False)
         out = {"records": run.stats.records_in, "seconds": time.perf_counter() - started,
-               "commits": run.stats.commits}
-        if result:
+               "commits": run.stats.commits, "rss_mb": harness.peak_rss_mb()}
+        if result:  # read back after measuring: the check's memory is not the run's
             late = run.stats.records_out.get(built.late, 0) if built.late else None
             results.from_frame(case, run.frame(built.sink), late).save(result)
         run.driver.close()
@@ -165,7 +165,7 @@ def child(argv: list[str]) -> int:
                            ready=forever)
         else:
             out = wb_run(url, role, sfx, source, forever, result)
-    out["rss_mb"] = harness.peak_rss_mb()
+    out.setdefault("rss_mb", harness.peak_rss_mb())
     if role == "raw" and result:
         from workbench.frames import records_to_frame
 

@@ -136,29 +136,42 @@ def child(case: str, side: str, n: int, repeat: int, gc_mode: str, result_path: 
 
 
 # ---------------------------------------------------------------- the parent
-def _side(args: argparse.Namespace, case: str, side: str, tmp: Path
-          ) -> tuple[dict[str, Any], results.Canonical]:
+Side = tuple[dict[str, Any] | None, results.Canonical | None, str]
+
+
+def _side(args: argparse.Namespace, case: str, side: str, tmp: Path) -> Side:
+    """Measure one side in a child: its numbers, its result and "" (or None, None and the
+    error: a failing side becomes an ERROR row, the others still run)."""
     harness.progress(f"memory {case} {side} ...")
     path = tmp / f"{case}-{side}.pickle"
-    out = harness.run_child(Path(__file__), [
-        "--child", case, side, "--events", str(args.events), "--repeat", str(args.repeat),
-        "--gc", args.gc, "--result", str(path)])
+    try:
+        out = harness.run_child(Path(__file__), [
+            "--child", case, side, "--events", str(args.events), "--repeat", str(args.repeat),
+            "--gc", args.gc, "--result", str(path)])
+    except (RuntimeError, OSError, ValueError) as exc:
+        harness.progress(f"memory {case} {side}: FAILED {exc}")
+        return None, None, str(exc)
     harness.progress(f"memory {case} {side}: {out['seconds']:.2f} s (median of "
                      f"{', '.join(f'{t:.2f}' for t in out['times'])}), peak RSS "
                      f"{out['rss_mb']:.0f} MB")
-    return out, results.Canonical.load(path)
+    return out, results.Canonical.load(path), ""
 
 
-def _row(case: str, wb_side: str, ref_side: str, n: int, w: dict[str, Any] | None,
-         r: dict[str, Any], wc: results.Canonical | None, rc: results.Canonical,
+def _row(case: str, wb_side: str, ref_side: str, n: int, wb_got: Side | None, ref_got: Side,
          note: str = "") -> harness.Row:
-    row = harness.Row("memory", case, LABEL[wb_side], LABEL[ref_side], n,
-                      ref_s=r["seconds"], ref_cpu_s=r["cpu_seconds"], ref_rss_mb=r["rss_mb"],
-                      ref_input_mb=r["input_mb"], ref_times=r["times"], note=note)
+    """The row of ``wb_side`` beside ``ref_side`` (``wb_got`` None: not available)."""
+    row = harness.Row("memory", case, LABEL[wb_side], LABEL[ref_side], n, note=note)
+    w, wc, w_err = wb_got if wb_got is not None else (None, None, "")
+    r, rc, r_err = ref_got
+    row.error = "\n".join(e for e in (w_err, r_err) if e)
+    if r is not None:
+        row.ref_s, row.ref_cpu_s, row.ref_times = r["seconds"], r["cpu_seconds"], r["times"]
+        row.ref_rss_mb, row.ref_input_mb = r["rss_mb"], r["input_mb"]
     if w is not None and wc is not None:
         row.wb_s, row.wb_rss_mb, row.wb_input_mb = w["seconds"], w["rss_mb"], w["input_mb"]
         row.wb_cpu_s = w["cpu_seconds"]
         row.wb_times = w["times"]
+    if wc is not None and rc is not None:
         row.diffs = results.differences(wc, rc, "workbench", LABEL[ref_side])
         row.matched = not row.diffs
         if rc.late is not None:
@@ -174,26 +187,17 @@ def parent(args: argparse.Namespace) -> list[harness.Row]:
         tmp = Path(d)
         for case in args.only.split(","):
             if case == "frame":
-                w, wc = _side(args, case, "wb-frame", tmp)
-                r, rc = _side(args, case, "pandas-frame", tmp)
-                rows.append(_row("P1", "wb-frame", "pandas-frame", n, w, r, wc, rc,
+                rows.append(_row("frame", "wb-frame", "pandas-frame", n,
+                                 _side(args, case, "wb-frame", tmp),
+                                 _side(args, case, "pandas-frame", tmp),
                                  "RSS includes the P1 run"))
-                rows[-1].case = "frame"
                 continue
             got = {s: _side(args, case, s, tmp) for s in SIDES
                    if s != "wb-expr" or have_expr}
-            lam, lamc = got["wb-lambda"]
-            rows.append(_row(case, "wb-lambda", "loop", n, lam, got["loop"][0], lamc,
-                             got["loop"][1]))
-            rows.append(_row(case, "wb-lambda", "pandas", n, lam, got["pandas"][0], lamc,
-                             got["pandas"][1]))
-            if have_expr:
-                ex, exc = got["wb-expr"]
-                rows.append(_row(case, "wb-expr", "pandas", n, ex, got["pandas"][0], exc,
-                                 got["pandas"][1]))
-            else:
-                rows.append(_row(case, "wb-expr", "pandas", n, None, got["pandas"][0], None,
-                                 got["pandas"][1], pipelines.NO_EXPRESSIONS))
+            rows.append(_row(case, "wb-lambda", "loop", n, got["wb-lambda"], got["loop"]))
+            rows.append(_row(case, "wb-lambda", "pandas", n, got["wb-lambda"], got["pandas"]))
+            rows.append(_row(case, "wb-expr", "pandas", n, got.get("wb-expr"), got["pandas"],
+                             "" if have_expr else pipelines.NO_EXPRESSIONS))
     return rows
 
 
@@ -210,6 +214,9 @@ def main() -> int:
                     args.result)
         print(json.dumps(out), flush=True)
         return 0
+    unknown = set(args.only.split(",")) - {*pipelines.CASES, "frame"}
+    if unknown:
+        ap.error(f"--only: unknown case(s) {', '.join(sorted(unknown))}")
     meta = harness.conditions(args)
     rows = parent(args)
     return harness.finish(rows, args, meta)
