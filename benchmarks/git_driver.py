@@ -8,7 +8,9 @@ repository through the driver (one git commit) and written to ``events.jsonl`` o
 anything is timed. Each repeat of each side runs in a fresh process with fresh outputs (peak
 RSS is its own); repeats alternate between the sides; medians are reported. Results are read
 back once and checked (JSON lines against workbench, workbench against the in-memory loop,
-late counts included); a difference exits 1. The note gives the repository's size (and, with
+late counts included); a difference exits 1. Both sides do all their work in this process (git
+objects, files), so the CPU ratio is given too: the disk and the other processes on a shared
+machine disturb it less than the wall clock. The note gives the repository's size (and, with
 ``--git-gc``, its size after ``git gc`` and whether ``git fsck --strict`` is clean).
 
     python benchmarks/git_driver.py [--events 1000000] [--repeat 3] [--only P1,P2]
@@ -88,7 +90,7 @@ def _read(path: Path) -> Iterator[dict[str, Any]]:
 def jsonl_case(workdir: Path, case: str, rep: int) -> tuple[dict[str, Any], Path]:
     out = workdir / f"jsonl-{case.lower()}-{rep}.jsonl"
     dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with open(out, "w", encoding="utf-8") as f:
         write = f.write
         if case == "P1":
@@ -106,8 +108,8 @@ def jsonl_case(workdir: Path, case: str, rep: int) -> tuple[dict[str, Any], Path
                 write(dumps({"key": {"key": u, "window_start": s, "window_end": s + end},
                              "value": {"total": total, "n": n}, "timestamp": s}))
                 write("\n")
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "late": late, "out_mb": du_mb(out)}, out
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu_seconds": cpu, "late": late, "out_mb": du_mb(out)}, out
 
 
 def _jsonl_result(case: str, path: Path, late: int | None) -> results.Canonical:
@@ -122,10 +124,11 @@ def _jsonl_result(case: str, path: Path, late: int | None) -> results.Canonical:
 # ---------------------------------------------------------------- (b) workbench
 def wb_case(workdir: Path, case: str, rep: int, result: str | None) -> dict[str, Any]:
     built = pipelines.build(case, sfx=f"-r{rep}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run = built.pipeline.run(git_url(workdir), progress=False)
-    seconds = time.perf_counter() - t0
-    out = {"seconds": seconds, "commits": run.stats.commits, "rss_mb": harness.peak_rss_mb()}
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out = {"seconds": seconds, "cpu_seconds": cpu, "commits": run.stats.commits,
+           "rss_mb": harness.peak_rss_mb()}
     if result:  # read back after measuring: the check's memory is not the run's
         late = run.stats.records_out.get(built.late, 0) if built.late else None
         results.from_frame(case, run.frame(built.sink), late).save(result)
@@ -197,6 +200,8 @@ def parent(args: argparse.Namespace, workdir: Path) -> list[harness.Row]:
             "git", case, "lambda, until end", JSONL, n,
             wb_s=statistics.median(x["seconds"] for x in w),
             ref_s=statistics.median(x["seconds"] for x in r),
+            wb_cpu_s=statistics.median(x["cpu_seconds"] for x in w),
+            ref_cpu_s=statistics.median(x["cpu_seconds"] for x in r),
             wb_rss_mb=max(x["rss_mb"] for x in w), ref_rss_mb=max(x["rss_mb"] for x in r),
             wb_times=[x["seconds"] for x in w], ref_times=[x["seconds"] for x in r],
             matched=not diffs, diffs=diffs, note=note, extra=dict(loads)))
