@@ -135,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     from .deploy.cli import add_cli as add_deploy_cli
 
     add_deploy_cli(sub)
+    # -- workbench forget (workbench/privacy/cli.py) --
+    from .privacy.cli import add_cli as add_forget_cli
+
+    add_forget_cli(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _a: print(__import__("workbench").__version__) or 0)
     return parser

@@ -116,7 +116,7 @@ def _retoken(token: str, handle: bytes | None = None, field: str | None = None) 
     h, f = handle or h, field or f
     fb = f.encode()
     raw = bytes([TOKEN_VERSION]) + h + bytes([len(fb)]) + fb + nonce + ct
-    return PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return PREFIX + base64.b64encode(raw).decode()
 
 
 def test_ciphertext_cannot_move_to_another_person_or_field(tmp_path: Path) -> None:

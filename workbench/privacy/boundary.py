@@ -24,13 +24,14 @@ rebuilt, the others are passed through as they are.
 
 from __future__ import annotations
 
+import binascii
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ProcessingError
-from .crypto import PREFIX, parse_token, short_pseudonym
+from .crypto import PREFIX, TOKEN_VERSION, parse_token, short_pseudonym
 from .keystore import FORGOTTEN, KeyStore
 from .spec import ERASED, Personal
 from .tags import TAGGED, PersonalStr, tag
@@ -40,6 +41,22 @@ __all__ = ["Boundary", "erased_key"]
 log = logging.getLogger(__name__)
 _PLAIN = frozenset({int, float, bool, type(None), bytes})
 _ERASED_KEY = "<erased:"
+
+
+_a2b = binascii.a2b_base64
+_PLEN = len(PREFIX)
+
+
+def _parse(token: str) -> tuple[bytes, str, bytes, bytes]:
+    """:func:`parse_token`, inlined for the common well-formed case."""
+    try:
+        raw = _a2b(token[_PLEN:])
+        n = raw[17]
+        if raw[0] == TOKEN_VERSION and len(raw) >= 47 + n:
+            return raw[1:17], raw[18:18 + n].decode(), raw[18 + n:30 + n], raw[30 + n:]
+    except (binascii.Error, IndexError, UnicodeDecodeError):
+        pass
+    return parse_token(token)
 
 
 def erased_key(token: str) -> str:
@@ -371,20 +388,30 @@ class Boundary:
         cls = x.__class__
         if cls is dict:
             out: Any = None
+            odd_keys = False
             for k, y in x.items():
+                if k.__class__ is not str or k.startswith(PREFIX):
+                    odd_keys = True
                 yc = y.__class__
-                if (yc is str and y.startswith(PREFIX)) or yc in TAGGED:
+                if yc is str:
+                    if not y.startswith(PREFIX):
+                        continue
                     if out is None:
                         out = dict(x)
                     w.pend.append([out, k, y, False, None, None])
-                elif yc is not str and yc not in _PLAIN:
+                elif yc in TAGGED:
+                    if out is None:
+                        out = dict(x)
+                    w.pend.append([out, k, y, False, None, None])
+                elif yc not in _PLAIN:
                     z = self._open(y, w, False)
                     if z is not y:
                         if out is None:
                             out = dict(x)
                         self._place(out, k, z, w)
-            if any((k.__class__ is str and k.startswith(PREFIX)) or k.__class__ in TAGGED
-                   for k in x):
+            if odd_keys and any(
+                    (k.__class__ is str and k.startswith(PREFIX)) or k.__class__ in TAGGED
+                    for k in x):
                 return self._open_dict_keys(x if out is None else out, w)
             return x if out is None else out
         if cls is list or isinstance(x, tuple):
@@ -425,7 +452,7 @@ class Boundary:
                 handles.add(x._wb_h)
                 parsed.append(None)
             else:
-                t = parse_token(x)
+                t = _parse(x)
                 handles.add(t[0])
                 parsed.append(t)
         found = self.keys.keys_for(handles, create=False)
@@ -458,6 +485,14 @@ class Boundary:
         handle = self.keys.handle
         for rec in records:
             v = rec[1]
+            if v.__class__ is dict and not spec.key:
+                for f in fields:  # every personal field already a token (or absent): as is
+                    x = v.get(f)
+                    if x is not None and not (x.__class__ is str and x.startswith(PREFIX)):
+                        break
+                else:
+                    out.append(rec)
+                    continue
             subject = spec.subject_of(v, rec[0])
             if subject is None or (subject.__class__ is str and (
                     subject.startswith(PREFIX) or _is_marker(subject))) or \

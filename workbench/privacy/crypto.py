@@ -2,7 +2,7 @@
 
 A personal value leaves the process as a **token**, a string::
 
-    "\\x1epii." + base64url(version | handle(16) | len(field) | field | nonce(12) | ciphertext+tag)
+    "\\x1epii." + base64(version | handle(16) | len(field) | field | nonce(12) | ciphertext+tag)
 
 * ``handle`` names the subject without showing its id: HMAC-SHA256 of the subject id under the
   key store's index key, first 16 bytes (see :mod:`workbench.privacy.keystore`);
@@ -21,6 +21,7 @@ A personal value leaves the process as a **token**, a string::
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -35,8 +36,8 @@ __all__ = ["PREFIX", "TOKEN_VERSION", "SubjectKey", "is_token", "parse_token"]
 PREFIX = "\x1epii."
 TOKEN_VERSION = 1
 _PREFIX_LEN = len(PREFIX)
-_b64e = base64.urlsafe_b64encode
-_b64d = base64.urlsafe_b64decode
+_b2a = binascii.b2a_base64
+_a2b = binascii.a2b_base64
 
 
 def aesgcm_class() -> Any:
@@ -62,7 +63,7 @@ def parse_token(token: str) -> tuple[bytes, str, bytes, bytes]:
         SerializationError: the token is malformed (cut, edited, or another version).
     """
     try:
-        raw = _b64d(token[_PREFIX_LEN:] + "=" * (-(len(token) - _PREFIX_LEN) % 4))
+        raw = _a2b(token[_PREFIX_LEN:])
         if raw[0] != TOKEN_VERSION:
             raise ValueError(f"token version {raw[0]}")
         handle = raw[1:17]
@@ -72,7 +73,7 @@ def parse_token(token: str) -> tuple[bytes, str, bytes, bytes]:
         ct = raw[30 + flen:]
         if len(handle) != 16 or len(nonce) != 12 or len(ct) < 17:
             raise ValueError("token too short")
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+    except (ValueError, IndexError, UnicodeDecodeError, binascii.Error) as exc:
         raise SerializationError(f"malformed personal-data token {token[:40]!r}: {exc}") from None
     return handle, field, nonce, ct
 
@@ -122,25 +123,31 @@ class SubjectKey:
         dek: the 32-byte data key.
     """
 
-    __slots__ = ("_aead", "_head", "_mac", "handle")
+    __slots__ = ("_aads", "_aead", "_head", "_mac", "handle")
 
     def __init__(self, handle: bytes, dek: bytes) -> None:
         self.handle = handle
         self._aead = aesgcm_class()(dek)
         self._mac = hmac.new(dek, b"workbench pseudonym v1", hashlib.sha256).digest()
         self._head = bytes([TOKEN_VERSION]) + handle
+        self._aads: dict[str, tuple[bytes, bytes]] = {}
 
-    def _aad(self, fb: bytes) -> bytes:
-        return self.handle + b"|" + fb
+    def _aad(self, field: str) -> tuple[bytes, bytes]:
+        """``(token head up to the nonce, associated data)`` for ``field`` (cached)."""
+        got = self._aads.get(field)
+        if got is None:
+            fb = _field_bytes(field)
+            got = (self._head + bytes([len(fb)]) + fb, self.handle + b"|" + fb)
+            self._aads[field] = got
+        return got
 
     def seal(self, value: Any, field: str, nonce: bytes | None = None) -> str:
         """Encrypt ``value`` of ``field`` into a token (random nonce unless given)."""
-        fb = _field_bytes(field)
+        head, aad = self._aad(field)
         if nonce is None:
             nonce = os.urandom(12)
-        ct = self._aead.encrypt(nonce, encode_plain(value), self._aad(fb))
-        raw = self._head + bytes([len(fb)]) + fb + nonce + ct
-        return PREFIX + _b64e(raw).rstrip(b"=").decode("ascii")
+        ct = self._aead.encrypt(nonce, encode_plain(value), aad)
+        return PREFIX + _b2a(head + nonce + ct, newline=False).decode("ascii")
 
     def seal_many(self, values: list[Any], fields: list[str]) -> list[str]:
         """Encrypt several values with random nonces drawn in one call."""
@@ -160,7 +167,7 @@ class SubjectKey:
     def open(self, field: str, nonce: bytes, ct: bytes, token: str = "") -> Any:
         """Decrypt; a failed check (edited token, wrong key) raises :class:`SerializationError`."""
         try:
-            data = self._aead.decrypt(nonce, ct, self._aad(_field_bytes(field)))
+            data = self._aead.decrypt(nonce, ct, self._aad(field)[1])
         except Exception as exc:  # cryptography's InvalidTag
             raise SerializationError(
                 f"personal-data token {token[:40]!r}... of field {field!r} does not decrypt "
@@ -172,4 +179,4 @@ class SubjectKey:
 def short_pseudonym(token: str) -> str:
     """A short, stable text for an erased key: the key token's nonce (its keyed pseudonym)."""
     _h, _f, nonce, _ct = parse_token(token)
-    return _b64e(nonce).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(nonce).rstrip(b"=").decode("ascii")
