@@ -85,3 +85,36 @@ def test_java_writes_workbench_reads_and_writes_java_reads(kafka_url: str, kafka
         assert java["partition"] == rec["partition"]
         assert java["timestamp"] == rec["value"]["paid_at"]
     assert {r["schema_id"] for r in consumed} == {sr.latest(f"{sink}-value").id}
+
+
+def test_internal_topics_are_readable_by_java(kafka_url: str, kafka_bootstrap: str) -> None:
+    """With Java-compatible serdes (the driver's default key serde ``string``), the repartition
+    topic, the key-value changelog and the output are read by a Java consumer with
+    ``StringDeserializer`` keys (and ``LongDeserializer`` values for the output), every record
+    in the partition Java's producer chooses for its key."""
+    require_java()
+    sfx = uuid.uuid4().hex[:8]
+    url = f"{kafka_url}?key_serde=string&partitions=3"
+    p = wb.Pipeline(f"java-internal-{sfx}")
+    clicks = p.source(f"clicks-{sfx}", key=("user", wb.serde.string()), partitions=3)
+    clicks.group_by(lambda v: v["page"]).count(name="per-page").changes().to(
+        f"pages-{sfx}", value=wb.serde.long())
+    rows = [{"user": f"u{i % 5}", "page": f"/p/{i % 7}"} for i in range(70)]
+    run = p.run(url, inputs={f"clicks-{sfx}": rows})
+    topics = run.plan.topics
+    repartition = next(t for t, s in topics.items() if s.kind == "repartition")
+    changelog = next(t for t, s in topics.items() if s.kind == "changelog")
+    for topic, serde, count in ((repartition, "string", 70), (changelog, "string", None),
+                                (f"pages-{sfx}", "long", 70)):
+        n = count or len(run.driver.read_all(topic))
+        got = run_java("consume-raw", kafka_bootstrap, topic, str(n), serde)
+        assert len(got) == n and n > 0
+        assert all(r["partition"] == r["java_partition"] for r in got), topic
+        assert {r["key"] for r in got} <= {f"/p/{i}" for i in range(7)}, topic
+        if topic == repartition:
+            assert all(json.loads(r["value"])["page"] == r["key"] for r in got)
+        elif topic == changelog:
+            assert all(isinstance(json.loads(r["value"])[0], int) for r in got)
+        else:
+            final = {r["key"]: r["value"] for r in got}
+            assert final == {f"/p/{i}": 10 for i in range(7)}

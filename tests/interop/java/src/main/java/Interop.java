@@ -67,6 +67,10 @@ import org.apache.kafka.streams.kstream.internals.WindowedStreamPartitioner;
  *                                  stdin: an Avro schema; registers it under TOPIC-value, writes
  *                                  COUNT records in Confluent's wire format (String keys, the
  *                                  producer's own partitioner); prints each record as JSON
+ * consume-raw BOOTSTRAP TOPIC COUNT VALUE_SERDE
+ *                                  reads COUNT records with a StringDeserializer for keys and
+ *                                  VALUE_SERDE (string or long) for values; prints each with the
+ *                                  partition Java's producer would choose for its key
  * consume-avro BOOTSTRAP REGISTRY TOPIC COUNT
  *                                  reads COUNT records (read_committed), checks the wire format,
  *                                  fetches each writer schema by id, decodes with Apache Avro;
@@ -82,6 +86,7 @@ public final class Interop {
             case "partitions" -> partitions(args.length > 1 ? args[1] : null);
             case "produce-avro" -> produceAvro(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "consume-avro" -> consumeAvro(args[1], args[2], args[3], Integer.parseInt(args[4]));
+            case "consume-raw" -> consumeRaw(args[1], args[2], Integer.parseInt(args[3]), args[4]);
             default -> throw new IllegalArgumentException("unknown command " + args[0]);
         }
     }
@@ -341,6 +346,45 @@ public final class Interop {
                     o.put("timestamp", rec.timestamp());
                     o.put("schema_id", id);
                     o.set("value", toJson(value));
+                    System.out.println(JSON.writeValueAsString(o));
+                    seen++;
+                }
+            }
+            if (seen < count) {
+                throw new IllegalStateException("read " + seen + " of " + count + " records of " + topic);
+            }
+        }
+    }
+
+    private static void consumeRaw(String bootstrap, String topic, int count, String valueSerde)
+            throws Exception {
+        Properties props = new Properties();
+        props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(props, new StringDeserializer(), new ByteArrayDeserializer())) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : consumer.partitionsFor(topic)) {
+                tps.add(new TopicPartition(topic, pi.partition()));
+            }
+            consumer.assign(tps);
+            consumer.seekToBeginning(tps);
+            int seen = 0;
+            long deadline = System.currentTimeMillis() + 60_000;
+            while (seen < count && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, byte[]> rec : consumer.poll(Duration.ofMillis(500))) {
+                    ObjectNode o = JSON.createObjectNode();
+                    o.put("key", rec.key());
+                    o.put("partition", rec.partition());
+                    o.put("java_partition", BuiltInPartitioner.partitionForKey(
+                            new StringSerializer().serialize(topic, rec.key()), tps.size()));
+                    if (rec.value() == null) {
+                        o.putNull("value");
+                    } else if (valueSerde.equals("long")) {
+                        o.put("value", new org.apache.kafka.common.serialization.LongDeserializer().deserialize(topic, rec.value()));
+                    } else {
+                        o.put("value", new String(rec.value(), StandardCharsets.UTF_8));
+                    }
                     System.out.println(JSON.writeValueAsString(o));
                     seen++;
                 }
