@@ -37,6 +37,8 @@ pytestmark = pytest.mark.notebook
 
 NOTEBOOKS = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
 PROMOTE = "03-promote"
+#: needs Kafka, a Schema Registry and Java: run by test_interop_notebook with the services' URLs
+INTEROP = "06-interop"
 
 
 def _require(module: str) -> Any:
@@ -145,7 +147,7 @@ def export_html_outputs(path: Path) -> str:
     return json.dumps([c.get("outputs", []) for c in nb["cells"]])
 
 
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n != PROMOTE])
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in (PROMOTE, INTEROP)])
 def test_notebook(name: str, kernel_name: str, tmp_path: Path) -> None:
     out, seconds = execute(name, kernel_name, tmp_path)
     text = _outputs_text(out)
@@ -156,6 +158,22 @@ def test_notebook(name: str, kernel_name: str, tmp_path: Path) -> None:
     assert "Traceback" not in text and "Error" not in "".join(
         line for line in text.splitlines() if line.startswith("ERROR")), text[-2000:]
     print(f"{name}: {seconds:.1f} s")
+
+
+@pytest.mark.kafka
+@pytest.mark.registry
+def test_interop_notebook(kernel_name: str, tmp_path: Path, kafka_url: str,
+                          registry_url: str) -> None:
+    """06-interop: a Java producer's Avro read, previewed and promoted to Protobuf."""
+    from tests.interop.java_build import require_java
+
+    require_java()
+    out, seconds = execute(INTEROP, kernel_name, tmp_path,
+                           {"kafka_url": kafka_url, "registry_url": registry_url})
+    text = _outputs_text(out)
+    assert "all checks passed" in text and "Traceback" not in text, text[-2000:]
+    assert "totals placed as Java places keys: True" in text
+    print(f"{INTEROP}: {seconds:.1f} s")
 
 
 # -- cells run out of order and twice -------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Build and run the Java side of the interop tests (``java/``: the real Kafka clients, Kafka
-Streams' windowed serdes and partitioners, Apache Avro; from Maven Central), like the
+"""Build and run the Java side of the interop tests and of ``notebooks/06-interop.ipynb``
+(``java/``: the real Kafka clients, Kafka Streams' windowed serdes and partitioners, Apache
+Avro; from Maven Central), like the
 conformance oracle: ``mvn dependency:copy-dependencies`` into ``.build/lib`` (again only when
 ``pom.xml`` changes), ``javac`` into ``.build/classes`` (again only when a source changes).
 Parallel test workers build once (a file lock)."""
@@ -13,8 +14,6 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from workbench._env import in_ci
 
@@ -30,6 +29,8 @@ __all__ = ["build", "require_java", "run_java"]
 
 def require_java() -> None:
     """Skip (fail on CI) when java, javac or mvn is missing."""
+    import pytest
+
     missing = [t for t in ("java", "javac", "mvn") if shutil.which(t) is None]
     if missing:
         message = (f"the Java interop tests need {', '.join(missing)}: apt-get install -y "
@@ -76,3 +77,10 @@ def run_java(*args: str, stdin: str = "", timeout: float = 300) -> list[dict[str
         raise RuntimeError(f"the Java interop program failed (exit {proc.returncode}): "
                            f"{' '.join(args)}\n{proc.stderr[-5000:]}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+if __name__ == "__main__":  # python tests/interop/java_build.py COMMAND ARGS < stdin
+    import sys
+
+    for line in run_java(*sys.argv[1:], stdin=sys.stdin.read()):
+        print(json.dumps(line))
