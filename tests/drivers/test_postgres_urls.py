@@ -175,3 +175,13 @@ def test_the_run_cli_error_does_not_show_the_password(pg_url: str, tmp_path: Any
     assert out.returncode != 0
     assert "no_such_db_here" in out.stderr + out.stdout
     assert SECRET not in out.stderr + out.stdout
+
+
+def test_server_options_reach_the_server(pg_url: str) -> None:
+    d = PostgresDriver(with_options(pg_url, options="-c%20statement_timeout%3D4321"))
+    assert d.session.conn.execute("SHOW statement_timeout").fetchone()[0] == "4321ms"
+    d.close()
+    t0 = time.monotonic()
+    with pytest.raises(DefinitionError, match='unrecognized configuration parameter "nosuch"'):
+        PostgresDriver(with_options(pg_url, options="-c%20nosuch%3D1"))
+    assert time.monotonic() - t0 < 30  # refused at once, not retried for retry=

@@ -24,7 +24,8 @@ from ..base import Transaction
 from .catalog import Catalog, TopicInfo
 from .codec import dumps, loads
 from .logs import Logs
-from .session import SQLSTATE_RETRY, Session, sqlstate
+from .naming import sink_table
+from .session import LOCK_NOT_AVAILABLE, QUERY_CANCELED, SQLSTATE_RETRY, Session, sqlstate
 from .sinks import TableSinks, refusal
 
 __all__ = ["Committer"]
@@ -53,6 +54,7 @@ class Committer:
         self.commits = 0
         self.last_commit_ms = 0.0
         self._in_sinks = False
+        self._phase = "starting"
 
     # -- positions and metadata ---------------------------------------------------------------
     def committed(self, app_id: str, topic: str, partition: int) -> int:
@@ -102,6 +104,7 @@ class Committer:
             careful = False  # table sinks in savepoints (after a table refused a change)
             while True:
                 self._in_sinks = False
+                self._phase = "starting the transaction"
                 try:
                     with self.s.conn.transaction():
                         self._apply(self.s.conn, txn, infos, encoded, metadata, seq, careful)
@@ -119,6 +122,7 @@ class Committer:
                                  "changes one part at a time", state)
                         careful = True
                         continue
+                    what = f"commit of application {txn.app_id!r}, {self._phase}"
                     if self.s.is_connection_error(exc):
                         if time.monotonic() > deadline:
                             raise self.s.error(
@@ -129,8 +133,20 @@ class Committer:
                         self.s.reconnect(exc)
                         if self._landed(seq):
                             break  # the COMMIT went through; only its acknowledgement was lost
+                    elif state == LOCK_NOT_AVAILABLE:
+                        final = time.monotonic() > deadline
+                        msg = self.s.lock_wait(what, exc, final)
+                        if final:
+                            raise self.s.error(
+                                DriverError, msg + f"; gave up after retry="
+                                f"{self.s.options.retry_ms / 1000:g} s. Nothing of this commit "
+                                "was written; restarting resumes from the last commit.") from None
                     elif state in SQLSTATE_RETRY and time.monotonic() < deadline:
                         log.info("commit: transient failure %s, retrying", state)
+                    elif state == QUERY_CANCELED:
+                        raise self.s.error(
+                            DriverError, self.s.timed_out(what, exc) + ". Nothing of this commit "
+                            "was written; restarting resumes from the last commit.") from None
                     else:
                         raise self.s.error(DriverError, self._describe_failure(exc, txn)
                                            ) from self.s.cause(exc)
@@ -149,8 +165,9 @@ class Committer:
 
     def _landed(self, seq: int) -> bool:
         S, s = self.s.sql.SQL, self.s.qs()
-        row = self.s.conn.execute(S("SELECT seq FROM {}._commits WHERE token = %s").format(s),
-                                  (self.token,)).fetchone()
+        row = self.s.call(lambda c: c.execute(S("SELECT seq FROM {}._commits WHERE token = %s")
+                                              .format(s), (self.token,)).fetchone(),
+                          "checking whether the commit landed")
         return row is not None and int(row[0]) >= seq
 
     def _describe_failure(self, exc: Any, txn: Transaction) -> str:
@@ -171,9 +188,11 @@ class Committer:
         # 1. positions first: compare-and-set against what this process last saw, so a worker
         #    that lost its partitions cannot write anything
         if txn.positions:
+            self._phase = f"moving the input positions (table {self.s.schema}._positions)"
             self._move_positions(conn, txn)
         # 2. outputs: reserve offsets, COPY into the logs, upsert table sinks
         if encoded:
+            self._phase = f"reserving offsets (table {self.s.schema}._partitions)"
             bases = self.logs.reserve(conn, [(t, p, len(r)) for (t, p), r in encoded.items()])
             by_topic: dict[str, list[tuple[int, int, list[Any]]]] = {}
             for (t, p), rows in encoded.items():
@@ -181,13 +200,18 @@ class Committer:
             texts: dict[str, dict[int, list[str]]] = {}  # table sinks' value texts
             for t in sorted(by_topic):
                 kept = texts.setdefault(t, {}) if infos[t].upsert else None
+                self._phase = (f"writing the log of topic {t!r} (table "
+                               f"{self.s.schema}.{infos[t].log_table})")
                 self.logs.copy(conn, infos[t], by_topic[t], kept)
             self._in_sinks = True
             for t in sorted(by_topic):
                 if infos[t].upsert:
+                    self._phase = (f"upserting table sink {t!r} (table "
+                                   f"{self.s.schema}.{sink_table(t)})")
                     self.sinks.upsert(conn, infos[t], txn, bases, careful, texts[t])
             self._in_sinks = False
         # 3. metadata, the commit marker, listeners
+        self._phase = "writing metadata and the commit marker"
         if metadata:
             ks = sorted(metadata)
             conn.execute(S(

@@ -20,6 +20,9 @@ __all__ = ["Leases"]
 
 log = logging.getLogger(__name__)
 
+#: how long a reconnected worker waits for its old session's leases to be released
+RETAKE_S = 5.0
+
 
 class Leases:
     """This process's partition leases.
@@ -63,12 +66,18 @@ class Leases:
         return bool(self.s.call(lease, "leasing partitions"))
 
     def retake(self, conn: Any) -> None:
-        """After a reconnect: take this process's leases back (their locks died with the old
-        session); another worker holding one fences this process."""
+        """After a reconnect: take this process's leases back (their locks die with the old
+        session, which may take a moment to end after it was cut off); another worker holding
+        one after ``RETAKE_S`` fences this process."""
         for app, parts in self.leases.items():
             for p in sorted(parts):
-                got = conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                   (lock_key("lease", self.s.schema, app, p),)).fetchone()[0]
+                key = lock_key("lease", self.s.schema, app, p)
+                deadline = time.monotonic() + RETAKE_S
+                while not (got := conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                               (key,)).fetchone()[0]):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
                 if not got:
                     raise FencedError(
                         f"partition {p} of application {app!r} was taken over by another "

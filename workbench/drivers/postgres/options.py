@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ..._time import duration_ms
 from ..._urls import redact_url
@@ -23,7 +23,7 @@ __all__ = ["OPTIONS", "PgOptions", "TableSource", "parse_url"]
 
 #: the query parameters workbench reads itself (``table.TOPIC=...`` besides)
 OPTIONS = ("schema", "upsert", "errors", "members", "retry", "partitions", "prefetch",
-           "takeover")
+           "takeover", "lock_timeout")
 _FORM = ("postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME&...], e.g. "
          "postgresql://postgres@127.0.0.1:5432/postgres")
 _TRUE = ("1", "true", "yes", "on")
@@ -73,6 +73,8 @@ class PgOptions:
         partitions: default partition count of topics created without one.
         prefetch: read the next batch ahead on a second connection.
         takeover: lease partitions that became free during a run.
+        lock_timeout_ms: how long a statement waits for a lock before the driver reports who
+            holds it and tries again (until ``retry_ms`` is spent).
         tables: user tables read as source topics, by topic.
     """
 
@@ -87,6 +89,7 @@ class PgOptions:
     partitions: int = 1
     prefetch: bool = True
     takeover: bool = False
+    lock_timeout_ms: int = 5_000
     tables: dict[str, TableSource] = field(default_factory=dict)
 
 
@@ -198,7 +201,8 @@ def parse_url(url: str, libpq_params: Iterable[str] = ()) -> PgOptions:
             k in ("host", "hostaddr", "service", "dbname") for k, _ in libpq):
         raise DefinitionError(f"{shown!r} names no server and no database; use {_FORM} (the "
                               "URL `workbench dev up` prints works).")
-    for name in ("schema", "retry", "members", "partitions", "errors", "prefetch", "takeover"):
+    for name in ("schema", "retry", "members", "partitions", "errors", "prefetch", "takeover",
+                 "lock_timeout"):
         if name in opts and opts[name].strip() == "":
             raise DefinitionError(f"{shown!r}: parameter {name!r} is empty; give a value or "
                                   "leave it out.")
@@ -206,14 +210,15 @@ def parse_url(url: str, libpq_params: Iterable[str] = ()) -> PgOptions:
     if schema is not None and len(schema.encode()) > _MAX_IDENT:
         raise DefinitionError(f"{shown!r}: schema {schema!r} is longer than PostgreSQL's "
                               f"{_MAX_IDENT}-byte limit for names; use a shorter one.")
-    retry = opts.get("retry", "60s")
-    try:
-        retry_ms = duration_ms(retry, "retry")
-    except DefinitionError:
-        raise DefinitionError(f"{shown!r}: parameter 'retry' must be a duration with a unit, "
-                              f"such as 500ms, 30s or 2m; got {retry!r}.") from None
+    retry_ms = _duration(shown, "retry", opts.get("retry", "60s"))
+    lock_timeout_ms = _duration(shown, "lock_timeout", opts.get("lock_timeout", "5s"))
+    if lock_timeout_ms < 1:
+        raise DefinitionError(f"{shown!r}: parameter 'lock_timeout' must be at least 1ms (the "
+                              "driver never waits for a lock without a limit).")
     return PgOptions(
-        conninfo=urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(libpq), "")),
+        # %20 for spaces: libpq does not read "+" as a space (options=-c%20name%3Dvalue)
+        conninfo=urlunsplit(("postgresql", parts.netloc, parts.path,
+                             urlencode(libpq, quote_via=quote), "")),
         shown=shown,
         password=unquote(parts.password) if parts.password else None,
         schema=schema,
@@ -226,8 +231,17 @@ def parse_url(url: str, libpq_params: Iterable[str] = ()) -> PgOptions:
                         what="a partition count (an integer)"),
         prefetch=_bool(shown, "prefetch", opts.get("prefetch", "1")),
         takeover=_bool(shown, "takeover", opts.get("takeover", "0")),
+        lock_timeout_ms=lock_timeout_ms,
         tables=tables,
     )
+
+
+def _duration(shown: str, name: str, value: str) -> int:
+    try:
+        return duration_ms(value, name)
+    except DefinitionError:
+        raise DefinitionError(f"{shown!r}: parameter {name!r} must be a duration with a unit, "
+                              f"such as 500ms, 30s or 2m; got {value!r}.") from None
 
 
 def _check_libpq(shown: str, name: str, value: str) -> None:

@@ -20,15 +20,18 @@ from ..._urls import redact_text
 from ...errors import DefinitionError, DriverError, DriverUnavailableError
 from .options import PgOptions
 
-__all__ = ["SQLSTATE_RETRY", "Session", "libpq_params", "load_psycopg", "sqlstate"]
+__all__ = ["LOCK_NOT_AVAILABLE", "QUERY_CANCELED", "SQLSTATE_RETRY", "Session", "libpq_params",
+           "load_psycopg", "sqlstate"]
 
 log = logging.getLogger(__name__)
 
 #: serialization failure, deadlock, lock not available: worth another try
 SQLSTATE_RETRY = {"40001", "40P01", "55P03"}
+LOCK_NOT_AVAILABLE, QUERY_CANCELED = "55P03", "57014"
 #: libpq's words for a connection parameter it cannot use
 _BAD_PARAMETER = ("invalid connection option", "invalid URI", "invalid integer value",
-                  " value: \"", "missing \"=\"")
+                  " value: \"", "missing \"=\"", "unrecognized configuration parameter",
+                  "invalid value for parameter")
 #: the server's words for a refusal that retrying cannot change
 _REFUSED = ("does not exist", "authentication failed", "no pg_hba.conf entry",
             "permission denied")
@@ -60,6 +63,12 @@ def libpq_params() -> frozenset[str]:
     return _PARAMS
 
 
+def primary(exc: BaseException) -> str:
+    """The server's one-line message of a psycopg error (without the ``LINE 1: ...`` lines)."""
+    text = getattr(getattr(exc, "diag", None), "message_primary", None)
+    return str(text or exc).strip()
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of a psycopg error, if it has one."""
     return getattr(getattr(exc, "diag", None), "sqlstate", None)
@@ -87,6 +96,7 @@ class Session:
         self.reconnects = 0
         self.after_connect: list[Callable[[Any], None]] = []
         self.after_reconnect: list[Callable[[Any], None]] = []
+        self._pids: set[int] = set()  # backends of this driver's connections
 
     # -- names --------------------------------------------------------------------------------
     def q(self, *names: str) -> Any:
@@ -121,9 +131,41 @@ class Session:
 
     # -- connections --------------------------------------------------------------------------
     def new_connection(self) -> Any:
-        """A fresh autocommit connection (for listeners and read-ahead too)."""
-        return self.pg.connect(self.options.conninfo, autocommit=True,
-                               application_name=self.application_name)
+        """A fresh autocommit connection (for listeners and read-ahead too), whose statements
+        wait at most ``lock_timeout=`` for a lock. ``application_name`` in the URL wins over
+        the driver's."""
+        extra = {} if "application_name=" in self.options.conninfo else {
+            "application_name": self.application_name}
+        conn = self.pg.connect(self.options.conninfo, autocommit=True, **extra)
+        conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                     (f"{self.options.lock_timeout_ms}ms",))
+        self._pids.add(conn.info.backend_pid)
+        return conn
+
+    def blockers(self) -> str:
+        """Who holds locks on this schema's tables (other sessions; the oldest transactions
+        first), as a sentence for messages; empty when nobody does or it cannot be told."""
+        stmt = (
+            "SELECT a.pid, a.application_name, a.usename, a.state, "
+            "extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int, "
+            "left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120), "
+            "string_agg(DISTINCT l.mode || ' on ' || c.relname, ', ') "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "JOIN pg_class c ON c.oid = l.relation "
+            "WHERE l.granted AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = "
+            "%s) AND l.pid <> pg_backend_pid() AND NOT l.pid = ANY(%s) AND NOT (l.mode = "
+            "'AccessShareLock' AND a.state = 'active') "
+            "GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 5 DESC NULLS LAST LIMIT 3")
+        try:
+            rows = self.conn.execute(stmt, (self.schema, sorted(self._pids))).fetchall()
+        except Exception:  # only a hint for a message
+            return ""
+        if not rows:
+            return ""
+        parts = [f"pid {pid} (application {app!r}, user {user!r}, {state} for {age} s, "
+                 f"holding {locks}; its statement: {query!r})"
+                 for pid, app, user, state, age, query, locks in rows]
+        return self.scrub("held by " + "; ".join(parts))
 
     def connect(self) -> None:
         """Connect, retrying with backoff for up to ``retry=``; a refusal that retrying cannot
@@ -165,24 +207,57 @@ class Session:
 
     def reconnect(self, cause: BaseException) -> None:
         """Reconnect after a lost connection, then run the ``after_reconnect`` hooks (they take
-        this process's leases back; another worker holding one fences this process)."""
-        log.warning("PostgreSQL connection lost (%s); reconnecting", self.scrub(cause))
-        if self.conn is not None:
-            with contextlib.suppress(Exception):
-                self.conn.close()
-        self.conn = None
+        this process's leases back; another worker holding one fences this process). A
+        connection lost again meanwhile is reconnected again, until ``retry=`` is spent."""
+        deadline = time.monotonic() + self.options.retry_ms / 1000
+        while True:
+            log.warning("PostgreSQL connection lost (%s); reconnecting", self.scrub(cause))
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+            self.conn = None
+            try:
+                self.connect()
+                for hook in self.after_reconnect:
+                    hook(self.conn)
+            except DriverUnavailableError as exc:
+                raise self.error(
+                    DriverError,
+                    f"lost the connection to PostgreSQL at {self.safe_url()} and could not "
+                    f"reconnect within {self.options.retry_ms / 1000:g} s ({cause}). Nothing of "
+                    "the current transaction was written; restart the run to resume from the "
+                    "last commit.") from self.cause(exc)
+            except self.pg.Error as exc:
+                if not self.is_connection_error(exc) or time.monotonic() > deadline:
+                    raise
+                cause = exc
+                continue
+            self.reconnects += 1
+            return
+
+    def lock_wait(self, what: str, exc: BaseException, final: bool) -> str:
+        """The message for a statement that gave up waiting for a lock (``lock_timeout=``),
+        naming who holds locks on the schema; logged as a warning unless ``final``."""
+        msg = (f"{what}: waited {self.options.lock_timeout_ms / 1000:g} s for a lock "
+               f"({primary(exc)})")
+        who = self.blockers()
+        msg += f", {who}" if who else ""
+        if not final:
+            log.warning("%s; trying again", self.scrub(msg))
+        return msg
+
+    def timed_out(self, what: str, exc: BaseException) -> str:
+        """The message for a statement cancelled by ``statement_timeout``."""
         try:
-            self.connect()
-        except DriverUnavailableError as exc:
-            raise self.error(
-                DriverError,
-                f"lost the connection to PostgreSQL at {self.safe_url()} and could not "
-                f"reconnect within {self.options.retry_ms / 1000:g} s ({cause}). Nothing of the "
-                "current transaction was written; restart the run to resume from the last "
-                "commit.") from self.cause(exc)
-        self.reconnects += 1
-        for hook in self.after_reconnect:
-            hook(self.conn)
+            limit = self.conn.execute("SHOW statement_timeout").fetchone()[0]
+        except Exception:  # only a hint for a message
+            limit = "?"
+        who = self.blockers()
+        return (f"{what} was cancelled by the server: {primary(exc)} (statement_timeout is "
+                f"{limit}{'; locks ' + who if who else ''}). Raise statement_timeout for "
+                "workbench's connections (options=-c%20statement_timeout%3D0 in the URL, or "
+                "ALTER ROLE ... SET statement_timeout), or make commits smaller (a shorter "
+                "commit interval)")
 
     def call(self, fn: Callable[[Any], Any], what: str) -> Any:
         """Run ``fn(conn)``, reconnecting and retrying (with backoff) on lost connections and
@@ -199,8 +274,16 @@ class Session:
                         raise self.error(DriverError, f"{what}: PostgreSQL unreachable: {exc}"
                                          ) from self.cause(exc)
                     self.reconnect(exc)
+                elif state == LOCK_NOT_AVAILABLE:
+                    final = time.monotonic() > deadline
+                    msg = self.lock_wait(what, exc, final)
+                    if final:
+                        raise self.error(DriverError, msg + f"; gave up after retry="
+                                         f"{self.options.retry_ms / 1000:g} s.") from None
                 elif state in SQLSTATE_RETRY and time.monotonic() < deadline:
                     pass
+                elif state == QUERY_CANCELED:
+                    raise self.error(DriverError, self.timed_out(what, exc) + ".") from None
                 else:
                     raise self.error(DriverError, f"{what} failed: {exc}") from self.cause(exc)
             time.sleep(delay * (0.5 + random.random()))
