@@ -16,7 +16,11 @@ checked: SQL against workbench, workbench against the plain-Python loop, late co
 a difference exits 1.
 
     python benchmarks/postgres_driver.py [--events 1000000] [--repeat 3] [--url postgresql://...]
-                                         [--only P1,P2] [--commit-interval 100ms] [--json PATH]
+                                         [--only P1,P2,latency] [--commit-interval 100ms]
+                                         [--rate 5000] [--latency-seconds 20] [--json PATH]
+
+Then the live latency of P1 at ``--rate`` records/s: insert time to committed visibility
+through LISTEN/NOTIFY tailing (``postgres_latency.py``, which also sweeps load and keys).
 
 Server: --url, else WORKBENCH_POSTGRES_URL, else ``workbench.devservices.up(("postgres",))``.
 """
@@ -182,7 +186,9 @@ def parent(args: argparse.Namespace, url: str) -> list[harness.Row]:
     from psycopg import sql
 
     n = args.events
-    cases = args.only.split(",")
+    cases = [c for c in args.only.split(",") if c != "latency"]
+    if not cases:
+        return [latency_row(url, args)] if "latency" in args.only.split(",") else []
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-pg-"))
     events = workload.events(n)
@@ -232,15 +238,35 @@ def parent(args: argparse.Namespace, url: str) -> list[harness.Row]:
             wb_rss_mb=max(x["rss_mb"] for x in w), ref_rss_mb=max(x["rss_mb"] for x in r),
             wb_times=[x["seconds"] for x in w], ref_times=[x["seconds"] for x in r],
             matched=not diffs, diffs=diffs, note=note, extra=dict(loads)))
+    if "latency" in args.only.split(","):
+        rows.append(latency_row(url, args))
     return rows
+
+
+def latency_row(url: str, args: argparse.Namespace) -> harness.Row:
+    """P1 unbounded at ``--rate`` rec/s (10,000 keys): insert time to committed visibility
+    through LISTEN/NOTIFY tailing (``postgres_latency.py`` has the sweeps)."""
+    import postgres_latency
+
+    r = postgres_latency.case(url, "P1", args.rate, 10_000, args.latency_seconds,
+                              args.commit_interval, "")
+    return harness.Row(
+        "postgresql", "latency", "P1, unbounded", "target: p99 <= 500 ms", 0,
+        wb_rss_mb=r["rss_mb"],
+        note=(f"at {args.rate:,} rec/s: p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms max "
+              f"{r['max_ms']:.0f} ms ({r['results']:,} results of {r['offered']:,} offered); "
+              f"{r['commits_per_s']:.1f} commits/s, commit p99 {r['commit_p99_ms']:.0f} ms"),
+        extra=r)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.common_args(ap)
     ap.add_argument("--url")
-    ap.add_argument("--only", default="P1,P2")
+    ap.add_argument("--only", default="P1,P2,latency")
     ap.add_argument("--commit-interval", default="100ms")
+    ap.add_argument("--rate", type=int, default=5_000, help="offered load of the latency case")
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--child", nargs=2, metavar=("ROLE", "CASE"), help=argparse.SUPPRESS)
     ap.add_argument("--schema", help=argparse.SUPPRESS)
     ap.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
