@@ -229,6 +229,9 @@ class KafkaDriver(Driver):
         still pending, leave the consumer group (a static member keeps its slot until the
         session timeout), drop the transactional producer. Reading keeps working; a new run
         joins again."""
+        # outputs sent into a transaction the engine never committed (it stopped on an error)
+        # must not ride along with the dead letters' commit: their positions were not committed
+        self._txns.discard()
         try:
             self._txns.flush_dead_letters()
         except DriverError as exc:
