@@ -195,6 +195,10 @@ class Pipeline:
                     f"got {spec!r}."
                 )
         rows, columns = normalize_sample(sample, topic)
+        if key_serde is not None and rows:
+            from .serde.dsl import check_sample_keys
+
+            check_sample_keys(rows, key, key_serde, topic, f"{where[:-2]}({topic!r})")
         if val_serde is not None and rows:
             from .serde.dsl import check_sample, sample_columns
 

@@ -146,3 +146,23 @@ def test_serde_arguments_are_checked() -> None:
         p.source("a2").to("b", key=42)
     with pytest.raises(DefinitionError, match="field name or a function"):
         p.source("a3", key=42)
+
+
+def test_sample_keys_are_checked_against_the_key_serde() -> None:
+    p = wb.Pipeline("keys")
+    p.source("ok", key=("id", wb.serde.long()), sample=[{"id": 1}, {"id": None}])
+    with pytest.raises(DefinitionError, match=r"the key 'x' of row 1 .*long"):
+        p.source("bad", key=("id", wb.serde.long()), sample=[{"id": 1}, {"id": "x"}])
+
+
+def test_a_custom_serde_object_per_topic() -> None:
+    class Shout:
+        def serialize(self, obj: object) -> bytes:
+            return str(obj).upper().encode()
+
+        def deserialize(self, data: bytes) -> str:
+            return data.decode()
+
+    p = wb.Pipeline("custom")
+    p.source("in", sample=[{"w": "hi"}]).map(lambda v: v["w"]).to("out", value=Shout())
+    assert [r.value for r in p.run("memory://").records("out")] == ["HI"]

@@ -180,7 +180,16 @@ class AvroSerde(SchemaSerde):
     def deserialize(self, data: bytes | None) -> Any:
         if data is None:
             return None
-        return self.deserialize_many((data,))[0]
+        if self.registry is None:
+            return self.deserialize_many((data,))[0]
+        schema_id = unframe(data)
+        writer, reader = self._writers.get(schema_id) or self._writer(schema_id)
+        buf = io.BytesIO(data)
+        buf.seek(5)
+        try:
+            return load_fastavro().schemaless_reader(buf, writer, reader)
+        except Exception as exc:
+            raise SerializationError(self._bad(data, exc, schema_id=schema_id)) from None
 
     def deserialize_many(self, items: Sequence[bytes | None]) -> list[Any]:
         read = load_fastavro().schemaless_reader

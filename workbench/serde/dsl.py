@@ -9,7 +9,8 @@ from ..errors import DefinitionError, DriverUnavailableError, SerializationError
 from . import get_serde, is_serde
 from .base import Serde
 
-__all__ = ["check_sample", "sample_columns", "serde_arg", "split_key", "value_serde"]
+__all__ = ["check_sample", "check_sample_keys", "sample_columns", "serde_arg", "split_key",
+           "value_serde"]
 
 
 def split_key(key: Any, where: str) -> tuple[Any, Serde | None]:
@@ -87,3 +88,20 @@ def check_sample(rows: list[Any] | None, serde: Serde | None, topic: str,
             raise DefinitionError(f"{where}: row {index} of the sample does not fit the value "
                                   f"serde {serde!r}: {exc}") from None
     return out
+
+
+def check_sample_keys(rows: list[Any] | None, field: Any, serde: Serde | None, topic: str,
+                      where: str) -> None:
+    """Each sample row's key (its ``field``) must be writable by the key serde: a
+    :class:`DefinitionError` naming the row otherwise."""
+    if not rows or serde is None or not isinstance(field, str):
+        return
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict) or row.get(field) is None:
+            continue
+        try:
+            serde.check(row[field], topic=topic, is_key=True)
+        except SerializationError as exc:
+            raise DefinitionError(f"{where}: the key {row[field]!r} of row {index} of the "
+                                  f"sample does not fit the key serde {serde!r}: {exc}") \
+                from None
