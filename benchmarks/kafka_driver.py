@@ -15,10 +15,13 @@ task), late counts included. A difference exits 1.
 
 Then the end-to-end latency at 10,000 records/s offered load: a producer stamps each record
 with its send time, the processor runs unbounded, a read_committed consumer notes when each
-result becomes visible, for the raw loop and for workbench P1.
+result becomes visible, for the raw loop and for workbench P1. With ``--sweep``, workbench P1's
+latency again at 1k, 5k, 10k and 20k rec/s offered (10,000 keys) and with 100, 10,000, 100,000
+and 1,000,000 distinct keys (at ``--rate``), each with its commit count (the target: within
+20 % of the loaded seconds / the 100 ms interval).
 
     python benchmarks/kafka_driver.py [--url kafka://127.0.0.1:PORT] [--events 1000000]
-        [--repeat 3] [--only raw,P1,P2,latency] [--latency-seconds 20] [--json PATH]
+        [--repeat 3] [--only raw,P1,P2,latency] [--latency-seconds 20] [--sweep] [--json PATH]
 
 Without ``--url`` the broker comes from ``workbench.devservices.up()``.
 """
@@ -188,15 +191,21 @@ def run_case(args: list[str], timeout: float = 3600) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- latency
-def _load(url: str, topic: str, rate: int, seconds: float, go: Any, sent: Any) -> None:
-    """Offer ``rate`` records/s for ``seconds``: each value carries its send time."""
+def _load(url: str, topic: str, rate: int, seconds: float, go: Any, sent: Any,
+          keys: int = 0) -> None:
+    """Offer ``rate`` records/s for ``seconds``: each value carries its send time (``keys``:
+    that many distinct user ids instead of the workload's 10,000)."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap(url), "linger.ms": 1,
                          "partitioner": "murmur2_random", "enable.idempotence": True})
+    events = workload.events(int(rate * seconds) + rate)
+    if keys:
+        for i, e in enumerate(events):
+            e["user_id"] = (i * 2_654_435_761) % keys
     records = [(json.dumps({**e, "amount": abs(e["amount"]) or 0.01})[:-1].encode()
                 + b', "sent": ', json.dumps(e["user_id"]).encode(), e["ts"])
-               for e in workload.events(int(rate * seconds) + rate)]
+               for e in events]
     go.wait()
     start = time.perf_counter()
     step = 0.005
@@ -209,14 +218,20 @@ def _load(url: str, topic: str, rate: int, seconds: float, go: Any, sent: Any) -
             time.sleep(due - now)
         now_b = repr(time.time()).encode() + b"}"
         for prefix, key, ts in records[i:i + per_step]:
-            producer.produce(topic, prefix + now_b, key, timestamp=ts)
+            while True:
+                try:
+                    producer.produce(topic, prefix + now_b, key, timestamp=ts)
+                    break
+                except BufferError:  # offered faster than the broker takes it
+                    producer.poll(0.01)
         i += per_step
         producer.poll(0)
     producer.flush(60)
     sent.value = i
 
 
-def latency(url: str, role: str, sfx: str, rate: int, seconds: float) -> dict[str, Any]:
+def latency(url: str, role: str, sfx: str, rate: int, seconds: float,
+            keys: int = 0) -> dict[str, Any]:
     """p50/p99 (ms) of send time → committed visibility of the result, at ``rate`` rec/s."""
     from confluent_kafka import Consumer, KafkaError
 
@@ -237,7 +252,7 @@ def latency(url: str, role: str, sfx: str, rate: int, seconds: float) -> dict[st
     spawn = multiprocessing.get_context("spawn")  # librdkafka's threads do not survive fork
     go = spawn.Event()
     sent = spawn.Value("l", 0)
-    loader = spawn.Process(target=_load, args=(url, src, rate, seconds, go, sent))
+    loader = spawn.Process(target=_load, args=(url, src, rate, seconds, go, sent, keys))
     loader.start()
     time.sleep(2.0)  # the loader generated its events; the consumer joined
     go.set()
@@ -282,6 +297,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--only", default="raw,P1,P2,latency")
+    ap.add_argument("--sweep", action="store_true",
+                    help="P1 latency at 1k-20k rec/s and with 100 to 1,000,000 keys")
     args = ap.parse_args()
     meta = harness.conditions(args)
     only = args.only.split(",")
@@ -333,8 +350,29 @@ def main() -> int:
                   f" ({w['received']:,}/{w['offered']:,} and {r['received']:,}/"
                   f"{r['offered']:,} results)"),
             extra={"workbench": w, "raw": r}))
+    if args.sweep:
+        rows += _sweep(url, sfx, args)
     tmpdir.cleanup()
     return harness.finish(rows, args, meta)
+
+
+def _sweep(url: str, sfx: str, args: argparse.Namespace) -> list[harness.Row]:
+    """Workbench P1's latency over offered load and key cardinality (one run each)."""
+    points = [(rate, 10_000) for rate in (1_000, 5_000, 10_000, 20_000)]
+    points += [(args.rate, keys) for keys in (100, 100_000, 1_000_000)]
+    rows = []
+    for i, (rate, keys) in enumerate(points):
+        w = latency(url, "P1", f"{sfx}s{i}", rate, args.latency_seconds, keys)
+        commits = w["process"]["commits"]
+        ideal = args.latency_seconds / COMMIT_S
+        note = (f"{rate:,} rec/s, {keys:,} keys: p50 {w['p50_ms']:.0f} ms p99 "
+                f"{w['p99_ms']:.0f} ms max {w['max_ms']:.0f} ms; {w['received']:,}/"
+                f"{w['offered']:,} results; {commits} commits ({commits / ideal:.0%} of "
+                f"{ideal:.0f} for {args.latency_seconds:g} s)")
+        harness.progress(f"kafka sweep: {note}")
+        rows.append(harness.Row("kafka", "latency sweep", "P1, unbounded", "-", 0,
+                                wb_rss_mb=w["rss_mb"], note=note, extra={"workbench": w}))
+    return rows
 
 
 def _rows(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]],
