@@ -10,6 +10,8 @@ import struct
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import workbench as wb
 from workbench.errors import DefinitionError, SerializationError
@@ -229,3 +231,40 @@ def test_jsonschema_validates_on_write() -> None:
         serde.serialize({})
     with pytest.raises(DefinitionError, match="not a valid JSON Schema"):
         wb.serde.jsonschema({"type": "nonsense"})
+
+
+# -- round trips of generated values -----------------------------------------------------------
+
+_AVRO_ROW = st.fixed_dictionaries({
+    "id": st.integers(-(2**63), 2**63 - 1), "customer": st.text(max_size=20),
+    "amount": st.decimals(min_value=-9_999_999, max_value=9_999_999, places=2,
+                          allow_nan=False, allow_infinity=False),
+    "created_at": st.datetimes(min_value=dt.datetime(1970, 1, 1),
+                               max_value=dt.datetime(2200, 1, 1),
+                               timezones=st.just(dt.UTC)).map(
+        lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)),
+    "note": st.none() | st.text(max_size=10)})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**31), 2**31 - 1),
+       st.floats(allow_nan=False), st.text(), st.binary())
+def test_java_serdes_round_trip(n: int, i: int, x: float, s: str, b: bytes) -> None:
+    for serde, value in ((wb.serde.long(), n), (wb.serde.integer(), i),
+                         (wb.serde.double(), x), (wb.serde.string(), s),
+                         (wb.serde.bytes(), b)):
+        assert serde.deserialize(serde.serialize(value)) == value
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_AVRO_ROW, max_size=5))
+def test_avro_round_trips_and_columns(rows: list[dict[str, object]]) -> None:
+    serde = wb.serde.avro(ORDER)
+    data = [serde.serialize(r) for r in rows]
+    assert serde.deserialize_many(data) == rows
+    columns = serde.deserialize_columns([*data, None])
+    if rows:
+        assert columns is not None
+        cols, present = columns
+        assert present == [True] * len(rows) + [False]
+        assert cols["id"] == [r["id"] for r in rows] + [None]

@@ -198,3 +198,36 @@ def test_records_that_do_not_decode(kafka_url: str, registry_url: str, sfx: str,
     assert len(dead) == 2
     errors = [dict(h)["workbench.error"].decode() for *_r, h in dead]
     assert "magic byte" in errors[0] and "unknown" in errors[1]
+
+
+def test_confluent_protobuf_in_json_schema_out(kafka_url: str, registry_url: str,
+                                               sfx: str) -> None:
+    """Protobuf written by confluent-kafka's ProtobufSerializer (message indexes and all) is
+    read by a pipeline; its JSON Schema output is read by confluent-kafka's JSONDeserializer,
+    which checks it against the registered schema."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    topic, out = f"pb-{sfx}", f"js-{sfx}"
+    client = SchemaRegistryClient({"url": registry_url})
+    ser = ProtobufSerializer(Total, client, {"use.deprecated.format": False})
+    producer = _producer(kafka_url)
+    for i in range(6):
+        msg = Total(customer=f"c{i % 2}", total=float(i), orders=i)
+        producer.produce(topic, ser(msg, SerializationContext(topic, MessageField.VALUE)),
+                         f"c{i % 2}".encode())
+    producer.flush(30)
+    schema = {"title": "Doubled", "type": "object", "required": ["customer", "twice"],
+              "properties": {"customer": {"type": "string"}, "twice": {"type": "number"}}}
+    p = wb.Pipeline(f"pb-js-{sfx}")
+    (p.source(topic, key=wb.serde.string(), value=wb.serde.protobuf(Total, registry=registry_url))
+      .map(lambda v: {"customer": v["customer"], "twice": 2 * v["total"]})
+      .to(out, value=wb.serde.jsonschema(schema, registry=registry_url)))
+    run = p.run(kafka_url)
+    assert [r.value["orders"] for r in run.records(topic)] == list(range(6))
+    deser = JSONDeserializer(None, schema_registry_client=client)
+    got = [deser(v, SerializationContext(out, MessageField.VALUE))
+           for _k, v, _t, _o, _h in _read_raw(kafka_url, out)]
+    assert sorted(g["twice"] for g in got) == [2.0 * i for i in range(6)]
