@@ -166,3 +166,27 @@ def test_a_custom_serde_object_per_topic() -> None:
     p = wb.Pipeline("custom")
     p.source("in", sample=[{"w": "hi"}]).map(lambda v: v["w"]).to("out", value=Shout())
     assert [r.value for r in p.run("memory://").records("out")] == ["HI"]
+
+
+def test_an_unreachable_registry_is_named_without_its_secret() -> None:
+    """Previews and memory runs need no registry (serdes with a schema of their own round-trip
+    offline; one without keeps values as they are, with a warning); writing bytes names the
+    registry, without its password."""
+    from workbench.devservices._common import free_port
+    from workbench.errors import DriverUnavailableError
+
+    url = f"http://alice:s3cret@127.0.0.1:{free_port()}/apis/ccompat/v7"
+    sr = wb.SchemaRegistry(url)
+    assert "s3cret" not in repr(sr) and "alice:***@" in repr(sr)
+    p = wb.Pipeline("no-registry")
+    row = {"user": "u", "ts": 1_700_000_000_000, "amount": 1.0}
+    with pytest.warns(UserWarning, match="not checked against a schema"):
+        src = p.source("in", value=wb.serde.avro(registry=sr), sample=[row])
+    src.to("out", value=wb.serde.avro(CLICK, registry=sr))
+    with pytest.warns(UserWarning, match="kept as they are"):
+        run = p.run("memory://")
+    assert [r.value["page"] for r in run.records("out")] == ["/"]  # CLICK's default
+    with pytest.raises(DriverUnavailableError) as info:
+        wb.serde.avro(CLICK, registry=sr).for_topic("out", is_key=False).serialize(row)
+    assert "cannot reach the Schema Registry" in str(info.value)
+    assert "s3cret" not in str(info.value)

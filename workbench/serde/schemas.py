@@ -47,7 +47,7 @@ class SchemaSerde(Serde):
 
     # -- binding ------------------------------------------------------------------------------
     def for_topic(self, topic: str, *, is_key: bool) -> Serde:
-        if self.registry is None:
+        if self.registry is None or (self.topic == topic and self.is_key == is_key):
             return self
         bound = self._copy()
         bound.topic, bound.is_key = topic, is_key

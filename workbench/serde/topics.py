@@ -193,6 +193,7 @@ class TopicCodecs:
         self.default_value = default_value
         self.by_topic: dict[str, TopicSerdes] = {}
         self._partitioners: dict[str, Any] = {}
+        self._fixers: dict[tuple[str, bool], Any] = {}
         for name, spec in topics.items():
             self.by_topic[name] = bind(spec, default_key, default_value)
 
@@ -241,22 +242,54 @@ class TopicCodecs:
     def normalize(self, topic: str, records: list[Any]) -> list[Any]:
         """Records of a typed topic as a reader of its bytes sees them: each key and value
         through its serde and back (drivers that keep Python objects call this on what they
-        store). Raises :class:`SerializationError` naming the topic."""
+        store). The round trip needs no network: Schema Registry serdes use their own schema
+        (one without a schema takes its subject's latest once; when there is none, or the
+        registry does not answer, values pass as they are, with a warning). Raises
+        :class:`SerializationError` naming the topic."""
         serdes = self.serdes(topic)
         if serdes.default:
             return records
-        kser, vser = serdes.key, serdes.value
+        kfix, vfix = self._fixer(topic, serdes.key, True), self._fixer(topic, serdes.value,
+                                                                        False)
         out = []
         for rec in records:
             key, value = rec[0], rec[1]
             try:
-                k = kser.deserialize(kser.serialize(key)) if key is not None else None
-                v = vser.deserialize(vser.serialize(value)) if value is not None else None
+                k = kfix(key) if key is not None else None
+                v = vfix(value) if value is not None else None
             except SerializationError as exc:
                 raise SerializationError(f"cannot write a record with key {key!r} to topic "
                                          f"{topic!r}: {exc}") from None
             out.append((k, v, *rec[2:]))
         return out
+
+    def _fixer(self, topic: str, serde: Serde, is_key: bool) -> Any:
+        cache = self._fixers
+        found = cache.get((topic, is_key))
+        if found is not None:
+            return found
+        check = serde.check
+        if not serde.offline:
+            from ..errors import DriverUnavailableError
+
+            try:
+                serde.writer_id()  # type: ignore[attr-defined]  # adopts the latest schema
+            except (SerializationError, DriverUnavailableError) as exc:
+                import warnings
+
+                warnings.warn(f"topic {topic!r}: its {'key' if is_key else 'value'}s are kept "
+                              f"as they are, not sent through {serde!r}: {exc}", stacklevel=3)
+                cache[(topic, is_key)] = _same
+                return _same
+
+        def found(obj: Any) -> Any:
+            return check(obj, topic=topic, is_key=is_key)
+        cache[(topic, is_key)] = found
+        return found
+
+
+def _same(obj: Any) -> Any:
+    return obj
 
 
 def source_topics(sources: dict[str, Any]) -> dict[str, TopicSpec]:
