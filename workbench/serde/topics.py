@@ -282,10 +282,10 @@ class TopicCodecs:
                 cache[(topic, is_key)] = _same
                 return _same
 
-        def found(obj: Any) -> Any:
+        def round_trip(obj: Any) -> Any:
             return check(obj, topic=topic, is_key=is_key)
-        cache[(topic, is_key)] = found
-        return found
+        cache[(topic, is_key)] = round_trip
+        return round_trip
 
 
 def _same(obj: Any) -> Any:
