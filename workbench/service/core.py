@@ -82,8 +82,15 @@ class Service:
         engine.on_interval.append(self._on_commit)
 
     # -- engine thread ------------------------------------------------------------------------
-    def _partition_of(self, key: Any, count: int) -> int:
-        return self.engine.partitioner.partition(key, count, 0)
+    def _partition_of(self, key: Any, count: int, subtopology: int) -> int:
+        """The task partition of ``key``: where the sub-topology's input topics put it (by
+        their key serde's bytes, :mod:`workbench.serde.topics`)."""
+        engine = self.engine
+        inputs = next((st.inputs for st in engine.plan.subtopologies if st.id == subtopology),
+                      ())
+        if engine.codecs is None or not inputs:
+            return engine.partitioner.partition(key, count, 0)
+        return int(engine.codecs.partitioner(inputs[0]).partition(key, count, 0))
 
     def _on_commit(self, engine: Engine) -> None:
         self.views.catch_up()

@@ -343,7 +343,8 @@ class StateViews:
     restored state is seen too. Reads work from any thread.
     """
 
-    def __init__(self, plan: Plan, *, partition_of: Callable[[Any, int], int] | None = None,
+    def __init__(self, plan: Plan, *,
+                 partition_of: Callable[[Any, int, int], int] | None = None,
                  task_counts: Callable[[], dict[int, int]] | None = None) -> None:
         self.plan = plan
         self.stores = queryable_stores(plan, sink_aliases(plan))
@@ -473,7 +474,7 @@ class StateViews:
         count = self._task_counts().get(info.subtopology)
         if not count:
             return None
-        return self._partition_of(key, count)
+        return self._partition_of(key, count, info.subtopology)
 
     def _rows(self, info: StoreInfo, key: Any, raw: Any) -> list[dict[str, Any]]:
         from ..keys import unwrap_key
