@@ -126,9 +126,8 @@ def _timeline(pipeline: Pipeline, inputs: Mapping[str, Any] | None
               ) -> tuple[list[InputRecord], dict[str, int]]:
     """Lay the inputs on one timeline and return it with each source's partition count."""
     from .frames import frame_schema
-    from .partitioning import KeyPartitioner
     from .samples import normalize_sample, rows_to_records, time_extractor
-    from .serde import get_serde
+    from .serde.topics import TopicCodecs, source_topics
 
     sources = pipeline._sources
     if inputs is None:
@@ -137,7 +136,9 @@ def _timeline(pipeline: Pipeline, inputs: Mapping[str, Any] | None
         if not inputs:
             raise DefinitionError(f"pipeline {pipeline.name!r} has no samples; pass inputs="
                                   "{topic: rows or records}.")
-    partitioner = KeyPartitioner(get_serde("json").serialize)
+    from .serde import JsonSerde
+
+    codecs = TopicCodecs(source_topics(sources), JsonSerde(), JsonSerde())  # keys' bytes
     counts: dict[str, int] = {}
     lanes: list[list[tuple[int, int, str, int, Any, Any, Any]]] = []
     for order, (topic, data) in enumerate(
@@ -165,6 +166,7 @@ def _timeline(pipeline: Pipeline, inputs: Mapping[str, Any] | None
             recs = [(k, v, t, h) for k, v, t, _s, h in
                     rows_to_records(spec, rows or [], now_ms=0, copy=True)]
         per_part: dict[int, list[Any]] = {}
+        partitioner = codecs.partitioner(topic)
         for i, (k, v, t, h) in enumerate(recs):
             p = 0 if parts == 1 else partitioner.partition(k, parts, i)
             lane = per_part.setdefault(p, [])
