@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import binascii
 import logging
-import os
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,13 +34,16 @@ from ..errors import ProcessingError
 from .crypto import PREFIX, TOKEN_VERSION, parse_token, short_pseudonym
 from .keystore import FORGOTTEN, KeyStore
 from .spec import ERASED, Personal
-from .tags import TAGGED, PersonalStr, tag
+from .tags import TAGGED, PersonalFloat, PersonalInt, PersonalStr, tag
 
 __all__ = ["Boundary", "erased_key"]
 
 log = logging.getLogger(__name__)
 _PLAIN = frozenset({int, float, bool, type(None), bytes})
 _ERASED_KEY = "<erased:"
+_CACHE_MAX = 100_000
+_BASE: dict[type, type] = {str: str, PersonalStr: str, int: int, PersonalInt: int,
+                           float: float, PersonalFloat: float}
 
 
 _a2b = binascii.a2b_base64
@@ -82,6 +85,14 @@ class _Opaque:
 
 
 _SEALABLE = TAGGED | {_Opaque}
+
+
+def _records(out: list[Any], given: list[Any]) -> list[Any]:
+    """``out`` as record tuples; ``given`` itself when no record changed (so a column batch
+    that holds no personal data is passed on as it is)."""
+    if all(map(operator.is_, out, given)):
+        return given
+    return [r if r.__class__ is tuple else tuple(r) for r in out]
 
 
 def _as_batch(like: Any, rows: list[Any]) -> Any:
@@ -127,19 +138,27 @@ class Boundary:
             p.subject for p in self.sources.values() if isinstance(p.subject, str)))
         self.seal = seal
         self._warned = False
+        #: tokens made and opened, by value and by token (tokens are deterministic): a value
+        #: seen again costs a dict lookup, not an AES-GCM call. Bounded by ``_CACHE_MAX``.
+        self._sealed: dict[tuple[bytes, str, type, Any], str] = {}
+        self._opened: dict[str, Any] = {}
 
     # ============================================================ rows or column batches
     def protect_any(self, topic: str, data: Any) -> Any:
         """:meth:`protect` for a list of records or a column batch (returned as the same)."""
         if isinstance(data, list):
             return self.protect(topic, data)
-        return _as_batch(data, self.protect(topic, data.rows()))
+        rows = data.rows()
+        out = self.protect(topic, rows)
+        return data if out is rows else _as_batch(data, out)
 
     def reveal_any(self, topic: str, data: Any) -> Any:
         """:meth:`reveal` for a list of records or a column batch (returned as the same)."""
         if isinstance(data, list):
             return self.reveal(topic, data)
-        return _as_batch(data, self.reveal(topic, data.rows()))
+        rows = data.rows()
+        out = self.reveal(topic, rows)
+        return data if out is rows else _as_batch(data, out)
 
     # ======================================================================== protect (out)
     def protect(self, topic: str, records: list[Any]) -> list[Any]:
@@ -189,12 +208,12 @@ class Boundary:
         if w.pend:
             self._fill_sealed(w)
         self._finish(w)
-        return [r if r.__class__ is tuple else tuple(r) for r in out]
+        return _records(out, records)
 
     def _leaf(self, x: Any, holder: Any, slot: Any, w: _Walk, det: bool) -> None:
         if w.first is None:
             w.first = x._wb_h
-        if not det and self.seal and x._wb_t is not None:
+        if self.seal and x._wb_t is not None:
             holder[slot] = x._wb_t  # unchanged since it was read: its token as it was
             return
         w.pend.append([holder, slot, x, det, x._wb_h, x._wb_f])
@@ -331,8 +350,10 @@ class Boundary:
 
     def _fill_sealed(self, w: _Walk) -> None:
         found = self.keys.keys_for({p[4] for p in w.pend}, create=self.seal)
-        nonces = os.urandom(12 * len(w.pend)) if self.seal else b""
-        for i, (holder, slot, x, det, h, f) in enumerate(w.pend):
+        cache = self._sealed
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+        for holder, slot, x, _det, h, f in w.pend:
             if x.__class__ is _Opaque:
                 x = x.value
             sk = found.get(h)
@@ -340,10 +361,16 @@ class Boundary:
                 holder[slot] = ERASED
             elif not self.seal or sk is None:
                 holder[slot] = x
-            elif det:
-                holder[slot] = sk.seal_key(x, f)
             else:
-                holder[slot] = sk.seal(x, f, nonces[i * 12:i * 12 + 12])
+                base = _BASE.get(x.__class__)
+                if base is None:
+                    holder[slot] = sk.seal(x, f)
+                    continue
+                ck = (h, f, base, x)
+                token = cache.get(ck)
+                if token is None:
+                    token = cache[ck] = sk.seal(x, f)
+                holder[slot] = token
 
     # ========================================================================== reveal (in)
     def reveal(self, topic: str, records: list[Any]) -> list[Any]:
@@ -382,7 +409,7 @@ class Boundary:
         if w.pend:
             self._fill_opened(w)
         self._finish(w)
-        return [r if r.__class__ is tuple else tuple(r) for r in out]
+        return _records(out, records)
 
     def _open(self, x: Any, w: _Walk, det: bool) -> Any:
         cls = x.__class__
@@ -446,33 +473,51 @@ class Boundary:
     def _fill_opened(self, w: _Walk) -> None:
         parsed: list[Any] = []
         handles: set[bytes] = set()
+        cache = self._opened
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
         for p in w.pend:
             x = p[2]
-            if x.__class__ in TAGGED:
+            if x.__class__ in TAGGED:  # a tagged object kept in memory
                 handles.add(x._wb_h)
                 parsed.append(None)
-            else:
-                t = _parse(x)
-                handles.add(t[0])
-                parsed.append(t)
+                continue
+            hit = cache.get(x)
+            if hit is not None:
+                handles.add(hit._wb_h)
+                parsed.append(hit)
+                continue
+            t = _parse(x)
+            handles.add(t[0])
+            parsed.append(t)
         found = self.keys.keys_for(handles, create=False)
         for p, t in zip(w.pend, parsed):
             holder, slot, x, det = p[0], p[1], p[2], p[3]
-            if t is None:  # a tagged object kept in memory
+            if t is None:
                 if found.get(x._wb_h) is FORGOTTEN:
                     holder[slot] = ERASED
                 continue
-            h, f, nonce, ct = t
-            sk = found.get(h)
-            if sk is None or sk is FORGOTTEN:
-                if sk is None and not self._warned:
-                    self._warned = True
-                    log.warning("personal data of a subject with no key and no tombstone in "
-                                "key store %s reads as %s: is this the key store it was "
-                                "written with?", self.keys.url, ERASED)
-                holder[slot] = erased_key(x) if det else ERASED
+            if t.__class__ is not tuple:  # a token decrypted before
+                sk = found.get(t._wb_h)
+                if sk is not None and sk is not FORGOTTEN:
+                    holder[slot] = t
+                    continue
+                h = t._wb_h
             else:
-                holder[slot] = tag(sk.open(f, nonce, ct, x), h, f, None if det else x)
+                h, f, nonce, ct = t
+                sk = found.get(h)
+                if sk is not None and sk is not FORGOTTEN:
+                    value = tag(sk.open(f, nonce, ct, x), h, f, x)
+                    if value.__class__ in TAGGED:
+                        cache[x] = value
+                    holder[slot] = value
+                    continue
+            if sk is None and not self._warned:
+                self._warned = True
+                log.warning("personal data of a subject with no key and no tombstone in "
+                            "key store %s reads as %s: is this the key store it was "
+                            "written with?", self.keys.url, ERASED)
+            holder[slot] = erased_key(x) if det else ERASED
 
     # ================================================================ declared sources
     def _tag_plain(self, spec: Personal, topic: str, records: list[Any], *,

@@ -8,10 +8,11 @@ A personal value leaves the process as a **token**, a string::
   key store's index key, first 16 bytes (see :mod:`workbench.privacy.keystore`);
 * ``field`` is the source field the value came from (``"email"``); handle and field are the
   associated data, so a ciphertext cannot be moved to another person or field;
-* the nonce is random for values; for **keys** (a personal record key or grouping column) it
-  is ``HMAC-SHA256(subject key, field | plaintext)[:12]`` (a keyed pseudonym): the same key
-  always gives the same token, so partitioning, compaction, upserts and joins stay
-  deterministic, and the link disappears with the subject's key;
+* the nonce is synthetic, ``HMAC-SHA256(subject key, field | plaintext)[:12]`` (a keyed
+  pseudonym, as in SIV modes): equal values of one subject's field give equal tokens, which
+  only shows that they are equal. For **keys** (a personal record key or grouping column) that
+  keeps partitioning, compaction, upserts and joins deterministic; for values it makes tokens
+  cacheable both ways; the link disappears with the subject's key;
 * the plaintext carries its type in one byte (``s`` str, ``i`` int, ``f`` float, ``b`` bytes,
   ``j`` anything else as JSON), so a value reads back as what was written.
 
@@ -25,7 +26,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 from typing import Any
 
 from ..errors import DriverUnavailableError, SerializationError
@@ -142,27 +142,24 @@ class SubjectKey:
         return got
 
     def seal(self, value: Any, field: str, nonce: bytes | None = None) -> str:
-        """Encrypt ``value`` of ``field`` into a token (random nonce unless given)."""
+        """Encrypt ``value`` of ``field`` into a token; the nonce is synthetic (see
+        :meth:`pseudonym_nonce`) unless given, so equal values of one subject's field give
+        equal tokens."""
         head, aad = self._aad(field)
         if nonce is None:
-            nonce = os.urandom(12)
+            nonce = self.pseudonym_nonce(value, field)
         ct = self._aead.encrypt(nonce, encode_plain(value), aad)
         return PREFIX + _b2a(head + nonce + ct, newline=False).decode("ascii")
 
-    def seal_many(self, values: list[Any], fields: list[str]) -> list[str]:
-        """Encrypt several values with random nonces drawn in one call."""
-        nonces = os.urandom(12 * len(values))
-        return [self.seal(v, f, nonces[i * 12:i * 12 + 12])
-                for i, (v, f) in enumerate(zip(values, fields))]
-
     def pseudonym_nonce(self, value: Any, field: str) -> bytes:
-        """The deterministic nonce of a key token: HMAC(subject key, field | plaintext)."""
+        """The synthetic nonce: HMAC(subject key, field | typed plaintext), 12 bytes (a keyed
+        pseudonym of the value; AES-GCM's nonce is then unique per distinct plaintext)."""
         return hmac.new(self._mac, _field_bytes(field) + b"|" + encode_plain(value),
                         hashlib.sha256).digest()[:12]
 
     def seal_key(self, value: Any, field: str) -> str:
-        """A deterministic token (keyed pseudonym plus ciphertext) for a record key."""
-        return self.seal(value, field, self.pseudonym_nonce(value, field))
+        """The token of a record key (the same as :meth:`seal`: deterministic)."""
+        return self.seal(value, field)
 
     def open(self, field: str, nonce: bytes, ct: bytes, token: str = "") -> Any:
         """Decrypt; a failed check (edited token, wrong key) raises :class:`SerializationError`."""

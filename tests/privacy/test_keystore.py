@@ -1,0 +1,109 @@
+"""Key stores, tokens and tags, without a pipeline."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+
+import workbench as wb
+from workbench.errors import SerializationError
+from workbench.privacy.crypto import PREFIX, SubjectKey, parse_token
+from workbench.privacy.master import LocalMasterKey
+from workbench.privacy.stores import FORGOTTEN
+from workbench.privacy.tags import PersonalStr, tag, tag_of
+
+
+def test_tokens_are_deterministic_per_subject_and_typed() -> None:
+    a, b = SubjectKey(b"a" * 16, os.urandom(32)), SubjectKey(b"b" * 16, os.urandom(32))
+    t1, t2 = a.seal("ann@example.org", "email"), a.seal("ann@example.org", "email")
+    assert t1 == t2 and t1.startswith(PREFIX)
+    assert b.seal("ann@example.org", "email") != t1       # another subject's key
+    assert a.seal("ann@example.org", "name") != t1        # another field
+    for value in ("x", 42, 2.5, b"\x00\x01", True, None, {"a": [1, 2]}):
+        _h, f, nonce, ct = parse_token(a.seal(value, "f"))
+        assert a.open(f, nonce, ct) == value and type(a.open(f, nonce, ct)) is type(value)
+    assert len(parse_token(t1)[0]) == 16
+
+
+def test_malformed_tokens_are_serialization_errors() -> None:
+    for bad in (PREFIX, PREFIX + "!!!", PREFIX + "AAAA"):
+        with pytest.raises(SerializationError, match="malformed"):
+            parse_token(bad)
+
+
+def test_tags_follow_string_methods_and_pickle() -> None:
+    s = tag("Ann Lee", b"h" * 16, "name", None)
+    assert isinstance(s, PersonalStr) and s == "Ann Lee"
+    for derived in (s.upper(), s.lower(), s[:3], s + "!", "Dear " + s, s.replace("A", "E"),
+                    s.strip(), s.split()[0], s.title()):
+        assert tag_of(derived) == (b"h" * 16, "name"), derived
+    assert tag_of(f"Dear {s}") is None  # f-strings drop the tag (the containment rule helps)
+    back = pickle.loads(pickle.dumps(s))
+    assert back == s and tag_of(back) == (b"h" * 16, "name")
+
+
+def test_directory_store_forget_is_durable_and_final(tmp_path: Path) -> None:
+    master = os.urandom(32)
+    ks = wb.KeyStore(tmp_path / "k", master=master)
+    h = ks.handle("u1")
+    key = ks.keys_for([h], create=True)[h]
+    assert key is not FORGOTTEN and (tmp_path / "k" / "keys" / h.hex()).exists()
+    assert "u1" not in "".join(os.listdir(tmp_path / "k" / "keys"))  # handles, not ids
+    assert ks.forget("u1") is True
+    assert not (tmp_path / "k" / "keys" / h.hex()).exists()
+    assert (tmp_path / "k" / "forgotten" / h.hex()).stat().st_size == 0  # holds no key
+    # a fresh object (another process) never makes a key for a forgotten subject
+    other = wb.KeyStore(tmp_path / "k", master=master)
+    assert other.keys_for([h], create=True)[h] is FORGOTTEN
+    assert not (tmp_path / "k" / "keys" / h.hex()).exists()
+    assert other.forget("u1") is False
+
+
+def test_directory_store_create_and_forget_race(tmp_path: Path) -> None:
+    """Many threads create keys for subjects while others forget them: afterwards no
+    forgotten subject has a key file."""
+    master = os.urandom(32)
+    stores = [wb.KeyStore(tmp_path / "k", master=master) for _ in range(4)]
+    subjects = [f"s{i}" for i in range(60)]
+    handles = {s: stores[0].handle(s) for s in subjects}
+
+    def create(ks: wb.KeyStore) -> None:
+        ks.keys_for([handles[s] for s in subjects], create=True)
+
+    def forget(ks: wb.KeyStore) -> None:
+        for s in subjects[::2]:
+            ks.forget(s)
+
+    threads = [threading.Thread(target=create, args=(stores[i],)) for i in (0, 1)] + [
+        threading.Thread(target=forget, args=(stores[i],)) for i in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    left = set(os.listdir(tmp_path / "k" / "keys"))
+    for s in subjects[::2]:
+        assert handles[s].hex() not in left
+    create(stores[0])
+    assert stores[0].counts() == (30, 30)
+
+
+def test_wrong_master_key_is_a_clear_error(tmp_path: Path) -> None:
+    ks = wb.KeyStore(tmp_path / "k", master=os.urandom(32))
+    ks.keys_for([ks.handle("u1")], create=True)
+    with pytest.raises(SerializationError, match="another master key"):
+        wb.KeyStore(tmp_path / "k", master=os.urandom(32)).handle("u1")
+
+
+def test_master_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "master.key"
+    key = LocalMasterKey.generate(path)
+    monkeypatch.setenv("WORKBENCH_MASTER_KEY_FILE", str(path))
+    monkeypatch.delenv("WORKBENCH_MASTER_KEY", raising=False)
+    assert wb.KeyStore(tmp_path / "k").master.fingerprint == key.fingerprint
+    monkeypatch.setenv("WORKBENCH_MASTER_KEY", path.read_text())
+    assert wb.KeyStore(tmp_path / "k").master.fingerprint == key.fingerprint
+    assert path.read_text().strip() not in repr(key)  # reprs show a fingerprint, never the key
