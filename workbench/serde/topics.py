@@ -90,8 +90,9 @@ def _updates(ops: list[str]) -> bool:
 
 
 def _flow(pn: PlanNode, parents: list[Flow], topics: dict[str, TopicSpec],
-          parent_ops: list[str] = ()) -> Flow:  # type: ignore[assignment]
-    """The (key serde, value serde, window) of the records ``pn`` emits."""
+          parent_ops: list[str]) -> Flow:
+    """The (key serde, value serde, window) of the records ``pn`` emits (``parent_ops``: the
+    ops of its parents)."""
     node, op = pn.node, pn.op
     if op in ("source", "table_source"):
         assert node is not None
@@ -173,7 +174,7 @@ def plan_serdes(subtopologies: Iterable[SubTopology],
                 key = _common([f[0] for f in inputs]) if inputs else None
                 windowed = store.kind != "kv"
                 out[store.changelog] = dataclasses.replace(
-                    out[store.changelog], key_serde=None if windowed else key,
+                    out[store.changelog], key_serde=JsonSerde() if windowed else key,
                     value_serde=JsonSerde(), key_window=None)
             pending.remove(st)
     return out
@@ -325,10 +326,12 @@ def bind(spec: TopicSpec, default_key: Serde, default_value: Serde) -> TopicSerd
     key = spec.key_serde if spec.key_serde is not None else default_key
     value = spec.value_serde if spec.value_serde is not None else default_value
     window = spec.key_window
-    if window is not None and not isinstance(key, JsonSerde):
+    wrapped = window is not None and not isinstance(key, JsonSerde)
+    if wrapped:
+        assert window is not None
         key = SessionWindowedSerde(key) if window[0] == "session" else \
             TimeWindowedSerde(key, window[1])
-    default = spec.key_serde is None and spec.value_serde is None
+    default = spec.key_serde is None and spec.value_serde is None and not wrapped
     topic = spec.name
     return TopicSerdes(topic, key.for_topic(topic, is_key=True),
                        value.for_topic(topic, is_key=False), default=default)
