@@ -107,3 +107,34 @@ def test_master_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("WORKBENCH_MASTER_KEY", path.read_text())
     assert wb.KeyStore(tmp_path / "k").master.fingerprint == key.fingerprint
     assert path.read_text().strip() not in repr(key)  # reprs show a fingerprint, never the key
+
+
+def test_boundary_walks_every_container(tmp_path: Path) -> None:
+    """Tagged values inside dicts, lists, tuples, sets, windowed keys, table changes and
+    state-key wrappers are sealed, and read back as they were."""
+    from workbench.keys import key_id
+    from workbench.privacy.boundary import Boundary
+    from workbench.types import Change
+    from workbench.windows import Windowed
+
+    ks = wb.KeyStore(tmp_path / "k", master=os.urandom(32))
+    b = Boundary(ks, {})
+    h = ks.handle("u1")
+    e = tag("ann@example.org", h, "email", None)
+    records = [
+        (Windowed(e, 0, 10), {"a": [e, (e, 1)], "s": {e}, "f": frozenset([e])}, 1, 0, None),
+        (key_id(e), Change({"email": e}, None), 2, 1, None),
+        ([key_id(e), 0], None, 3, 2, None),
+    ]
+    sealed = b.protect("t", records)
+    assert "ann@example.org" not in repr(sealed)
+    opened = Boundary(ks, {}).reveal("t", sealed)
+    assert opened[0][0] == Windowed("ann@example.org", 0, 10)
+    assert opened[0][1] == {"a": [e, (e, 1)], "s": {e}, "f": frozenset([e])}
+    assert opened[1][0] == "ann@example.org" and opened[1][1] == Change({"email": e}, None)
+    assert opened[2][0] == ["ann@example.org", 0]
+    ks.forget("u1")
+    erased = Boundary(ks, {}).reveal("t", sealed)
+    assert erased[0][1]["a"] == [wb.ERASED, (wb.ERASED, 1)]
+    assert erased[1][1] == Change({"email": wb.ERASED}, None)
+    assert erased[0][0][0].startswith("<erased:")

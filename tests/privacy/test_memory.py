@@ -196,3 +196,29 @@ def test_pipeline_without_keys_is_not_wrapped() -> None:
     run = p.run("memory://")
     assert not isinstance(run.driver, PrivateDriver)
     assert not isinstance(connect("memory://"), PrivateDriver)
+
+
+def test_windowed_aggregation_grouped_by_a_personal_field(tmp_path: Path) -> None:
+    """A personal grouping column is a keyed pseudonym inside windowed keys, changelogs and
+    repartition topics; after a forget the window's key reads <erased:...>."""
+    keys = keystore(tmp_path)
+    p = wb.Pipeline("win", keys=keys)
+    rows = [{"user_id": f"u{i % 4}", "email": f"w{i % 4}@example.org", "ts": 1_000 * i}
+            for i in range(24)]
+    src = p.source("visits", key="user_id", time="ts", sample=rows,
+                   personal=wb.Personal(subject="user_id", fields=["email"]))
+    (src.group_by("email").window(wb.Tumbling("10s")).agg(n="count", name="per-email")
+        .to("visits-per-email"))
+    run = p.run(_named())
+    inner = run.driver.inner
+    stored = [t for t in inner.topics() if t != "visits"]
+    assert any("repartition" in t for t in stored) and any("changelog" in t for t in stored)
+    assert scan([repr(inner.read_all(t)).encode() for t in stored],
+                [f"w{i}@example.org".encode() for i in range(4)]) == []
+    frame = run.frame("visits-per-email")
+    assert set(frame.iloc[:, 0]) == {f"w{i}@example.org" for i in range(4)}
+    wb.forget("u1", keys=keys)
+    after = run.frame("visits-per-email")
+    erased = {k for k in after.iloc[:, 0] if k.startswith("<erased:")}
+    assert len(erased) == 1 and "w2@example.org" in set(after.iloc[:, 0])
+    assert len(after) == len(frame) and list(after["n"]) == list(frame["n"])

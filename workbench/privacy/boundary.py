@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ProcessingError
+from ..keys import KeyId
 from .crypto import PREFIX, TOKEN_VERSION, parse_token, short_pseudonym
 from .keystore import FORGOTTEN, KeyStore
 from .spec import ERASED, Personal
@@ -104,7 +105,15 @@ def _as_batch(like: Any, rows: list[Any]) -> Any:
     return out
 
 
+class _FirstOf(tuple):
+    """Rebuild marker: the single element itself (an unwrapped ``KeyId``)."""
+
+
 def _rebuild(cls: type, items: list[Any]) -> Any:
+    if cls is _FirstOf:
+        return items[0]
+    if cls is set or cls is frozenset:
+        return cls(items)
     return tuple(items) if cls is tuple else tuple.__new__(cls, items)
 
 
@@ -142,6 +151,10 @@ class Boundary:
         #: seen again costs a dict lookup, not an AES-GCM call. Bounded by ``_CACHE_MAX``.
         self._sealed: dict[tuple[bytes, str, type, Any], str] = {}
         self._opened: dict[str, Any] = {}
+        #: personal strings seen lately, by plaintext: a plain string equal to one of them is
+        #: treated as that personal value (it lost its tag: a store's key identity, a JSON
+        #: round trip, ``str()``). Bounded by ``_CACHE_MAX``.
+        self._seen: dict[str, Any] = {}
 
     # ============================================================ rows or column batches
     def protect_any(self, topic: str, data: Any) -> Any:
@@ -171,19 +184,32 @@ class Boundary:
         w = _Walk()
         out: list[Any] = []
         names = self.names
+        seen = self._seen
+        if len(seen) > _CACHE_MAX:
+            seen.clear()
         for rec in records:
             k, v = rec[0], rec[1]
             w.first = None
             holder: list[Any] | None = None
             kc = k.__class__
-            if kc in _SEALABLE:
+            if kc is KeyId:  # a state key in a changelog: its key, as JSON writes it
+                k = k.key
+                kc = k.__class__
                 holder = list(rec)
+                holder[0] = k
+            if kc is str and seen:
+                k = seen.get(k, k)  # a personal value that lost its tag (key identity bytes)
+                kc = k.__class__
+            if kc in _SEALABLE:
+                if holder is None:
+                    holder = list(rec)
                 w.first = k._wb_h
                 w.pend.append([holder, 0, k, True, k._wb_h, k._wb_f])
             elif kc is not str and kc not in _PLAIN:
                 nk = self._seal(k, w, True)
                 if nk is not k:
-                    holder = list(rec)
+                    if holder is None:
+                        holder = list(rec)
                     self._place(holder, 0, nk, w)
             vc = v.__class__
             if vc is dict:
@@ -194,10 +220,10 @@ class Boundary:
                     if holder is None:
                         holder = list(rec)
                     holder[1] = nv
-            elif vc in _SEALABLE:
+            elif vc in _SEALABLE or (vc is str and v in seen):
                 if holder is None:
                     holder = list(rec)
-                self._leaf(v, holder, 1, w, False)
+                self._leaf(seen.get(v, v) if vc is str else v, holder, 1, w, False)
             elif vc is not str and vc not in _PLAIN:
                 nv = self._seal(v, w, False)
                 if nv is not v:
@@ -211,6 +237,8 @@ class Boundary:
         return _records(out, records)
 
     def _leaf(self, x: Any, holder: Any, slot: Any, w: _Walk, det: bool) -> None:
+        if x.__class__ is PersonalStr:
+            self._seen[x] = x
         if w.first is None:
             w.first = x._wb_h
         if self.seal and x._wb_t is not None:
@@ -220,11 +248,21 @@ class Boundary:
 
     def _seal(self, x: Any, w: _Walk, det: bool) -> Any:
         cls = x.__class__
+        if cls is KeyId:
+            inner = x.key
+            ic = inner.__class__
+            if ic in _SEALABLE or (ic is str and inner in self._seen):
+                box = [inner]
+                self._leaf(self._seen.get(inner, inner) if ic is str else inner, box, 0, w,
+                           True)
+                return ("tuple", box, _FirstOf)
+            y = self._seal(inner, w, det)
+            return x if y is inner else y
         if cls is dict:
             return self._seal_dict(x, w, det)
         if cls is list:
             return self._seal_list(x, w, det)
-        if isinstance(x, tuple):
+        if isinstance(x, tuple) or cls is set or cls is frozenset:
             items = self._seal_list(list(x), w, det, copy=False)
             if items is None:
                 return x
@@ -233,9 +271,15 @@ class Boundary:
 
     def _seal_list(self, xs: list[Any], w: _Walk, det: bool, copy: bool = True) -> Any:
         out: list[Any] | None = None
+        seen = self._seen
         for i, x in enumerate(xs):
             cls = x.__class__
-            if cls is str or cls in _PLAIN:
+            if cls is str:
+                if x not in seen:
+                    continue
+                x = seen[x]
+                cls = PersonalStr
+            elif cls in _PLAIN:
                 continue
             if out is None:
                 out = list(xs) if copy else xs
@@ -251,11 +295,17 @@ class Boundary:
 
     def _seal_dict(self, d: dict[Any, Any], w: _Walk, det: bool) -> Any:
         out: dict[Any, Any] | None = None
+        seen = self._seen
         for k, x in d.items():
             if k.__class__ in TAGGED:
                 return self._seal_dict_keys(d, w, det)
             cls = x.__class__
-            if cls is str or cls in _PLAIN:
+            if cls is str:
+                if x not in seen:
+                    continue
+                x = seen[x]
+                cls = PersonalStr
+            elif cls in _PLAIN:
                 continue
             if cls in _SEALABLE:
                 if out is None:
@@ -329,8 +379,10 @@ class Boundary:
         found = [x for x in orig.values() if x.__class__ is PersonalStr and len(x) >= 3]
         if not found:
             return nv
+        shortest = min(map(len, found))
         for f, x in orig.items():
-            if x.__class__ is not str or f in names or x.startswith(PREFIX):
+            if x.__class__ is not str or len(x) < shortest or f in names or \
+                    x.startswith(PREFIX):
                 continue
             for p in found:
                 if p in x:
@@ -441,7 +493,7 @@ class Boundary:
                     for k in x):
                 return self._open_dict_keys(x if out is None else out, w)
             return x if out is None else out
-        if cls is list or isinstance(x, tuple):
+        if cls is list or isinstance(x, tuple) or cls is set or cls is frozenset:
             items: list[Any] | None = None
             for i, y in enumerate(x):
                 yc = y.__class__
@@ -510,6 +562,8 @@ class Boundary:
                     value = tag(sk.open(f, nonce, ct, x), h, f, x)
                     if value.__class__ in TAGGED:
                         cache[x] = value
+                        if value.__class__ is PersonalStr:
+                            self._seen[value] = value
                     holder[slot] = value
                     continue
             if sk is None and not self._warned:
