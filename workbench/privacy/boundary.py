@@ -434,6 +434,11 @@ class Boundary:
             records = self._tag_plain(spec, topic, records, erase=True)
         w = _Walk()
         out: list[Any] = []
+        #: (dict, field) of values taken from the cache of opened tokens: their subjects'
+        #: state is checked once for the batch, after the walk
+        hits: list[tuple[dict[str, Any], str]] = []
+        if len(self._opened) > _CACHE_MAX:
+            self._opened.clear()
         for rec in records:
             k, v = rec[0], rec[1]
             holder: list[Any] | None = None
@@ -447,7 +452,15 @@ class Boundary:
                     holder = list(rec)
                     self._place(holder, 0, nk, w)
             vc = v.__class__
-            if (vc is str and v.startswith(PREFIX)) or vc in TAGGED:
+            if vc is dict:
+                nv = self._open_flat(v, w, hits)
+                if nv is None:  # nested values: the general walk
+                    nv = self._open(v, w, False)
+                if nv is not v:
+                    if holder is None:
+                        holder = list(rec)
+                    holder[1] = nv
+            elif (vc is str and v.startswith(PREFIX)) or vc in TAGGED:
                 if holder is None:
                     holder = list(rec)
                 w.pend.append([holder, 1, v, False, None, None])
@@ -458,10 +471,47 @@ class Boundary:
                         holder = list(rec)
                     self._place(holder, 1, nv, w)
             out.append(rec if holder is None else holder)
-        if w.pend:
-            self._fill_opened(w)
+        if w.pend or hits:
+            self._fill_opened(w, hits)
         self._finish(w)
         return _records(out, records)
+
+    def _open_flat(self, d: dict[Any, Any], w: _Walk,
+                   hits: list[tuple[dict[str, Any], str]]) -> Any:
+        """The common case of :meth:`reveal`: a dict of scalars. Tokens seen before are
+        replaced at once from the cache; ``None`` when a value is nested (or a key odd)."""
+        cache = self._opened
+        out: dict[Any, Any] | None = None
+        mark = len(w.pend)
+        for f, y in d.items():
+            yc = y.__class__
+            if yc is str:
+                if not y.startswith(PREFIX):
+                    if f.__class__ is not str or f.startswith(PREFIX):
+                        break
+                    continue
+                if out is None:
+                    out = dict(d)
+                hit = cache.get(y)
+                if hit is None:
+                    w.pend.append([out, f, y, False, None, None])
+                else:
+                    out[f] = hit
+                    hits.append((out, f))
+            elif yc in _PLAIN:
+                continue
+            elif yc in TAGGED:
+                if out is None:
+                    out = dict(d)
+                w.pend.append([out, f, y, False, None, None])
+            else:
+                break
+        else:
+            return d if out is None else out
+        del w.pend[mark:]
+        if out is not None:
+            del hits[len(hits) - sum(1 for h in hits[::-1] if h[0] is out):]
+        return None
 
     def _open(self, x: Any, w: _Walk, det: bool) -> Any:
         cls = x.__class__
@@ -522,9 +572,12 @@ class Boundary:
         self._fill_opened(tmp)
         return dict(zip(holder, d.values()))
 
-    def _fill_opened(self, w: _Walk) -> None:
+    def _fill_opened(self, w: _Walk,
+                     hits: list[tuple[dict[str, Any], str]] | None = None) -> None:
         parsed: list[Any] = []
         handles: set[bytes] = set()
+        if hits:
+            handles.update(d[f]._wb_h for d, f in hits)
         cache = self._opened
         if len(cache) > _CACHE_MAX:
             cache.clear()
@@ -543,6 +596,12 @@ class Boundary:
             handles.add(t[0])
             parsed.append(t)
         found = self.keys.keys_for(handles, create=False)
+        if hits:
+            gone = {h for h in handles if found.get(h) is None or found[h] is FORGOTTEN}
+            if gone:
+                for d, f in hits:
+                    if d[f]._wb_h in gone:
+                        d[f] = ERASED
         for p, t in zip(w.pend, parsed):
             holder, slot, x, det = p[0], p[1], p[2], p[3]
             if t is None:
