@@ -85,7 +85,7 @@ class _Opaque:
         self._wb_t = None
 
 
-_SEALABLE = TAGGED | {_Opaque}
+_SEALABLE: frozenset[Any] = TAGGED | {_Opaque}
 
 
 def _records(out: list[Any], given: list[Any]) -> list[Any]:
@@ -105,7 +105,7 @@ def _as_batch(like: Any, rows: list[Any]) -> Any:
     return out
 
 
-class _FirstOf(tuple):
+class _FirstOf(tuple[Any, ...]):
     """Rebuild marker: the single element itself (an unwrapped ``KeyId``)."""
 
 

@@ -32,32 +32,32 @@ class PrivateDriver(Driver):
         self.boundary = boundary
 
     # -- attributes of the wrapped driver --------------------------------------------------------
-    @property  # type: ignore[override]
-    def scheme(self) -> str:
+    @property
+    def scheme(self) -> str:  # type: ignore[override]
         return self.inner.scheme
 
-    @property  # type: ignore[override]
-    def url(self) -> str:
+    @property
+    def url(self) -> str:  # type: ignore[override]
         return self.inner.url
 
-    @property  # type: ignore[override]
-    def default_partitions(self) -> int:
+    @property
+    def default_partitions(self) -> int:  # type: ignore[override]
         return self.inner.default_partitions
 
-    @property  # type: ignore[override]
-    def durable_state(self) -> bool:
+    @property
+    def durable_state(self) -> bool:  # type: ignore[override]
         return self.inner.durable_state
 
     @property
     def accepts_batches(self) -> bool:
         return bool(getattr(self.inner, "accepts_batches", False))
 
-    @property  # type: ignore[override]
-    def stores_bytes(self) -> bool:
+    @property
+    def stores_bytes(self) -> bool:  # type: ignore[override]
         return bool(getattr(self.inner, "stores_bytes", False))
 
-    @property  # type: ignore[override]
-    def codecs(self) -> Any:
+    @property
+    def codecs(self) -> Any:  # type: ignore[override]
         return getattr(self.inner, "codecs", None)
 
     def use_serdes(self, codecs: Any) -> None:

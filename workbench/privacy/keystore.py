@@ -75,8 +75,8 @@ class KeyStore:
     def __init__(self, where: str | os.PathLike[str] | KeyBackend, *,
                  master: MasterKey | bytes | str | os.PathLike[str] | None = None,
                  ttl: float = 30.0, max_cached: int = 100_000) -> None:
-        self.backend: KeyBackend = where if hasattr(where, "get_many") else \
-            open_backend(where)  # type: ignore[arg-type]
+        self.backend: KeyBackend = (
+            where if not isinstance(where, str | os.PathLike) else open_backend(where))
         self.master = master_key(master)
         self.ttl = float(ttl)
         self.max_cached = int(max_cached)

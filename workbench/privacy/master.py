@@ -94,7 +94,7 @@ class LocalMasterKey:
 
     def wrap(self, dek: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, dek, b"workbench dek v1|" + aad)
+        return nonce + bytes(self._aead.encrypt(nonce, dek, b"workbench dek v1|" + aad))
 
     def unwrap(self, blob: bytes, aad: bytes) -> bytes:
         try:

@@ -133,7 +133,7 @@ class PersonalFloat(float):
 
 
 #: the tagged classes (``value.__class__ in TAGGED`` is the fast test)
-TAGGED = frozenset({PersonalStr, PersonalInt, PersonalFloat})
+TAGGED: frozenset[Any] = frozenset({PersonalStr, PersonalInt, PersonalFloat})
 _CLASSES: dict[type, type] = {str: PersonalStr, int: PersonalInt, float: PersonalFloat}
 _new_str = str.__new__
 _new_int = int.__new__
