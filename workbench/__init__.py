@@ -29,6 +29,7 @@ from .errors import (
     StateError,
     WorkbenchError,
 )
+from .expressions import Expr, col, lit, when
 from .grouped import GroupedStream, WindowedStream
 from .pipeline import Pipeline
 from .preview import options
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Branches",
     "Change",
+    "Expr",
     "GroupedStream",
     "Hopping",
     "Processor",
@@ -72,11 +74,14 @@ __all__ = [
     "Stream",
     "WorkbenchError",
     "__version__",
+    "col",
     "connect",
     "debug",
+    "lit",
     "options",
     "serde",
     "testing",
+    "when",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

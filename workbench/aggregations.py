@@ -30,6 +30,9 @@ class Aggregation:
     reducer: bool = False
     #: names of the output fields (``agg``), for previews
     fields: tuple[str, ...] = ()
+    #: ``agg``: the named parts ``(output, column or None, function)``; the engine computes
+    #: these built-ins on whole columns
+    parts: tuple[tuple[str, str | None, str], ...] = ()
 
 
 def count_spec() -> Aggregation:
@@ -219,7 +222,7 @@ def _compile_agg(parts: list[tuple[str, str | None, str]], fields: tuple[str, ..
     ])
     exec(compile(code, "<workbench agg>", "exec"), env)
     return Aggregation("agg", env["init"], env["add"], env["merge"],
-                       None if simple else env["finalize"], fields=fields)
+                       None if simple else env["finalize"], fields=fields, parts=tuple(parts))
 
 
 def _missing_field(column: str, value: Any) -> None:

@@ -210,7 +210,7 @@ def store_rows(store: Any, op: Any = None) -> list[dict[str, Any]]:
     cls = type(store).__name__
     fin = _finalizer(op)
     rows: list[dict[str, Any]] = []
-    if cls == "TimeWindowStore" and hasattr(store, "windows"):
+    if cls in ("TimeWindowStore", "ColumnarWindowStore") and hasattr(store, "windows"):
         size = getattr(op, "size", None)
         for start in sorted(store.windows):
             for key, entry in store.windows[start].items():
@@ -245,7 +245,7 @@ def store_rows(store: Any, op: Any = None) -> list[dict[str, Any]]:
             key, value = store.entries[rid]
             rows.append({"key": key, "timestamp": t, "side": "left" if side else "right",
                          "value": value})
-    elif cls == "AggKVStore" and hasattr(store, "data"):
+    elif cls in ("AggKVStore", "ColumnarAggStore") and hasattr(store, "data"):
         for key, (agg, ts) in list(store.data.items()):
             rows.append({"key": key, "timestamp": ts, "value": _final(fin, agg)})
     elif hasattr(store, "items"):

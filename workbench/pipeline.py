@@ -487,6 +487,18 @@ class Pipeline:
         if node.op in ("filter", "peek", "branch", "split", "key_by", "group_by", "sink",
                        "late", "table_changes", "table_filter") and node.parents:
             return self._known_columns(node.parents[0])
+        if node.op in ("assign", "select", "rename", "drop") and node.parents:
+            before = self._known_columns(node.parents[0])
+            params = node.params
+            if node.op == "select":
+                return list(params["exprs"])
+            if before is None:
+                return None
+            if node.op == "assign":
+                return [*before, *(c for c in params["exprs"] if c not in before)]
+            if node.op == "rename":
+                return [params["mapping"].get(c, c) for c in before]
+            return [c for c in before if c not in params["columns"]]
         return None
 
     # -- introspection ------------------------------------------------------------------------

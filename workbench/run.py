@@ -11,7 +11,7 @@ from ._time import duration_ms
 from .drivers import connect
 from .drivers.base import Driver
 from .errors import DefinitionError, did_you_mean
-from .samples import normalize_sample, rows_to_records
+from .samples import input_batch, normalize_sample, rows_to_records
 from .types import Record
 
 if TYPE_CHECKING:
@@ -61,11 +61,11 @@ class Run:
 
     def frame(self, topic: str) -> pd.DataFrame:
         """The committed records of ``topic`` as a DataFrame: key, timestamp (UTC), values."""
-        from .frames import records_to_frame, topic_schema
+        from .frames import batch_frame, topic_schema
 
         self._check_topic(topic)
-        return records_to_frame(self.driver.read_all(topic),
-                                topic_schema(self.pipeline, topic))
+        return batch_frame(self.driver.read_all_batch(topic),
+                           topic_schema(self.pipeline, topic))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """``{topic: frame}`` for every topic the pipeline writes."""
@@ -139,6 +139,19 @@ def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
             raise DefinitionError(f"inputs: {topic!r} is not a source topic of pipeline "
                                   f"{pipeline.name!r}." + did_you_mean(topic, sources))
         spec = node.params["spec"]
+        if limit is not None and hasattr(data, "iloc"):
+            data = data.iloc[:limit]
+        elif limit is not None and isinstance(data, list):
+            data = data[:limit]
+        partitioner = codecs.partitioner(topic)
+        count = driver.ensure_topic(topic, spec.partitions, kind="source")
+        # a typed topic on a driver of Python objects goes through its serdes record by record
+        typed = not driver.stores_bytes and codecs.typed(topic)
+        batch = None if typed else input_batch(spec, data, now_ms=now, copy=copy)
+        if batch is not None:
+            _append_batch(driver, topic, count, batch, partitioner)
+            counts[topic] = len(batch)
+            continue
         rows, _cols = normalize_sample(data, topic) if not isinstance(data, list) else (data, None)
         rows = rows or []
         if limit is not None:
@@ -146,8 +159,6 @@ def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
         records = rows_to_records(spec, rows, now_ms=now, copy=copy)
         if not driver.stores_bytes:
             records = codecs.normalize(topic, records)
-        partitioner = codecs.partitioner(topic)
-        count = driver.ensure_topic(topic, spec.partitions, kind="source")
         if count == 1:
             driver.append(topic, 0, records)
         else:
@@ -158,6 +169,24 @@ def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
                 driver.append(topic, p, recs)
         counts[topic] = len(records)
     return counts
+
+
+def _append_batch(driver: Driver, topic: str, count: int, batch: Any,
+                  partitioner: Any) -> None:
+    """Append an input batch, split by key over ``count`` partitions (keyless records go
+    round-robin by position, as the row path does)."""
+    import numpy as np
+
+    if count == 1:
+        driver.append_batch(topic, 0, batch)
+        return
+    part = partitioner.partition
+    where = np.fromiter((part(k, count, i) for i, k in enumerate(batch.keys.tolist())),
+                        dtype=np.int64, count=len(batch))
+    for p in range(count):
+        mask = where == p
+        if mask.any():
+            driver.append_batch(topic, p, batch.take(mask))
 
 
 def prepare(

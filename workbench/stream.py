@@ -18,6 +18,7 @@ from .errors import DefinitionError, did_you_mean
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .expressions import Expr
     from .grouped import GroupedStream
     from .pipeline import Pipeline
     from .table import Table
@@ -91,11 +92,84 @@ class Stream:
         )
 
     def filter(
-        self, fn: Callable[[Any], Any], *, name: str | None = None, with_record: bool = False
+        self, fn: Expr | Callable[[Any], Any], *, name: str | None = None,
+        with_record: bool = False,
     ) -> Stream:
-        """Keep the records for which ``fn(value)`` is truthy."""
-        _check_callable(fn, "filter", "predicate")
+        """Keep the records whose condition holds: an expression, evaluated on whole columns
+        (``s.filter(wb.col("amount") > 0)``; null counts as False), or a function called with
+        each value (``s.filter(lambda v: v["amount"] > 0)``; truthy keeps)."""
+        from .expressions import Expr
+
+        if isinstance(fn, Expr):
+            if with_record:
+                raise DefinitionError("filter(expression) reads value fields; with_record=True "
+                                      "is for functions.")
+            self._check_expr(fn, "filter")
+            return self._derive(self._add("filter", {"expr": fn, "fn": None}, name))
+        _check_callable(fn, "filter", "predicate or expression (wb.col(...) > 0)")
         return self._derive(self._add("filter", {"fn": fn, "with_record": with_record}, name))
+
+    def assign(self, *, name: str | None = None, **columns: Any) -> Stream:
+        """Add or replace value fields, computed on whole columns, like ``DataFrame.assign``:
+        ``s.assign(cents=(wb.col("amount") * 100).round(), source="web")`` (an expression or a
+        constant per field). Values must be dicts."""
+        from .expressions import Expr
+
+        if not columns:
+            raise DefinitionError("assign() needs at least one field=expression, e.g. "
+                                  "assign(cents=wb.col('amount') * 100).")
+        for field, e in columns.items():
+            if isinstance(e, Expr):
+                self._check_expr(e, f"assign({field}=...)")
+            elif callable(e):
+                raise DefinitionError(
+                    f"assign({field}=...) takes an expression or a constant, got a function; "
+                    "use wb.col(...) expressions, or map(lambda v: {**v, ...}) for a function.")
+        return self._derive(self._add("assign", {"exprs": dict(columns)}, name))
+
+    def select(self, *fields: str | Expr, name: str | None = None, **exprs: Any) -> Stream:
+        """Keep only some value fields (in this order), optionally computing new ones:
+        ``s.select("user_id", "amount", day=wb.col("ts") // 86_400_000)``."""
+        from .expressions import Expr, col
+
+        chosen: dict[str, Any] = {}
+        for f in fields:
+            if isinstance(f, str):
+                self._check_field(f, "select")
+                chosen[f] = col(f)
+            elif isinstance(f, Expr) and f.name is not None:
+                self._check_expr(f, "select")
+                chosen[f.name] = f
+            else:
+                raise DefinitionError(f"select() takes field names or named expressions "
+                                      f"(.alias('name')), got {f!r}.")
+        for field, e in exprs.items():
+            if isinstance(e, Expr):
+                self._check_expr(e, f"select({field}=...)")
+            chosen[field] = e
+        if not chosen:
+            raise DefinitionError("select() needs at least one field.")
+        return self._derive(self._add("select", {"exprs": chosen}, name))
+
+    def rename(self, mapping: dict[str, str] | None = None, *, name: str | None = None,
+               **renames: str) -> Stream:
+        """Rename value fields: ``s.rename({"amount": "eur"})`` or ``s.rename(amount="eur")``."""
+        merged = {**(mapping or {}), **renames}
+        if not merged:
+            raise DefinitionError("rename() needs at least one old='new' pair.")
+        for old, new in merged.items():
+            self._check_field(old, "rename")
+            if not isinstance(new, str) or not new:
+                raise DefinitionError(f"rename({old}=...) needs a new field name, got {new!r}.")
+        return self._derive(self._add("rename", {"mapping": merged}, name))
+
+    def drop(self, *fields: str, name: str | None = None) -> Stream:
+        """Remove value fields: ``s.drop("page")``."""
+        if not fields:
+            raise DefinitionError("drop() needs at least one field name.")
+        for f in fields:
+            self._check_field(f, "drop")
+        return self._derive(self._add("drop", {"columns": list(fields)}, name))
 
     def flat_map(
         self, fn: Callable[[Any], Any], *, name: str | None = None, with_record: bool = False
@@ -120,11 +194,16 @@ class Stream:
         A re-keyed stream that feeds a stateful step goes through a repartition topic first, so
         that every record of a key is processed by the same task.
         """
+        from .expressions import Expr
+
         if isinstance(key, str):
             self._check_field(key, "key_by")
             params: dict[str, Any] = {"field": key, "fn": None, "with_record": False}
+        elif isinstance(key, Expr):
+            self._check_expr(key, "key_by")
+            params = {"field": None, "fn": None, "expr": key, "with_record": False}
         else:
-            _check_callable(key, "key_by", "field name or function")
+            _check_callable(key, "key_by", "field name, expression or function")
             params = {"field": None, "fn": key, "with_record": with_record}
         return self._derive(self._add("key_by", params, name, key_changed=True))
 
@@ -211,14 +290,19 @@ class Stream:
     ) -> GroupedStream:
         """Group by a field name or a function of the value (re-keys the stream; the next
         aggregation reads it through a repartition topic)."""
+        from .expressions import Expr
         from .grouped import GroupedStream
 
         if isinstance(key, str):
             self._check_field(key, "group_by")
             params: dict[str, Any] = {"field": key, "fn": None, "with_record": False}
             key_name: str | None = key
+        elif isinstance(key, Expr):
+            self._check_expr(key, "group_by")
+            params = {"field": None, "fn": None, "expr": key, "with_record": False}
+            key_name = key.name
         else:
-            _check_callable(key, "group_by", "field name or function")
+            _check_callable(key, "group_by", "field name, expression or function")
             params = {"field": None, "fn": key, "with_record": False}
             key_name = None
         node = self._add("group_by", params, name, key_changed=True)
@@ -338,6 +422,10 @@ class Stream:
         return stream_bundle(self._pipeline, self._node)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _check_expr(self, e: Expr, step: str) -> None:
+        for field in sorted(e.columns()):
+            self._check_field(field, step)
+
     def _check_field(self, field: str, step: str) -> None:
         columns = self._pipeline._known_columns(self._node)
         if columns is not None and field not in columns:

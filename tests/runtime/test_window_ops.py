@@ -250,7 +250,8 @@ def _operator(p: wb.Pipeline) -> Any:
     for st_ in plan.subtopologies:
         for pn in st_.nodes:
             if pn.op == "aggregate":
-                ctx = OpContext(plan.app_id, 0, {s.name: s for s in st_.stores}, None)
+                ctx = OpContext(plan.app_id, 0, {s.name: s for s in st_.stores}, None,
+                                vectorize=False)  # the row operator itself
                 return OPERATOR_FACTORIES["aggregate"](pn, ctx)
     raise AssertionError("no aggregate")
 

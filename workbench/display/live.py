@@ -218,11 +218,13 @@ class _Counter:
 
 
 def _batch_len(out: Any) -> int:
-    if not out:
+    if out is None:
         return 0
-    if isinstance(out[0], list):  # a split: one batch per branch
-        return sum(len(b) for b in out)
-    return len(out)
+    if isinstance(out, list):
+        if out and (isinstance(out[0], list) or hasattr(out[0], "seq")):
+            return sum(len(b) for b in out)  # a split: one batch per branch
+        return len(out)  # rows of a row operator
+    return len(out)  # a column batch
 
 
 def _instrument(engine: Engine) -> dict[str, _Counter]:

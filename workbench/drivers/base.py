@@ -66,6 +66,9 @@ class Driver(abc.ABC):
     #: the serdes of the topics of the running plan (``workbench.serde.topics.TopicCodecs``),
     #: set by :meth:`use_serdes`; ``None``: every topic uses the driver's defaults
     codecs: Any = None
+    #: whether :meth:`commit` takes column batches (``runtime.batch.Batch``) as well as row
+    #: lists in ``Transaction.outputs``; otherwise the engine hands it rows
+    accepts_batches: bool = False
 
     # -- log ----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -97,6 +100,24 @@ class Driver(abc.ABC):
         """Committed records of ``topic``/``partition`` from ``offset``, at most
         ``max_records``."""
 
+    def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
+        """Like :meth:`read`, as a column batch (``runtime.batch.Batch``) whose ``seq`` holds
+        the offsets. Drivers that decode into columns override it; by default it converts
+        the rows of :meth:`read`."""
+        import numpy as np
+
+        from ..runtime.batch import Batch
+
+        rows = self.read(topic, partition, offset, max_records)
+        batch = Batch.from_rows(rows)
+        if rows:
+            batch.seq = np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows))
+        return batch
+
+    def append_batch(self, topic: str, partition: int, batch: Any) -> None:
+        """Like :meth:`append`, for a column batch (by default through its rows)."""
+        self.append(topic, partition, batch.rows())
+
     @abc.abstractmethod
     def end_offset(self, topic: str, partition: int) -> int:
         """Offset after the last committed record of the partition."""
@@ -116,6 +137,25 @@ class Driver(abc.ABC):
                 out.extend(chunk)
                 offset = chunk[-1][3] + 1
         return out
+
+    def read_all_batch(self, topic: str) -> Any:
+        """Every committed record of ``topic``, partition by partition, as one column batch
+        (``runtime.batch.Batch``; ``seq`` holds the offsets)."""
+        from ..runtime.batch import Batch
+
+        count = self.partitions(topic)
+        if count is None:
+            raise DriverError(f"topic {topic!r} does not exist on {self.url}.")
+        parts = []
+        for p in range(count):
+            offset, end = 0, self.end_offset(topic, p)
+            while offset < end:
+                chunk = self.read_batch(topic, p, offset, max(end - offset, 1))
+                if not len(chunk):
+                    break
+                parts.append(chunk)
+                offset = int(chunk.seq[-1]) + 1
+        return Batch.concat(parts)
 
     def topics(self) -> list[str]:
         """Names of the topics the driver holds (where it can tell)."""

@@ -6,8 +6,8 @@ process. ``memory://`` is a fresh, private log; ``memory://NAME`` is shared by e
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections.abc import Iterable
-from operator import itemgetter
 from typing import Any
 
 from ..errors import DefinitionError, DriverError
@@ -16,38 +16,76 @@ from .base import Driver, OutRec, ReadRec, Transaction
 __all__ = ["MemoryDriver"]
 
 _NAMED: dict[str, MemoryDriver] = {}
-_KEY, _VALUE, _TS, _HEADERS = (itemgetter(i) for i in (0, 1, 2, 4))
 
 
 class _PartitionLog:
-    """One partition, stored as columns: few long-lived container objects per record, so the
-    cyclic garbage collector has little to scan even with millions of records."""
+    """One partition, stored as column batches (segments) with their first offsets: appending
+    a batch keeps its columns, reading a range slices them, so a run's output becomes a
+    DataFrame by concatenation, and the garbage collector has few objects to scan."""
 
-    __slots__ = ("headers", "keys", "timestamps", "values")
+    __slots__ = ("_rows", "length", "segments", "starts")
 
     def __init__(self) -> None:
-        self.keys: list[Any] = []
-        self.values: list[Any] = []
-        self.timestamps: list[int] = []
-        self.headers: list[Any] = []
+        self.segments: list[Any] = []  # runtime.batch.Batch
+        self.starts: list[int] = []
+        self.length = 0
+        self._rows: list[Any] = []  # row records appended since the last segment
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.length + len(self._rows)
+
+    def _seal(self) -> None:
+        if self._rows:
+            from ..runtime.batch import Batch
+
+            rows, self._rows = self._rows, []
+            self._add(Batch.from_rows(rows))
+
+    def _add(self, batch: Any) -> None:
+        n = len(batch)
+        if n:
+            self.starts.append(self.length)
+            self.segments.append(batch)
+            self.length += n
 
     def extend(self, records: Iterable[OutRec]) -> None:
         batch = records if isinstance(records, list) else list(records)
-        self.keys.extend(map(_KEY, batch))
-        self.values.extend(map(_VALUE, batch))
-        self.timestamps.extend(map(_TS, batch))
-        self.headers.extend(map(_HEADERS, batch))
+        self._rows.extend(batch)
+        if len(self._rows) >= 4096:
+            self._seal()
+
+    def extend_batch(self, batch: Any) -> None:
+        self._seal()
+        self._add(batch)
+
+    def read_batch(self, offset: int, count: int) -> Any:
+        """Records ``offset .. offset+count-1`` as one batch whose ``seq`` is the offsets."""
+        import numpy as np
+
+        from ..runtime.batch import Batch
+
+        self._seal()
+        end = min(offset + count, self.length)
+        if offset >= end:
+            return Batch.empty()
+        i = bisect_right(self.starts, offset) - 1
+        parts = []
+        pos = offset
+        while pos < end:
+            seg = self.segments[i]
+            lo = pos - self.starts[i]
+            hi = min(len(seg), end - self.starts[i])
+            parts.append(seg if lo == 0 and hi == len(seg) else seg.take(slice(lo, hi)))
+            pos = self.starts[i] + hi
+            i += 1
+        out = Batch.concat(parts)
+        out.seq = np.arange(offset, end, dtype=np.int64)
+        return out
 
     def read(self, offset: int, count: int) -> list[ReadRec]:
-        end = min(offset + count, len(self.keys))
-        if offset >= end:
-            return []
-        return list(zip(self.keys[offset:end], self.values[offset:end],
-                        self.timestamps[offset:end], range(offset, end),
-                        self.headers[offset:end]))
+        return self.read_batch(offset, count).rows()  # type: ignore[no-any-return]
+
+
 _NAMED_LOCK = threading.Lock()
 
 
@@ -55,6 +93,8 @@ class MemoryDriver(Driver):
     """Topics as lists in memory; a commit appends outputs and moves positions atomically."""
 
     scheme = "memory"
+    #: transactions may carry column batches (``runtime.batch.Batch``) instead of row lists
+    accepts_batches = True
 
     def __init__(self, name: str = "", *, default_partitions: int = 1,
                  durable_state: bool = True) -> None:
@@ -120,6 +160,13 @@ class MemoryDriver(Driver):
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
         return self._partition(topic, partition).read(offset, max_records)
 
+    def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
+        return self._partition(topic, partition).read_batch(offset, max_records)
+
+    def append_batch(self, topic: str, partition: int, batch: Any) -> None:
+        with self._lock:
+            self._partition(topic, partition).extend_batch(batch)
+
     def end_offset(self, topic: str, partition: int) -> int:
         return len(self._partition(topic, partition))
 
@@ -135,7 +182,11 @@ class MemoryDriver(Driver):
             for (topic, partition) in txn.outputs:
                 self._partition(topic, partition)  # validate before changing anything
             for (topic, partition), records in txn.outputs.items():
-                self._logs[topic][partition].extend(records)
+                log = self._logs[topic][partition]
+                if isinstance(records, list):
+                    log.extend(records)
+                else:
+                    log.extend_batch(records)
             for (topic, partition), offset in txn.positions.items():
                 self._positions[(txn.app_id, topic, partition)] = offset
             if txn.metadata:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import heapq
 import logging
 import threading
 import time
@@ -23,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from .._checks import check_batch_size
 from ..drivers.base import Driver, Transaction
 from ..errors import StateError
@@ -30,6 +31,7 @@ from ..partitioning import KeyPartitioner
 from ..plan import Plan, SubTopology
 from ..privacy.hooks import attach_plan as attach_privacy
 from ..serde import get_serde
+from .batch import Batch
 from .clock import Clock, SystemClock
 from .task import OpContext, Task
 
@@ -97,6 +99,18 @@ class StateListener(Protocol):
         """The task ``partition`` of the store moved away (a rebalance)."""
 
 
+def env_flag_default(name: str, default: bool) -> bool:
+    """A boolean environment setting (``0/false/no/off`` or ``1/true/yes/on``)."""
+    import os
+
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    return default
+
+
 def stream_time_key(task_id: str) -> str:
     """The metadata key under which a task's stream times are committed
     (``stream_time.<subtopology>_<partition>``)."""
@@ -143,8 +157,14 @@ class Engine:
         commit_interval_ms: int = 100,
         batch_size: int = 10_000,
         key_serde: str = "json",
+        vectorize: bool | None = None,
     ) -> None:
         self.plan = plan
+        #: operators run vectorized on column batches; ``False`` runs every stateful step
+        #: through its record-by-record operator (the reference path; also
+        #: ``WORKBENCH_VECTORIZE=0``)
+        self.vectorize = (env_flag_default("WORKBENCH_VECTORIZE", True) if vectorize is None
+                          else vectorize)
         #: the driver, seen through the privacy boundary when the pipeline has a key store
         self.driver = attach_privacy(plan, driver)
         self.clock = clock or SystemClock()
@@ -222,7 +242,7 @@ class Engine:
         its committed positions."""
         app = self.plan.app_id
         ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
-        task = Task(st, p, ctx)
+        task = Task(st, p, ctx, vectorize=self.vectorize)
         self._restore(task)
         saved = self._committed_meta.get(stream_time_key(task.id))
         if saved is not None:
@@ -382,10 +402,11 @@ class Engine:
     def _hand_over(self) -> None:
         """Give the outputs made so far to a driver that produces them while the interval runs
         (they join the open transaction; the commit makes them visible with the positions)."""
-        outputs: dict[tuple[str, int], list[Any]] = {}
+        routed: dict[tuple[str, int], list[Batch]] = {}
         for task in self.tasks:
-            for topic, records in task.drain_outputs():
-                self._route(outputs, topic, records, task.partition)
+            for topic, batch in task.drain_outputs():
+                self._route(routed, topic, batch, task.partition)
+        outputs = self._as_outputs(routed)
         if outputs:
             assert self._send_outputs is not None
             self._send_outputs(self.plan.app_id, outputs)
@@ -396,74 +417,99 @@ class Engine:
     def _poll_task(self, task: Task, limits: dict[tuple[str, int], int] | None) -> int:
         p = task.partition
         inputs = [t for t in task.subtopology.inputs if p < self.partitions[t]]
-        reads: list[tuple[str, list[Any]]] = []
+        reads: list[tuple[str, Batch]] = []
         for t in inputs:
             pos = self._positions[(t, p)]
             cap = self.batch_size
             if limits is not None and (t, p) in limits:
                 cap = min(cap, limits[(t, p)] - pos)
             if cap <= 0:
-                reads.append((t, []))
+                reads.append((t, Batch.empty()))
                 continue
-            batch = self.driver.read(t, p, pos, cap)
-            if limits is not None and (t, p) in limits and batch and batch[-1][3] >= limits[
-                    (t, p)]:
+            batch = self.driver.read_batch(t, p, pos, cap)
+            if limits is not None and (t, p) in limits and len(batch) and int(
+                    batch.seq[-1]) >= limits[(t, p)]:
                 # offsets may have gaps (user tables, transaction markers): stop at the end
                 # seen when the run started
-                end = limits[(t, p)]
-                batch = [r for r in batch if r[3] < end]
+                batch = batch.take(batch.seq < limits[(t, p)])
             reads.append((t, batch))
-        nonempty = [(t, b) for t, b in reads if b]
+        nonempty = [(t, b) for t, b in reads if len(b)]
         if not nonempty:
             return 0
-        by_topic = self.stats.records_in_by_topic
-        for t, b in nonempty:
-            by_topic[t] = by_topic.get(t, 0) + len(b)
         if len(nonempty) == 1 and len(inputs) == 1:
             t, batch = nonempty[0]
             task.process(t, batch, p)
-            self._positions[(t, p)] = batch[-1][3] + 1
+            self._positions[(t, p)] = int(batch.seq[-1]) + 1
+            by_topic = self.stats.records_in_by_topic
+            by_topic[t] = by_topic.get(t, 0) + len(batch)
             return len(batch)
         return self._interleave(task, reads, limits)
 
-    def _interleave(self, task: Task, reads: list[tuple[str, list[Any]]],
+    def _interleave(self, task: Task, reads: list[tuple[str, Batch]],
                     limits: dict[tuple[str, int], int] | None) -> int:
-        """Merge several inputs by head timestamp, stopping where an input that may have more
-        records runs out of fetched ones (so the order never depends on batch sizes)."""
+        """Merge several inputs the way a Kafka Streams task does: the next record comes from
+        the input whose head record has the smallest timestamp (ties: input order). That order
+        is the stable order of (running maximum of the input's timestamps, input, position);
+        it stops where an input that may have more records runs out of fetched ones, so the
+        order never depends on batch sizes."""
         p = task.partition
-        exhausted = set()
+        topics: list[str] = []
+        parts: list[Batch] = []
+        keys: list[np.ndarray] = []
+        which: list[np.ndarray] = []
+        stops: list[int] = []  # per part: -1 if exhausted, else its last index (global)
+        offset = 0
         for t, batch in reads:
+            n = len(batch)
+            if not n:
+                continue
             pos = self._positions[(t, p)]
             end = limits.get((t, p)) if limits is not None else None
-            fetched_to = batch[-1][3] + 1 if batch else pos
+            fetched_to = int(batch.seq[-1]) + 1 if n else pos
             at_end = (end is not None and fetched_to >= end) or (
                 fetched_to >= self.driver.end_offset(t, p))
-            if at_end:
-                exhausted.add(t)
-        per_topic: dict[str, list[Any]] = {t: [] for t, _ in reads}
-        origins: dict[int, tuple[str, int]] = {}
-        consumed: dict[str, int] = {}
-        heads = [(b[0][2], i, 0) for i, (_t, b) in enumerate(reads) if b]
-        heapq.heapify(heads)
-        seq = self._seq
-        while heads:
-            _ts, i, j = heapq.heappop(heads)
-            t, batch = reads[i]
-            k, v, rts, off, h = batch[j]
-            per_topic[t].append((k, v, rts, seq, h))
-            origins[seq] = (t, off)
-            consumed[t] = off + 1
-            seq += 1
-            if j + 1 < len(batch):
-                heapq.heappush(heads, (batch[j + 1][2], i, j + 1))
-            elif t not in exhausted:
-                break  # this input may have more records: refill before going on
-        self._seq = seq
-        task.set_origins(origins, p)
-        task.process_interleaved(list(per_topic.items()), p)
-        for t, off in consumed.items():
-            self._positions[(t, p)] = off
-        return sum(len(b) for b in per_topic.values())
+            i = len(topics)
+            topics.append(t)
+            parts.append(batch)
+            keys.append(np.maximum.accumulate(batch.ts))
+            which.append(np.full(n, i, dtype=np.int64))
+            stops.append(-1 if at_end else offset + n - 1)
+            offset += n
+        all_which = np.concatenate(which)
+        position = np.arange(offset, dtype=np.int64)
+        order = np.lexsort((position, all_which, np.concatenate(keys)))
+        cut = len(order)
+        blocking = [s for s in stops if s >= 0]
+        if blocking:
+            rank = np.empty(offset, dtype=np.int64)
+            rank[order] = np.arange(offset, dtype=np.int64)
+            cut = int(min(rank[s] for s in blocking)) + 1
+        chosen = order[:cut]
+        seq0 = self._seq
+        new_seq = np.empty(offset, dtype=np.int64)
+        new_seq[chosen] = np.arange(seq0, seq0 + cut, dtype=np.int64)
+        self._seq = seq0 + cut
+        picked = np.zeros(offset, dtype=bool)
+        picked[chosen] = True
+        items: list[tuple[str, Batch]] = []
+        start = 0
+        offsets_all = np.concatenate([b.seq for b in parts])
+        for i, (t, batch) in enumerate(zip(topics, parts)):
+            n = len(batch)
+            mask = picked[start:start + n]
+            if mask.any():
+                sub = batch.take(mask)
+                self._positions[(t, p)] = int(sub.seq[-1]) + 1
+                sub.seq = new_seq[start:start + n][mask]
+                # within one input, chosen records keep their order, so seq stays increasing
+                items.append((t, sub))
+                by_topic = self.stats.records_in_by_topic
+                by_topic[t] = by_topic.get(t, 0) + len(sub)
+            start += n
+            del i
+        task.set_origins(seq0, topics, all_which[chosen], offsets_all[chosen], p)
+        task.process_interleaved(items, p)
+        return cut
 
     # -- committing ---------------------------------------------------------------------------
     def commit(self) -> None:
@@ -478,9 +524,10 @@ class Engine:
         durable = self.driver.durable_state
         listening = bool(self.state_listeners)
         state_changes: dict[tuple[str, int], list[tuple[Any, Any]]] = {}
+        routed: dict[tuple[str, int], list[Batch]] = {}
         for task in self.tasks:
-            for topic, records in task.drain_outputs():
-                self._route(outputs, topic, records, task.partition)
+            for topic, batch in task.drain_outputs():
+                self._route(routed, topic, batch, task.partition)
             for store in task.stores:
                 if store.shared or (not durable and not listening):
                     store.discard_changes()
@@ -492,6 +539,7 @@ class Engine:
                     ts = max(task.stream_time, 0)
                     outputs.setdefault((store.changelog, task.partition), []).extend(
                         (k, v, ts, 0, None) for k, v in changes)
+        outputs.update(self._as_outputs(routed))
         for key, pos in self._positions.items():
             if self._committed_position(key) != pos:
                 txn.positions[key] = pos
@@ -549,17 +597,31 @@ class Engine:
     def _committed_position(self, key: tuple[str, int]) -> int | None:
         return self._pending_positions.get(key)
 
-    def _route(self, outputs: dict[tuple[str, int], list[Any]], topic: str,
-               records: list[Any], task_partition: int) -> None:
+    def _as_outputs(self, routed: dict[tuple[str, int], list[Batch]]) -> dict[Any, Any]:
+        """Routed batches as the driver takes them: one batch per partition, or its rows."""
+        columns = self.driver.accepts_batches
+        out: dict[Any, Any] = {}
+        for key, batches in routed.items():
+            merged = Batch.concat(batches)
+            out[key] = merged if columns else merged.rows()
+        return out
+
+    def _route(self, routed: dict[tuple[str, int], list[Batch]], topic: str, batch: Batch,
+               task_partition: int) -> None:
         if topic in self._normalize:  # typed topic, driver of objects: as read back
-            records = self.codecs.normalize(topic, records)
+            batch = Batch.from_rows(self.codecs.normalize(topic, batch.rows()))
         count = self.partitions[topic]
         if count == 1:
-            outputs.setdefault((topic, 0), []).extend(records)
+            routed.setdefault((topic, 0), []).append(batch)
             return
         part = self._partitioners[topic].partition
-        for r in records:
-            outputs.setdefault((topic, part(r[0], count, task_partition)), []).append(r)
+        keys = batch.keys.inner if hasattr(batch.keys, "inner") else batch.keys
+        where = np.fromiter((part(k, count, task_partition) for k in keys.tolist()),
+                            dtype=np.int64, count=len(batch))
+        for p in range(count):
+            mask = where == p
+            if mask.any():
+                routed.setdefault((topic, p), []).append(batch.take(mask))
 
     # -- running ------------------------------------------------------------------------------
     def _gc_paused(self) -> contextlib.AbstractContextManager[None]:

@@ -778,8 +778,13 @@ class ForeignKeyJoinOp(Operator):
 def _stream_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
     node = plan_node.node
     assert node is not None
-    return StreamTableJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
-                             _combine_of(plan_node), make_store(plan_node, ctx, "table"))
+    row = StreamTableJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
+                            _combine_of(plan_node), make_store(plan_node, ctx, "table"))
+    if not ctx.vectorize:
+        return row
+    from .join_vec import StreamTableJoinVec
+
+    return StreamTableJoinVec(row)
 
 
 def _store_name(plan_node: PlanNode, ctx: OpContext, suffix: str) -> tuple[str, str]:

@@ -1,13 +1,15 @@
 """Operators: what a plan node does to a micro-batch.
 
-A record inside the engine is the tuple ``(key, value, timestamp, seq, headers)``. ``seq``
+Batches flow between operators as columns (:mod:`workbench.runtime.batch`). An operator with
+``columnar = True`` takes and returns column batches; the others ("row operators": the
+stateful operators written record by record) take and return lists of record tuples
+``(key, value, timestamp, seq, headers)``, and the task converts at their boundary. ``seq``
 orders records within a task: it is the input offset for a single-input task, or the position
 in the task's interleaved input otherwise; records derived from an input keep its ``seq``, and
 operators with several inputs process them in ``seq`` order. So the result never depends on
 where batch boundaries fall.
 
-Chains of stateless steps are **fused** into one generated Python loop (no per-step call or
-intermediate list per record).
+Chains of stateless steps are fused (:mod:`workbench.runtime.stateless`).
 """
 
 from __future__ import annotations
@@ -15,22 +17,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._time import MAX_MS, check_ms, to_epoch_ms
 from ..types import Record
 
 __all__ = [
     "Batch",
     "BranchOp",
     "CollectOp",
-    "FusedOp",
     "IdentityOp",
     "Operator",
+    "Rec",
     "SplitOp",
     "StepFailure",
-    "fuse",
 ]
 
 Rec = tuple[Any, Any, int, int, Any]
+#: a row batch: what the row operators (``columnar = False``) take and return
 Batch = list[Rec]
 
 
@@ -55,6 +56,9 @@ class Operator:
 
     name: str = "?"
     stores: Sequence[Any] = ()
+    #: True for operators that take and return column batches (``runtime.batch.Batch``);
+    #: the others take and return lists of record tuples, converted by the task
+    columnar: bool = False
     #: side output (records for the ``late`` output), drained by the task after each call;
     #: operators that produce one assign their own list in ``__init__``
     side: Batch = []  # noqa: RUF012
@@ -92,35 +96,48 @@ class Operator:
 
 
 class IdentityOp(Operator):
-    """Passes batches through (``merge``: the engine already ordered its inputs by ``seq``)."""
+    """Passes batches through (``merge``: the task already ordered its inputs by ``seq``)."""
+
+    columnar = True
 
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def process(self, batch: Batch, port: int) -> Batch:
+    def process(self, batch: Any, port: int) -> Any:
         return batch
 
 
 class CollectOp(Operator):
-    """A sink: collects records for the commit (the engine partitions and writes them)."""
+    """A sink: collects column batches for the commit (the engine partitions and writes them).
+    With ``unwrap_changes`` (previews of table steps) it keeps the new values of changes."""
+
+    columnar = True
 
     def __init__(self, name: str, topic: str, *, unwrap_changes: bool = False) -> None:
         self.name = name
         self.topic = topic
-        self.buffer: Batch = []
+        self.buffer: list[Any] = []
         self.unwrap = unwrap_changes
 
-    def process(self, batch: Batch, port: int) -> Batch:
+    def process(self, batch: Any, port: int) -> Any:
         if self.unwrap:
-            self.buffer.extend((k, v[0], t, s, h) for k, v, t, s, h in batch)
-        else:
-            self.buffer.extend(batch)
-        return []
+            from .batch import ChangeValues, ObjectValues, obj_array
 
-    def drain(self) -> Batch:
-        """Return and forget the collected records."""
+            values = batch.values
+            if isinstance(values, ChangeValues):
+                batch = batch.with_values(values.new)
+            else:
+                batch = batch.with_values(ObjectValues(obj_array(
+                    (c[0] for c in values.objects().tolist()), len(batch))))
+        self.buffer.append(batch)
+        return None
+
+    def drain(self) -> Any:
+        """Return (one batch) and forget the collected records."""
+        from .batch import Batch
+
         out, self.buffer = self.buffer, []
-        return out
+        return Batch.concat(out)
 
 
 class SplitOp(Operator):
@@ -129,6 +146,8 @@ class SplitOp(Operator):
     Outputs a list of batches, one per branch plus rest; :class:`BranchOp` children pick theirs.
     """
 
+    columnar = True
+
     def __init__(self, name: str, defined_at: str, predicates: Sequence[Callable[[Any], Any]],
                  with_record: bool) -> None:
         self.name = name
@@ -136,49 +155,42 @@ class SplitOp(Operator):
         self.predicates = list(predicates)
         self.with_record = with_record
 
-    def process(self, batch: Batch, port: int) -> list[Batch]:
-        outs: list[Batch] = [[] for _ in range(len(self.predicates) + 1)]
+    def process(self, batch: Any, port: int) -> list[Any]:
+        import numpy as np
+
         preds = list(enumerate(self.predicates))
-        rest = outs[-1]
-        wr = self.with_record
-        for r in batch:
+        branch = [len(self.predicates)] * len(batch)
+        values = batch.values.objects().tolist()
+        if self.with_record:
+            rows = batch.rows()
+            args: list[Any] = [Record(r[0], r[1], r[2], r[4]) for r in rows]
+        else:
+            args = values
+        for j, arg in enumerate(args):
             try:
-                arg = Record(r[0], r[1], r[2], r[4]) if wr else r[1]
                 for i, pred in preds:
                     hit = pred(arg)
                     if hit if hit.__class__ is bool else _truth(hit):
-                        outs[i].append(r)
+                        branch[j] = i
                         break
-                else:
-                    rest.append(r)
             except Exception as exc:
-                raise StepFailure(self.name, self.defined_at, r, exc) from exc
-        return outs
+                rec = batch.take(slice(j, j + 1)).rows()[0]
+                raise StepFailure(self.name, self.defined_at, rec, exc) from exc
+        which = np.array(branch, dtype=np.int64)
+        return [batch.take(which == i) for i in range(len(self.predicates) + 1)]
 
 
 class BranchOp(Operator):
     """Selects branch ``index`` from a :class:`SplitOp` output."""
 
+    columnar = True
+
     def __init__(self, name: str, index: int) -> None:
         self.name = name
         self.index = index
 
-    def process(self, batch: list[Batch], port: int) -> Batch:
+    def process(self, batch: list[Any], port: int) -> Any:
         return batch[self.index]
-
-
-class FusedOp(Operator):
-    """A chain of stateless steps compiled into one loop."""
-
-    def __init__(self, name: str, fn: Callable[[Batch], Batch], steps: Sequence[str],
-                 source: str) -> None:
-        self.name = name
-        self._fn = fn
-        self.steps = list(steps)
-        self.source = source  # generated code, kept for debugging
-
-    def process(self, batch: Batch, port: int) -> Batch:
-        return self._fn(batch)
 
 
 def _truth(result: Any) -> bool:
@@ -198,91 +210,3 @@ def _as_record_result(res: Any, k: Any, t: int, h: Any) -> tuple[Any, Any, int, 
     if isinstance(res, Record):
         return res.key, res.value, int(res.timestamp), res.headers
     return k, res, t, h
-
-
-def fuse(steps: Sequence[tuple[str, str, str, dict[str, Any]]], name: str) -> FusedOp:
-    """Compile stateless steps ``[(op, step_name, defined_at, params)]`` into one loop.
-
-    Supported ops: ``map``, ``filter``, ``flat_map``, ``key_by``, ``peek``, ``time`` (set the
-    timestamp from the value, for sources with ``time=``).
-    """
-    env: dict[str, Any] = {
-        "Record": Record,
-        "StepFailure": StepFailure,
-        "_asrec": _as_record_result,
-        "_to_ms": to_epoch_ms,
-        "_check_ms": check_ms,
-        "_MAX_MS": MAX_MS,
-        "_truth": _truth,
-        "_names": [s[1] for s in steps],
-        "_sites": [s[2] for s in steps],
-    }
-    body: list[str] = []
-    indent = 2
-
-    def emit(line: str) -> None:
-        body.append("    " * indent + line)
-
-    def guarded(i: int, lines: list[str]) -> None:
-        # one try block per step: free in CPython 3.11+ unless it raises, and the failing step
-        # is known without bookkeeping on the hot path
-        emit("try:")
-        for line in lines:
-            emit("    " + line)
-        emit("except Exception as exc:")
-        emit(f"    raise StepFailure(_names[{i}], _sites[{i}], (k, v, t, s, h), exc) from exc")
-
-    for i, (op, _step, _site, params) in enumerate(steps):
-        fn = params.get("fn")
-        env[f"f{i}"] = fn
-        if params.get("field") is not None:
-            env[f"field{i}"] = params["field"]
-        wr = params.get("with_record", False)
-        arg = "Record(k, v, t, h)" if wr else "v"
-        if op == "map":
-            guarded(i, [f"k, v, t, h = _asrec(f{i}({arg}), k, t, h)" if wr else f"v = f{i}(v)"])
-        elif op == "filter":
-            guarded(i, [f"_keep = f{i}({arg})", "if _keep.__class__ is not bool:",
-                        "    _keep = _truth(_keep)"])
-            emit("if not _keep:")
-            emit("    continue")
-        elif op == "peek":
-            guarded(i, [f"f{i}({arg})"])
-        elif op == "table_changes":
-            emit("v = v[0]")
-        elif op in ("key_by", "group_by"):
-            guarded(i, [f"k = v[field{i}]" if params.get("field") is not None
-                        else f"k = f{i}({arg})"])
-        elif op == "time":
-            if params.get("field") is not None:
-                guarded(i, ["if v is not None:", f"    t = v[field{i}]",
-                            "    if t.__class__ is not int:", "        t = _to_ms(t)",
-                            "    elif not 0 <= t <= _MAX_MS:", "        _check_ms(t)"])
-            else:
-                guarded(i, ["if v is not None:", f"    t = f{i}(v)",
-                            "    if t.__class__ is not int:", "        t = _to_ms(t)",
-                            "    elif not 0 <= t <= _MAX_MS:", "        _check_ms(t)"])
-        elif op == "flat_map":
-            guarded(i, [f"_items{i} = list(f{i}({arg}))"])
-            emit(f"for _o{i} in _items{i}:")
-            indent += 1
-            if wr:
-                guarded(i, [f"k, v, t, h = _asrec(_o{i}, k, t, h)"])
-            else:
-                emit(f"v = _o{i}")
-        else:  # pragma: no cover - guarded by the builder
-            raise ValueError(f"cannot fuse op {op!r}")
-    emit("append((k, v, t, s, h))")
-    lines = [
-        "def fused(batch):",
-        "    out = []",
-        "    append = out.append",
-        "    for k, v, t, s, h in batch:",
-        *body,
-        "    return out",
-    ]
-    if not steps:
-        lines = ["def fused(batch):", "    return batch"]
-    source = "\n".join(lines)
-    exec(compile(source, f"<workbench fused {name}>", "exec"), env)
-    return FusedOp(name, env["fused"], [s[1] for s in steps], source)

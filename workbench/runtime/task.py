@@ -11,8 +11,9 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 from .._time import format_ms
 from ..errors import ProcessingError
@@ -21,25 +22,25 @@ from ..plan import PlanNode, StoreSpec, SubTopology
 from ..samples import time_extractor
 from ..types import TABLE_OPS
 from ..windows import Windowed
+from . import batch as cb
 from .operators import (
     Batch,
     BranchOp,
     CollectOp,
+    IdentityOp,
     Operator,
     SplitOp,
     StepFailure,
-    fuse,
 )
+from .stateless import StatelessChain
 
 __all__ = ["OPERATOR_FACTORIES", "OpContext", "Task"]
 
 FUSABLE = frozenset({"map", "filter", "flat_map", "key_by", "group_by", "peek",
-                     "table_changes"})
+                     "table_changes", "assign", "select", "rename", "drop"})
 
 #: op name -> factory(plan_node, ctx) -> Operator, for stateful steps (filled by their modules)
 OPERATOR_FACTORIES: dict[str, Callable[[PlanNode, OpContext], Operator]] = {}
-
-_ts_of = itemgetter(2)
 
 
 @dataclass
@@ -52,6 +53,9 @@ class OpContext:
     clock: Any
     task: Task | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: operators may run vectorized on column batches (False: the row operators only, the
+    #: reference for equivalence tests)
+    vectorize: bool = True
 
     def store_spec(self, name: str) -> StoreSpec:
         """The plan's spec of store ``name``."""
@@ -67,6 +71,8 @@ class _RNode:
     #: a stateful DSL step: its records' keys are replaced by their identity (``key_id``)
     #: on the way in, and back on the way out
     keyed: bool = False
+    #: the operator takes column batches (else rows, converted here)
+    columnar: bool = False
 
 
 def _ids_in(batch: Batch) -> Batch:
@@ -92,7 +98,10 @@ def _ids_out(batch: Any) -> Any:
 class Task:
     """One sub-topology instance for one partition."""
 
-    def __init__(self, subtopology: SubTopology, partition: int, ctx: OpContext) -> None:
+    def __init__(self, subtopology: SubTopology, partition: int, ctx: OpContext, *,
+                 vectorize: bool = True) -> None:
+        self.vectorize = vectorize
+        ctx.vectorize = vectorize
         self.subtopology = subtopology
         self.partition = partition
         self.id = f"{subtopology.id}_{partition}"
@@ -105,7 +114,8 @@ class Task:
         self.collectors: list[CollectOp] = []
         self._build()
         self.stores = [s for rn in self.nodes for s in rn.op.stores]
-        self._origins: dict[int, tuple[str, int]] = {}
+        #: for error messages of an interleaved batch: seq → (topic, offset)
+        self._origins: _Origins | None = None
         self._origin_partition = partition
         self._single_origin: tuple[str, int] | None = None
 
@@ -136,7 +146,8 @@ class Task:
             children = [(group_of[c], port) for c, port, out in last.children if out == 0]
             side = [(group_of[c], port) for c, port, out in last.children if out == 1]
             keyed = bool(op.stores) and members[0].op != "process"
-            self.nodes.append(_RNode(op, children, collect, side, keyed))
+            self.nodes.append(_RNode(op, children, collect, side, keyed,
+                                     getattr(op, "columnar", False)))
             if collect is not None:
                 self.collectors.append(collect)
             head = members[0]
@@ -147,7 +158,7 @@ class Task:
     def _make_op(self, members: list[PlanNode]) -> tuple[Operator, CollectOp | None]:
         head = members[0]
         steps: list[tuple[str, str, str, dict[str, Any]]] = []
-        pre: Callable[[Any], Batch] | None = None
+        pre: BranchOp | None = None
         if head.op in ("sink", "repartition_sink", "capture"):
             assert head.topic is not None
             unwrap = head.op == "capture" and head.node is not None and head.node.op in TABLE_OPS
@@ -171,9 +182,9 @@ class Task:
                               {"fn": time_extractor(spec)}))
         elif head.op == "branch":
             assert head.node is not None
-            pre = BranchOp(head.name, head.node.params["index"]).process  # type: ignore[assignment]
+            pre = BranchOp(head.name, head.node.params["index"])
         elif head.op in FUSABLE:
-            members = members  # head is itself a step
+            pass  # head is itself a step
         elif head.op in ("merge", "repartition_source", "late"):
             pass
         elif head.op in OPERATOR_FACTORIES:  # pragma: no cover - stateful ops are never heads
@@ -185,42 +196,37 @@ class Task:
             if pn.op in FUSABLE:
                 assert pn.node is not None
                 steps.append((pn.op, pn.name, pn.node.defined_at, pn.node.params))
-        fused = fuse(steps, "+".join(m.name for m in members))
+        name = "+".join(m.name for m in members)
+        if not steps:
+            return (pre if pre is not None else IdentityOp(name)), None
+        chain = StatelessChain(name, steps, vectorize=self.vectorize)
         if pre is not None:
-            inner, select = fused.process, pre
-
-            class _Pre(Operator):
-                name = fused.name
-
-                def process(self, batch: Any, port: int) -> Batch:
-                    return inner(select(batch, port), port)  # type: ignore[call-arg]
-
-            return _Pre(), None
-        return fused, None
+            return _Then(pre, chain), None
+        return chain, None
 
     # -- processing ---------------------------------------------------------------------------
-    def process(self, topic: str, batch: Batch, partition: int) -> None:
+    def process(self, topic: str, batch: cb.Batch, partition: int) -> None:
         """Process records read from one input partition (``seq`` = offset)."""
-        if not batch:
+        if not len(batch):
             return
-        self._origins = {}
+        self._origins = None
         self._single_origin = (topic, partition)
-        top = max(map(_ts_of, batch))
+        top = int(batch.ts.max())
         if top > self.stream_time:
             self.stream_time = top
         self._run({self.input_nodes[topic]: [(0, batch)]}, ending=False)
         self.processed += len(batch)
 
-    def process_interleaved(self, items: list[tuple[str, Batch]], partition: int) -> None:
+    def process_interleaved(self, items: list[tuple[str, cb.Batch]], partition: int) -> None:
         """Process records from several inputs, already interleaved; ``items`` holds per topic
         the records re-numbered with the task's ``seq``."""
-        inbox: dict[int, list[tuple[int, Batch]]] = {}
+        inbox: dict[int, list[tuple[int, Any]]] = {}
         count = 0
         for topic, batch in items:
-            if batch:
+            if len(batch):
                 inbox.setdefault(self.input_nodes[topic], []).append((0, batch))
                 count += len(batch)
-                top = max(map(_ts_of, batch))
+                top = int(batch.ts.max())
                 if top > self.stream_time:
                     self.stream_time = top
         if count:
@@ -228,9 +234,11 @@ class Task:
             self._run(inbox, ending=False)
             self.processed += count
 
-    def set_origins(self, origins: dict[int, tuple[str, int]], partition: int) -> None:
-        """Map ``seq`` → (topic, offset) for error messages of an interleaved batch."""
-        self._origins = origins
+    def set_origins(self, seq_start: int, topics: list[str], which: np.ndarray,
+                    offsets: np.ndarray, partition: int) -> None:
+        """For error messages of an interleaved batch: record ``seq_start + i`` came from
+        ``topics[which[i]]`` at ``offsets[i]``."""
+        self._origins = _Origins(seq_start, topics, which, offsets)
         self._origin_partition = partition
 
     def end(self) -> None:
@@ -241,56 +249,96 @@ class Task:
     def punctuate_wall(self, now_ms: int) -> None:
         """Run wall-clock punctuators."""
         self._single_origin = None
-        self._origins = {}
-        inbox: dict[int, list[tuple[int, Batch]]] = {}
-        for i, rn in enumerate(self.nodes):
+        self._origins = None
+        inbox: dict[int, list[tuple[int, Any]]] = {}
+        for rn in self.nodes:
             out = rn.op.punctuate_wall(now_ms)
-            if out and rn.keyed:
-                out = _ids_out(out)
-            if out:
-                inbox.setdefault(i, [])
+            if out is not None and len(out):
+                if not rn.columnar:
+                    out = cb.Batch.from_rows(_ids_out(out) if rn.keyed else out)
                 for c, port in rn.children:
                     inbox.setdefault(c, []).append((port, out))
         if any(inbox.values()):
-            self._run(inbox, ending=False, skip_empty=True)
+            self._run(inbox, ending=False)
 
-    def _run(self, inbox: dict[int, list[tuple[int, Batch]]], *, ending: bool,
-             skip_empty: bool = False) -> None:
+    def _run(self, inbox: dict[int, list[tuple[int, Any]]], *, ending: bool) -> None:
         try:
             for i, rn in enumerate(self.nodes):
                 items = inbox.pop(i, None)
                 out: Any = None
-                keyed = rn.keyed
-                if items:
-                    if keyed:
-                        items = [(port, _ids_in(batch)) for port, batch in items]
-                    if len(items) == 1:
-                        port, batch = items[0]
-                        out = rn.op.process(batch, port)
+                op = rn.op
+                if rn.columnar:
+                    if items:
+                        if len(items) == 1:
+                            port, batch = items[0]
+                            out = op.process(batch, port)
+                        else:
+                            out = self._process_ordered_columns(op, items)
+                    if ending:
+                        flushed = op.end()
+                        if flushed is not None and len(flushed):
+                            out = flushed if out is None else cb.Batch.concat([out, flushed])
+                    side = op.side
+                    if side is not None and len(side):
+                        op.side = []
+                        side = cb.Batch.concat(side) if isinstance(side, list) else side
                     else:
-                        out = self._process_ordered(rn.op, items)
-                if ending:
-                    flushed = rn.op.end()
-                    if flushed:
-                        out = flushed if not out else [*out, *flushed]
-                if keyed and out:
-                    out = _ids_out(out)
-                if out and rn.children:
+                        side = None
+                else:
+                    rows: Any = None
+                    if items:
+                        row_items = [(port, b.rows()) for port, b in items]
+                        if rn.keyed:
+                            row_items = [(port, _ids_in(r)) for port, r in row_items]
+                        if len(row_items) == 1:
+                            port, r = row_items[0]
+                            rows = op.process(r, port)
+                        else:
+                            rows = self._process_ordered(op, row_items)
+                    if ending:
+                        flushed = op.end()
+                        if flushed:
+                            rows = flushed if not rows else [*rows, *flushed]
+                    if rows:
+                        out = cb.Batch.from_rows(_ids_out(rows) if rn.keyed else rows)
+                    side = None
+                    if op.side:
+                        side_rows = op.side
+                        op.side = []
+                        side = cb.Batch.from_rows(_ids_out(side_rows) if rn.keyed
+                                                  else side_rows)
+                if out is not None and rn.children and (isinstance(out, list) or len(out)):
                     for c, port in rn.children:
                         inbox.setdefault(c, []).append((port, out))
-                side = rn.op.side
-                if side:
-                    rn.op.side = []
-                    if keyed:
-                        side = _ids_out(side)
+                if side is not None:
                     for c, port in rn.side_children:
                         inbox.setdefault(c, []).append((port, side))
         except StepFailure as failure:
             raise self._processing_error(failure) from failure.error
 
     @staticmethod
+    def _process_ordered_columns(op: Operator, items: list[tuple[int, Any]]) -> Any:
+        """Feed several column inputs to ``op`` in ``seq`` order (ties: input order)."""
+        merged, ports = cb.sort_by_seq(items)
+        if isinstance(op, IdentityOp):
+            return merged
+        out = []
+        n = len(merged)
+        start = 0
+        while start < n:
+            port = int(ports[start])
+            stop = start + 1
+            while stop < n and ports[stop] == port:
+                stop += 1
+            res = op.process(merged.take(slice(start, stop)), port)
+            if res is not None and len(res):
+                out.append(res)
+            start = stop
+        return cb.Batch.concat(out)
+
+    @staticmethod
     def _process_ordered(op: Operator, items: list[tuple[int, Batch]]) -> Batch:
-        """Feed several inputs to ``op`` in ``seq`` order (ties: input order)."""
+        """Feed several row inputs to ``op`` in ``seq`` order (ties: input order)."""
         tagged = [[(r[3], port, r) for r in batch] for port, batch in items]
         out: Batch = []
         run: Batch = []
@@ -320,8 +368,8 @@ class Task:
             if self._single_origin is not None:
                 topic, partition = self._single_origin
                 offset = seq
-            elif seq in self._origins:
-                topic, offset = self._origins[seq]
+            elif self._origins is not None and self._origins.get(seq) is not None:
+                topic, offset = self._origins.get(seq)  # type: ignore[misc]
                 partition = self._origin_partition
             where = (f"{punctuated}the record from topic {topic!r} partition {partition} "
                      f"offset {offset}" if topic is not None
@@ -378,14 +426,43 @@ class Task:
                 if isinstance(t, int) and t > getattr(store, "observed", t):
                     store.observed = t
 
-    def drain_outputs(self) -> list[tuple[str, Batch]]:
-        """``[(topic, records)]`` collected since the last drain."""
+    def drain_outputs(self) -> list[tuple[str, cb.Batch]]:
+        """``[(topic, column batch)]`` collected since the last drain."""
         return [(c.topic, c.drain()) for c in self.collectors if c.buffer]
 
     def close(self) -> None:
         """Close every operator."""
         for rn in self.nodes:
             rn.op.close()
+
+
+class _Then(Operator):
+    """A branch selection followed by a stateless chain."""
+
+    columnar = True
+
+    def __init__(self, first: BranchOp, then: StatelessChain) -> None:
+        self.first = first
+        self.then = then
+        self.name = then.name
+
+    def process(self, batch: Any, port: int) -> Any:
+        picked = self.first.process(batch, port)
+        return self.then.process(picked, port) if len(picked) else picked
+
+
+@dataclass
+class _Origins:
+    seq_start: int
+    topics: list[str]
+    which: np.ndarray
+    offsets: np.ndarray
+
+    def get(self, seq: int) -> tuple[str, int] | None:
+        i = seq - self.seq_start
+        if 0 <= i < len(self.offsets):
+            return self.topics[int(self.which[i])], int(self.offsets[i])
+        return None
 
 
 def _can_head(pn: PlanNode) -> bool:

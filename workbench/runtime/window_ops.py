@@ -909,9 +909,25 @@ def make_aggregate(pn: PlanNode, ctx: OpContext) -> Operator:
     assert node is not None
     window = node.params.get("window")
     if window is None:
-        return KeyAggregateOp(pn, ctx)
+        key_op = KeyAggregateOp(pn, ctx)
+        from .fold import parts_of
+
+        key_parts = parts_of(key_op.agg)
+        if key_parts is not None and ctx.vectorize:
+            from .agg_vec import KeyAggregateVec
+
+            return KeyAggregateVec(key_op, key_parts)
+        return key_op
     if isinstance(window, Tumbling | Hopping):
-        return TimeWindowAggregateOp(pn, ctx, window)
+        row = TimeWindowAggregateOp(pn, ctx, window)
+        from .fold import parts_of
+
+        parts = parts_of(row.agg)
+        if parts is not None and ctx.vectorize:
+            from .window_vec import TimeWindowAggregateVec
+
+            return TimeWindowAggregateVec(row, parts)
+        return row
     if isinstance(window, Sliding):
         return SlidingWindowAggregateOp(pn, ctx, window)
     if isinstance(window, Session):

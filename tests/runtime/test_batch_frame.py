@@ -1,0 +1,73 @@
+"""Frames built from column batches equal the frames built record by record (the one frame
+rule of ``workbench.frames``), whatever the layout of the values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench.frames import FrameSchema, batch_frame, build_frame
+from workbench.runtime.batch import Batch, ObjectValues, StructValues, WindowedKeys, column
+from workbench.windows import Windowed
+
+scalars = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False, width=32),
+                    st.booleans(), st.text(max_size=3))
+keys = st.one_of(st.integers(0, 3), st.text(max_size=2), st.none())
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b)
+    assert a.attrs == b.attrs
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(keys, st.one_of(st.none(), st.fixed_dictionaries(
+    {"a": scalars, "b": scalars})), st.integers(0, 10**12)), max_size=12),
+    schema=st.sampled_from([None, FrameSchema(), FrameSchema(key_name="k", columns=("a", "b")),
+                            FrameSchema(columns=("b", "a", "c"), changelog=True)]))
+def test_object_values(rows: list[tuple[Any, Any, int]], schema: FrameSchema | None) -> None:
+    batch = Batch.from_rows([(k, v, t, i, None) for i, (k, v, t) in enumerate(rows)])
+    expected = build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                           schema)
+    _same(batch_frame(batch, schema), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.lists(st.tuples(keys, scalars, scalars, st.booleans()), min_size=1,
+                     max_size=12))
+def test_struct_values_with_missing_rows(data: list[Any]) -> None:
+    n = len(data)
+    present = np.array([p for *_x, p in data], dtype=bool)
+    cols = {"a": column([a for _k, a, _b, _p in data]), "b": column([b for _k, _a, b, _p in data])}
+    values = StructValues(cols, None if present.all() else present)
+    batch = Batch(np.array([k for k, *_ in data], dtype=object), values,
+                  np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
+    rows = batch.rows()
+    expected = build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    _same(batch_frame(batch), expected)
+
+
+def test_windowed_keys_and_scalar_values() -> None:
+    keys = WindowedKeys(np.array(["a", "b"], dtype=object), np.array([0, 10]),
+                        np.array([10, 20]))
+    batch = Batch(keys, ObjectValues(np.array([3, None], dtype=object)),
+                  np.array([5, 15]), np.array([0, 1]))
+    schema = FrameSchema(key_name="user", windowed=True, scalar=True, changelog=True)
+    rows = batch.rows()
+    assert rows[0][0] == Windowed("a", 0, 10)
+    _same(batch_frame(batch, schema),
+          build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], schema))
+
+
+def test_windowed_struct() -> None:
+    keys = WindowedKeys(np.array([1, 2]), np.array([0, 10]), np.array([10, 20]))
+    values = StructValues({"total": np.array([1.5, 2.5]), "n": np.array([1, 2])}, None)
+    batch = Batch(keys, values, np.array([5, 15]), np.array([0, 1]))
+    schema = FrameSchema(key_name="user_id", windowed=True, columns=("total", "n"))
+    rows = batch.rows()
+    _same(batch_frame(batch, schema),
+          build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], schema))
