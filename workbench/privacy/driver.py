@@ -101,6 +101,16 @@ class PrivateDriver(Driver):
     def read_all(self, topic: str) -> list[Any]:
         return self.boundary.reveal(topic, self.inner.read_all(topic))
 
+    def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
+        return self.boundary.reveal_any(topic, self.inner.read_batch(topic, partition, offset,
+                                                                     max_records))
+
+    def read_all_batch(self, topic: str) -> Any:
+        return self.boundary.reveal_any(topic, self.inner.read_all_batch(topic))
+
+    def append_batch(self, topic: str, partition: int, batch: Any) -> None:
+        self.inner.append_batch(topic, partition, self.boundary.protect_any(topic, batch))
+
     def end_offset(self, topic: str, partition: int) -> int:
         return self.inner.end_offset(topic, partition)
 
