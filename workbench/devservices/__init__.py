@@ -82,10 +82,22 @@ def _state_dir(state_dir: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def _healthy(info: ServiceInfo) -> bool:
+def _healthy(info: ServiceInfo, patience: float = 15.0) -> bool:
+    """The recorded process is alive and its port answers. A live process whose port does not
+    answer at once gets ``patience`` seconds (a loaded machine, a long GC pause): restarting
+    a service that every running test shares would break them all."""
+    import time
+
     marker = info.extra.get("marker")
-    return pid_alive(info.pid, marker if isinstance(marker, str) else None) \
-        and port_open(info.port)
+    if not pid_alive(info.pid, marker if isinstance(marker, str) else None):
+        return False
+    deadline = time.monotonic() + patience
+    while not port_open(info.port):
+        if time.monotonic() > deadline or not pid_alive(
+                info.pid, marker if isinstance(marker, str) else None):
+            return False
+        time.sleep(0.25)
+    return True
 
 
 def _timeout(name: str, timeout: float | None) -> float:

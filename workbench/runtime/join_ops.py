@@ -411,6 +411,14 @@ class StreamStreamJoinOp(Operator):
         self.dropped = 0
         self.side = []
 
+    def time_hints(self) -> dict[str, int]:
+        return {"min_time": self.min_time} if self.outer is not None else {}
+
+    def restore_time_hints(self, hints: dict[str, int]) -> None:
+        mt = hints.get("min_time")
+        if isinstance(mt, int):
+            self.min_time = mt
+
     def process(self, batch: Batch, port: int) -> Batch:
         out: Batch = []
         append = out.append

@@ -91,6 +91,15 @@ class Operator:
         if getattr(self, "stream_time", None).__class__ is int:
             self.stream_time = t  # type: ignore[attr-defined]
 
+    def time_hints(self) -> dict[str, int]:
+        """Other small time state that decides outputs (a stream-stream join's earliest parked
+        record time, which decides when parked records are looked at), committed and restored
+        like the stream time. Empty by default."""
+        return {}
+
+    def restore_time_hints(self, hints: dict[str, int]) -> None:
+        """Restore what :meth:`time_hints` returned in an earlier run."""
+
     def close(self) -> None:
         """Called when the task closes."""
 

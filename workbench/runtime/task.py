@@ -398,6 +398,9 @@ class Task:
             if t is not None:
                 ops[rn.op.name] = t
         out: dict[str, Any] = {"task": self.stream_time, "ops": ops}
+        hints = {rn.op.name: h for rn in self.nodes if (h := rn.op.time_hints())}
+        if hints:
+            out["hints"] = hints
         # stores that keep their own time (join window stores, sliding and session stores:
         # what has expired) — part of the state a restore must give back exactly
         stores = {s.name: s.observed for s in self.stores
@@ -419,6 +422,12 @@ class Task:
                 t = ops.get(rn.op.name)
                 if isinstance(t, int):
                     rn.op.restore_time(t)
+        hints = saved.get("hints")
+        if isinstance(hints, dict):
+            for rn in self.nodes:
+                h = hints.get(rn.op.name)
+                if isinstance(h, dict):
+                    rn.op.restore_time_hints(h)
         stores = saved.get("stores")
         if isinstance(stores, dict):
             for store in self.stores:
