@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = ["01-getting-started", "02-windows-and-joins", "03-promote", "04-debugging",
-            "05-testing", "06-interop", "07-privacy"]
+            "05-testing", "06-interop", "07-privacy", "08-external"]
 
 
 def _load(path: Path) -> dict[str, Any]:

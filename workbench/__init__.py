@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import typing
 
+from .calls import CallInfo, call_info
 from .drivers import connect
 from .errors import (
     DefinitionError,
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Branches",
+    "CallInfo",
     "Change",
     "Expr",
     "GroupedStream",
@@ -74,6 +76,7 @@ __all__ = [
     "Stream",
     "WorkbenchError",
     "__version__",
+    "call_info",
     "col",
     "connect",
     "debug",

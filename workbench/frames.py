@@ -141,11 +141,15 @@ def _schema(node: Node) -> FrameSchema:
         field = params.get("field")
         return replace(first, key_name=field if isinstance(field, str) else None,
                        windowed=False, changelog=False)
-    if op in ("map", "flat_map"):
+    if op in ("map", "flat_map", "map_async", "flat_map_async"):
         return FrameSchema(key_name=None if params.get("with_record") else first.key_name,
                            windowed=first.windowed and not params.get("with_record"))
     if op == "table_map_values":
         return FrameSchema(key_name=first.key_name, windowed=first.windowed, changelog=True)
+    if op == "pipe":  # the program's outputs: new values, same keys
+        return FrameSchema(key_name=first.key_name, windowed=first.windowed)
+    if op == "errors":  # the records an external step gave up on: its input records
+        return replace(frame_schema(parents[0].parents[0]), changelog=False)
     if op == "late":
         # the records an aggregation did not count: its input records, keyed by its key
         agg_input = frame_schema(parents[0].parents[0]) if parents[0].parents else FrameSchema()

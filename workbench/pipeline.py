@@ -57,7 +57,8 @@ _KIND = {
     "table_filter": "table filter", "table_map_values": "map_values",
     "join_stream_table": "stream-table join", "join_stream_stream": "stream-stream join",
     "join_table_table": "table-table join", "join_foreign_key": "foreign-key join",
-    "late": "late output", "process": "process step",
+    "late": "late output", "process": "process step", "map_async": "map_async",
+    "flat_map_async": "flat_map_async", "pipe": "pipe", "errors": "errors output",
 }
 
 _TABLE_OPS = ("table_source", "aggregate", "to_table", "table_filter", "table_map_values",
@@ -485,7 +486,7 @@ class Pipeline:
             columns: list[str] | None = node.params["spec"].columns
             return columns
         if node.op in ("filter", "peek", "branch", "split", "key_by", "group_by", "sink",
-                       "late", "table_changes", "table_filter") and node.parents:
+                       "late", "errors", "table_changes", "table_filter") and node.parents:
             return self._known_columns(node.parents[0])
         if node.op in ("assign", "select", "rename", "drop") and node.parents:
             before = self._known_columns(node.parents[0])
@@ -551,6 +552,7 @@ class Pipeline:
         batch_size: int = 10_000,
         live: bool = False,
         progress: bool | None = None,
+        max_transaction: str | int | None = None,
     ) -> Run:
         """Run the pipeline on a driver and return the :class:`~workbench.run.Run`.
 
@@ -564,17 +566,22 @@ class Pipeline:
             commit_interval: time between commits (default 100 ms).
             clock: an injectable clock (see :mod:`workbench.runtime.clock`).
             batch_size: maximum records per micro-batch and input partition.
+            max_transaction: the longest a transaction may stay open, from its first record
+                read to the end of its commit (``"2s"``; default: half of the driver's own
+                limit, see ``docs/external.md``). The engine reads fewer records per poll
+                and commits earlier when steps or external calls are slow.
         """
         if live:
             from .display.live import run_live
 
             return run_live(self, driver, inputs, until, commit_interval=commit_interval,
-                            clock=clock, batch_size=batch_size)
+                            clock=clock, batch_size=batch_size,
+                            max_transaction=max_transaction)
         from .run import execute
 
         return execute(self, driver, inputs=inputs, until=until,
                        commit_interval=commit_interval, clock=clock, batch_size=batch_size,
-                       progress=progress)
+                       progress=progress, max_transaction=max_transaction)
 
     def start(
         self,
@@ -586,13 +593,15 @@ class Pipeline:
         clock: Any = None,
         batch_size: int = 10_000,
         display: bool | None = None,
+        max_transaction: str | int | None = None,
     ) -> LiveRun:
         """Run in a background thread; return a :class:`~workbench.display.live.LiveRun`
         (``stop()``, ``wait()``, ``frame(topic)``); in a notebook, show the live view."""
         from .display.live import start
 
         return start(self, driver, inputs, until, commit_interval=commit_interval,
-                     clock=clock, batch_size=batch_size, display=display)
+                     clock=clock, batch_size=batch_size, display=display,
+                     max_transaction=max_transaction)
 
     # -- drawing ------------------------------------------------------------------------------
     def to_dot(self) -> str:

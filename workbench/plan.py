@@ -167,7 +167,7 @@ def _key_name(node: Node) -> str | None:
 
 
 def _output_of(child: Node) -> int:
-    return int(child.params.get("output", 0)) if child.op == "late" else 0
+    return int(child.params.get("output", 0)) if child.op in ("late", "errors") else 0
 
 
 def node_stores(app_id: str, node: Node) -> list[StoreSpec]:

@@ -84,7 +84,10 @@ def preview(pipeline: Pipeline, node: Node) -> Preview:
             truncated[spec.topic] = len(spec.sample)
     counts = append_inputs(pipeline, driver, samples, copy=True, limit=limit)
     engine = Engine(plan, driver, commit_interval_ms=10**12)
-    engine.run_until_end()
+    try:
+        engine.run_until_end()
+    finally:
+        engine.close()  # stops the child processes of pipe steps, also after an error
     records = driver.read_all(plan.captures[node.name])
     result = Preview(records, counts, truncated, missing)
     node.cache["preview"] = ((limit, preview_epoch()), result)

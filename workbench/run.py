@@ -197,6 +197,7 @@ def prepare(
     commit_interval: str | int = "100ms",
     clock: Any = None,
     batch_size: int = 10_000,
+    max_transaction: str | int | None = None,
 ) -> Engine:
     """Connect, compile, append inputs (or, on ``memory://``, the samples) and build the
     engine without running it (for the CLI, background runs and tools)."""
@@ -204,6 +205,7 @@ def prepare(
     from .runtime.engine import Engine
 
     check_batch_size(batch_size)
+    limit_ms = max_transaction_ms(max_transaction)
     drv = connect(driver)
     plan = pipeline.plan()
     drv.bind(plan.app_id)
@@ -215,7 +217,23 @@ def prepare(
         append_inputs(pipeline, drv, samples, copy=True)
     return Engine(plan, drv, clock=clock,
                   commit_interval_ms=duration_ms(commit_interval, "commit_interval"),
-                  batch_size=batch_size, key_serde=getattr(drv, "key_serde", "json"))
+                  batch_size=batch_size, key_serde=getattr(drv, "key_serde", "json"),
+                  max_transaction_ms=limit_ms)
+
+
+def max_transaction_ms(value: str | int | None) -> int | None:
+    """``max_transaction=`` in ms (``None``: ``WORKBENCH_MAX_TRANSACTION``, else the driver's
+    default)."""
+    import os
+
+    if value is None:
+        value = os.environ.get("WORKBENCH_MAX_TRANSACTION") or None
+    if value is None:
+        return None
+    ms = duration_ms(value, "max_transaction")
+    if ms < 1:
+        raise DefinitionError(f"max_transaction={value!r} must be at least 1 ms.")
+    return ms
 
 
 def execute(
@@ -228,6 +246,7 @@ def execute(
     clock: Any,
     batch_size: int,
     progress: bool | None = None,
+    max_transaction: str | int | None = None,
 ) -> Run:
     """Implementation of :meth:`Pipeline.run`."""
     if until not in ("end", None):
@@ -237,7 +256,7 @@ def execute(
 
     with gc_paused():
         engine = prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
-                         clock=clock, batch_size=batch_size)
+                         clock=clock, batch_size=batch_size, max_transaction=max_transaction)
         read: int | None = None
         try:
             from .progress import run_engine, source_position

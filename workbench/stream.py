@@ -284,6 +284,110 @@ class Stream:
                   name or f"to-{topic}")
         return self
 
+    # -- external work (docs/external.md; engine side: workbench/runtime/external) -----------
+    def map_async(
+        self, fn: Callable[[Any], Any], *, concurrency: int = 16, timeout: Any = None,
+        retries: int = 2, backoff: Any = "100ms", queue: int | None = None,
+        on_error: str = "raise", dead_letter: str | None = None, name: str | None = None,
+        with_record: bool = False,
+    ) -> Stream:
+        """Replace each value by the result of a slow call, ``concurrency`` at a time.
+
+        ``fn`` is an ``async def`` (run on an event loop) or a plain function (run in a thread
+        pool). Results come out in input order. At most ``queue`` records (default:
+        ``concurrency``) are in flight; while the queue is full the engine stops reading, and
+        a commit waits for the calls of the records it commits. Each attempt may take
+        ``timeout`` (default: half of the run's ``max_transaction``); a failed attempt is
+        retried ``retries`` times after ``backoff`` (doubling).
+        A record that still fails stops the run (``on_error="raise"``), is dropped and counted
+        (``"skip"``) or goes to this step's :attr:`errors` output (``"route"``;
+        ``dead_letter="topic"`` also writes them there).
+
+        Calls are at-least-once: :func:`workbench.call_info` gives the call's idempotency key.
+        """
+        from .calls import AsyncSpec
+
+        spec = AsyncSpec.build("map_async", fn, concurrency=concurrency, queue=queue,
+                               timeout=timeout, retries=retries, backoff=backoff,
+                               on_error=on_error, dead_letter=dead_letter,
+                               with_record=with_record, flat=False)
+        return self._external("map_async", spec, name, dead_letter,
+                              key_changed=True if with_record else None)
+
+    def flat_map_async(
+        self, fn: Callable[[Any], Any], *, concurrency: int = 16, timeout: Any = None,
+        retries: int = 2, backoff: Any = "100ms", queue: int | None = None,
+        on_error: str = "raise", dead_letter: str | None = None, name: str | None = None,
+        with_record: bool = False,
+    ) -> Stream:
+        """Like :meth:`map_async`, but ``fn`` returns (or its coroutine returns) an iterable of
+        zero or more values per record (``Record``\\ s with ``with_record=True``)."""
+        from .calls import AsyncSpec
+
+        spec = AsyncSpec.build("flat_map_async", fn, concurrency=concurrency, queue=queue,
+                               timeout=timeout, retries=retries, backoff=backoff,
+                               on_error=on_error, dead_letter=dead_letter,
+                               with_record=with_record, flat=True)
+        return self._external("flat_map_async", spec, name, dead_letter,
+                              key_changed=True if with_record else None)
+
+    def pipe(
+        self, argv: Any, *, format: str = "jsonl", outputs: str = "one", workers: int = 1,
+        timeout: Any = None, retries: int = 2, backoff: Any = "100ms",
+        queue: int | None = None, on_error: str = "raise", dead_letter: str | None = None,
+        shell: bool = False, env: dict[str, str] | None = None, cwd: Any = None,
+        name: str | None = None,
+    ) -> Stream:
+        """Send each value through long-lived child processes: ``argv`` (a list; no shell
+        unless ``shell=True`` with a string) reads records on stdin and writes results on
+        stdout, flushing after each.
+
+        ``format="jsonl"``: one JSON value per line; ``"bytes"``: frames of a 4-byte
+        big-endian length and the bytes. ``outputs="one"``: one output per input, in order;
+        ``"many"``: zero or more per input, as the envelopes ``docs/external.md`` describes.
+        ``workers`` processes share the records; all records of a key go to the same one, in
+        order. stderr goes to the log with the step's name. A child that exits or hangs
+        (``timeout`` for one record) is restarted after ``backoff`` (doubling) and its
+        records are sent again; the record it was working on counts an attempt, and after
+        ``retries`` it is reported with its topic, partition and offset (``on_error``,
+        ``dead_letter`` as in :meth:`map_async`). The children stop when the run ends.
+        """
+        from .calls import PipeSpec
+
+        spec = PipeSpec.build(argv, format=format, outputs=outputs, workers=workers,
+                              queue=queue, timeout=timeout, retries=retries, backoff=backoff,
+                              on_error=on_error, dead_letter=dead_letter, shell=shell, env=env,
+                              cwd=cwd)
+        return self._external("pipe", spec, name, dead_letter, key_changed=None)
+
+    def _external(self, op: str, spec: Any, name: str | None, dead_letter: str | None, *,
+                  key_changed: bool | None) -> Stream:
+        out = self._derive(self._add(op, {"spec": spec}, name, key_changed=key_changed))
+        if dead_letter is not None:
+            out.errors.to(dead_letter)
+        return out
+
+    @property
+    def errors(self) -> Stream:
+        """The records an external step (``map_async``, ``flat_map_async``, ``pipe`` with
+        ``on_error="route"``) gave up on, unchanged, with headers ``workbench.error`` (the
+        error), ``workbench.error.step``, ``workbench.error.attempts`` and
+        ``workbench.error.topic``/``.partition``/``.offset`` (where the record came from)."""
+        node = self._node
+        if node.op not in ("map_async", "flat_map_async", "pipe"):
+            raise DefinitionError(f"step {node.name!r} has no errors output; only map_async, "
+                                  "flat_map_async and pipe steps have one.")
+        if node.params["spec"].on_error != "route":
+            raise DefinitionError(f"step {node.name!r} raises on a failed record; pass "
+                                  "on_error='route' (or dead_letter='topic') to send failed "
+                                  "records to its errors output.")
+        name = f"{node.name}-errors"
+        existing = self._pipeline._names.get(name)
+        if existing is None or existing.op != "errors" or existing.parents != (node,):
+            existing = self._pipeline._add_node("errors", (node,), {"output": 1}, name,
+                                                key_changed=None)
+        return Stream(self._pipeline, existing)
+
     # -- stateful steps -----------------------------------------------------------------------
     def group_by(
         self, key: str | Callable[[Any], Any], *, name: str | None = None

@@ -31,7 +31,8 @@ __all__ = [
     "table_bundle",
 ]
 
-_STATELESS = {"map", "filter", "flat_map", "key_by", "peek", "split", "branch", "merge"}
+_STATELESS = {"map", "filter", "flat_map", "key_by", "peek", "split", "branch", "merge",
+              "map_async", "flat_map_async", "pipe", "errors"}
 #: unnamed steps that are plumbing of another step (drawn as the edge they stand for)
 _PLUMBING = {"table_changes"}
 

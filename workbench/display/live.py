@@ -620,11 +620,12 @@ class _View:
 
 # -- entry points (called by Pipeline.start / Pipeline.run(live=True)) ------------------------
 def _prepare(pipeline: Pipeline, driver: Any, inputs: Mapping[str, Any] | None,
-             commit_interval: str | int, clock: Any, batch_size: int) -> Engine:
+             commit_interval: str | int, clock: Any, batch_size: int,
+             max_transaction: str | int | None = None) -> Engine:
     from ..run import prepare
 
     return prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
-                   clock=clock, batch_size=batch_size)
+                   clock=clock, batch_size=batch_size, max_transaction=max_transaction)
 
 
 def start(
@@ -639,6 +640,7 @@ def start(
     display: bool | None = None,
     interval: float | None = None,
     tail: int | None = None,
+    max_transaction: str | int | None = None,
 ) -> LiveRun:
     """Start ``pipeline`` in a background thread and return the :class:`LiveRun`.
 
@@ -655,7 +657,8 @@ def start(
     if until not in ("end", None):
         raise DefinitionError(f"until={until!r}: use 'end' (bounded run) or None (run until "
                               "stopped).")
-    engine = _prepare(pipeline, driver, inputs, commit_interval, clock, batch_size)
+    engine = _prepare(pipeline, driver, inputs, commit_interval, clock, batch_size,
+                      max_transaction)
     run = LiveRun(pipeline, engine, until, interval=interval, tail=tail)
     if display if display is not None else _in_kernel():
         run._view = _View(run, button=True)
@@ -674,6 +677,7 @@ def run_live(
     display: bool | None = None,
     interval: float | None = None,
     tail: int | None = None,
+    max_transaction: str | int | None = None,
 ) -> Run:
     """Run in the foreground with the live view (``Pipeline.run(..., live=True)``); an
     interrupt (the kernel's stop button, Ctrl-C) stops the run after its current batch and
@@ -683,7 +687,8 @@ def run_live(
     if until not in ("end", None):
         raise DefinitionError(f"until={until!r}: use 'end' (bounded run) or None (run until "
                               "stopped).")
-    engine = _prepare(pipeline, driver, inputs, commit_interval, clock, batch_size)
+    engine = _prepare(pipeline, driver, inputs, commit_interval, clock, batch_size,
+                      max_transaction)
     run = LiveRun(pipeline, engine, until, interval=interval, tail=tail)
     view: _View | None = None
     if display if display is not None else _in_kernel():

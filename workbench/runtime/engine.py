@@ -33,6 +33,7 @@ from ..privacy.hooks import attach_plan as attach_privacy
 from ..serde import get_serde
 from .batch import Batch
 from .clock import Clock, SystemClock
+from .external.sizer import BatchSizer
 from .task import OpContext, Task
 
 __all__ = ["Engine", "EngineStats", "StateListener", "gc_paused", "stream_time_key"]
@@ -68,6 +69,16 @@ class EngineStats:
     #: of the last 100 commits, wall-clock time at the commit minus the newest stream time it
     #: committed (ms): Kafka Streams' record end-to-end latency (large for replayed history)
     e2e_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    #: the batch size: records the batch sizer lets one transaction read now
+    #: (:mod:`workbench.runtime.external.sizer`); shrinks at once when steps or external calls
+    #: slow down, grows back gradually
+    batch_limit: int = 0
+    #: of the last 100 transactions, from the first record read to the end of the commit (ms)
+    transaction_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    #: the limit the batch sizer keeps transactions inside (ms; ``max_transaction``)
+    max_transaction_ms: float = 0.0
+    #: records in the queues of external steps (read, calls not finished)
+    external_in_flight: int = 0
 
     def commit_rate(self, window_s: float = 10.0) -> float:
         """Commits per second over the last ``window_s`` seconds (at most 100 commits)."""
@@ -146,6 +157,9 @@ class Engine:
         commit_interval_ms: time between commits.
         batch_size: maximum records read per input partition and poll.
         key_serde: serde whose bytes choose partitions (same on every driver).
+        max_transaction_ms: keep each transaction (first record read to end of commit) inside
+            this limit (default: derived from the driver, see
+            :mod:`workbench.runtime.external.sizer`).
     """
 
     def __init__(
@@ -158,6 +172,7 @@ class Engine:
         batch_size: int = 10_000,
         key_serde: str = "json",
         vectorize: bool | None = None,
+        max_transaction_ms: int | None = None,
     ) -> None:
         self.plan = plan
         #: operators run vectorized on column batches; ``False`` runs every stateful step
@@ -171,6 +186,10 @@ class Engine:
         self.commit_interval_ms = commit_interval_ms
         self.batch_size = check_batch_size(batch_size)
         self.partitioner = KeyPartitioner(get_serde(key_serde).serialize)
+        #: chooses how many records each poll reads so that processing, the external calls in
+        #: flight and the commit stay inside ``max_transaction``; drives external operators'
+        #: queues (backpressure, flush before commit)
+        self.batch_sizer = BatchSizer(self, max_transaction_ms)
         #: each topic's serdes and partitioner (set by :meth:`start`)
         self.codecs: Any = None
         self._partitioners: dict[str, KeyPartitioner] = {}
@@ -232,6 +251,7 @@ class Engine:
             hints(sole_inputs={t for st in self.plan.subtopologies for t in st.inputs
                                if t not in shared})
         self._last_commit = self.clock.now_ms()
+        self.batch_sizer.start()
         self._started = True
         self.stats.phase = "running"
         self.stats.loop_at = time.monotonic()
@@ -382,8 +402,10 @@ class Engine:
         """
         total = 0
         self.stats.loop_at = time.monotonic()
+        polled_at = time.perf_counter()
         for task in self.tasks:
             total += self._poll_task(task, limits)
+        self.batch_sizer.polled(total, time.perf_counter() - polled_at)
         if total:
             self.stats.records_in += total
             self.stats.batch_sizes.append(total)
@@ -395,7 +417,7 @@ class Engine:
             task.punctuate_wall(now)
         if self._send_outputs is not None:
             self._hand_over()
-        if now - self._last_commit >= self.commit_interval_ms:
+        if now - self._last_commit >= self.commit_interval_ms or self.batch_sizer.commit_due():
             self.commit()
         return total
 
@@ -418,9 +440,10 @@ class Engine:
         p = task.partition
         inputs = [t for t in task.subtopology.inputs if p < self.partitions[t]]
         reads: list[tuple[str, Batch]] = []
+        read_cap = self.batch_sizer.read_cap(task, self.batch_size)
         for t in inputs:
             pos = self._positions[(t, p)]
-            cap = self.batch_size
+            cap = read_cap
             if limits is not None and (t, p) in limits:
                 cap = min(cap, limits[(t, p)] - pos)
             if cap <= 0:
@@ -517,6 +540,7 @@ class Engine:
 
         Commits follow one another every ``commit_interval_ms`` counted from the start of the
         previous one, so a commit's own duration does not stretch the cadence."""
+        self.batch_sizer.flush()  # a commit waits for the external calls of its records
         started = time.perf_counter()
         started_ms = self.clock.now_ms()
         txn = Transaction(self.plan.app_id)
@@ -553,6 +577,7 @@ class Engine:
             self._last_commit = started_ms
             self._uncommitted = False
             self._first_unsent = None
+            self.batch_sizer.committed(None)
             if state_changes:  # state changed, but only in a non-durable store
                 for listener in self.state_listeners:
                     listener.committed(state_changes)
@@ -561,6 +586,7 @@ class Engine:
             self._check_membership()
             return
         self.driver.commit(txn)
+        self.batch_sizer.committed(time.perf_counter() - started)
         self._saved_times.update(times)
         for listener in self.state_listeners:
             listener.committed(state_changes)
@@ -673,7 +699,7 @@ class Engine:
             n = self.poll()
             total += n
             self.commit()
-            if n == 0 and not self._internal_backlog():
+            if n == 0 and not self._internal_backlog() and not self.batch_sizer.held_back:
                 return total
 
     def _drain(self, limits: dict[tuple[str, int], int],
@@ -686,8 +712,8 @@ class Engine:
                 if self._uncommitted or any(c.buffer for t in self.tasks for c in t.collectors):
                     self.commit()
                     continue
-                if self._internal_backlog():
-                    continue
+                if self._internal_backlog() or self.batch_sizer.held_back:
+                    continue  # the batch sizer held reads back for a commit: not the end
                 break
 
     def _internal_backlog(self) -> bool:
@@ -719,7 +745,7 @@ class Engine:
                 n = self.poll()
                 if progress is not None and n:
                     progress(n)
-                if n == 0:
+                if n == 0 and not self.batch_sizer.held_back:
                     due = self._last_commit + self.commit_interval_ms - self.clock.now_ms()
                     timeout = min(0.5, max(0.001, due / 1000)) if self._uncommitted else 0.5
                     if wait is not None:  # Kafka: a blocking fetch; PostgreSQL: LISTEN/NOTIFY

@@ -34,7 +34,10 @@ from .operators import (
 )
 from .stateless import StatelessChain
 
-__all__ = ["OPERATOR_FACTORIES", "OpContext", "Task"]
+__all__ = ["OPERATOR_FACTORIES", "OpContext", "Origin", "Task"]
+
+#: where a record came from: (topic, partition, offset), ``None`` parts when unknown
+Origin = tuple[str | None, int | None, int | None]
 
 FUSABLE = frozenset({"map", "filter", "flat_map", "key_by", "group_by", "peek",
                      "table_changes", "assign", "select", "rename", "drop"})
@@ -118,6 +121,13 @@ class Task:
         self._origins: _Origins | None = None
         self._origin_partition = partition
         self._single_origin: tuple[str, int] | None = None
+        #: while results of external calls run downstream: where their records came from
+        self._origin_override: Callable[[Any], Origin] | None = None
+        #: nodes whose operators finish records later (external calls, ``runtime/external``)
+        self.external = [i for i, rn in enumerate(self.nodes)
+                         if getattr(rn.op, "external", False)]
+        if self.external:
+            self._setup_external()
 
     # -- building -----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -185,7 +195,7 @@ class Task:
             pre = BranchOp(head.name, head.node.params["index"])
         elif head.op in FUSABLE:
             pass  # head is itself a step
-        elif head.op in ("merge", "repartition_source", "late"):
+        elif head.op in ("merge", "repartition_source", "late", "errors"):
             pass
         elif head.op in OPERATOR_FACTORIES:  # pragma: no cover - stateful ops are never heads
             return OPERATOR_FACTORIES[head.op](head, self.ctx), None
@@ -353,6 +363,78 @@ class Task:
             out.extend(op.process(run, run_port))
         return out
 
+    # -- external operators (runtime/external) ------------------------------------------------
+    def _setup_external(self) -> None:
+        """An external operator upstream of a step with several inputs (merge, join) finishes
+        each batch before the next step runs, so that step sees its inputs in ``seq`` order."""
+        indegree = [0] * len(self.nodes)
+        for rn in self.nodes:
+            for c, _port in (*rn.children, *rn.side_children):
+                indegree[c] += 1
+        for i in self.external:
+            seen, todo = set(), [i]
+            while todo:
+                j = todo.pop()
+                for c, _port in (*self.nodes[j].children, *self.nodes[j].side_children):
+                    if c not in seen:
+                        seen.add(c)
+                        todo.append(c)
+            op: Any = self.nodes[i].op
+            op.sync_batches = any(indegree[c] > 1 for c in seen)
+
+    def external_ops(self) -> list[Operator]:
+        """The operators of this task that finish records later (external calls)."""
+        return [self.nodes[i].op for i in self.external]
+
+    def pump_external(self, wait: bool = False) -> int:
+        """Run the finished results of external operators through the rest of the task (in
+        order); with ``wait``, first wait for every call in flight (a commit waits for the
+        calls of the records it commits). Returns the number of results moved."""
+        moved = 0
+        for i in self.external:  # topological order: a flush feeds the next external step
+            rn = self.nodes[i]
+            op: Any = rn.op
+            out, origin = op.collect(wait)
+            side: Any = op.side
+            inbox: dict[int, list[tuple[int, Any]]] = {}
+            if out is not None and len(out):
+                moved += len(out)
+                for c, port in rn.children:
+                    inbox.setdefault(c, []).append((port, out))
+            if side:
+                op.side = []
+                side_batch = cb.Batch.concat(side)
+                for c, port in rn.side_children:
+                    inbox.setdefault(c, []).append((port, side_batch))
+            if inbox:
+                self._origin_override = origin
+                try:
+                    self._run(inbox, ending=False)
+                finally:
+                    self._origin_override = None
+        return moved
+
+    def origin_resolver(self) -> Callable[[Any], Origin]:
+        """``seq -> (topic, partition, offset)`` of the records being processed now (``None``
+        parts when unknown), for operators that finish records later (external calls)."""
+        override = self._origin_override
+        if override is not None:
+            return override
+        single, origins, part = self._single_origin, self._origins, self._origin_partition
+
+        def resolve(seq: Any) -> Origin:
+            if isinstance(seq, float):
+                return (None, None, None)
+            seq = int(seq)
+            if seq < 0:
+                return (None, None, None)
+            if single is not None:
+                return (single[0], single[1], seq)
+            got = origins.get(seq) if origins is not None else None
+            return (got[0], part, got[1]) if got is not None else (None, None, None)
+
+        return resolve
+
     def _processing_error(self, failure: StepFailure) -> ProcessingError:
         seq = failure.record[3]
         topic: str | None = None
@@ -365,7 +447,9 @@ class Task:
         if isinstance(seq, int) and seq < 0:
             where = "a record forwarded by a wall-clock punctuation"
         else:
-            if self._single_origin is not None:
+            if self._origin_override is not None:
+                topic, partition, offset = self._origin_override(seq)
+            elif self._single_origin is not None:
                 topic, partition = self._single_origin
                 offset = seq
             elif self._origins is not None and self._origins.get(seq) is not None:
@@ -476,7 +560,7 @@ class _Origins:
 
 def _can_head(pn: PlanNode) -> bool:
     return pn.op in FUSABLE or pn.op in ("source", "merge", "branch", "repartition_source",
-                                         "late")
+                                         "late", "errors")
 
 
 def _short(value: Any, limit: int = 200) -> str:
