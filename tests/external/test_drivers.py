@@ -19,16 +19,15 @@ from .conftest import tool
 N = 300
 
 
-@pytest.fixture(params=["memory", "kafka", "postgres"])
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
     kind = request.param
     if kind == "memory":
         yield f"memory://ext-drivers-{uuid.uuid4().hex[:6]}"
     elif kind == "kafka":
-        request.applymarker(pytest.mark.kafka)
         yield request.getfixturevalue("kafka_url")
     else:
-        request.applymarker(pytest.mark.postgres)
         base = request.getfixturevalue("postgres_url")
         schema = f"ext_{uuid.uuid4().hex[:8]}"
         yield f"{base}?schema={schema}"

@@ -131,7 +131,7 @@ def test_a_slow_plain_step_is_sized_too() -> None:
     first = [b for pos, _t, b in trace if pos <= 100]
     assert len(first) >= 2 and max(first) <= 60, trace  # 500 ms hold 50 slow records
     fast = [b for pos, _t, b in trace if 100 < pos < 2000]
-    assert all(b2 <= b1 * GROWTH + 1 for b1, b2 in zip(fast, fast[1:])), trace  # gradually
+    assert all(b2 <= b1 * GROWTH + 1 for b1, b2 in itertools.pairwise(fast)), trace  # gradually
     assert max(fast) > 200, trace
     met = next(i for i, (pos, _t, _b) in enumerate(trace) if pos > 2000)
     assert trace[met][2] < trace[met - 1][2], trace  # shrinks at once
@@ -200,3 +200,22 @@ def test_kafka_kill_9_in_the_slow_phase(latency_server: LatencyServer, kafka_url
     print(f"\nkafka kill -9: killed at {killed_at} committed; {len(durations)} transactions, "
           f"longest {max(durations):.0f} ms (limit 2000 ms); {len(keys) - N} repeated calls")
     driver.close()
+
+
+def test_the_batch_size_shows_in_the_live_view(latency_server: LatencyServer) -> None:
+    """The batch sizer's choice and the last transaction against its limit are in the live
+    view's snapshot, its HTML and its text."""
+    from workbench.display import live
+
+    app = f"ext-live-{uuid.uuid4().hex[:6]}"
+    p = enrichment(app, latency_server.url)
+    run = live.start(p, "memory://", inputs={f"{app}-in": records(60)}, until="end",
+                     display=False, max_transaction="1s")
+    run.wait(timeout=120)
+    snap = run.snapshot()
+    engine = run.engine
+    assert snap.batch_limit == engine.stats.batch_limit >= 1
+    assert snap.max_transaction_ms == 1000
+    assert 0 < snap.transaction_ms <= 1000
+    shown = f"batch {snap.batch_limit:,} · transaction {snap.transaction_ms:,.0f} / 1,000 ms"
+    assert shown in live.render_html(snap) and shown in live.render_text(snap)

@@ -81,6 +81,9 @@ def test_endpoints_queries_and_metrics(job_file: Path) -> None:
         assert metric(values, "workbench_commit_duration_seconds_count") == metric(
             values, "workbench_commits_total") >= 1
         assert metric(values, "workbench_ready") == 1
+        assert metric(values, "workbench_batch_limit_records") >= 1
+        assert 0 < metric(values, "workbench_transaction_seconds") <= metric(
+            values, "workbench_max_transaction_seconds")
         assert metric(values, "process_resident_memory_bytes") > 0
         # the status page and its data
         status, page, headers = job.get("/")

@@ -109,6 +109,13 @@ class Snapshot:
     pending_commit: bool = False
     #: ``{operator part name: "user" | "internal"}`` for labelling step rows
     step_kinds: dict[str, str] = field(default_factory=dict)
+    #: the batch sizer's choice: records one transaction may read now (``stats.batch_limit``)
+    batch_limit: int = 0
+    #: the last transaction's duration and the limit it stays inside (ms; 0: none yet)
+    transaction_ms: float = 0.0
+    max_transaction_ms: float = 0.0
+    #: records in the queues of external steps (``pipe``, ``map_async``)
+    external_in_flight: int = 0
 
     @property
     def rate(self) -> float:
@@ -118,6 +125,18 @@ class Snapshot:
     def counts(self) -> dict[str, int]:
         """``{step: records out}``."""
         return {s.step: s.records_out for s in self.steps}
+
+    def sizing(self) -> str:
+        """The batch sizer's figures in a few words (empty before the run starts)."""
+        if not self.batch_limit:
+            return ""
+        text = f"batch {self.batch_limit:,}"
+        if self.max_transaction_ms:
+            last = f"{self.transaction_ms:,.0f}" if self.transaction_ms else "-"
+            text += f" · transaction {last} / {self.max_transaction_ms:,.0f} ms"
+        if self.external_in_flight:
+            text += f" · {self.external_in_flight:,} in flight"
+        return text
 
 
 def _fmt_time(ms: int) -> str:
@@ -171,6 +190,8 @@ def render_html(snap: Snapshot, *, width: int | None = None) -> str:
             f"{snap.rate:,.0f} rec/s · "
             f"{plural(snap.commits, 'commit')} · stream time {_fmt_time(snap.stream_time)} · "
             f"lag {snap.lag:,} · {snap.elapsed_s:.1f} s</div>")
+    if snap.sizing():
+        meta += f'<div class="wb-meta wb-sizing">{html.escape(snap.sizing())}</div>'
     parts = [_LIVE_STYLE, '<div class="wb-live">', head, meta]
     if snap.error:
         parts.append(f'<pre class="wb-error">{html.escape(snap.error)}</pre>')
@@ -199,6 +220,8 @@ def render_text(snap: Snapshot) -> str:
              f"{plural(snap.source_records, 'source record')}"
              f" · {plural(snap.commits, 'commit')} · stream time {_fmt_time(snap.stream_time)} · "
              f"lag {snap.lag:,} · {snap.elapsed_s:.1f} s"]
+    if snap.sizing():
+        lines.append(f"  {snap.sizing()}")
     if snap.error:
         lines.append(f"error: {snap.error}")
     for label, s in shown_steps(snap):
@@ -385,6 +408,10 @@ class LiveRun:
             source_records=source_position(engine),
             pending_commit=bool(getattr(engine, "_uncommitted", False)),
             step_kinds=self._step_kinds,
+            batch_limit=stats.batch_limit,
+            transaction_ms=stats.transaction_ms[-1] if stats.transaction_ms else 0.0,
+            max_transaction_ms=stats.max_transaction_ms,
+            external_in_flight=stats.external_in_flight,
         )
         with self._cond:
             self._snapshot = snap

@@ -71,6 +71,11 @@ class MetricsSnapshot:
     stream_time_ms: int = -1
     last_commit_s: float = 0.0
     source_records: int = 0
+    #: the batch sizer's choice (records per transaction), the limit and the last
+    #: transaction's duration (seconds; 0: none yet)
+    batch_limit: int = 0
+    max_transaction_s: float = 0.0
+    transaction_s: float = 0.0
 
 
 class SnapshotTaker:
@@ -148,6 +153,8 @@ class SnapshotTaker:
             stream_time_ms=engine.stream_time, last_commit_s=time.time(),
             source_records=sum(n for t, n in stats.records_in_by_topic.items()
                                if t in topics and topics[t].kind == "source"),
+            batch_limit=stats.batch_limit, max_transaction_s=stats.max_transaction_ms / 1000,
+            transaction_s=stats.transaction_ms[-1] / 1000 if stats.transaction_ms else 0.0,
         )
         snap.state = self.snapshot.state
         self.snapshot = snap
@@ -234,6 +241,15 @@ def build_registry(get_snapshot: Any, get_state: Any, is_ready: Any) -> Any:
             yield GaugeMetricFamily("workbench_last_commit_timestamp_seconds",
                                     "Wall-clock time of the last commit.",
                                     value=s.last_commit_s)
+            yield GaugeMetricFamily("workbench_batch_limit_records",
+                                    "Records the batch sizer lets one transaction read now.",
+                                    value=s.batch_limit)
+            yield GaugeMetricFamily("workbench_transaction_seconds",
+                                    "Duration of the last transaction (first record read to "
+                                    "end of commit).", value=s.transaction_s)
+            yield GaugeMetricFamily("workbench_max_transaction_seconds",
+                                    "The limit transactions are kept inside.",
+                                    value=s.max_transaction_s)
             yield GaugeMetricFamily("workbench_ready", "1 when /ready answers 200.",
                                     value=1 if is_ready() else 0)
 

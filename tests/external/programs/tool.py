@@ -1,6 +1,7 @@
 """A child program for the pipe tests: reads records on stdin, writes results on stdout.
 
     tool.py echo                      {"x": n} -> {"x": n, "y": 2n, "pid": PID}
+    tool.py same                      each value unchanged
     tool.py keys                      per key k: {"k", "i"} -> {"k", "i", "pid", "ok": i follows}
     tool.py crash N [MARKER]          exits with status 3 on the record x == N (once if MARKER)
     tool.py sleep N SECONDS [MARKER]  sleeps on the record x == N (once if MARKER)
@@ -66,6 +67,9 @@ def main() -> None:
     if mode == "echo":
         for v in lines():
             out({"x": v["x"], "y": 2 * v["x"], "pid": pid})
+    elif mode == "same":
+        for v in lines():
+            out(v)
     elif mode == "keys":
         last: dict[str, int] = {}
         for v in lines():
