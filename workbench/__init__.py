@@ -32,11 +32,13 @@ from .errors import (
 )
 from .expressions import Expr, col, lit, when
 from .grouped import GroupedStream, WindowedStream
+from .grouped_table import GroupedTable
 from .pipeline import Pipeline
 from .preview import options
 from .privacy import ERASED, Personal, forget
 from .processors import Processor, ProcessorContext
 from .stream import Branches, Stream
+from .suppress import TimeLimit
 from .table import Table
 from .types import Change, Record
 from .windows import Hopping, Session, Sliding, Tumbling, Windowed
@@ -49,12 +51,14 @@ __all__ = [
     "Change",
     "Expr",
     "GroupedStream",
+    "GroupedTable",
     "Hopping",
     "Processor",
     "ProcessorContext",
     "Session",
     "Sliding",
     "Table",
+    "TimeLimit",
     "Tumbling",
     "WindowedStream",
     "Windowed",

@@ -14,7 +14,9 @@ from typing import Any
 
 from .errors import DefinitionError, did_you_mean
 
-__all__ = ["BUILTINS", "Aggregation", "agg_spec", "aggregate_spec", "count_spec", "reduce_spec"]
+__all__ = ["BUILTINS", "SUBTRACTABLE", "Aggregation", "agg_spec", "aggregate_spec", "count_spec",
+           "reduce_spec", "table_agg_spec", "table_aggregate_spec", "table_count_spec",
+           "table_reduce_spec"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Aggregation:
     #: ``agg``: the named parts ``(output, column or None, function)``; the engine computes
     #: these built-ins on whole columns
     parts: tuple[tuple[str, str | None, str], ...] = ()
+    #: re-grouped tables (``table.group_by(...)``): ``subtract(acc, value)`` takes a value out
+    #: of its old group (Kafka Streams' subtractor); ``None`` for stream aggregations
+    subtract: Callable[[Any, Any], Any] | None = None
 
 
 def count_spec() -> Aggregation:
@@ -229,3 +234,134 @@ def _missing_field(column: str, value: Any) -> None:
     fields = list(value) if isinstance(value, dict) else []
     raise KeyError(f"agg(): field {column!r} missing from {value!r}."
                    + did_you_mean(column, fields))
+
+
+# -- re-grouped tables: the same aggregations with a subtractor -----------------------------------
+#: built-in ``agg`` functions whose subtractor is derived (min, max, first and last cannot take a
+#: value back out without the group's other values: they need a subtractor from the user)
+SUBTRACTABLE = frozenset({"sum", "count", "mean", "list"})
+
+
+def _check_fn(fn: Any, what: str) -> None:
+    if not callable(fn):
+        raise DefinitionError(f"{what} must be a function, got {fn!r}.")
+
+
+def table_count_spec() -> Aggregation:
+    """Rows per group of a re-grouped table: ``+1`` when a row joins a group, ``-1`` when it
+    leaves (a count that reaches 0 stays, as ``0``: Kafka Streams' ``KGroupedTable.count``)."""
+    return Aggregation("count", lambda: 0, lambda acc, _v: acc + 1,
+                       subtract=lambda acc, _v: acc - 1)
+
+
+def table_reduce_spec(add: Callable[[Any, Any], Any],
+                      subtract: Callable[[Any, Any], Any]) -> Aggregation:
+    """``add(aggregate, value)`` when a row joins a group (its first row is the aggregate),
+    ``subtract(aggregate, value)`` when it leaves."""
+    _check_fn(add, "reduce(add, subtract): add")
+    _check_fn(subtract, "reduce(add, subtract): subtract")
+    return Aggregation("reduce", lambda: None, add, reducer=True, subtract=subtract)
+
+
+def table_aggregate_spec(init: Any, add: Callable[[Any, Any], Any],
+                         subtract: Callable[[Any, Any], Any]) -> Aggregation:
+    """``init`` (a value or a zero-argument function), ``add(aggregate, value)`` when a row
+    joins a group and ``subtract(aggregate, value)`` when it leaves."""
+    _check_fn(subtract, "aggregate(init, add, subtract): subtract")
+    from dataclasses import replace
+
+    return replace(aggregate_spec(init, add), subtract=subtract)
+
+
+def table_agg_spec(named: Mapping[str, Any], columns: list[str] | None) -> Aggregation:
+    """pandas-style named aggregations of a re-grouped table, each with its subtractor:
+    derived for ``sum``, ``count``, ``mean`` and ``list`` (one equal element removed); ``min``,
+    ``max``, ``first`` and ``last`` need one from the user as a third element,
+    ``low=("price", "min", subtract)``, where ``subtract(current, value)`` returns the part's
+    new value once ``value`` has left the group."""
+    plain: dict[str, Any] = {}
+    custom: dict[str, Callable[[Any, Any], Any]] = {}
+    for out, spec in named.items():
+        if isinstance(spec, tuple) and len(spec) == 3:
+            column, func, sub = spec
+            if not callable(sub):
+                raise DefinitionError(f"agg({out}=({column!r}, {func!r}, ...)): the third "
+                                      f"element must be a subtractor function, got {sub!r}.")
+            custom[out] = sub
+            spec = (column, func)
+        plain[out] = spec
+    agg = agg_spec(plain, columns)
+    for out, _column, func in agg.parts:
+        if func not in SUBTRACTABLE and out not in custom:
+            raise DefinitionError(
+                f"agg({out}=(..., {func!r})): a re-grouped table takes a row back out of its "
+                f"old group when the row changes, and {func!r} cannot be undone without the "
+                "group's other rows. Give a subtractor as a third element, "
+                f"{out}=(column, {func!r}, lambda current, value: ...), or use "
+                "aggregate(init, add, subtract).")
+    from dataclasses import replace
+
+    return replace(agg, subtract=_compile_subtract(list(agg.parts), custom))
+
+
+def _list_remove(acc: list[Any], x: Any) -> list[Any]:
+    out = list(acc)
+    for i, y in enumerate(out):
+        if y == x or (y is x):
+            del out[i]
+            break
+    return out
+
+
+def _wrap_one(value: Any) -> list[Any]:
+    return [] if value is None else [value]
+
+
+def _compile_subtract(parts: list[tuple[str, str | None, str]],
+                      custom: Mapping[str, Callable[[Any, Any], Any]]) -> Callable[[Any, Any], Any]:
+    """The subtractor of a re-grouped ``agg``: the inverse of ``_compile_agg``'s ``add``."""
+    env: dict[str, Any] = {"_missing": _missing_field, "_sub": dict(custom),
+                           "_remove": _list_remove, "_wrap": _wrap_one}
+    columns = sorted({c for _o, c, _f in parts if c is not None})
+    col_var = {c: f"x{i}" for i, c in enumerate(columns)}
+    for c, var in col_var.items():
+        env[f"c_{var}"] = c
+    items = []
+    for out, col, func in parts:
+        key = repr(out)
+        a = f"acc[{key}]"
+        if col is None:  # bare count
+            items.append(f"{key}: {a} - 1")
+            continue
+        x = col_var[col]
+        if out in custom:
+            if func in ("first", "last"):  # accumulator [value] or []
+                call = f"_wrap(_sub[{key}]({a}[0] if {a} else None, {x}))"
+            else:
+                call = f"_sub[{key}]({a}, {x})"
+            items.append(f"{key}: {a} if {x} is None else {call}")
+        elif func == "sum":
+            items.append(f"{key}: {a} if {x} is None else {a} - {x}")
+        elif func == "count":
+            items.append(f"{key}: {a} if {x} is None else {a} - 1")
+        elif func == "mean":
+            items.append(f"{key}: {a} if {x} is None else [{a}[0] - {x}, {a}[1] - 1]")
+        elif func == "list":
+            items.append(f"{key}: _remove({a}, {x})")
+        else:  # pragma: no cover - table_agg_spec refuses these
+            raise DefinitionError(f"agg(): {func!r} has no subtractor")
+    reads = []
+    for var in col_var.values():
+        reads += ["    try:", f"        {var} = v[c_{var}]",
+                  "    except (KeyError, TypeError, IndexError):",
+                  f"        _missing(c_{var}, v)"]
+    code = "\n".join([
+        "def subtract(acc, v):",
+        "    if v is None:",
+        "        return acc",
+        *reads,
+        f"    return {{{', '.join(items)}}}",
+    ])
+    exec(compile(code, "<workbench agg subtract>", "exec"), env)
+    subtract: Callable[[Any, Any], Any] = env["subtract"]
+    return subtract

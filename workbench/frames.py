@@ -89,7 +89,8 @@ class FrameSchema:
 
 # -- schema of a definition node ---------------------------------------------------------------
 _SAME_RECORDS = {"filter", "peek", "branch", "split", "sink", "table_filter", "merge",
-                 "to_table", "table_changes", "repartition_source", "repartition_sink"}
+                 "to_table", "table_changes", "repartition_source", "repartition_sink",
+                 "suppress", "repartition", "foreach", "print"}
 
 
 def _union(columns: Sequence[tuple[str, ...] | None]) -> tuple[str, ...] | None:
@@ -137,10 +138,10 @@ def _schema(node: Node) -> FrameSchema:
         return replace(first, changelog=True)
     if op in _SAME_RECORDS:
         return first
-    if op in ("key_by", "group_by"):
+    if op in ("key_by", "group_by", "table_group_by"):
         field = params.get("field")
         return replace(first, key_name=field if isinstance(field, str) else None,
-                       windowed=False, changelog=False)
+                       windowed=False, changelog=op == "table_group_by")
     if op in ("map", "flat_map", "map_async", "flat_map_async"):
         return FrameSchema(key_name=None if params.get("with_record") else first.key_name,
                            windowed=first.windowed and not params.get("with_record"))

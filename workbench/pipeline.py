@@ -59,10 +59,12 @@ _KIND = {
     "join_table_table": "table-table join", "join_foreign_key": "foreign-key join",
     "late": "late output", "process": "process step", "map_async": "map_async",
     "flat_map_async": "flat_map_async", "pipe": "pipe", "errors": "errors output",
+    "table_group_by": "table group_by", "suppress": "suppress", "repartition": "repartition",
+    "foreach": "foreach", "print": "print",
 }
 
 _TABLE_OPS = ("table_source", "aggregate", "to_table", "table_filter", "table_map_values",
-              "join_table_table", "join_foreign_key")
+              "join_table_table", "join_foreign_key", "suppress")
 
 
 def _describe(node: Node) -> str:
@@ -75,7 +77,7 @@ def _describe(node: Node) -> str:
 def _distinguishing(node: Node) -> Any:
     """What tells two unnamed steps of one kind apart without comparing functions."""
     params = node.params
-    if node.op in ("group_by", "key_by"):
+    if node.op in ("group_by", "key_by", "table_group_by"):
         return params.get("field")
     if node.op == "branch":
         return params.get("label")
@@ -486,7 +488,8 @@ class Pipeline:
             columns: list[str] | None = node.params["spec"].columns
             return columns
         if node.op in ("filter", "peek", "branch", "split", "key_by", "group_by", "sink",
-                       "late", "errors", "table_changes", "table_filter") and node.parents:
+                       "late", "errors", "table_changes", "table_filter", "table_group_by",
+                       "suppress", "repartition") and node.parents:
             return self._known_columns(node.parents[0])
         if node.op in ("assign", "select", "rename", "drop") and node.parents:
             before = self._known_columns(node.parents[0])

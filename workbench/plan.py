@@ -161,7 +161,7 @@ def _key_name(node: Node) -> str | None:
     if node.op in ("aggregate", "table_changes"):
         name = node.params.get("key_name")
         return name if isinstance(name, str) else None
-    if node.op in ("table_filter", "table_map_values") and node.parents:
+    if node.op in ("table_filter", "table_map_values", "suppress") and node.parents:
         return _key_name(node.parents[0])
     return None
 

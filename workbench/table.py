@@ -19,6 +19,7 @@ from .joins import check_combine, check_how
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .grouped_table import GroupedTable
     from .pipeline import Pipeline
     from .stream import Stream
 
@@ -66,6 +67,52 @@ class Table:
         if not callable(fn):
             raise DefinitionError(f"Table.map_values() needs a function, got {fn!r}.")
         return self._derive("table_map_values", {"fn": fn}, name)
+
+    def group_by(self, key: str | Callable[[Any], Any], *, name: str | None = None,
+                 with_record: bool = False) -> GroupedTable:
+        """Regroup the rows by a field name or a function of the row's value (with
+        ``with_record=True``: of its :class:`~workbench.types.Record`), then aggregate with
+        ``count``, ``agg``, ``reduce(add, subtract)`` or ``aggregate(init, add, subtract)``:
+        when a row changes, its old value leaves its old group before its new value joins the
+        new one (Kafka Streams' ``KTable.groupBy``). A row whose group is ``None`` is in no
+        group (it reaches the aggregation's ``late`` output). See
+        :mod:`workbench.grouped_table`."""
+        from .errors import did_you_mean
+        from .grouped_table import GroupedTable
+
+        if isinstance(key, str):
+            columns = self._pipeline._known_columns(self._node)
+            if columns is not None and key not in columns:
+                raise DefinitionError(
+                    f"group_by({key!r}): the rows of table {self.name!r} have no field "
+                    f"{key!r}." + did_you_mean(key, columns))
+            params: dict[str, Any] = {"field": key, "fn": None, "with_record": False}
+            key_name: str | None = key
+        elif callable(key):
+            params = {"field": None, "fn": key, "with_record": with_record}
+            key_name = None
+        else:
+            raise DefinitionError(f"Table.group_by() needs a field name or a function of the "
+                                  f"row, got {key!r}.")
+        node = self._pipeline._add_node("table_group_by", (self._node,), params, name,
+                                        key_changed=True)
+        return GroupedTable(self._pipeline, node, key_name)
+
+    def suppress(self, until: Any = "window-close", *, max_records: int | None = None,
+                 max_bytes: int | None = None, when_full: str | None = None,
+                 name: str | None = None) -> Table:
+        """Hold updates back (Kafka Streams' ``suppress``): ``until="window-close"`` publishes
+        each window's final value once the window closes (a windowed table; deletes are not
+        published), ``until=wb.TimeLimit("10s")`` a key's latest value once stream time is
+        10 s past its first held update. ``max_records``/``max_bytes`` bound the buffer; when
+        it is full, ``when_full="emit-early"`` (default for a time limit) publishes the oldest
+        keys early, ``"fail"`` (default and only choice for window-close) stops the run. See
+        :mod:`workbench.suppress`."""
+        from .suppress import suppress_spec
+
+        spec = suppress_spec(self._node, until, max_records, max_bytes, when_full)
+        return self._derive("suppress", {"spec": spec, "key_name": self._key_name,
+                                         "stores": [("buffer", "kv")]}, name, stateful=True)
 
     def changes(self, *, name: str | None = None) -> Stream:
         """The table's changelog as a stream: one record per update, ``None`` value for a

@@ -41,5 +41,5 @@ class Change(NamedTuple):
 #: ops whose records carry :class:`Change` values (tables)
 TABLE_OPS = frozenset({
     "table_source", "table_filter", "table_map_values", "aggregate", "to_table",
-    "join_table_table", "join_foreign_key",
+    "join_table_table", "join_foreign_key", "table_group_by", "suppress",
 })

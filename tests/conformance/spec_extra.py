@@ -126,6 +126,7 @@ def build_extra(p: wb.Pipeline, topo: dict[str, Any]) -> None:
     """Add the topology of an issue-15 case (``EXTRA_OPS``) to ``p``; results go to ``out``
     (``to_topic``: to the topics it names)."""
     from tests.conformance.spec import (
+        DROPPED_TOPIC,
         _window,
         foreign_key,
         joiner,
@@ -148,6 +149,7 @@ def build_extra(p: wb.Pipeline, topo: dict[str, Any]) -> None:
         else:
             raise ValueError(f"unknown agg: {agg!r}")
         suppressed(result, topo).changes().to("out")
+        result.late.to(DROPPED_TOPIC)  # rows in no group (Kafka Streams drops them silently)
     elif op == "cogroup":
         args: list[Any] = []
         for spec in topo["inputs"]:

@@ -6,7 +6,15 @@ in :data:`workbench.runtime.task.OPERATOR_FACTORIES`.
 
 from __future__ import annotations
 
-from . import external, join_ops, processor_ops, table_ops, window_ops  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    external,
+    join_ops,
+    processor_ops,
+    regroup_ops,
+    suppress_ops,
+    table_ops,
+    window_ops,
+)
 from .clock import Clock, ManualClock, SystemClock
 from .engine import Engine, EngineStats
 from .task import OPERATOR_FACTORIES, OpContext, Task

@@ -907,6 +907,10 @@ def make_aggregate(pn: PlanNode, ctx: OpContext) -> Operator:
     """Build the operator of an ``aggregate`` plan node from its window spec."""
     node = pn.node
     assert node is not None
+    if node.params.get("table_input"):  # a re-grouped table (regroup_ops)
+        from .regroup_ops import TableAggregateOp
+
+        return TableAggregateOp(pn, ctx)
     window = node.params.get("window")
     if window is None:
         key_op = KeyAggregateOp(pn, ctx)
