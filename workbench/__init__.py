@@ -19,6 +19,7 @@ import logging
 import typing
 
 from .calls import CallInfo, call_info
+from .cogroup import CogroupedStream, cogroup
 from .drivers import connect
 from .errors import (
     DefinitionError,
@@ -49,6 +50,7 @@ __all__ = [
     "Branches",
     "CallInfo",
     "Change",
+    "CogroupedStream",
     "Expr",
     "GroupedStream",
     "GroupedTable",
@@ -81,6 +83,7 @@ __all__ = [
     "WorkbenchError",
     "__version__",
     "call_info",
+    "cogroup",
     "col",
     "connect",
     "debug",

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.conformance
 #: examples per family and run (times CONFORMANCE_SCALE); docs/conformance.md lists the same
 EXAMPLES_DSL = {
     "re-grouped table": 150,
+    "cogroup": 150,
+    "suppress": 200,
 }
 
 
@@ -33,3 +35,25 @@ def regroup_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
 def test_generated_regrouped_table(oracle: OracleServer) -> None:
     regroup_examples(oracle)
     require_non_empty("re-grouped table")
+
+
+@examples(EXAMPLES_DSL["cogroup"])
+@given(case=gen.cogroup_cases())
+def cogroup_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "cogroup", case)
+
+
+def test_generated_cogroup(oracle: OracleServer) -> None:
+    cogroup_examples(oracle)
+    require_non_empty("cogroup")
+
+
+@examples(EXAMPLES_DSL["suppress"])
+@given(case=gen.suppress_cases())
+def suppress_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "suppress", case)
+
+
+def test_generated_suppress(oracle: OracleServer) -> None:
+    suppress_examples(oracle)
+    require_non_empty("suppress")

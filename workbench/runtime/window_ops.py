@@ -144,7 +144,7 @@ class _AggregateOp(Operator):
     """What every aggregation operator shares: the aggregate functions, the store name, the
     side output and failure reporting."""
 
-    def __init__(self, pn: PlanNode, ctx: OpContext) -> None:
+    def __init__(self, pn: PlanNode, ctx: OpContext, agg: Aggregation | None = None) -> None:
         node = pn.node
         assert node is not None
         params = node.params
@@ -154,7 +154,8 @@ class _AggregateOp(Operator):
         #: records sent to the late output (late, null key or null value)
         self.dropped = 0
         self.emit_close = params.get("emit", "update") == "close"
-        agg: Aggregation = params["agg"]
+        if agg is None:  # a cogroup's input gives its own (cogroup_ops)
+            agg = params["agg"]
         self.agg = agg
         init: Callable[[], Any] = agg.init
         add: Callable[[Any, Any], Any] = agg.add
@@ -212,8 +213,8 @@ class _AggregateOp(Operator):
 class KeyAggregateOp(_AggregateOp):
     """``KGroupedStream.aggregate/count/reduce`` → a table keyed by the group key."""
 
-    def __init__(self, pn: PlanNode, ctx: OpContext) -> None:
-        super().__init__(pn, ctx)
+    def __init__(self, pn: PlanNode, ctx: OpContext, agg: Aggregation | None = None) -> None:
+        super().__init__(pn, ctx, agg)
         self.store = AggKVStore(self._store_name, self._changelog)
         self.stores = [self.store]
 
@@ -261,8 +262,9 @@ class KeyAggregateOp(_AggregateOp):
 class TimeWindowAggregateOp(_AggregateOp):
     """Tumbling and hopping windows (``TimeWindows``)."""
 
-    def __init__(self, pn: PlanNode, ctx: OpContext, spec: Tumbling | Hopping) -> None:
-        super().__init__(pn, ctx)
+    def __init__(self, pn: PlanNode, ctx: OpContext, spec: Tumbling | Hopping,
+                 agg: Aggregation | None = None) -> None:
+        super().__init__(pn, ctx, agg)
         self.size = spec.size
         self.advance = spec.advance
         self.grace = spec.grace
@@ -479,8 +481,9 @@ class TimeWindowAggregateOp(_AggregateOp):
 class SlidingWindowAggregateOp(_AggregateOp):
     """Sliding windows (``SlidingWindows``), following ``KStreamSlidingWindowAggregate``."""
 
-    def __init__(self, pn: PlanNode, ctx: OpContext, spec: Sliding) -> None:
-        super().__init__(pn, ctx)
+    def __init__(self, pn: PlanNode, ctx: OpContext, spec: Sliding,
+                 agg: Aggregation | None = None) -> None:
+        super().__init__(pn, ctx, agg)
         self.d = spec.difference
         self.grace = spec.grace
         self.stream_time = NO_TIMESTAMP
@@ -716,14 +719,17 @@ class SlidingWindowAggregateOp(_AggregateOp):
 class SessionWindowAggregateOp(_AggregateOp):
     """Session windows (``SessionWindows``), following ``KStreamSessionWindowAggregate``."""
 
-    def __init__(self, pn: PlanNode, ctx: OpContext, spec: Session) -> None:
-        super().__init__(pn, ctx)
+    def __init__(self, pn: PlanNode, ctx: OpContext, spec: Session,
+                 agg: Aggregation | None = None) -> None:
+        super().__init__(pn, ctx, agg)
         self.gap = spec.gap
         self.grace = spec.grace
         self.stream_time = NO_TIMESTAMP
         self.store = SessionStore(self._store_name, self._changelog)
         self.stores = [self.store]
         self._purge_at = _FAR_PAST
+        #: count puts Kafka's session store refuses (an input of a cogroup behind another)
+        self.count_refused = False
         if self._merge is None:  # pragma: no cover - the DSL requires merge for sessions
             raise ValueError("session windows need an aggregation with merge")
 
@@ -742,6 +748,7 @@ class SessionWindowAggregateOp(_AggregateOp):
         init, add, fin = self._init, self._add, self._fin
         merge = self._merge
         assert merge is not None
+        count_refused = self.count_refused
         st = self.stream_time
         close = st - grace - gap
         eff = max(close, store.last_emit) if emit_close else close
@@ -847,6 +854,8 @@ class SessionWindowAggregateOp(_AggregateOp):
                     dirty[(k, ms, me)] = acc
                     if me > observed:
                         store.observed = me
+                if count_refused and acc is not None and me <= store.observed - retention:
+                    self.dropped += 1  # Kafka's session store refuses this put (cogroup, D17)
                 if not found:
                     sessions.pop(k, None)
                 if not emit_close:
@@ -911,6 +920,10 @@ def make_aggregate(pn: PlanNode, ctx: OpContext) -> Operator:
         from .regroup_ops import TableAggregateOp
 
         return TableAggregateOp(pn, ctx)
+    if node.params.get("cogroup"):  # several grouped streams (cogroup_ops)
+        from .cogroup_ops import CogroupOp
+
+        return CogroupOp(pn, ctx)
     window = node.params.get("window")
     if window is None:
         key_op = KeyAggregateOp(pn, ctx)
