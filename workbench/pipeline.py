@@ -60,7 +60,7 @@ _KIND = {
     "late": "late output", "process": "process step", "map_async": "map_async",
     "flat_map_async": "flat_map_async", "pipe": "pipe", "errors": "errors output",
     "table_group_by": "table group_by", "suppress": "suppress", "repartition": "repartition",
-    "foreach": "foreach", "print": "print",
+    "foreach": "foreach", "print": "print", "topic_sink": "sink (to a topic function)",
 }
 
 _TABLE_OPS = ("table_source", "aggregate", "to_table", "table_filter", "table_map_values",
@@ -440,6 +440,8 @@ class Pipeline:
                 "feed the pipeline its own output. Use another topic name."
             )
         writer = self._sink_of(topic)
+        if writer is not None and writer.op == "topic_sink" and writer.name == name:
+            return  # the same topic-function step, defined again (running its cell again)
         if writer is not None and writer.name != (name or f"to-{topic}"):
             raise DefinitionError(
                 f"to({topic!r}): topic {topic!r} is already written by step {writer.name!r} "
@@ -452,6 +454,8 @@ class Pipeline:
         """The sink step that writes ``topic``, if any."""
         for node in self._nodes:
             if node.op == "sink" and node.params.get("topic") == topic:
+                return node
+            if node.op == "topic_sink" and topic in (node.params.get("topics") or ()):
                 return node
         return None
 
@@ -470,7 +474,7 @@ class Pipeline:
         side effects are their output), tables given a ``name=`` (queryable state), and every
         step they read from. Other steps are previews only: left out of the plan."""
         roots = [n for n in self._nodes
-                 if n.op in ("sink", "peek", "process")
+                 if n.op in ("sink", "peek", "process", "foreach", "print", "topic_sink")
                  or (n.op in _TABLE_OPS and not n.auto_named)]
         from .plan import _ancestors
 
@@ -518,8 +522,14 @@ class Pipeline:
 
     @property
     def sinks(self) -> list[str]:
-        """The topics written with ``to()``."""
-        return [n.params["topic"] for n in self._nodes if n.op == "sink"]
+        """The topics written with ``to()`` (a topic function's declared ``topics=``)."""
+        out: list[str] = []
+        for n in self._nodes:
+            if n.op == "sink":
+                out.append(n.params["topic"])
+            elif n.op == "topic_sink":
+                out.extend(n.params.get("topics") or ())
+        return out
 
     def node(self, name: str) -> Node:
         """The step called ``name`` (for tools such as the debugger)."""

@@ -151,7 +151,7 @@ def _ancestors(targets: Iterable[Node]) -> set[Node]:
 
 
 def _needs_repartition(node: Node, parent: Node) -> bool:
-    if node.params.get("single_partition"):
+    if node.params.get("single_partition") or node.op == "repartition":
         return True
     return bool(node.stateful and parent.key_changed and node.params.get("repartition", True))
 
@@ -254,7 +254,8 @@ def compile_plan(
                     if len(n.parents) > 1:
                         rtopic = repartition_topic(app, f"{n.name}-{port}")
                     topics[rtopic] = TopicSpec(
-                        rtopic, "repartition", 1 if n.params.get("single_partition") else None)
+                        rtopic, "repartition", 1 if n.params.get("single_partition") else
+                        n.params.get("partitions") if n.op == "repartition" else None)
                     src = add_slot("repartition_source", f"{n.name}-repartition-source"
                                    + (f"-{port}" if len(n.parents) > 1 else ""), None, rtopic)
                     in_ports.append((src, port))
@@ -270,6 +271,10 @@ def compile_plan(
                 topics[topic] = TopicSpec(topic, "sink", n.params.get("partitions"),
                                           compact=n.parents[0].op == "table_changes",
                                           key_name=_key_name(n.parents[0]))
+            elif n.op == "topic_sink":  # to(topic function): the topics it declares
+                for declared in n.params.get("topics") or ():
+                    topics[declared] = TopicSpec(declared, "sink", n.params.get("partitions"),
+                                                 key_name=_key_name(n.parents[0]))
             idx = add_slot(n.op, n.name, n, topic)
             index_of[n] = idx
             for src, port in in_ports:
@@ -313,7 +318,8 @@ def compile_plan(
         outputs = tuple(
             pn.topic for pn in plan_nodes
             if pn.op in ("sink", "repartition_sink", "capture") and pn.topic is not None
-        )
+        ) + tuple(t for pn in plan_nodes if pn.op == "topic_sink" and pn.node is not None
+                  for t in pn.node.params.get("topics") or ())
         stores: list[StoreSpec] = []
         by_step: dict[str, list[StoreSpec]] = {}
         for pn in plan_nodes:

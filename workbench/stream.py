@@ -217,26 +217,38 @@ class Stream:
 
     def split(
         self, *, name: str | None = None, with_record: bool = False,
-        **branches: Callable[[Any], Any],
+        default: str | None = "rest", **branches: Callable[[Any], Any],
     ) -> Branches:
-        """Divide the stream by predicates, first match wins (like Kafka Streams' ``split()``).
+        """Divide the stream by named predicates, first match wins (Kafka Streams'
+        ``split().branch(pred, Branched.as(name))``); the records no predicate matches go to
+        the default branch, named by ``default`` (``"rest"`` unless given;
+        ``defaultBranch()``), or, with ``default=None``, nowhere (``noDefaultBranch()``).
 
         >>> # parts = stream.split(big=lambda e: e["amount"] > 100, small=lambda e: True)
         >>> # parts.big, parts["small"], parts.rest  (rest: records no predicate matched)
+        >>> # stream.split(eu=is_eu, default="world").world
         """
+        from .pipeline import _NAME
+
         if not branches:
             raise DefinitionError("split() needs at least one named predicate, e.g. "
                                   "split(big=lambda e: e['amount'] > 100).")
-        if "rest" in branches:
-            raise DefinitionError("'rest' is reserved for the records no predicate matched; "
-                                  "name the branch differently.")
+        if default is not None and (not isinstance(default, str) or not _NAME.match(default)):
+            raise DefinitionError(f"split(default={default!r}): the default branch's name "
+                                  "must start with a letter or digit and contain only letters, "
+                                  "digits, '.', '_' and '-' (or None for no default branch).")
+        if default in branches:
+            raise DefinitionError(f"{default!r} is the name of the default branch (the records "
+                                  "no predicate matched); name the predicate's branch "
+                                  "differently, or choose another default=.")
         for label, fn in branches.items():
             _check_callable(fn, f"split(..., {label}=)", "predicate")
         node = self._add(
-            "split", {"branches": dict(branches), "with_record": with_record}, name
+            "split", {"branches": dict(branches), "with_record": with_record,
+                      "default": default}, name
         )
         handles: dict[str, Stream] = {}
-        labels = [*branches, "rest"]
+        labels = [*branches, *([default] if default is not None else [])]
         for index, label in enumerate(labels):
             child = self._pipeline._add_node(
                 "branch", (node,), {"index": index, "label": label},
@@ -262,19 +274,32 @@ class Stream:
         return self._derive(self._add("merge", {}, name, parents=parents))
 
     def to(
-        self, topic: str, *, partitions: int | None = None, name: str | None = None,
-        key: Any = None, value: Any = None,
+        self, topic: str | Callable[[Any], str], *, partitions: int | None = None,
+        name: str | None = None, key: Any = None, value: Any = None,
+        topics: list[str] | None = None, with_record: bool = False,
     ) -> Stream:
-        """Write the stream to ``topic`` (created by the driver if missing).
+        """Write the stream to ``topic`` (created by the driver if missing), or to the topic a
+        function ``topic(value)`` names for each record (``with_record=True``: the function
+        gets the :class:`~workbench.types.Record`).
 
         ``key=``/``value=`` are the topic's serdes (default: the serdes the records were read
         with while the step keeps them, else the driver's; see :mod:`workbench.serde`).
+        With a topic function, ``topics=[...]`` declares the topics it may name: they are
+        created when the run starts (with ``partitions=`` and the serdes given) and any other
+        name is an error; without ``topics=``, each topic is created by the driver when a
+        record first names it (default partitions and serdes). A topic the pipeline reads,
+        another step's topic or an internal topic is an error naming the record.
         Returns this stream, so a notebook cell ending in ``.to(...)`` still shows the preview.
         """
         from ._checks import check_partitions
         from .pipeline import check_topic_name
         from .serde.dsl import serde_arg
 
+        if callable(topic):
+            return self._to_function(topic, topics, partitions, name, key, value, with_record)
+        if topics is not None or with_record:
+            raise DefinitionError(f"to({topic!r}): topics= and with_record= go with a topic "
+                                  "function, to(lambda v: ...).")
         check_topic_name(topic, "to()")
         check_partitions(partitions, f"to({topic!r})")
         serdes = {"key_serde": serde_arg(key, f"to({topic!r}", "key"),  # workbench.serde
@@ -387,6 +412,87 @@ class Stream:
             existing = self._pipeline._add_node("errors", (node,), {"output": 1}, name,
                                                 key_changed=None)
         return Stream(self._pipeline, existing)
+    def _to_function(self, fn: Callable[[Any], str], topics: list[str] | None,
+                     partitions: int | None, name: str | None, key: Any, value: Any,
+                     with_record: bool) -> Stream:
+        """``to(topic function)``: a ``topic_sink`` step (see :mod:`workbench.runtime.sink_ops`)."""
+        from ._checks import check_partitions
+        from .pipeline import check_topic_name
+        from .serde.dsl import serde_arg
+
+        declared: tuple[str, ...] | None = None
+        name = name or "to-topic-function"  # a fixed default: running the cell again replaces it
+        if topics is not None:
+            if isinstance(topics, str) or not topics:
+                raise DefinitionError("to(topic function, topics=[...]) takes a non-empty list "
+                                      "of the topic names the function may return.")
+            declared = tuple(dict.fromkeys(topics))
+            for t in declared:
+                check_topic_name(t, "to(topic function, topics=[...])")
+                self._pipeline._register_sink(t, name, self._node)
+        elif key is not None or value is not None or partitions is not None:
+            raise DefinitionError(
+                "to(topic function, key=/value=/partitions=): serdes and partition counts are "
+                "given to declared topics; list them with topics=[...].")
+        check_partitions(partitions, "to(topic function)")
+        pipeline = self._pipeline
+
+        def reserved() -> dict[str, str]:
+            """Topics this step may not write: read by the pipeline or written by another
+            step (resolved when the run starts)."""
+            out = {t: f"is read by pipeline {pipeline.name!r}" for t in pipeline.sources}
+            for n in pipeline._nodes:
+                if n.op == "sink":
+                    out[n.params["topic"]] = f"is written by step {n.name!r}"
+                elif n.op == "topic_sink" and n is not node and n.params.get("topics"):
+                    for t in n.params["topics"]:
+                        out[t] = f"is written by step {n.name!r}"
+            return out
+
+        params = {"fn": fn, "with_record": with_record, "topics": declared,
+                  "partitions": partitions, "reserved": reserved,
+                  "key_serde": serde_arg(key, "to(topic function", "key"),
+                  "value_serde": serde_arg(value, "to(topic function", "value")}
+        node = self._add("topic_sink", params, name)
+        return self
+
+    def repartition(self, partitions: int | None = None, *, name: str | None = None) -> Stream:
+        """Send the records through a repartition topic (``<app>-<step>-repartition``) with
+        ``partitions`` partitions (default: as many as the input), so that the next steps run
+        in that many tasks, each key in one of them (Kafka Streams' ``repartition()``). A record
+        with a ``None`` key is dropped there, as in Kafka Streams (counted, and logged once)."""
+        from ._checks import check_partitions
+
+        check_partitions(partitions, "repartition()")
+        return self._derive(self._add("repartition", {"partitions": partitions}, name,
+                                      key_changed=False))
+
+    def foreach(self, fn: Callable[[Any], Any], *, name: str | None = None,
+                with_record: bool = False) -> None:
+        """Call ``fn(value)`` (``with_record=True``: ``fn(record)``) for each record, for its
+        side effects; nothing comes out (Kafka Streams' terminal ``foreach``). Like ``to()``,
+        it makes the stream part of every run. Side effects are at-least-once: after a crash,
+        records processed but not committed are processed again."""
+        _check_callable(fn, "foreach")
+        self._add("foreach", {"fn": fn, "with_record": with_record}, name)
+
+    def print(self, file: Any = None, *, label: str | None = None,
+              mapper: Callable[[Any, Any], Any] | None = None,
+              name: str | None = None) -> None:
+        """Print one line per record, ``[label]: key, value`` (Kafka Streams' ``print``), to the
+        log (logger ``workbench.print``, level INFO) or, with ``file="path"``, appended to that
+        file. ``label`` defaults to the step's name; ``mapper(key, value)`` replaces
+        ``key, value``. At-least-once, like :meth:`foreach`."""
+        import os
+
+        if file is not None and not isinstance(file, str | os.PathLike):
+            raise DefinitionError(f"print(file=...) takes a path, got {file!r}; leave it out to "
+                                  "print to the log (logger 'workbench.print').")
+        if mapper is not None:
+            _check_callable(mapper, "print(mapper=)", "function (key, value) -> text")
+        if label is not None and not isinstance(label, str):
+            raise DefinitionError(f"print(label=...) takes a string, got {label!r}.")
+        self._add("print", {"path": file, "label": label, "mapper": mapper}, name)
 
     # -- stateful steps -----------------------------------------------------------------------
     def group_by(
@@ -541,7 +647,8 @@ class Stream:
 
 class Branches:
     """The named outputs of :meth:`Stream.split`: ``branches.big``, ``branches["big"]`` and
-    ``branches.rest`` (the records no predicate matched)."""
+    the default branch, ``branches.rest`` unless ``split(default=...)`` named it otherwise
+    (the records no predicate matched)."""
 
     def __init__(self, handles: dict[str, Stream]) -> None:
         self._handles = handles

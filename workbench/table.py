@@ -57,10 +57,17 @@ class Table:
     # -- steps --------------------------------------------------------------------------------
     def filter(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Table:
         """Keep the keys whose value passes ``fn(value)``; a key whose new value fails is
-        deleted from the result."""
+        deleted from the result. As in Kafka Streams, every update whose new value fails is
+        forwarded as a delete, also for keys the result never had, unless a later step needs
+        the previous values (``group_by``, ``suppress``, table joins): then only keys that
+        leave the result are (``docs/semantics.md``)."""
         if not callable(fn):
             raise DefinitionError(f"Table.filter() needs a predicate, got {fn!r}.")
-        return self._derive("table_filter", {"fn": fn}, name)
+        table = self._derive("table_filter", {"fn": fn}, name)
+        node = table._node
+        pipeline = self._pipeline
+        node.params["old_values"] = lambda: old_values_needed(pipeline, node)
+        return table
 
     def map_values(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Table:
         """Replace every value by ``fn(value)`` (deletes stay deletes)."""
@@ -195,3 +202,30 @@ class Table:
         from .display import table_bundle
 
         return table_bundle(self._pipeline, self._node)
+
+
+#: steps that make the tables they read send previous values (Kafka Streams 4.1.1 calls
+#: ``enableSendingOldValues`` on them): re-grouping, suppress and foreign-key joins
+_NEEDS_OLD = frozenset({"table_group_by", "suppress", "join_foreign_key"})
+
+
+def old_values_needed(pipeline: Pipeline, node: Node) -> bool:
+    """Whether a step reading table ``node`` needs its previous values (through steps that
+    pass the request on: table filters and ``map_values``), as Kafka Streams decides it for
+    the whole topology when it is built: re-grouping, suppress and foreign-key joins do, a
+    table-table join does for the side(s) it keeps unmatched (left: its left table, outer:
+    both), an inner join does not (oracle: ``tables_filter.json``)."""
+    for child in pipeline._nodes:
+        if node not in child.parents:
+            continue
+        if child.op in _NEEDS_OLD:
+            return True
+        if child.op == "join_table_table":
+            how = child.params.get("how")
+            left = child.parents[0] is node
+            if how == "outer" or (how == "left" and left):
+                return True
+        if child.op in ("table_filter", "table_map_values") and old_values_needed(pipeline,
+                                                                                  child):
+            return True
+    return False

@@ -70,7 +70,9 @@ class TestDriver:
         """The output topic ``topic`` (written with ``to()``); reading consumes records."""
         if topic not in self._outputs:
             known = [t for t, s in self.plan.topics.items() if s.kind in ("sink", "repartition")]
-            if topic not in self.plan.topics:
+            dynamic = any(n.op == "topic_sink" and not n.params.get("topics")
+                          for n in self.pipeline._nodes)  # topics created when named
+            if topic not in self.plan.topics and not dynamic:
                 raise DefinitionError(f"{topic!r} is not a topic of pipeline "
                                       f"{self.pipeline.name!r}." + did_you_mean(topic, known))
             self._outputs[topic] = TestOutput(self, topic)

@@ -27,6 +27,7 @@ and no versioned tables; ``docs/conformance.md`` explains each).
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import workbench as wb
@@ -35,6 +36,7 @@ from tests.conformance.spec_extra import (
     build_extra,
     has_suppress,
     has_versioned_tables,
+    output_topics,
     suppressed,
     table_of,
 )
@@ -58,7 +60,7 @@ __all__ = [
 DROPPED_TOPIC = "dropped"
 #: operations whose aggregation has a ``late`` output (to ``DROPPED_TOPIC``) while other
 #: operators of the topology count what they drop (a table source's ``None`` keys)
-LATE_AND_COUNTED = ("table_group_by",)
+LATE_AND_COUNTED = ("table_group_by", "table_filter")
 
 #: Store retention given to the oracle for ``emit="close"`` cases: nothing expires within the
 #: time ranges the cases use, so Kafka Streams emits every final result (``semantics.md``).
@@ -272,7 +274,7 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False,
     aggregation = topo["op"] in ("window_agg", "agg")
     #: operations with a late output as well as operators that count what they drop
     late_and_counted = topo["op"] in LATE_AND_COUNTED
-    topics = list(topo.get("topics", ["out"]))
+    topics = output_topics(topo)
     outputs: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     result: dict[str, Any] = {"outputs": outputs, "dropped": dropped}
@@ -289,12 +291,35 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False,
             return 0
         counted = _operator_drops(td)
         reasons = ["counted"] * (counted - counted_before)
-        if late_and_counted:
+        if late_and_counted and DROPPED_TOPIC in td.plan.topics:
             reasons += [_reason(r) for r in td.output(DROPPED_TOPIC).read_records()]
         if reasons:
             dropped.append({"in": index, "count": len(reasons), "reasons": reasons})
         return counted
 
+    printed = [n.params["path"] for n in pipeline._nodes if n.op == "print"]
+    lines_read = 0
+
+    def collect_printed(index: int) -> None:
+        """A print step's new lines, as the oracle reports them."""
+        nonlocal lines_read
+        for path in printed:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+            outputs.extend({"in": index, "key": None, "value": line, "ts": 0}
+                           for line in lines[lines_read:])
+            lines_read = len(lines)
+
+    try:
+        return _pipe_case(case, pipeline, end_of_input, result, collect, collect_printed)
+    finally:
+        for path in printed:
+            os.remove(path)
+
+
+def _pipe_case(case: dict[str, Any], pipeline: wb.Pipeline, end_of_input: bool,
+               result: dict[str, Any], collect: Any, collect_printed: Any) -> dict[str, Any]:
+    """Pipe the case's records (see :func:`run_case_full`)."""
     with TestDriver(pipeline) as td:
         inputs = {topic: td.input(topic) for topic in pipeline.sources}
         counted = 0
@@ -305,6 +330,7 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False,
                 result["failure"] = {"in": index, "error": f"{type(exc).__name__}: {exc}"}
                 return result
             counted = collect(index, td, counted)
+            collect_printed(index)
         if end_of_input:
             td.end()
             collect("end", td, counted)

@@ -15,6 +15,7 @@ themselves.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,8 @@ __all__ = [
 ]
 
 #: the case operations built here (the others are in spec.build_pipeline)
-EXTRA_OPS = ("table_group_by", "cogroup", "join_global", "repartition", "to_topic")
+EXTRA_OPS = ("table_group_by", "cogroup", "join_global", "repartition", "to_topic",
+             "table_filter", "split", "print")
 
 
 # ----------------------------------------------------------------------------- DSL detection
@@ -80,7 +82,23 @@ def missing_dsl(case: dict[str, Any]) -> str | None:
             return feature
     if op == "to_topic" and not _has_topic_function():
         return "Stream.to(topic function)"
+    if op == "split" and "default" not in inspect.signature(wb.Stream.split).parameters:
+        return "Stream.split(default=)"
+    if op == "print" and not hasattr(wb.Stream, "print"):
+        return "Stream.print"
     return None
+
+
+def output_topics(topo: dict[str, Any]) -> list[str]:
+    """The topics a case's topology writes, in the order the oracle reads them."""
+    if topo["op"] == "split":
+        names = [b["name"] for b in topo["branches"]]
+        if topo.get("default") is not None:
+            names.append(topo["default"])
+        return [f"out-{n}" for n in names]
+    if topo["op"] == "print":
+        return []  # the lines of its file
+    return list(topo.get("topics", ["out"]))
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -129,6 +147,7 @@ def build_extra(p: wb.Pipeline, topo: dict[str, Any]) -> None:
         DROPPED_TOPIC,
         _window,
         foreign_key,
+        java_str,
         joiner,
         number,
         sum_merge,
@@ -175,6 +194,49 @@ def build_extra(p: wb.Pipeline, topo: dict[str, Any]) -> None:
         else:
             moved.to("out")
     elif op == "to_topic":
-        p.source("in").to(lambda v: "out-" + (foreign_key(v) or "none"))  # type: ignore[arg-type]
+        if topo.get("by") == "key":  # "out-" + the key, "out-null" for a null key
+            p.source("in").to(lambda r: "out-" + java_str(r.key), with_record=True)
+        else:
+            p.source("in").to(lambda v: "out-" + (foreign_key(v) or "none"))  # type: ignore[arg-type]
+    elif op == "print":
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="workbench-print-", suffix=".txt")
+        os.close(fd)
+        mapper = (lambda k, v: v) if topo.get("mapper") == "value" else None
+        p.source("in").print(path, label=topo["label"], mapper=mapper)
+    elif op == "table_filter":
+        low = int(topo.get("min", 0))
+        filtered = p.table("in").filter(lambda v, low=low: number(v) >= low)
+        then = topo.get("then", "changes")
+        if then == "changes":
+            filtered.changes().to("out")
+        elif then == "filter_changes":
+            high = int(topo.get("max", 2**63 - 1))
+            filtered.filter(lambda v: number(v) <= high).changes().to("out")
+        elif then == "map_changes":
+            filtered.map_values(lambda v: v + "!").changes().to("out")
+        elif then == "group_count":
+            counts = filtered.group_by(foreign_key).count()
+            counts.changes().to("out")
+            counts.late.to(DROPPED_TOPIC)
+        elif then == "join":
+            filtered.join(p.table("right"), how=topo.get("how", "inner"),
+                          combine=joiner).changes().to("out")
+        elif then == "fk_join":
+            filtered.join(p.table("right"), on=foreign_key, combine=joiner).changes().to("out")
+        elif then == "suppress":
+            suppressed(filtered, topo).changes().to("out")
+        else:
+            raise ValueError(f"unknown then: {then!r}")
+    elif op == "split":
+        def has_fk(fk: str | None) -> Callable[[Any], bool]:
+            return lambda v: foreign_key(v) == fk
+
+        branches = {b["name"]: has_fk(b.get("fk")) for b in topo["branches"]}
+        default = topo.get("default")
+        parts = p.source("in").split(default=default, **branches)
+        for name in output_topics(topo):
+            parts[name.removeprefix("out-")].to(name)
     else:
         raise ValueError(f"unknown op: {op!r}")

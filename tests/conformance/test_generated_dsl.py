@@ -23,6 +23,10 @@ EXAMPLES_DSL = {
     "re-grouped table": 150,
     "cogroup": 150,
     "suppress": 200,
+    "repartition, to(topic function)": 100,
+    "table filter": 150,
+    "split": 100,
+    "print": 50,
 }
 
 
@@ -57,3 +61,47 @@ def suppress_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
 def test_generated_suppress(oracle: OracleServer) -> None:
     suppress_examples(oracle)
     require_non_empty("suppress")
+
+
+@examples(EXAMPLES_DSL["repartition, to(topic function)"])
+@given(case=gen.repartition_cases())
+def repartition_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "repartition, to(topic function)", case)
+
+
+def test_generated_repartition_and_topic_function(oracle: OracleServer) -> None:
+    repartition_examples(oracle)
+    require_non_empty("repartition, to(topic function)")
+
+
+@examples(EXAMPLES_DSL["table filter"])
+@given(case=gen.table_filter_cases())
+def table_filter_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "table filter", case)
+
+
+def test_generated_table_filter(oracle: OracleServer) -> None:
+    table_filter_examples(oracle)
+    require_non_empty("table filter")
+
+
+@examples(EXAMPLES_DSL["split"])
+@given(case=gen.split_cases())
+def split_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "split", case)
+
+
+def test_generated_split(oracle: OracleServer) -> None:
+    split_examples(oracle)
+    require_non_empty("split")
+
+
+@examples(EXAMPLES_DSL["print"])
+@given(case=gen.print_cases())
+def print_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "print", case)
+
+
+def test_generated_print(oracle: OracleServer) -> None:
+    print_examples(oracle)
+    require_non_empty("print")

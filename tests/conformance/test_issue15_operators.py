@@ -24,7 +24,8 @@ pytestmark = pytest.mark.conformance
 #: the case files of issue 15's operators (foreign-key joins, which workbench has, are compared
 #: with the wave-1 cases in test_conformance.py)
 CASE_FILES = ["tables_regrouped.json", "cogroup.json", "joins_global.json", "suppress.json",
-              "versioned.json", "repartition.json"]
+              "versioned.json", "repartition.json", "tables_filter.json", "split.json",
+              "print.json"]
 CASES = load_cases([CASES_DIR / f for f in CASE_FILES])
 CASES_BY_NAME = {case["name"]: case for case in CASES}
 

@@ -31,6 +31,9 @@ TOPICS = {
     "join_fk": {"left", "right"},
     "join_global": {"left", "right"},
     "cogroup": set(),  # the topics its "inputs" name
+    "table_filter": {"in", "right"},
+    "split": {"in"},
+    "print": {"in"},
 }
 
 
@@ -50,8 +53,8 @@ def test_cases_are_well_formed() -> None:
 
 def test_at_least_five_cases_per_issue_15_operation() -> None:
     """The operations of issue 15 (re-grouped tables, cogroup, global tables, suppress,
-    versioned tables, foreign-key joins, repartition and to(topic extractor)) have at least five
-    hand-written cases each."""
+    versioned tables, foreign-key joins, repartition and to(topic extractor), table filters,
+    split and print) have at least five hand-written cases each."""
     cases = load_cases()
 
     def count(pred: object) -> int:
@@ -65,8 +68,11 @@ def test_at_least_five_cases_per_issue_15_operation() -> None:
     assert count(lambda t: "suppress" in t and t["suppress"]["until"] == "time_limit") >= 5
     assert count(lambda t: t.get("versioned")) >= 5
     assert count(lambda t: t["op"] == "join_fk") >= 5
-    assert count(lambda t: t["op"] == "repartition") >= 3
-    assert count(lambda t: t["op"] == "to_topic") >= 2
+    assert count(lambda t: t["op"] == "repartition") >= 5
+    assert count(lambda t: t["op"] == "to_topic") >= 5
+    assert count(lambda t: t["op"] == "table_filter") >= 5
+    assert count(lambda t: t["op"] == "split") >= 5
+    assert count(lambda t: t["op"] == "print") >= 5
 
 
 def test_every_case_has_a_recorded_result() -> None:

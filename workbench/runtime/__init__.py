@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (registration)
     join_ops,
     processor_ops,
     regroup_ops,
+    sink_ops,
     suppress_ops,
     table_ops,
     window_ops,

@@ -636,7 +636,9 @@ class Engine:
                task_partition: int) -> None:
         if topic in self._normalize:  # typed topic, driver of objects: as read back
             batch = Batch.from_rows(self.codecs.normalize(topic, batch.rows()))
-        count = self.partitions[topic]
+        count = self.partitions.get(topic)
+        if count is None:
+            count = self._new_topic(topic)
         if count == 1:
             routed.setdefault((topic, 0), []).append(batch)
             return
@@ -648,6 +650,13 @@ class Engine:
             mask = where == p
             if mask.any():
                 routed.setdefault((topic, p), []).append(batch.take(mask))
+
+    def _new_topic(self, topic: str) -> int:
+        """A topic the plan does not declare, named by a ``to(topic function)`` step (which
+        checked the name): created now with the driver's defaults."""
+        count = self.partitions[topic] = self.driver.ensure_topic(topic, None, kind="sink")
+        self._partitioners[topic] = self.codecs.partitioner(topic)
+        return count
 
     # -- running ------------------------------------------------------------------------------
     def _gc_paused(self) -> contextlib.AbstractContextManager[None]:

@@ -17,11 +17,12 @@ Semantics (Kafka Streams 4.1, ``docs/semantics.md`` B.3):
   it behaves as caching-off everywhere (conformance cases ``table-caching-off`` /
   ``table-tombstones-caching-off``: identical output; the ``caching-on`` variants differ
   exactly by the absent-key tombstones).
-- ``table_filter`` (``KTableFilter`` with old values enabled): ``new' = new if new is not None
-  and fn(new) else None``, ``old'`` likewise; ``Change(new', old')`` is forwarded unless both
-  are ``None``. (Kafka Streams forwards that ``Change(None, None)`` too when *no* downstream
-  step asked for old values, e.g. ``table.filter(p).toStream()``; workbench always behaves as
-  if old values were requested.)
+- ``table_filter`` (``KTableFilter``): ``new' = new if new is not None and fn(new) else
+  None``. When a later step needs old values (re-grouping, suppress, table joins, through
+  filters and ``map_values``: Kafka Streams' ``enableSendingOldValues``), ``old'`` likewise and
+  ``Change(new', old')`` is forwarded unless both are ``None``; otherwise ``Change(new',
+  None)`` is forwarded for every update, so a failing update is a delete even for a key the
+  result never had (``table.filter(p).changes()``, as Kafka Streams' ``toStream()``).
 - ``table_map_values`` (``KTableMapValues``): ``Change(fn(new), fn(old))`` with ``None`` kept as
   ``None`` (``fn`` is not called for it); always forwarded.
 """
@@ -147,29 +148,35 @@ class TableSourceOp(Operator):
 
 
 class TableFilterOp(Operator):
-    """``KTableFilter`` (old values on): keep values passing ``fn``, others become deletes."""
+    """``KTableFilter``: keep values passing ``fn``, others become deletes (with old values
+    on, an update where neither the new nor the old value passes is skipped)."""
 
-    def __init__(self, name: str, defined_at: str, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, name: str, defined_at: str, fn: Callable[[Any], Any],
+                 send_old: bool = True) -> None:
         self.name = name
         self.defined_at = defined_at
         self.fn = fn
+        self.send_old = send_old
         self.side = []
 
     def process(self, batch: Batch, port: int) -> Batch:
         out: Batch = []
         append = out.append
         fn = self.fn
+        send_old = self.send_old
         for r in batch:
             k, ch, t, s, h = r
             new, old = ch
             try:
                 if new is not None and not fn(new):
                     new = None
-                if old is not None and not fn(old):
+                if not send_old:
+                    old = None  # KTableFilter without old values: every update goes on
+                elif old is not None and not fn(old):
                     old = None
             except Exception as exc:
                 raise StepFailure(self.name, self.defined_at, r, exc) from exc
-            if new is None and old is None:
+            if send_old and new is None and old is None:
                 continue
             append((k, _tuple_new(Change, (new, old)), t, s, h))
         return out
@@ -223,8 +230,10 @@ def _to_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
 
 def _table_filter(plan_node: PlanNode, ctx: OpContext) -> Operator:
     assert plan_node.node is not None
-    return TableFilterOp(plan_node.name, plan_node.node.defined_at,
-                         plan_node.node.params["fn"])
+    params = plan_node.node.params
+    needed = params.get("old_values")
+    return TableFilterOp(plan_node.name, plan_node.node.defined_at, params["fn"],
+                         True if needed is None else bool(needed()))
 
 
 def _table_map_values(plan_node: PlanNode, ctx: OpContext) -> Operator:

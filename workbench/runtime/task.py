@@ -115,6 +115,8 @@ class Task:
         self.nodes: list[_RNode] = []
         self.input_nodes: dict[str, int] = {}  # topic -> runtime node index
         self.collectors: list[CollectOp] = []
+        #: sinks whose records name their topic (``to(topic function)``): ``drain_topics()``
+        self.topic_sinks: list[Any] = []
         self._build()
         self.stores = [s for rn in self.nodes for s in rn.op.stores]
         #: for error messages of an interleaved batch: seq → (topic, offset)
@@ -160,6 +162,8 @@ class Task:
                                      getattr(op, "columnar", False)))
             if collect is not None:
                 self.collectors.append(collect)
+            elif hasattr(op, "drain_topics"):
+                self.topic_sinks.append(op)
             head = members[0]
             if head.topic is not None and head.op in ("source", "table_source",
                                                       "repartition_source"):
@@ -521,7 +525,10 @@ class Task:
 
     def drain_outputs(self) -> list[tuple[str, cb.Batch]]:
         """``[(topic, column batch)]`` collected since the last drain."""
-        return [(c.topic, c.drain()) for c in self.collectors if c.buffer]
+        out = [(c.topic, c.drain()) for c in self.collectors if c.buffer]
+        for sink in self.topic_sinks:
+            out.extend(sink.drain_topics())
+        return out
 
     def close(self) -> None:
         """Close every operator."""

@@ -47,6 +47,7 @@ __all__ = ["TopicCodecs", "codecs_for", "plan_serdes", "same_bytes", "source_top
 _KEEP_VALUES = frozenset({
     "filter", "peek", "merge", "key_by", "group_by", "to_table", "table_filter", "sink",
     "repartition_sink", "repartition_source", "branch", "table_changes", "capture",
+    "topic_sink", "repartition", "suppress", "table_group_by",
 })
 #: steps whose outputs are table updates
 _TABLE_OUT = frozenset({"table_source", "aggregate", "to_table", "join_table_table",
@@ -154,6 +155,13 @@ def plan_serdes(subtopologies: Iterable[SubTopology],
                 flows[pn.index] = flow = _flow(pn, parents, out, ops)
                 topic = pn.topic
                 if topic is None:
+                    if pn.op == "topic_sink" and pn.node is not None:  # its declared topics
+                        params = pn.node.params
+                        for t in params.get("topics") or ():
+                            out[t] = dataclasses.replace(
+                                out[t], key_serde=params.get("key_serde") or flow[0],
+                                value_serde=params.get("value_serde") or flow[1],
+                                key_window=flow[2])
                     continue
                 if pn.op == "sink":
                     out[topic] = dataclasses.replace(out[topic], key_serde=flow[0],

@@ -107,6 +107,7 @@ public final class Oracle {
                                 final ObjectNode result) {
         final JsonNode topo = Functions.required(spec, "topology");
         final StreamsBuilder builder = new StreamsBuilder();
+        DslTopologies.reset();
         final Topologies.Built built = Topologies.build(builder, topo);
 
         final Properties props = new Properties();
@@ -196,6 +197,7 @@ public final class Oracle {
                 }
             }
         }
+        DslTopologies.readPrinted(outputs);
     }
 
     /** Reads every output topic (in the built order) and tags the records with {@code in}. */

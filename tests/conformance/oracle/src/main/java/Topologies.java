@@ -69,6 +69,12 @@ final class Topologies {
                 return Built.single(false, "in");
             case "to_topic":
                 return toTopic(builder, topo);
+            case "table_filter":
+                return DslTopologies.tableFilter(builder, topo);
+            case "split":
+                return DslTopologies.split(builder, topo);
+            case "print":
+                return DslTopologies.print(builder, topo);
             case "join_ss":
                 joinStreamStream(builder, topo);
                 return Built.single(false, "left", "right");
@@ -373,15 +379,20 @@ final class Topologies {
     }
 
     /**
-     * to_topic: {"topics": [...]}: stream("in").to(topic extractor), the topic being "out-" + the
-     * value's foreign key ("out-none" without one). The oracle reads the listed topics.
+     * to_topic: {"topics": [...], "by": "fk" | "key"}: stream("in").to(topic extractor), the topic
+     * being "out-" + the value's foreign key ("out-none" without one), or (by key) "out-" + the
+     * key ("out-null" for a null key). The oracle reads the listed topics.
      */
     private static Built toTopic(final StreamsBuilder builder, final JsonNode topo) {
         final List<String> outputs = new ArrayList<>();
         for (final JsonNode t : Functions.required(topo, "topics")) {
             outputs.add(t.asText());
         }
+        final boolean byKey = topo.path("by").asText("fk").equals("key");
         builder.stream("in", Functions.IN).to((k, v, context) -> {
+            if (byKey) {
+                return "out-" + k; // a null key names "out-null"
+            }
             final String fk = Functions.foreignKey(v);
             return "out-" + (fk == null ? "none" : fk);
         }, Functions.OUT);
