@@ -123,6 +123,14 @@ def table_table_join() -> wb.Pipeline:
     return p
 
 
+def dsl_operators() -> wb.Pipeline:
+    """Re-grouped table, suppress, cogroup, repartition, topic function, split
+    (``dsl_helpers``)."""
+    from .dsl_helpers import dsl_pipeline
+
+    return dsl_pipeline("eq-dsl", "clicks", "profiles", key="user_id", partitions=2)
+
+
 PIPELINES: dict[str, tuple[Callable[[], wb.Pipeline], Callable[[], dict[str, Any]]]] = {
     "stateless": (stateless, lambda: {"clicks": clicks()}),
     "stateless_partitioned": (stateless_partitioned, lambda: {"clicks": clicks()}),
@@ -133,6 +141,7 @@ PIPELINES: dict[str, tuple[Callable[[], wb.Pipeline], Callable[[], dict[str, Any
                           lambda: {"profiles": profiles(), "clicks": clicks()}),
     "table_table_join": (table_table_join,
                          lambda: {"profiles": profiles(), "clicks": clicks()}),
+    "dsl_operators": (dsl_operators, lambda: {"profiles": profiles(), "clicks": clicks()}),
 }
 
 

@@ -203,13 +203,23 @@ def typed() -> wb.Pipeline:
     return p
 
 
+def dsl_operators() -> wb.Pipeline:
+    """A re-grouped table (users by country), a table filter's deletes, suppress, cogroup,
+    repartition, a topic function and split (``dsl_helpers``)."""
+    from .dsl_helpers import dsl_pipeline
+
+    name = f"eq-dsl-{SFX}"
+    return dsl_pipeline(name, f"ev-{name}", f"prof-{name}", partitions=3, sfx=f"-{SFX}")
+
+
 FAMILIES: dict[str, Callable[[], wb.Pipeline]] = {
     "stateless": stateless, "windowed": windowed, "joins": joins, "repartitioned": repartitioned,
-    "typed": typed,
+    "typed": typed, "dsl": dsl_operators,
 }
 #: sinks whose records come out in a different order on a different run (repartition topics are
 #: interleaved by commit timing); compared as final values per key instead
-FINAL_VALUES = {f"r-pages-{SFX}", f"t-pages-{SFX}"}
+FINAL_VALUES = {f"r-pages-{SFX}", f"t-pages-{SFX}", f"d-per-country-{SFX}",
+                f"d-moved-count-{SFX}"}
 
 
 @pytest.fixture(scope="module")

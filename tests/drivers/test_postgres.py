@@ -205,6 +205,14 @@ def test_equivalent_joined(pg_url: str) -> None:
                 tables=("user_counts",))
 
 
+def test_equivalent_dsl_operators(pg_url: str) -> None:
+    """Re-grouped table, suppress, cogroup, repartition, topic function, split."""
+    from .dsl_helpers import dsl_pipeline
+
+    assert_same(lambda: dsl_pipeline("eq-dsl", "clicks", "profiles", partitions=2),
+                {"clicks": clicks(), "profiles": profiles()}, pg_url)
+
+
 def test_equivalent_clickstream_example(pg_url: str) -> None:
     import pandas as pd
 

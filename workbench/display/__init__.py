@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 _STATELESS = {"map", "filter", "flat_map", "key_by", "peek", "split", "branch", "merge",
-              "map_async", "flat_map_async", "pipe", "errors"}
+              "map_async", "flat_map_async", "pipe", "errors",
+              "table_group_by", "repartition", "foreach", "print", "topic_sink"}
 #: unnamed steps that are plumbing of another step (drawn as the edge they stand for)
 _PLUMBING = {"table_changes"}
 
@@ -112,6 +113,10 @@ def pipeline_graph(pipeline: Pipeline) -> tuple[list[GraphNode], list[GraphEdge]
                     add(GraphNode(nid, label, kind, detail))
                 ids[pn.index] = nid
                 step_id[pn.name] = nid
+                if pn.op == "topic_sink" and node is not None:  # its declared topics
+                    for t in node.params.get("topics") or ():
+                        add(GraphNode(f"t:{t}", t, "sink", "topic"))
+                        edges.append(GraphEdge(nid, f"t:{t}"))
             for pn in st.nodes:
                 if pn.index not in ids:
                     continue
@@ -193,6 +198,9 @@ def pipeline_text(pipeline: Pipeline) -> str:
             extra = f" topic={n.params['spec'].topic!r}"
         elif n.op == "sink":
             extra = f" topic={n.params['topic']!r}"
+        elif n.op == "topic_sink":
+            extra = (f" topics={list(n.params['topics'])!r}" if n.params.get("topics")
+                     else " topics=(named per record)")
         unused = "" if n in live else "   (unused: no output needs it)"
         lines.append(f"  {_KIND.get(n.op, n.op):<18} {n.name}{extra}{arrow}{unused}")
     return "\n".join(lines)
