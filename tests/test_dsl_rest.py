@@ -90,7 +90,7 @@ def test_regrouped_reduce_and_aggregate_take_a_subtractor() -> None:
 def test_regroup_none_group_reaches_late_and_bad_fields_are_refused() -> None:
     p = wb.Pipeline("regroup-none")
     users = _users(p)
-    with pytest.raises(wb.DefinitionError, match="no field 'contry'. Did you mean 'country'"):
+    with pytest.raises(wb.DefinitionError, match=r"no field 'contry'\. Did you mean 'country'"):
         users.group_by("contry")
     with pytest.raises(wb.DefinitionError, match="field name or a function"):
         users.group_by(3)  # type: ignore[arg-type]
@@ -154,7 +154,7 @@ def test_suppress_full_buffer_emits_early_or_fails() -> None:
         with TestDriver(p) as td:
             td.input("in").pipe("a", 1, timestamp=1)
             if when_full == "fail":
-                with pytest.raises(wb.ProcessingError, match="'held'.*max capacity: 2/1 records"):
+                with pytest.raises(wb.ProcessingError, match=r"'held'.*max capacity: 2/1 records"):
                     td.input("in").pipe("b", 1, timestamp=2)
             else:
                 td.input("in").pipe("b", 1, timestamp=2)
@@ -258,7 +258,7 @@ def test_foreach_sees_every_record_and_makes_the_stream_run() -> None:
 def test_foreach_failure_names_the_step_and_record() -> None:
     p = wb.Pipeline("each-fail")
     p.source("in").foreach(lambda v: 1 / v, name="divide")
-    with TestDriver(p) as td, pytest.raises(wb.ProcessingError, match="'divide'.*offset 0"):
+    with TestDriver(p) as td, pytest.raises(wb.ProcessingError, match=r"'divide'.*offset 0"):
         td.input("in").pipe("a", 0, timestamp=1)
 
 
