@@ -36,6 +36,12 @@ def dsl_pipeline(name: str, clicks: str, profiles: str, *, key: str = "user",
         f"d-moved-count{sfx}")
     ev.to(lambda e: f"d-page-{e['page'][-1]}{sfx}",
           topics=[f"d-page-{i}{sfx}" for i in range(6)], name="by-page")
+    ev.to(lambda e: f"d-dyn-{e['page'][-1]}{sfx}", name="by-page-created")  # not declared
     parts = ev.split(big=lambda e: e["amount"] > 30, default="other", name="sizes")
     parts.other.to(f"d-other{sfx}")
     return p
+
+
+def created_topics(sfx: str = "") -> list[str]:
+    """The topics the pipeline's undeclared topic function creates (pages end in 0-5)."""
+    return [f"d-dyn-{i}{sfx}" for i in range(6)]

@@ -173,13 +173,15 @@ def final_table(run: Any, topic: str) -> dict[Any, Any]:
 
 
 def assert_same(build: Callable[[], wb.Pipeline], inputs: dict[str, Any], url: str,
-                tables: tuple[str, ...] = ()) -> Any:
-    """Run ``build()`` on memory:// and on ``url``; every sink must hold the same records, in
-    the same partitions and order; table sinks' upserted tables must equal the final state."""
+                tables: tuple[str, ...] = (), created: tuple[str, ...] = ()) -> Any:
+    """Run ``build()`` on memory:// and on ``url``; every sink (and each topic of ``created``
+    that a topic function created on memory://) must hold the same records, in the same
+    partitions and order; table sinks' upserted tables must equal the final state."""
     mem = build().run("memory://", inputs=inputs)
     pg_url = with_options(url, upsert=",".join(tables)) if tables else url
     pg = build().run(pg_url, inputs=inputs)
-    for topic in build().sinks:
+    made = [t for t in created if mem.driver.partitions(t) is not None]
+    for topic in [*build().sinks, *made]:
         assert outputs(pg, topic) == outputs(mem, topic), topic
         parts = pg.driver.partitions(topic)
         assert parts == mem.driver.partitions(topic)

@@ -146,9 +146,13 @@ PIPELINES: dict[str, tuple[Callable[[], wb.Pipeline], Callable[[], dict[str, Any
 
 
 def outputs(run: Any) -> dict[str, list[Any]]:
-    """Every sink topic, partition by partition, in offset order (offsets dropped)."""
-    return {t: [(r[0], r[1], r[2], r[4]) for r in run.driver.read_all(t)]
-            for t in run.pipeline.sinks}
+    """Every sink topic (and the topics a topic function created), partition by partition, in
+    offset order (offsets dropped)."""
+    from .dsl_helpers import created_topics
+
+    topics = [*run.pipeline.sinks, *(t for t in created_topics()
+                                     if run.driver.partitions(t) is not None)]
+    return {t: [(r[0], r[1], r[2], r[4]) for r in run.driver.read_all(t)] for t in topics}
 
 
 def git_commits(repo: Path, branch: str) -> list[str]:

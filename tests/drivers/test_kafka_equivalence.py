@@ -257,6 +257,18 @@ def test_same_output_as_memory(runs: dict[str, tuple[Any, Any]], family: str,
         r.headers for r in sorted(expected, key=repr)]
 
 
+def test_topics_a_topic_function_creates(runs: dict[str, tuple[Any, Any]]) -> None:
+    """An undeclared topic function's topics are created on Kafka when first named and hold
+    what memory's hold."""
+    from .dsl_helpers import created_topics
+
+    memory, kafka = runs["dsl"]
+    created = [t for t in created_topics(f"-{SFX}") if memory.driver.partitions(t) is not None]
+    assert len(created) == 6
+    for topic in created:
+        assert norm(kafka.records(topic)) == norm(memory.records(topic)), topic
+
+
 def test_partition_order_of_single_writer_sinks(runs: dict[str, tuple[Any, Any]]) -> None:
     """A sink keyed like its source is written by one task per partition: the same records in
     the same order, partition by partition."""

@@ -209,8 +209,12 @@ def test_equivalent_dsl_operators(pg_url: str) -> None:
     """Re-grouped table, suppress, cogroup, repartition, topic function, split."""
     from .dsl_helpers import dsl_pipeline
 
-    assert_same(lambda: dsl_pipeline("eq-dsl", "clicks", "profiles", partitions=2),
-                {"clicks": clicks(), "profiles": profiles()}, pg_url)
+    from .dsl_helpers import created_topics
+
+    mem, _pg = assert_same(lambda: dsl_pipeline("eq-dsl", "clicks", "profiles", partitions=2),
+                           {"clicks": clicks(), "profiles": profiles()}, pg_url,
+                           created=tuple(created_topics()))
+    assert sum(mem.driver.partitions(t) is not None for t in created_topics()) == 5
 
 
 def test_equivalent_clickstream_example(pg_url: str) -> None:
