@@ -207,9 +207,7 @@ def test_equivalent_joined(pg_url: str) -> None:
 
 def test_equivalent_dsl_operators(pg_url: str) -> None:
     """Re-grouped table, suppress, cogroup, repartition, topic function, split."""
-    from .dsl_helpers import dsl_pipeline
-
-    from .dsl_helpers import created_topics
+    from .dsl_helpers import created_topics, dsl_pipeline
 
     mem, _pg = assert_same(lambda: dsl_pipeline("eq-dsl", "clicks", "profiles", partitions=2),
                            {"clicks": clicks(), "profiles": profiles()}, pg_url,
