@@ -10,6 +10,7 @@ from pathlib import Path
 from tests.conformance.oracle import CASES_DIR
 from tests.conformance.test_conformance import CASE_FILES as WAVE1_FILES
 from tests.conformance.test_generated import EXAMPLES, MIN_NON_EMPTY
+from tests.conformance.test_generated_dsl import EXAMPLES_DSL
 from tests.conformance.test_issue15_operators import CASE_FILES as ISSUE15_FILES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
@@ -38,6 +39,15 @@ def test_generated_examples_per_family() -> None:
     total = sum(EXAMPLES.values())
     assert f"{total:,} per run, in {len(EXAMPLES)} families" in text
     assert f"at least **{MIN_NON_EMPTY:.0%}**" in text
+
+
+def test_generated_examples_per_family_of_the_rest_of_the_dsl() -> None:
+    documented = {row[0]: int(row[1]) for row in _rows()
+                  if row[0] in EXAMPLES_DSL and len(row) > 2 and row[1].isdigit()}
+    assert documented == EXAMPLES_DSL
+    total = sum(EXAMPLES_DSL.values())
+    assert f"{total:,} per run, in {len(EXAMPLES_DSL)} families" in DOC.read_text(
+        encoding="utf-8")
 
 
 def test_every_case_file_is_compared_with_workbench() -> None:

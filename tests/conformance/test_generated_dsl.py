@@ -23,7 +23,7 @@ EXAMPLES_DSL = {
     "re-grouped table": 150,
     "cogroup": 150,
     "suppress": 200,
-    "repartition, to(topic function)": 100,
+    "repartition, topic fn": 100,
     "table filter": 150,
     "split": 100,
     "print": 50,
@@ -63,15 +63,15 @@ def test_generated_suppress(oracle: OracleServer) -> None:
     require_non_empty("suppress")
 
 
-@examples(EXAMPLES_DSL["repartition, to(topic function)"])
+@examples(EXAMPLES_DSL["repartition, topic fn"])
 @given(case=gen.repartition_cases())
 def repartition_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
-    compare(oracle, "repartition, to(topic function)", case)
+    compare(oracle, "repartition, topic fn", case)
 
 
 def test_generated_repartition_and_topic_function(oracle: OracleServer) -> None:
     repartition_examples(oracle)
-    require_non_empty("repartition, to(topic function)")
+    require_non_empty("repartition, topic fn")
 
 
 @examples(EXAMPLES_DSL["table filter"])
