@@ -450,17 +450,18 @@ def test_combine_failure_names_the_step() -> None:
 
 
 # -- table-table: old values reach downstream table steps ------------------------------------------
-def test_table_table_join_feeds_a_table_filter_with_old_values() -> None:
+def test_table_table_join_feeds_a_table_filter() -> None:
     p = wb.Pipeline("ttf")
     joined = p.table("left").join(p.table("right"), how="left", combine=joiner)
     joined.filter(lambda v: v.endswith("+r")).to("out")
     with TestDriver(p) as td:
-        td.input("left").pipe("K", "l", timestamp=1)      # l+null: filtered out, nothing
+        # no step after the filter asks for old values: every failing result is a delete
+        td.input("left").pipe("K", "l", timestamp=1)      # l+null fails: delete
         td.input("right").pipe("K", "r", timestamp=2)     # l+r
-        td.input("right").pipe("K", "s", timestamp=3)     # l+s fails, l+r (old) passed
-        td.input("left").pipe("K", "m", timestamp=4)      # m+s fails, l+s failed: nothing
+        td.input("right").pipe("K", "s", timestamp=3)     # l+s fails: delete
+        td.input("left").pipe("K", "m", timestamp=4)      # m+s fails: delete
         assert [(r.key, r.value, r.timestamp) for r in td.output("out").read_records()] == [
-            ("K", "l+r", 2), ("K", None, 3)]
+            ("K", None, 1), ("K", "l+r", 2), ("K", None, 3), ("K", None, 4)]
 
 
 # -- restore after a restart -------------------------------------------------------------------

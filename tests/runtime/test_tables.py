@@ -82,23 +82,27 @@ def test_table_time_field_missing_is_a_processing_error() -> None:
     assert info.value.step == "prices"
 
 
-def test_table_filter_forwards_deletes_only_when_something_is_deleted() -> None:
+def test_table_filter_forwards_a_delete_for_every_record_that_fails() -> None:
+    # Kafka Streams' KTableFilter without old values (nothing after it asks for them): every
+    # record that fails the predicate is forwarded as a delete, whether or not its key passed
+    # before (docs/semantics.md, conformance cases tables_filter.json)
     p = wb.Pipeline("t")
     p.table("in").filter(lambda v: v > 10).to("out")
     with TestDriver(p) as td:
         got = _pipe_all(td, "in", [
-            ("A", 5, 1),      # fails, was absent: nothing
+            ("A", 5, 1),      # fails, was absent: delete
             ("A", 20, 2),     # passes
             ("A", 30, 3),     # passes
             ("A", 7, 4),      # fails, old passed: delete
-            ("A", 8, 5),      # fails, old failed: nothing
-            ("A", None, 6),   # tombstone, old failed: nothing
+            ("A", 8, 5),      # fails, old failed: delete
+            ("A", None, 6),   # tombstone: delete
             ("B", 11, 7),
             ("B", None, 8),   # tombstone, old passed: delete
-            ("C", None, 9),   # tombstone for an absent key: nothing
+            ("C", None, 9),   # tombstone for an absent key: delete
         ])
-    assert got == [(1, "A", 20, 2), (2, "A", 30, 3), (3, "A", None, 4), (6, "B", 11, 7),
-                   (7, "B", None, 8)]
+    assert got == [(0, "A", None, 1), (1, "A", 20, 2), (2, "A", 30, 3), (3, "A", None, 4),
+                   (4, "A", None, 5), (5, "A", None, 6), (6, "B", 11, 7), (7, "B", None, 8),
+                   (8, "C", None, 9)]
 
 
 def test_table_map_values_keeps_deletes_and_does_not_call_fn_on_none() -> None:
@@ -117,12 +121,13 @@ def test_table_map_values_keeps_deletes_and_does_not_call_fn_on_none() -> None:
     assert calls == [1, 2, 1, 2]
 
 
-def test_filter_after_map_values_sees_old_values() -> None:
+def test_filter_after_map_values_forwards_deletes_of_mapped_values() -> None:
     p = wb.Pipeline("t")
     p.table("in").map_values(lambda v: v + 100).filter(lambda v: v < 110).to("out")
     with TestDriver(p) as td:
         got = _pipe_all(td, "in", [("A", 1, 1), ("A", 50, 2), ("A", 60, 3)])
-    assert got == [(0, "A", 101, 1), (1, "A", None, 2)]
+    # 150 and 160 both fail: a delete each (no later step asks for old values)
+    assert got == [(0, "A", 101, 1), (1, "A", None, 2), (2, "A", None, 3)]
 
 
 def test_table_preview_shows_latest_value_per_key() -> None:
