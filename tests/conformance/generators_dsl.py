@@ -212,7 +212,10 @@ def table_filter_cases(draw: st.DrawFn) -> dict[str, Any]:
         else:
             records.append({"topic": "in", "key": k, "value": v, "ts": ts})
     # the first update of the filtered table passes the filter (key A, in the right table)
-    first = next(r for r in records if r["topic"] == "in")
+    first = next((r for r in records if r["topic"] == "in"), None)
+    if first is None:  # every drawn event was a right-table update
+        first = {"topic": "in", "ts": records[-1]["ts"]}
+        records.append(first)
     first.update(key="A", value=f"x|{topology['min']}")
     if then == "suppress":  # stream time moves past the time limit at the end
         last = max(r["ts"] for r in records)
