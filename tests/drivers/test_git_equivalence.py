@@ -150,9 +150,15 @@ def outputs(run: Any) -> dict[str, list[Any]]:
     offset order (offsets dropped)."""
     from .dsl_helpers import created_topics
 
-    topics = [*run.pipeline.sinks, *(t for t in created_topics()
-                                     if run.driver.partitions(t) is not None)]
-    return {t: [(r[0], r[1], r[2], r[4]) for r in run.driver.read_all(t)] for t in topics}
+    out = {t: [(r[0], r[1], r[2], r[4]) for r in run.driver.read_all(t)]
+           for t in run.pipeline.sinks}
+    # a created topic has one partition written by every task: records of different keys
+    # interleave by batch (as on Kafka); each key's records keep their order
+    for t in created_topics():
+        if run.driver.partitions(t) is not None:
+            rows = [(r[0], r[1], r[2], r[4]) for r in run.driver.read_all(t)]
+            out[t] = sorted(rows, key=lambda r: repr(r[0]))
+    return out
 
 
 def git_commits(repo: Path, branch: str) -> list[str]:
