@@ -75,6 +75,7 @@ def _binary(op: str, a: Any, b: Any, n: int) -> Any:
     if an is None and bn is None:
         return _apply(op, a, b)
     nulls = an if bn is None else bn if an is None else (an | bn)
+    assert nulls is not None  # not both None: returned above
     keep = ~nulls
     a_sub, b_sub = _sub(a, keep), _sub(b, keep)
     if isinstance(a_sub, np.ndarray) and a_sub.dtype == object:

@@ -158,7 +158,8 @@ class Expr:
 
     def between(self, low: Any, high: Any) -> Expr:
         """``low <= field <= high``."""
-        return (self >= low) & (self <= high)
+        between: Expr = (self >= low) & (self <= high)
+        return between
 
     def cast(self, to: type) -> Expr:
         """Convert to ``int``, ``float``, ``str`` or ``bool``."""

@@ -373,13 +373,13 @@ def batch_frame(batch: Any, schema: FrameSchema | None = None) -> pd.DataFrame:
     n = len(batch)
     for field, name in fields.items():
         col_name = f"value.{name}" if name in taken else name
-        arr = struct.cols.get(field)
-        if arr is None:
+        found = struct.cols.get(field)
+        if found is None:
             data[col_name] = _series([None] * n, pd)
         elif present is None:
-            data[col_name] = _column_series(arr, pd)
+            data[col_name] = _column_series(found, pd)
         else:
-            items = arr.tolist()
+            items = found.tolist()
             for i in np.flatnonzero(~present).tolist():
                 items[i] = None
             data[col_name] = _series(items, pd)

@@ -84,7 +84,7 @@ def _kafka(url: str) -> Driver:
 
 register_driver("kafka", _kafka)
 
-_PLANNED = {
+_PLANNED: dict[str, str] = {
 }
 
 

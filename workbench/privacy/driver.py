@@ -49,7 +49,7 @@ class PrivateDriver(Driver):
         return self.inner.durable_state
 
     @property
-    def accepts_batches(self) -> bool:
+    def accepts_batches(self) -> bool:  # type: ignore[override]
         return bool(getattr(self.inner, "accepts_batches", False))
 
     @property

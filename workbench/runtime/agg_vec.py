@@ -186,7 +186,7 @@ class KeyAggregateVec(Operator):
             key_list = batch.keys.tolist()
         index = store.index
         before = len(store.keys)
-        pos = []
+        pos: list[int] = []
         append = pos.append
         for k in key_list:
             i = index.get(k)
@@ -226,8 +226,8 @@ class KeyAggregateVec(Operator):
             old_col[~old_present] = None
             old_vals: Any = ObjectValues(old_col)
         else:
-            new_vals = StructValues({p[0]: c for p, c in zip(self.parts, after)}, None)
-            old_vals = StructValues({p[0]: c for p, c in zip(self.parts, prior)},
+            new_vals = StructValues({str(p[0]): c for p, c in zip(self.parts, after)}, None)
+            old_vals = StructValues({str(p[0]): c for p, c in zip(self.parts, prior)},
                                     None if old_present.all() else old_present)
         return Batch(batch.keys, ChangeValues(new_vals, old_vals), out_ts, batch.seq,
                      batch.headers)  # the batch's keys are identity-safe (checked above)

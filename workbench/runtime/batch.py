@@ -93,7 +93,8 @@ concat_columns = _concat
 
 
 def _take(arr: np.ndarray, idx: Any) -> np.ndarray:
-    return arr[idx]
+    taken: np.ndarray = arr[idx]
+    return taken
 
 
 # ------------------------------------------------------------------------------------- keys

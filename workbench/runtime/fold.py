@@ -251,7 +251,7 @@ def _grouped_cumsum_int(add: np.ndarray, gid: np.ndarray, order: np.ndarray,
     g_sorted = gid[order]
     base = np.concatenate(([0], csum))[first_row[g_sorted]]
     run_sorted = csum - base
-    run = np.empty_like(run_sorted)
+    run: np.ndarray = np.empty_like(run_sorted)
     run[order] = run_sorted
     return run
 

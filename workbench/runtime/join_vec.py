@@ -141,7 +141,7 @@ def _safe_keys(keys: Any) -> bool:
     if not isinstance(keys, np.ndarray):
         return False
     if keys.dtype != object:
-        return keys.dtype == np.int64
+        return bool(keys.dtype == np.int64)
     return set(map(type, keys.tolist())) <= {str, int, type(None)}
 
 

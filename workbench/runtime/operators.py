@@ -60,15 +60,17 @@ class Operator:
     #: the others take and return lists of record tuples, converted by the task
     columnar: bool = False
     #: side output (records for the ``late`` output), drained by the task after each call;
-    #: operators that produce one assign their own list in ``__init__``
-    side: Batch = []  # noqa: RUF012
+    #: operators that produce one assign their own list in ``__init__`` (record tuples for a
+    #: row operator, column batches for a columnar one)
+    side: Any = []  # noqa: RUF012
 
     def process(self, batch: Any, port: int) -> Any:
         """Process one micro-batch arriving on input ``port``; return the output batch."""
         raise NotImplementedError
 
-    def end(self) -> Batch:
-        """End of a bounded input: emit everything still pending (close windows)."""
+    def end(self) -> Any:
+        """End of a bounded input: emit everything still pending (close windows): record
+        tuples (row operators) or a column batch or ``None`` (columnar ones)."""
         return []
 
     def punctuate_wall(self, now_ms: int) -> Batch:

@@ -266,7 +266,7 @@ class Task:
         self._origins = None
         inbox: dict[int, list[tuple[int, Any]]] = {}
         for rn in self.nodes:
-            out = rn.op.punctuate_wall(now_ms)
+            out: Any = rn.op.punctuate_wall(now_ms)
             if out is not None and len(out):
                 if not rn.columnar:
                     out = cb.Batch.from_rows(_ids_out(out) if rn.keyed else out)
@@ -292,7 +292,7 @@ class Task:
                         flushed = op.end()
                         if flushed is not None and len(flushed):
                             out = flushed if out is None else cb.Batch.concat([out, flushed])
-                    side = op.side
+                    side: Any = op.side
                     if side is not None and len(side):
                         op.side = []
                         side = cb.Batch.concat(side) if isinstance(side, list) else side

@@ -395,7 +395,7 @@ class TimeWindowAggregateVec(Operator):
     def _values(self, columns: list[np.ndarray]) -> Any:
         if self.scalar:
             return ObjectValues(columns[0])
-        return StructValues({p[0]: c for p, c in zip(self.parts, columns)}, None)
+        return StructValues({str(p[0]): c for p, c in zip(self.parts, columns)}, None)
 
     def _updates(self, batch: Batch, vrec: np.ndarray, vstart: np.ndarray,
                  row_gid: np.ndarray, existed: np.ndarray, after: Any, before: Any,
@@ -409,7 +409,7 @@ class TimeWindowAggregateVec(Operator):
             old_col[~old_present] = None
             old_vals: Any = ObjectValues(old_col)
         else:
-            old_vals = StructValues({p[0]: c for p, c in zip(self.parts, before)},
+            old_vals = StructValues({str(p[0]): c for p, c in zip(self.parts, before)},
                                     None if old_present.all() else old_present)
         keys = WindowedKeys(_keys_of(batch.keys[vrec]), vstart, vstart + self.size)
         headers = None if batch.headers is None else batch.headers[vrec]
@@ -532,11 +532,13 @@ def _group_ids(keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
         if (kmax - kmin + 1) * width < 2**62:
             combined = (keys - kmin) * width + span
             gid, _v = pd.factorize(combined)
-            return gid.astype(np.int64)
+            out: np.ndarray = gid.astype(np.int64)
+            return out
     kcodes, _u = pd.factorize(keys, use_na_sentinel=False)
     combined = kcodes.astype(np.int64) * width + span
     gid, _v = pd.factorize(combined)
-    return gid.astype(np.int64)
+    result: np.ndarray = gid.astype(np.int64)
+    return result
 
 
 def _first_of(values: np.ndarray, gid: np.ndarray, state_n: int, groups: int) -> np.ndarray:
@@ -573,7 +575,8 @@ def _first_occurrence(gid: np.ndarray) -> np.ndarray:
     first = np.full(int(gid.max()) + 1 if n else 0, -1, dtype=np.int64)
     rows = np.arange(n, dtype=np.int64)
     first[gid[::-1]] = rows[::-1]  # the earliest row is written last
-    return first[gid] == rows
+    is_first: np.ndarray = first[gid] == rows
+    return is_first
 
 
 def _dtypes(parts: list[Part], cols: list[np.ndarray | None], state: Accs,
@@ -603,7 +606,8 @@ def _running_ts(vts: np.ndarray, row_gid: np.ndarray, g_ts_final: np.ndarray,
     start = np.full(len(g_ts_final), np.iinfo(np.int64).min, dtype=np.int64)
     start[:state_n] = store.ts
     running = pd.Series(vts).groupby(row_gid).cummax().to_numpy()
-    return np.maximum(running, start[row_gid])
+    latest: np.ndarray = np.maximum(running, start[row_gid])
+    return latest
 
 
 def _keys_of(keys: np.ndarray) -> np.ndarray:
