@@ -125,7 +125,7 @@ def test_readers_in_other_threads_while_records_flow() -> None:
     src = p.source("n", key="k", sample=[{"k": i % 50, "v": 1} for i in range(20_000)])
     src.group_by("k").count(name="counts")
     errors: list[BaseException] = []
-    totals: list[int] = []
+    reads: list[dict[Any, int]] = []
     run = start(p, "memory://", commit_interval="10ms",
                 on_engine=lambda e: setattr(e, "batch_size", 500))
 
@@ -133,9 +133,9 @@ def test_readers_in_other_threads_while_records_flow() -> None:
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline:
-                rows = run.range("counts")
-                totals.append(sum(r["value"] for r in rows))
-                if totals[-1] == 20_000:
+                counts = {r["key"]: r["value"] for r in run.range("counts")}
+                reads.append(counts)
+                if sum(counts.values()) == 20_000:
                     return
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -148,9 +148,16 @@ def test_readers_in_other_threads_while_records_flow() -> None:
     run.stop()
     run.wait(60)
     assert not errors
-    # each read saw one committed state: a multiple of the batch size, never a torn sum
-    assert all(t % 500 == 0 for t in totals), sorted(set(totals))[:10]
-    assert len(set(totals)) > 3  # the reads really happened while records flowed
+    # each read saw one committed state: the counts of a prefix of the input (the first n
+    # records, key i % 50), never some keys before a commit and others after it
+    torn = []
+    for counts in reads:
+        n = sum(counts.values())
+        prefix = {k: (n - k + 49) // 50 for k in range(50) if n > k}
+        if counts != prefix:
+            torn.append((n, counts))
+    assert not torn, torn[:2]
+    assert len({sum(c.values()) for c in reads}) > 3  # reads really happened while records flowed
     assert sum(r["value"] for r in run.range("counts")) == 20_000
 
 
