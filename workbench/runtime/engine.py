@@ -654,7 +654,7 @@ class Engine:
     def _new_topic(self, topic: str) -> int:
         """A topic the plan does not declare, named by a ``to(topic function)`` step (which
         checked the name): created now with the driver's defaults."""
-        count = self.partitions[topic] = self.driver.ensure_topic(topic, None, kind="sink")
+        count = self.partitions[topic] = int(self.driver.ensure_topic(topic, None, kind="sink"))
         self._partitioners[topic] = self.codecs.partitioner(topic)
         return count
 

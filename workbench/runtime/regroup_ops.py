@@ -128,7 +128,7 @@ class TableAggregateOp(Operator):
             prev = None if e is None else e[0]
             ts = t
             try:
-                if old is not None and prev is not None:
+                if old is not None and e is not None and prev is not None:
                     acc = sub(prev, old)
                     if e[1] > ts:
                         ts = e[1]

@@ -144,6 +144,8 @@ class _AggregateOp(Operator):
     """What every aggregation operator shares: the aggregate functions, the store name, the
     side output and failure reporting."""
 
+    store: Any
+
     def __init__(self, pn: PlanNode, ctx: OpContext, agg: Aggregation | None = None) -> None:
         node = pn.node
         assert node is not None

@@ -117,6 +117,9 @@ class TimeWindowStore(_WindowStoreBase):
     window ``start`` changed since the last drain.
     """
 
+    #: set only when a cogroup shares the store (the largest window start put so far)
+    observed: int
+
     def __init__(self, name: str, changelog: str) -> None:
         super().__init__(name, changelog)
         self.windows: dict[int, dict[Any, list[Any]]] = {}
