@@ -3,10 +3,17 @@ same messages in a loop (issue 13: workbench's columnar decode should reach >= 0
 
     python benchmarks/serde_decode.py [--messages 200000] [--repeat 5] [--registry URL]
 
+    python benchmarks/serde_decode.py --registry URL --kafka kafka://HOST:PORT
+
 Without ``--registry`` the messages are bare Avro / Protobuf payloads; with it (e.g.
 ``workbench dev up`` prints one) they are in Confluent's wire format, the baseline then skips
-the 5-byte header (and the message index byte) itself. Numbers, not pass/fail: each case runs
---repeat times and the best run is reported (the machine is shared and noisy).
+the 5-byte header (and the message index byte) itself. With ``--kafka`` the messages are also
+produced to the broker, fetched back once as librdkafka messages, and the Kafka driver's own
+decoding of them into a column batch (``Codec.decode_batch``, what ``KafkaDriver.read_batch``
+hands the engine: String keys, timestamps, offsets and values) is timed against the same
+baselines, beside the record-by-record path (``Codec.decode`` + ``Batch.from_rows``, used for
+a batch holding headers or a bad record). Numbers, not pass/fail: each case runs --repeat times
+and the best run is reported (the machine is shared and noisy).
 """
 
 from __future__ import annotations
@@ -44,11 +51,70 @@ def best(fn: Callable[[], Any], repeat: int) -> float:
     return min(times)
 
 
+def fetch(kafka_url: str, topic: str, payloads: list[bytes | None]) -> list[Any]:
+    """``payloads`` produced to a new one-partition topic (String keys) and fetched back as
+    librdkafka messages."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    bootstrap = kafka_url.removeprefix("kafka://").split("?")[0]
+    wb.connect(kafka_url).ensure_topic(topic, 1)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
+    for i, value in enumerate(payloads):
+        producer.produce(topic, value, f"u{i % 1000}".encode(), partition=0,
+                         timestamp=1_700_000_000_000 + i)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    msgs: list[Any] = []
+    while len(msgs) < len(payloads):
+        got = consumer.consume(10_000, timeout=10)
+        if not got:
+            raise SystemExit(f"fetched {len(msgs)} of {len(payloads)} messages from {topic}")
+        msgs.extend(m for m in got if m.error() is None)
+    consumer.close()
+    return msgs
+
+
+def kafka_cases(kafka_url: str, cases: list[tuple[str, Any, list[bytes | None], Any]],
+                repeat: int) -> None:
+    """The Kafka driver's decoding of fetched messages into a batch, against the baselines."""
+    from workbench.drivers.kafka.codec import Codec
+    from workbench.runtime.batch import Batch
+
+    print("Kafka driver: librdkafka messages into the engine's column batch")
+    for name, serde, payloads, base in cases:
+        msgs = fetch(kafka_url, f"bench-decode-{name}-{time.time_ns()}", payloads)
+        codec = Codec(wb.serde.string(), serde)
+        batch = codec.decode_batch(msgs)
+        assert batch is not None and len(batch) == len(msgs)
+        # in 100,000-message reads, as the engine asks (Engine.batch_size at most)
+        chunks = [msgs[i:i + 100_000] for i in range(0, len(msgs), 100_000)]
+
+        def batched(codec: Any = codec, chunks: list[Any] = chunks) -> None:
+            for chunk in chunks:
+                codec.decode_batch(chunk)
+
+        def rows(codec: Any = codec, chunks: list[Any] = chunks, name: str = name) -> None:
+            for chunk in chunks:
+                Batch.from_rows(codec.decode(name, 0, chunk, raw=False, where="", bad=None)[0])
+
+        t_base = best(base, repeat)
+        for label, fn in (("batch", batched), ("record by record", rows)):
+            t_ours = best(fn, repeat)
+            print(f"{name + ' ' + label:24s} baseline {len(msgs) / t_base:>11,.0f} msg/s   "
+                  f"workbench {len(msgs) / t_ours:>11,.0f} msg/s   ratio {t_base / t_ours:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--registry", default=None)
+    ap.add_argument("--kafka", default=None, help="kafka://host:port: also time the Kafka "
+                    "driver's decoding of the same messages fetched from the broker")
     args = ap.parse_args()
     n = args.messages
     rows = values(n)
@@ -89,6 +155,9 @@ def main() -> None:
         t_base, t_ours = best(base, args.repeat), best(ours, args.repeat)
         print(f"{name:14s} baseline {n / t_base:>11,.0f} msg/s   workbench "
               f"{n / t_ours:>11,.0f} msg/s   ratio {t_base / t_ours:.2f}x")
+    if args.kafka:
+        kafka_cases(args.kafka, [("avro", avro, avro_msgs, fastavro_loop),
+                                 ("protobuf", proto, proto_msgs, protobuf_loop)], args.repeat)
 
 
 if __name__ == "__main__":

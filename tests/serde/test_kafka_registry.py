@@ -231,3 +231,53 @@ def test_confluent_protobuf_in_json_schema_out(kafka_url: str, registry_url: str
     got = [deser(v, SerializationContext(out, MessageField.VALUE))
            for _k, v, _t, _o, _h in _read_raw(kafka_url, out)]
     assert sorted(g["twice"] for g in got) == [2.0 * i for i in range(6)]
+
+
+def test_typed_values_are_read_a_batch_at_a_time(kafka_url: str, registry_url: str,
+                                                 sfx: str) -> None:
+    """The engine reads a typed topic a batch at a time: Protobuf messages of scalar fields go
+    straight into typed columns (no dict per message), and a column expression filters them;
+    a batch holding a record with headers, or one that does not decode, goes record by record
+    (the bad record named by its offset). Either way the records are those ``read`` gives."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from workbench.runtime.batch import ObjectValues, StructValues
+
+    topic, out = f"pbcols-{sfx}", f"pbcols-out-{sfx}"
+    ser = ProtobufSerializer(Total, SchemaRegistryClient({"url": registry_url}),
+                             {"use.deprecated.format": False})
+    producer = _producer(kafka_url)
+    wb.connect(kafka_url).ensure_topic(topic, 1)
+    for i in range(12):
+        value = ser(Total(customer=f"c{i % 3}", total=i / 4, orders=i),
+                    SerializationContext(topic, MessageField.VALUE))
+        producer.produce(topic, value, f"c{i % 3}".encode(), partition=0,
+                         headers=[("trace", b"t8")] if i == 8 else None)
+    producer.flush(30)
+    p = wb.Pipeline(f"pbcols-{sfx}")
+    (p.source(topic, key=wb.serde.string(), value=wb.serde.protobuf(Total, registry=registry_url))
+      .filter(wb.col("orders") % 2 == 0)
+      .to(out, value=wb.serde.protobuf(Total, registry=registry_url)))
+    run = p.run(kafka_url)
+    got = [(r.key, r.value) for r in run.records(out)]
+    assert got == [(f"c{i % 3}", {"customer": f"c{i % 3}", "total": i / 4, "orders": i})
+                   for i in range(0, 12, 2)]
+
+    driver = run.driver
+    head = driver.read_batch(topic, 0, 0, 8)  # offsets 0-7: no headers
+    assert isinstance(head.values, StructValues)
+    assert {f: str(c.dtype) for f, c in head.values.cols.items()} == {
+        "customer": "object", "total": "float64", "orders": "int64"}
+    assert head.rows() == [r[:5] for r in driver.read(topic, 0, 0, 8)]
+    with_headers = driver.read_batch(topic, 0, 6, 6)  # offset 8 has a header
+    assert isinstance(with_headers.values, ObjectValues)
+    assert with_headers.rows() == driver.read(topic, 0, 6, 6)
+    assert with_headers.rows()[2][4] == (("trace", b"t8"),)
+
+    producer.produce(topic, b"\x00garbage", b"c0", partition=0)  # offset 12
+    producer.flush(30)
+    assert len(driver.read_batch(topic, 0, 9, 10)) == 3  # the good records before it
+    with pytest.raises(SerializationError, match=rf"offset 12 of '{topic}' partition 0"):
+        driver.read_batch(topic, 0, 12, 10)

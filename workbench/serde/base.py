@@ -62,6 +62,13 @@ class Serde:
         values = self.deserialize_many(items)
         return _columns(values)
 
+    @property
+    def columnar(self) -> bool:
+        """True when :meth:`deserialize_columns` reads fields straight into columns, without a
+        Python object per message: a driver then decodes a batch of values into columns, else
+        into one object per value (columns are made from those when a step asks for them)."""
+        return False
+
     def for_topic(self, topic: str, *, is_key: bool) -> Serde:
         """This serde as used for the keys (``is_key``) or values of ``topic``. Serdes whose
         bytes depend on the topic (Schema Registry subjects) return a bound copy."""

@@ -301,13 +301,19 @@ class ProtobufSerde(SchemaSerde):
             return [None if m is None else message_to_dict(m) for m in out]
         return out
 
+    @property
+    def columnar(self) -> bool:
+        """Read as dicts, and every field a scalar (no message, enum or repeated field)."""
+        return self.as_dict and not any(
+            f.message_type is not None or f.enum_type is not None or _is_repeated(f)
+            for f in self.message.DESCRIPTOR.fields)
+
     def deserialize_columns(self, items: Sequence[bytes | None]
                             ) -> tuple[dict[str, list[Any]], list[bool]] | None:
         """Messages of scalar fields straight into columns (no dict per message)."""
-        fields = self.message.DESCRIPTOR.fields
-        if not self.as_dict or any(f.message_type is not None or f.enum_type is not None
-                                   or _is_repeated(f) for f in fields):
+        if not self.columnar:
             return super().deserialize_columns(items)
+        fields = self.message.DESCRIPTOR.fields
         saved = self.as_dict
         self.as_dict = False
         try:

@@ -81,6 +81,9 @@ class Codec:
             else value_serde.serialize
         self.vdec: Callable[[bytes | None], Any] = fast.loads if self.json_values \
             else value_serde.deserialize
+        self.value_serde = value_serde
+        #: typed values (a serde of the topic's own) are decoded a batch at a time
+        self.batched = not self.json_values
 
     # -- writing ------------------------------------------------------------------------------
     def needs_headers(self, key: Any, value: Any, ts: int | None, headers: Any) -> bool:
@@ -152,6 +155,62 @@ class Codec:
                     "to a dead-letter topic with ?dead_letter=TOPIC.") from caught
             append((key, value, ts, m.offset(), tuple(headers) if raw and headers else headers))
         return out, len(msgs)
+
+
+    def decode_batch(self, msgs: list[Any]) -> Any:
+        """All of ``msgs`` as one column batch (``runtime.batch.Batch``, offsets as ``seq``):
+        values through the serde's batch decoding, into columns when the serde reads fields
+        straight into them (:attr:`Serde.columnar`), else one object per value. ``None`` when
+        a message carries headers or anything does not decode: :meth:`decode` then takes
+        them one by one, and names or dead-letters the bad record."""
+        import numpy as np
+        from confluent_kafka import Message
+
+        from ...runtime.batch import Batch, ObjectValues, StructValues, column, obj_array
+
+        n = len(msgs)
+        try:
+            if any(map(Message.headers, msgs)):
+                return None
+            keys = self._keys(list(map(Message.key, msgs)))
+            vbs = list(map(Message.value, msgs))
+            ts = np.fromiter((t[1] for t in map(Message.timestamp, msgs)), np.int64, n)
+            offsets = np.fromiter(map(Message.offset, msgs), np.int64, n)
+            serde = self.value_serde
+            values: Any = None
+            if serde.columnar:
+                found = serde.deserialize_columns(vbs)
+                if found is not None:
+                    cols, present = found
+                    values = StructValues({f: column(c) for f, c in cols.items()},
+                                          None if all(present) else np.array(present), n)
+            if values is None:
+                values = ObjectValues(obj_array(serde.deserialize_many(vbs), n))
+        except (SerializationError, ValueError, TypeError, RecursionError):
+            return None
+        return Batch(keys, values, ts, offsets)
+
+    def _keys(self, kbs: list[bytes | None]) -> Any:
+        """The keys of a batch: each distinct key's bytes decoded once when they decode to
+        immutable scalars (records then share them), else each key on its own."""
+        from ...runtime.batch import obj_array
+
+        kdes = self.kdec
+        distinct = dict.fromkeys(kbs)
+        shared = True
+        for kb in distinct:
+            key = None if kb is None else kdes(kb)
+            if key.__class__ not in _SCALARS:
+                shared = False
+                break
+            distinct[kb] = key
+        if shared:
+            return obj_array(map(distinct.__getitem__, kbs), len(kbs))
+        return obj_array((None if kb is None else kdes(kb) for kb in kbs), len(kbs))
+
+
+#: decoded keys that records may share
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def _strip_headers(key: Any, value: Any, ts: int, headers: Headers
