@@ -268,3 +268,38 @@ def test_avro_round_trips_and_columns(rows: list[dict[str, object]]) -> None:
         cols, present = columns
         assert present == [True] * len(rows) + [False]
         assert cols["id"] == [r["id"] for r in rows] + [None]
+
+
+_SCALARS = message_class("Scalars", {
+    "i32": "int32", "i64": "sint64", "u32": "uint32", "u64": "uint64", "f64": "double",
+    "f32": "float", "flag": "bool", "text": "string", "raw": "bytes"}, package="formats")
+_SCALAR_ROW = st.fixed_dictionaries({
+    "i32": st.integers(-(2**31), 2**31 - 1), "i64": st.integers(-(2**63), 2**63 - 1),
+    "u32": st.integers(0, 2**32 - 1), "u64": st.integers(0, 2**64 - 1),
+    "f64": st.floats(allow_nan=False), "f32": st.floats(width=32, allow_nan=False),
+    "flag": st.booleans(), "text": st.text(max_size=12), "raw": st.binary(max_size=12)})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_SCALAR_ROW, max_size=6), st.booleans())
+def test_protobuf_columns_equal_dicts(rows: list[dict[str, object]], with_none: bool) -> None:
+    """Protobuf messages of scalar fields read straight into columns (typed NumPy arrays) hold
+    exactly what one dict per message holds; a bad message among them is named. (The wire
+    format's framing: tests/serde/test_kafka_registry.py, with a real registry.)"""
+    serde = wb.serde.protobuf(_SCALARS)
+    assert serde.columnar
+    data = [serde.serialize(r) for r in rows]
+    items = [*data, None] if with_none else data
+    dicts = serde.deserialize_many(items)
+    cols, present = serde.deserialize_columns(items)  # type: ignore[misc]
+    assert present == [d is not None for d in dicts]
+    for name in _SCALARS.DESCRIPTOR.fields_by_name:
+        col = cols[name]
+        assert list(col.tolist() if hasattr(col, "tolist") else col) == [
+            None if d is None else d[name] for d in dicts], name
+    if rows and not with_none:
+        assert {n: str(c.dtype) for n, c in cols.items() if hasattr(c, "dtype")} == {
+            "i32": "int64", "i64": "int64", "u32": "int64", "f64": "float64",
+            "f32": "float64", "flag": "bool", "text": "object", "raw": "object"}
+    with pytest.raises(SerializationError, match=r"not a formats\.Scalars message"):
+        serde.deserialize_columns([*items, b"\xff\xff"])

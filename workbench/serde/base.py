@@ -54,11 +54,11 @@ class Serde:
         return [decode(x) for x in items]
 
     def deserialize_columns(self, items: Sequence[bytes | None]
-                            ) -> tuple[dict[str, list[Any]], list[bool]] | None:
+                            ) -> tuple[dict[str, Any], list[bool]] | None:
         """Decode many messages into columns, ``({field: values}, present)`` (``present[i]``
-        is False for a ``None`` value), when every value is a record with the same fields;
-        else ``None`` (use :meth:`deserialize_many`). Drivers decoding a batch into columns
-        call this first."""
+        is False for a ``None`` value; values a list, or a NumPy array already typed), when
+        every value is a record with the same fields; else ``None`` (use
+        :meth:`deserialize_many`). Drivers decoding a batch into columns call this first."""
         values = self.deserialize_many(items)
         return _columns(values)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
-from typing import Any
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import Any, cast
 
 from ..errors import DefinitionError, DriverUnavailableError, SerializationError
 from .registry import SchemaRegistry
@@ -78,6 +79,14 @@ def message_class(name: str, fields: Mapping[str, str], *, package: str = "workb
 
 def _utc(seconds: int, nanos: int) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, _dt.UTC) + _dt.timedelta(microseconds=nanos // 1000)
+
+
+_first = itemgetter(0)
+
+#: column types of scalar fields by ``FieldDescriptor.cpp_type`` (int32, int64, uint32, double,
+#: float, bool, string/bytes); uint64 (4) is left out: it may not fit an int64
+_NUMPY_TYPES = {1: "int64", 2: "int64", 3: "int64", 5: "float64", 6: "float64", 7: "bool",
+                9: "object"}
 
 
 def message_to_dict(msg: Any) -> dict[str, Any]:
@@ -268,6 +277,36 @@ class ProtobufSerde(SchemaSerde):
         return self.deserialize_many((data,))[0]
 
     def deserialize_many(self, items: Sequence[bytes | None]) -> list[Any]:
+        out = self._parse_many(items)
+        if self.as_dict:
+            return [None if m is None else message_to_dict(m) for m in out]
+        return out
+
+    def _parse_many(self, items: Sequence[bytes | None]) -> list[Any]:
+        """The messages (``None`` for ``None``)."""
+        from google.protobuf.message import DecodeError
+
+        parse = self.message.FromString
+        framed = self.registry is not None
+        ib = self._index_bytes
+        start = 5 + len(ib)
+        out: list[Any] = []
+        try:  # the common case, without a Python loop: every message there, framed with our
+            # message's indexes (or bare)
+            if None not in items:
+                whole = cast("Sequence[bytes]", items)
+                if not framed:
+                    out = list(map(parse, whole))
+                elif set(map(_first, whole)) == {0} and all(
+                        map(bytes.startswith, whole, repeat(ib), repeat(5))):
+                    out = list(map(parse, map(itemgetter(slice(start, None)), whole)))
+        except (DecodeError, IndexError, TypeError):
+            out = []  # the loop below names the message
+        if len(out) != len(items):
+            out = self._parse_one_by_one(items)
+        return out
+
+    def _parse_one_by_one(self, items: Sequence[bytes | None]) -> list[Any]:
         from google.protobuf.message import DecodeError
 
         parse = self.message.FromString
@@ -297,8 +336,6 @@ class ProtobufSerde(SchemaSerde):
                 raise SerializationError(f"not a {self.message.DESCRIPTOR.full_name} message"
                                          f"{self._where()}: {exc} ({data[:40]!r})") from None
             append(msg)
-        if self.as_dict:
-            return [None if m is None else message_to_dict(m) for m in out]
         return out
 
     @property
@@ -309,23 +346,28 @@ class ProtobufSerde(SchemaSerde):
             for f in self.message.DESCRIPTOR.fields)
 
     def deserialize_columns(self, items: Sequence[bytes | None]
-                            ) -> tuple[dict[str, list[Any]], list[bool]] | None:
-        """Messages of scalar fields straight into columns (no dict per message)."""
+                            ) -> tuple[dict[str, Any], list[bool]] | None:
+        """Messages of scalar fields straight into columns (no dict per message): NumPy
+        arrays typed by the field (``int64``, ``float64``, ``bool``, ``object`` for text and
+        bytes) when no value is ``None``."""
         if not self.columnar:
             return super().deserialize_columns(items)
+        import numpy as np
+
         fields = self.message.DESCRIPTOR.fields
-        saved = self.as_dict
-        self.as_dict = False
-        try:
-            msgs = self.deserialize_many(items)
-        finally:
-            self.as_dict = saved
+        msgs = self._parse_many(items)
         present = [m is not None for m in msgs]
-        if all(present):
-            cols = {f.name: list(map(attrgetter(f.name), msgs)) for f in fields}
-        else:
-            cols = {f.name: [None if m is None else getattr(m, f.name) for m in msgs]
-                    for f in fields}
+        if not all(present):
+            return {f.name: [None if m is None else getattr(m, f.name) for m in msgs]
+                    for f in fields}, present
+        n = len(msgs)
+        cols: dict[str, Any] = {}
+        for f in fields:
+            dtype = _NUMPY_TYPES.get(f.cpp_type)
+            if dtype is None:  # uint64: may not fit int64
+                cols[f.name] = list(map(attrgetter(f.name), msgs))
+            else:
+                cols[f.name] = np.fromiter(map(attrgetter(f.name), msgs), dtype, n)
         return cols, present
 
     def check(self, obj: Any, *, topic: str = "", is_key: bool = False) -> Any:

@@ -182,7 +182,8 @@ class Codec:
                 found = serde.deserialize_columns(vbs)
                 if found is not None:
                     cols, present = found
-                    values = StructValues({f: column(c) for f, c in cols.items()},
+                    values = StructValues({f: c if isinstance(c, np.ndarray) else column(c)
+                                           for f, c in cols.items()},
                                           None if all(present) else np.array(present), n)
             if values is None:
                 values = ObjectValues(obj_array(serde.deserialize_many(vbs), n))
