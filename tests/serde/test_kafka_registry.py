@@ -276,8 +276,14 @@ def test_typed_values_are_read_a_batch_at_a_time(kafka_url: str, registry_url: s
     assert with_headers.rows() == driver.read(topic, 0, 6, 6)
     assert with_headers.rows()[2][4] == (("trace", b"t8"),)
 
-    producer.produce(topic, b"\x00garbage", b"c0", partition=0)  # offset 12
+    producer.produce(topic, None, b"c0", partition=0)  # offset 12: a tombstone
+    producer.produce(topic, b"\x00garbage", b"c1", partition=0)  # offset 13
     producer.flush(30)
-    assert len(driver.read_batch(topic, 0, 9, 10)) == 3  # the good records before it
-    with pytest.raises(SerializationError, match=rf"offset 12 of '{topic}' partition 0"):
-        driver.read_batch(topic, 0, 12, 10)
+    tail = driver.read_batch(topic, 0, 9, 4)
+    assert isinstance(tail.values, StructValues)
+    assert tail.values.present.tolist() == [True, True, True, False]
+    assert tail.rows() == [r[:5] for r in driver.read(topic, 0, 9, 4)]
+    assert tail.rows()[3][:2] == ("c0", None)
+    assert len(driver.read_batch(topic, 0, 9, 10)) == 4  # the good records before it
+    with pytest.raises(SerializationError, match=rf"offset 13 of '{topic}' partition 0"):
+        driver.read_batch(topic, 0, 13, 10)
