@@ -121,3 +121,18 @@ def test_memory_script_writes_checked_rows(tmp_path: Path) -> None:
         else:
             assert r["matched"] is True and r["wb_s"] > 0 and r["ref_s"] > 0
     assert "GC paused during timed runs" in proc.stdout
+
+
+def test_external_io_rows_are_checked() -> None:
+    """benchmarks/external_io.py: the map_async row and its asyncio reference both deliver
+    every record (in order, for the reference), and the batch rows count every record."""
+    import external_io
+
+    row = external_io.queue_row(0.001, 4, 8, 60)
+    assert row["records"] == 60 and row["rate"] > 0 and row["txn_max_ms"] > 0
+    ref = external_io.queue_reference(0.001, 4, 8, 60)
+    assert ref["rate"] > 0
+    loop = external_io.batch_reference(50)
+    assert loop["reference"] and loop["records"] == 50
+    batch = external_io.batch_row("memory://", 10, 50, "1h")
+    assert batch["commits"] >= 5 and batch["records"] == 50

@@ -140,8 +140,17 @@ def test_a_slow_plain_step_is_sized_too() -> None:
 
 
 def test_driver_defaults() -> None:
+    """Half of the driver's own limit (no broker is contacted: the Kafka driver connects when
+    it is first used)."""
     assert transaction_limit_ms(wb.connect("memory://")) == (
         30_000, "no limit from the memory driver")
+    kafka = "kafka://127.0.0.1:1"
+    assert transaction_limit_ms(wb.connect(kafka)) == (
+        5_000, "0.5 x transaction.timeout.ms=10000")
+    assert transaction_limit_ms(wb.connect(f"{kafka}?producer.transaction.timeout.ms=6000")) == (
+        3_000, "0.5 x transaction.timeout.ms=6000")
+    assert transaction_limit_ms(wb.connect(f"{kafka}?consumer.max.poll.interval.ms=3000")) == (
+        1_500, "0.5 x max.poll.interval.ms=3000")
 
 
 @pytest.mark.kafka
