@@ -39,6 +39,9 @@ class _Options:
     live_interval: float = 0.5
     #: records shown per output topic in a live view
     live_tail_rows: int = 5
+    #: output records an engine holds for its next commit at most: reaching it commits at
+    #: once (backpressure) instead of reading on (``Engine(max_buffered_records=)``; 0: none)
+    max_buffered_records: int = 200_000
 
 
 options = _Options()

@@ -36,21 +36,27 @@ def _memory(url: str) -> Driver:
             f"driver URL {url!r}: the name of a memory log ({name!r}) may contain only letters, "
             "digits, '.', '_' and '-'; use 'memory://' (private) or 'memory://NAME' (shared in "
             "this process).")
-    partitions: int | None = None
+    given: dict[str, int] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key != "partitions":
+        if key not in ("partitions", "max_records"):
             raise DefinitionError(
                 f"driver URL {url!r}: unknown parameter {key!r}; memory:// accepts only "
-                "partitions=N (the default partition count of topics it creates).")
-        if not value.isdigit() or int(value) < 1:
+                "partitions=N (the default partition count of topics it creates) and "
+                "max_records=N (records each partition keeps at least; older ones are dropped).")
+        low = 1 if key == "partitions" else 0
+        if not value.isdigit() or int(value) < low:
             raise DefinitionError(
-                f"driver URL {url!r}: partitions={value!r} must be a whole number >= 1.")
-        partitions = int(value)
+                f"driver URL {url!r}: {key}={value!r} must be a whole number >= {low}.")
+        given[key] = int(value)
+    partitions = given.get("partitions")
     if not name:
-        return MemoryDriver(durable_state=False, default_partitions=partitions or 1)
+        return MemoryDriver(durable_state=False, default_partitions=partitions or 1,
+                            max_records=given.get("max_records", 0))
     driver = MemoryDriver.named(name)
     if partitions is not None:
         driver.default_partitions = partitions
+    if "max_records" in given:
+        driver.set_max_records(given["max_records"])
     return driver
 
 

@@ -1,6 +1,12 @@
 """The in-memory driver: a real partitioned log with offsets and transactional commits, in the
 process. ``memory://`` is a fresh, private log; ``memory://NAME`` is shared by every
 ``connect("memory://NAME")`` in the process, so a second run resumes where the first committed.
+
+``memory://NAME?max_records=N`` bounds the memory it holds: each partition keeps its last ``N``
+records at least (whole segments of up to 4,096 records are dropped from the front, like Kafka's
+size retention), so a live view of an unbounded run does not grow. A read of an offset that was
+dropped is a :class:`~workbench.errors.DriverError` naming topic, partition and offset, never a
+silent gap; :meth:`MemoryDriver.read_all` returns what is still held.
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ class _PartitionLog:
     a batch keeps its columns, reading a range slices them, so a run's output becomes a
     DataFrame by concatenation, and the garbage collector has few objects to scan."""
 
-    __slots__ = ("_rows", "length", "segments", "starts")
+    __slots__ = ("_rows", "first", "length", "max_records", "segments", "starts")
 
-    def __init__(self) -> None:
+    def __init__(self, max_records: int = 0) -> None:
         self.segments: list[Any] = []  # runtime.batch.Batch
         self.starts: list[int] = []
         self.length = 0
         self._rows: list[Any] = []  # row records appended since the last segment
+        #: keep at least this many records, dropping older whole segments (0: keep all)
+        self.max_records = max_records
+        #: the first offset still held (the log start offset)
+        self.first = 0
 
     def __len__(self) -> int:
         return self.length + len(self._rows)
@@ -47,6 +57,11 @@ class _PartitionLog:
             self.starts.append(self.length)
             self.segments.append(batch)
             self.length += n
+            limit = self.max_records
+            if limit:
+                while len(self.segments) > 1 and self.length - self.starts[1] >= limit:
+                    del self.segments[0], self.starts[0]
+                    self.first = self.starts[0]
 
     def extend(self, records: Iterable[OutRec]) -> None:
         batch = records if isinstance(records, list) else list(records)
@@ -66,6 +81,8 @@ class _PartitionLog:
 
         self._seal()
         end = min(offset + count, self.length)
+        if offset < self.first:
+            raise IndexError(offset)
         if offset >= end:
             return Batch.empty()
         i = bisect_right(self.starts, offset) - 1
@@ -97,9 +114,11 @@ class MemoryDriver(Driver):
     accepts_batches = True
 
     def __init__(self, name: str = "", *, default_partitions: int = 1,
-                 durable_state: bool = True) -> None:
+                 durable_state: bool = True, max_records: int = 0) -> None:
         self.name = name
         self.url = f"memory://{name}"
+        #: records each partition keeps at least (older whole segments are dropped); 0: all
+        self.max_records = max_records
         # ``connect("memory://")`` makes a private log nobody can restart from: no changelogs
         self.durable_state = durable_state
         self.default_partitions = default_partitions
@@ -136,7 +155,8 @@ class MemoryDriver(Driver):
             raise DefinitionError(f"topic {topic!r}: partitions must be >= 1, got {partitions}.")
         with self._lock:
             if topic not in self._logs:
-                self._logs[topic] = [_PartitionLog() for _ in range(partitions)]
+                self._logs[topic] = [_PartitionLog(self.max_records)
+                                     for _ in range(partitions)]
                 self._kinds[topic] = kind
 
     def topics(self) -> list[str]:
@@ -158,10 +178,50 @@ class MemoryDriver(Driver):
             self._partition(topic, partition).extend(records)
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
-        return self._partition(topic, partition).read(offset, max_records)
+        return self.read_batch(topic, partition, offset, max_records).rows()  # type: ignore
 
     def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
-        return self._partition(topic, partition).read_batch(offset, max_records)
+        log = self._partition(topic, partition)
+        try:
+            return log.read_batch(offset, max_records)
+        except IndexError:
+            raise DriverError(
+                f"topic {topic!r} partition {partition}: offset {offset} is no longer held on "
+                f"{self.url}: max_records={self.max_records} keeps the last records of each "
+                f"partition, and the records before offset {log.first} were dropped. Read "
+                "sooner, or raise max_records.") from None
+
+    def set_max_records(self, n: int) -> None:
+        """Keep at least ``n`` records per partition from now on (0: keep everything), also in
+        the topics that exist already."""
+        with self._lock:
+            self.max_records = n
+            for logs in self._logs.values():
+                for log in logs:
+                    log.max_records = n
+
+    def first_offset(self, topic: str, partition: int) -> int:
+        """The first offset ``topic``'s ``partition`` still holds (0 unless ``max_records``
+        dropped older records)."""
+        return self._partition(topic, partition).first
+
+    def read_all(self, topic: str) -> list[ReadRec]:
+        """Every record of ``topic`` still held, partition by partition."""
+        return self.read_all_batch(topic).rows()  # type: ignore[no-any-return]
+
+    def read_all_batch(self, topic: str) -> Any:
+        """Every record of ``topic`` still held, as one column batch (``seq``: offsets)."""
+        from ..runtime.batch import Batch
+
+        count = self.partitions(topic)
+        if count is None:
+            raise DriverError(f"topic {topic!r} does not exist on {self.url}.")
+        parts = []
+        for p in range(count):
+            log = self._logs[topic][p]
+            with self._lock:
+                parts.append(log.read_batch(log.first, len(log)))
+        return Batch.concat(parts)
 
     def append_batch(self, topic: str, partition: int, batch: Any) -> None:
         with self._lock:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._checks import check_batch_size
 from ..drivers.base import Driver, Transaction
-from ..errors import StateError
+from ..errors import DefinitionError, StateError
 from ..partitioning import KeyPartitioner
 from ..plan import Plan, SubTopology
 from ..privacy.hooks import attach_plan as attach_privacy
@@ -48,7 +48,9 @@ class EngineStats:
     records_in: int = 0
     records_out: dict[str, int] = field(default_factory=dict)
     commits: int = 0
-    commit_ms: list[float] = field(default_factory=list)
+    #: durations of the last 10,000 commits (ms); ``commits`` counts them all (a bounded
+    #: deque: a job that runs for weeks must not grow by one float per commit)
+    commit_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     started_at: float = field(default_factory=time.perf_counter)
     #: records read per input topic (sources and internal topics)
     records_in_by_topic: dict[str, int] = field(default_factory=dict)
@@ -79,6 +81,9 @@ class EngineStats:
     max_transaction_ms: float = 0.0
     #: records in the queues of external steps (read, calls not finished)
     external_in_flight: int = 0
+    #: commits made before the interval was up because the outputs waiting for a commit
+    #: reached ``Engine.max_buffered_records`` (backpressure: reading waits for the commit)
+    early_commits: int = 0
 
     def commit_rate(self, window_s: float = 10.0) -> float:
         """Commits per second over the last ``window_s`` seconds (at most 100 commits)."""
@@ -160,6 +165,12 @@ class Engine:
         max_transaction_ms: keep each transaction (first record read to end of commit) inside
             this limit (default: derived from the driver, see
             :mod:`workbench.runtime.external.sizer`).
+        max_buffered_records: output records the engine holds for the next commit at most
+            (default ``workbench.options.max_buffered_records``); when a poll brings them to
+            the limit, the engine commits at once instead of reading on (backpressure), so a
+            long commit interval or a fast source does not make it grow. At most one poll's
+            output (``batch_size`` records per input partition, times the steps' fan-out) goes
+            past it. ``0`` means no limit.
     """
 
     def __init__(
@@ -173,6 +184,7 @@ class Engine:
         key_serde: str = "json",
         vectorize: bool | None = None,
         max_transaction_ms: int | None = None,
+        max_buffered_records: int | None = None,
     ) -> None:
         self.plan = plan
         #: operators run vectorized on column batches; ``False`` runs every stateful step
@@ -185,6 +197,14 @@ class Engine:
         self.clock = clock or SystemClock()
         self.commit_interval_ms = commit_interval_ms
         self.batch_size = check_batch_size(batch_size)
+        if max_buffered_records is None:
+            from ..preview import options
+
+            max_buffered_records = options.max_buffered_records
+        if not isinstance(max_buffered_records, int) or max_buffered_records < 0:
+            raise DefinitionError(f"max_buffered_records={max_buffered_records!r}: use a whole "
+                                  "number of records (0: no limit).")
+        self.max_buffered_records = max_buffered_records
         self.partitioner = KeyPartitioner(get_serde(key_serde).serialize)
         #: chooses how many records each poll reads so that processing, the external calls in
         #: flight and the commit stay inside ``max_transaction``; drives external operators'
@@ -419,7 +439,16 @@ class Engine:
             self._hand_over()
         if now - self._last_commit >= self.commit_interval_ms or self.batch_sizer.commit_due():
             self.commit()
+        elif total and self.max_buffered_records and (
+                self.buffered_records() >= self.max_buffered_records):
+            self.stats.early_commits += 1
+            self.commit()
         return total
+
+    def buffered_records(self) -> int:
+        """Output records waiting for the next commit in the engine (a driver that takes
+        outputs while the interval runs holds them itself, bounded by its own client)."""
+        return sum(len(b) for task in self.tasks for c in task.collectors for b in c.buffer)
 
     def _hand_over(self) -> None:
         """Give the outputs made so far to a driver that produces them while the interval runs

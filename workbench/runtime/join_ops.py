@@ -177,6 +177,10 @@ class JoinWindowStore(StateStore):
         self._next_id = 0
         self._purge_due = 0
 
+    def __len__(self) -> int:
+        """Records held (each has one entry in the expiry heap until it is purged)."""
+        return len(self._expiry)
+
     def advance(self, t: int) -> None:
         """Raise the store time to ``t`` (records that expired are dropped from time to time;
         :meth:`fetch` never returns them)."""

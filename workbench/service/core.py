@@ -16,6 +16,7 @@ In Python, on a running job::
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -235,7 +236,8 @@ class Service:
             if spec.kind == "sink":
                 steps.append({"step": topic, "kind": "sink",
                               "records": s.records_out.get(topic, 0)})
-        recent = self.engine.stats.commit_ms[-200:]
+        durations = self.engine.stats.commit_ms
+        recent = list(itertools.islice(durations, max(0, len(durations) - 200), None))
         ordered = sorted(recent)
         live, live_why = self.live()
         ready, ready_why = self.ready()

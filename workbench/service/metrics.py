@@ -34,6 +34,7 @@ metric                                     type     labels
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,15 +100,17 @@ class SnapshotTaker:
         self.state_sizes: Any = None  # () -> {store: (rows, bytes)}, set by the service
 
     def _commit_histogram(self) -> None:
-        durations = self.engine.stats.commit_ms
-        for ms in durations[self._seen_commits:]:
+        stats = self.engine.stats
+        durations = stats.commit_ms  # the last 10,000; stats.commits counts every commit
+        new = min(stats.commits - self._seen_commits, len(durations))
+        for ms in itertools.islice(durations, len(durations) - new, None):
             s = ms / 1000.0
             self._count += 1
             self._sum += s
             for i, bound in enumerate(BUCKETS):
                 if s <= bound:
                     self._buckets[i] += 1
-        self._seen_commits = len(durations)
+        self._seen_commits = stats.commits
 
     def _consumer_lag(self, force: bool) -> None:
         """Lag = end offset - position per source partition; positions are read at every
