@@ -221,3 +221,34 @@ def test_connections_killed_at_random_during_a_run_leave_an_exact_result(pg_url:
           f"{err.decode().count('reconnecting')} times")
     assert kills >= 3, "the run ended before the faults"
     assert_exact(url, crash_pipeline(2, True).run("memory://", inputs=data), True)
+
+
+# -- processes creating a fresh schema at the same moment ----------------------------------------
+def test_drivers_connecting_to_a_new_schema_at_once_all_succeed(pg_url: str) -> None:
+    """Workers of one job (or a job and its producer) started together on a fresh schema: the
+    advisory lock serializes the creation, but it does not refresh the server's catalog cache,
+    so a waiter's ``CREATE SCHEMA IF NOT EXISTS`` could fail with a unique violation; the
+    driver retries and finds the schema made."""
+    url = with_options(pg_url.split("?")[0], schema=f"race_{uuid.uuid4().hex[:8]}")
+    for _round in range(3):
+        go = threading.Barrier(6)
+        errors: list[BaseException] = []
+        drivers: list[Any] = []
+
+        def connect(go: threading.Barrier = go, errors: list[BaseException] = errors,
+                    drivers: list[Any] = drivers) -> None:
+            go.wait()
+            try:
+                drivers.append(PostgresDriver(url))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=connect) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        drivers[0].drop_schema()
+        for d in drivers:
+            d.close()

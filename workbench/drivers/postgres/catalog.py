@@ -78,12 +78,22 @@ class Catalog:
 
         def run(conn: Any) -> None:
             name = self.s.q(schema, "_errors").as_string(conn)
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]:
-                return
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema", schema),))
-                for st in stmts:
-                    conn.execute(st)
+            errors = self.s.pg.errors
+            for attempt in range(3):
+                if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]:
+                    return
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                                     (lock_key("schema", schema),))
+                        for st in stmts:
+                            conn.execute(st)
+                    return
+                except (errors.UniqueViolation, errors.DuplicateObject):
+                    # another process created it meanwhile: an advisory lock does not refresh
+                    # the server's catalog cache, so IF NOT EXISTS may miss what it committed
+                    if attempt == 2:
+                        raise
 
         self.s.call(run, f"creating schema {schema!r}")
 
