@@ -88,8 +88,11 @@ def _binary(op: str, a: Any, b: Any, n: int) -> Any:
 
 
 def _apply(op: str, a: Any, b: Any) -> Any:
-    if op == "/" and _is_int(a) and _is_int(b):
-        return np.true_divide(a, b)
+    if op == "/":  # x / 0 is inf or nan, as in pandas (no warning per batch)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if _is_int(a) and _is_int(b):
+                return np.true_divide(a, b)
+            return _OPS[op](a, b)
     return _OPS[op](a, b)
 
 

@@ -217,13 +217,16 @@ class Stream:
 
     def split(
         self, *, name: str | None = None, with_record: bool = False,
-        default: str | None = "rest", **branches: Callable[[Any], Any],
+        default: str | None = "rest", **branches: Expr | Callable[[Any], Any],
     ) -> Branches:
         """Divide the stream by named predicates, first match wins (Kafka Streams'
         ``split().branch(pred, Branched.as(name))``); the records no predicate matches go to
         the default branch, named by ``default`` (``"rest"`` unless given;
         ``defaultBranch()``), or, with ``default=None``, nowhere (``noDefaultBranch()``).
+        A predicate is an expression, evaluated on whole columns (``big=wb.col("amount") >
+        100``; null counts as False), or a function called with each value.
 
+        >>> # parts = stream.split(big=wb.col("amount") > 100, small=wb.col("amount") > 10)
         >>> # parts = stream.split(big=lambda e: e["amount"] > 100, small=lambda e: True)
         >>> # parts.big, parts["small"], parts.rest  (rest: records no predicate matched)
         >>> # stream.split(eu=is_eu, default="world").world
@@ -241,8 +244,17 @@ class Stream:
             raise DefinitionError(f"{default!r} is the name of the default branch (the records "
                                   "no predicate matched); name the predicate's branch "
                                   "differently, or choose another default=.")
+        from .expressions import Expr
+
         for label, fn in branches.items():
-            _check_callable(fn, f"split(..., {label}=)", "predicate")
+            if isinstance(fn, Expr):
+                if with_record:
+                    raise DefinitionError(f"split(..., {label}=expression) reads value fields; "
+                                          "with_record=True is for functions.")
+                self._check_expr(fn, f"split(..., {label}=)")
+            else:
+                _check_callable(fn, f"split(..., {label}=)",
+                                "predicate or expression (wb.col(...) > 0)")
         node = self._add(
             "split", {"branches": dict(branches), "with_record": with_record,
                       "default": default}, name

@@ -169,7 +169,20 @@ class SplitOp(Operator):
     def process(self, batch: Any, port: int) -> list[Any]:
         import numpy as np
 
-        preds = list(enumerate(self.predicates))
+        from ..expressions import Expr
+        from .stateless import predicate_mask
+
+        k = len(self.predicates)
+        masks = {i: predicate_mask(self.name, self.defined_at, p, batch)
+                 for i, p in enumerate(self.predicates) if isinstance(p, Expr)}
+        if len(masks) == k:  # expressions only: no row loop
+            which = np.full(len(batch), k, dtype=np.int64)
+            for i in range(k - 1, -1, -1):  # the first match wins: it is written last
+                which[masks[i]] = i
+            return [batch.take(which == i) for i in range(k + 1)]
+        # functions and expressions mixed: the expressions' masks are read row by row
+        preds = [(i, masks[i].tolist() if i in masks else None, p)
+                 for i, p in enumerate(self.predicates)]
         branch = [len(self.predicates)] * len(batch)
         values = batch.values.objects().tolist()
         if self.with_record:
@@ -179,8 +192,8 @@ class SplitOp(Operator):
             args = values
         for j, arg in enumerate(args):
             try:
-                for i, pred in preds:
-                    hit = pred(arg)
+                for i, mask, pred in preds:
+                    hit = mask[j] if mask is not None else pred(arg)
                     if hit if hit.__class__ is bool else _truth(hit):
                         branch[j] = i
                         break

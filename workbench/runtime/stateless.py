@@ -372,6 +372,20 @@ class _VectorStep:
         return batch.with_values(ObjectValues(obj_array(out, len(out))))
 
 
+class _MaskStep(_VectorStep):
+    """An expression predicate of a ``split`` branch: its truth per record."""
+
+    def _apply(self, batch: Batch) -> Any:
+        return as_bool_mask(_evaluate(self.params["expr"], self._columnar(batch)))
+
+
+def predicate_mask(name: str, site: str, expr: Expr, batch: Batch) -> np.ndarray:
+    """Where ``expr`` holds in ``batch`` (null counts as False), evaluated on whole columns;
+    a failure names the first record it fails on (as a ``filter`` step's would)."""
+    mask: np.ndarray = _MaskStep(("split", name, site, {"expr": expr}), True).apply(batch)
+    return mask
+
+
 def _field(batch: Batch, name: str) -> np.ndarray:
     return batch.values.field(name)
 
