@@ -20,7 +20,8 @@ from workbench.run import prepare
 rows_st = st.lists(st.fixed_dictionaries({
     "u": st.sampled_from(["a", "b", "c"]),
     "t": st.integers(0, 1000),
-    "amount": st.one_of(st.none(), st.floats(-500, 500, allow_nan=False).map(lambda f: round(f, 2))),
+    "amount": st.one_of(st.none(),
+                        st.floats(-500, 500, allow_nan=False).map(lambda f: round(f, 2))),
     "n": st.integers(-20, 20),
     "name": st.one_of(st.none(), st.sampled_from([" Ann ", "bob", "CY", "dee"])),
 }), min_size=1, max_size=30)

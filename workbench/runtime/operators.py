@@ -159,7 +159,7 @@ class SplitOp(Operator):
 
     columnar = True
 
-    def __init__(self, name: str, defined_at: str, predicates: Sequence[Callable[[Any], Any]],
+    def __init__(self, name: str, defined_at: str, predicates: Sequence[Any],
                  with_record: bool) -> None:
         self.name = name
         self.defined_at = defined_at

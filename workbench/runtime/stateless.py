@@ -382,8 +382,8 @@ class _MaskStep(_VectorStep):
 def predicate_mask(name: str, site: str, expr: Expr, batch: Batch) -> np.ndarray:
     """Where ``expr`` holds in ``batch`` (null counts as False), evaluated on whole columns;
     a failure names the first record it fails on (as a ``filter`` step's would)."""
-    mask: np.ndarray = _MaskStep(("split", name, site, {"expr": expr}), True).apply(batch)
-    return mask
+    mask: Any = _MaskStep(("split", name, site, {"expr": expr}), True).apply(batch)
+    return np.asarray(mask, dtype=bool)
 
 
 def _field(batch: Batch, name: str) -> np.ndarray:
