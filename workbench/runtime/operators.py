@@ -14,7 +14,7 @@ Chains of stateless steps are fused (:mod:`workbench.runtime.stateless`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..types import Record
