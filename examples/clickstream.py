@@ -27,10 +27,12 @@ def build(clicks: pd.DataFrame | str | None = None,
 
     p = wb.Pipeline("clickstream")
     events = p.source("clicks", key="user_id", time="ts", sample=clicks)
-    paid = (events.filter(lambda e: e["amount"] > 0, name="paid-only")
-                  .map(lambda e: {**e, "cents": round(e["amount"] * 100)}, name="add-cents"))
+    # column expressions run on whole columns; a Python function (lambda) works the same way,
+    # record by record: filter(lambda e: e["amount"] > 0)
+    paid = (events.filter(wb.col("amount") > 0, name="paid-only")
+                  .assign(cents=(wb.col("amount") * 100).round().cast(int), name="add-cents"))
     paid.to("paid")
-    parts = paid.split(big=lambda e: e["amount"] > 100, small=lambda e: e["amount"] <= 100)
+    parts = paid.split(big=wb.col("amount") > 100, small=wb.col("amount") <= 100)
     parts.big.to("big-purchases")
     parts.rest.to("unsized")  # nothing lands here: every paid click is big or small
 

@@ -233,3 +233,37 @@ def test_division_by_zero_follows_numpy_for_floats() -> None:
     s = p.source("in", key="u", sample=[{"u": "a", "x": 1.0, "y": 0.0}])
     df = s.assign(r=wb.col("x") / wb.col("y")).to_pandas()
     assert math.isinf(df["r"].iloc[0])
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_integer_arithmetic_stays_exact_past_64_bits(vectorize: bool) -> None:
+    def exprs() -> wb.Pipeline:
+        p = wb.Pipeline("e")
+        s = p.source("in", key="u", time="t")
+        s.assign(x=wb.col("n") * 2**62, y=wb.col("n") + 2**63, z=wb.col("n") ** 40,
+                 w=wb.col("n") * 3).to("out")
+        return p
+
+    def fns() -> wb.Pipeline:
+        p = wb.Pipeline("e")
+        s = p.source("in", key="u", time="t")
+        s.map(lambda v: {**v, "x": v["n"] * 2**62, "y": v["n"] + 2**63, "z": v["n"] ** 40,
+                         "w": v["n"] * 3}).to("out")
+        return p
+
+    rows = [{"u": "a", "t": 1, "n": 3}, {"u": "b", "t": 2, "n": -7}, {"u": "a", "t": 3, "n": 0}]
+    want = _outputs(fns, rows, ["out"], vectorize=False, batch=10)
+    assert want["out"][0][1]["x"] == 3 * 2**62
+    assert _outputs(exprs, rows, ["out"], vectorize=vectorize, batch=10) == want
+
+
+def test_integer_division_by_zero_names_the_record() -> None:
+    def build() -> wb.Pipeline:
+        p = wb.Pipeline("e")
+        s = p.source("in", key="u", time="t")
+        s.assign(q=wb.col("n") // wb.col("d"), name="ratio").to("out")
+        return p
+
+    rows = [{"u": "a", "t": 1, "n": 4, "d": 2}, {"u": "b", "t": 2, "n": 1, "d": 0}]
+    with pytest.raises(wb.ProcessingError, match=r"step 'ratio'.*offset 1.*ZeroDivisionError"):
+        _outputs(build, rows, ["out"], vectorize=True, batch=10)

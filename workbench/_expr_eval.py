@@ -93,7 +93,38 @@ def _apply(op: str, a: Any, b: Any) -> Any:
             if _is_int(a) and _is_int(b):
                 return np.true_divide(a, b)
             return _OPS[op](a, b)
+    if _is_int(a) and _is_int(b):
+        if op in ("//", "%") and np.any(np.asarray(b) == 0):
+            raise ZeroDivisionError("integer division or modulo by zero")
+        if op in ("+", "-", "*", "**") and not _fits_int64(op, a, b):
+            # the exact result needs more than 64 bits: Python ints, as a function would get
+            return _OPS[op](_objects(a), _objects(b))
     return _OPS[op](a, b)
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _bound(a: Any) -> int:
+    """The largest absolute value of an integer column or scalar, as a Python int."""
+    if isinstance(a, np.ndarray):
+        if not len(a):
+            return 0
+        return max(abs(int(a.max())), abs(int(a.min())))
+    return abs(int(a))
+
+
+def _fits_int64(op: str, a: Any, b: Any) -> bool:
+    ba, bb = _bound(a), _bound(b)
+    if op in ("+", "-"):
+        return ba + bb <= _INT64_MAX
+    if op == "*":
+        return ba * bb <= _INT64_MAX
+    return bb < 64 and ba ** bb <= _INT64_MAX  # **
+
+
+def _objects(a: Any) -> Any:
+    return a.astype(object) if isinstance(a, np.ndarray) else a
 
 
 def _is_int(a: Any) -> bool:
