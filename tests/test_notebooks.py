@@ -196,11 +196,13 @@ def test_cells_run_out_of_order_and_twice(kernel_name: str, tmp_path: Path) -> N
     c = {key: _cell(nb, text) for key, text in {
         "params": 'data_dir = "../examples/data"', "imports": "import workbench as wb",
         "source": "clicks = p.source(", "paid": "paid = clicks.filter(",
-        "cents": "with_cents = paid.map(", "split": "sizes = with_cents.split(",
+        "cents": "with_cents = paid.assign(", "split": "sizes = with_cents.split(",
         "totals": "totals = with_cents.group_by(", "graph": "print(p.to_mermaid())",
         "run": "run = p.run(driver)", "start": "live = p.start(", "wait": "live.wait(",
         "checks": 'print("all checks passed")'}.items()}
-    edited = nb.cells[c["paid"]].source.replace('e["amount"] > 0', 'e["amount"] > 100')
+    edited = nb.cells[c["paid"]].source.replace('wb.col("amount") > 0',
+                                                'wb.col("amount") > 100')
+    assert edited != nb.cells[c["paid"]].source
     extra = [
         nbformat.v4.new_code_cell(edited),  # the cell of 'paid', edited
         nbformat.v4.new_code_cell("assert len(with_cents.to_pandas()) == "

@@ -234,7 +234,7 @@ def _edit_and_rerun_a_named_step(page: Any) -> None:
     paid = _code_cell(page, 'paid = clicks.filter(')
     assert "366 rows" in paid.locator(".jp-OutputArea-output").first.inner_text()
     _replace_source(page, paid,
-                    'paid = clicks.filter(lambda e: e["amount"] > 100, name="paid")\npaid')
+                    'paid = clicks.filter(wb.col("amount") > 100, name="paid")\npaid')
     _run(page, paid)
     output = paid.locator(".jp-OutputArea-output").first
     output.locator(".wb-meta", has_text="250 rows").wait_for(timeout=60_000)
@@ -242,7 +242,7 @@ def _edit_and_rerun_a_named_step(page: Any) -> None:
     assert "duplicate" not in output.inner_text()
     output.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "notebook1-rerun-paid.png"))
-    cents = _code_cell(page, "with_cents = paid.map(")
+    cents = _code_cell(page, "with_cents = paid.assign(")
     _run(page, cents)
     out = cents.locator(".jp-OutputArea-output").first
     out.locator(".wb-meta", has_text="250 rows").wait_for(timeout=60_000)
