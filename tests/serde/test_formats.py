@@ -303,3 +303,81 @@ def test_protobuf_columns_equal_dicts(rows: list[dict[str, object]], with_none: 
             "f32": "float64", "flag": "bool", "text": "object", "raw": "object"}
     with pytest.raises(SerializationError, match=r"not a formats\.Scalars message"):
         serde.deserialize_columns([*items, b"\xff\xff"])
+
+
+def _rich_message() -> type:
+    """A proto3 message with every kind of field a dict shows differently: an enum, a nested
+    message (with presence), a ``Timestamp``, a map, repeated scalars, enums and messages."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    fdp = descriptor_pb2.FileDescriptorProto(name="formats/rich.proto", package="formats",
+                                             syntax="proto3",
+                                             dependency=["google/protobuf/timestamp.proto"])
+    enum = fdp.enum_type.add(name="Status")
+    for number, name in enumerate(["NEW", "PAID", "REFUNDED"]):
+        enum.value.add(name=name, number=number)
+    inner = fdp.message_type.add(name="Inner")
+    inner.field.add(name="n", number=1, type=3, label=1)
+    rich = fdp.message_type.add(name="Rich")
+    entry = rich.nested_type.add(name="CountsEntry", options={"map_entry": True})
+    entry.field.add(name="key", number=1, type=9, label=1)
+    entry.field.add(name="value", number=2, type=3, label=1)
+    F = descriptor_pb2.FieldDescriptorProto
+    for number, (name, kind, label, type_name) in enumerate([
+            ("status", F.TYPE_ENUM, 1, ".formats.Status"), ("inner", F.TYPE_MESSAGE, 1,
+                                                             ".formats.Inner"),
+            ("at", F.TYPE_MESSAGE, 1, ".google.protobuf.Timestamp"),
+            ("counts", F.TYPE_MESSAGE, 3, ".formats.Rich.CountsEntry"),
+            ("tags", F.TYPE_STRING, 3, ""), ("history", F.TYPE_ENUM, 3, ".formats.Status"),
+            ("inners", F.TYPE_MESSAGE, 3, ".formats.Inner"), ("big", F.TYPE_UINT64, 1, ""),
+            ("x", F.TYPE_DOUBLE, 1, "")], start=1):
+        field = rich.field.add(name=name, number=number, type=kind, label=label)
+        if type_name:
+            field.type_name = type_name
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("formats.Rich"))
+
+
+_RICH = _rich_message()
+_STATUS = st.sampled_from(["NEW", "PAID", "REFUNDED"])
+_RICH_ROW = st.fixed_dictionaries({
+    "status": _STATUS, "inner": st.none() | st.fixed_dictionaries({"n": st.integers(0, 99)}),
+    "counts": st.dictionaries(st.text(max_size=3), st.integers(-5, 5), max_size=3),
+    "tags": st.lists(st.text(max_size=4), max_size=3), "history": st.lists(_STATUS, max_size=3),
+    "inners": st.lists(st.fixed_dictionaries({"n": st.integers(0, 9)}), max_size=2),
+    "big": st.integers(0, 2**64 - 1), "x": st.floats(allow_nan=False)})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_RICH_ROW, max_size=5), st.booleans(), st.integers(0, 253_402_300_799))
+def test_protobuf_columns_of_nested_enum_and_repeated_fields(
+        rows: list[dict[str, object]], with_none: bool, seconds: int) -> None:
+    """Enums (names; a number the enum does not name stays a number), nested messages (None
+    when unset), Timestamps (UTC datetimes), maps and repeated fields gathered one field at a
+    time equal one dict per message."""
+    serde = wb.serde.protobuf(_RICH)
+    assert serde.columnar
+    msgs = []
+    for r in rows:
+        msg = _RICH(status=r["status"], counts=r["counts"], tags=r["tags"],
+                    history=r["history"], big=r["big"], x=r["x"])
+        for inner in r["inners"]:  # type: ignore[attr-defined]
+            msg.inners.add(n=inner["n"])
+        if r["inner"] is not None:
+            msg.inner.n = r["inner"]["n"]  # type: ignore[index]
+        msg.at.FromSeconds(seconds)
+        msgs.append(msg.SerializeToString())
+    msgs.append(b"\x08\x07")  # status 7: not a name of the enum
+    items = [*msgs, None] if with_none else msgs
+    dicts = serde.deserialize_many(items)
+    cols, present = serde.deserialize_columns(items)  # type: ignore[misc]
+    assert present == [d is not None for d in dicts]
+    for name in _RICH.DESCRIPTOR.fields_by_name:
+        col = cols[name]
+        assert list(col.tolist() if hasattr(col, "tolist") else col) == [
+            None if d is None else d[name] for d in dicts], name
+    assert dicts[len(rows)]["status"] == 7 and dicts[len(rows)]["inner"] is None
+    if rows:
+        assert dicts[0]["at"] == dt.datetime.fromtimestamp(seconds, dt.UTC)

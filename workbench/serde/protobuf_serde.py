@@ -92,24 +92,50 @@ _NUMPY_TYPES = {1: "int64", 2: "int64", 3: "int64", 5: "float64", 6: "float64", 
 def message_to_dict(msg: Any) -> dict[str, Any]:
     """Every field of ``msg`` as a dict (nested messages as dicts or ``None`` when unset,
     enums by name, ``Timestamp`` as a UTC ``datetime``)."""
-    out: dict[str, Any] = {}
-    for field in msg.DESCRIPTOR.fields:
-        value = getattr(msg, field.name)
-        if field.message_type is not None:
-            if _is_map(field):
-                out[field.name] = {k: _convert(field.message_type.fields_by_name["value"], v)
-                                   for k, v in value.items()}
-            elif _is_repeated(field):
-                out[field.name] = [_message_value(v) for v in value]
-            elif field.has_presence and not msg.HasField(field.name):
-                out[field.name] = None
-            else:
-                out[field.name] = _message_value(value)
-        elif _is_repeated(field):
-            out[field.name] = [_convert(field, v) for v in value]
-        else:
-            out[field.name] = _convert(field, value)
-    return out
+    return {field.name: _field_value(field, msg) for field in msg.DESCRIPTOR.fields}
+
+
+def _field_value(field: Any, msg: Any) -> Any:
+    """The value of ``field`` in ``msg`` as :func:`message_to_dict` shows it."""
+    value = getattr(msg, field.name)
+    if field.message_type is not None:
+        if _is_map(field):
+            return {k: _convert(field.message_type.fields_by_name["value"], v)
+                    for k, v in value.items()}
+        if _is_repeated(field):
+            return [_message_value(v) for v in value]
+        if field.has_presence and not msg.HasField(field.name):
+            return None
+        return _message_value(value)
+    if _is_repeated(field):
+        return [_convert(field, v) for v in value]
+    return _convert(field, value)
+
+
+class _EnumNames(dict[int, Any]):
+    """Enum numbers to names; a number the enum does not name stays the number."""
+
+    def __missing__(self, number: int) -> int:
+        return number
+
+
+def _field_column(field: Any, msgs: list[Any]) -> Any:
+    """The values of ``field`` in every message of ``msgs`` (none ``None``), as
+    :func:`_field_value` gives them: a typed NumPy array for scalars, else a list."""
+    import numpy as np
+
+    get = attrgetter(field.name)
+    if field.message_type is None and not _is_repeated(field):
+        if field.enum_type is not None:
+            names = _EnumNames({v.number: v.name for v in field.enum_type.values})
+            return list(map(names.__getitem__, map(get, msgs)))
+        dtype = _NUMPY_TYPES.get(field.cpp_type)
+        if dtype is None:  # uint64: may not fit an int64
+            return list(map(get, msgs))
+        return np.fromiter(map(get, msgs), dtype, len(msgs))
+    if field.message_type is None and field.enum_type is None:  # repeated scalars
+        return list(map(list, map(get, msgs)))
+    return [_field_value(field, m) for m in msgs]
 
 
 def _is_repeated(field: Any) -> bool:
@@ -340,34 +366,28 @@ class ProtobufSerde(SchemaSerde):
 
     @property
     def columnar(self) -> bool:
-        """Read as dicts, and every field a scalar (no message, enum or repeated field)."""
-        return self.as_dict and not any(
-            f.message_type is not None or f.enum_type is not None or _is_repeated(f)
-            for f in self.message.DESCRIPTOR.fields)
+        """Read as dicts: every field is gathered into a column without a dict per message."""
+        return self.as_dict
 
     def deserialize_columns(self, items: Sequence[bytes | None]
                             ) -> tuple[dict[str, Any], list[bool]] | None:
-        """Messages of scalar fields straight into columns (no dict per message): NumPy
-        arrays typed by the field (``int64``, ``float64``, ``bool``, ``object`` for text and
-        bytes) when no value is ``None``."""
-        if not self.columnar:
+        """Messages straight into columns, one field at a time (no dict per message): typed
+        NumPy arrays for scalar fields (``int64``, ``float64``, ``bool``, ``object`` for text
+        and bytes), enum names, lists; nested messages, maps and repeated enums as
+        :func:`message_to_dict` shows them. With a ``None`` value, lists with ``None``."""
+        if not self.as_dict:
             return super().deserialize_columns(items)
-        import numpy as np
-
         fields = self.message.DESCRIPTOR.fields
         msgs = self._parse_many(items)
         present = [m is not None for m in msgs]
-        if not all(present):
-            return {f.name: [None if m is None else getattr(m, f.name) for m in msgs]
-                    for f in fields}, present
-        n = len(msgs)
+        if all(present):
+            return {f.name: _field_column(f, msgs) for f in fields}, present
+        live = [m for m in msgs if m is not None]
         cols: dict[str, Any] = {}
         for f in fields:
-            dtype = _NUMPY_TYPES.get(f.cpp_type)
-            if dtype is None:  # uint64: may not fit int64
-                cols[f.name] = list(map(attrgetter(f.name), msgs))
-            else:
-                cols[f.name] = np.fromiter(map(attrgetter(f.name), msgs), dtype, n)
+            col = _field_column(f, live) if live else []
+            got = iter(col if isinstance(col, list) else col.tolist())  # Python values
+            cols[f.name] = [None if m is None else next(got) for m in msgs]
         return cols, present
 
     def check(self, obj: Any, *, topic: str = "", is_key: bool = False) -> Any:
