@@ -145,3 +145,30 @@ def test_broker_stopped_longer_than_the_transaction_timeout(broker: BouncingBrok
     print(f"\nafter SIGSTOP/SIGCONT the job exited {proc.returncode}; what it said about "
           f"transactions: {notes[-3:]}")
     _finish(url, sfx, source, sinks, signals_job, errors)
+
+
+def test_broker_gone_for_good_the_job_exits_with_a_clear_error(broker: BouncingBroker) -> None:
+    """``kill -9`` the broker mid-run and leave it down: the job must not hang (librdkafka's
+    ``send_offsets_to_transaction`` ignores its timeout while the coordinator is away,
+    confluentinc/librdkafka#5456) but exit with a workbench error after the driver's
+    ``timeout`` (10 s here) + 5 s; once the broker is back, a restart ends exactly."""
+    url = with_options(broker.url, instance="gone", timeout=10)
+    sfx, source, sinks, signals_job = _prepare(url)
+    proc = _job(url, sfx, "0.01")
+    time.sleep(4)
+    assert proc.poll() is None, "the job ended before the broker went away"
+    broker.kill()
+    killed = time.monotonic()
+    try:
+        _out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the job hung for 240 s after its broker died (timeout=10)")
+    took = time.monotonic() - killed
+    last = [line for line in err.splitlines() if line.startswith("workbench:")]
+    print(f"\nthe broker died; the job exited {proc.returncode} after {took:.1f} s: {last}")
+    assert proc.returncode != 0 and last, err[-3000:]
+    assert "DriverUnavailableError" in last[-1] or "DriverError" in last[-1], last
+    broker.restart()
+    _finish(url, sfx, source, sinks, signals_job, [err])

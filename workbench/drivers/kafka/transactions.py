@@ -10,7 +10,9 @@ metadata of this process's group member, so a zombie whose generation is stale i
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -90,6 +92,9 @@ class Transactions:
         self._metadata_app: str | None = None
         self.commits = 0
         self.closed = False
+        #: a client call that ignores its timeout never returned: the producer is unusable
+        self._stuck: str | None = None
+        self._caller: _Caller | None = None  # for calls that may ignore their timeout
 
     # -- the transactional producer -----------------------------------------------------------
     def ensure_producer(self, app_id: str) -> Any:
@@ -318,8 +323,9 @@ class Transactions:
             metadata = membership.member.consumer_group_metadata() \
                 if membership.joined(txn.app_id) else \
                 self.group_consumer(txn.app_id).consumer_group_metadata()
-            self._retry_txn(lambda: producer.send_offsets_to_transaction(
-                offsets, metadata, options.timeout))
+            self._bounded(lambda: self._retry_txn(lambda: producer.send_offsets_to_transaction(
+                offsets, metadata, options.timeout)),
+                f"committing a transaction of {txn.app_id!r}: sending its positions")
         remaining = producer.flush(options.timeout)
         if remaining:
             raise DriverUnavailableError(
@@ -327,6 +333,32 @@ class Transactions:
                 f"delivered to {options.bootstrap} within {options.timeout:g} s.")
         self._retry_txn(lambda: producer.commit_transaction(options.timeout))
         self._open = False
+
+    def _bounded(self, fn: Callable[[], Any], what: str) -> Any:
+        """Run a client call that may block past its own timeout in a helper thread, and give
+        up on it after the driver's ``timeout`` + 5 s. librdkafka's
+        ``send_offsets_to_transaction`` waits for the group coordinator without a limit when
+        the broker is gone (confluentinc/librdkafka#5456): without this, a job whose broker
+        died stays blocked in its commit for ever (SIGTERM cannot interrupt it either)."""
+        if self._stuck is not None:
+            raise DriverUnavailableError(self._stuck)
+        if self._caller is None:
+            self._caller = _Caller()
+        options = self._conn.options
+        limit = options.timeout + 5
+        outcome = self._caller.call(fn, limit)
+        if outcome is None:
+            self._stuck = (
+                f"{what}: the Kafka client did not return within {limit:g} s (the driver's "
+                f"timeout + 5 s); the broker at {options.bootstrap} is unreachable. Nothing of "
+                "this transaction is committed; start the job again once the broker is back: it "
+                "resumes at its last commit.")
+            self._open = False
+            raise DriverUnavailableError(self._stuck)
+        ok, value = outcome
+        if not ok:
+            raise value
+        return value
 
     def _retry_txn(self, fn: Callable[[], Any]) -> None:
         """Retry a transactional call while the client says it is retriable."""
@@ -346,6 +378,8 @@ class Transactions:
 
     def _abort(self, producer: Any) -> None:
         self._open = False
+        if self._stuck is not None:  # an abort would wait behind the call that never returned
+            return
         try:
             producer.abort_transaction(self._conn.options.timeout)
         except self._conn.ck.KafkaException as exc:  # fatal errors, or no transaction open
@@ -443,6 +477,32 @@ class Transactions:
             consumer.close()
         self._offset_consumers.clear()
         self._plain_producer = None
+
+
+class _Caller:
+    """One daemon thread that runs the calls handed to it, so that a caller can stop waiting
+    for one that never returns (and a stuck call does not keep the process from exiting)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="workbench-kafka-txn", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, box, done = self._jobs.get()
+            try:
+                box.append((True, fn()))
+            except BaseException as exc:
+                box.append((False, exc))
+            finally:
+                done.set()
+
+    def call(self, fn: Callable[[], Any], limit: float) -> tuple[bool, Any] | None:
+        """``(True, result)`` or ``(False, exception)``; ``None`` after ``limit`` seconds."""
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self._jobs.put((fn, box, done))
+        return box[0] if done.wait(limit) else None
 
 
 def _produce_one(producer: Any, topic: str, partition: int, kb: bytes | None,
