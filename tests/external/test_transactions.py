@@ -228,3 +228,7 @@ def test_the_batch_size_shows_in_the_live_view(latency_server: LatencyServer) ->
     assert 0 < snap.transaction_ms <= 1000
     shown = f"batch {snap.batch_limit:,} · transaction {snap.transaction_ms:,.0f} / 1,000 ms"
     assert shown in live.render_html(snap) and shown in live.render_text(snap)
+    assert snap.commits >= 1 and 0 < snap.latency_ms[0] <= snap.latency_ms[1]
+    latency = (f"commit latency p50 {snap.latency_ms[0]:,.0f} / p99 "
+               f"{snap.latency_ms[1]:,.0f} ms")
+    assert latency in live.render_html(snap) and latency in live.render_text(snap)

@@ -82,6 +82,12 @@ def test_endpoints_queries_and_metrics(job_file: Path) -> None:
             values, "workbench_commits_total") >= 1
         assert metric(values, "workbench_ready") == 1
         assert metric(values, "workbench_batch_limit_records") >= 1
+        assert metric(values, "workbench_batch_records") >= 1
+        assert metric(values, "workbench_commit_rate") >= 0
+        p50 = metric(values, "workbench_commit_latency_seconds", quantile="0.5")
+        assert 0 < p50 <= metric(values, "workbench_commit_latency_seconds", quantile="0.99")
+        # the sample's event times are in 1970: end-to-end latency is the whole history
+        assert metric(values, "workbench_e2e_latency_seconds", quantile="0.99") > 3600
         assert 0 < metric(values, "workbench_transaction_seconds") <= metric(
             values, "workbench_max_transaction_seconds")
         assert metric(values, "process_resident_memory_bytes") > 0

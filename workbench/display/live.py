@@ -116,6 +116,11 @@ class Snapshot:
     max_transaction_ms: float = 0.0
     #: records in the queues of external steps (``pipe``, ``map_async``)
     external_in_flight: int = 0
+    #: commits per second (last 10 s), mean records per poll, and the p50/p99 of the last 100
+    #: commits' latency (ms: the oldest record read to the end of its commit)
+    commit_rate: float = 0.0
+    batch_records: float = 0.0
+    latency_ms: tuple[float, float] = (0.0, 0.0)
 
     @property
     def rate(self) -> float:
@@ -127,7 +132,8 @@ class Snapshot:
         return {s.step: s.records_out for s in self.steps}
 
     def sizing(self) -> str:
-        """The batch sizer's figures in a few words (empty before the run starts)."""
+        """The batch sizer's figures, the commit rate and the commit latency in a few words
+        (empty before the run starts)."""
         if not self.batch_limit:
             return ""
         text = f"batch {self.batch_limit:,}"
@@ -136,6 +142,11 @@ class Snapshot:
             text += f" · transaction {last} / {self.max_transaction_ms:,.0f} ms"
         if self.external_in_flight:
             text += f" · {self.external_in_flight:,} in flight"
+        if self.batch_records:
+            text += f" · mean read {self.batch_records:,.0f}"
+        if self.commits:
+            text += (f" · {self.commit_rate:.1f} commits/s · commit latency p50 "
+                     f"{self.latency_ms[0]:,.0f} / p99 {self.latency_ms[1]:,.0f} ms")
         return text
 
 
@@ -412,6 +423,8 @@ class LiveRun:
             transaction_ms=stats.transaction_ms[-1] if stats.transaction_ms else 0.0,
             max_transaction_ms=stats.max_transaction_ms,
             external_in_flight=stats.external_in_flight,
+            commit_rate=stats.commit_rate(), batch_records=stats.batch_size(),
+            latency_ms=(stats.latency_ms(0.5), stats.latency_ms(0.99)),
         )
         with self._cond:
             self._snapshot = snap

@@ -97,6 +97,17 @@ class EngineStats:
         """The mean records per non-empty poll over the last 100 of them."""
         return sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
 
+    def latency_ms(self, q: float, *, kind: str = "commit") -> float:
+        """The ``q`` quantile (0..1, nearest rank) of the last 100 commits' latencies:
+        ``kind="commit"`` (:attr:`commit_latency_ms`, the oldest record read to the end of
+        its commit) or ``"e2e"`` (:attr:`e2e_latency_ms`, wall clock at the commit minus the
+        newest event time committed); 0.0 before the first commit."""
+        values = sorted(self.commit_latency_ms if kind == "commit" else self.e2e_latency_ms)
+        if not values:
+            return 0.0
+        rank = -(-q * len(values) // 1)  # ceil: the nearest-rank quantile
+        return float(values[min(len(values) - 1, max(0, int(rank) - 1))])
+
 
 class StateListener(Protocol):
     """Receives committed state changes, on the engine's thread (queryable state).

@@ -27,6 +27,14 @@ metric                                     type     labels
 ``workbench_tasks``                        gauge
 ``workbench_stream_time_seconds``          gauge    (largest stream time of the tasks)
 ``workbench_last_commit_timestamp_seconds``  gauge
+``workbench_batch_limit_records``          gauge    (the batch sizer's limit per transaction)
+``workbench_transaction_seconds``          gauge    (the last transaction; and ``max_``: its limit)
+``workbench_batch_records``                gauge    (mean records per non-empty poll)
+``workbench_commit_rate``                  gauge    (commits per second, last 10 s)
+``workbench_commit_latency_seconds``       gauge    quantile (0.5, 0.99: oldest record read to
+                                                    the end of its commit, last 100 commits)
+``workbench_e2e_latency_seconds``          gauge    quantile (0.5, 0.99: wall clock at commit
+                                                    minus the newest event time committed)
 ``workbench_ready``                        gauge    1 when ``/ready`` answers 200
 ``process_*``, ``python_*``                         prometheus_client's process and platform
 =========================================  =======  =========================================
@@ -77,6 +85,13 @@ class MetricsSnapshot:
     batch_limit: int = 0
     max_transaction_s: float = 0.0
     transaction_s: float = 0.0
+    #: mean records per non-empty poll, commits per second (last 10 s), and the p50/p99 of
+    #: the last 100 commits' latencies (seconds): commit (oldest record read to the end of its
+    #: commit) and end-to-end (wall clock at the commit minus the newest event time)
+    batch_records: float = 0.0
+    commit_rate: float = 0.0
+    commit_latency_s: tuple[float, float] = (0.0, 0.0)
+    e2e_latency_s: tuple[float, float] = (0.0, 0.0)
 
 
 class SnapshotTaker:
@@ -158,6 +173,10 @@ class SnapshotTaker:
                                if t in topics and topics[t].kind == "source"),
             batch_limit=stats.batch_limit, max_transaction_s=stats.max_transaction_ms / 1000,
             transaction_s=stats.transaction_ms[-1] / 1000 if stats.transaction_ms else 0.0,
+            batch_records=stats.batch_size(), commit_rate=stats.commit_rate(),
+            commit_latency_s=(stats.latency_ms(0.5) / 1000, stats.latency_ms(0.99) / 1000),
+            e2e_latency_s=(stats.latency_ms(0.5, kind="e2e") / 1000,
+                           stats.latency_ms(0.99, kind="e2e") / 1000),
         )
         snap.state = self.snapshot.state
         self.snapshot = snap
@@ -253,6 +272,23 @@ def build_registry(get_snapshot: Any, get_state: Any, is_ready: Any) -> Any:
             yield GaugeMetricFamily("workbench_max_transaction_seconds",
                                     "The limit transactions are kept inside.",
                                     value=s.max_transaction_s)
+            yield GaugeMetricFamily("workbench_batch_records",
+                                    "Mean records per non-empty poll (last 100 polls).",
+                                    value=s.batch_records)
+            yield GaugeMetricFamily("workbench_commit_rate",
+                                    "Commits per second over the last 10 seconds.",
+                                    value=s.commit_rate)
+            for name, pair, what in (
+                    ("workbench_commit_latency_seconds", s.commit_latency_s,
+                     "From reading the oldest record a commit made visible to the end of "
+                     "that commit, over the last 100 commits."),
+                    ("workbench_e2e_latency_seconds", s.e2e_latency_s,
+                     "Wall clock at a commit minus the newest event time it committed, over "
+                     "the last 100 commits (large when replaying history).")):
+                quantiles = GaugeMetricFamily(name, what, labels=["quantile"])
+                quantiles.add_metric(["0.5"], pair[0])
+                quantiles.add_metric(["0.99"], pair[1])
+                yield quantiles
             yield GaugeMetricFamily("workbench_ready", "1 when /ready answers 200.",
                                     value=1 if is_ready() else 0)
 
