@@ -235,10 +235,11 @@ def test_confluent_protobuf_in_json_schema_out(kafka_url: str, registry_url: str
 
 def test_typed_values_are_read_a_batch_at_a_time(kafka_url: str, registry_url: str,
                                                  sfx: str) -> None:
-    """The engine reads a typed topic a batch at a time: Protobuf messages of scalar fields go
-    straight into typed columns (no dict per message), and a column expression filters them;
-    a batch holding a record with headers, or one that does not decode, goes record by record
-    (the bad record named by its offset). Either way the records are those ``read`` gives."""
+    """The engine reads a typed topic a batch at a time: Protobuf messages go straight into
+    typed columns (no dict per message), headers kept, and a column expression filters them; a
+    batch holding a record with one of workbench's private headers, or one that does not
+    decode, goes record by record (the bad record named by its offset). Either way the records
+    are those ``read`` gives."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
@@ -253,8 +254,8 @@ def test_typed_values_are_read_a_batch_at_a_time(kafka_url: str, registry_url: s
     for i in range(12):
         value = ser(Total(customer=f"c{i % 3}", total=i / 4, orders=i),
                     SerializationContext(topic, MessageField.VALUE))
-        producer.produce(topic, value, f"c{i % 3}".encode(), partition=0,
-                         headers=[("trace", b"t8")] if i == 8 else None)
+        headers = {8: [("trace", b"t8")], 10: [("workbench.timestamp", b"5")]}.get(i)
+        producer.produce(topic, value, f"c{i % 3}".encode(), partition=0, headers=headers)
     producer.flush(30)
     p = wb.Pipeline(f"pbcols-{sfx}")
     (p.source(topic, key=wb.serde.string(), value=wb.serde.protobuf(Total, registry=registry_url))
@@ -271,19 +272,23 @@ def test_typed_values_are_read_a_batch_at_a_time(kafka_url: str, registry_url: s
     assert {f: str(c.dtype) for f, c in head.values.cols.items()} == {
         "customer": "object", "total": "float64", "orders": "int64"}
     assert head.rows() == [r[:5] for r in driver.read(topic, 0, 0, 8)]
-    with_headers = driver.read_batch(topic, 0, 6, 6)  # offset 8 has a header
-    assert isinstance(with_headers.values, ObjectValues)
-    assert with_headers.rows() == driver.read(topic, 0, 6, 6)
+    with_headers = driver.read_batch(topic, 0, 6, 4)  # offset 8 has a header
+    assert isinstance(with_headers.values, StructValues)
+    assert with_headers.rows() == driver.read(topic, 0, 6, 4)
     assert with_headers.rows()[2][4] == (("trace", b"t8"),)
+    private = driver.read_batch(topic, 0, 9, 3)  # offset 10: workbench's timestamp header
+    assert isinstance(private.values, ObjectValues)
+    assert private.rows() == driver.read(topic, 0, 9, 3)
+    assert private.rows()[1][2] == 5 and private.rows()[1][4] is None
 
     producer.produce(topic, None, b"c0", partition=0)  # offset 12: a tombstone
     producer.produce(topic, b"\x00garbage", b"c1", partition=0)  # offset 13
     producer.flush(30)
-    tail = driver.read_batch(topic, 0, 9, 4)
+    tail = driver.read_batch(topic, 0, 11, 2)
     assert isinstance(tail.values, StructValues)
-    assert tail.values.present.tolist() == [True, True, True, False]
-    assert tail.rows() == [r[:5] for r in driver.read(topic, 0, 9, 4)]
-    assert tail.rows()[3][:2] == ("c0", None)
+    assert tail.values.present.tolist() == [True, False]
+    assert tail.rows() == [r[:5] for r in driver.read(topic, 0, 11, 2)]
+    assert tail.rows()[1][:2] == ("c0", None)
     assert len(driver.read_batch(topic, 0, 9, 10)) == 4  # the good records before it
     with pytest.raises(SerializationError, match=rf"offset 13 of '{topic}' partition 0"):
         driver.read_batch(topic, 0, 13, 10)

@@ -160,9 +160,10 @@ class Codec:
     def decode_batch(self, msgs: list[Any]) -> Any:
         """All of ``msgs`` as one column batch (``runtime.batch.Batch``, offsets as ``seq``):
         values through the serde's batch decoding, into columns when the serde reads fields
-        straight into them (:attr:`Serde.columnar`), else one object per value. ``None`` when
-        a message carries headers or anything does not decode: :meth:`decode` then takes
-        them one by one, and names or dead-letters the bad record."""
+        straight into them (:attr:`Serde.columnar`), else one object per value; headers kept.
+        ``None`` when a message carries one of workbench's private headers or anything does
+        not decode: :meth:`decode` then takes them one by one, and names or dead-letters the
+        bad record."""
         import numpy as np
         from confluent_kafka import Message
 
@@ -170,8 +171,12 @@ class Codec:
 
         n = len(msgs)
         try:
-            if any(map(Message.headers, msgs)):
-                return None
+            hdrs: list[Any] = list(map(Message.headers, msgs))
+            headers = None
+            if any(hdrs):
+                if any(name in _PRIVATE_HEADERS for h in hdrs if h for name, _v in h):
+                    return None  # workbench's own headers: decode() applies them
+                headers = obj_array([tuple(h) if h else h for h in hdrs], n)
             keys = self._keys(list(map(Message.key, msgs)))
             vbs = list(map(Message.value, msgs))
             ts = np.fromiter((t[1] for t in map(Message.timestamp, msgs)), np.int64, n)
@@ -189,7 +194,7 @@ class Codec:
                 values = ObjectValues(obj_array(serde.deserialize_many(vbs), n))
         except (SerializationError, ValueError, TypeError, RecursionError):
             return None
-        return Batch(keys, values, ts, offsets)
+        return Batch(keys, values, ts, offsets, headers)
 
     def _keys(self, kbs: list[bytes | None]) -> Any:
         """The keys of a batch: each distinct key's bytes decoded once when they decode to

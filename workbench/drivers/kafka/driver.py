@@ -119,8 +119,8 @@ class KafkaDriver(Driver):
     def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
         """Like :meth:`read`, as a column batch. Topics with a value serde of their own are
         decoded a batch at a time (Protobuf messages of scalar fields straight into columns,
-        see ``Codec.decode_batch``); a batch that does not decode as a whole, and other
-        topics, go record by record."""
+        see ``Codec.decode_batch``); a batch that does not decode as a whole or carries
+        workbench's private headers, and other topics, go record by record."""
         if not self._codec.for_topic(topic).batched:
             return super().read_batch(topic, partition, offset, max_records)
         got = self._read(topic, partition, offset, max_records, batch=True)
