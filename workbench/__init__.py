@@ -32,6 +32,7 @@ from .errors import (
     WorkbenchError,
 )
 from .expressions import Expr, col, lit, when
+from .global_table import GlobalTable
 from .grouped import GroupedStream, WindowedStream
 from .grouped_table import GroupedTable
 from .pipeline import Pipeline
@@ -52,6 +53,7 @@ __all__ = [
     "Change",
     "CogroupedStream",
     "Expr",
+    "GlobalTable",
     "GroupedStream",
     "GroupedTable",
     "Hopping",

@@ -119,12 +119,12 @@ def _schema(node: Node) -> FrameSchema:
     params = node.params
     parents = node.parents
     first = frame_schema(parents[0]) if parents else FrameSchema()
-    if op in ("source", "table_source"):
+    if op in ("source", "table_source", "global_table"):
         spec = params["spec"]
         return FrameSchema(
             key_name=spec.key if isinstance(spec.key, str) else None,
             columns=tuple(spec.columns) if spec.columns is not None else None,
-            changelog=op == "table_source")
+            changelog=op != "source")
     if op == "merge":
         schemas = [frame_schema(p) for p in parents]
         names = {s.key_name for s in schemas}
@@ -164,7 +164,7 @@ def _schema(node: Node) -> FrameSchema:
             scalar=agg.kind == "count",
             changelog=True)
     if op in ("join_stream_table", "join_stream_stream", "join_table_table",
-              "join_foreign_key"):
+              "join_foreign_key", "join_global"):
         right = frame_schema(parents[1]) if len(parents) > 1 else FrameSchema()
         columns = _union([first.columns, right.columns]) if params.get("combine") is None \
             else None

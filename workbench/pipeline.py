@@ -25,6 +25,7 @@ from .stream import Stream
 if TYPE_CHECKING:
     from .display.live import LiveRun
     from .drivers.base import Driver
+    from .global_table import GlobalTable
     from .plan import Plan
     from .run import Run
     from .table import Table
@@ -61,6 +62,7 @@ _KIND = {
     "flat_map_async": "flat_map_async", "pipe": "pipe", "errors": "errors output",
     "table_group_by": "table group_by", "suppress": "suppress", "repartition": "repartition",
     "foreach": "foreach", "print": "print", "topic_sink": "sink (to a topic function)",
+    "global_table": "global table", "join_global": "global-table join",
 }
 
 _TABLE_OPS = ("table_source", "aggregate", "to_table", "table_filter", "table_map_values",
@@ -166,7 +168,7 @@ class Pipeline:
     def _source_node(self, op: str, topic: str, *, key: Any, time: Any, sample: Any,
                      partitions: int | None, name: str | None, personal: Any = None,
                      value: Any = None) -> Node:
-        where = "table()" if op == "table_source" else "source()"
+        where = {"table_source": "table()", "global_table": "global_table()"}.get(op, "source()")
         # -- serdes (workbench.serde.dsl): key=serde or (field, serde), value=serde
         from .serde.dsl import split_key, value_serde
 
@@ -207,7 +209,7 @@ class Pipeline:
 
             rows = check_sample(rows, val_serde, topic, f"{where[:-2]}({topic!r})",
                                 skip={f for f in (key, time) if isinstance(f, str)}
-                                if op == "table_source" else None)
+                                if op in ("table_source", "global_table") else None)
             columns = sample_columns(rows, columns)
         for what, spec in (("key", key), ("time", time)):
             if isinstance(spec, str) and columns is not None and spec not in columns:
@@ -215,7 +217,7 @@ class Pipeline:
                     f"{where[:-2]}({topic!r}, {what}={spec!r}): the sample has no column "
                     f"{spec!r}." + did_you_mean(spec, columns)
                 )
-        table = op == "table_source"
+        table = op in ("table_source", "global_table")
         spec_obj = SourceSpec(topic=topic, key=key, time=time, sample=rows, columns=columns,
                               partitions=partitions, table=table)
         params: dict[str, Any] = {"spec": spec_obj, "key_serde": key_serde,
@@ -223,10 +225,10 @@ class Pipeline:
         if personal is not None or self.keys is not None:  # workbench/privacy
             from .privacy.hooks import source_params
             params.update(source_params(self.keys, topic, personal, columns))
-        if table:
+        if op == "table_source":
             params["stores"] = [("store", "kv")]
         node = self._add_node(op, (), params, name or topic, key_changed=False,
-                              stateful=table)
+                              stateful=op == "table_source")
         for t, n in list(self._sources.items()):
             if n is node and t != topic:
                 del self._sources[t]
@@ -244,20 +246,62 @@ class Pipeline:
         name: str | None = None,
         personal: Any = None,
         value: Any = None,
+        history: Any = None,
     ) -> Table:
         """A table read from ``topic`` as a changelog: the latest value per key, a ``None``
         value deletes the key (a tombstone). In a DataFrame sample, a row whose fields other
         than the key and time columns are all empty is a tombstone.
 
-        Arguments as for :meth:`source`.
+        With ``history=`` (``"1h"``, ms, ``timedelta``) the table is **versioned** (Kafka
+        Streams' versioned stores): it keeps every version within that much of its stream time,
+        a stream joined with it sees the version valid at each stream record's timestamp (also
+        when table updates arrive out of order), and table-table joins ignore out-of-order
+        updates. See ``docs/semantics.md``.
+
+        Other arguments as for :meth:`source`.
         """
+        from ._time import duration_ms
         from .table import Table
 
+        history_ms = None
+        if history is not None:
+            history_ms = duration_ms(history, f"table({topic!r}, history=...)")
+            if history_ms < 1:
+                raise DefinitionError(f"table({topic!r}, history={history!r}): the history "
+                                      "must be at least 1 ms.")
         node = self._source_node("table_source", topic, key=key, time=time, sample=sample,
                                  partitions=partitions, name=name, personal=personal,
                                  value=value)
+        if history_ms is not None:
+            node.params["history"] = history_ms
+            node.params["stores"] = [("store", "versioned")]
         field = node.params["spec"].key
         return Table(self, node, key_name=field if isinstance(field, str) else None)
+
+    def global_table(
+        self,
+        topic: str,
+        *,
+        key: Any = None,
+        time: str | Callable[[Any], Any] | None = None,
+        sample: Any = None,
+        partitions: int | None = None,
+        name: str | None = None,
+        value: Any = None,
+    ) -> GlobalTable:
+        """A global table: every partition of ``topic`` read by every task (Kafka Streams'
+        ``GlobalKTable``), restored from the topic when a run starts. Join it from a stream on
+        any field, without a repartition: ``orders.join(customers, on="customer_id")``; read it
+        in a processor with ``process(..., global_stores=[customers])``.
+
+        Arguments as for :meth:`table` (``time=`` only sets the records' timestamps: a global
+        table is not versioned).
+        """
+        from .global_table import GlobalTable
+
+        node = self._source_node("global_table", topic, key=key, time=time, sample=sample,
+                                 partitions=partitions, name=name, value=value)
+        return GlobalTable(self, node)
 
     def _add_node(
         self,
@@ -325,7 +369,7 @@ class Pipeline:
                     f"(defined at {old.defined_at}); a topic has one writer in a pipeline. "
                     "Merge the streams first (a.merge(b).to(topic)) or write to another topic."
                 )
-            if old.op in ("source", "table_source") and op == old.op:
+            if old.op in ("source", "table_source", "global_table") and op == old.op:
                 raise DefinitionError(
                     f"topic {old.params['spec'].topic!r} is already a source of pipeline "
                     f"{self.name!r} (step {old.name!r}, defined at {old.defined_at}); reuse "
@@ -488,7 +532,7 @@ class Pipeline:
         return [n.name for n in self._nodes if n not in live]
     def _known_columns(self, node: Node) -> list[str] | None:
         """Field names of the node's records when they are known without running anything."""
-        if node.op in ("source", "table_source"):
+        if node.op in ("source", "table_source", "global_table"):
             columns: list[str] | None = node.params["spec"].columns
             return columns
         if node.op in ("filter", "peek", "branch", "split", "key_by", "group_by", "sink",

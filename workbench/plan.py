@@ -19,16 +19,20 @@ from .errors import DefinitionError
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
-__all__ = ["Plan", "PlanNode", "StoreSpec", "SubTopology", "TopicSpec", "compile_plan"]
+__all__ = ["GlobalTableSpec", "Plan", "PlanNode", "StoreSpec", "SubTopology", "TopicSpec",
+           "compile_plan"]
 
 SOURCE_KINDS = ("source", "table_source")
+#: a table replicated to every task: read by no sub-topology, but by the engine for all of them
+GLOBAL_TABLE = "global_table"
 
 
 @dataclass(frozen=True)
 class TopicSpec:
     """A topic the plan reads or writes.
 
-    ``kind`` is ``"source"``, ``"sink"``, ``"repartition"``, ``"changelog"`` or ``"preview"``;
+    ``kind`` is ``"source"``, ``"global"`` (the topic of a global table, read whole by every
+    process), ``"sink"``, ``"repartition"``, ``"changelog"`` or ``"preview"``;
     ``partitions`` is the requested count (``None``: the driver's default or the count of the
     sub-topology's inputs). ``compact`` marks changelogs and table sinks (``Table.to``), which
     drivers may keep as upserted tables.
@@ -102,6 +106,15 @@ class SubTopology:
 
 
 @dataclass(frozen=True)
+class GlobalTableSpec:
+    """A global table: step ``name`` reads every partition of ``topic`` in every process."""
+
+    name: str
+    topic: str
+    node: Node
+
+
+@dataclass(frozen=True)
 class Plan:
     """The compiled pipeline."""
 
@@ -109,6 +122,8 @@ class Plan:
     subtopologies: tuple[SubTopology, ...]
     topics: dict[str, TopicSpec] = field(default_factory=dict)
     captures: dict[str, str] = field(default_factory=dict)
+    #: the global tables the steps read (not part of any sub-topology)
+    global_tables: tuple[GlobalTableSpec, ...] = ()
 
     @property
     def stores(self) -> list[StoreSpec]:
@@ -118,6 +133,8 @@ class Plan:
     def describe(self) -> str:
         """A readable text form of the plan, like Kafka Streams' ``Topology.describe()``."""
         lines = [f"Plan {self.app_id!r}:"]
+        for g in self.global_tables:
+            lines.append(f"  Global table {g.name}: topic {g.topic!r} (every partition)")
         for st in self.subtopologies:
             lines.append(f"  Sub-topology {st.id}: inputs {list(st.inputs)}")
             for n in st.nodes:
@@ -196,6 +213,8 @@ def compile_plan(
         )
     if targets is None and not any(n.op == "sink" for n in nodes):
         pass  # a pipeline without sinks still runs (peek, tables); nothing is written
+    globals_ = [n for n in nodes if n.op == GLOBAL_TABLE]
+    nodes = [n for n in nodes if n.op != GLOBAL_TABLE]
     node_set = set(nodes)
     app = pipeline.name
 
@@ -217,7 +236,7 @@ def compile_plan(
 
     for n in nodes:
         for p in n.parents:
-            if not _needs_repartition(n, p):
+            if p in node_set and not _needs_repartition(n, p):
                 ra, rb = find(n), find(p)
                 if ra is not rb:
                     if ra.id < rb.id:
@@ -328,10 +347,11 @@ def compile_plan(
                 if pn.op == "join_stream_table" and len(pn.parents) == 2:
                     table = plan_nodes[pn.parents[1]]
                     if table.op in ("table_source", "to_table") and by_step.get(table.name):
-                        # the join reads the table it is fed by: one copy of the data
+                        # the join reads the table it is fed by: one copy of the data (its
+                        # view of the table; a versioned join's grace buffer is its own)
                         source = by_step[table.name][0]
                         specs = [StoreSpec(s.name, s.kind, source.changelog, s.step, shared=True)
-                                 for s in specs]
+                                 if s.name == f"{pn.name}-table" else s for s in specs]
                 by_step[pn.name] = specs
                 for s in specs:
                     stores.append(s)
@@ -342,7 +362,14 @@ def compile_plan(
     from .serde.topics import plan_serdes
 
     topics = plan_serdes(subtopologies, topics)
-    return Plan(app, tuple(subtopologies), topics, captures)
+    global_specs = []
+    for g in globals_:
+        spec = g.params["spec"]
+        topics[spec.topic] = TopicSpec(spec.topic, "global", spec.partitions,
+                                       key_serde=g.params.get("key_serde"),
+                                       value_serde=g.params.get("value_serde"))
+        global_specs.append(GlobalTableSpec(g.name, spec.topic, g))
+    return Plan(app, tuple(subtopologies), topics, captures, tuple(global_specs))
 
 
 def _check_internal_names(subtopologies: list[SubTopology]) -> None:

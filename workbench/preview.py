@@ -71,9 +71,14 @@ def preview(pipeline: Pipeline, node: Node) -> Preview:
     from .run import append_inputs
     from .runtime.engine import Engine
 
+    if node.op == "global_table":  # read by no task: its records are its topic's records
+        result = _global_preview(pipeline, node, limit)
+        node.cache["preview"] = ((limit, preview_epoch()), result)
+        return result
     plan = compile_plan(pipeline, targets=[node])
     driver = MemoryDriver(durable_state=False)
-    sources = [n for n in _ancestors([node]) if n.op in ("source", "table_source")]
+    sources = [n for n in _ancestors([node])
+               if n.op in ("source", "table_source", "global_table")]
     samples: dict[str, Any] = {}
     missing: list[str] = []
     truncated: dict[str, int] = {}
@@ -95,6 +100,20 @@ def preview(pipeline: Pipeline, node: Node) -> Preview:
     result = Preview(records, counts, truncated, missing)
     node.cache["preview"] = ((limit, preview_epoch()), result)
     return result
+
+
+def _global_preview(pipeline: Pipeline, node: Node, limit: int) -> Preview:
+    """A global table's preview: its sample as the records of its topic."""
+    from .drivers.memory import MemoryDriver
+    from .run import append_inputs
+
+    spec = node.params["spec"]
+    if spec.sample is None:
+        return Preview([], {}, {}, [spec.topic])
+    driver = MemoryDriver(durable_state=False)
+    counts = append_inputs(pipeline, driver, {spec.topic: spec.sample}, copy=True, limit=limit)
+    truncated = {spec.topic: len(spec.sample)} if len(spec.sample) > limit else {}
+    return Preview(driver.read_all(spec.topic), counts, truncated, [])
 
 
 def preview_frame(pipeline: Pipeline, node: Node, limit: int | None = None) -> pd.DataFrame:
@@ -133,13 +152,19 @@ def _order(record: Any) -> Any:
     return (0, k)
 
 
-def latest_per_key(records: list[Any]) -> list[Any]:
+def latest_per_key(records: list[Any], *, by_time: bool = False) -> list[Any]:
     """A changelog's current contents: the last record per key, deletes removed; sorted by key
     (windowed keys: by window, then key) where keys are comparable, else in order of last
-    update."""
+    update. ``by_time``: a versioned table's -- the record with the largest timestamp per key
+    (the last of equal ones), whatever order the updates came in."""
     latest: dict[Any, Any] = {}
+    newest: dict[Any, int] = {}
     for r in records:
         k = _identity(r[0])
+        if by_time:
+            if r[2] < newest.get(k, r[2]):
+                continue  # out of order: an older version
+            newest[k] = r[2]
         latest.pop(k, None)
         if r[1] is not None:
             latest[k] = r
@@ -153,7 +178,10 @@ def table_frame(pipeline: Pipeline, node: Node, limit: int | None = None) -> pd.
     """The current contents of table ``node`` computed from the samples."""
     from .frames import frame_schema, records_to_frame
 
-    rows = latest_per_key(preview(pipeline, node).records)
+    from .table import versioned_history
+
+    versioned = node.op != "global_table" and versioned_history(node)[0] is not None
+    rows = latest_per_key(preview(pipeline, node).records, by_time=versioned)
     shown = rows if limit is None else rows[:limit]
     return records_to_frame(shown, frame_schema(node),
                             scan=None if shown is rows else (r[1] for r in rows))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .expressions import Expr
+    from .global_table import GlobalTable
     from .grouped import GroupedStream
     from .pipeline import Pipeline
     from .table import Table
@@ -546,7 +547,7 @@ class Stream:
 
     def join(
         self,
-        other: Stream | Table,
+        other: Stream | Table | GlobalTable,
         *,
         how: str = "inner",
         combine: Callable[[Any, Any], Any] | None = None,
@@ -554,26 +555,40 @@ class Stream:
         grace: Any = 0,
         before: Any = None,
         after: Any = None,
+        on: str | Callable[[Any], Any] | None = None,
         name: str | None = None,
     ) -> Stream:
-        """Join with a table on the key (``how`` = inner, left), or with another stream within a
-        time difference (``within=``, or ``before=``/``after=``; ``how`` = inner, left, outer).
+        """Join with a table on the key (``how`` = inner, left), with a global table on
+        ``on=`` (a field name or a function of the value giving the table's key; ``how`` =
+        inner, left), or with another stream within a time difference (``within=``, or
+        ``before=``/``after=``; ``how`` = inner, left, outer).
 
         Without ``combine(left, right)``, dict values merge: the right side's fields are added
         (absent on an unmatched left or outer row).
         """
+        from .global_table import GlobalTable
         from .joins import JoinWindow, check_combine, check_how
         from .table import Table
 
         check_combine(combine)
+        if isinstance(other, GlobalTable):
+            return self._join_global(other, how=how, combine=combine, on=on, name=name,
+                                     windowed=within is not None or before is not None
+                                     or after is not None or bool(grace))
+        if on is not None:
+            raise DefinitionError(
+                "join(on=...) selects the key of a global table (p.global_table(...)); a "
+                "stream joins a table or a stream on its own key. Re-key the stream first "
+                "(key_by), or join a global table.")
         if isinstance(other, Table):
             if within is not None or before is not None or after is not None:
                 raise DefinitionError("a stream-table join has no time window; drop within=.")
             if other._pipeline is not self._pipeline:
                 raise DefinitionError("join() of a stream and a table from different pipelines.")
             check_how(how, ("inner", "left"), "stream-table join")
-            node = self._add("join_stream_table",
-                             {"how": how, "combine": combine, "stores": [("table", "kv")]},
+            params = {"how": how, "combine": combine, "stores": [("table", "kv")],
+                      **_versioned_join(other, grace)}
+            node = self._add("join_stream_table", params,
                              name, parents=(self._node, other._node), key_changed=False)
             node.stateful = True
             return self._derive(node)
@@ -589,19 +604,54 @@ class Stream:
                              name, parents=(self._node, other._node), key_changed=False)
             node.stateful = True
             return self._derive(node)
-        raise DefinitionError(f"join() needs a Stream or a Table, got {other!r}.")
+        raise DefinitionError(f"join() needs a Stream, a Table or a GlobalTable, got {other!r}.")
+
+    def _join_global(self, other: GlobalTable, *, how: str,
+                     combine: Callable[[Any, Any], Any] | None, on: Any, name: str | None,
+                     windowed: bool) -> Stream:
+        """The stream-global-table join (``KStream#join(GlobalKTable, KeyValueMapper, ...)``)."""
+        from .expressions import Expr
+        from .joins import check_how
+
+        if other._pipeline is not self._pipeline:
+            raise DefinitionError("join() of a stream and a global table from different "
+                                  "pipelines.")
+        if windowed:
+            raise DefinitionError("a stream-global-table join has no time window or grace; "
+                                  "drop within=/before=/after=/grace=.")
+        check_how(how, ("inner", "left"), "stream-global-table join")
+        if on is None:
+            raise DefinitionError(
+                f"join({other.name!r}) needs on=: a field name or a function of the stream's "
+                "value giving the global table's key, e.g. on='customer_id'.")
+        if isinstance(on, str):
+            self._check_field(on, "join(on=...)")
+            params: dict[str, Any] = {"field": on, "on": None}
+        elif isinstance(on, Expr):
+            raise DefinitionError("join(on=...) takes a field name or a function; use "
+                                  "on='field' for a field.")
+        else:
+            _check_callable(on, "join(on=...)", "field name or function")
+            params = {"field": None, "on": on}
+        params.update({"how": how, "combine": combine, "global": other._node.name})
+        node = self._add("join_global", params, name, parents=(self._node, other._node))
+        return self._derive(node)
 
     def process(
         self,
         processor: Any,
         *,
         stores: dict[str, str] | None = None,
+        global_stores: Any = None,
         name: str | None = None,
     ) -> Stream:
         """Run a custom :class:`~workbench.processors.Processor` (a class or a zero-argument
         factory; one instance per task) with the named state stores (``{"name": "kv" |
-        "window"}``)."""
+        "window"}``) and read-only global tables (``global_stores=[customers]`` or
+        ``{"name": customers}``: ``ctx.store(name)`` gives the table's latest value per key,
+        the same in every task)."""
         _check_callable(processor, "process", "Processor class or factory")
+        globals_ = self._global_stores(global_stores, stores or {})
         stores = dict(stores or {})
         from .pipeline import _NAME
 
@@ -617,10 +667,36 @@ class Stream:
         node = self._add("process",
                          {"factory": processor, "store_names": list(stores),
                           "stores": [(s, k) for s, k in stores.items()],
-                          "repartition": bool(stores)},
-                         name, key_changed=True)
+                          "repartition": bool(stores),
+                          "globals": {alias: g._node.name for alias, g in globals_.items()}},
+                         name, key_changed=True,
+                         parents=(self._node, *(g._node for g in globals_.values())))
         node.stateful = bool(stores)
         return self._derive(node)
+
+    def _global_stores(self, spec: Any, stores: dict[str, str]) -> dict[str, GlobalTable]:
+        """``global_stores=`` as ``{name in the processor: GlobalTable}``."""
+        from .global_table import GlobalTable
+
+        if spec is None:
+            return {}
+        items = list(spec.items()) if isinstance(spec, dict) else [
+            (g.name if isinstance(g, GlobalTable) else None, g) for g in spec]
+        out: dict[str, GlobalTable] = {}
+        for alias, table in items:
+            if not isinstance(table, GlobalTable):
+                raise DefinitionError(
+                    f"process(global_stores=...) takes global tables (p.global_table(topic)), "
+                    f"got {table!r}.")
+            if table._pipeline is not self._pipeline:
+                raise DefinitionError("process(global_stores=...): the global table "
+                                      f"{table.name!r} belongs to another pipeline.")
+            if not isinstance(alias, str) or alias in stores or alias in out:
+                raise DefinitionError(
+                    f"process(global_stores=...): {alias!r} must be a name, different from "
+                    "the processor's own stores and from the other global stores.")
+            out[alias] = table
+        return out
 
     # -- previews -----------------------------------------------------------------------------
     @public
@@ -655,6 +731,37 @@ class Stream:
                 f"{step}({field!r}): the records of step {self._node.name!r} have no field "
                 f"{field!r}." + did_you_mean(field, columns)
             )
+
+
+def _versioned_join(table: Table, grace: Any) -> dict[str, Any]:
+    """The parameters a stream-table join takes from a versioned table (``history``, the
+    versioned store, the grace buffer); ``{}`` for an ordinary table."""
+    from ._time import duration_ms
+    from .table import versioned_history
+
+    history, direct = versioned_history(table._node)
+    grace_ms = duration_ms(grace, "join(grace=...)") if grace else 0
+    if history is None:
+        if grace_ms:
+            raise DefinitionError(
+                f"join({table.name!r}, grace={grace!r}): a grace period needs a versioned "
+                "table (p.table(topic, history=...)); an ordinary table has only its latest "
+                "value to join.")
+        return {}
+    if not direct:
+        raise DefinitionError(
+            f"join({table.name!r}): {table.name!r} is derived from a versioned table; join "
+            "the versioned table itself (filter or map the joined stream instead), so that "
+            "each stream record sees the version valid at its timestamp.")
+    if grace_ms > history:
+        raise DefinitionError(
+            f"join({table.name!r}, grace={grace!r}): the grace ({grace_ms} ms) may not exceed "
+            f"the table's history ({history} ms); older versions are gone by then.")
+    params: dict[str, Any] = {"history": history, "stores": [("table", "versioned")]}
+    if grace:
+        params["grace"] = grace_ms
+        params["stores"].append(("buffer", "kv"))
+    return params
 
 
 class Branches:

@@ -23,7 +23,19 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
     from .stream import Stream
 
-__all__ = ["Table"]
+__all__ = ["Table", "versioned_history"]
+
+
+def versioned_history(node: Node) -> tuple[int | None, bool]:
+    """``(history, direct)`` of a table step: the history of the versioned table it is (or is
+    derived from through ``filter``/``map_values``), ``None`` for an ordinary table; ``direct``
+    when the step is the versioned table itself."""
+    direct = True
+    while node.op in ("table_filter", "table_map_values") and node.parents:
+        node, direct = node.parents[0], False
+    if node.op == "table_source" and node.params.get("history") is not None:
+        return int(node.params["history"]), direct
+    return None, direct
 
 
 class Table:
@@ -155,8 +167,10 @@ class Table:
         check_combine(combine)
         if on is None:
             check_how(how, ("inner", "left", "outer"), "table-table join")
+            versioned = (versioned_history(self._node)[0] is not None,
+                         versioned_history(other._node)[0] is not None)
             return self._derive("join_table_table",
-                                {"how": how, "combine": combine,
+                                {"how": how, "combine": combine, "versioned": versioned,
                                  "stores": [("left", "kv"), ("right", "kv")]},
                                 name, parents=(self._node, other._node), stateful=True)
         if not callable(on):

@@ -363,8 +363,9 @@ def _reason(record: wb.Record) -> str:
 
 def _operator_drops(td: TestDriver) -> int:
     """The sum of every operator's ``dropped`` counter (joins and table sources count the
-    records they drop; workbench has no public surface for these counts yet)."""
-    return sum(getattr(node.op, "dropped", 0) for task in td.engine.tasks for node in task.nodes)
+    records they drop) and of the global tables' (``None`` keys): what
+    ``Engine.dropped_counts`` reports."""
+    return sum(td.engine.dropped_counts().values())
 
 
 # ------------------------------------------------------------------------ reference config

@@ -131,6 +131,27 @@ def dsl_operators() -> wb.Pipeline:
     return dsl_pipeline("eq-dsl", "clicks", "profiles", key="user_id", partitions=2)
 
 
+def global_table_join() -> wb.Pipeline:
+    """Clicks joined with a global table of profiles (every partition read by every task) on
+    a field, without a repartition; a processor reads the same table."""
+    p = wb.Pipeline("eq-global")
+    users = p.global_table("profiles", key="user_id", time="ts", partitions=3)
+    s = p.source("clicks", key="page", time="ts", partitions=2)
+    s.join(users, on="user_id", how="left", name="g-left").to("g-enriched")
+    s.join(users, on=lambda v: v["user_id"], name="g-inner").to("g-inner")
+
+    class Country(wb.Processor):
+        def init(self, ctx: Any) -> None:
+            self.ctx, self.users = ctx, ctx.store("profiles")
+
+        def process(self, record: wb.Record) -> None:
+            user = self.users.get(record.value["user_id"])
+            self.ctx.forward(record.key, user and user["country"])
+
+    s.process(Country, global_stores=[users], name="g-proc").to("g-countries")
+    return p
+
+
 PIPELINES: dict[str, tuple[Callable[[], wb.Pipeline], Callable[[], dict[str, Any]]]] = {
     "stateless": (stateless, lambda: {"clicks": clicks()}),
     "stateless_partitioned": (stateless_partitioned, lambda: {"clicks": clicks()}),
@@ -142,6 +163,8 @@ PIPELINES: dict[str, tuple[Callable[[], wb.Pipeline], Callable[[], dict[str, Any
     "table_table_join": (table_table_join,
                          lambda: {"profiles": profiles(), "clicks": clicks()}),
     "dsl_operators": (dsl_operators, lambda: {"profiles": profiles(), "clicks": clicks()}),
+    "global_table_join": (global_table_join,
+                          lambda: {"profiles": profiles(), "clicks": clicks()}),
 }
 
 

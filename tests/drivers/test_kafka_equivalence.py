@@ -1,7 +1,8 @@
 """Driver equivalence: the same pipelines on the same input give the same committed output on
 ``kafka://`` as on ``memory://``, with 3-partition topics (stateless steps, every window kind
 and emit mode, every join kind, a repartitioned aggregation; and a family whose topics have
-String keys and Avro values, windowed keys in Kafka Streams' layouts, Java longs).
+String keys and Avro values, windowed keys in Kafka Streams' layouts, Java longs); the joins
+include a global table.
 
 Each family is one pipeline with many sinks, run once per driver (a module fixture); every sink
 is its own test case. Records compare as (key, value, timestamp) multisets, values as they read
@@ -100,7 +101,8 @@ def orders(seed: int = 7) -> list[dict[str, Any]]:
 def inputs(pipeline: wb.Pipeline) -> dict[str, Any]:
     """The input of each source topic of ``pipeline`` (sources are named ``<data>-<family>-``
     so that every family has topics of its own)."""
-    data = {"ev": events, "pay": payments, "prof": profiles, "tiers": tiers, "ords": orders}
+    data = {"ev": events, "pay": payments, "prof": profiles, "tiers": tiers, "ords": orders,
+            "gprof": profiles}
     return {t: data[t.split("-", 1)[0]]() for t in pipeline.sources}
 
 
@@ -159,6 +161,10 @@ def joins() -> wb.Pipeline:
         ev.join(prof, how=how, name=f"st-{how}").to(f"j-st-{how}-{SFX}")
     for how in ("inner", "left", "outer"):
         prof.join(tier, how=how, name=f"tt-{how}").changes().to(f"j-tt-{how}-{SFX}")
+    gprof = p.global_table(f"gprof-{p.name}", key="user", time="ts", partitions=3)
+    for how in ("inner", "left"):  # global table: every partition in every task, no repartition
+        pay.key_by(lambda v: v["paid"]).join(gprof, on="user", how=how, name=f"gt-{how}").to(
+            f"j-gt-{how}-{SFX}")
     ords = p.table(f"ords-{p.name}", key="order", time="ts", partitions=3)
     for how in ("inner", "left"):  # foreign key: through single-partition repartition topics
         ords.join(prof, on=lambda o: o.get("user"), how=how, name=f"fk-{how}").changes().to(

@@ -200,6 +200,20 @@ def joined() -> wb.Pipeline:
     return p
 
 
+def global_joined() -> wb.Pipeline:
+    """A global table (every partition read by every task) joined on a field."""
+    p = wb.Pipeline("eq-global")
+    users = p.global_table("profiles", key="user", time="ts", partitions=3)
+    s = p.source("clicks", key="page", time="ts", partitions=2)
+    s.join(users, on="user", how="left").map(lambda v: {k: v[k] for k in sorted(v)}).to(
+        "g-enriched")
+    return p
+
+
+def test_equivalent_global_table_join(pg_url: str) -> None:
+    assert_same(global_joined, {"clicks": clicks(), "profiles": profiles()}, pg_url)
+
+
 def test_equivalent_joined(pg_url: str) -> None:
     assert_same(joined, {"clicks": clicks(), "profiles": profiles()}, pg_url,
                 tables=("user_counts",))

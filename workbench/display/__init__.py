@@ -137,10 +137,18 @@ def pipeline_graph(pipeline: Pipeline) -> tuple[list[GraphNode], list[GraphEdge]
                 cid = f"t:{store.changelog}"
                 add(GraphNode(cid, store.name, "changelog", "changelog"))
                 edges.append(GraphEdge(owner, cid, "state"))
+    if plan is not None:  # global tables: read whole by every task, no sub-topology
+        for g in plan.global_tables:
+            gid = f"t:{g.topic}"
+            add(GraphNode(gid, g.topic, "table", "global table · every partition"))
+            step_id[g.name] = gid
+            for n in pipeline._nodes:
+                if g.node in n.parents and n.name in step_id:
+                    edges.append(GraphEdge(gid, step_id[n.name]))
     for n in pipeline._nodes:  # steps no output needs: greyed
         if n in live or n.name in step_id:
             continue
-        if n.op in ("source", "table_source"):
+        if n.op in ("source", "table_source", "global_table"):
             nid = f"t:{n.params['spec'].topic}"
             step_id[n.name] = nid
             add(GraphNode(nid, n.params["spec"].topic, "unused", "topic · not read by any output"))
@@ -194,7 +202,7 @@ def pipeline_text(pipeline: Pipeline) -> str:
         parents = ", ".join(p.name for p in n.parents)
         arrow = f" <- {parents}" if parents else ""
         extra = ""
-        if n.op in ("source", "table_source"):
+        if n.op in ("source", "table_source", "global_table"):
             extra = f" topic={n.params['spec'].topic!r}"
         elif n.op == "sink":
             extra = f" topic={n.params['topic']!r}"

@@ -34,6 +34,7 @@ from ..serde import get_serde
 from .batch import Batch
 from .clock import Clock, SystemClock
 from .external.sizer import BatchSizer
+from .global_ops import GlobalTables
 from .task import OpContext, Task
 
 __all__ = ["Engine", "EngineStats", "StateListener", "gc_paused", "stream_time_key"]
@@ -227,6 +228,8 @@ class Engine:
         self._normalize: tuple[str, ...] = ()
         self.tasks: list[Task] = []
         self.partitions: dict[str, int] = {}
+        #: the global tables' stores (one copy per process, :mod:`.global_ops`)
+        self.globals = GlobalTables(plan, self.driver, self.partitions)
         self.task_counts: dict[int, int] = {}
         self.stats = EngineStats()
         self.on_commit: list[Callable[[Engine], None]] = []
@@ -268,6 +271,7 @@ class Engine:
         self.stats.phase = "restoring"
         self._resolve_topics()
         self._use_serdes()
+        self.globals.restore()  # global tables: every partition, before any task runs
         app = self.plan.app_id
         inputs = [t for st in self.plan.subtopologies for t in st.inputs]
         owned = self.driver.assign(app, inputs)
@@ -293,6 +297,7 @@ class Engine:
         its committed positions."""
         app = self.plan.app_id
         ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
+        ctx.extra["globals"] = self.globals.stores
         task = Task(st, p, ctx, vectorize=self.vectorize)
         self._restore(task)
         saved = self._committed_meta.get(stream_time_key(task.id))
@@ -353,7 +358,7 @@ class Engine:
         max(input partitions) tasks, its outputs default to that count."""
         topics = self.plan.topics
         for name, spec in topics.items():
-            if spec.kind == "source":
+            if spec.kind in ("source", "global"):
                 self.partitions[name] = self.driver.ensure_topic(name, spec.partitions,
                                                                  kind="source")
         pending = list(self.plan.subtopologies)
@@ -433,6 +438,8 @@ class Engine:
         """
         total = 0
         self.stats.loop_at = time.monotonic()
+        if self.globals:  # global tables first: a record is in them before later stream ones
+            self.globals.update(self.batch_size)
         polled_at = time.perf_counter()
         for task in self.tasks:
             total += self._poll_task(task, limits)
@@ -824,7 +831,7 @@ class Engine:
 
     def dropped_counts(self) -> dict[str, int]:
         """``{step: records it dropped or sent to its late output}``, summed over tasks."""
-        out: dict[str, int] = {}
+        out: dict[str, int] = dict(self.globals.dropped())
         for task in self.tasks:
             for rn in task.nodes:
                 n = getattr(rn.op, "dropped", 0)

@@ -551,11 +551,13 @@ class TableTableJoinOp(Operator):
 
     def __init__(self, name: str, defined_at: str, how: str,
                  combine: Callable[[Any, Any], Any], left: TableStore,
-                 right: TableStore) -> None:
+                 right: TableStore, versioned: tuple[bool, ...] = (False, False)) -> None:
         self.name = name
         self.defined_at = defined_at
         self.how = how
         self.combine = combine
+        #: per side: the table is versioned, its out-of-order updates are dropped (KIP-914)
+        self.versioned = versioned
         self.sides = (left, right)
         self.stores = [left, right]
         self.dropped = 0
@@ -571,10 +573,11 @@ class TableTableJoinOp(Operator):
         combine = self.combine
         how = self.how
         is_left = port == 0
+        versioned = self.versioned[port]
         for r in batch:
             k, ch, t, s, h = r
-            if k is None:
-                self.dropped += 1
+            if k is None or (versioned and ch.__class__ is not Change):
+                self.dropped += 1  # a None key, or a versioned table's out-of-order update
                 continue
             new, old = ch
             if new is None:
@@ -790,6 +793,10 @@ class ForeignKeyJoinOp(Operator):
 def _stream_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
     node = plan_node.node
     assert node is not None
+    if node.params.get("history") is not None:  # the table is versioned
+        from .versioned import versioned_stream_table_join
+
+        return versioned_stream_table_join(plan_node, ctx, _combine_of(plan_node))
     row = StreamTableJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
                             _combine_of(plan_node), make_store(plan_node, ctx, "table"))
     if not ctx.vectorize:
@@ -824,7 +831,8 @@ def _table_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
     assert node is not None
     return TableTableJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
                             _combine_of(plan_node), make_store(plan_node, ctx, "left"),
-                            make_store(plan_node, ctx, "right"))
+                            make_store(plan_node, ctx, "right"),
+                            versioned=tuple(node.params.get("versioned", (False, False))))
 
 
 def _foreign_key(plan_node: PlanNode, ctx: OpContext) -> Operator:

@@ -46,6 +46,7 @@ from .._time import duration_ms, to_epoch_ms
 from ..errors import DefinitionError, ProcessingError, WorkbenchError, did_you_mean
 from ..plan import PlanNode
 from ..types import Record
+from .global_ops import global_store
 from .operators import Batch, Operator, StepFailure
 from .state import KeyValueStore, StateStore
 from .task import OPERATOR_FACTORIES, OpContext
@@ -298,10 +299,14 @@ class TaskProcessorContext:
         try:
             return stores[name]
         except KeyError:
+            found = self._op.global_stores.get(name)
+            if found is not None:
+                return found
             raise DefinitionError(
                 f"step {self._op.name!r}: no state store {name!r}; declare it with "
-                f"process(..., stores={{{name!r}: 'kv'}})."
-                + did_you_mean(name, stores)) from None
+                f"process(..., stores={{{name!r}: 'kv'}}), or a global table with "
+                f"process(..., global_stores=[table])."
+                + did_you_mean(name, [*stores, *self._op.global_stores])) from None
 
     def schedule(self, interval: Any, kind: str, callback: Callable[[int], Any]
                  ) -> Punctuation:
@@ -347,6 +352,9 @@ class ProcessOp(Operator):
             stores.append(store)
             self.store_by_name[short] = store
         self.stores = stores
+        #: read-only global tables (``process(global_stores=...)``): name -> GlobalStore
+        self.global_stores = {alias: global_store(ctx, table)
+                              for alias, table in params.get("globals", {}).items()}
         self.side = []
         self.context = TaskProcessorContext(self, ctx.partition, ctx.clock)
         self._stream_heap: list[tuple[int, int, Punctuation]] = []

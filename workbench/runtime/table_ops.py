@@ -89,6 +89,12 @@ class TableStore(KeyValueStore):
         return count
 
 
+def _store_changelog(ctx: OpContext, name: str) -> str:
+    """The changelog topic of store ``name`` (from the plan)."""
+    spec = ctx.stores.get(name)
+    return spec.changelog if spec is not None else f"{ctx.app_id}-{name}-changelog"
+
+
 def make_store(plan_node: PlanNode, ctx: OpContext, suffix: str,
                cls: type[TableStore] = TableStore) -> TableStore:
     """The store ``<step>-<suffix>`` declared by the plan node (changelog from the plan)."""
@@ -178,7 +184,7 @@ class TableFilterOp(Operator):
                 raise StepFailure(self.name, self.defined_at, r, exc) from exc
             if send_old and new is None and old is None:
                 continue
-            append((k, _tuple_new(Change, (new, old)), t, s, h))
+            append((k, _tuple_new(ch.__class__, (new, old)), t, s, h))
         return out
 
 
@@ -205,7 +211,7 @@ class TableMapValuesOp(Operator):
                     old = fn(old)
             except Exception as exc:
                 raise StepFailure(self.name, self.defined_at, r, exc) from exc
-            append((k, _tuple_new(Change, (new, old)), t, s, h))
+            append((k, _tuple_new(ch.__class__, (new, old)), t, s, h))
         return out
 
 
@@ -219,6 +225,10 @@ def _table_source(plan_node: PlanNode, ctx: OpContext) -> Operator:
     assert node is not None
     spec = node.params.get("spec")
     extract = time_extractor(spec) if spec is not None else None
+    if node.params.get("history") is not None:  # a versioned table
+        from .versioned import versioned_table_source
+
+        return versioned_table_source(plan_node, ctx, extract)
     return TableSourceOp(plan_node.name, node.defined_at, make_store(plan_node, ctx, "store"),
                          extract)
 
