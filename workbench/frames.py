@@ -165,7 +165,10 @@ def _schema(node: Node) -> FrameSchema:
             changelog=True)
     if op in ("join_stream_table", "join_stream_stream", "join_table_table",
               "join_foreign_key", "join_global"):
-        right = frame_schema(parents[1]) if len(parents) > 1 else FrameSchema()
+        other = parents[1] if len(parents) > 1 else None
+        if op == "join_foreign_key" and other is not None and len(other.parents) > 1:
+            other = other.parents[1]  # through the subscriptions step: the right table
+        right = frame_schema(other) if other is not None else FrameSchema()
         columns = _union([first.columns, right.columns]) if params.get("combine") is None \
             else None
         return FrameSchema(key_name=first.key_name, windowed=first.windowed, columns=columns,

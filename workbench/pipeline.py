@@ -63,6 +63,7 @@ _KIND = {
     "table_group_by": "table group_by", "suppress": "suppress", "repartition": "repartition",
     "foreach": "foreach", "print": "print", "topic_sink": "sink (to a topic function)",
     "global_table": "global table", "join_global": "global-table join",
+    "fk_subscribe": "foreign-key subscription", "fk_subscriptions": "foreign-key subscriptions",
 }
 
 _TABLE_OPS = ("table_source", "aggregate", "to_table", "table_filter", "table_map_values",
@@ -302,6 +303,14 @@ class Pipeline:
         node = self._source_node("global_table", topic, key=key, time=time, sample=sample,
                                  partitions=partitions, name=name, value=value)
         return GlobalTable(self, node)
+
+    def _auto_name(self, op: str) -> str:
+        """The next default name of a step of kind ``op`` (``op-N``), taken now."""
+        count = self._counters.get(op, 0) + 1
+        while f"{op}-{count}" in self._names:
+            count += 1
+        self._counters[op] = count
+        return f"{op}-{count}"
 
     def _add_node(
         self,

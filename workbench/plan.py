@@ -51,6 +51,9 @@ class TopicSpec:
     key_serde: Any = field(default=None, compare=False)
     value_serde: Any = field(default=None, compare=False)
     key_window: tuple[str, int] | None = None
+    #: a repartition topic with as many partitions as the sub-topology that reads it (it is
+    #: created by its reader), whatever its writer's count
+    copartition: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,9 +171,19 @@ def _ancestors(targets: Iterable[Node]) -> set[Node]:
 
 
 def _needs_repartition(node: Node, parent: Node) -> bool:
-    if node.params.get("single_partition") or node.op == "repartition":
+    if node.op == "repartition":
         return True
     return bool(node.stateful and parent.key_changed and node.params.get("repartition", True))
+
+
+def _rtopic(app: str, node: Node, port: int) -> str:
+    """The repartition topic in front of input ``port`` of ``node`` (a step may name it:
+    ``params["repartition_topics"]``, e.g. a foreign-key join's subscription topics)."""
+    named = node.params.get("repartition_topics", {}).get(port)
+    if named is not None:
+        return repartition_topic(app, named)
+    return repartition_topic(app, node.name if len(node.parents) == 1
+                             else f"{node.name}-{port}")
 
 
 def _key_name(node: Node) -> str | None:
@@ -269,12 +282,14 @@ def compile_plan(
                 if p not in node_set:
                     continue
                 if _needs_repartition(n, p):
-                    rtopic = repartition_topic(app, n.name)
-                    if len(n.parents) > 1:
-                        rtopic = repartition_topic(app, f"{n.name}-{port}")
+                    rtopic = _rtopic(app, n, port)
+                    # copartition: the topic takes the partition count of the sub-topology
+                    # that reads it (a foreign-key join's topics go both ways between the
+                    # left and right tables' sub-topologies); repartition(partitions=n): n
                     topics[rtopic] = TopicSpec(
-                        rtopic, "repartition", 1 if n.params.get("single_partition") else
-                        n.params.get("partitions") if n.op == "repartition" else None)
+                        rtopic, "repartition",
+                        n.params.get("partitions") if n.op == "repartition" else None,
+                        copartition=bool(n.params.get("copartition")))
                     src = add_slot("repartition_source", f"{n.name}-repartition-source"
                                    + (f"-{port}" if len(n.parents) > 1 else ""), None, rtopic)
                     in_ports.append((src, port))
@@ -304,8 +319,7 @@ def compile_plan(
             for c in children[n]:
                 if _needs_repartition(c, n):
                     port = c.parents.index(n)
-                    rtopic = repartition_topic(app, c.name if len(c.parents) == 1
-                                               else f"{c.name}-{port}")
+                    rtopic = _rtopic(app, c, port)
                     rs = add_slot("repartition_sink", f"{c.name}-repartition-sink"
                                   + (f"-{port}" if len(c.parents) > 1 else ""), None, rtopic)
                     slots[idx]["children"].append((rs, 0, _output_of(c)))

@@ -61,9 +61,11 @@ class Table:
         return self._pipeline
 
     def _derive(self, op: str, params: dict[str, Any], name: str | None,
-                parents: tuple[Node, ...] | None = None, stateful: bool = False) -> Table:
+                parents: tuple[Node, ...] | None = None, stateful: bool = False,
+                auto_named: bool | None = None) -> Table:
         node = self._pipeline._add_node(op, parents or (self._node,), params, name,
-                                        key_changed=False, stateful=stateful)
+                                        key_changed=False, stateful=stateful,
+                                        auto_named=auto_named)
         return Table(self._pipeline, node, key_name=self._key_name, windowed=self._windowed)
 
     # -- steps --------------------------------------------------------------------------------
@@ -177,11 +179,35 @@ class Table:
             raise DefinitionError(f"join(on=...) must be a function value -> foreign key, "
                                   f"got {on!r}.")
         check_how(how, ("inner", "left"), "foreign-key join")
+        return self._foreign_key_join(other, how=how, combine=combine, on=on, name=name)
+
+    def _foreign_key_join(self, other: Table, *, how: str,
+                          combine: Callable[[Any, Any], Any] | None, on: Callable[[Any], Any],
+                          name: str | None) -> Table:
+        """KIP-213 as Kafka Streams runs it (:mod:`workbench.runtime.fk_ops`): subscriptions
+        go to the right table's partitions through ``<app>-<join>-subscription-registration
+        -repartition`` (partitioned like the right table), answers come back through
+        ``<app>-<join>-subscription-response-repartition`` (partitioned like the left table)."""
+        pipeline = self._pipeline
+        join = name if name is not None else pipeline._auto_name("join_foreign_key")
+        subscribe = pipeline._add_node(
+            "fk_subscribe", (self._node,),
+            {"how": how, "on": on, "versioned": versioned_history(self._node)[0] is not None},
+            f"{join}-subscribe", key_changed=True, auto_named=True)
+        answers = pipeline._add_node(
+            "fk_subscriptions", (subscribe, other._node),
+            {"versioned": versioned_history(other._node)[0] is not None,
+             "stores": [("store", "kv"), ("right", "kv")],
+             "repartition_topics": {0: f"{join}-subscription-registration"},
+             "copartition": True},
+            f"{join}-subscriptions", key_changed=True, stateful=True, auto_named=True)
         return self._derive("join_foreign_key",
-                            {"how": how, "combine": combine, "on": on, "repartition": True,
-                             "single_partition": True,
-                             "stores": [("left", "kv"), ("right", "kv")]},
-                            name, parents=(self._node, other._node), stateful=True)
+                            {"how": how, "combine": combine, "on": on,
+                             "stores": [("left", "kv"), ("results", "kv")],
+                             "repartition_topics": {1: f"{join}-subscription-response"},
+                             "copartition": True},
+                            join, parents=(self._node, answers), stateful=True,
+                            auto_named=name is None)
 
     @property
     def late(self) -> Stream:

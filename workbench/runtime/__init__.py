@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  (registration)
     external,
+    fk_ops,
     global_ops,
     join_ops,
     processor_ops,

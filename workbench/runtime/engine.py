@@ -367,12 +367,18 @@ class Engine:
             for st in list(pending):
                 # a sub-topology may read a repartition topic it writes itself (e.g. an
                 # aggregation joined with a table that another step of it also reads)
-                external = [t for t in st.inputs if t not in st.outputs]
+                # a copartitioned input is created by its reader with the reader's count
+                external = [t for t in st.inputs if t not in st.outputs
+                            and not topics[t].copartition]
                 if all(t in self.partitions for t in external):
                     count = max((self.partitions[t] for t in external), default=1)
                     self.task_counts[st.id] = count
+                    for t in st.inputs:
+                        if topics[t].copartition and t not in self.partitions:
+                            self.partitions[t] = self.driver.ensure_topic(
+                                t, count, kind="repartition")
                     for t in st.outputs:
-                        if t not in self.partitions:
+                        if t not in self.partitions and not topics[t].copartition:
                             spec = topics[t]
                             self.partitions[t] = self.driver.ensure_topic(
                                 t, spec.partitions or count, kind=spec.kind,

@@ -49,23 +49,8 @@ its ``left``/``right`` stores, as ``[value, timestamp]``); the output is
 side's current value, as Kafka Streams does with old values enabled) with timestamp
 ``max(update ts, other side's ts)`` (the update's own timestamp when the other side is absent).
 
-**Foreign-key** (KIP-213, ``SubscriptionSendProcessorSupplier`` ... ``ResponseJoinProcessor``;
-both inputs reach one task through single-partition repartition topics, so the subscription
-round trip is done synchronously): output keyed by the left key, a ``Change(result,
-previous_result)``. A left update with foreign key ``fk``:
-
-- inner join: first value (or previous ``fk`` was ``None``): emits ``combine(left, right)`` only
-  if the right key exists, with timestamp ``max(left ts, right ts)``; a ``None`` foreign key is
-  dropped (counted). Same ``fk`` as before: as the first value. Changed ``fk``: the joined value,
-  or a tombstone if ``fk`` has no right value. New ``fk`` is ``None`` or the left key is deleted:
-  a tombstone (timestamp ``max(left ts, old fk's right ts)``). A delete of a key whose value had
-  a ``None`` foreign key is dropped.
-- left join: always emits ``combine(left, right or None)``; a delete emits a tombstone.
-
-A right update (including a delete, and a tombstone for an absent right key) re-emits the result
-of every left key currently referencing it, in serialized left-key order, with the right
-record's timestamp (inner join: a tombstone when the right value is deleted). The reverse index
-``fk -> left keys`` is rebuilt from the ``left`` store on restore.
+**Foreign-key** joins (KIP-213) run as three operators across the tables' sub-topologies:
+see :mod:`workbench.runtime.fk_ops`.
 """
 
 from __future__ import annotations
@@ -86,7 +71,6 @@ from .table_ops import TableStore, _tuple_new, decode_key, encode_key, key_bytes
 from .task import OPERATOR_FACTORIES, OpContext
 
 __all__ = [
-    "ForeignKeyJoinOp",
     "JoinWindowStore",
     "OuterJoinStore",
     "StreamStreamJoinOp",
@@ -620,175 +604,6 @@ class TableTableJoinOp(Operator):
         return self.combine(other_value, this_value)
 
 
-# -- foreign key ----------------------------------------------------------------------------------
-class ForeignKeyLeftStore(TableStore):
-    """The left side of a foreign-key join: ``left key -> [value, foreign key, result]``
-    (``result``: the join's current output for the key, the ``old`` of the next change)."""
-
-    def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
-        count = super().restore(records)
-        for k, entry in list(self.data.items()):
-            fk = entry[1]
-            if fk is not None:
-                fk = key_id(decode_key(fk))
-                if fk != entry[1]:
-                    self.data[k] = [entry[0], fk, entry[2]]
-        return count
-
-
-class ForeignKeyJoinOp(Operator):
-    """KIP-213 foreign-key table-table join (inner, left), with the subscription/response round
-    trip done in-process."""
-
-    def __init__(self, name: str, defined_at: str, how: str, on: Callable[[Any], Any],
-                 combine: Callable[[Any, Any], Any], left: ForeignKeyLeftStore,
-                 right: TableStore) -> None:
-        self.name = name
-        self.defined_at = defined_at
-        self.inner = how == "inner"
-        self.on = on
-        self.combine = combine
-        self.left = left
-        self.right = right
-        self.stores = [left, right]
-        self.index: dict[Any, set[Any]] = {}
-        self.dropped = 0
-        self.side = []
-
-    def init(self, ctx: Any) -> None:
-        index: dict[Any, set[Any]] = {}
-        for lk, entry in self.left.data.items():
-            fk = entry[1]
-            if fk is not None:
-                index.setdefault(fk, set()).add(lk)
-        self.index = index
-
-    def process(self, batch: Batch, port: int) -> Batch:
-        out: Batch = []
-        for r in batch:
-            try:
-                if port == 0:
-                    self._left_update(r, out)
-                else:
-                    self._right_update(r, out)
-            except StepFailure:
-                raise
-            except Exception as exc:
-                raise StepFailure(self.name, self.defined_at, r, exc) from exc
-        return out
-
-    # subscription bookkeeping
-    def _subscribe(self, fk: Any, lk: Any) -> None:
-        self.index.setdefault(fk, set()).add(lk)
-
-    def _unsubscribe(self, fk: Any, lk: Any) -> None:
-        keys = self.index.get(fk)
-        if keys is not None:
-            keys.discard(lk)
-            if not keys:
-                del self.index[fk]
-
-    def _left_update(self, r: Rec, out: Batch) -> None:
-        k, ch, t, s, h = r
-        if k is None:
-            self.dropped += 1
-            return
-        new, old = ch
-        on = self.on
-        left = self.left
-        prev = left.data.get(k)
-        prev_result = prev[2] if prev is not None else None
-        if old is None:
-            old_fk = None
-        elif prev is not None and prev[0] is old:
-            old_fk = prev[1]  # the extractor already ran on this very value
-        else:
-            old_fk = key_id(on(old))
-        new_fk = key_id(on(new)) if new is not None else None
-        # the subscription follows the current value's foreign key
-        if prev is not None and prev[1] is not None and prev[1] != new_fk:
-            self._unsubscribe(prev[1], k)
-        if new_fk is not None:
-            self._subscribe(new_fk, k)
-
-        emit = False
-        result: Any = None
-        ts = t
-        rdata = self.right.data
-        if self.inner:
-            if old is not None and old_fk is not None:
-                if new is None or new_fk is None:
-                    # DELETE_KEY_AND_PROPAGATE to the old foreign key: a tombstone
-                    emit = True
-                    ro = rdata.get(old_fk)
-                    if ro is not None and ro[1] > t:
-                        ts = ro[1]
-                else:
-                    ro = rdata.get(new_fk)
-                    if ro is not None:
-                        emit = True
-                        result = self.combine(new, ro[0])
-                        if ro[1] > t:
-                            ts = ro[1]
-                    elif new_fk != old_fk:
-                        emit = True  # PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE
-            elif new is not None:
-                if new_fk is None:
-                    self.dropped += 1
-                else:
-                    ro = rdata.get(new_fk)
-                    if ro is not None:  # PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE
-                        emit = True
-                        result = self.combine(new, ro[0])
-                        if ro[1] > t:
-                            ts = ro[1]
-            elif old is not None:
-                self.dropped += 1  # delete of a value whose foreign key was None
-        elif old is not None or new is not None:
-            emit = True
-            ro = rdata.get(new_fk) if new_fk is not None else None
-            if ro is not None:
-                result = self.combine(new, ro[0])
-                if ro[1] > t:
-                    ts = ro[1]
-            elif new is not None:
-                result = self.combine(new, None)
-
-        if new is None:
-            left.delete(k)
-        else:
-            left.put(k, [new, new_fk, result if emit else prev_result])
-        if emit:
-            out.append((k, Change(result, prev_result), ts, s, h))
-
-    def _right_update(self, r: Rec, out: Batch) -> None:
-        k, ch, t, s, h = r
-        if k is None:
-            self.dropped += 1
-            return
-        new = ch[0]
-        right = self.right
-        if new is None:
-            right.delete(k)
-        else:
-            right.put(k, [new, t])
-        keys = self.index.get(k)
-        if not keys:
-            return
-        left = self.left
-        ldata = left.data
-        combine = self.combine
-        inner = self.inner
-        for lk in sorted(keys, key=key_bytes) if len(keys) > 1 else keys:
-            entry = ldata[lk]
-            if new is None and inner:
-                result = None
-            else:
-                result = combine(entry[0], new)
-            left.put(lk, [entry[0], entry[1], result])
-            out.append((lk, Change(result, entry[2]), t, s, h))
-
-
 # -- factories ------------------------------------------------------------------------------------
 def _stream_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
     node = plan_node.node
@@ -835,17 +650,6 @@ def _table_table(plan_node: PlanNode, ctx: OpContext) -> Operator:
                             versioned=tuple(node.params.get("versioned", (False, False))))
 
 
-def _foreign_key(plan_node: PlanNode, ctx: OpContext) -> Operator:
-    node = plan_node.node
-    assert node is not None
-    left = make_store(plan_node, ctx, "left", ForeignKeyLeftStore)
-    assert isinstance(left, ForeignKeyLeftStore)
-    return ForeignKeyJoinOp(plan_node.name, node.defined_at, node.params.get("how", "inner"),
-                            node.params["on"], _combine_of(plan_node), left,
-                            make_store(plan_node, ctx, "right"))
-
-
 OPERATOR_FACTORIES["join_stream_table"] = _stream_table
 OPERATOR_FACTORIES["join_stream_stream"] = _stream_stream
 OPERATOR_FACTORIES["join_table_table"] = _table_table
-OPERATOR_FACTORIES["join_foreign_key"] = _foreign_key
