@@ -177,7 +177,6 @@ def latest_per_key(records: list[Any], *, by_time: bool = False) -> list[Any]:
 def table_frame(pipeline: Pipeline, node: Node, limit: int | None = None) -> pd.DataFrame:
     """The current contents of table ``node`` computed from the samples."""
     from .frames import frame_schema, records_to_frame
-
     from .table import versioned_history
 
     versioned = node.op != "global_table" and versioned_history(node)[0] is not None

@@ -245,7 +245,7 @@ def run_case(case: dict[str, Any], *, end_of_input: bool = False) -> list[dict[s
 
 
 def run_case_full(case: dict[str, Any], *, end_of_input: bool = False,
-                  serdes: str = "json") -> dict[str, Any]:
+                  serdes: str = "json", partitions: int | None = None) -> dict[str, Any]:
     """Like :func:`run_case`, and also what workbench dropped, and whether it failed:
     ``{"outputs", "dropped"[, "failure"]}``.
 
@@ -262,6 +262,9 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False,
       ``null-value``);
     - every other operation (joins, tables, ...; no ``late`` output): the growth of the
       operators' ``dropped`` counters (``reasons`` is ``["counted"]``).
+
+    ``partitions``: every source topic gets that many partitions (default 1, as in
+    TopologyTestDriver); outputs of one input record may then come from several tasks.
 
     ``failure`` (``{"in": index, "error": message}``) says that piping record ``index`` raised
     a workbench error (e.g. a full suppress buffer with ``when_full="fail"``); nothing is piped
@@ -311,16 +314,18 @@ def run_case_full(case: dict[str, Any], *, end_of_input: bool = False,
             lines_read = len(lines)
 
     try:
-        return _pipe_case(case, pipeline, end_of_input, result, collect, collect_printed)
+        return _pipe_case(case, pipeline, end_of_input, result, collect, collect_printed,
+                          partitions)
     finally:
         for path in printed:
             os.remove(path)
 
 
 def _pipe_case(case: dict[str, Any], pipeline: wb.Pipeline, end_of_input: bool,
-               result: dict[str, Any], collect: Any, collect_printed: Any) -> dict[str, Any]:
+               result: dict[str, Any], collect: Any, collect_printed: Any,
+               partitions: int | None = None) -> dict[str, Any]:
     """Pipe the case's records (see :func:`run_case_full`)."""
-    with TestDriver(pipeline) as td:
+    with TestDriver(pipeline, partitions=partitions) as td:
         inputs = {topic: td.input(topic) for topic in pipeline.sources}
         counted = 0
         for index, rec in enumerate(case["records"]):

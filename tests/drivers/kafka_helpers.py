@@ -353,7 +353,47 @@ def scale_pipeline(suffix: str) -> wb.Pipeline:
     return crash_pipeline(suffix, emit="update")
 
 
-PIPELINES = {"crash": crash_pipeline, "scale": scale_pipeline}
+def fk_inputs(n: int = 3000, seed: int = 2) -> dict[str, list[dict[str, Any]]]:
+    """Orders (``n`` updates of 400 order ids, each naming a user; some deleted) and users
+    (``n // 3`` updates of 150 users; some deleted). Every value is unique (``v``), so a stale
+    answer of a foreign-key join can never pass for a current one."""
+    rng = random.Random(seed)
+    orders: list[dict[str, Any]] = []
+    for i in range(n):
+        row: dict[str, Any] = {"order": f"o{rng.randrange(400)}", "ts": BASE_TS + 10 * i}
+        if rng.random() >= 0.05:
+            row.update(user=f"u{rng.randrange(160)}", qty=rng.randint(1, 9), v=i)
+        orders.append(row)
+    users: list[dict[str, Any]] = []
+    for i in range(n // 3):
+        row = {"user": f"u{rng.randrange(150)}", "ts": BASE_TS + 30 * i + 5}
+        if rng.random() >= 0.05:
+            row.update(country=f"C{rng.randrange(7)}", v=i)
+        users.append(row)
+    return {"orders": orders, "users": users}
+
+
+def fk_pipeline(suffix: str) -> wb.Pipeline:
+    """Orders joined with users by the user an order names (foreign-key joins, inner and left:
+    subscription and response topics between the two tables' sub-topologies) and the same
+    orders' changes joined with a global table of the users."""
+    p = wb.Pipeline(f"fk-{suffix}")
+    orders = p.table(f"orders-{suffix}", key="order", time="ts", partitions=3)
+    users = p.table(f"users-{suffix}", key="user", time="ts", partitions=3)
+    for how in ("inner", "left"):
+        orders.join(users, on=lambda o: o.get("user"), how=how, name=f"fk-{how}").to(
+            f"fk-{how}-{suffix}")
+    everyone = p.global_table(f"gusers-{suffix}", key="user", time="ts", partitions=3)
+    orders.changes().filter(lambda o: o is not None).join(
+        everyone, on="user", how="left", name="g-left").to(f"g-left-{suffix}")
+    return p
+
+
+def fk_sinks(suffix: str) -> list[str]:
+    return [f"fk-inner-{suffix}", f"fk-left-{suffix}", f"g-left-{suffix}"]
+
+
+PIPELINES = {"crash": crash_pipeline, "scale": scale_pipeline, "fk": fk_pipeline}
 
 
 def signals_pipeline(suffix: str | None = None) -> wb.Pipeline:

@@ -166,7 +166,7 @@ def joins() -> wb.Pipeline:
         pay.key_by(lambda v: v["paid"]).join(gprof, on="user", how=how, name=f"gt-{how}").to(
             f"j-gt-{how}-{SFX}")
     ords = p.table(f"ords-{p.name}", key="order", time="ts", partitions=3)
-    for how in ("inner", "left"):  # foreign key: through single-partition repartition topics
+    for how in ("inner", "left"):  # foreign key: subscription and response topics (KIP-213)
         ords.join(prof, on=lambda o: o.get("user"), how=how, name=f"fk-{how}").changes().to(
             f"j-fk-{how}-{SFX}")
     return p
@@ -223,9 +223,12 @@ FAMILIES: dict[str, Callable[[], wb.Pipeline]] = {
     "typed": typed, "dsl": dsl_operators,
 }
 #: sinks whose records come out in a different order on a different run (repartition topics are
-#: interleaved by commit timing); compared as final values per key instead
+#: interleaved by commit timing), or whose intermediate results depend on batch boundaries (a
+#: foreign-key join drops answers to left values that changed meanwhile, as Kafka Streams
+#: does); compared as final values per key instead
+BATCH_DEPENDENT = {f"j-fk-inner-{SFX}", f"j-fk-left-{SFX}"}
 FINAL_VALUES = {f"r-pages-{SFX}", f"t-pages-{SFX}", f"d-per-country-{SFX}",
-                f"d-moved-count-{SFX}"}
+                f"d-moved-count-{SFX}", *BATCH_DEPENDENT}
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +321,7 @@ def test_typed_topics_hold_java_bytes(runs: dict[str, tuple[Any, Any]]) -> None:
 
 def test_stats_match(runs: dict[str, tuple[Any, Any]]) -> None:
     for memory, kafka in runs.values():
-        sinks = set(memory.pipeline.sinks)
+        sinks = set(memory.pipeline.sinks) - BATCH_DEPENDENT
         assert kafka.stats.records_in == memory.stats.records_in
         assert {t: n for t, n in kafka.stats.records_out.items() if t in sinks} == {
             t: n for t, n in memory.stats.records_out.items() if t in sinks}

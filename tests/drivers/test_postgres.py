@@ -214,6 +214,24 @@ def test_equivalent_global_table_join(pg_url: str) -> None:
     assert_same(global_joined, {"clicks": clicks(), "profiles": profiles()}, pg_url)
 
 
+def test_foreign_key_join_final_values(pg_url: str) -> None:
+    """A foreign-key join across 2- and 3-partition tables (subscription and response topics
+    as log tables): the same final result per key as memory."""
+    def build() -> wb.Pipeline:
+        p = wb.Pipeline("eq-fk")
+        users = p.table("profiles", key="user", time="ts", partitions=3)
+        last = p.table("clicks", key="page", time="ts", partitions=2)
+        last.join(users, on=lambda c: c["user"], how="left").to("fk-left")
+        return p
+
+    data = {"clicks": clicks(), "profiles": profiles()}
+    mem = build().run("memory://", inputs=data)
+    pg = build().run(pg_url, inputs=data)
+    final = {r.key: r.value for r in mem.records("fk-left")}
+    assert {r.key: r.value for r in pg.records("fk-left")} == final
+    assert len(final) == 5
+
+
 def test_equivalent_joined(pg_url: str) -> None:
     assert_same(joined, {"clicks": clicks(), "profiles": profiles()}, pg_url,
                 tables=("user_counts",))

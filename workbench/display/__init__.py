@@ -33,7 +33,7 @@ __all__ = [
 
 _STATELESS = {"map", "filter", "flat_map", "key_by", "peek", "split", "branch", "merge",
               "map_async", "flat_map_async", "pipe", "errors",
-              "table_group_by", "repartition", "foreach", "print", "topic_sink"}
+              "table_group_by", "repartition", "foreach", "print", "topic_sink", "fk_subscribe"}
 #: unnamed steps that are plumbing of another step (drawn as the edge they stand for)
 _PLUMBING = {"table_changes"}
 
