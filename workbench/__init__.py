@@ -38,7 +38,7 @@ from .grouped_table import GroupedTable
 from .pipeline import Pipeline
 from .preview import options
 from .privacy import ERASED, Personal, forget
-from .processors import Processor, ProcessorContext
+from .processors import Processor, ProcessorContext, ValueAndTimestamp
 from .stream import Branches, Stream
 from .suppress import TimeLimit
 from .table import Table
@@ -64,6 +64,7 @@ __all__ = [
     "Table",
     "TimeLimit",
     "Tumbling",
+    "ValueAndTimestamp",
     "WindowedStream",
     "Windowed",
     "DefinitionError",

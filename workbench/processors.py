@@ -23,13 +23,20 @@ time or wall-clock time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .types import Record
 
-__all__ = ["Processor", "ProcessorContext", "PunctuationType"]
+__all__ = ["Processor", "ProcessorContext", "PunctuationType", "ValueAndTimestamp"]
 
 PunctuationType = str  # "stream_time" | "wall_clock"
+
+
+class ValueAndTimestamp(NamedTuple):
+    """An entry of a timestamped key-value store (Kafka Streams' ``ValueAndTimestamp``)."""
+
+    value: Any
+    timestamp: int
 
 
 class ProcessorContext(Protocol):
@@ -57,9 +64,23 @@ class ProcessorContext(Protocol):
         ...
 
     def store(self, name: str) -> Any:
-        """A declared state store: ``"kv"`` stores have get/put/delete/items; ``"window"``
-        stores have put(key, window_start, value), get(key, window_start), fetch(key, from, to)
-        and items()."""
+        """A declared state store, or a global table (``global_stores=``, read-only: get,
+        ``in``, len, items):
+
+        - ``"kv"``: get/put/delete/items;
+        - ``"window"``: put(key, window_start, value), get(key, window_start), fetch(key,
+          from, to), items();
+        - ``"timestamped"`` (Kafka Streams' ``TimestampedKeyValueStore``): get(key) ->
+          :class:`ValueAndTimestamp` or ``None``, put(key, value, timestamp), put_if_absent,
+          delete, range(from, to), reverse_range, all(), reverse_all(), prefix_scan(prefix),
+          in serialized-key order;
+        - ``"session"`` or ``("session", retention)`` (Kafka Streams' ``SessionStore``):
+          put(Windowed(key, start, end), value), remove(Windowed), fetch_session(key, start,
+          end), find_sessions(key, earliest_end, latest_start), backward_find_sessions,
+          fetch(key), backward_fetch(key) -> ``[(Windowed, value)]`` by end, then start
+          descending (as Kafka's in-memory session store).
+
+        See :mod:`workbench.runtime.process_stores`."""
         ...
 
     def schedule(self, interval: Any, kind: PunctuationType,

@@ -647,26 +647,28 @@ class Stream:
     ) -> Stream:
         """Run a custom :class:`~workbench.processors.Processor` (a class or a zero-argument
         factory; one instance per task) with the named state stores (``{"name": "kv" |
-        "window"}``) and read-only global tables (``global_stores=[customers]`` or
-        ``{"name": customers}``: ``ctx.store(name)`` gives the table's latest value per key,
-        the same in every task)."""
+        "window" | "timestamped" | "session" | ("session", retention)}``, see
+        :meth:`workbench.processors.ProcessorContext.store`) and read-only global tables
+        (``global_stores=[customers]`` or ``{"name": customers}``: ``ctx.store(name)`` gives
+        the table's latest value per key, the same in every task)."""
         _check_callable(processor, "process", "Processor class or factory")
         globals_ = self._global_stores(global_stores, stores or {})
         stores = dict(stores or {})
         from .pipeline import _NAME
 
+        kinds: dict[str, str] = {}
+        options: dict[str, dict[str, Any]] = {}
         for store, kind in stores.items():
             if not isinstance(store, str) or not _NAME.match(store):
                 raise DefinitionError(
                     f"process(stores={{{store!r}: ...}}): a store name must start with a letter "
                     "or digit and contain only letters, digits, '.', '_' and '-' (it names a "
                     "changelog topic).")
-            if kind not in ("kv", "window"):
-                raise DefinitionError(f"process(stores={{{store!r}: {kind!r}}}): store kinds are "
-                                      "'kv' and 'window'.")
+            kinds[store], options[store] = _store_kind(store, kind)
         node = self._add("process",
                          {"factory": processor, "store_names": list(stores),
-                          "stores": [(s, k) for s, k in stores.items()],
+                          "stores": [(s, k) for s, k in kinds.items()],
+                          "store_options": options,
                           "repartition": bool(stores),
                           "globals": {alias: g._node.name for alias, g in globals_.items()}},
                          name, key_changed=True,
@@ -731,6 +733,23 @@ class Stream:
                 f"{step}({field!r}): the records of step {self._node.name!r} have no field "
                 f"{field!r}." + did_you_mean(field, columns)
             )
+
+
+def _store_kind(store: str, kind: Any) -> tuple[str, dict[str, Any]]:
+    """A processor store's declaration: ``"kv"``, ``"window"``, ``"timestamped"``,
+    ``"session"`` or ``("session", retention)``, as ``(kind, options)``."""
+    from ._time import duration_ms
+
+    where = f"process(stores={{{store!r}: {kind!r}}})"
+    if isinstance(kind, tuple) and len(kind) == 2 and kind[0] == "session":
+        retention = duration_ms(kind[1], f"{where}: the retention")
+        if retention < 1:
+            raise DefinitionError(f"{where}: the retention must be at least 1 ms.")
+        return "session", {"retention": retention}
+    if kind in ("kv", "window", "timestamped", "session"):
+        return str(kind), {}
+    raise DefinitionError(f"{where}: store kinds are 'kv', 'window', 'timestamped', 'session' "
+                          "and ('session', retention), e.g. ('session', '1h').")
 
 
 def _versioned_join(table: Table, grace: Any) -> dict[str, Any]:

@@ -33,7 +33,8 @@ __all__ = [
 
 #: the case operations built here (the others are in spec.build_pipeline)
 EXTRA_OPS = ("table_group_by", "cogroup", "join_global", "repartition", "to_topic",
-             "table_filter", "split", "print")
+             "table_filter", "split", "print", "process_session", "process_timestamped",
+             "process_global")
 
 
 # ----------------------------------------------------------------------------- DSL detection
@@ -193,6 +194,17 @@ def build_extra(p: wb.Pipeline, topo: dict[str, Any]) -> None:
             moved.group_by_key().count().changes().to("out")
         else:
             moved.to("out")
+    elif op in ("process_session", "process_timestamped"):
+        if op == "process_session":
+            gap = int(topo.get("gap", 5))
+            kind: Any = ("session", int(topo.get("retention", 1_000_000)))
+            factory: Callable[[], wb.Processor] = lambda: SessionCommands(gap)  # noqa: E731
+        else:
+            kind, factory = "timestamped", TimestampedCommands
+        p.source("in").process(factory, stores={"store": kind}).to("out")
+    elif op == "process_global":
+        customers = p.global_table("right")
+        p.source("left").process(GlobalCommands, global_stores={"global": customers}).to("out")
     elif op == "to_topic":
         if topo.get("by") == "key":  # "out-" + the key, "out-null" for a null key
             p.source("in").to(lambda r: "out-" + java_str(r.key), with_record=True)
@@ -240,3 +252,126 @@ def build_extra(p: wb.Pipeline, topo: dict[str, Any]) -> None:
             parts[name.removeprefix("out-")].to(name)
     else:
         raise ValueError(f"unknown op: {op!r}")
+
+
+# ---------------------------------------------------------------- Processor API store commands
+def _command(value: str | None) -> list[str]:
+    return ["none"] if value is None else value.split("|")
+
+
+class SessionCommands(wb.Processor):
+    """The oracle's ``ProcessorTopologies.SessionCommands`` on a workbench session store: one
+    command per input value (README.md), its result forwarded as a string."""
+
+    def __init__(self, gap: int) -> None:
+        self.gap = gap
+
+    def init(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.store = ctx.store("store")
+
+    @staticmethod
+    def _format(sessions: list[tuple[wb.Windowed, Any]]) -> str:
+        return ";".join(f"[{w.window_start},{w.window_end}]={v}" for w, v in sessions)
+
+    def process(self, record: wb.Record) -> None:
+        key, ts, c = record.key, record.timestamp, _command(record.value)
+        store = self.store
+        if c[0] == "merge":
+            found = store.find_sessions(key, ts - self.gap, ts + self.gap)
+            start = min([ts] + [w.window_start for w, _v in found])
+            end = max([ts] + [w.window_end for w, _v in found])
+            total = int(c[1]) + sum(v for _w, v in found)
+            for w, _v in found:
+                store.remove(w)
+            store.put(wb.Windowed(key, start, end), total)
+            out = f"merge {self._format(found)} -> [{start},{end}]={total}"
+        elif c[0] == "put":
+            store.put(wb.Windowed(key, int(c[1]), int(c[2])), int(c[3]))
+            out = "put"
+        elif c[0] == "del":
+            store.put(wb.Windowed(key, int(c[1]), int(c[2])), None)
+            out = "del"
+        elif c[0] == "remove":
+            store.remove(wb.Windowed(key, int(c[1]), int(c[2])))
+            out = "remove"
+        elif c[0] == "find":
+            out = "find " + self._format(store.find_sessions(key, int(c[1]), int(c[2])))
+        elif c[0] == "fetch":
+            out = "fetch " + self._format(store.fetch(key))
+        elif c[0] == "get":
+            value = store.fetch_session(key, int(c[1]), int(c[2]))
+            out = f"get {'null' if value is None else value}"
+        else:
+            out = "unknown"
+        self.ctx.forward(key, out)
+
+
+class TimestampedCommands(wb.Processor):
+    """The oracle's ``ProcessorTopologies.TimestampedCommands`` on a workbench timestamped
+    key-value store."""
+
+    def init(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.store = ctx.store("store")
+
+    @staticmethod
+    def _one(entry: wb.ValueAndTimestamp | None) -> str:
+        return "null" if entry is None else f"{entry.value}@{entry.timestamp}"
+
+    def _many(self, entries: list[tuple[Any, wb.ValueAndTimestamp]]) -> str:
+        return ";".join(f"{k}={self._one(v)}" for k, v in entries)
+
+    def process(self, record: wb.Record) -> None:
+        key, ts, c = record.key, record.timestamp, _command(record.value)
+        store = self.store
+        if c[0] == "put":
+            old = store.get(key)
+            store.put(key, c[1], ts)
+            out = f"put old={self._one(old)}"
+        elif c[0] == "newer":
+            old = store.get(key)
+            apply = old is None or ts >= old.timestamp
+            if apply:
+                store.put(key, c[1], ts)
+            out = f"newer {'yes' if apply else 'no'} old={self._one(old)}"
+        elif c[0] == "absent":
+            out = f"absent {self._one(store.put_if_absent(key, c[1], ts))}"
+        elif c[0] == "del":
+            out = f"del {self._one(store.delete(key))}"
+        elif c[0] == "get":
+            out = f"get {self._one(store.get(key))}"
+        elif c[0] == "range":
+            out = "range " + self._many(store.range(c[1], c[2]))
+        elif c[0] == "rrange":
+            out = "rrange " + self._many(store.reverse_range(c[1], c[2]))
+        elif c[0] == "all":
+            out = "all " + self._many(store.all())
+        elif c[0] == "rall":
+            out = "rall " + self._many(store.reverse_all())
+        elif c[0] == "prefix":
+            out = "prefix " + self._many(store.prefix_scan(c[1]))
+        else:
+            out = "unknown"
+        self.ctx.forward(key, out)
+
+
+class GlobalCommands(wb.Processor):
+    """The oracle's ``ProcessorTopologies.GlobalCommands``: reads a global table's store."""
+
+    def init(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.store = ctx.store("global")
+
+    def process(self, record: wb.Record) -> None:
+        c = _command(record.value)
+        if c[0] == "get":
+            value = self.store.get(c[1])
+            out = f"get {c[1]}={'null' if value is None else value}"
+        elif c[0] == "has":
+            out = f"has {c[1]}={'true' if c[1] in self.store else 'false'}"
+        elif c[0] == "count":
+            out = f"count {len(self.store)}"
+        else:
+            out = "unknown"
+        self.ctx.forward(record.key, out)

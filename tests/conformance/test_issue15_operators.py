@@ -27,7 +27,7 @@ pytestmark = pytest.mark.conformance
 #: with the wave-1 cases in test_conformance.py)
 CASE_FILES = ["tables_regrouped.json", "cogroup.json", "joins_global.json", "suppress.json",
               "versioned.json", "repartition.json", "tables_filter.json", "split.json",
-              "print.json"]
+              "print.json", "processor_stores.json"]
 CASES = load_cases([CASES_DIR / f for f in CASE_FILES])
 CASES_BY_NAME = {case["name"]: case for case in CASES}
 

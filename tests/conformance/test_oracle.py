@@ -30,6 +30,9 @@ TOPICS = {
     "join_tt": {"left", "right"},
     "join_fk": {"left", "right"},
     "join_global": {"left", "right"},
+    "process_session": {"in"},
+    "process_timestamped": {"in"},
+    "process_global": {"left", "right"},
     "cogroup": set(),  # the topics its "inputs" name
     "table_filter": {"in", "right"},
     "split": {"in"},
@@ -54,7 +57,8 @@ def test_cases_are_well_formed() -> None:
 def test_at_least_five_cases_per_issue_15_operation() -> None:
     """The operations of issue 15 (re-grouped tables, cogroup, global tables, suppress,
     versioned tables, foreign-key joins, repartition and to(topic extractor), table filters,
-    split and print) have at least five hand-written cases each."""
+    split and print, the Processor API's session, timestamped and global stores) have at least
+    five hand-written cases each."""
     cases = load_cases()
 
     def count(pred: object) -> int:
@@ -73,6 +77,9 @@ def test_at_least_five_cases_per_issue_15_operation() -> None:
     assert count(lambda t: t["op"] == "table_filter") >= 5
     assert count(lambda t: t["op"] == "split") >= 5
     assert count(lambda t: t["op"] == "print") >= 5
+    assert count(lambda t: t["op"] == "process_session") >= 5
+    assert count(lambda t: t["op"] == "process_timestamped") >= 5
+    assert count(lambda t: t["op"] == "process_global") >= 5
 
 
 def test_every_case_has_a_recorded_result() -> None:

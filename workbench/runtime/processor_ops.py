@@ -48,6 +48,7 @@ from ..plan import PlanNode
 from ..types import Record
 from .global_ops import global_store
 from .operators import Batch, Operator, StepFailure
+from .process_stores import SessionStore, TimestampedKeyValueStore
 from .state import KeyValueStore, StateStore
 from .task import OPERATOR_FACTORIES, OpContext
 
@@ -347,8 +348,16 @@ class ProcessOp(Operator):
         for short, kind in params.get("stores", ()):
             full = f"{pn.name}-{short}" if short else pn.name
             spec = ctx.store_spec(full)
-            store: StateStore = (WindowStore(full, spec.changelog) if kind == "window"
-                                 else ProcessKeyValueStore(full, spec.changelog))
+            store: StateStore
+            if kind == "window":
+                store = WindowStore(full, spec.changelog)
+            elif kind == "timestamped":
+                store = TimestampedKeyValueStore(full, spec.changelog)
+            elif kind == "session":
+                retention = params.get("store_options", {}).get(short, {}).get("retention")
+                store = SessionStore(full, spec.changelog, retention)
+            else:
+                store = ProcessKeyValueStore(full, spec.changelog)
             stores.append(store)
             self.store_by_name[short] = store
         self.stores = stores
@@ -380,6 +389,11 @@ class ProcessOp(Operator):
             f"step {self.name!r} (defined at {self.defined_at}) {what} (partition "
             f"{self.context.partition}): {type(exc).__name__}: {exc}.",
             step=self.name, defined_at=self.defined_at)
+
+    @property
+    def dropped(self) -> int:
+        """Puts its stores refused (expired sessions), as Kafka Streams counts them."""
+        return sum(getattr(s, "dropped", 0) for s in self.stores)
 
     # -- lifecycle
     def init(self, ctx: Any) -> None:

@@ -78,6 +78,10 @@ final class Topologies {
             case "join_ss":
                 joinStreamStream(builder, topo);
                 return Built.single(false, "left", "right");
+            case "process_session":
+            case "process_timestamped":
+            case "process_global":
+                return ProcessorTopologies.build(builder, topo, op);
             default:
                 return TableTopologies.build(builder, topo, op);
         }
