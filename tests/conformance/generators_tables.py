@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from tests.conformance.generators import _flag, _key, timed
 
-__all__ = ["global_join_cases", "versioned_stream_table_cases", "versioned_table_table_cases"]
+__all__ = ["global_join_cases", "session_store_cases", "timestamped_store_cases",
+           "versioned_stream_table_cases", "versioned_table_table_cases"]
 
 
 @st.composite
@@ -101,3 +102,66 @@ def versioned_table_table_cases(draw: st.DrawFn) -> dict[str, Any]:
         records.append({"topic": "right" if right else "left", "key": k, "value": value,
                         "ts": ts})
     return {"name": "generated-versioned-tt", "topology": topology, "records": records}
+
+
+def _commands(draw: st.DrawFn, command: st.SearchStrategy[tuple[str, str]], horizon: int,
+              name: str, topology: dict[str, Any]) -> dict[str, Any]:
+    """A case of ``(key, command)`` inputs at times scaled to ``horizon`` (each input forwards
+    one output: what its command returned)."""
+    events = draw(timed(command, horizon=horizon, min_size=4, max_size=18))
+    records = [{"topic": "in", "key": key, "value": value, "ts": ts}
+               for ts, (key, value) in events]
+    return {"name": name, "topology": topology, "records": records}
+
+
+@st.composite
+def session_store_cases(draw: st.DrawFn) -> dict[str, Any]:
+    """A processor driving a session store (``process_session``, the oracle's
+    ``SessionCommands``) with a gap of 1-8, sometimes a retention of 5-40: mostly ``merge``
+    (a processor's own session windows), then puts, deletes and removes of sessions near the
+    latest times, finds with random bounds, fetches and single-session gets; keys A and B."""
+    gap = draw(st.integers(1, 8))
+    topology: dict[str, Any] = {"op": "process_session", "gap": gap}
+    if draw(_flag(2)):
+        topology["retention"] = draw(st.integers(5, 40))
+    span = st.tuples(st.integers(0, 60), st.integers(0, 8))
+
+    def session(kind: str) -> st.SearchStrategy[str]:
+        return span.map(lambda se: f"{kind}|{se[0]}|{se[0] + se[1]}")
+
+    command = st.one_of(
+        st.integers(1, 9).map(lambda n: f"merge|{n}"),
+        st.integers(1, 9).map(lambda n: f"merge|{n}"),
+        st.tuples(span, st.integers(1, 9)).map(
+            lambda x: f"put|{x[0][0]}|{x[0][0] + x[0][1]}|{x[1]}"),
+        session("del"), session("remove"), session("get"),
+        st.tuples(st.integers(0, 60), st.integers(0, 60)).map(lambda x: f"find|{x[0]}|{x[1]}"),
+        st.just("fetch"),
+    )
+    return _commands(draw, st.tuples(st.sampled_from("AAB"), command), max(4, gap * 2),
+                     "generated-session-store", topology)
+
+
+#: keys of the timestamped-store cases: prefixes of each other, an upper-case one, a non-ASCII
+TS_KEYS = ["a", "ab", "abc", "b", "B", "\u00e9"]
+
+
+@st.composite
+def timestamped_store_cases(draw: st.DrawFn) -> dict[str, Any]:
+    """A processor driving a timestamped key-value store (``process_timestamped``, the oracle's
+    ``TimestampedCommands``): puts (plain, newer-wins, if-absent), deletes and gets at
+    out-of-order times, with ranges (both directions, ends that are or are not keys, reversed
+    bounds), full scans and prefix scans."""
+    key = st.sampled_from(TS_KEYS)
+    bound = st.sampled_from([*TS_KEYS, "aa", "c", "A"])
+    value = st.integers(0, 99).map(str)
+    command = st.one_of(
+        value.map(lambda v: f"put|v{v}"), value.map(lambda v: f"newer|v{v}"),
+        value.map(lambda v: f"absent|v{v}"), st.just("del"), st.just("get"),
+        st.tuples(bound, bound).map(lambda b: f"range|{b[0]}|{b[1]}"),
+        st.tuples(bound, bound).map(lambda b: f"rrange|{b[0]}|{b[1]}"),
+        st.just("all"), st.just("rall"), st.sampled_from(["a", "ab", "b", "z"]).map(
+            lambda p: f"prefix|{p}"),
+    )
+    return _commands(draw, st.tuples(key, command), 10, "generated-timestamped-store",
+                     {"op": "process_timestamped"})

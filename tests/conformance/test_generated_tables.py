@@ -27,6 +27,8 @@ EXAMPLES = {
     "global-table join": 120,
     "versioned stream-table join": 150,
     "versioned table-table join": 100,
+    "processor session store": 100,
+    "processor timestamped store": 100,
 }
 
 
@@ -89,3 +91,25 @@ def test_generated_versioned_stream_table_join(oracle: OracleServer) -> None:
 def test_generated_versioned_table_table_join(oracle: OracleServer) -> None:
     versioned_table_table_examples(oracle)
     require_non_empty("versioned table-table join")
+
+
+@examples(EXAMPLES["processor session store"])
+@given(case=gen.session_store_cases())
+def session_store_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "processor session store", case)
+
+
+@examples(EXAMPLES["processor timestamped store"])
+@given(case=gen.timestamped_store_cases())
+def timestamped_store_examples(oracle: OracleServer, case: dict[str, Any]) -> None:
+    compare(oracle, "processor timestamped store", case)
+
+
+def test_generated_processor_session_store(oracle: OracleServer) -> None:
+    session_store_examples(oracle)
+    require_non_empty("processor session store")
+
+
+def test_generated_processor_timestamped_store(oracle: OracleServer) -> None:
+    timestamped_store_examples(oracle)
+    require_non_empty("processor timestamped store")
