@@ -19,6 +19,8 @@ import workbench as wb
 from workbench.drivers import _FACTORIES
 from workbench.drivers.git import GitDriver
 
+from .store_processors import VISIT_STORES, Visits
+
 ROOT = Path(__file__).resolve().parents[2]
 GIT = shutil.which("git")
 
@@ -152,6 +154,14 @@ def global_table_join() -> wb.Pipeline:
     return p
 
 
+def processor_stores() -> wb.Pipeline:
+    """A processor with a session store and a timestamped store on 2 partitions."""
+    p = wb.Pipeline("eq-proc-stores")
+    s = p.source("clicks", key="user_id", time="ts", partitions=2)
+    s.process(Visits, stores=VISIT_STORES, name="visits").to("visits")
+    return p
+
+
 PIPELINES: dict[str, tuple[Callable[[], wb.Pipeline], Callable[[], dict[str, Any]]]] = {
     "stateless": (stateless, lambda: {"clicks": clicks()}),
     "stateless_partitioned": (stateless_partitioned, lambda: {"clicks": clicks()}),
@@ -165,6 +175,7 @@ PIPELINES: dict[str, tuple[Callable[[], wb.Pipeline], Callable[[], dict[str, Any
     "dsl_operators": (dsl_operators, lambda: {"profiles": profiles(), "clicks": clicks()}),
     "global_table_join": (global_table_join,
                           lambda: {"profiles": profiles(), "clicks": clicks()}),
+    "processor_stores": (processor_stores, lambda: {"clicks": clicks()}),
 }
 
 

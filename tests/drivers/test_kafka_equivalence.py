@@ -25,6 +25,7 @@ import workbench as wb
 from workbench.partitioning import partition_for
 
 from .kafka_helpers import BASE_TS, canonical
+from .store_processors import VISIT_STORES, Visits
 from .test_kafka import kafka_url  # noqa: F401 - the session fixture (and its service)
 
 with contextlib.suppress(ImportError):
@@ -128,7 +129,8 @@ def stateless() -> wb.Pipeline:
 
 def windowed() -> wb.Pipeline:
     p = wb.Pipeline(f"eq-windowed-{SFX}")
-    g = _source(p, "ev").group_by_key()
+    ev = _source(p, "ev")
+    g = ev.group_by_key()
     tumbling = g.window(wb.Tumbling("30s", grace="5s")).agg(
         total=("amount", "sum"), n="count", name="tumbling")
     tumbling.to(f"w-tumbling-{SFX}")
@@ -145,6 +147,8 @@ def windowed() -> wb.Pipeline:
     g.count(name="per-user").changes().to(f"w-count-{SFX}")
     g.reduce(lambda a, b: {**b, "amount": a["amount"] + b["amount"]}, name="reduce").to(
         f"w-reduce-{SFX}")
+    # the Processor API's session and timestamped stores (changelogs on Kafka)
+    ev.process(Visits, stores=VISIT_STORES, name="visits").to(f"w-visits-{SFX}")
     return p
 
 

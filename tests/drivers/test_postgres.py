@@ -37,6 +37,7 @@ from .postgres_helpers import (
     profiles,
     with_options,
 )
+from .store_processors import VISIT_STORES, Visits
 
 if HAVE_PSYCOPG:
     import psycopg
@@ -212,6 +213,18 @@ def global_joined() -> wb.Pipeline:
 
 def test_equivalent_global_table_join(pg_url: str) -> None:
     assert_same(global_joined, {"clicks": clicks(), "profiles": profiles()}, pg_url)
+
+
+def test_equivalent_processor_stores(pg_url: str) -> None:
+    """A processor's session and timestamped stores (changelogs as log tables)."""
+    def build() -> wb.Pipeline:
+        p = wb.Pipeline("eq-proc-stores")
+        s = p.source("clicks", key="user", time="ts", partitions=2)
+        s.process(Visits, stores=VISIT_STORES, name="visits").to("visits")
+        return p
+
+    mem, _pg = assert_same(build, {"clicks": clicks()}, pg_url)
+    assert any(r.value[2] > 1 for r in mem.records("visits"))   # sessions were merged
 
 
 def test_foreign_key_join_final_values(pg_url: str) -> None:
