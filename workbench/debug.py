@@ -248,6 +248,13 @@ def store_rows(store: Any, op: Any = None) -> list[dict[str, Any]]:
     elif cls in ("AggKVStore", "ColumnarAggStore") and hasattr(store, "data"):
         for key, (agg, ts) in list(store.data.items()):
             rows.append({"key": key, "timestamp": ts, "value": _final(fin, agg)})
+    elif cls == "TimestampedKeyValueStore":  # the Processor API's (runtime/process_stores.py)
+        for key, entry in store.items():
+            rows.append({"key": key, "timestamp": entry.timestamp, "value": entry.value})
+    elif getattr(store, "kind", None) == "session" and hasattr(store, "find_sessions"):
+        for session, value in store.items():
+            rows.append({"key": session[0], "window_start": session[1],
+                         "window_end": session[2], "value": value})
     elif hasattr(store, "items"):
         for key, value in store.items():
             rows.append({"key": key, "value": value})

@@ -200,3 +200,38 @@ def test_an_undeclared_store_is_named_with_a_suggestion() -> None:
     with pytest.raises(wb.WorkbenchError, match=r"no state store 'session'.*sessions"), \
             TestDriver(p) as td:
         td.input("in").pipe("k", 1, 1)
+
+
+# -- the debugger shows them -------------------------------------------------------------------
+
+
+def test_debugger_state_shows_sessions_and_timestamps() -> None:
+    import pandas as pd
+
+    from workbench import debug
+
+    p = wb.Pipeline("sessionize-debug")
+    p.source("in", key="id", time="ts", sample=[
+        {"id": "a", "ts": 1, "v": 1}, {"id": "a", "ts": 4, "v": 2}, {"id": "b", "ts": 5, "v": 3},
+        {"id": "a", "ts": 30, "v": 4}]).process(
+        Sessionize, stores={"sessions": ("session", "1s"), "latest": "timestamped"},
+        name="sess").to("out")
+    st = debug.state_at(p, offset=3)
+    sessions = st.state["sess-sessions"]
+    ms = lambda t: pd.Timestamp(t, unit="ms", tz="UTC")  # noqa: E731
+    assert list(sessions["key"]) == ["a", "a", "b"]
+    assert list(sessions["window_start"]) == [ms(1), ms(30), ms(5)]
+    assert list(sessions["window_end"]) == [ms(4), ms(30), ms(5)]
+    assert list(sessions["value"]) == [2, 1, 1]
+    latest = st.state["sess-latest"]
+    assert list(latest["key"]) == ["a", "b"] and list(latest["value"]) == [4, 3]
+    assert list(latest["timestamp"]) == [ms(30), ms(5)]
+
+
+def test_preview_of_a_processor_with_both_stores() -> None:
+    p = wb.Pipeline("sessionize-preview")
+    s = p.source("in", key="id", time="ts", sample=[
+        {"id": "a", "ts": 1, "v": 1}, {"id": "a", "ts": 4, "v": 2}, {"id": "b", "ts": 5, "v": 3}])
+    frame = s.process(Sessionize, stores={"sessions": "session", "latest": "timestamped"}
+                      ).to_pandas()
+    assert list(frame["value"]) == [[1, 1, 1, None], [1, 4, 2, [1, 1]], [5, 5, 1, None]]

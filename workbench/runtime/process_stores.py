@@ -226,6 +226,12 @@ class SessionStore(StateStore):
         """Every session of ``key``, from the last to the first."""
         return self.fetch(key)[::-1]
 
+    def items(self) -> list[tuple[Windowed, Any]]:
+        """Every live session ``(Windowed, value)``: key by key (in the order keys first came),
+        each key's by end, then start descending."""
+        return [item for original, _o, _v in list(self._keys.values())
+                for item in self.fetch(original)]
+
     def fetch_session(self, key: Any, start: int, end: int) -> Any:
         """The value of the session ``[start, end]`` of ``key``, or ``None``."""
         if end <= self._floor():
