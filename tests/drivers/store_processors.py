@@ -15,7 +15,8 @@ VISIT_STORES: dict[str, Any] = {"visits": ("session", "1h"), "last": "timestampe
 class Visits(wb.Processor):
     """Per key: visits as sessions of records at most 30 s apart (merged by the processor in a
     session store) and the latest record's page (a timestamped store); forwards ``[session
-    start, end, records in it, previous page, its timestamp]``."""
+    start, end, records in it, previous page, its timestamp]``; records without a key pass
+    untouched (the stores refuse ``None`` keys, as Kafka Streams' do)."""
 
     GAP = 30_000
 
@@ -26,6 +27,9 @@ class Visits(wb.Processor):
 
     def process(self, record: wb.Record) -> None:
         key, ts = record.key, record.timestamp
+        if key is None:
+            self.ctx.forward(record)
+            return
         found = self.visits.find_sessions(key, ts - self.GAP, ts + self.GAP)
         start = min([ts, *(w.window_start for w, _n in found)])
         end = max([ts, *(w.window_end for w, _n in found)])

@@ -251,6 +251,27 @@ def _cases() -> list[tuple[str, str]]:
     return [(family, sink) for family, build in FAMILIES.items() for sink in build().sinks]
 
 
+def final_values(records: list[Any]) -> dict[Any, Any]:
+    """The last value per key, a key whose last value is a tombstone left out (as absent: a
+    foreign-key join may send a tombstone for a key it never gave a result, depending on how
+    answers and updates met in a batch)."""
+    last = {r.key: r.value for r in records}
+    return {k: v for k, v in last.items() if v is not None}
+
+
+def read_partition(driver: Any, topic: str, partition: int) -> list[Any]:
+    """Every record of one partition (a read returns what one fetch brought)."""
+    out: list[Any] = []
+    pos = 0
+    while pos < driver.end_offset(topic, partition):
+        chunk = driver.read(topic, partition, pos, 100_000)
+        if not chunk:
+            break
+        out.extend(chunk)
+        pos = chunk[-1][3] + 1
+    return out
+
+
 def norm(records: list[Any]) -> list[str]:
     return canonical([type(r)(r.key, json.loads(json.dumps(r.value)), r.timestamp, r.headers)
                       for r in records])
@@ -263,7 +284,7 @@ def test_same_output_as_memory(runs: dict[str, tuple[Any, Any]], family: str,
     memory, kafka = runs[family]
     expected, got = memory.records(sink), kafka.records(sink)
     if sink in FINAL_VALUES:
-        assert {r.key: r.value for r in got} == {r.key: r.value for r in expected}
+        assert final_values(got) == final_values(expected)
         return
     assert norm(got) == norm(expected)
     assert [r.headers for r in sorted(got, key=repr)] == [
@@ -293,7 +314,7 @@ def test_partition_order_of_single_writer_sinks(runs: dict[str, tuple[Any, Any]]
             by_partition[partition_for(json.dumps(r.key).encode(), 3)].append(
                 (r.key, r.value, r.timestamp))
     for part in range(3):
-        got = [(k, v, t) for k, v, t, _o, _h in kafka.driver.read(sink, part, 0, 100_000)
+        got = [(k, v, t) for k, v, t, _o, _h in read_partition(kafka.driver, sink, part)
                if k is not None]
         assert got == by_partition[part]
 
@@ -324,8 +345,14 @@ def test_typed_topics_hold_java_bytes(runs: dict[str, tuple[Any, Any]]) -> None:
 
 
 def test_stats_match(runs: dict[str, tuple[Any, Any]]) -> None:
+    def read(run: Any) -> dict[str, int]:
+        # a foreign-key join's answers depend on how subscriptions and right-table updates
+        # meet in a batch (a right update answers the subscriptions already there)
+        return {t: n for t, n in run.stats.records_in_by_topic.items()
+                if not t.endswith("-subscription-response-repartition")}
+
     for memory, kafka in runs.values():
         sinks = set(memory.pipeline.sinks) - BATCH_DEPENDENT
-        assert kafka.stats.records_in == memory.stats.records_in
+        assert read(kafka) == read(memory)
         assert {t: n for t, n in kafka.stats.records_out.items() if t in sinks} == {
             t: n for t, n in memory.stats.records_out.items() if t in sinks}

@@ -235,3 +235,16 @@ def test_preview_of_a_processor_with_both_stores() -> None:
     frame = s.process(Sessionize, stores={"sessions": "session", "latest": "timestamped"}
                       ).to_pandas()
     assert list(frame["value"]) == [[1, 1, 1, None], [1, 4, 2, [1, 1]], [5, 5, 1, None]]
+
+
+def test_a_none_key_fails_the_step_as_in_kafka_streams() -> None:
+    with pytest.raises(ValueError, match="a key cannot be None"):
+        TimestampedKeyValueStore("t", "c").put(None, 1, 1)
+    with pytest.raises(ValueError, match="a key cannot be None"):
+        SessionStore("s", "c").find_sessions(None, 0, 1)
+    p = wb.Pipeline("none-key")
+    p.source("in").process(Sessionize, stores={"sessions": "session", "latest": "timestamped"},
+                           name="sess").to("out")
+    with pytest.raises(wb.ProcessingError, match=r"step 'sess'.*store 'sess-sessions': a key "
+                                                 r"cannot be None"), TestDriver(p) as td:
+        td.input("in").pipe(None, {"v": 1}, 1)

@@ -16,10 +16,12 @@ session ``Windowed(key, start, end)`` (both ends included, as Kafka's session wi
 earliest_end`` and ``start <= latest_start``, by end, then start **descending** (the order of
 Kafka's in-memory session store; ``backward_find_sessions``: the reverse, which Kafka's
 in-memory store does not offer through its API); ``fetch(key)``/``backward_fetch`` all of a
-key's sessions; ``fetch_session(key,
-start, end)`` one value. With a retention ``r`` the store's stream time ``T`` is the largest
-session end put: a session whose end is ``<= T - r`` is no longer found, and a put of one is
+key's sessions; ``fetch_session(key, start, end)`` one value. With a retention ``r`` the
+store's stream time ``T`` is the largest session end put: a session whose end is ``<= T - r`` is
+no longer found, and a put of one is
 refused (counted as dropped). Without a retention nothing expires.
+
+Both refuse ``None`` keys (reads and writes), as Kafka Streams' stores do: the step fails.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ from .table_ops import key_bytes
 __all__ = ["SessionStore", "TimestampedKeyValueStore"]
 
 _MAX = 2**63 - 1
+
+
+def _check_key(store: StateStore, key: Any) -> None:
+    """Refuse a ``None`` key, as Kafka Streams' stores do (``key cannot be null``); the
+    processor step reports it with the step and partition (a :class:`ProcessingError`)."""
+    if key is None:
+        raise ValueError(f"store {store.name!r}: a key cannot be None (Kafka Streams' stores "
+                         "refuse null keys); skip records without a key in the processor")
 
 
 def _hashable(value: Any) -> Any:
@@ -60,6 +70,7 @@ class TimestampedKeyValueStore(StateStore):
     # -- reads
     def get(self, key: Any) -> ValueAndTimestamp | None:
         """The key's ``ValueAndTimestamp(value, timestamp)``, or ``None``."""
+        _check_key(self, key)
         entry = self._data.get(key_id(key))
         return None if entry is None else entry[1]
 
@@ -118,6 +129,7 @@ class TimestampedKeyValueStore(StateStore):
     # -- writes
     def put(self, key: Any, value: Any, timestamp: int) -> ValueAndTimestamp | None:
         """Store ``value`` with ``timestamp`` (``None`` deletes); return the previous entry."""
+        _check_key(self, key)
         if value is None:
             return self.delete(key)
         kid = key_id(key)
@@ -139,6 +151,7 @@ class TimestampedKeyValueStore(StateStore):
 
     def delete(self, key: Any) -> ValueAndTimestamp | None:
         """Remove the key; return its entry (or ``None``)."""
+        _check_key(self, key)
         kid = key_id(key)
         old = self._data.pop(kid, None)
         if old is not None:
@@ -204,6 +217,7 @@ class SessionStore(StateStore):
                       ) -> list[tuple[Windowed, Any]]:
         """The key's sessions with ``end >= earliest_end`` and ``start <= latest_start``, by
         end, then start descending."""
+        _check_key(self, key)
         entry = self._keys.get(key_id(key))
         if entry is None:
             return []
@@ -234,6 +248,7 @@ class SessionStore(StateStore):
 
     def fetch_session(self, key: Any, start: int, end: int) -> Any:
         """The value of the session ``[start, end]`` of ``key``, or ``None``."""
+        _check_key(self, key)
         if end <= self._floor():
             return None
         entry = self._keys.get(key_id(key))
@@ -244,6 +259,7 @@ class SessionStore(StateStore):
         """Store the value of ``session`` (``Windowed(key, start, end)``); ``None`` removes
         it. A session that has already expired is not stored (counted in ``dropped``)."""
         key, start, end = session[0], int(session[1]), int(session[2])
+        _check_key(self, key)
         if end > self.observed:
             self.observed = end
         if end <= self._floor():
@@ -269,6 +285,7 @@ class SessionStore(StateStore):
     def remove(self, session: Windowed) -> None:
         """Remove ``session`` (``Windowed(key, start, end)``)."""
         key, start, end = session[0], int(session[1]), int(session[2])
+        _check_key(self, key)
         kid = key_id(key)
         entry = self._keys.get(kid)
         if entry is None or entry[2].pop((end, start), None) is None:
