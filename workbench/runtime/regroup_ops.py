@@ -11,6 +11,9 @@ touches. The new group is ``group(new)`` (none when ``new`` is ``None``), the ol
 - otherwise the old value leaves first, ``(old group, Change(None, old))``, then the new value
   joins, ``(new group, Change(new, None))``.
 
+An out-of-order update of a versioned table (older than the key's latest version, KIP-914) is
+skipped, as Kafka Streams skips it (silently; conformance case ``regroup-sum-versioned-source``).
+
 A row whose new group is ``None`` joins no group. Kafka Streams drops it silently at the
 repartition topic; workbench forwards it with a ``None`` key so that the aggregation sends it to
 its ``late`` output (header ``workbench.dropped=null-key``): nothing is lost without a trace.
@@ -37,6 +40,7 @@ from ..plan import PlanNode, changelog_topic
 from ..types import Change, Record
 from .operators import Batch, Operator, StepFailure
 from .task import OPERATOR_FACTORIES, OpContext
+from .versioned import OutOfOrder
 from .window_store import AggKVStore
 
 __all__ = ["TableAggregateOp", "TableGroupByOp"]
@@ -67,6 +71,8 @@ class TableGroupByOp(Operator):
         group_of = self._group_of
         for r in batch:
             k, ch, t, s, h = r
+            if ch.__class__ is OutOfOrder:
+                continue
             new, old = ch
             try:
                 new_key = None if new is None else group_of(k, new, t, h)
