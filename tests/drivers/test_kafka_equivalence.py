@@ -103,7 +103,7 @@ def inputs(pipeline: wb.Pipeline) -> dict[str, Any]:
     """The input of each source topic of ``pipeline`` (sources are named ``<data>-<family>-``
     so that every family has topics of its own)."""
     data = {"ev": events, "pay": payments, "prof": profiles, "tiers": tiers, "ords": orders,
-            "gprof": profiles}
+            "gprof": profiles, "vprof": profiles}
     return {t: data[t.split("-", 1)[0]]() for t in pipeline.sources}
 
 
@@ -169,6 +169,9 @@ def joins() -> wb.Pipeline:
     for how in ("inner", "left"):  # global table: every partition in every task, no repartition
         pay.key_by(lambda v: v["paid"]).join(gprof, on="user", how=how, name=f"gt-{how}").to(
             f"j-gt-{how}-{SFX}")
+    vprof = p.table(f"vprof-{p.name}", key="user", time="ts", partitions=3, history="10min")
+    for how in ("inner", "left"):  # versioned: the profile valid at each event's time
+        ev.join(vprof, how=how, name=f"vst-{how}").to(f"j-vst-{how}-{SFX}")
     ords = p.table(f"ords-{p.name}", key="order", time="ts", partitions=3)
     for how in ("inner", "left"):  # foreign key: subscription and response topics (KIP-213)
         ords.join(prof, on=lambda o: o.get("user"), how=how, name=f"fk-{how}").changes().to(

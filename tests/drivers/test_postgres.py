@@ -215,6 +215,23 @@ def test_equivalent_global_table_join(pg_url: str) -> None:
     assert_same(global_joined, {"clicks": clicks(), "profiles": profiles()}, pg_url)
 
 
+def test_equivalent_versioned_table_join(pg_url: str) -> None:
+    """A stream joined with a versioned table (as of each click; a grace period too)."""
+    def build() -> wb.Pipeline:
+        p = wb.Pipeline("eq-versioned")
+        users = p.table("profiles", key="user", time="ts", partitions=2, history="1h")
+        s = p.source("clicks", key="user", time="ts", partitions=2)
+        s.join(users, how="left", combine=lambda c, u: [c["ts"], u and u["country"]],
+               name="v-left").to("v-left")
+        s.join(users, grace="2s", combine=lambda c, u: [c["ts"], u["country"]],
+               name="v-grace").to("v-grace")
+        return p
+
+    moves = [{"user": f"u{i}", "country": "XX", "ts": 10_000 * i} for i in range(1, 4)]
+    mem, _pg = assert_same(build, {"clicks": clicks(), "profiles": profiles() + moves}, pg_url)
+    assert "XX" in {r.value[1] for r in mem.records("v-left")}
+
+
 def test_equivalent_processor_stores(pg_url: str) -> None:
     """A processor's session and timestamped stores (changelogs as log tables)."""
     def build() -> wb.Pipeline:
