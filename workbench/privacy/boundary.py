@@ -2,7 +2,8 @@
 
 :class:`Boundary` is built from a plan (its sources' ``personal=`` specs and the pipeline's
 key store) and works on whole batches of records ``(key, value, timestamp, seq, headers)``
-(or column batches, through their rows):
+or column batches (records of scalars column by column, see :mod:`workbench.privacy.columns`;
+other batches through their rows):
 
 * :meth:`Boundary.protect` (on the way out: sink, repartition and changelog records, and
   inputs appended through workbench): every tagged personal value (see
@@ -32,6 +33,7 @@ from typing import Any
 
 from ..errors import ProcessingError
 from ..keys import KeyId
+from .columns import protect_batch, reveal_batch
 from .crypto import PREFIX, TOKEN_VERSION, parse_token, short_pseudonym
 from .keystore import FORGOTTEN, KeyStore
 from .spec import ERASED, Personal
@@ -149,18 +151,25 @@ class Boundary:
         self._warned = False
         #: tokens made and opened, by value and by token (tokens are deterministic): a value
         #: seen again costs a dict lookup, not an AES-GCM call. Bounded by ``_CACHE_MAX``.
-        self._sealed: dict[tuple[bytes, str, type, Any], str] = {}
-        self._opened: dict[str, Any] = {}
+        #: Shared by every boundary of the key store object in this process (emptied by a
+        #: forget through it; a forgotten subject's cached values are never served anyway:
+        #: each batch asks the state of its subjects).
+        caches = keys.token_caches
+        self._sealed: dict[tuple[bytes, str, type, Any], str] = caches[0]
+        self._opened: dict[str, Any] = caches[1]
         #: personal strings seen lately, by plaintext: a plain string equal to one of them is
         #: treated as that personal value (it lost its tag: a store's key identity, a JSON
         #: round trip, ``str()``). Bounded by ``_CACHE_MAX``.
-        self._seen: dict[str, Any] = {}
+        self._seen: dict[str, Any] = caches[2]
 
     # ============================================================ rows or column batches
     def protect_any(self, topic: str, data: Any) -> Any:
         """:meth:`protect` for a list of records or a column batch (returned as the same)."""
         if isinstance(data, list):
             return self.protect(topic, data)
+        fast = protect_batch(self, topic, data)
+        if fast is not None:
+            return fast
         rows = data.rows()
         out = self.protect(topic, rows)
         return data if out is rows else _as_batch(data, out)
@@ -169,6 +178,9 @@ class Boundary:
         """:meth:`reveal` for a list of records or a column batch (returned as the same)."""
         if isinstance(data, list):
             return self.reveal(topic, data)
+        fast = reveal_batch(self, topic, data)
+        if fast is not None:
+            return fast
         rows = data.rows()
         out = self.reveal(topic, rows)
         return data if out is rows else _as_batch(data, out)

@@ -84,6 +84,9 @@ class KeyStore:
         self._lock = threading.Lock()
         self._index: bytes | None = None
         self._handles: dict[bytes, bytes] = {}
+        #: the token caches of the boundaries using this store (``boundary.Boundary``):
+        #: ``(sealed, opened, seen)``
+        self.token_caches: tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]] = ({}, {}, {})
         _stores.add(self)
 
     @property
@@ -163,6 +166,8 @@ class KeyStore:
             if store.backend.url == self.backend.url:
                 with store._lock:
                     store._cache[h] = (float("inf"), FORGOTTEN)
+                for cache in store.token_caches:  # no plaintext of theirs kept in memory
+                    cache.clear()
         return existed
 
     def is_forgotten(self, subject: Any) -> bool:

@@ -1,0 +1,156 @@
+"""The column paths of protect and reveal (``workbench/privacy/columns.py``) give exactly what
+the record walk gives, on batches of every shape they take, and leave the others to it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import workbench as wb
+from workbench.privacy.boundary import Boundary
+from workbench.privacy.columns import protect_batch, reveal_batch
+from workbench.privacy.crypto import PREFIX
+from workbench.privacy.tags import TAGGED, tag
+from workbench.runtime.batch import Batch, ObjectValues
+
+SOURCE = "signups"
+
+
+def _boundary(tmp_path: Path) -> Boundary:
+    keys = wb.KeyStore(tmp_path / "keys", master=os.urandom(32))
+    return Boundary(keys, {SOURCE: wb.Personal(subject="user_id", fields=["email", "name"])})
+
+
+def _same(a: list[Any], b: list[Any]) -> None:
+    """Equal records, and equal tags (subject and field) on every tagged value."""
+    assert a == b
+    for ra, rb in zip(a, b):
+        for x, y in [(ra[0], rb[0])] + [
+                (ra[1].get(f), rb[1].get(f)) for f in (ra[1] or {})]:
+            assert x.__class__ is y.__class__, (x, y)
+            if x.__class__ in TAGGED:
+                assert (x._wb_h, x._wb_f) == (y._wb_h, y._wb_f)
+
+
+def _people(b: Boundary, n: int) -> list[Any]:
+    """Records as a pipeline holds them after a read: personal fields tagged (some with the
+    token they were read with, some made in the pipeline), derived strings, None values."""
+    h = b.keys.handle
+    rows: list[Any] = []
+    for i in range(n):
+        s = f"u{i % 7}"
+        email = tag(f"p{i % 7}@example.org", h(s), "email", None)
+        name = tag(f"Person {i % 7}", h(s), "name", None)
+        value = {"user_id": s, "email": email, "name": name, "amount": i * 1.5,
+                 "page": f"/page/{i % 5}", "note": f"hello {name}" if i % 3 == 0 else "hi",
+                 "other": f"Person {(i + 1) % 7} was here" if i % 4 == 0 else None}
+        rows.append((i % 3, None if i % 11 == 10 else value, 1_000 + i, i, None))
+    return rows
+
+
+@pytest.mark.parametrize("size", [1, 3, 50])
+def test_columns_equal_the_record_walk(tmp_path: Path, size: int) -> None:
+    b = _boundary(tmp_path)
+    rows = _people(b, size)
+    batch = Batch.from_rows(rows)
+    struct = batch.values.to_struct()  # type: ignore[attr-defined]
+    assert struct is not None
+    for layout in (batch, Batch(batch.keys, struct, batch.ts, batch.seq, batch.headers)):
+        # strings read back (the derived "note") count as personal values seen lately, and
+        # a batch holding one of them in plaintext takes the record walk: start afresh
+        b._seen.clear()
+        sealed = protect_batch(b, "out", layout)
+        assert sealed is not None
+        b._seen.clear()
+        sealed_rows = b.protect("out", rows)
+        _same(sealed.rows(), sealed_rows)
+        assert "example.org" not in repr(sealed.rows())
+        assert "Person" not in repr([r[1].get("note") for r in sealed.rows() if r[1]])
+        opened = reveal_batch(b, "out", sealed)
+        assert opened is not None
+        _same(opened.rows(), b.reveal("out", sealed_rows))
+    # values read back are written with the tokens they were read with (a column mixing
+    # tagged and plain strings, "note" here, takes the record walk)
+    again = b.reveal("out", sealed_rows)
+    assert b.protect_any("out", Batch.from_rows(again)).rows() == sealed_rows
+    again = [(k, {f: x for f, x in v.items() if f != "note"} if v else v, *rest)
+             for k, v, *rest in again]
+    resealed = protect_batch(b, "out", Batch.from_rows(again))
+    assert resealed is not None
+    assert resealed.rows() == [(k, {f: x for f, x in v.items() if f != "note"} if v else v,
+                                *rest) for k, v, *rest in sealed_rows]
+
+
+def test_forgotten_subjects_read_and_write_as_erased(tmp_path: Path) -> None:
+    b = _boundary(tmp_path)
+    rows = _people(b, 30)
+    sealed = b.protect("out", rows)
+    assert reveal_batch(b, "out", Batch.from_rows(sealed)) is not None  # tokens now cached
+    # forgotten by another process: the key store's backend alone, then the cached key
+    # expires (ttl); the cached plaintexts must not be served
+    b.keys.backend.forget(b.keys.handle("u3"))
+    b.keys.clear_cache()
+    assert b._opened
+    opened = reveal_batch(b, "out", Batch.from_rows(sealed))
+    assert opened is not None
+    _same(opened.rows(), b.reveal("out", sealed))
+    mine = [r[1] for r in opened.rows() if r[1] and r[1]["user_id"] == "u3"]
+    assert mine and all(v["email"] == wb.ERASED and v["name"] == wb.ERASED for v in mine)
+    fresh = [(0, {"user_id": "u3", "email": tag("new@example.org", b.keys.handle("u3"),
+                                                 "email", None)}, 1, 0, None)]
+    out = protect_batch(b, "out", Batch.from_rows(fresh))
+    assert out is not None and out.rows()[0][1]["email"] == wb.ERASED
+    assert b.keys.counts() == (6, 1)  # no key made again for u3
+
+
+def test_source_inputs_and_odd_batches_take_the_record_walk(tmp_path: Path) -> None:
+    b = _boundary(tmp_path)
+    plain = [(f"u{i}", {"user_id": f"u{i}" if i % 2 else i, "email": f"e{i}@example.org",
+                        "name": "Nnn", "note": f"dear e{i}@example.org", "age": 40 + i},
+              i, i, None) for i in range(9)]
+    # inputs: plaintext personal fields of a declared source are tagged with their record's
+    # subject and sealed (and a string containing one of them too)
+    wb.forget(4, keys=b.keys)
+    cols = protect_batch(b, SOURCE, Batch.from_rows(plain))
+    assert cols is not None
+    b._seen.clear()
+    sealed = b.protect(SOURCE, plain)
+    assert cols.rows() == sealed
+    assert all(r[1]["email"].startswith(PREFIX) and r[1]["note"].startswith(PREFIX)
+               for r in sealed if r[1]["user_id"] != 4)
+    assert sealed[4][1]["email"] == wb.ERASED
+    assert b.keys.counts() == (8, 1)
+    # a source whose subject is missing in a record, or mixes tokens and plaintext: rows
+    mixed = sealed[:2] + plain[2:3]
+    assert protect_batch(b, SOURCE, Batch.from_rows(mixed)) is None
+    assert protect_batch(b, SOURCE, Batch.from_rows(
+        [(0, {"user_id": None, "email": "x@example.org"}, 1, 0, None)])) is None
+    # ...and once they are tokens, the source reads by columns
+    opened = reveal_batch(b, SOURCE, Batch.from_rows(sealed))
+    assert opened is not None
+    _same(opened.rows(), b.reveal(SOURCE, sealed))
+    # a plaintext personal field of a source being read: tagged by the record walk
+    assert reveal_batch(b, SOURCE, Batch.from_rows(plain)) is None
+    h = b.keys.handle("u1")
+    e = tag("x@example.org", h, "email", None)
+    odd = [
+        [(0, {"emails": [e]}, 1, 0, None)],                     # nested values
+        [(e, {"n": 1}, 1, 0, None)],                            # a personal key
+        [(0, {"email": "recomputed@example.org", "user_id": "u1"}, 1, 0, None)],  # name rule
+        [(0, {"copy": str(e)}, 1, 0, None)],                    # a string that lost its tag
+        [(0, "a plain string value", 1, 0, None)],              # not a record
+    ]
+    b.protect("out", [(0, {"email": e}, 1, 0, None)])  # e is now "seen"
+    for rows in odd:
+        assert protect_batch(b, "out", Batch.from_rows(rows)) is None, rows
+    # a batch with no personal data at all is passed on as it is
+    none = Batch.from_rows([(1, {"a": 1, "b": "x"}, 1, 0, None)])
+    assert protect_batch(b, "out", none) is none
+    assert reveal_batch(b, "out", none) is none
+    private = Boundary(b.keys, {}, seal=False)
+    assert protect_batch(private, "out", Batch.from_rows(
+        [(0, {"email": e}, 1, 0, None)])) is None
+    assert isinstance(Batch.from_rows(plain).values, ObjectValues)

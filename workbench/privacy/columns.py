@@ -1,0 +1,352 @@
+"""The column paths of :meth:`Boundary.protect_any` and :meth:`Boundary.reveal_any`.
+
+A column batch (``runtime.batch.Batch``) whose values are records of scalars (``StructValues``,
+or ``ObjectValues`` that convert to it) crosses the boundary one column at a time instead of
+one record at a time:
+
+* **reveal**: a column of numbers is skipped; an object column's distinct values are looked at
+  once, each distinct token is opened once (or taken from the cache of opened tokens), the
+  state of every subject in the batch is asked once, and the column is rebuilt by one
+  mapping pass.
+* **protect**: a column of tagged values becomes the tokens they were read with (a value
+  that changed is sealed, through the token cache); plain columns are checked by their
+  distinct values (the field-name rule, plain strings equal to a personal value seen lately);
+  the containment rule (a string that contains a personal string of its record) is checked
+  only where a column's longest string is long enough to contain a personal string of the
+  batch.
+
+* **inputs of a declared source** (protect): plaintext personal columns are tagged with the
+  subject of their record (one handle per distinct subject), then sealed as above.
+
+The result is exactly what the record walk of :class:`~workbench.privacy.boundary.Boundary`
+gives (``tests/privacy/test_columns.py`` compares both on batches of every shape). Whatever
+these paths do not handle returns ``None``, and the caller walks the records: nested values
+(lists, dicts, tuples), tagged or token keys, windowed keys, table changes, a column mixing
+tagged and plain strings (or tokens and plaintext), a source whose subject is a function or
+missing, plaintext personal fields of a source being read, a field with a personal name
+whose value lost its tag, and a private in-process log (``seal=False``).
+"""
+
+from __future__ import annotations
+
+import logging
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
+from .crypto import PREFIX
+from .keystore import FORGOTTEN
+from .spec import ERASED
+from .tags import TAGGED, PersonalStr, tag
+
+if TYPE_CHECKING:
+    from .boundary import Boundary
+
+__all__ = ["protect_batch", "reveal_batch"]
+
+log = logging.getLogger(__name__)
+_NONE = type(None)
+#: scalar classes that never carry personal data by themselves
+_SCALARS = frozenset({str, int, float, bool, bytes, _NONE})
+_TAGGED_OR_NONE = TAGGED | {_NONE}
+_STR_OR_NONE = frozenset({PersonalStr, _NONE})
+#: plaintext a declared source's personal field may hold for the column path (as tagged)
+_TAGGABLE = frozenset({str, int, float, _NONE})
+_ERASED_KEY = "<erased:"
+_CACHE_MAX = 100_000
+
+
+def _struct(batch: Batch) -> StructValues | None:
+    """The batch's values as columns, or ``None`` when they are not records of one shape (or
+    the keys need the record walk: windowed keys)."""
+    if not isinstance(batch.keys, np.ndarray):
+        return None
+    values = batch.values
+    if isinstance(values, StructValues):
+        return values
+    if isinstance(values, ObjectValues):
+        return values.to_struct()
+    return None
+
+
+def _plain_keys(keys: np.ndarray, seen: dict[str, Any]) -> bool:
+    """True when no key holds or may hold personal data (plain scalars, no token, none equal
+    to a personal string seen lately)."""
+    if keys.dtype != object:
+        return True
+    ks = keys.tolist()
+    types = set(map(type, ks))
+    if not types <= _SCALARS:
+        return False
+    if str in types:
+        for k in set(ks):
+            if k.__class__ is str and k.startswith(PREFIX):
+                return False
+        if seen and not seen.keys().isdisjoint(ks):
+            return False
+    return True
+
+
+def _is_marker(x: str) -> bool:
+    return x == ERASED or x.startswith(_ERASED_KEY)
+
+
+# ============================================================================== reveal (in)
+def reveal_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
+    """``batch`` with its tokens opened, or ``None`` when the record walk is needed."""
+    if not b.seal or not len(batch):
+        return None
+    values = _struct(batch)
+    if values is None:
+        return None
+    spec = b.sources.get(topic)
+    if spec is not None and spec.key:
+        return None  # plaintext keys of a declared source are tagged by the record walk
+    if batch.keys.dtype == object:
+        for k in set(map(type, batch.keys.tolist())):
+            if k not in _SCALARS:
+                return None
+        for k in set(batch.keys.tolist()):
+            if k.__class__ is str and k.startswith(PREFIX):
+                return None
+    personal = spec.fields if spec is not None else ()
+    plans: list[tuple[str, list[Any]]] = []
+    distinct: set[str] = set()
+    for name, col in values.cols.items():
+        if name.__class__ is not str or name.startswith(PREFIX):
+            return None
+        if col.dtype != object:
+            if name in personal and len(col):
+                return None  # plaintext personal numbers of a declared source: tagged
+            continue
+        lst = col.tolist()
+        types = set(map(type, lst))
+        if not types <= _SCALARS:
+            return None  # nested or tagged values: the record walk
+        if str not in types:
+            if name in personal and types != {_NONE}:
+                return None  # plaintext personal field of a declared source: tagged
+            continue
+        u = set(lst)
+        toks = [y for y in u if y.__class__ is str and y.startswith(PREFIX)]
+        if name in personal and len(toks) != len(u) - (None in u) and any(
+                not (y is None or (y.__class__ is str and (
+                    y.startswith(PREFIX) or _is_marker(y)))) for y in u):
+            return None  # plaintext personal field of a declared source: tagged
+        if toks:
+            plans.append((name, lst))
+            distinct.update(toks)
+    if not plans:
+        return batch
+    opened = _open_tokens(b, distinct)
+    get = opened.get
+    n = len(batch)
+    new = {name: obj_array(list(map(get, lst, lst)), n) for name, lst in plans}
+    return Batch(batch.keys, values.with_columns(new), batch.ts, batch.seq, batch.headers)
+
+
+def _open_tokens(b: Boundary, tokens: set[str]) -> dict[str, Any]:
+    """``{token: tagged plaintext or ERASED}``: tokens opened before come from the cache, the
+    others are opened; every subject's state is asked once for the batch."""
+    cache = b._opened
+    if len(cache) > _CACHE_MAX:
+        cache.clear()
+    missing = tokens.difference(cache.keys())
+    known = tokens.difference(missing) if missing else tokens
+    handles = set(map(_handle_of, map(cache.__getitem__, known)))
+    parse = _parser()
+    parsed = {y: parse(y) for y in missing}
+    handles.update(t[0] for t in parsed.values())
+    found = b.keys.keys_for(handles, create=False)
+    gone = {h for h in handles if found.get(h) is None or found[h] is FORGOTTEN}
+    out = dict(zip(known, map(cache.__getitem__, known)))
+    if gone:
+        for y in known:
+            if out[y]._wb_h in gone:
+                out[y] = ERASED
+    seen = b._seen
+    for y, (h, f, nonce, ct) in parsed.items():
+        sk = found.get(h)
+        if sk is not None and sk is not FORGOTTEN:
+            value = tag(sk.open(f, nonce, ct, y), h, f, y)
+            if value.__class__ in TAGGED:
+                cache[y] = value
+                if value.__class__ is PersonalStr:
+                    seen[value] = value
+            out[y] = value
+            continue
+        if sk is None and not b._warned:
+            b._warned = True
+            log.warning("personal data of a subject with no key and no tombstone in key store "
+                        "%s reads as %s: is this the key store it was written with?",
+                        b.keys.url, ERASED)
+        out[y] = ERASED
+    return out
+
+
+_handle_of = attrgetter("_wb_h")
+_token_of = attrgetter("_wb_t")
+
+
+def _parser() -> Any:
+    from .boundary import _parse
+
+    return _parse
+
+
+# ============================================================================= protect (out)
+def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
+    """``batch`` with its personal values sealed, or ``None`` when the record walk is needed."""
+    if not b.seal or not len(batch):
+        return None
+    spec = b.sources.get(topic)
+    if spec is not None and spec.key:
+        return None
+    values = _struct(batch)
+    if values is None:
+        return None
+    if spec is not None:  # inputs of a declared source: their plaintext personal fields
+        values = _tag_source(b, spec, values)
+        if values is None:
+            return None
+    seen = b._seen
+    if len(seen) > _CACHE_MAX:
+        seen.clear()
+    if not _plain_keys(batch.keys, seen):
+        return None
+    names = b.names
+    tagged: list[tuple[str, list[Any], set[type]]] = []
+    texts: list[tuple[str, list[Any]]] = []
+    for name, col in values.cols.items():
+        if name.__class__ is not str:
+            return None
+        if col.dtype != object:
+            if name in names and len(col):
+                return None  # a personal name holding plain numbers: the field-name rule
+            continue
+        lst = col.tolist()
+        types = set(map(type, lst))
+        if types <= _SCALARS:
+            if name in names:
+                for y in set(lst):
+                    if y is not None and not (y.__class__ is str and (
+                            y.startswith(PREFIX) or _is_marker(y))):
+                        return None  # recomputed personal value: the field-name rule
+            elif str in types:
+                if seen and not seen.keys().isdisjoint(lst):
+                    return None  # a personal string that lost its tag
+                texts.append((name, lst))
+        elif types <= _TAGGED_OR_NONE:
+            tagged.append((name, lst, types))
+        else:
+            return None
+    if not tagged:
+        return batch  # no personal value (and none hidden: checked above)
+    from .boundary import _Walk
+
+    w = _Walk()
+    pend = w.pend
+    new: dict[str, list[Any]] = {}
+    for name, lst, types in tagged:
+        if _NONE in types:
+            out = [None if x is None else x._wb_t for x in lst]
+        else:
+            out = list(map(_token_of, lst))
+        if None in out:  # values made or changed in the pipeline: sealed (token cache)
+            for i, t in enumerate(out):
+                if t is None:
+                    x = lst[i]
+                    if x is not None:
+                        pend.append([out, i, x, False, x._wb_h, x._wb_f])
+        if types <= _STR_OR_NONE:
+            seen.update(zip(lst, lst))
+            seen.pop(None, None)  # type: ignore[call-overload]
+        else:
+            seen.update((x, x) for x in lst if x.__class__ is PersonalStr)
+        new[name] = out
+    if texts:
+        _contained(tagged, texts, new, pend)
+    if pend:
+        b._fill_sealed(w)
+    n = len(batch)
+    cols = {name: obj_array(out, n) for name, out in new.items()}
+    return Batch(batch.keys, values.with_columns(cols), batch.ts, batch.seq, batch.headers)
+
+
+def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | None:
+    """A declared source's plaintext personal fields tagged with the subject of their record
+    (``None``: the record walk decides; when a subject is missing or not a plain id, a
+    field holds other types, or tokens and plaintext are mixed)."""
+    if not isinstance(spec.subject, str) or spec.subject not in values.cols:
+        return None
+    subjects: list[Any] | None = None
+    handles: dict[Any, bytes] = {}
+    new: dict[str, np.ndarray] = {}
+    n = values.n
+    for f in spec.fields:
+        col = values.cols.get(f)
+        if col is None:
+            continue
+        lst = col.tolist()
+        types = set(map(type, lst))
+        if types <= {_NONE}:
+            continue
+        if not types <= _TAGGABLE:
+            return None
+        if str in types and any(y.__class__ is str and (y.startswith(PREFIX) or _is_marker(y))
+                                for y in set(lst)):
+            return None
+        if subjects is None:
+            subjects = values.cols[spec.subject].tolist()
+            for s in set(subjects):
+                if s.__class__ not in (str, int) or (s.__class__ is str and (
+                        s.startswith(PREFIX) or _is_marker(s))):
+                    return None
+                handles[s] = b.keys.handle(s)
+        new[f] = obj_array([None if x is None else tag(x, handles[s], f, None)
+                            for x, s in zip(lst, subjects)], n)
+    return values.with_columns(new) if new else values
+
+
+def _contained(tagged: list[tuple[str, list[Any], set[type]]],
+               texts: list[tuple[str, list[Any]]],
+               new: dict[str, list[Any]], pend: list[list[Any]]) -> None:
+    """The containment rule: a plain string that contains a personal string (3 characters or
+    more) of its record is sealed under the subject of the first such personal string (in
+    field order). A text column is searched row by row only when some personal string of the
+    batch is a substring of one of its distinct values (checked on the distinct values when
+    that is cheap)."""
+    cols: list[tuple[list[Any], set[Any]]] = []
+    for _name, lst, types in tagged:
+        if PersonalStr not in types:
+            continue
+        found = {x for x in set(lst).difference((None,))
+                 if x.__class__ is PersonalStr and len(x) >= 3}
+        if found:
+            cols.append((lst, found))
+    if not cols:
+        return
+    sizes = {len(x) for _l, found in cols for x in found}
+    for name, lst in texts:
+        distinct = [x for x in set(lst) if x.__class__ is str and not x.startswith(PREFIX)]
+        if sum(map(len, distinct)) * len(sizes) <= max(8 * len(lst), 100_000):
+            parts = {x[i:i + n] for x in distinct for n in sizes for i in range(len(x) - n + 1)}
+            search = [p for p, found in cols if not parts.isdisjoint(found)]
+        else:
+            longest = max(map(len, distinct), default=0)
+            search = [p for p, found in cols if min(map(len, found)) <= longest]
+        if not search:
+            continue
+        out: list[Any] | None = None
+        for i, x in enumerate(lst):
+            if x.__class__ is not str or x.startswith(PREFIX):
+                continue
+            for plist in search:
+                p = plist[i]
+                if p.__class__ is PersonalStr and len(p) >= 3 and p in x:
+                    if out is None:
+                        out = new[name] = list(lst)
+                    pend.append([out, i, x, False, p._wb_h, name])
+                    break
