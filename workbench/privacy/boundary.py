@@ -26,10 +26,12 @@ rebuilt, the others are passed through as they are.
 from __future__ import annotations
 
 import binascii
+import functools
+import gc
 import logging
 import operator
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ProcessingError
 from ..keys import KeyId
@@ -49,6 +51,7 @@ _BASE: dict[type, type] = {str: str, PersonalStr: str, int: int, PersonalInt: in
                            float: float, PersonalFloat: float}
 
 
+_F = TypeVar("_F", bound=Any)
 _a2b = binascii.a2b_base64
 _PLEN = len(PREFIX)
 
@@ -63,6 +66,25 @@ def _parse(token: str) -> tuple[bytes, str, bytes, bytes]:
     except (binascii.Error, IndexError, UnicodeDecodeError):
         pass
     return parse_token(token)
+
+
+def _gc_paused(method: _F) -> _F:
+    """Run ``method`` with the cyclic garbage collector paused (restored after): a batch
+    makes hundreds of thousands of small containers (tagged values, pending slots, rebuilt
+    records) that hold no cycles, and each of the collections they would trigger walks the
+    whole heap (measured: 75% of a 100,000-record input append)."""
+
+    @functools.wraps(method)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return method(*args, **kwargs)
+        gc.disable()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused  # type: ignore[return-value]
 
 
 def erased_key(token: str) -> str:
@@ -163,6 +185,7 @@ class Boundary:
         self._seen: dict[str, Any] = caches[2]
 
     # ============================================================ rows or column batches
+    @_gc_paused
     def protect_any(self, topic: str, data: Any) -> Any:
         """:meth:`protect` for a list of records or a column batch (returned as the same)."""
         if isinstance(data, list):
@@ -174,6 +197,7 @@ class Boundary:
         out = self.protect(topic, rows)
         return data if out is rows else _as_batch(data, out)
 
+    @_gc_paused
     def reveal_any(self, topic: str, data: Any) -> Any:
         """:meth:`reveal` for a list of records or a column batch (returned as the same)."""
         if isinstance(data, list):
@@ -186,6 +210,7 @@ class Boundary:
         return data if out is rows else _as_batch(data, out)
 
     # ======================================================================== protect (out)
+    @_gc_paused
     def protect(self, topic: str, records: list[Any]) -> list[Any]:
         """Records about to be written to ``topic``, with personal values encrypted."""
         if not records:
@@ -437,6 +462,7 @@ class Boundary:
                 holder[slot] = token
 
     # ========================================================================== reveal (in)
+    @_gc_paused
     def reveal(self, topic: str, records: list[Any]) -> list[Any]:
         """Records read from ``topic``, with personal values decrypted (and tagged)."""
         if not records:

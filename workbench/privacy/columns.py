@@ -114,6 +114,9 @@ def reveal_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
     personal = spec.fields if spec is not None else ()
     plans: list[tuple[str, list[Any]]] = []
     distinct: set[str] = set()
+    cache = b._opened
+    if len(cache) > _CACHE_MAX:
+        cache.clear()
     for name, col in values.cols.items():
         if name.__class__ is not str or name.startswith(PREFIX):
             return None
@@ -130,29 +133,27 @@ def reveal_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
                 return None  # plaintext personal field of a declared source: tagged
             continue
         u = set(lst)
-        toks = [y for y in u if y.__class__ is str and y.startswith(PREFIX)]
-        if name in personal and len(toks) != len(u) - (None in u) and any(
-                not (y is None or (y.__class__ is str and (
-                    y.startswith(PREFIX) or _is_marker(y)))) for y in u):
+        unknown = u.difference(cache.keys())  # not opened before: plain values, new tokens
+        other = [y for y in unknown if not (y.__class__ is str and y.startswith(PREFIX))]
+        if name in personal and any(not (y is None or (y.__class__ is str and _is_marker(y)))
+                                    for y in other):
             return None  # plaintext personal field of a declared source: tagged
-        if toks:
+        if len(other) < len(u):
             plans.append((name, lst))
-            distinct.update(toks)
+            distinct.update(u.difference(other) if other else u)
     if not plans:
         return batch
-    opened = _open_tokens(b, distinct)
-    get = opened.get
+    get = _open_tokens(b, distinct)
     n = len(batch)
     new = {name: obj_array(list(map(get, lst, lst)), n) for name, lst in plans}
     return Batch(batch.keys, values.with_columns(new), batch.ts, batch.seq, batch.headers)
 
 
-def _open_tokens(b: Boundary, tokens: set[str]) -> dict[str, Any]:
-    """``{token: tagged plaintext or ERASED}``: tokens opened before come from the cache, the
-    others are opened; every subject's state is asked once for the batch."""
+def _open_tokens(b: Boundary, tokens: set[str]) -> Any:
+    """A function ``(value, default)`` giving each token's tagged plaintext (or ERASED), and
+    ``default`` for other values: tokens opened before come from the cache, the others are
+    opened; every subject's state is asked once for the batch."""
     cache = b._opened
-    if len(cache) > _CACHE_MAX:
-        cache.clear()
     missing = tokens.difference(cache.keys())
     known = tokens.difference(missing) if missing else tokens
     handles = set(map(_handle_of, map(cache.__getitem__, known)))
@@ -161,10 +162,10 @@ def _open_tokens(b: Boundary, tokens: set[str]) -> dict[str, Any]:
     handles.update(t[0] for t in parsed.values())
     found = b.keys.keys_for(handles, create=False)
     gone = {h for h in handles if found.get(h) is None or found[h] is FORGOTTEN}
-    out = dict(zip(known, map(cache.__getitem__, known)))
+    out: dict[str, Any] = {}  # what the cache does not give
     if gone:
         for y in known:
-            if out[y]._wb_h in gone:
+            if cache[y]._wb_h in gone:
                 out[y] = ERASED
     seen = b._seen
     for y, (h, f, nonce, ct) in parsed.items():
@@ -183,7 +184,11 @@ def _open_tokens(b: Boundary, tokens: set[str]) -> dict[str, Any]:
                         "%s reads as %s: is this the key store it was written with?",
                         b.keys.url, ERASED)
         out[y] = ERASED
-    return out
+    if not out:
+        return cache.get
+    mapping = dict(zip(known, map(cache.__getitem__, known)))
+    mapping.update(out)
+    return mapping.get
 
 
 _handle_of = attrgetter("_wb_h")
@@ -315,28 +320,20 @@ def _contained(tagged: list[tuple[str, list[Any], set[type]]],
                new: dict[str, list[Any]], pend: list[list[Any]]) -> None:
     """The containment rule: a plain string that contains a personal string (3 characters or
     more) of its record is sealed under the subject of the first such personal string (in
-    field order). A text column is searched row by row only when some personal string of the
-    batch is a substring of one of its distinct values (checked on the distinct values when
-    that is cheap)."""
-    cols: list[tuple[list[Any], set[Any]]] = []
-    for _name, lst, types in tagged:
-        if PersonalStr not in types:
-            continue
-        found = {x for x in set(lst).difference((None,))
-                 if x.__class__ is PersonalStr and len(x) >= 3}
-        if found:
-            cols.append((lst, found))
+    field order). A text column is searched row by row only for the personal columns holding
+    a substring of one of its distinct values (every substring of 3 characters or more is
+    listed when there are few; else the column is searched)."""
+    cols = [lst for _name, lst, types in tagged if PersonalStr in types]
     if not cols:
         return
-    sizes = {len(x) for _l, found in cols for x in found}
     for name, lst in texts:
         distinct = [x for x in set(lst) if x.__class__ is str and not x.startswith(PREFIX)]
-        if sum(map(len, distinct)) * len(sizes) <= max(8 * len(lst), 100_000):
-            parts = {x[i:i + n] for x in distinct for n in sizes for i in range(len(x) - n + 1)}
-            search = [p for p, found in cols if not parts.isdisjoint(found)]
+        if sum(len(x) * len(x) for x in distinct) <= max(4 * len(lst), 50_000):
+            parts = {x[i:j] for x in distinct for i in range(len(x) - 2)
+                     for j in range(i + 3, len(x) + 1)}
+            search = [p for p in cols if not parts.isdisjoint(p)]
         else:
-            longest = max(map(len, distinct), default=0)
-            search = [p for p, found in cols if min(map(len, found)) <= longest]
+            search = cols
         if not search:
             continue
         out: list[Any] | None = None
