@@ -91,6 +91,50 @@ def test_directory_store_create_and_forget_race(tmp_path: Path) -> None:
     assert stores[0].counts() == (30, 30)
 
 
+@pytest.mark.postgres
+def test_postgres_store_create_and_forget_race(postgres_url: str) -> None:
+    """The same race on a PostgreSQL key store (one connection per store object, as in
+    separate processes): the advisory lock per handle leaves no key of a forgotten subject,
+    and the deleted keys are gone from the table."""
+    import uuid
+
+    import psycopg
+
+    master = os.urandom(32)
+    schema = f"keys_race_{uuid.uuid4().hex[:8]}"
+    stores = [wb.KeyStore(f"{postgres_url}?schema={schema}", master=master) for _ in range(4)]
+    subjects = [f"s{i}" for i in range(60)]
+    handles = {s: stores[0].handle(s) for s in subjects}
+    try:
+        def create(ks: wb.KeyStore) -> None:
+            for i in range(0, 60, 6):  # several transactions, interleaving with the forgets
+                ks.keys_for([handles[s] for s in subjects[i:i + 6]], create=True)
+
+        def forget(ks: wb.KeyStore) -> None:
+            for s in subjects[::2]:
+                ks.forget(s)
+
+        threads = [threading.Thread(target=create, args=(stores[i],)) for i in (0, 1)] + [
+            threading.Thread(target=forget, args=(stores[i],)) for i in (2, 3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            left = {bytes(h) for (h,) in conn.execute(
+                f'SELECT handle FROM "{schema}".workbench_keys').fetchall()}
+        for s in subjects[::2]:
+            assert handles[s] not in left
+        create(stores[0])
+        assert stores[0].counts() == (30, 30)
+        assert stores[1].keys_for([handles["s0"]], create=True)[handles["s0"]] is FORGOTTEN
+    finally:
+        for ks in stores:
+            ks.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def test_wrong_master_key_is_a_clear_error(tmp_path: Path) -> None:
     ks = wb.KeyStore(tmp_path / "k", master=os.urandom(32))
     ks.keys_for([ks.handle("u1")], create=True)
