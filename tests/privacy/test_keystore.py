@@ -135,6 +135,36 @@ def test_postgres_store_create_and_forget_race(postgres_url: str) -> None:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+@pytest.mark.postgres
+def test_postgres_vacuum_waits_for_older_transactions(postgres_url: str) -> None:
+    """VACUUM FULL keeps a deleted key while a transaction older than the forget is open:
+    ``vacuum_full`` says so (and how many), and reports 0 once that transaction ended."""
+    import uuid
+
+    import psycopg
+
+    from workbench.privacy.stores import PostgresBackend
+
+    schema = f"keys_vac_{uuid.uuid4().hex[:8]}"
+    ks = wb.KeyStore(f"{postgres_url}?schema={schema}", master=os.urandom(32))
+    backend = ks.backend
+    assert isinstance(backend, PostgresBackend)
+    old = psycopg.connect(postgres_url)
+    try:
+        ks.keys_for([ks.handle("a"), ks.handle("b")], create=True)
+        old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        old.execute("SELECT 1")  # a snapshot older than the forget
+        assert ks.forget("a")
+        assert backend.vacuum_full(timeout=0.3) == 1
+        old.rollback()
+        assert backend.vacuum_full() == 0
+    finally:
+        old.close()
+        ks.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def test_wrong_master_key_is_a_clear_error(tmp_path: Path) -> None:
     ks = wb.KeyStore(tmp_path / "k", master=os.urandom(32))
     ks.keys_for([ks.handle("u1")], create=True)

@@ -71,7 +71,15 @@ def run(args: argparse.Namespace) -> int:
         if args.vacuum:
             vacuum = getattr(store.backend, "vacuum_full", None)
             if vacuum is not None:
-                vacuum()
+                kept = vacuum()
+                if kept:
+                    print("warning: " + (
+                        f"{kept} deleted key row(s) are still in the key table's data file: "
+                        "a transaction of the database older than the forget is still open; "
+                        "run --vacuum again when it has ended" if kept > 0 else
+                        "the server's VACUUM report could not be read: check that the "
+                        "deleted keys left the table (docs/privacy.md, erasure procedure)"),
+                        file=sys.stderr)
         keys, gone = store.counts()
         print(f"key store {store.url}: {keys} subjects with a key, {gone} forgotten")
     finally:

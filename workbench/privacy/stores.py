@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -262,11 +264,39 @@ class PostgresBackend:
                 .format(self._gone), (handle,))
         return existed
 
-    def vacuum_full(self) -> None:
+    def vacuum_full(self, timeout: float = 60.0) -> int:
         """``VACUUM FULL`` the key table: rewrite it so deleted keys' bytes leave its data
-        file (see docs/privacy.md: the WAL and backups still hold them)."""
-        with self._lock:
-            self._conn.execute(self._sql.SQL("VACUUM FULL {}").format(self._keys))
+        file (see docs/privacy.md: the WAL and backups still hold them).
+
+        A deleted row is copied into the new file as long as a transaction of the database
+        that began before the delete is still open (PostgreSQL's xmin horizon): the vacuum is
+        repeated, with growing pauses, until the server reports no such row or ``timeout``
+        seconds have passed. Returns the number of deleted rows still kept (0: none; -1: the
+        server's report could not be read, e.g. messages in another language)."""
+        pattern = re.compile(r"(\d+) dead row versions cannot be removed yet")
+        deadline = time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            notes: list[str] = []
+
+            def handler(diag: Any, notes: list[str] = notes) -> None:
+                notes.append(diag.message_detail or "")
+
+            with self._lock:
+                self._conn.add_notice_handler(handler)
+                try:
+                    self._conn.execute(self._sql.SQL("VACUUM (FULL, VERBOSE) {}").format(
+                        self._keys))
+                finally:
+                    self._conn.remove_notice_handler(handler)
+            found = [int(m.group(1)) for n in notes for m in [pattern.search(n)] if m]
+            if not found:
+                return -1
+            kept = max(found)
+            if kept == 0 or time.monotonic() + pause > deadline:
+                return kept
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     def relation_path(self) -> str:
         """The key table's data file, relative to the server's data directory."""
