@@ -13,7 +13,8 @@ commit) and this one, which applies the fault ``--repeat`` times and measures:
 * **job exits**: times the job gave up (its error's last line is shown) and was started again
   at once, as a supervisor would;
 * at the end, with the producer stopped: every source record the server holds was committed by
-  the job (positions = end offsets), or the script says what is missing and exits 1.
+  the job (positions = end offsets), or the script says what is missing and exits 1 (also when
+  the job made no commit within ``--patience`` seconds of a fault: it hung).
 
 Faults:
 
@@ -298,7 +299,7 @@ def scenario(fault: str, args: argparse.Namespace) -> dict[str, Any]:
                 back = server.pg_restart(args.down)
             else:
                 back = server.terminate_backends()
-            first = job.first_commit_after(back)
+            first = job.first_commit_after(back, args.patience)
             row = {"fault": fault, "n": i + 1, "down_s": round(back - fault_at, 1),
                    "recovery_s": None if first is None else round(first - back, 2),
                    "stall_s": None if first is None else round(first - fault_at, 2),
@@ -312,7 +313,7 @@ def scenario(fault: str, args: argparse.Namespace) -> dict[str, Any]:
         sent_out = producer.communicate(timeout=300)[0]
         sent = json.loads(next(x for x in sent_out.splitlines()
                                if x.startswith("SENT "))[5:])
-        missing = drained(url, kind, sfx, timeout=300)
+        missing = drained(url, kind, sfx, timeout=args.patience)
     finally:
         if job is not None:
             job.stop()
@@ -362,6 +363,9 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=500, help="clicks/s (purchases: a quarter)")
     ap.add_argument("--warmup", type=float, default=15.0)
     ap.add_argument("--between", type=float, default=10.0, help="seconds between faults")
+    ap.add_argument("--patience", type=float, default=300.0,
+                    help="seconds to wait for the job's first commit after a fault, and for "
+                    "it to catch up at the end")
     ap.add_argument("--json")
     args = ap.parse_args()
     results = [scenario(f, args) for f in args.faults.split(",")]
@@ -375,7 +379,8 @@ def main() -> int:
               f"{len(r['exits']):>10} {r['missing']:>8}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-    return 1 if any(r["missing"] for r in results) else 0
+    stuck = any(x["recovery_s"] is None for r in results for x in r["rows"])
+    return 1 if stuck or any(r["missing"] for r in results) else 0
 
 
 if __name__ == "__main__":

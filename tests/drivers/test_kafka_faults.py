@@ -172,3 +172,32 @@ def test_broker_gone_for_good_the_job_exits_with_a_clear_error(broker: BouncingB
     assert "DriverUnavailableError" in last[-1] or "DriverError" in last[-1], last
     broker.restart()
     _finish(url, sfx, source, sinks, signals_job, [err])
+
+
+def test_a_live_job_under_load_commits_again_after_a_broker_bounce(tmp_path: Path) -> None:
+    """A live job (``run_forever``) with a producer offering records all the time: the broker is
+    killed and started again 5 s later. The job must commit again (restarted by the script if
+    it gave up) and, at the end, have committed every source record. Before the driver bounded
+    ``send_offsets_to_transaction`` (librdkafka#5456) the job blocked in it for good here,
+    even after the broker was back. ``benchmarks/recovery.py`` starts its OWN broker."""
+    import json
+    import shutil
+
+    from workbench._env import in_ci
+
+    if not shutil.which("java"):
+        if in_ci():
+            pytest.fail("CI=true: the Kafka fault tests need Java 17 and Maven")
+        pytest.skip("needs Java 17 and Maven to start a private broker")
+    out = tmp_path / "recovery.json"
+    from tests.signals import cli_env
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "recovery.py"), "--faults", "kafka-kill",
+         "--repeat", "1", "--down", "5", "--warmup", "10", "--between", "0", "--rate", "200",
+         "--patience", "150", "--json", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT, env=cli_env({}))
+    print(done.stdout[-2000:])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())[0]
+    assert result["missing"] == 0 and result["rows"][0]["recovery_s"] is not None, result
