@@ -185,7 +185,7 @@ def windowed() -> wb.Pipeline:
 
 def test_equivalent_windowed(pg_url: str) -> None:
     assert_same(windowed, {"clicks": clicks()}, pg_url,
-                tables=("tumbling", "hopping", "per_page"))
+                tables=("tumbling", "hopping", "per_page"), interleaved=("per_page",))
 
 
 def joined() -> wb.Pipeline:
