@@ -252,3 +252,25 @@ def test_drivers_connecting_to_a_new_schema_at_once_all_succeed(pg_url: str) -> 
         drivers[0].drop_schema()
         for d in drivers:
             d.close()
+
+
+# -- a server that lost acknowledged commits ------------------------------------------------------
+def test_positions_that_went_backwards_are_named_as_lost_commits(pg_url: str) -> None:
+    """A server with ``synchronous_commit=off`` (the dev server) may lose the last commits it
+    acknowledged when it crashes; a restore from a backup does the same. The worker's next
+    commit must stop without writing, and say so (no other worker moves a position back)."""
+    d = PostgresDriver(pg_url)
+    d.create_topic("in", 1)
+    d.create_topic("out", 1, kind="sink")
+    d.commit(Transaction("app", {("out", 0): [(1, "a", 1, 0, None)]}, {("in", 0): 5}))
+    with psycopg.connect(pg_server_of(pg_url), autocommit=True) as conn:
+        # what a crash that lost the commit leaves behind
+        conn.execute(f'UPDATE "{schema_of(pg_url)}"._positions SET next_offset = 3 '
+                     "WHERE app = 'app'")
+    with pytest.raises(wb.FencedError, match=r"'in' partition 0 is 3, behind the 5 this worker "
+                                             r"committed: the server lost commits"):
+        d.commit(Transaction("app", {("out", 0): [(2, "b", 2, 0, None)]}, {("in", 0): 6}))
+    d.close()
+    check = PostgresDriver(pg_url)
+    assert check.end_offset("out", 0) == 1 and check.committed("app", "in", 0) == 3
+    check.close()

@@ -237,6 +237,17 @@ class Committer:
         current = {(t, p): o for t, p, o in rows}
         for key in keys:
             expected = self._expected.get((txn.app_id, *key))
+            if expected is not None and current.get(key, 0) < expected:
+                # no other worker moves a position backwards: the server lost commits
+                raise FencedError(
+                    f"application {txn.app_id!r}: the committed position of {key[0]!r} "
+                    f"partition {key[1]} is {current.get(key, 0)}, behind the {expected} this "
+                    "worker committed: the server lost commits it had acknowledged (a crash "
+                    "of a server running with synchronous_commit=off or fsync=off, a restore "
+                    "from a backup) or the positions were reset. This worker stops without "
+                    "writing on (nothing is written twice); restart it: it resumes from the "
+                    "server's position."
+                )
             if expected is not None and current.get(key, 0) != expected:
                 raise FencedError(
                     f"application {txn.app_id!r}: the committed position of {key[0]!r} "
