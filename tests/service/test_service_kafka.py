@@ -42,8 +42,8 @@ def test_ready_fails_during_a_rebalance(kafka_url: str, tmp_path: Path) -> None:
         tasks = first.get("/status.json")[1]["tasks"]
         second = Job(args, tmp_path)
         second.wait_ready(180)
-        first.wait_for(lambda: first.get("/status.json")[1]["tasks"] == tasks // 2, 60,
-                       "the split")
+        first.wait_for(lambda: first.get("/status.json")[1]["tasks"] == tasks // 2, 180,
+                       "the split")  # a rebalance takes seconds; minutes on a loaded machine
         keys = 30_000
         producer.send([(f"k{i}", {"user": f"k{i}", "ts": i, "amount": 1})
                        for i in range(keys)])
