@@ -91,6 +91,10 @@ def test_endpoints_queries_and_metrics(job_file: Path) -> None:
         assert 0 < metric(values, "workbench_transaction_seconds") <= metric(
             values, "workbench_max_transaction_seconds")
         assert metric(values, "process_resident_memory_bytes") > 0
+        assert metric(values, "workbench_state_bytes", store="user-totals") > 0
+        assert metric(values, "workbench_state_bytes", store="per-10s") > 0
+        assert metric(values, "workbench_errors_total") == 0
+        assert metric(values, "workbench_rebalances_total") == 0
         # the status page and its data
         status, page, headers = job.get("/")
         assert status == 200 and headers["Content-Type"].startswith("text/html")
@@ -132,6 +136,29 @@ def test_ready_fails_while_stopping_and_exit_0(job_file: Path, signum: int) -> N
         job.kill()
     assert code == 0, job.output()
     assert "http-test: " in job.output()  # committed and said so
+
+
+def test_health_fails_while_the_loop_is_stuck_and_recovers(job_file: Path) -> None:
+    """Liveness: a step that keeps the loop from turning for longer than --liveness-timeout
+    makes /health answer 503 with the reason (what Kubernetes restarts on); it answers 200 again
+    once the loop turns."""
+    (job_file / "job.py").write_text(JOB.replace("SLEEP = 0", "SLEEP = 0.5"))
+    job = Job(["run", "job.py", "--until", "forever", "--liveness-timeout", "1"], job_file)
+    try:
+        job.wait_ready()
+        _status, body, _h = job.wait_for(lambda: (r := job.get("/health"))[0] == 503 and r,
+                                        60, "/health failing")
+        assert body["status"] == "failing"
+        assert "has not turned" in body["reason"] and "limit 1 s" in body["reason"], body
+        # every record processed (30 x 0.5 s): the loop turns again and /health recovers
+        job.wait_for(lambda: job.get("/health")[0] == 200
+                     and job.get("/status.json")[1]["records_in"] >= 30, 120,
+                     "/health recovering")
+        job.signal(signal.SIGTERM)
+        code = job.wait(60)
+    finally:
+        job.kill()
+    assert code == 0, job.output()
 
 
 def test_second_signal_exits_at_once_without_committing(job_file: Path) -> None:
