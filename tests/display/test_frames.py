@@ -100,6 +100,24 @@ CASES = [
          per_record=False),  # a join across a repartition sees its inputs in another order
     Case("process", lambda p, c, t: c.process(_process(), name="s"),
          ["key", "timestamp", "page"]),
+    # column expressions
+    Case("filter_expr", lambda p, c, t: c.filter(wb.col("amount") > 0, name="s"), CLICK_COLS),
+    Case("assign", lambda p, c, t: c.assign(cents=(wb.col("amount") * 100).round(), name="s"),
+         [*CLICK_COLS, "cents"]),
+    Case("select_rename", lambda p, c, t: c.select("page", "amount").rename(
+        amount="eur", name="s"), ["key", "timestamp", "page", "eur"]),
+    Case("split_expr", lambda p, c, t: c.split(pos=wb.col("amount") > 0, default="other",
+                                               name="s").other, CLICK_COLS),
+    # the rest of the DSL (issue 15)
+    Case("repartition", lambda p, c, t: c.repartition(name="s"), CLICK_COLS),
+    Case("table_group_by", lambda p, c, t: t.group_by("country").count(name="s"),
+         ["country", "timestamp", "value"]),
+    Case("suppress", lambda p, c, t: c.group_by("user_id").window(wb.Tumbling("10s")).count(
+        name="w").suppress("window-close", name="s"), [*WINDOW, "value"], per_record=False),
+    Case("cogroup", lambda p, c, t: wb.cogroup(
+        c.group_by("user_id"), lambda a, v: a + 1,
+        c.filter(lambda e: e["amount"] > 0).group_by("user_id"), lambda a, v: a + 10,
+    ).aggregate(0, name="s"), ["key", "timestamp", "value"]),  # user aggregators: as aggregate
 ]
 
 
