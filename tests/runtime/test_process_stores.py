@@ -248,3 +248,28 @@ def test_a_none_key_fails_the_step_as_in_kafka_streams() -> None:
     with pytest.raises(wb.ProcessingError, match=r"step 'sess'.*store 'sess-sessions': a key "
                                                  r"cannot be None"), TestDriver(p) as td:
         td.input("in").pipe(None, {"v": 1}, 1)
+
+
+def test_kv_and_window_stores_refuse_a_none_key_too() -> None:
+    """The older store kinds, like the new ones: on Kafka a None key would fail the whole
+    transaction when its changelog record is sent (INVALID_RECORD on a compacted topic)."""
+    from workbench.runtime.processor_ops import ProcessKeyValueStore, WindowStore
+
+    with pytest.raises(ValueError, match="a key cannot be None"):
+        ProcessKeyValueStore("k", "c").put(None, 1)
+    with pytest.raises(ValueError, match="a key cannot be None"):
+        WindowStore("w", "c").put(None, 0, 1)
+
+    class Last(wb.Processor):  # type: ignore[misc]
+        def init(self, context: Any) -> None:
+            self.ctx = context
+            self.store = context.store("last")
+
+        def process(self, record: Any) -> None:
+            self.store.put(record.key, record.value)
+
+    p = wb.Pipeline("none-key-kv")
+    p.source("in").process(Last, stores={"last": "kv"}, name="keep").to("out")
+    with pytest.raises(wb.ProcessingError, match=r"step 'keep'.*store 'keep-last': a key "
+                                                 r"cannot be None"), TestDriver(p) as td:
+        td.input("in").pipe(None, {"v": 1}, 1)

@@ -78,6 +78,20 @@ class ProcessKeyValueStore(KeyValueStore):
     def decode_key(self, key: Any) -> Any:
         return _hashable(key)
 
+    def put(self, key: Any, value: Any) -> None:
+        """Set ``key``'s value (``None`` deletes); a ``None`` key is refused, as Kafka
+        Streams' stores refuse it (its changelog record could not be written)."""
+        from .process_stores import _check_key
+
+        _check_key(self, key)
+        super().put(key, value)
+
+    def delete(self, key: Any) -> None:
+        from .process_stores import _check_key
+
+        _check_key(self, key)
+        super().delete(key)
+
 
 class WindowStore(StateStore):
     """The ``"window"`` store of a processor: values per ``(key, window_start)``.
@@ -137,7 +151,11 @@ class WindowStore(StateStore):
 
     # -- writes
     def put(self, key: Any, window_start: int, value: Any) -> None:
-        """Set the value of ``key`` in the window starting at ``window_start``."""
+        """Set the value of ``key`` in the window starting at ``window_start`` (a ``None`` key
+        is refused, as Kafka Streams' stores refuse it)."""
+        from .process_stores import _check_key
+
+        _check_key(self, key)
         if value is None:
             self.delete(key, window_start)
             return
