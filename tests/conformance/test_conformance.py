@@ -48,12 +48,7 @@ CASES = load_cases([CASES_DIR / f for f in CASE_FILES]) + REGRESSION_CASES
 CASES_BY_NAME = {case["name"]: case for case in CASES}
 
 #: Cases workbench still gets wrong: name -> reason (strict xfail: remove the entry once fixed).
-KNOWN_MISMATCHES: dict[str, str] = {
-    "sliding-close-retention-visibility": (
-        "K1: sliding windows, emit='close': workbench finds a key's previous records through "
-        "the in-memory store's retention (2*difference+grace, as for emit='update'), the "
-        "reference (long retention) finds them all; reported to the lead"),
-}
+KNOWN_MISMATCHES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,11 @@ its database and replays them first.
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, given, settings
 
 from tests.conformance import generators as gen
 from tests.conformance.checks import STATS, check_case
@@ -64,30 +63,9 @@ def examples(n: int) -> settings:
     )
 
 
-def sliding_close_depends_on_retention(oracle: OracleServer, case: dict[str, Any]) -> bool:
-    """Known mismatch K1 (``docs/conformance.md``): for sliding windows with ``emit="close"``,
-    workbench finds the previous records of a key through the in-memory store's retention
-    (2 * difference + grace), as in ``emit="update"``, while the reference (a long retention)
-    finds them all. The two differ exactly when Kafka Streams' own ``emit="update"`` output
-    depends on the retention; such examples are excluded (and counted) until the lead decides
-    which one is right (hand-written case ``sliding-close-retention-visibility``, a strict
-    xfail)."""
-    topo = case["topology"]
-    if (topo.get("window") or {}).get("type") != "sliding" or topo.get("emit") != "close":
-        return False
-    update = copy.deepcopy(case)
-    update["topology"]["emit"] = "update"
-    default = oracle.run(update)["outputs"]
-    update["topology"]["window"]["retention"] = 1_000_000_000
-    return oracle.run(update)["outputs"] != default
-
-
 def compare(oracle: OracleServer, family: str, case: dict[str, Any]) -> None:
     """Compare one generated example of ``family`` (counted in ``STATS``)."""
     stats = STATS.family(family)
-    if sliding_close_depends_on_retention(oracle, case):
-        stats.excluded += 1
-        reject()
     check_case(oracle, case, stats)
 
 

@@ -21,9 +21,11 @@ ascending start order.
 takes with its built-in stores): ``None`` keys and values are dropped; a record is dropped if
 ``t + difference < close time``; a window ``[start, end]`` (both inclusive) is updated only if
 ``end >= close time``; records with ``t < difference`` take the "early" path with the combined
-window ``[0, difference]``. The store emulates the in-memory window store's retention
-(``2 * difference + grace`` counted from the largest window start stored), which decides which
-old windows the algorithm still sees.
+window ``[0, difference]``. With ``emit="update"`` the store emulates the in-memory window
+store's retention (``2 * difference + grace`` counted from the largest window start stored),
+which decides which old windows the algorithm still sees; with ``emit="close"`` it keeps every
+window a record that is not late can look up (``3 * difference + grace + 2``), as a long
+retention would (conformance finding K1).
 
 **Session windows** (``KStreamSessionWindowAggregate``): ``None`` keys are dropped, ``None``
 values are aggregated; close time = stream time - grace - gap; a record merges every visible
@@ -489,8 +491,15 @@ class SlidingWindowAggregateOp(_AggregateOp):
         self.d = spec.difference
         self.grace = spec.grace
         self.stream_time = NO_TIMESTAMP
-        self.store = SlidingWindowStore(self._store_name, self._changelog,
-                                        2 * spec.difference + spec.grace)
+        # emit="update": the in-memory store's retention, which decides what Kafka Streams'
+        # lookups still see. emit="close" emits what a long retention gives (as for time
+        # windows): a record that is not late (t >= close - d) looks up windows starting at
+        # t - 2d or later, so keeping 3d + grace (+2: the right window's start and the
+        # inclusive bound) behind the largest start loses none of them (K1).
+        retention = 2 * spec.difference + spec.grace
+        if self.emit_close:
+            retention = 3 * spec.difference + spec.grace + 2
+        self.store = SlidingWindowStore(self._store_name, self._changelog, retention)
         self.store.track_pending = self.emit_close
         self.stores = [self.store]
         # per-record scratch
