@@ -30,6 +30,12 @@ _OPEN: weakref.WeakSet[KafkaDriver] = weakref.WeakSet()
 
 @atexit.register
 def _close_open_drivers() -> None:  # pragma: no cover - runs at interpreter exit
+    import logging
+
+    from . import transactions
+
+    transactions.AT_EXIT = True  # short waits: the broker may already be gone
+    logging.raiseExceptions = False  # the streams handlers wrote to may be closed by now
     for driver in list(_OPEN):
         try:
             driver.close()

@@ -27,6 +27,16 @@ from .ends import EndOffsets
 from .membership import Membership
 from .topics import Topics
 
+#: seconds the exit hook's flushes and aborts wait (the broker may be gone by then: a test
+#: session's broker is stopped before the interpreter exits)
+EXIT_TIMEOUT_S = 2.0
+AT_EXIT = False
+
+
+def _wait_s(timeout: float) -> float:
+    return min(timeout, EXIT_TIMEOUT_S) if AT_EXIT else timeout
+
+
 __all__ = ["Transactions"]
 
 log = get_logger(__name__)
@@ -381,7 +391,7 @@ class Transactions:
         if self._stuck is not None:  # an abort would wait behind the call that never returned
             return
         try:
-            producer.abort_transaction(self._conn.options.timeout)
+            producer.abort_transaction(_wait_s(self._conn.options.timeout))
         except self._conn.ck.KafkaException as exc:  # fatal errors, or no transaction open
             log.debug("aborting the transaction failed: %s", exc)
 
@@ -469,7 +479,7 @@ class Transactions:
         self._metadata, self._metadata_app = {}, None
         self.drop_producer()
         if self._plain_producer is not None:
-            self._plain_producer.flush(self._conn.options.timeout)
+            self._plain_producer.flush(_wait_s(self._conn.options.timeout))
 
     def close(self) -> None:
         self.closed = True
