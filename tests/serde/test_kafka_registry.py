@@ -292,3 +292,18 @@ def test_typed_values_are_read_a_batch_at_a_time(kafka_url: str, registry_url: s
     assert len(driver.read_batch(topic, 0, 9, 10)) == 4  # the good records before it
     with pytest.raises(SerializationError, match=rf"offset 13 of '{topic}' partition 0"):
         driver.read_batch(topic, 0, 13, 10)
+
+
+def test_wire_format_avro_with_bytes_left_over_is_an_error(registry_url: str, sfx: str) -> None:
+    """A Confluent wire-format Avro value followed by stray bytes is not silently truncated:
+    it fails naming the schema id and the bytes left over, one value or many."""
+    from workbench.errors import SerializationError
+
+    sr = wb.SchemaRegistry(registry_url)
+    serde = wb.serde.avro("long", registry=sr, subject=f"leftover-{sfx}-value")
+    good = serde.serialize(42)
+    assert serde.deserialize(good) == 42
+    with pytest.raises(SerializationError, match=r"schema id \d+.*2 bytes left over"):
+        serde.deserialize(good + b"\x02\x04")
+    with pytest.raises(SerializationError, match="1 bytes left over"):
+        serde.deserialize_many([good, good + b"\x00"])

@@ -187,9 +187,13 @@ class AvroSerde(SchemaSerde):
         buf = io.BytesIO(data)
         buf.seek(5)
         try:
-            return load_fastavro().schemaless_reader(buf, writer, reader)
+            value = load_fastavro().schemaless_reader(buf, writer, reader)
         except Exception as exc:
             raise SerializationError(self._bad(data, exc, schema_id=schema_id)) from None
+        if buf.tell() != len(data):
+            raise SerializationError(self._bad(data, None, len(data) - buf.tell(),
+                                               schema_id=schema_id))
+        return value
 
     def deserialize_many(self, items: Sequence[bytes | None]) -> list[Any]:
         read = load_fastavro().schemaless_reader
@@ -223,6 +227,9 @@ class AvroSerde(SchemaSerde):
                 append(read(buf, writer, reader))
             except Exception as exc:
                 raise SerializationError(self._bad(data, exc, schema_id=schema_id)) from None
+            if buf.tell() != len(data):
+                raise SerializationError(self._bad(data, None, len(data) - buf.tell(),
+                                                   schema_id=schema_id))
         return out
 
     def _bad(self, data: bytes, exc: BaseException | None, extra: int = 0,
