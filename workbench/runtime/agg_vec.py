@@ -18,17 +18,23 @@ from typing import Any
 import numpy as np
 
 from ..keys import key_id
-from .batch import Batch, ChangeValues, ObjectValues, StructValues, column, obj_array
+from .batch import Batch, ChangeValues, ObjectValues, StructValues, obj_array
 from .fold import Accs, Part, empty, fold, from_python, to_python
 from .operators import Operator
 from .state import StateStore
 from .window_ops import NULL_KEY, NULL_VALUE, KeyAggregateOp
 from .window_store import AggKVStore, tuplify
-from .window_vec import _dtypes, _field, _first_occurrence, _put
+from .window_vec import (
+    _dtypes,
+    _first_occurrence,
+    _present,
+    _put,
+    part_columns,
+    through_row_operator,
+)
 
 __all__ = ["ColumnarAggStore", "KeyAggregateVec"]
 
-_NUMERIC = frozenset("if")
 
 
 class ColumnarAggStore(StateStore):
@@ -142,31 +148,10 @@ class KeyAggregateVec(Operator):
         values = batch.values
         if isinstance(values, ChangeValues):
             return None
-        cols: list[np.ndarray | None] = []
-        for _out, col, func in self.parts:
-            if col is None:
-                cols.append(None)
-                continue
-            try:
-                arr = _field(values, col, _present(values))
-            except (KeyError, TypeError, IndexError):
-                return None
-            if func in ("sum", "mean", "min", "max") and arr.dtype.kind not in _NUMERIC:
-                return None
-            cols.append(arr)
-        return cols
+        return part_columns(self.parts, values, _present(values))
 
     def _by_rows(self, batch: Batch) -> Batch | None:
-        from .task import _ids_in, _ids_out
-
-        row = self.row
-        self.store.to_row_store(row.store)
-        out = row.process(_ids_in(batch.rows()), 0)
-        self.store.from_row_store(row.store)
-        if row.side:
-            self.side.append(Batch.from_rows(_ids_out(row.side)))
-            row.side = []
-        return Batch.from_rows(_ids_out(out)) if out else None
+        return through_row_operator(self, batch)
 
     def _vector(self, batch: Batch, cols: list[np.ndarray | None]) -> Batch | None:
         store = self.store
@@ -248,17 +233,3 @@ class KeyAggregateVec(Operator):
     def close(self) -> None:
         self.row.close()
 
-
-def _present(values: Any) -> np.ndarray | None:
-    if isinstance(values, StructValues):
-        return values.present
-    if isinstance(values, ObjectValues):
-        arr = values.arr
-        if arr.dtype != object:
-            return None
-        mask = np.array([v is not None for v in arr.tolist()], dtype=bool)
-        return None if mask.all() else mask
-    return None
-
-
-_unused = column

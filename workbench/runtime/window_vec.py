@@ -246,35 +246,10 @@ class TimeWindowAggregateVec(Operator):
         if present is not None and not present.all() and any(
                 f in ("sum", "mean") for _o, _c, f in self.parts):
             return None
-        cols: list[np.ndarray | None] = []
-        cache: dict[str, np.ndarray] = {}
-        for _out, col, func in self.parts:
-            if col is None:
-                cols.append(None)
-                continue
-            arr = cache.get(col)
-            if arr is None:
-                try:
-                    arr = _field(values, col, present)
-                except (KeyError, TypeError, IndexError):
-                    return None  # the row path reports the record
-                cache[col] = arr
-            if func in ("sum", "mean", "min", "max") and arr.dtype.kind not in _NUMERIC:
-                return None
-            cols.append(arr)
-        return cols
+        return part_columns(self.parts, values, present)
 
     def _by_rows(self, batch: Batch) -> Batch | None:
-        from .task import _ids_in, _ids_out
-
-        row = self.row
-        self.store.to_row_store(row.store)
-        out = row.process(_ids_in(batch.rows()), 0)
-        self.store.from_row_store(row.store)
-        if row.side:
-            self.side.append(Batch.from_rows(_ids_out(row.side)))
-            row.side = []
-        return Batch.from_rows(_ids_out(out)) if out else None
+        return through_row_operator(self, batch)
 
     def _vector(self, batch: Batch, cols: list[np.ndarray | None]) -> Batch | None:
         row = self.row
@@ -478,6 +453,45 @@ class TimeWindowAggregateVec(Operator):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def part_columns(parts: list[Part], values: Any,
+                 present: np.ndarray | None) -> list[np.ndarray | None] | None:
+    """The value column each aggregate part reads (``None`` for ``count()``), or ``None`` when
+    a column is missing or not numeric where the function needs numbers: the row path then
+    handles the batch and reports the record."""
+    cols: list[np.ndarray | None] = []
+    cache: dict[str, np.ndarray] = {}
+    for _out, col, func in parts:
+        if col is None:
+            cols.append(None)
+            continue
+        arr = cache.get(col)
+        if arr is None:
+            try:
+                arr = _field(values, col, present)
+            except (KeyError, TypeError, IndexError):
+                return None
+            cache[col] = arr
+        if func in ("sum", "mean", "min", "max") and arr.dtype.kind not in _NUMERIC:
+            return None
+        cols.append(arr)
+    return cols
+
+
+def through_row_operator(op: Any, batch: Batch) -> Batch | None:
+    """Run ``batch`` through the row operator ``op.row`` on the same state (moved into its
+    store and back), its side output appended to ``op.side``."""
+    from .task import _ids_in, _ids_out
+
+    row = op.row
+    op.store.to_row_store(row.store)
+    out = row.process(_ids_in(batch.rows()), 0)
+    op.store.from_row_store(row.store)
+    if row.side:
+        op.side.append(Batch.from_rows(_ids_out(row.side)))
+        row.side = []
+    return Batch.from_rows(_ids_out(out)) if out else None
+
+
 def _present(values: Any) -> np.ndarray | None:
     if isinstance(values, StructValues):
         return values.present
