@@ -27,10 +27,13 @@ rows_st = st.lists(st.fixed_dictionaries({
 }), min_size=1, max_size=30)
 
 
-def _outputs(build: Any, rows: list[dict[str, Any]], topics: list[str], *, vectorize: bool,
+def _outputs(steps: Any, rows: list[dict[str, Any]], topics: list[str], *, vectorize: bool,
              batch: int) -> dict[str, list[Any]]:
+    """Run ``steps(source stream)`` over ``rows`` (topic ``in``, key ``u``, time ``t``)."""
+    p = wb.Pipeline("e")
+    steps(p.source("in", key="u", time="t"))
     driver = MemoryDriver()
-    engine = prepare(build(), driver, inputs={"in": rows}, batch_size=batch)
+    engine = prepare(p, driver, inputs={"in": rows}, batch_size=batch)
     engine.vectorize = vectorize
     engine.run_until_end()
     out = {}
@@ -73,26 +76,20 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 @given(rows=rows_st, batch=st.sampled_from([1, 7, 10_000]))
 def test_filter_and_assign_compute_what_functions_compute(rows: list[dict[str, Any]],
                                                           batch: int) -> None:
-    def exprs() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def exprs(s: wb.Stream) -> None:
         (s.filter(wb.col("amount") > 0)
           .assign(cents=(wb.col("amount") * 100).round(), double=wb.col("n") * 2,
                   ratio=wb.col("amount") / 4, tier=wb.when(wb.col("amount") > 100)
                   .then("gold").otherwise("std"), src="web", up=wb.col("name").str.upper())
           .to("out"))
-        return p
 
-    def fns() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def fns(s: wb.Stream) -> None:
         (s.filter(lambda v: v["amount"] is not None and v["amount"] > 0)
           .map(lambda v: {**v, "cents": round(v["amount"] * 100), "double": v["n"] * 2,
                           "ratio": v["amount"] / 4,
                           "tier": "gold" if v["amount"] > 100 else "std", "src": "web",
                           "up": _null(str.upper)(v["name"])})
           .to("out"))
-        return p
 
     _same(exprs, fns, rows, ["out"], batch)
 
@@ -100,20 +97,15 @@ def test_filter_and_assign_compute_what_functions_compute(rows: list[dict[str, A
 @SETTINGS
 @given(rows=rows_st, batch=st.sampled_from([1, 7, 10_000]))
 def test_nulls_predicates_and_string_functions(rows: list[dict[str, Any]], batch: int) -> None:
-    def exprs() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def exprs(s: wb.Stream) -> None:
         s.assign(missing=wb.col("amount").is_null(), filled=wb.col("amount").fill_null(0),
                  some=wb.col("n").isin([1, 2, 3]), mid=wb.col("n").between(-5, 5),
                  neg=-wb.col("n"), mag=wb.col("n").abs(), f=wb.col("n").cast(float),
                  low=wb.col("name").str.strip().str.lower(), has_o=wb.col("name").str.contains("o"),
                  ln=wb.col("name").str.len(), not_big=~(wb.col("amount") > 100),
                  both=(wb.col("n") > 0) & (wb.col("amount") > 0)).to("out")
-        return p
 
-    def fns() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def fns(s: wb.Stream) -> None:
 
         def f(v: dict[str, Any]) -> dict[str, Any]:
             a, n, name = v["amount"], v["n"], v["name"]
@@ -126,7 +118,6 @@ def test_nulls_predicates_and_string_functions(rows: list[dict[str, Any]], batch
                     "has_o": _null(lambda x: "o" in x)(name), "ln": _null(len)(name),
                     "not_big": None if gt_big is None else not gt_big, "both": both}
         s.map(f).to("out")
-        return p
 
     _same(exprs, fns, rows, ["out"], batch)
 
@@ -134,22 +125,16 @@ def test_nulls_predicates_and_string_functions(rows: list[dict[str, Any]], batch
 @SETTINGS
 @given(rows=rows_st, batch=st.sampled_from([1, 7, 10_000]))
 def test_select_rename_drop_and_group_by_a_column(rows: list[dict[str, Any]], batch: int) -> None:
-    def exprs() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def exprs(s: wb.Stream) -> None:
         s.select("u", "n", x=wb.col("n") * 10).rename(n="count").to("sel")
         s.drop("name").to("dropped")
         s.group_by(wb.col("u").str.upper()).agg(total=("n", "sum"), k="count").changes().to("agg")
-        return p
 
-    def fns() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def fns(s: wb.Stream) -> None:
         s.map(lambda v: {"u": v["u"], "count": v["n"], "x": v["n"] * 10}).to("sel")
         s.map(lambda v: {f: x for f, x in v.items() if f != "name"}).to("dropped")
         (s.group_by(lambda v: v["u"].upper()).agg(total=("n", "sum"), k="count").changes()
           .to("agg"))
-        return p
 
     _same(exprs, fns, rows, ["sel", "dropped", "agg"], batch)
 
@@ -157,9 +142,7 @@ def test_select_rename_drop_and_group_by_a_column(rows: list[dict[str, Any]], ba
 @SETTINGS
 @given(rows=rows_st, batch=st.sampled_from([1, 7, 10_000]))
 def test_split_by_expressions_first_match_wins(rows: list[dict[str, Any]], batch: int) -> None:
-    def exprs() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def exprs(s: wb.Stream) -> None:
         parts = s.split(big=wb.col("amount") > 100, pos=wb.col("amount") > 0, name="sp")
         mixed = s.split(big=wb.col("amount") > 100, odd=lambda v: v["n"] % 2 == 1,
                         default="other", name="mx")
@@ -167,11 +150,8 @@ def test_split_by_expressions_first_match_wins(rows: list[dict[str, Any]], batch
             parts[label].to(f"s-{label}")
         for label in ("big", "odd", "other"):
             mixed[label].to(f"m-{label}")
-        return p
 
-    def fns() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def fns(s: wb.Stream) -> None:
         parts = s.split(big=lambda v: (v["amount"] or 0) > 100,
                         pos=lambda v: (v["amount"] or 0) > 0, name="sp")
         mixed = s.split(big=lambda v: (v["amount"] or 0) > 100, odd=lambda v: v["n"] % 2 == 1,
@@ -180,7 +160,6 @@ def test_split_by_expressions_first_match_wins(rows: list[dict[str, Any]], batch
             parts[label].to(f"s-{label}")
         for label in ("big", "odd", "other"):
             mixed[label].to(f"m-{label}")
-        return p
 
     topics = ["s-big", "s-pos", "s-rest", "m-big", "m-odd", "m-other"]
     _same(exprs, fns, rows, topics, batch)
@@ -215,11 +194,8 @@ def test_and_or_not_on_expressions_say_what_to_write() -> None:
 
 @pytest.mark.parametrize("vectorize", [True, False])
 def test_a_failing_expression_names_the_step_and_the_record(vectorize: bool) -> None:
-    def build() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def build(s: wb.Stream) -> None:
         s.split(big=wb.col("name") > 1, name="by-size")["big"].to("out")
-        return p
 
     rows = [{"u": "a", "t": 1, "name": 3}, {"u": "b", "t": 2, "name": "x"}]
     with pytest.raises(wb.ProcessingError, match=r"step 'by-size'.*topic 'in' partition 0 "
@@ -237,19 +213,13 @@ def test_division_by_zero_follows_numpy_for_floats() -> None:
 
 @pytest.mark.parametrize("vectorize", [True, False])
 def test_integer_arithmetic_stays_exact_past_64_bits(vectorize: bool) -> None:
-    def exprs() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def exprs(s: wb.Stream) -> None:
         s.assign(x=wb.col("n") * 2**62, y=wb.col("n") + 2**63, z=wb.col("n") ** 40,
                  w=wb.col("n") * 3).to("out")
-        return p
 
-    def fns() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def fns(s: wb.Stream) -> None:
         s.map(lambda v: {**v, "x": v["n"] * 2**62, "y": v["n"] + 2**63, "z": v["n"] ** 40,
                          "w": v["n"] * 3}).to("out")
-        return p
 
     rows = [{"u": "a", "t": 1, "n": 3}, {"u": "b", "t": 2, "n": -7}, {"u": "a", "t": 3, "n": 0}]
     want = _outputs(fns, rows, ["out"], vectorize=False, batch=10)
@@ -258,11 +228,8 @@ def test_integer_arithmetic_stays_exact_past_64_bits(vectorize: bool) -> None:
 
 
 def test_integer_division_by_zero_names_the_record() -> None:
-    def build() -> wb.Pipeline:
-        p = wb.Pipeline("e")
-        s = p.source("in", key="u", time="t")
+    def build(s: wb.Stream) -> None:
         s.assign(q=wb.col("n") // wb.col("d"), name="ratio").to("out")
-        return p
 
     rows = [{"u": "a", "t": 1, "n": 4, "d": 2}, {"u": "b", "t": 2, "n": 1, "d": 0}]
     with pytest.raises(wb.ProcessingError, match=r"step 'ratio'.*offset 1.*ZeroDivisionError"):
