@@ -42,6 +42,9 @@ class _Options:
     #: output records an engine holds for its next commit at most: reaching it commits at
     #: once (backpressure) instead of reading on (``Engine(max_buffered_records=)``; 0: none)
     max_buffered_records: int = 200_000
+    #: the same bound in bytes, estimated from the column batches (NumPy ``nbytes`` plus
+    #: sampled sizes of Python objects; ``Engine(max_buffered_bytes=)``; 0: none)
+    max_buffered_bytes: int = 256 * 2**20
 
 
 options = _Options()

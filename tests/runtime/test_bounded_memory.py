@@ -1,17 +1,21 @@
 """Memory bounds (issue 20): the engine commits instead of buffering past
-``max_buffered_records`` (backpressure), and ``Engine.store_sizes`` counts every store kind
-(a stream-stream join's window stores included) so a soak can watch state size."""
+``max_buffered_records`` or ``max_buffered_bytes`` (backpressure), ``Engine.store_sizes``
+counts every store kind (a stream-stream join's window stores included) so a soak can watch
+state size, and the memory driver can keep only the last records of each partition."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 import workbench as wb
 from workbench.drivers.memory import MemoryDriver
 from workbench.errors import DefinitionError
 from workbench.run import prepare
+from workbench.runtime.batch import Batch, StructValues
+from workbench.runtime.footprint import batch_nbytes
 
 N = 6_000
 
@@ -28,24 +32,40 @@ def _events() -> list[dict[str, Any]]:
     return [{"user": i % 50, "ts": 1_000 + i, "n": i} for i in range(N)]
 
 
-def _run(name: str, limit: int) -> tuple[Any, list[int]]:
+def _run(name: str, limit: int, byte_limit: int = 0) -> tuple[Any, list[int]]:
     """A bounded run with a one-hour commit interval; the outputs each commit wrote."""
+    engine, written, _sizes = _run_sized(name, limit, byte_limit)
+    return engine, written
+
+
+def _run_sized(name: str, limit: int, byte_limit: int) -> tuple[Any, list[int], list[int]]:
+    """As :func:`_run`, with the estimated bytes of the outputs each commit wrote (measured
+    on what the driver holds after the commit, not on the engine's running count)."""
     MemoryDriver.forget(name)
     engine = prepare(_fan_out(), f"memory://{name}", inputs={"events": _events()},
                      commit_interval="1h", batch_size=100)
     engine.max_buffered_records = limit
+    engine.max_buffered_bytes = byte_limit
     written: list[int] = []
+    sizes: list[int] = []
     seen = [0]
+    read_to = [0, 0]
 
     def note(e: Any) -> None:
         total = sum(e.stats.records_out.values())
         written.append(total - seen[0])
         seen[0] = total
+        size = 0
+        for p in range(2):
+            end = e.driver.end_offset("copies", p)
+            size += batch_nbytes(e.driver.read_batch("copies", p, read_to[p], end - read_to[p]))
+            read_to[p] = end
+        sizes.append(size)
 
     engine.on_commit.append(note)
     engine.run_until_end()
     engine.close()
-    return engine, written
+    return engine, written, sizes
 
 
 def test_outputs_waiting_for_a_commit_stay_under_the_limit() -> None:
@@ -62,11 +82,60 @@ def test_outputs_waiting_for_a_commit_stay_under_the_limit() -> None:
     assert got == want and len(got) == 3 * N
 
 
+def test_outputs_waiting_for_a_commit_stay_under_the_byte_limit() -> None:
+    unlimited, once, whole = _run_sized("bp-bytes-unlimited", 0, 0)
+    assert len(once) == 1 and once[0] == 3 * N  # one commit at the end carried everything
+    per_record = whole[0] / (3 * N)
+    assert 100 < per_record < 2_000, per_record  # a dict of 4 small fields, plus key and time
+    limit = int(300 * 6 * per_record)  # about 1,800 records' worth
+    engine, _written, sizes = _run_sized("bp-bytes", 0, limit)
+    one_poll = 2 * 100 * 3 * per_record  # 100 records per partition, tripled
+    assert len(sizes) > 5 and max(sizes) <= limit + 1.1 * one_poll, (limit, sizes)
+    assert engine.stats.early_commits >= sum(sizes) // (limit + one_poll), engine.stats
+    assert engine.buffered_bytes() == 0 and engine.buffered_records() == 0
+    got = [r[:3] for p in range(2) for r in engine.driver.read("copies", p, 0, 10 * N)]
+    want = [r[:3] for p in range(2) for r in unlimited.driver.read("copies", p, 0, 10 * N)]
+    assert got == want and len(got) == 3 * N
+
+
+def test_the_byte_estimate_is_near_what_python_allocates() -> None:
+    """``batch_nbytes`` samples a few values: it must still be within a factor of what the
+    records take (measured by tracemalloc), for dicts with strings, floats and a list."""
+    import gc
+    import tracemalloc
+
+    n = 20_000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rows = [(f"user-{i}", {"user": f"user-{i}", "amount": i * 1.5, "n": 10**6 + i,
+                               "tags": ["a", f"t{i}"]}, 1_000 + i, i, None) for i in range(n)]
+        batch = Batch.from_rows(rows)
+        del rows
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    estimate = batch_nbytes(batch)
+    assert 0.6 * used < estimate < 1.5 * used, (estimate, used)
+    # numeric columns count exactly their arrays
+    columns = Batch(np.arange(n), StructValues({"x": np.ones(n)}, None), np.arange(n),
+                    np.arange(n))
+    assert batch_nbytes(columns) == 4 * 8 * n
+
+
 def test_the_limit_comes_from_the_options_and_is_checked(monkeypatch: Any) -> None:
     monkeypatch.setattr(wb.options, "max_buffered_records", 123)
-    assert prepare(_fan_out(), "memory://", inputs={"events": []}).max_buffered_records == 123
+    monkeypatch.setattr(wb.options, "max_buffered_bytes", 4567)
+    engine = prepare(_fan_out(), "memory://", inputs={"events": []})
+    assert (engine.max_buffered_records, engine.max_buffered_bytes) == (123, 4567)
     monkeypatch.setattr(wb.options, "max_buffered_records", -1)
     with pytest.raises(DefinitionError, match="max_buffered_records=-1"):
+        prepare(_fan_out(), "memory://", inputs={"events": []})
+    monkeypatch.setattr(wb.options, "max_buffered_records", 0)
+    monkeypatch.setattr(wb.options, "max_buffered_bytes", 1.5)
+    with pytest.raises(DefinitionError, match=r"max_buffered_bytes=1\.5: use a whole number of "
+                                              "bytes"):
         prepare(_fan_out(), "memory://", inputs={"events": []})
 
 

@@ -34,6 +34,7 @@ from ..serde import get_serde
 from .batch import Batch
 from .clock import Clock, SystemClock
 from .external.sizer import BatchSizer
+from .footprint import batch_nbytes
 from .global_ops import GlobalTables
 from .task import OpContext, Task
 
@@ -83,7 +84,8 @@ class EngineStats:
     #: records in the queues of external steps (read, calls not finished)
     external_in_flight: int = 0
     #: commits made before the interval was up because the outputs waiting for a commit
-    #: reached ``Engine.max_buffered_records`` (backpressure: reading waits for the commit)
+    #: reached ``Engine.max_buffered_records`` or ``Engine.max_buffered_bytes``
+    #: (backpressure: reading waits for the commit)
     early_commits: int = 0
 
     def commit_rate(self, window_s: float = 10.0) -> float:
@@ -183,6 +185,10 @@ class Engine:
             long commit interval or a fast source does not make it grow. At most one poll's
             output (``batch_size`` records per input partition, times the steps' fan-out) goes
             past it. ``0`` means no limit.
+        max_buffered_bytes: the same bound in bytes (default
+            ``workbench.options.max_buffered_bytes``), estimated from the column batches
+            (:mod:`workbench.runtime.footprint`: NumPy ``nbytes``, sampled sizes for Python
+            objects); whichever limit is reached first commits. ``0`` means no limit.
     """
 
     def __init__(
@@ -197,6 +203,7 @@ class Engine:
         vectorize: bool | None = None,
         max_transaction_ms: int | None = None,
         max_buffered_records: int | None = None,
+        max_buffered_bytes: int | None = None,
     ) -> None:
         self.plan = plan
         #: operators run vectorized on column batches; ``False`` runs every stateful step
@@ -209,14 +216,21 @@ class Engine:
         self.clock = clock or SystemClock()
         self.commit_interval_ms = commit_interval_ms
         self.batch_size = check_batch_size(batch_size)
-        if max_buffered_records is None:
-            from ..preview import options
+        from ..preview import options
 
+        if max_buffered_records is None:
             max_buffered_records = options.max_buffered_records
-        if not isinstance(max_buffered_records, int) or max_buffered_records < 0:
-            raise DefinitionError(f"max_buffered_records={max_buffered_records!r}: use a whole "
-                                  "number of records (0: no limit).")
+        if max_buffered_bytes is None:
+            max_buffered_bytes = options.max_buffered_bytes
+        for name, limit, unit in (("max_buffered_records", max_buffered_records, "records"),
+                                  ("max_buffered_bytes", max_buffered_bytes, "bytes")):
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+                raise DefinitionError(f"{name}={limit!r}: use a whole number of {unit} "
+                                      "(0: no limit).")
         self.max_buffered_records = max_buffered_records
+        self.max_buffered_bytes = max_buffered_bytes
+        #: estimated bytes of the outputs made since the last commit (``max_buffered_bytes``)
+        self._buffered_bytes = 0
         self.partitioner = KeyPartitioner(get_serde(key_serde).serialize)
         #: chooses how many records each poll reads so that processing, the external calls in
         #: flight and the commit stay inside ``max_transaction``; drives external operators'
@@ -446,6 +460,8 @@ class Engine:
         self.stats.loop_at = time.monotonic()
         if self.globals:  # global tables first: a record is in them before later stream ones
             self.globals.update(self.batch_size)
+        sizing = bool(self.max_buffered_bytes) and self._send_outputs is None
+        marks = self._output_marks() if sizing else []
         polled_at = time.perf_counter()
         for task in self.tasks:
             total += self._poll_task(task, limits)
@@ -459,12 +475,15 @@ class Engine:
         now = self.clock.now_ms()
         for task in self.tasks:
             task.punctuate_wall(now)
+        if sizing:
+            self._buffered_bytes += self._new_output_bytes(marks)
         if self._send_outputs is not None:
             self._hand_over()
         if now - self._last_commit >= self.commit_interval_ms or self.batch_sizer.commit_due():
             self.commit()
-        elif total and self.max_buffered_records and (
-                self.buffered_records() >= self.max_buffered_records):
+        elif total and ((self.max_buffered_records and (
+                self.buffered_records() >= self.max_buffered_records)) or (
+                sizing and self._buffered_bytes >= self.max_buffered_bytes)):
             self.stats.early_commits += 1
             self.commit()
         return total
@@ -472,7 +491,27 @@ class Engine:
     def buffered_records(self) -> int:
         """Output records waiting for the next commit in the engine (a driver that takes
         outputs while the interval runs holds them itself, bounded by its own client)."""
-        return sum(len(b) for task in self.tasks for c in task.collectors for b in c.buffer)
+        return (sum(len(b) for task in self.tasks for c in task.collectors for b in c.buffer)
+                + sum(len(b) for task in self.tasks for s in task.topic_sinks
+                      for _t, b in s.buffer))
+
+    def buffered_bytes(self) -> int:
+        """The estimated bytes of the outputs waiting for the next commit in the engine
+        (counted as polls make them while ``max_buffered_bytes`` is set; else 0)."""
+        return self._buffered_bytes
+
+    def _output_marks(self) -> list[tuple[Any, int]]:
+        """Each output buffer and how many batches it holds now."""
+        return [(op, len(op.buffer)) for task in self.tasks
+                for op in (*task.collectors, *task.topic_sinks)]
+
+    def _new_output_bytes(self, marks: list[tuple[Any, int]]) -> int:
+        """The estimated bytes of the batches added to the output buffers since ``marks``."""
+        size = 0
+        for op, mark in marks:
+            for item in op.buffer[mark:]:
+                size += batch_nbytes(item[1] if isinstance(item, tuple) else item)
+        return size
 
     def _hand_over(self) -> None:
         """Give the outputs made so far to a driver that produces them while the interval runs
@@ -602,6 +641,7 @@ class Engine:
         listening = bool(self.state_listeners)
         state_changes: dict[tuple[str, int], list[tuple[Any, Any]]] = {}
         routed: dict[tuple[str, int], list[Batch]] = {}
+        self._buffered_bytes = 0
         for task in self.tasks:
             for topic, batch in task.drain_outputs():
                 self._route(routed, topic, batch, task.partition)
