@@ -39,6 +39,10 @@ class _Options:
     live_interval: float = 0.5
     #: records shown per output topic in a live view
     live_tail_rows: int = 5
+    #: records each partition keeps in a live run without an end on the private
+    #: ``memory://`` (``p.start()``; older ones are dropped, as ``memory://?max_records=N``);
+    #: 0 keeps everything
+    live_max_records: int = 1_000_000
     #: output records an engine holds for its next commit at most: reaching it commits at
     #: once (backpressure) instead of reading on (``Engine(max_buffered_records=)``; 0: none)
     max_buffered_records: int = 200_000

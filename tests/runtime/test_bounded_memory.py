@@ -217,3 +217,106 @@ def test_records_dropped_before_they_were_read_are_an_error_not_a_gap() -> None:
 def test_bad_memory_options_are_named(query: str) -> None:
     with pytest.raises(DefinitionError, match="memory://"):
         wb.connect(f"memory://?{query}")
+
+
+def test_compacted_topics_are_kept_whole_so_a_bounded_log_restarts_with_its_state() -> None:
+    """A bounded named log trims sources and sinks, not changelogs: a restart restores the
+    counts from offset 0 of the changelog (trimmed, it failed: 'offset 0 is no longer held')."""
+    from workbench.run import append_inputs
+
+    p = wb.Pipeline("bounded-counts")
+    p.source("in", key="k", time="ts").group_by_key().agg(n="count").to("counts")
+    MemoryDriver.forget("bounded-counts")
+    url = "memory://bounded-counts?max_records=1000"
+    driver = wb.connect(url)
+    assert isinstance(driver, MemoryDriver)
+    for r in range(4):  # four runs, each restoring the state of the ones before
+        append_inputs(p, driver, {"in": [{"k": i % 3_000, "ts": i}
+                                         for i in range(3_000 * r, 3_000 * (r + 1))]})
+        p.run(url)
+    assert driver.first_offset("in", 0) > 0  # the source was trimmed
+    changelogs = [t for t in driver.topics() if t.endswith("-changelog")]
+    assert changelogs and all(driver.first_offset(t, 0) == 0 for t in changelogs)
+    latest = {r[0]: r[1]["n"] for r in driver.read_all("counts")}
+    assert len(latest) == 3_000 and set(latest.values()) == {4}
+    MemoryDriver.forget("bounded-counts")
+
+
+def test_a_live_run_without_an_end_on_memory_keeps_a_bounded_log(monkeypatch: Any) -> None:
+    """``p.start()`` on the default ``memory://`` runs until stopped: its topics keep the last
+    ``options.live_max_records`` records per partition, not every record fed to the run."""
+    from workbench.run import append_inputs
+
+    monkeypatch.setattr(wb.options, "live_max_records", 5_000)
+    p = _copy()
+    run = p.start(display=False)
+    try:
+        driver = run.engine.driver
+        assert isinstance(driver, MemoryDriver) and driver.max_records == 5_000
+        total = 0
+        for _round in range(8):  # 24,000 records fed to the running job, 3,000 at a time
+            append_inputs(p, driver, {"in": _chunk(total, 3_000)})
+            total += 3_000
+            run.wait_idle(timeout=60)
+        snap = run.snapshot()
+        assert snap.outputs["out"].total == total and snap.lag == 0
+        assert [r[1]["n"] for r in snap.outputs["out"].tail] == list(range(total - 5, total))
+    finally:
+        run.stop()
+    assert run.status == "stopped", run.error
+    assert driver.committed(p.name, "in", 0) == total  # every record was processed
+    for topic in ("in", "out"):
+        held = len(driver.read_all(topic))
+        assert 5_000 <= held < 5_000 + 4_096, (topic, held)  # whole segments are dropped
+        assert driver.first_offset(topic, 0) == total - held
+    frame = run.frame("out")  # what is held: the last records
+    assert list(frame["twice"])[-3:] == [2 * n for n in range(total - 3, total)]
+    # without the bound the same run keeps everything
+    monkeypatch.setattr(wb.options, "live_max_records", 0)
+    run = p.start(display=False)
+    append_inputs(p, run.engine.driver, {"in": _chunk(0, 12_000)})
+    run.wait_idle(timeout=60).stop()
+    assert len(run.engine.driver.read_all("in")) == 12_000
+
+
+def test_which_live_runs_get_the_bounded_memory_driver(monkeypatch: Any) -> None:
+    from workbench.display.live import live_driver
+
+    monkeypatch.setattr(wb.options, "live_max_records", 7_000)
+    assert live_driver("memory://", None) == "memory://?max_records=7000"
+    assert live_driver("memory://?partitions=3", None) == "memory://?partitions=3&max_records=7000"
+    # a bounded run, a named (shared) log, an explicit bound, another driver: as given
+    for url, until in (("memory://", "end"), ("memory://shared", None),
+                       ("memory://?max_records=10", None), ("git:///tmp/x", None)):
+        assert live_driver(url, until) == url
+    driver = MemoryDriver()
+    assert live_driver(driver, None) is driver
+    monkeypatch.setattr(wb.options, "live_max_records", -3)
+    with pytest.raises(DefinitionError, match="live_max_records=-3"):
+        live_driver("memory://", None)
+
+
+def test_the_live_tail_reads_only_what_a_small_bounded_log_holds() -> None:
+    """A log bounded below the tail length: the view shows what is held, no error."""
+    from workbench.display.live import start
+    from workbench.run import append_inputs
+
+    MemoryDriver.forget("tiny-log")
+    url = "memory://tiny-log?max_records=2"
+    driver = wb.connect(url)
+    for i in range(4):  # four segments of 3; the log keeps the last one or two
+        append_inputs(_copy(), driver, {"in": _chunk(3 * i, 3)})
+    assert driver.first_offset("in", 0) > 0
+    with pytest.raises(wb.DriverError, match="offset 0 is no longer held"):
+        _copy().run(url)  # the job itself cannot skip what it never read
+    MemoryDriver.forget("tiny-log")
+    driver = wb.connect(url)
+    run = start(_copy(), url, display=False)
+    for i in range(4):
+        append_inputs(_copy(), driver, {"in": _chunk(3 * i, 3)})
+        run.wait_idle(timeout=60)
+    run.stop()
+    assert run.status == "stopped", run.error
+    tail = run.snapshot().outputs["out"].tail
+    assert 2 <= len(tail) < 5 and tail[-1][1]["n"] == 11
+    MemoryDriver.forget("tiny-log")

@@ -45,13 +45,14 @@ if TYPE_CHECKING:
     from ..run import Run
     from ..runtime.engine import Engine
 
-__all__ = ["LiveRun", "OutputTail", "Snapshot", "StepCount", "render_html", "render_text",
-           "run_live", "start"]
+__all__ = ["LiveRun", "OutputTail", "Snapshot", "StepCount", "live_driver", "render_html",
+           "render_text", "run_live", "start"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 0.5
 DEFAULT_TAIL = 5
+DEFAULT_MAX_RECORDS = 1_000_000
 
 
 def _option(name: str, default: Any) -> Any:
@@ -388,11 +389,15 @@ class LiveRun:
                 continue
             total = 0
             tail: list[Any] = []
+            first_offset = getattr(driver, "first_offset", None)
             for p in range(count):
                 end = driver.end_offset(topic, p)
                 total += end
                 if end and self.tail:
-                    tail.extend(driver.read(topic, p, max(0, end - self.tail), self.tail))
+                    start = max(0, end - self.tail)
+                    if first_offset is not None:  # a bounded log keeps its last records
+                        start = max(start, first_offset(topic, p))
+                    tail.extend(driver.read(topic, p, start, end - start))
             if count > 1:
                 tail.sort(key=lambda r: (r[2], r[3]))
             outputs[topic] = OutputTail(topic, total, tail[-self.tail:] if self.tail else [],
@@ -659,13 +664,38 @@ class _View:
 
 
 # -- entry points (called by Pipeline.start / Pipeline.run(live=True)) ------------------------
+def live_driver(driver: Any, until: str | None) -> Any:
+    """The driver a live run uses for ``driver``: a run without an end (``until=None``) on the
+    private ``memory://`` keeps the last ``options.live_max_records`` records of each partition
+    (``memory://?max_records=N``; 0 keeps everything), so it does not hold every record its
+    topics ever had. A named log (``memory://NAME``, shared in the process), a URL that sets
+    ``max_records`` itself, a driver object and other drivers are used as given."""
+    from urllib.parse import parse_qsl
+
+    from ..errors import DefinitionError
+
+    if until is not None or not isinstance(driver, str) or not driver.startswith("memory://"):
+        return driver
+    name, _, query = driver[len("memory://"):].partition("?")
+    if name.strip("/") or any(k == "max_records" for k, _v in parse_qsl(query)):
+        return driver
+    limit = _option("live_max_records", DEFAULT_MAX_RECORDS)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise DefinitionError(f"workbench.options.live_max_records={limit!r}: use a whole "
+                              "number of records per partition (0: keep everything).")
+    if not limit:
+        return driver
+    return f"memory://?{query + '&' if query else ''}max_records={limit}"
+
+
 def _prepare(pipeline: Pipeline, driver: Any, inputs: Mapping[str, Any] | None,
              commit_interval: str | int, clock: Any, batch_size: int,
-             max_transaction: str | int | None = None) -> Engine:
+             max_transaction: str | int | None = None, until: str | None = None) -> Engine:
     from ..run import prepare
 
-    return prepare(pipeline, driver, inputs=inputs, commit_interval=commit_interval,
-                   clock=clock, batch_size=batch_size, max_transaction=max_transaction)
+    return prepare(pipeline, live_driver(driver, until), inputs=inputs,
+                   commit_interval=commit_interval, clock=clock, batch_size=batch_size,
+                   max_transaction=max_transaction)
 
 
 def start(
@@ -686,7 +716,9 @@ def start(
 
     Args:
         until: ``None`` (default) runs until :meth:`LiveRun.stop`; ``"end"`` stops at the end of
-            what the sources hold now (windows closed, as a bounded run).
+            what the sources hold now (windows closed, as a bounded run). A run without an end
+            on the private ``memory://`` keeps the last ``options.live_max_records``
+            (1,000,000) records of each partition (see :func:`live_driver`).
         display: show the live view (default: when running in a notebook kernel).
         interval: seconds between view updates (default ``options.live_interval`` = 0.5).
         tail: records shown per output topic (default ``options.live_tail_rows`` = 5).
@@ -698,7 +730,7 @@ def start(
         raise DefinitionError(f"until={until!r}: use 'end' (bounded run) or None (run until "
                               "stopped).")
     engine = _prepare(pipeline, driver, inputs, commit_interval, clock, batch_size,
-                      max_transaction)
+                      max_transaction, until)
     run = LiveRun(pipeline, engine, until, interval=interval, tail=tail)
     if display if display is not None else _in_kernel():
         run._view = _View(run, button=True)
@@ -728,7 +760,7 @@ def run_live(
         raise DefinitionError(f"until={until!r}: use 'end' (bounded run) or None (run until "
                               "stopped).")
     engine = _prepare(pipeline, driver, inputs, commit_interval, clock, batch_size,
-                      max_transaction)
+                      max_transaction, until)
     run = LiveRun(pipeline, engine, until, interval=interval, tail=tail)
     view: _View | None = None
     if display if display is not None else _in_kernel():

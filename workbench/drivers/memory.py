@@ -6,7 +6,9 @@ process. ``memory://`` is a fresh, private log; ``memory://NAME`` is shared by e
 records at least (whole segments of up to 4,096 records are dropped from the front, like Kafka's
 size retention), so a live view of an unbounded run does not grow. A read of an offset that was
 dropped is a :class:`~workbench.errors.DriverError` naming topic, partition and offset, never a
-silent gap; :meth:`MemoryDriver.read_all` returns what is still held.
+silent gap; :meth:`MemoryDriver.read_all` returns what is still held. Compacted topics (state
+changelogs, ``compact=True`` tables) are kept whole: Kafka compacts them instead of deleting,
+and a restart restores state from offset 0; this log does not compact.
 """
 
 from __future__ import annotations
@@ -117,13 +119,15 @@ class MemoryDriver(Driver):
                  durable_state: bool = True, max_records: int = 0) -> None:
         self.name = name
         self.url = f"memory://{name}"
-        #: records each partition keeps at least (older whole segments are dropped); 0: all
+        #: records each partition keeps at least (older whole segments are dropped); 0: all.
+        #: Compacted topics (changelogs) keep everything.
         self.max_records = max_records
         # ``connect("memory://")`` makes a private log nobody can restart from: no changelogs
         self.durable_state = durable_state
         self.default_partitions = default_partitions
         self._logs: dict[str, list[_PartitionLog]] = {}
         self._kinds: dict[str, str] = {}
+        self._compact: set[str] = set()  # compacted topics: never trimmed by max_records
         self._positions: dict[tuple[str, str, int], int] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
@@ -155,9 +159,11 @@ class MemoryDriver(Driver):
             raise DefinitionError(f"topic {topic!r}: partitions must be >= 1, got {partitions}.")
         with self._lock:
             if topic not in self._logs:
-                self._logs[topic] = [_PartitionLog(self.max_records)
-                                     for _ in range(partitions)]
+                keep = 0 if compact else self.max_records
+                self._logs[topic] = [_PartitionLog(keep) for _ in range(partitions)]
                 self._kinds[topic] = kind
+                if compact:
+                    self._compact.add(topic)
 
     def topics(self) -> list[str]:
         return sorted(self._logs)
@@ -183,7 +189,8 @@ class MemoryDriver(Driver):
     def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
         log = self._partition(topic, partition)
         try:
-            return log.read_batch(offset, max_records)
+            with self._lock:  # a bounded log may drop segments while another thread appends
+                return log.read_batch(offset, max_records)
         except IndexError:
             raise DriverError(
                 f"topic {topic!r} partition {partition}: offset {offset} is no longer held on "
@@ -193,10 +200,12 @@ class MemoryDriver(Driver):
 
     def set_max_records(self, n: int) -> None:
         """Keep at least ``n`` records per partition from now on (0: keep everything), also in
-        the topics that exist already."""
+        the topics that exist already (compacted topics keep everything)."""
         with self._lock:
             self.max_records = n
-            for logs in self._logs.values():
+            for topic, logs in self._logs.items():
+                if topic in self._compact:
+                    continue
                 for log in logs:
                     log.max_records = n
 
