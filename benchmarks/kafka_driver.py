@@ -294,10 +294,13 @@ def latency(url: str, role: str, sfx: str, rate: int, seconds: float,
     proc.wait()
     consumer.close()
     warm = lat[int(len(lat) * 0.1):] or lat  # the first 10% warm up
+    sixth = max(1, len(lat) // 6)  # in arrival order: does latency grow over the run?
+    slices = [sorted(lat[i:i + sixth]) for i in range(0, sixth * 6, sixth) if lat[i:i + sixth]]
     warm.sort()
     return {"received": len(lat), "offered": sent.value, "p50_ms": 1000 * warm[len(warm) // 2],
             "p99_ms": 1000 * warm[int(len(warm) * 0.99) - 1] if warm else float("nan"),
             "max_ms": 1000 * warm[-1] if warm else float("nan"),
+            "p99_by_sixth_ms": [1000 * x[max(0, int(len(x) * 0.99) - 1)] for x in slices],
             "rss_mb": child_out["rss_mb"], "process": child_out}
 
 
@@ -321,6 +324,8 @@ def main() -> int:
     ap.add_argument("--only", default="raw,P1,P2,latency")
     ap.add_argument("--sweep", action="store_true",
                     help="P1 latency at 1k-20k rec/s and with 100 to 1,000,000 keys")
+    ap.add_argument("--new-keys-seconds", type=float, default=0.0,
+                    help="P1 latency at --rate for this long, every record with a new key")
     args = ap.parse_args()
     meta = harness.conditions(args)
     only = args.only.split(",")
@@ -382,6 +387,8 @@ def main() -> int:
             extra={"workbench": w}))
     if args.sweep:
         rows += _sweep(url, sfx, args)
+    if args.new_keys_seconds:
+        rows.append(_new_keys(url, sfx, args))
     tmpdir.cleanup()
     return harness.finish(rows, args, meta)
 
@@ -403,6 +410,24 @@ def _sweep(url: str, sfx: str, args: argparse.Namespace) -> list[harness.Row]:
         rows.append(harness.Row("kafka", "latency sweep", "P1, unbounded", "-", 0,
                                 wb_rss_mb=w["rss_mb"], note=note, extra={"workbench": w}))
     return rows
+
+
+def _new_keys(url: str, sfx: str, args: argparse.Namespace) -> harness.Row:
+    """P1 at ``--rate`` for ``--new-keys-seconds`` where every record has a key never seen
+    before: if any cost grew with the keys ever seen, the later sixths of the run would show a
+    higher p99 than the first ones (and the commit count would fall behind)."""
+    seconds = args.new_keys_seconds
+    w = latency(url, "P1", f"{sfx}k", args.rate, seconds, 10_000_019)  # > records: all distinct
+    commits = w["process"]["commits"]
+    ideal = seconds / COMMIT_S
+    sixths = " / ".join(f"{x:.0f}" for x in w["p99_by_sixth_ms"])
+    note = (f"{args.rate:,} rec/s for {seconds:g} s, every key new ({w['offered']:,} keys): "
+            f"p50 {w['p50_ms']:.0f} ms p99 {w['p99_ms']:.0f} ms; p99 by sixth of the run "
+            f"{sixths} ms; {w['received']:,}/{w['offered']:,} results; {commits} commits "
+            f"({commits / ideal:.0%} of {ideal:.0f}); RSS {w['rss_mb']:.0f} MB")
+    harness.progress(f"kafka new keys: {note}")
+    return harness.Row("kafka", "latency new keys", "P1, unbounded", "-", 0,
+                       wb_rss_mb=w["rss_mb"], note=note, extra={"workbench": w})
 
 
 def _rows(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]],

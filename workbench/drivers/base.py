@@ -122,6 +122,13 @@ class Driver(abc.ABC):
     def end_offset(self, topic: str, partition: int) -> int:
         """Offset after the last committed record of the partition."""
 
+    def has_records_from(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether committed records exist at ``offset`` or after: the engine asks it for every
+        input of a task that reads several, after each read, to know whether that input may
+        hold back the others (Kafka Streams' interleaving by timestamp). Drivers that know it
+        more cheaply than :meth:`end_offset` (from what they fetched) override it."""
+        return offset < self.end_offset(topic, partition)
+
     def read_all(self, topic: str) -> list[ReadRec]:
         """Every committed record of ``topic``, partition by partition."""
         count = self.partitions(topic)

@@ -582,7 +582,7 @@ class Engine:
             end = limits.get((t, p)) if limits is not None else None
             fetched_to = int(batch.seq[-1]) + 1 if n else pos
             at_end = (end is not None and fetched_to >= end) or (
-                fetched_to >= self.driver.end_offset(t, p))
+                not self.driver.has_records_from(t, p, fetched_to))
             i = len(topics)
             topics.append(t)
             parts.append(batch)

@@ -200,6 +200,26 @@ class KafkaDriver(Driver):
                 offset = msgs[used - 1].offset() + 1 if used else offset
         return out
 
+    @property
+    def read_seeks(self) -> int:
+        """Reads that had to refetch from the broker (a seek): neither continuing the previous
+        read of the partition nor re-reading what it returned."""
+        return int(self._stream.seeks + self._bulk.seeks)
+
+    def has_records_from(self, topic: str, partition: int, offset: int) -> bool:
+        """From what was fetched when that settles it (records buffered after ``offset``, or
+        the consumer's last fetch reached the partition's end), else from the broker. A live
+        task reading several inputs asks this after every read, so it must not cost a round
+        trip (or a scan of the log's tail) while records are streaming in."""
+        key = (topic, partition)
+        reader = self._bulk if self._topics.kind(topic) == "changelog" else self._stream
+        if reader.buffered_at(key, offset) or offset < self._ends.known_written(key):
+            return True
+        consumer = reader.consumer
+        if consumer is None:
+            return offset < self.end_offset(topic, partition)
+        return self._ends.more_committed(key, offset, consumer)
+
     def end_offset(self, topic: str, partition: int) -> int:
         return self._ends.end_offset(topic, partition,
                                      settle=self._topics.kind(topic) == "changelog")

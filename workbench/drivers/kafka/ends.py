@@ -52,6 +52,10 @@ class EndOffsets:
         if transactional:
             self._marked[key] = end
 
+    def known_written(self, key: Key) -> int:
+        """Offset after the last record this process wrote and committed to ``key`` (0)."""
+        return self._written.get(key, 0)
+
     def known_end(self, key: Key) -> int:
         """The largest end this driver knows of without asking the broker."""
         known = self._ends.get(key)

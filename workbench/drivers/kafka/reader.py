@@ -26,7 +26,9 @@ class Reader:
 
     Messages of every assigned partition are buffered per partition, so that reading the
     partitions in turn never fetches twice. Continuing where the previous read of a partition
-    stopped costs nothing; any other offset is a seek.
+    stopped costs nothing, and so does reading again from inside the messages the previous
+    read returned (a task that reads several inputs uses only a prefix of each read when it
+    interleaves them by timestamp); any other offset is a seek (counted in ``seeks``).
 
     Args:
         conn: the connection.
@@ -49,6 +51,8 @@ class Reader:
         self._since: dict[Key, int] = {}  # offset the buffered stream started at
         self._last: dict[Key, int | None] = {}  # last record offset since then
         self._paused: set[Key] = set()  # full buffers: not fetched for now
+        self._lent: dict[Key, list[Any]] = {}  # what the last read of a partition returned
+        self.seeks = 0  # reads that had to refetch: neither continuing nor re-reading
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -62,6 +66,7 @@ class Reader:
         self._since.clear()
         self._last.clear()
         self._paused.clear()
+        self._lent.clear()
 
     def release(self, keys: Iterable[Key]) -> None:
         """Stop reading these partitions."""
@@ -72,7 +77,7 @@ class Reader:
         with self._conn.errors("unassigning partitions"):
             self._consumer.incremental_unassign([tp(t, p) for t, p in drop])
         for k in drop:
-            for d in (self._next, self._buf, self._since, self._last):
+            for d in (self._next, self._buf, self._since, self._last, self._lent):
                 d.pop(k, None)
             self._paused.discard(k)
 
@@ -81,15 +86,32 @@ class Reader:
             self._consumer = self._conn.consumer(self._name)
         return self._consumer
 
+    @property
+    def consumer(self) -> Any:
+        """The consumer (None before the first read)."""
+        return self._consumer
+
+    def buffered_at(self, key: Key, offset: int) -> bool:
+        """Whether messages at ``offset`` or after are buffered (fetched, not read yet)."""
+        return self._next.get(key) == offset and bool(self._buf.get(key))
+
     def _position(self, key: Key, offset: int) -> None:
         """Make the buffered stream of ``key`` continue at ``offset``."""
-        if self._next.get(key) == offset:
+        nxt = self._next.get(key)
+        if nxt == offset:
+            return
+        lent = self._lent.pop(key, None)
+        if lent and nxt is not None and lent[0].offset() <= offset < nxt:
+            # re-reading the tail of the previous read: put it back, no refetch
+            self._buf[key].extendleft(reversed([m for m in lent if m.offset() >= offset]))
+            self._next[key] = offset
             return
         consumer = self._open()
         ck = self._conn.ck
         tp = ck.TopicPartition(key[0], key[1], offset)
         with self._conn.errors(f"reading {key[0]!r} partition {key[1]}"):
             if key in self._next:
+                self.seeks += 1
                 try:
                     consumer.seek(tp)
                 except ck.KafkaException:  # not fetching yet: assign afresh
@@ -195,6 +217,7 @@ class Reader:
         out = [buf.popleft() for _ in range(n)]
         if out:
             self._next[key] = out[-1].offset() + 1
+            self._lent[key] = out
         if key in self._paused:
             self._flow(key)
         return out
@@ -204,3 +227,7 @@ class Reader:
         if msgs:
             self._buf[key].extendleft(reversed(msgs))
             self._next[key] = msgs[0].offset()
+            lent = self._lent.get(key)
+            if lent:
+                first = msgs[0].offset()
+                self._lent[key] = [m for m in lent if m.offset() < first]
