@@ -136,15 +136,22 @@ def fold(parts: Sequence[Part], cols: Sequence[np.ndarray | None], present: np.n
     groups = len(init)
     if n == 0:
         return init, ([] if per_row else None), ([] if per_row else None)
-    order = np.argsort(gid, kind="stable")
-    sizes = np.bincount(gid, minlength=groups)
-    first_row = np.cumsum(sizes) - sizes
-    pos = np.empty(n, dtype=np.int64)
-    pos[order] = np.arange(n, dtype=np.int64) - first_row[gid[order]]
-    maxlen = int(sizes.max())
-    by_pos = np.argsort(pos, kind="stable")
-    bounds = np.searchsorted(pos[by_pos], np.arange(maxlen + 1))
-    steps = [(by_pos[bounds[k]:bounds[k + 1]]) for k in range(maxlen)]
+    # rows ordered by group (for running counts) and lockstep steps (for the other
+    # functions): computed only when a part needs them
+    grouped: tuple[np.ndarray, np.ndarray] | None = None
+    steps: list[np.ndarray] = []
+    if per_row or any(f != "count" for _o, _c, f in parts):
+        order = np.argsort(gid, kind="stable")
+        sizes = np.bincount(gid, minlength=groups)
+        first_row = np.cumsum(sizes) - sizes
+        grouped = (order, first_row)
+        if any(f != "count" for _o, _c, f in parts):
+            pos = np.empty(n, dtype=np.int64)
+            pos[order] = np.arange(n, dtype=np.int64) - first_row[gid[order]]
+            maxlen = int(sizes.max())
+            by_pos = np.argsort(pos, kind="stable")
+            bounds = np.searchsorted(pos[by_pos], np.arange(maxlen + 1))
+            steps = [(by_pos[bounds[k]:bounds[k + 1]]) for k in range(maxlen)]
     live = np.ones(n, dtype=bool) if present is None else present
     after: list[np.ndarray] = []
     before: list[np.ndarray] = []
@@ -153,15 +160,22 @@ def fold(parts: Sequence[Part], cols: Sequence[np.ndarray | None], present: np.n
         acc = init.vals[i]
         if func == "count":
             # a bare count counts every record, also one whose value is None
-            ok = np.ones(n, dtype=bool) if col is None else live & _not_null(col)
-            # counts need no loop: the running count is the group's start plus a cumsum
-            add = ok.astype(np.int64)
-            run = _grouped_cumsum_int(add, gid, order, first_row)
-            start = acc[gid]
+            if col is None:
+                counted = np.bincount(gid, minlength=groups)
+                add = None
+            else:
+                add = (live & _not_null(col)).astype(np.int64)
+                counted = _bincount_int(gid, add, groups)
             if per_row:
+                # counts need no loop: the running count is the group's start plus a cumsum
+                assert grouped is not None
+                if add is None:
+                    add = np.ones(n, dtype=np.int64)
+                run = _grouped_cumsum_int(add, gid, *grouped)
+                start = acc[gid]
                 after.append((start + run).astype(object))
                 before.append((start + run - add).astype(object))
-            init.vals[i] = acc + _bincount_int(gid, add, groups)
+            init.vals[i] = acc + counted
             continue
         assert col is not None
         usable = live & _not_null(col)

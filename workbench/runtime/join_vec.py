@@ -1,34 +1,47 @@
 """The stream-table join on column batches.
 
-Same semantics as :class:`~workbench.runtime.join_ops.StreamTableJoinOp`: a stream record with
-a ``None`` value (or, for an inner join, a ``None`` key) is dropped and counted; it looks up the
-table's current value of its key; an inner join keeps only records that found one; the output
-keeps the stream record's key, timestamp, ``seq`` and headers. Table updates (port 1) go
-through the row operator, in ``seq`` order with the stream records as the task arranges.
+Same semantics as :class:`~workbench.runtime.join_ops.StreamTableJoinOp` (Kafka Streams'
+``KStreamKTableJoinProcessor`` over a non-versioned table):
 
-With the default ``combine``, dict values merge column-wise when every stream value and every
-table value found are dicts of one shape each (``{**left, **right}``: the right side's fields
-added, overwriting equal names); otherwise, and with a user ``combine``, values combine one
-record at a time.
+* table updates (port 1) put ``Change.new`` into the join's table (``None``: delete; a ``None``
+  key is dropped and counted), in ``seq`` order with the stream records as the task arranges;
+* a stream record with a ``None`` value (or, for an inner join, a ``None`` key) is dropped and
+  counted; it looks up the table's current value of its key; an inner join keeps only records
+  that found one, a left join combines the others with ``None``; the output keeps the stream
+  record's key, timestamp, ``seq`` and headers.
+
+Both sides work on columns: the table is mirrored in :class:`~.table_slots.TableSlots` (the
+store's ``data`` dict stays the truth for the changelog and restore), updates go into both with
+C-level loops, and a batch of stream records finds its table values with one vectorized hash
+lookup. With the default ``combine``, dict values merge column-wise when the stream values are
+columns and every table value found is a dict of one shape (``{**left, **right}``: the right
+side's fields added, overwriting equal names); otherwise, and with a user ``combine``, values
+combine one record at a time. Keys other than ``str``/``int``/``None`` (whose identity is not
+the key itself) go through the row operator on the same store.
 """
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import Any
 
 import numpy as np
 
 from ..joins import default_combine
-from .batch import Batch, ObjectValues, StructValues, column, obj_array
+from .batch import Batch, ChangeValues, ObjectValues, StructValues, obj_array
 from .join_ops import StreamTableJoinOp
 from .operators import Operator, StepFailure
+from .table_slots import TableSlots
 
 __all__ = ["StreamTableJoinVec"]
 
+_new_of = itemgetter(0)
+
 
 class StreamTableJoinVec(Operator):
-    """Column operator for a stream-table join; ``row`` is the row operator whose table it
-    reads and whose table updates it applies."""
+    """Column operator for a stream-table join; ``row`` is the row operator whose store it
+    shares and which handles batches the columns cannot express."""
 
     columnar = True
 
@@ -37,10 +50,8 @@ class StreamTableJoinVec(Operator):
         self.name = row.name
         self.stores = row.stores
         self.side: list[Batch] = []
-        #: the table as columns (key -> row), rebuilt after table updates when the table's
-        #: values are dicts of one shape; ``None`` when stale or not expressible
-        self._cache: _TableColumns | None = None
-        self._stale = True
+        #: the table in slots (built from the store on first use, after a restore)
+        self._slots: TableSlots | None = None
 
     @property
     def dropped(self) -> int:
@@ -49,10 +60,13 @@ class StreamTableJoinVec(Operator):
     def process(self, batch: Batch, port: int) -> Batch | None:
         if not len(batch):
             return None
-        if port == 1 or not _safe_keys(batch.keys):
+        if not _safe_keys(batch.keys):
             if port == 1:
-                self._stale = True
+                self._slots = None  # rebuilt from the store on the next lookup
             return self._by_rows(batch, port)
+        if port == 1:
+            self._update(batch)
+            return None
         return self._stream(batch)
 
     def _by_rows(self, batch: Batch, port: int) -> Batch | None:
@@ -61,65 +75,78 @@ class StreamTableJoinVec(Operator):
         out = self.row.process(_ids_in(batch.rows()), port)
         return Batch.from_rows(_ids_out(out)) if out else None
 
+    def _table(self) -> TableSlots:
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = TableSlots.from_dict(self.row.table.data)
+        return slots
+
+    # -- table updates --------------------------------------------------------------------------
+    def _update(self, batch: Batch) -> None:
+        """``KStreamKTableJoin``'s table side: the store takes each update's new value."""
+        values = batch.values
+        if isinstance(values, ChangeValues):
+            news = values.new.objects().tolist()
+        else:
+            news = list(map(_new_of, values.objects().tolist()))
+        keys = batch.keys.tolist()
+        if batch.keys.dtype == object and None in keys:
+            kept = [i for i, k in enumerate(keys) if k is not None]
+            self.row.dropped += len(keys) - len(kept)
+            keys = [keys[i] for i in kept]
+            news = [news[i] for i in kept]
+            if not keys:
+                return
+        store = self.row.table
+        data = store.data
+        if any(map(is_, news, repeat(None))):  # deletes: in order, as the row operator
+            for k, v in zip(keys, news):
+                if v is None:
+                    data.pop(k, None)
+                else:
+                    data[k] = v
+        else:
+            data.update(zip(keys, news))
+        store._dirty.update(zip(keys, news))
+        if self._slots is not None:
+            self._slots.put(keys, news)
+
+    # -- stream records -------------------------------------------------------------------------
     def _stream(self, batch: Batch) -> Batch | None:
         row = self.row
-        data = row.table.data
         left = row.left
         keys = batch.keys
-        key_list = keys.tolist()
-        values = batch.values
-        present = _present(values)
-        nokey = np.array([k is None for k in key_list], dtype=bool) if keys.dtype == object \
-            else np.zeros(len(key_list), dtype=bool)
-        drop = ~present if present is not None else np.zeros(len(key_list), dtype=bool)
-        if not left:
-            drop = drop | nokey
-        if drop.any():
+        n = len(batch)
+        present = _present(batch.values)
+        drop = None if present is None else ~present
+        if keys.dtype == object:
+            nokey = np.fromiter((k is None for k in keys.tolist()), dtype=bool, count=n)
+            if not left and nokey.any():
+                drop = nokey if drop is None else drop | nokey
+        pos = self._table().lookup(keys)
+        found = pos >= 0
+        keep: np.ndarray | None = None if left else found
+        if drop is not None and drop.any():
             row.dropped += int(drop.sum())
-        cache = self._table_columns(len(batch)) if row.combine is default_combine else None
-        if cache is not None:
-            pos = np.fromiter((cache.index.get(k, -1) for k in key_list), dtype=np.int64,
-                              count=len(key_list))
-            found = pos >= 0
-            keep = ~drop if left else (~drop & found)
+            keep = ~drop if left else ~drop & found
+        if keep is not None and not keep.all():
             if not keep.any():
                 return None
             rows = np.flatnonzero(keep)
-            sub = batch.take(rows) if len(rows) != len(batch) else batch
-            merged = _merge_with(sub.values, cache, pos[rows]) if found[rows].all() else None
-            if merged is not None:
-                return sub.with_values(merged)
-            tvs = [data.get(k) if k is not None else None for k in sub.keys.tolist()]
-            return sub.with_values(self._combine(sub, tvs))
-        looked = [data.get(k) if k is not None else None for k in key_list]
-        found = np.array([tv is not None for tv in looked], dtype=bool)
-        keep = ~drop if left else (~drop & found)
-        if not keep.any():
-            return None
-        rows = np.flatnonzero(keep)
-        sub = batch.take(rows) if len(rows) != len(batch) else batch
-        tvs = [looked[i] for i in rows.tolist()]
-        merged = self._combine(sub, tvs)
-        return sub.with_values(merged)
-
-    def _table_columns(self, batch_size: int) -> _TableColumns | None:
-        """The table as columns, rebuilt if the table changed (unless it is much larger than
-        a batch, where looking up each record is cheaper than rebuilding)."""
-        if not self._stale:
-            return self._cache
-        data = self.row.table.data
-        if len(data) > 4 * max(batch_size, 10_000) and self._cache is None:
-            return None
-        self._cache = _TableColumns.build(data)
-        self._stale = False
-        return self._cache
+            batch = batch.take(rows)
+            pos = pos[rows]
+            found = found[rows]
+        slots = self._table()
+        if row.combine is default_combine and found.all():
+            cols = slots.columns()
+            if cols:
+                merged = _merge_with(batch.values, cols, pos)
+                if merged is not None:
+                    return batch.with_values(merged)
+        return batch.with_values(self._combine(batch, slots.values_at(pos).tolist()))
 
     def _combine(self, sub: Batch, tvs: list[Any]) -> Any:
         combine = self.row.combine
-        if combine is default_combine:
-            merged = _merge_columns(sub.values, tvs)
-            if merged is not None:
-                return merged
         lefts = sub.values.objects().tolist()
         out = []
         for i, (lv, tv) in enumerate(zip(lefts, tvs)):
@@ -138,6 +165,7 @@ class StreamTableJoinVec(Operator):
 
 
 def _safe_keys(keys: Any) -> bool:
+    """Whether every key is its own identity in the store (``str``, ``int``, ``None``)."""
     if not isinstance(keys, np.ndarray):
         return False
     if keys.dtype != object:
@@ -146,74 +174,32 @@ def _safe_keys(keys: Any) -> bool:
 
 
 def _present(values: Any) -> np.ndarray | None:
+    """Per row, whether the value is not ``None`` (``None``: all are)."""
     if isinstance(values, StructValues):
-        return values.present
+        p = values.present
+        return None if p is None or p.all() else p
     if isinstance(values, ObjectValues):
         arr = values.arr
         if arr.dtype != object:
             return None
-        mask = np.array([v is not None for v in arr.tolist()], dtype=bool)
+        mask = np.fromiter((v is not None for v in arr.tolist()), dtype=bool, count=len(arr))
         return None if mask.all() else mask
     return None
 
 
-class _TableColumns:
-    """A table's values as columns: ``index[key]`` is the row of ``cols``."""
-
-    __slots__ = ("cols", "index")
-
-    def __init__(self, index: dict[Any, int], cols: dict[str, np.ndarray]) -> None:
-        self.index = index
-        self.cols = cols
-
-    @staticmethod
-    def build(data: dict[Any, Any]) -> _TableColumns | None:
-        keys = list(data)
-        tvs = list(data.values())
-        if not tvs or set(map(type, tvs)) != {dict}:
-            return None if tvs else _TableColumns({}, {})
-        names_t = tuple(tvs[0])
-        if not all(map(names_t.__eq__, map(tuple, tvs))):
-            return None
-        cols = {f: column([tv[f] for tv in tvs]) for f in names_t}
-        return _TableColumns({k: i for i, k in enumerate(keys)}, cols)
-
-
-def _merge_with(values: Any, table: _TableColumns, pos: np.ndarray) -> StructValues | None:
-    """``{**left, **right}`` on columns with the right side from the table's columns."""
+def _merge_with(values: Any, cols: dict[str, np.ndarray], pos: np.ndarray
+                ) -> StructValues | None:
+    """``{**left, **right}`` on columns, the right side the table's columns at ``pos``."""
     if isinstance(values, ObjectValues):
         struct = values.to_struct()
         if struct is None:
             return None
         values = struct
-    if not isinstance(values, StructValues) or values.present is not None:
+    if not isinstance(values, StructValues):
         return None
-    if not table.cols:
+    if values.present is not None and not values.present.all():
         return None
-    cols = dict(values.cols)
-    for f, c in table.cols.items():
-        cols[f] = c[pos]
-    return StructValues(cols, None, len(pos))
-
-
-def _merge_columns(values: Any, tvs: list[Any]) -> StructValues | None:
-    """``{**left, **right}`` on columns, when every left value is a dict of one shape and every
-    right value is a dict of one shape (all found), else ``None``."""
-    if isinstance(values, ObjectValues):
-        struct = values.to_struct()
-        if struct is None:
-            return None
-        values = struct
-    if not isinstance(values, StructValues) or values.present is not None:
-        return None
-    if not tvs or any(tv is None for tv in tvs):
-        return None
-    if set(map(type, tvs)) != {dict}:
-        return None
-    names_t = tuple(tvs[0])
-    if not all(map(names_t.__eq__, map(tuple, tvs))):
-        return None
-    right = {f: column([tv[f] for tv in tvs]) for f in names_t}
-    cols = dict(values.cols)
-    cols.update(right)
-    return StructValues(cols, None, len(tvs))
+    out = dict(values.cols)
+    for f, c in cols.items():
+        out[f] = c[pos]
+    return StructValues(out, None, len(pos))

@@ -258,13 +258,18 @@ class TimeWindowAggregateVec(Operator):
         keys = batch.keys
         n = len(batch)
         row._last_seq = batch.seq[-1].item()
-        nullkey = _is_none(keys)
+        state_n = len(store)
+        # object keys (str, int, None): one hash pass numbers the state's keys and the batch's
+        # (None: -1); int64 keys are their own numbers
+        codes, state_codes = _key_codes(store.keys, keys)
+        nullkey = codes < 0 if keys.dtype == object else np.zeros(n, dtype=bool)
         original = batch
         kept_rows: np.ndarray | None = None
         if nullkey.any():
             kept_rows = np.flatnonzero(~nullkey)
             batch = batch.take(kept_rows)
             cols = [None if c is None else c[kept_rows] for c in cols]
+            codes = codes[kept_rows]
             keys = batch.keys
             n = len(batch)
             if not n:
@@ -300,10 +305,9 @@ class TimeWindowAggregateVec(Operator):
         vrec = rec[valid]
         vstart = starts[valid]
         # groups: the state's windows first, then new ones in order of appearance
-        state_n = len(store)
-        all_keys = _cat_keys(store.keys, keys[vrec])
+        all_codes = np.concatenate([state_codes, codes[vrec]])
         all_starts = np.concatenate([store.starts, vstart])
-        gid_all = _group_ids(all_keys, all_starts)
+        gid_all = _group_ids(all_codes, all_starts)
         state_gid = gid_all[:state_n]
         row_gid = gid_all[state_n:]
         # state windows are distinct, so their group ids are 0..state_n-1 in order
@@ -518,10 +522,21 @@ def _field(values: Any, name: str, present: np.ndarray | None) -> np.ndarray:
     return column([v[name] if v is not None else None for v in vals])
 
 
-def _is_none(keys: np.ndarray) -> np.ndarray:
-    if keys.dtype != object:
-        return np.zeros(len(keys), dtype=bool)
-    return np.array([k is None for k in keys.tolist()], dtype=bool)
+def _key_codes(state_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers for the batch's keys and the state's keys (equal keys, equal numbers; ``None``:
+    -1): the keys themselves when both are ``int64``, else one factorization of both (the
+    caller made sure ``==`` is identity for these keys: ``str``, ``int``, ``None`` and the
+    state's :class:`~workbench.keys.KeyId`)."""
+    if keys.dtype == np.int64 and (state_keys.dtype == np.int64 or not len(state_keys)):
+        return keys, state_keys.astype(np.int64, copy=False)
+    import pandas as pd
+
+    state_n = len(state_keys)
+    both = _cat_keys(state_keys, keys) if state_n else keys
+    if both.dtype != object:
+        both = both.astype(object)
+    codes = pd.factorize(both)[0].astype(np.int64, copy=False)
+    return codes[state_n:], codes[:state_n]
 
 
 def _cat_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
