@@ -1,10 +1,12 @@
 """The commit path: one SQL transaction holds a commit's positions, outputs, table-sink
 changes, metadata and commit marker.
 
-In order: (1) compare-and-set the input positions (``FOR UPDATE``; another worker that moved
-one fences this one); (2) reserve offsets in ``_partitions`` (locked in a fixed order, so
-workers cannot deadlock) and COPY the records into the log tables; (3) upsert table sinks;
-(4) metadata, this driver's ``_commits`` marker and ``pg_notify``. A lost connection is
+In order: (1) lock the input positions (``FOR UPDATE``) and compare them with what this worker
+last saw (another worker that moved one fences this one); (2) reserve offsets in
+``_partitions`` (locked in a fixed order, so workers cannot deadlock) — BEGIN, (1) and (2) go
+to the server in one pipeline, one round trip — and COPY the records into the log tables;
+(3) upsert table sinks; (4) the positions, metadata, this driver's ``_commits`` marker,
+``pg_notify`` and COMMIT, in one more round trip. A lost connection is
 retried: reconnect, and look the marker up to tell whether the commit landed (only its
 acknowledgement was lost) or must be applied again.
 """
@@ -85,7 +87,7 @@ class Committer:
             return
         with self._lock:
             started = time.perf_counter()
-            encoded: dict[tuple[str, int], list[Any]] = {}
+            encoded: dict[tuple[str, int], Any] = {}  # row lists or column batches
             infos: dict[str, TopicInfo] = {}
             for (topic, partition), records in txn.outputs.items():
                 info = infos.get(topic) or self.catalog.require(topic)
@@ -106,8 +108,7 @@ class Committer:
                 self._in_sinks = False
                 self._phase = "starting the transaction"
                 try:
-                    with self.s.conn.transaction():
-                        self._apply(self.s.conn, txn, infos, encoded, metadata, seq, careful)
+                    self._transaction(self.s.conn, txn, infos, encoded, metadata, seq, careful)
                     break
                 except (FencedError, SerializationError):
                     raise
@@ -181,20 +182,45 @@ class Committer:
                 + f". The transaction was rolled back (outputs: {spans or 'none'}); restart "
                 "resumes from the last commit.")
 
+    def _transaction(self, conn: Any, txn: Transaction, infos: dict[str, TopicInfo],
+                     encoded: dict[tuple[str, int], Any], metadata: dict[str, str], seq: int,
+                     careful: bool) -> None:
+        """Apply ``txn`` in one SQL transaction (begun and committed by :meth:`_apply`, so
+        that both travel with other statements); roll it back on any failure."""
+        try:
+            self._apply(conn, txn, infos, encoded, metadata, seq, careful)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                idle = self.s.pg.pq.TransactionStatus.IDLE
+                if not conn.closed and conn.info.transaction_status != idle:
+                    conn.execute("ROLLBACK")
+            raise
+
     def _apply(self, conn: Any, txn: Transaction, infos: dict[str, TopicInfo],
-               encoded: dict[tuple[str, int], list[Any]],
+               encoded: dict[tuple[str, int], Any],
                metadata: dict[str, str], seq: int, careful: bool) -> None:
+        """The transaction in as few round trips as its COPYs allow: BEGIN, the position locks
+        and the offset reservation go in one pipeline; then one COPY per log table (and the
+        table sinks); then the positions, metadata, marker, NOTIFY and COMMIT in another."""
         S, s = self.s.sql.SQL, self.s.qs()
+        wants = [(t, p, len(r)) for (t, p), r in encoded.items()]
+        begun = False
         # 1. positions first: compare-and-set against what this process last saw, so a worker
-        #    that lost its partitions cannot write anything
-        if txn.positions:
-            self._phase = f"moving the input positions (table {self.s.schema}._positions)"
-            self._move_positions(conn, txn)
-        # 2. outputs: reserve offsets, COPY into the logs, upsert table sinks
+        #    that lost its partitions cannot write anything; 2. reserve the output offsets
+        if txn.positions or encoded:
+            self._phase = (f"locking the input positions and reserving offsets (tables "
+                           f"{self.s.schema}._positions, {self.s.schema}._partitions)")
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                begun = True
+                held = self._lock_positions(conn, txn) if txn.positions else None
+                reserving = self.logs.send_reserve(conn, wants) if encoded else None
+            if held is not None:
+                self._check_positions(txn, held.fetchall())
+            bases = self.logs.reserved(reserving, wants) if reserving is not None else {}
+        # 3. outputs: COPY into the logs, upsert table sinks
         if encoded:
-            self._phase = f"reserving offsets (table {self.s.schema}._partitions)"
-            bases = self.logs.reserve(conn, [(t, p, len(r)) for (t, p), r in encoded.items()])
-            by_topic: dict[str, list[tuple[int, int, list[Any]]]] = {}
+            by_topic: dict[str, list[tuple[int, int, Any]]] = {}
             for (t, p), rows in encoded.items():
                 by_topic.setdefault(t, []).append((p, bases[(t, p)], rows))
             texts: dict[str, dict[int, list[str]]] = {}  # table sinks' value texts
@@ -210,32 +236,42 @@ class Committer:
                                    f"{self.s.schema}.{sink_table(t)})")
                     self.sinks.upsert(conn, infos[t], txn, bases, careful, texts[t])
             self._in_sinks = False
-        # 3. metadata, the commit marker, listeners
-        self._phase = "writing metadata and the commit marker"
-        if metadata:
-            ks = sorted(metadata)
+        # 4. positions, metadata, the commit marker, listeners, COMMIT: one round trip
+        self._phase = "writing the positions, metadata and the commit marker"
+        with conn.pipeline():
+            if not begun:
+                conn.execute("BEGIN")
+            if txn.positions:
+                self._write_positions(conn, txn)
+            if metadata:
+                ks = sorted(metadata)
+                conn.execute(S(
+                    "INSERT INTO {}._metadata (app, key, value) SELECT %s, k, v::jsonb FROM "
+                    "unnest(%s::text[], %s::text[]) AS u(k, v) ON CONFLICT (app, key) DO UPDATE "
+                    "SET value = EXCLUDED.value").format(s),
+                    (txn.app_id, ks, [metadata[k] for k in ks]))
             conn.execute(S(
-                "INSERT INTO {}._metadata (app, key, value) SELECT %s, k, v::jsonb FROM "
-                "unnest(%s::text[], %s::text[]) AS u(k, v) ON CONFLICT (app, key) DO UPDATE SET "
-                "value = EXCLUDED.value").format(s), (txn.app_id, ks, [metadata[k] for k in ks]))
-        conn.execute(S(
-            "INSERT INTO {}._commits (token, seq) VALUES (%s, %s) ON CONFLICT (token) DO UPDATE "
-            "SET seq = EXCLUDED.seq, at = now()").format(s), (self.token, seq))
-        if encoded:
-            self.logs.notify(conn)
+                "INSERT INTO {}._commits (token, seq) VALUES (%s, %s) ON CONFLICT (token) DO "
+                "UPDATE SET seq = EXCLUDED.seq, at = now()").format(s), (self.token, seq))
+            if encoded:
+                self.logs.notify(conn)
+            conn.execute("COMMIT")
 
-    def _move_positions(self, conn: Any, txn: Transaction) -> None:
+    def _lock_positions(self, conn: Any, txn: Transaction) -> Any:
+        """Lock the rows of the committed input positions (in a fixed order); the cursor
+        returned holds ``(topic, partition, next_offset)`` for :meth:`_check_positions`."""
         S, s = self.s.sql.SQL, self.s.qs()
         keys = sorted(txn.positions)
-        topics = [t for t, _ in keys]
-        parts = [p for _, p in keys]
-        rows = conn.execute(S(
+        return conn.execute(S(
             "SELECT topic, partition, next_offset FROM {}._positions WHERE app = %s AND "
             "(topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "
             "ORDER BY topic, partition FOR UPDATE").format(s),
-            (txn.app_id, topics, parts)).fetchall()
+            (txn.app_id, [t for t, _ in keys], [p for _, p in keys]))
+
+    def _check_positions(self, txn: Transaction, rows: list[Any]) -> None:
+        """Fence this worker if another moved a position it commits."""
         current = {(t, p): o for t, p, o in rows}
-        for key in keys:
+        for key in sorted(txn.positions):
             expected = self._expected.get((txn.app_id, *key))
             if expected is not None and current.get(key, 0) < expected:
                 # no other worker moves a position backwards: the server lost commits
@@ -255,12 +291,17 @@ class Committer:
                     "worker expected: another worker processed it. This worker's "
                     "uncommitted work is discarded; restart it to take new partitions."
                 )
+
+    def _write_positions(self, conn: Any, txn: Transaction) -> None:
+        S, s = self.s.sql.SQL, self.s.qs()
+        keys = sorted(txn.positions)
         conn.execute(S(
             "INSERT INTO {}._positions (app, topic, partition, next_offset) SELECT %s, t, p,"
             " o FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS u(t, p, o) ON CONFLICT "
             "(app, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
             "updated_at = now()").format(s),
-            (txn.app_id, topics, parts, [txn.positions[k] for k in keys]))
+            (txn.app_id, [t for t, _ in keys], [p for _, p in keys],
+             [txn.positions[k] for k in keys]))
 
     def forget_marker(self) -> None:
         """Delete this driver's commit marker (on close)."""

@@ -31,6 +31,8 @@ class PostgresDriver(Driver):
     """
 
     scheme = "postgresql"
+    #: commits take column batches (encoded into COPY text column by column)
+    accepts_batches = True
 
     def __init__(self, url: str, *, schema: str | None = None,
                  application_name: str = "workbench") -> None:
@@ -140,6 +142,19 @@ class PostgresDriver(Driver):
         if info.source_table:
             return self.sources.read(info, offset, max_records)
         return self.logs.read(info, partition, offset, max_records)
+
+    def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
+        """Like :meth:`read`, as a column batch (``runtime.batch.Batch``, ``seq``: offsets):
+        a log's batch comes back as one row of column texts, each parsed in one call."""
+        info = self.catalog.require(topic)
+        self.catalog.check_partition(info, partition)
+        if max_records <= 0 or info.source_table:
+            return super().read_batch(topic, partition, offset, max_records)
+        return self.logs.read_batch(info, partition, offset, max_records)
+
+    def append_batch(self, topic: str, partition: int, batch: Any) -> None:
+        """Like :meth:`append`, for a column batch (encoded column by column)."""
+        self.logs.append(self.catalog.require(topic), partition, batch)
 
     def end_offset(self, topic: str, partition: int) -> int:
         info = self.catalog.require(topic)

@@ -89,6 +89,8 @@ class TableSinks:
         for (t, p), records in txn.outputs.items():
             if t != topic:
                 continue
+            if not isinstance(records, list):  # a column batch
+                records = records.rows()
             base = bases.get((t, p), 0)
             written = (texts or {}).get(p)
             if written is not None and len(written) != len(records):

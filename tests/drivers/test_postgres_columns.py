@@ -1,0 +1,213 @@
+"""The PostgreSQL driver's column paths: COPY text encoded column by column (orjson in bulk)
+keeps every rule of the record-by-record encoder, and column batches written and read back
+(``append_batch``, ``read_batch``, commits carrying batches) equal the row paths."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from workbench.drivers import Transaction
+from workbench.errors import SerializationError
+from workbench.keys import decode_key
+from workbench.runtime.batch import Batch, ObjectValues, WindowedKeys
+from workbench.windows import Windowed
+
+from . import postgres_helpers
+from .postgres_helpers import HAVE_PSYCOPG, with_options
+
+if HAVE_PSYCOPG:
+    from workbench.drivers.postgres import PostgresDriver
+    from workbench.drivers.postgres.codec import loads, log_lines
+    from workbench.drivers.postgres.columns import copy_batch
+
+pg_server = postgres_helpers.pg_server  # fixtures
+pg_url = postgres_helpers.pg_url
+
+NAN, INF = float("nan"), float("inf")
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def exact(x: Any) -> Any:
+    """``x`` with floats as their repr (NaN equals NaN; 1 and 1.0 differ), tuples and lists
+    apart, windowed keys spelled out."""
+    if isinstance(x, float):
+        return ("float", repr(x))
+    if isinstance(x, dict):
+        return {k: exact(v) for k, v in x.items()}
+    if isinstance(x, Windowed):
+        return ("windowed", exact(x.key), x.window_start, x.window_end)
+    if isinstance(x, list | tuple):
+        return (type(x).__name__, *map(exact, x))
+    return x
+
+
+#: values that take every path: plain, None fields, non-finite floats (orjson writes them as
+#: null), reserved dicts, escapes and backslashes, wide integers, types orjson does not take
+VALUES = [
+    {"user_id": 1, "amount": 1.5, "page": "/p"},
+    {"a": None, "b": [None, 1]},
+    {"x": NAN, "y": [1.5, -INF, {"z": INF}]},
+    NAN, -INF, None, "null", "a\\b", 'q"\\\n\t\x01é', {"$float": "NaN"}, {"$literal": 1},
+    {"big": 2**70}, {1: "int key"}, 1e-7, -0.0, 1e300, True, 0, [1, "two", {"3": 3.0}],
+    dt.date(2024, 1, 2), Color.RED, uuid.UUID(int=7), np.int64(5), {"s": {1, 2}},
+]
+KEYS = ["k", 7, None, NAN, ("a", 1), Windowed("u", 0, 10), Windowed(3, 5, 15), True, 'q"\\']
+
+
+def _parse_copy(text: str) -> list[list[str | None]]:
+    """COPY text format lines as fields (``\\N`` as None, backslash escapes undone)."""
+    out = []
+    for line in text.split("\n")[:-1]:
+        fields: list[str | None] = []
+        for f in line.split("\t"):
+            fields.append(None if f == "\\N" else f.replace("\\\\", "\\"))
+        out.append(fields)
+    return out
+
+
+def _decoded(text: str) -> list[tuple[Any, ...]]:
+    rows = []
+    for p, off, k, v, ts, h in _parse_copy(text):
+        rows.append((int(p), int(off), None if k is None else decode_key(loads(k)),
+                     None if v is None else loads(v), int(str(ts)), h))
+    return rows
+
+
+def _kept_value(text: str) -> Any:
+    """A value field as the table sink stages it (COPY-escaped JSON, ``\\N`` for None)."""
+    return None if text == "\\N" else loads(text.replace("\\\\", "\\"))
+
+
+@pytest.mark.skipif(not HAVE_PSYCOPG, reason="psycopg missing")
+def test_column_copy_text_decodes_like_the_record_encoder() -> None:
+    n = len(VALUES)
+    keys = [KEYS[i % len(KEYS)] for i in range(n)]
+    ts = list(range(100, 100 + n))
+    kept: list[str] = []
+    got = copy_batch("t", 2, 40, keys, VALUES, ts, None, kept)
+    want_kept: list[str] = []
+    want = log_lines("t", 2, 40, [(k, v, t, 0, None) for k, v, t in zip(keys, VALUES, ts)],
+                     want_kept)
+    assert exact(_decoded(got)) == exact(_decoded(want))
+    assert exact(list(map(_kept_value, kept))) == exact(list(map(_kept_value, want_kept)))
+    # one value at a time too: each value's own path (fast, or exact when it needs it)
+    for i, v in enumerate(VALUES):
+        one = _decoded(copy_batch("t", 0, i, ["k"], [v], [1], None))
+        assert exact(one) == exact(_decoded(log_lines("t", 0, i, [("k", v, 1, 0, None)]))), v
+
+
+@pytest.mark.skipif(not HAVE_PSYCOPG, reason="psycopg missing")
+def test_plain_batches_take_the_bulk_path_and_keep_text_exact() -> None:
+    values = [{"user_id": i, "amount": i / 4, "page": f"/p{i % 3}", "tags": ["x", "y"]}
+              for i in range(2000)]
+    keys = [i % 17 for i in range(2000)]
+    text = copy_batch("t", 0, 0, keys, values, list(range(2000)), None)
+    lines = _parse_copy(text)
+    assert len(lines) == 2000
+    assert lines[5] == ["0", "5", "5", '{"user_id":5,"amount":1.25,"page":"/p2","tags":["x","y"]}',
+                        "5", None]
+    skeys = [f"user {i}" for i in range(3)]
+    assert [r[2] for r in _parse_copy(copy_batch("t", 0, 0, skeys, values[:3], [0, 1, 2],
+                                                 None))] == ['"user 0"', '"user 1"', '"user 2"']
+
+
+@pytest.mark.skipif(not HAVE_PSYCOPG, reason="psycopg missing")
+def test_a_value_json_cannot_hold_is_named_by_the_column_encoder() -> None:
+    values = [{"ok": 1}, {"bad": object()}]
+    with pytest.raises(SerializationError, match=r"topic 't' partition 3 \(offset 11\)"):
+        copy_batch("t", 3, 10, ["a", "b"], values, [1, 2], None)
+
+
+# -- against the server ------------------------------------------------------------------------
+pg = pytest.mark.postgres
+
+
+def _rows(batch: Batch) -> list[tuple[Any, ...]]:
+    return [(k, v, t, s, h) for k, v, t, s, h in batch.rows()]
+
+
+@pg
+def test_batches_written_and_read_equal_the_row_paths(pg_url: str) -> None:
+    d = PostgresDriver(pg_url)
+    d.create_topic("rows", 1, kind="sink")
+    d.create_topic("cols", 1, kind="sink")
+    n = len(VALUES)
+    keys = [KEYS[i % len(KEYS)] for i in range(n)]
+    headers = [None] * n
+    headers[3] = (("h", b"\x01"), ("s", "x"))
+    recs = [(k, v, 1000 + i, 0, h) for i, (k, v, h) in enumerate(zip(keys, VALUES, headers))]
+    d.append("rows", 0, recs)
+    d.append_batch("cols", 0, Batch.from_rows(recs))
+    by_rows = d.read("rows", 0, 0, 100)
+    batch = d.read_batch("cols", 0, 0, 100)
+    assert list(batch.seq) == list(range(n))
+    assert batch.ts.dtype == np.int64
+    assert exact(_rows(batch)) == exact(by_rows)
+    assert exact(d.read("cols", 0, 3, 2)) == exact(by_rows[3:5])  # a range inside
+    assert not len(d.read_batch("cols", 0, n, 10))  # the end
+    d.close()
+
+
+@pg
+def test_a_commit_of_batches_writes_what_a_commit_of_rows_does(pg_url: str) -> None:
+    url = with_options(pg_url, upsert="ta,tb")
+    d = PostgresDriver(url)
+    for t in ("a", "b", "ta", "tb"):
+        d.create_topic(t, 2, kind="sink")
+    recs = [(f"k{i % 5}", {"n": i, "f": [NAN, 0.5][i % 2]}, i, 0, None) for i in range(50)]
+    win = Batch(WindowedKeys(np.array(["u", "v"] * 3, dtype=object),
+                             np.array([0, 0, 10, 10, 20, 20]), np.array([10, 10, 20, 20, 30, 30])),
+                ObjectValues(np.array([{"c": i} for i in range(6)], dtype=object)),
+                np.arange(6, dtype=np.int64), np.arange(6, dtype=np.int64))
+    d.commit(Transaction("app", {("a", 1): recs, ("ta", 0): win.rows()},
+                         positions={}, metadata={"m": 1}))
+    d.commit(Transaction("app", {("b", 1): Batch.from_rows(recs), ("tb", 0): win},
+                         positions={}, metadata={"m": 2}))
+    assert exact(d.read("b", 1, 0, 100)) == exact(d.read("a", 1, 0, 100))
+    assert exact(d.read("tb", 0, 0, 100)) == exact(d.read("ta", 0, 0, 100))
+    assert exact(d.table_rows("tb")) == exact(d.table_rows("ta"))
+    assert len(d.table_rows("tb")) == 6
+    assert d.committed_metadata("app") == {"m": 2}
+    d.close()
+
+
+@pg
+def test_reads_larger_than_one_statement_come_in_parts(pg_url: str) -> None:
+    from workbench.drivers.postgres import logs
+
+    d = PostgresDriver(pg_url)
+    d.create_topic("big", 1, kind="sink")
+    d.append("big", 0, [(i, {"i": i}, i, 0, None) for i in range(250)])
+    old = logs._MAX_READ
+    logs._MAX_READ = 100
+    try:
+        first = d.read_batch("big", 0, 0, 1000)
+        assert list(first.seq) == list(range(100))
+        whole = d.read_all_batch("big")
+        assert [v["i"] for v in whole.values.objects()] == list(range(250))
+    finally:
+        logs._MAX_READ = old
+    d.close()
+
+
+@pg
+def test_enum_and_uuid_values_are_written_alike_on_every_path(pg_url: str) -> None:
+    d = PostgresDriver(pg_url)
+    d.create_topic("e", 1, kind="sink")
+    u = uuid.UUID(int=9)
+    d.append("e", 0, [("k", {"c": Color.RED, "u": u}, 1, 0, None),  # fast path
+                      ("k", {"c": Color.RED, "u": u, "n": NAN}, 2, 0, None)])  # exact path
+    got = [r[1] for r in d.read("e", 0, 0, 10)]
+    assert got[0] == {"c": "red", "u": str(u)}
+    assert got[1]["c"] == "red" and got[1]["u"] == str(u) and math.isnan(got[1]["n"])
+    d.close()

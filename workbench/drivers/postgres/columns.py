@@ -1,0 +1,206 @@
+"""Columns to and from PostgreSQL in bulk: the COPY text of a whole batch, and a column batch
+(``runtime.batch.Batch``) from one aggregated read.
+
+Writing: keys, values, timestamps and headers arrive as columns (a batch's, or a row list's
+unzipped); values are encoded one C call each with ``orjson`` when it is installed (the
+``postgres`` extra installs it), and the lines are assembled with one f-string per record
+and two whole-text replaces (COPY's backslash escape and SQL NULL). The rules of
+:mod:`.codec` hold exactly: a value whose fast text has ``null`` in it (orjson writes a
+non-finite float as ``null``) is encoded again by the exact path, which tags NaN and
+infinities; a slice holding a reserved ``$float``/``$literal`` dict goes through the exact
+path whole; anything the fast path cannot encode (a type orjson does not know, an integer
+wider than 64 bits, a dict with non-string keys) goes through the exact path, whose error
+names the topic, partition and offset.
+
+Reading: one statement per batch returns the batch's records as one text, the body of a flat
+JSON array (``string_agg`` in offset order), parsed with one ``orjson.loads`` and cut into
+columns by slicing: no Python work per row but building the key objects that are not plain
+scalars.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ...keys import SCALARS, decode_key
+from .codec import _fast, _marked, _untag, headers_from, headers_json, key_text, log_lines
+
+__all__ = ["READ_COLUMNS", "batch_from_texts", "copy_batch", "json_array"]
+
+try:  # the postgres extra installs it; without it the standard library does the same, slower
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is part of the postgres extra
+    _orjson = None
+
+#: what a read selects: the row count, and the rows as the body of one flat JSON array, five
+#: items per record in offset order: key, value, timestamp, offset, headers (SQL NULL as
+#: ``null``: the driver never writes a JSON ``null``). One ordered aggregate costs the server
+#: about what sending the rows would; several (one per column) cost twice that.
+READ_COLUMNS = (
+    "count(*), string_agg(concat_ws(',', coalesce(key::text, 'null'), "
+    "coalesce(value::text, 'null'), ts, \"offset\", coalesce(headers::text, 'null')), ',' "
+    "ORDER BY \"offset\")"
+)
+
+_SCALAR_SET = set(SCALARS)
+_NULL = "\x00"  # SQL NULL while a COPY text is assembled (JSON text never holds a raw NUL)
+
+
+def _punt(obj: Any) -> Any:
+    raise TypeError("not for the fast path")
+
+
+if _orjson is not None:
+    _OPTS = (_orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+             | _orjson.OPT_PASSTHROUGH_SUBCLASS)
+    _odumps = _orjson.dumps
+    _oloads = _orjson.loads
+    #: between two items of a bulk encoding: JSON text never holds a raw control character
+    _SEP = _orjson.Fragment(b"\x01")
+
+    def _bulk(items: list[Any]) -> list[str] | None:
+        """JSON texts of ``items`` from one ``orjson.dumps`` of ``[item, SEP, item, SEP...]``
+        split at the separators; ``None`` if a ``null`` shows anywhere (a ``None``, or a
+        non-finite float, which orjson writes as ``null``). ``TypeError`` for an item the fast
+        path does not know."""
+        flat = [_SEP] * (2 * len(items))
+        flat[0::2] = items
+        blob = _odumps(flat, _punt, _OPTS)
+        if b"null" in blob:
+            return None
+        return blob[1:-3].decode().split(",\x01,")
+
+    def _value_texts(values: list[Any]) -> list[str]:
+        """JSON texts of non-``None`` values and ``_NULL`` for ``None``, by the fast path;
+        ``TypeError``/``ValueError`` when one of them needs the exact path's judgement."""
+        if not values:
+            return []
+        texts = _bulk(values)
+        if texts is not None:
+            return texts
+        out = []
+        append = out.append
+        for v in values:
+            if v is None:
+                append(_NULL)
+                continue
+            b = _odumps(v, _punt, _OPTS)
+            # ``null`` in the text: a None field, or a non-finite float orjson wrote as null
+            append(b.decode() if b"null" not in b else _fast(v))
+        return out
+
+    def _str_keys(keys: list[str]) -> list[str]:
+        return _bulk(keys) or list(map(_fast, keys))
+
+    def json_array(body: str) -> list[Any]:
+        """Parse ``[body]`` (a comma-joined list of JSON texts)."""
+        try:
+            return _oloads(f"[{body}]")  # type: ignore[no-any-return]
+        except _orjson.JSONDecodeError:  # an integer wider than 64 bits, deep nesting...
+            return json.loads(f"[{body}]")  # type: ignore[no-any-return]
+else:  # pragma: no cover - orjson is part of the postgres extra
+    def _value_texts(values: list[Any]) -> list[str]:
+        return [_NULL if v is None else _fast(v) for v in values]
+
+    def _str_keys(keys: list[str]) -> list[str]:
+        return list(map(_fast, keys))
+
+    def json_array(body: str) -> list[Any]:
+        """Parse ``[body]`` (a comma-joined list of JSON texts)."""
+        return json.loads(f"[{body}]")  # type: ignore[no-any-return]
+
+
+def _key_texts(keys: list[Any]) -> list[str]:
+    kinds = set(map(type, keys))
+    if kinds == {int}:
+        return list(map(str, keys))
+    if kinds == {str}:
+        return _str_keys(keys)
+    out = []
+    append = out.append
+    for k in keys:
+        cls = k.__class__
+        if k is None:
+            append(_NULL)
+        elif cls is int:
+            append(str(k))
+        elif cls is str:
+            append(_fast(k))
+        else:
+            append(key_text(k))  # ValueError for a non-finite float: the exact path tags it
+    return out
+
+
+def _lines(partition: int, base: int, ks: list[str], vs: list[str], ts: list[int],
+           hs: list[str] | None) -> str:
+    p = partition
+    if hs is None:
+        lines = [f"{p}\t{o}\t{k}\t{v}\t{t}\t{_NULL}\n"
+                 for o, k, v, t in zip(range(base, base + len(ts)), ks, vs, ts)]
+    else:
+        lines = [f"{p}\t{o}\t{k}\t{v}\t{t}\t{h}\n"
+                 for o, k, v, t, h in zip(range(base, base + len(ts)), ks, vs, ts, hs)]
+    text = "".join(lines)
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    return text.replace(_NULL, "\\N")
+
+
+def _escaped(texts: list[str]) -> list[str]:
+    return ["\\N" if t == _NULL else (t.replace("\\", "\\\\") if "\\" in t else t)
+            for t in texts]
+
+
+def copy_batch(topic: str, partition: int, base: int, keys: list[Any], values: list[Any],
+               ts: list[int], headers: list[Any] | None,
+               kept: list[str] | None = None) -> str:
+    """COPY text lines ``partition, offset, key, value, ts, headers`` of the records given as
+    columns, numbered from offset ``base``; ``kept``: a list to which each record's value
+    field is appended as written (table sinks stage the same text). The exact rules and
+    errors of :func:`.codec.log_lines`, faster."""
+    try:
+        ks = _key_texts(keys)
+        vs = _value_texts(values)
+        hs = None
+        if headers is not None and any(headers):
+            hs = [headers_json(h) if h else _NULL for h in headers]
+        text = _lines(partition, base, ks, vs, ts, hs)
+    except (TypeError, ValueError, RecursionError):
+        text = None  # the exact path decides, and names the record it cannot write
+    if text is None or _marked(text):
+        hl = headers if headers is not None else [None] * len(ts)
+        rows = list(zip(keys, values, ts, ts, hl))
+        return log_lines(topic, partition, base, rows, kept)
+    if kept is not None:
+        kept.extend(_escaped(vs))
+    return text
+
+
+def _keys(keys: list[Any]) -> list[Any]:
+    if set(map(type, keys)) <= _SCALAR_SET:
+        return keys
+    return [k if k.__class__ in SCALARS else decode_key(k) for k in keys]
+
+
+def batch_from_texts(row: tuple[Any, ...], make: Callable[..., Any]) -> Any:
+    """A column batch from one row of :data:`READ_COLUMNS` (``make`` is ``Batch``); ``seq``
+    holds the offsets."""
+    count, body = row
+    flat = json_array(body)
+    if _marked(body):
+        flat = _untag(flat)
+    keys = flat[0::5]
+    ts = np.array(flat[2::5], dtype=np.int64)
+    seq = np.array(flat[3::5], dtype=np.int64)
+    hs = flat[4::5]
+    headers = None
+    if any(h is not None for h in hs):
+        headers = np.fromiter(map(headers_from, hs), dtype=object, count=count)
+    from ...runtime.batch import ObjectValues, obj_array
+
+    return make(obj_array(_keys(keys), count), ObjectValues(obj_array(flat[1::5], count)), ts,
+                seq, headers)
