@@ -107,6 +107,22 @@ def test_column_copy_text_decodes_like_the_record_encoder() -> None:
 
 
 @pytest.mark.skipif(not HAVE_PSYCOPG, reason="psycopg missing")
+def test_windowed_and_changelog_keys_as_columns_match_the_record_encoder() -> None:
+    inner = [7, "u", 'q"\\', ("a", 1), None, 2**70]
+    columns = WindowedKeys(np.array(inner, dtype=object), np.arange(6, dtype=np.int64) * 10,
+                           np.arange(6, dtype=np.int64) * 10 + 10)
+    plain = WindowedKeys(np.array([1, 2, 3], dtype=object), np.array([0, 0, 5]),
+                         np.array([5, 5, 10]))
+    changelog = [[1, 0], ["a", 5], [1.5, 0], [NAN, 0], [2**70, 1]]
+    for keys, objs in [(columns, columns.objects().tolist()), (plain, plain.objects().tolist()),
+                       (changelog, changelog), (changelog[:2], changelog[:2])]:
+        n = len(objs)
+        got = copy_batch("t", 0, 0, keys, [1] * n, list(range(n)), None)
+        want = log_lines("t", 0, 0, [(k, 1, i, 0, None) for i, k in enumerate(objs)])
+        assert got == want, objs
+
+
+@pytest.mark.skipif(not HAVE_PSYCOPG, reason="psycopg missing")
 def test_plain_batches_take_the_bulk_path_and_keep_text_exact() -> None:
     values = [{"user_id": i, "amount": i / 4, "page": f"/p{i % 3}", "tags": ["x", "y"]}
               for i in range(2000)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ READ_COLUMNS = (
 )
 
 _SCALAR_SET = set(SCALARS)
+_PLAIN = {int, str}
 _NULL = "\x00"  # SQL NULL while a COPY text is assembled (JSON text never holds a raw NUL)
 
 
@@ -93,7 +95,7 @@ if _orjson is not None:
             append(b.decode() if b"null" not in b else _fast(v))
         return out
 
-    def _str_keys(keys: list[str]) -> list[str]:
+    def _str_keys(keys: list[Any]) -> list[str]:
         return _bulk(keys) or list(map(_fast, keys))
 
     def json_array(body: str) -> list[Any]:
@@ -106,7 +108,7 @@ else:  # pragma: no cover - orjson is part of the postgres extra
     def _value_texts(values: list[Any]) -> list[str]:
         return [_NULL if v is None else _fast(v) for v in values]
 
-    def _str_keys(keys: list[str]) -> list[str]:
+    def _str_keys(keys: list[Any]) -> list[str]:
         return list(map(_fast, keys))
 
     def json_array(body: str) -> list[Any]:
@@ -114,11 +116,24 @@ else:  # pragma: no cover - orjson is part of the postgres extra
         return json.loads(f"[{body}]")  # type: ignore[no-any-return]
 
 
-def _key_texts(keys: list[Any]) -> list[str]:
+def _key_texts(keys: Any) -> list[str]:
+    """JSON texts of keys in the key encoding (``_NULL`` for ``None``): a list of key objects,
+    or windowed keys as columns (``WindowedKeys``). ``ValueError`` for a non-finite float
+    (the exact path tags it)."""
+    if not isinstance(keys, list):  # WindowedKeys: inner keys, starts and ends
+        inner = keys.inner.tolist()
+        if None in inner or not set(map(type, inner)) <= _PLAIN:
+            return [key_text(k) for k in keys.objects().tolist()]
+        return [f'{{"windowed":[{k},{s},{e}]}}' for k, s, e in zip(
+            _key_texts(inner), keys.start.tolist(), keys.end.tolist())]
     kinds = set(map(type, keys))
     if kinds == {int}:
         return list(map(str, keys))
     if kinds == {str}:
+        return _str_keys(keys)
+    if kinds == {list} and set(map(type, chain.from_iterable(keys))) <= _PLAIN:
+        # changelog keys such as [key, window start]: JSON-shaped already (encode_key keeps
+        # lists); only ints and strs inside, whose text is the same on every path
         return _str_keys(keys)
     out = []
     append = out.append
@@ -155,11 +170,12 @@ def _escaped(texts: list[str]) -> list[str]:
             for t in texts]
 
 
-def copy_batch(topic: str, partition: int, base: int, keys: list[Any], values: list[Any],
+def copy_batch(topic: str, partition: int, base: int, keys: Any, values: list[Any],
                ts: list[int], headers: list[Any] | None,
                kept: list[str] | None = None) -> str:
     """COPY text lines ``partition, offset, key, value, ts, headers`` of the records given as
-    columns, numbered from offset ``base``; ``kept``: a list to which each record's value
+    columns (``keys``: a list, or windowed keys as columns), numbered from offset ``base``;
+    ``kept``: a list to which each record's value
     field is appended as written (table sinks stage the same text). The exact rules and
     errors of :func:`.codec.log_lines`, faster."""
     try:
@@ -173,7 +189,8 @@ def copy_batch(topic: str, partition: int, base: int, keys: list[Any], values: l
         text = None  # the exact path decides, and names the record it cannot write
     if text is None or _marked(text):
         hl = headers if headers is not None else [None] * len(ts)
-        rows = list(zip(keys, values, ts, ts, hl))
+        objs = keys if isinstance(keys, list) else keys.objects().tolist()
+        rows = list(zip(objs, values, ts, ts, hl))
         return log_lines(topic, partition, base, rows, kept)
     if kept is not None:
         kept.extend(_escaped(vs))

@@ -27,9 +27,9 @@ _COPY_SLICE = 5_000
 _MAX_READ = 100_000
 
 
-def record_columns(records: Any) -> tuple[list[Any], list[Any], list[int], list[Any] | None]:
+def record_columns(records: Any) -> tuple[Any, list[Any], list[int], list[Any] | None]:
     """``(keys, values, timestamps, headers or None)`` of a row list ``[(key, value, ts, _,
-    headers)]`` or a column batch, as lists."""
+    headers)]`` or a column batch, as lists (windowed keys of a batch: its ``WindowedKeys``)."""
     if isinstance(records, list):
         if not records:
             return [], [], [], None
@@ -37,7 +37,8 @@ def record_columns(records: Any) -> tuple[list[Any], list[Any], list[int], list[
         tss = [t if t.__class__ is int else int(t) for t in ts]
         return list(keys), list(vals), tss, (list(headers) if any(headers) else None)
     hs = records.headers
-    return (records.key_objects().tolist(), records.values.objects().tolist(),
+    keys = records.keys  # windowed keys stay columns (encoded without Windowed objects)
+    return (keys if hasattr(keys, "inner") else keys.tolist(), records.values.objects().tolist(),
             records.ts.tolist(), None if hs is None else hs.tolist())
 
 
@@ -129,7 +130,8 @@ class Logs:
                 keys, vals, ts, headers = record_columns(records)
                 for i in range(0, len(ts), _COPY_SLICE):
                     j = i + _COPY_SLICE
-                    cp.write(copy_batch(info.name, partition, base + i, keys[i:j], vals[i:j],
+                    ks = keys[i:j] if isinstance(keys, list) else keys.take(slice(i, j))
+                    cp.write(copy_batch(info.name, partition, base + i, ks, vals[i:j],
                                         ts[i:j], None if headers is None else headers[i:j],
                                         kept).encode())
 

@@ -21,6 +21,7 @@ from ...windows import Windowed
 from ..base import Transaction
 from .catalog import Catalog, TopicInfo
 from .codec import copy_text, dumps, key_text, loads
+from .columns import _key_texts
 from .errors_table import ErrorsTable
 from .naming import lock_key, sink_table
 from .session import Session, sqlstate
@@ -83,6 +84,8 @@ class TableSinks:
         ``texts`` the value fields as the log COPY wrote them, by partition (reused, not
         encoded again).
         """
+        if not careful and texts is not None and self._upsert_columns(conn, info, txn, texts):
+            return
         topic = info.name
         latest: dict[Any, tuple[Any, Any, int, int, int, str | None]] = {}
         windowed = None
@@ -112,6 +115,68 @@ class TableSinks:
             for i, exc in self._apply_careful(conn, info, deletes, 0, len(changes)):
                 self._refused(conn, info, changes[i], exc)
         conn.execute("TRUNCATE pg_temp._wb_stage")
+
+    def _upsert_columns(self, conn: Any, info: TopicInfo, txn: Transaction,
+                        texts: dict[int, list[str]]) -> bool:
+        """:meth:`upsert` for column batches whose keys are ``int``/``str`` (plain, or the
+        inner keys of windowed keys as columns): the last change per key found with one dict
+        over the key columns, staged from the value texts the log's COPY wrote. False (nothing
+        done) for anything else: the record path takes it."""
+        parts = []
+        for (t, p), batch in txn.outputs.items():
+            if t != info.name:
+                continue
+            if isinstance(batch, list) or len(texts.get(p, ())) != len(batch):
+                return False
+            keys = batch.keys
+            windowed = hasattr(keys, "inner")
+            inner = (keys.inner if windowed else keys).tolist()
+            if None in inner or not set(map(type, inner)) <= {int, str}:
+                return False
+            if info.windowed is not None and info.windowed != windowed:
+                return False  # the record path names the mismatch
+            parts.append((p, batch, windowed, inner))
+        if not parts or len({w for _p, _b, w, _i in parts}) > 1:
+            return not parts
+        windowed = parts[0][2]
+        last: dict[Any, tuple[int, int]] = {}
+        for n, (_p, batch, _w, inner) in enumerate(parts):
+            if windowed:
+                idents: Any = zip(inner, batch.keys.start.tolist(), batch.keys.end.tolist())
+            else:
+                idents = inner
+            for i, ident in enumerate(idents):
+                last[ident] = (n, i)
+        self._ensure_table(conn, info, windowed)
+        lines = []
+        deletes = False
+        for n, (p, batch, _w, inner) in enumerate(parts):
+            mine = [i for m, i in last.values() if m == n]
+            if not mine:
+                continue
+            ks = [copy_text(k) for k in _key_texts([inner[i] for i in mine])]
+            vals = texts[p]
+            vs = [vals[i] for i in mine]
+            deletes = deletes or "\\N" in vs
+            ts = batch.ts[mine].tolist()
+            first = len(lines)
+            if windowed:
+                ws = batch.keys.start[mine].tolist()
+                we = batch.keys.end[mine].tolist()
+                lines += [f"{first + j}\t{k}\t{a}\t{b}\t{v}\t{t}\n"
+                          for j, (k, a, b, v, t) in enumerate(zip(ks, ws, we, vs, ts))]
+            else:
+                lines += [f"{first + j}\t{k}\t\\N\t\\N\t{v}\t{t}\n"
+                          for j, (k, v, t) in enumerate(zip(ks, vs, ts))]
+        text = "".join(lines)
+        stage = self.s.sql.SQL("COPY pg_temp._wb_stage (n, key, window_start, window_end, "
+                               "value, ts) FROM STDIN")
+        with conn.cursor() as cur, cur.copy(stage) as cp:
+            cp.write(text.encode())
+        with conn.pipeline():
+            self._apply(conn, info, deletes, 0, len(lines))
+            conn.execute("TRUNCATE pg_temp._wb_stage")
+        return True
 
     def _stage(self, conn: Any, info: TopicInfo, changes: list[Any]) -> bool:
         """COPY the changes into the staging table, numbered; True if any is a delete."""
