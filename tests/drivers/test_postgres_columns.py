@@ -113,9 +113,10 @@ def test_windowed_and_changelog_keys_as_columns_match_the_record_encoder() -> No
                            np.arange(6, dtype=np.int64) * 10 + 10)
     plain = WindowedKeys(np.array([1, 2, 3], dtype=object), np.array([0, 0, 5]),
                          np.array([5, 5, 10]))
-    changelog = [[1, 0], ["a", 5], [1.5, 0], [NAN, 0], [2**70, 1]]
+    changelog = [[1, 0], ["a", 5], [1.5, 0], [NAN, 0], [2**70, 1], "__meta__"]
+    mixed = [[1, 0], "m", 3]
     for keys, objs in [(columns, columns.objects().tolist()), (plain, plain.objects().tolist()),
-                       (changelog, changelog), (changelog[:2], changelog[:2])]:
+                       (changelog, changelog), (changelog[:2], changelog[:2]), (mixed, mixed)]:
         n = len(objs)
         got = copy_batch("t", 0, 0, keys, [1] * n, list(range(n)), None)
         want = log_lines("t", 0, 0, [(k, 1, i, 0, None) for i, k in enumerate(objs)])

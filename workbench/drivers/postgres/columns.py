@@ -49,6 +49,7 @@ READ_COLUMNS = (
 
 _SCALAR_SET = set(SCALARS)
 _PLAIN = {int, str}
+_PLAIN_OR_LIST = {int, str, list}
 _NULL = "\x00"  # SQL NULL while a COPY text is assembled (JSON text never holds a raw NUL)
 
 
@@ -131,9 +132,11 @@ def _key_texts(keys: Any) -> list[str]:
         return list(map(str, keys))
     if kinds == {str}:
         return _str_keys(keys)
-    if kinds == {list} and set(map(type, chain.from_iterable(keys))) <= _PLAIN:
-        # changelog keys such as [key, window start]: JSON-shaped already (encode_key keeps
-        # lists); only ints and strs inside, whose text is the same on every path
+    if kinds <= _PLAIN_OR_LIST and set(map(type, chain.from_iterable(
+            k for k in keys if k.__class__ is list))) <= _PLAIN:
+        # changelog keys such as [key, window start] (and a store's metadata key): lists are
+        # JSON-shaped already (encode_key keeps them); only ints and strs inside, whose text
+        # is the same on every path
         return _str_keys(keys)
     out = []
     append = out.append
