@@ -8,6 +8,11 @@
 (b) workbench P1 and P2 (the lambda pipelines of pipelines.py) reading the events' log table
     and writing the sink log tables (P2's table sink is also upserted) exactly-once.
 
+CPU (the CPU ratio column): the workbench process's CPU time plus that of its server processes
+(found by ``application_name``), against the SQL session's server process plus its client; read
+from /proc, so with a server on this machine only. On a shared machine it moves much less than
+wall-clock time.
+
 Loading is excluded on both sides and reported on its own: the events are appended to the log
 table through the driver (b) and COPYed into the plain table (a) once, before anything is
 timed. Each repeat of each side runs in a fresh process with fresh outputs (peak RSS is its
@@ -75,6 +80,28 @@ def _connect(url: str) -> Any:
     return psycopg.connect(url.split("?")[0], autocommit=True)
 
 
+def backend_cpu_s(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) the server processes ``pids`` used so far, read from
+    /proc: a server on this machine only (None otherwise)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, IndexError, ValueError):
+        return None
+    return total
+
+
+def app_backends(url: str, application_name: str) -> list[int]:
+    """The server processes of the connections named ``application_name``."""
+    with _connect(url) as c:
+        return [int(r[0]) for r in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,)).fetchall()]
+
+
 # ---------------------------------------------------------------- loading (not timed)
 def load(url: str, schema: str, events: list[dict[str, Any]]) -> dict[str, float]:
     """Create the schema; append the events through the driver and COPY them into
@@ -130,11 +157,17 @@ def sql_case(url: str, schema: str, case: str, rep: int, result: str | None) -> 
                     ).format(late, marked),
         ]
     with _connect(url) as c:
+        pid = c.info.backend_pid
+        server0 = backend_cpu_s([pid])
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for s in stmts:
             c.execute(s)
         seconds = time.perf_counter() - t0
+        client = time.process_time() - c0
+        server1 = backend_cpu_s([pid])
         rss = harness.peak_rss_mb()
+        cpu = None if server0 is None or server1 is None else client + server1 - server0
         if result:  # read back after measuring: the check's memory is not the run's
             import pandas as pd
 
@@ -147,17 +180,21 @@ def sql_case(url: str, schema: str, case: str, rep: int, result: str | None) -> 
                 canon = results.from_pandas("P2", frame.set_index(["user_id", "window_start"]),
                                             int(n_late[0]))
             canon.save(result)
-    return {"seconds": seconds, "rss_mb": rss}
+    return {"seconds": seconds, "rss_mb": rss, "cpu_s": cpu}
 
 
 # ---------------------------------------------------------------- (b) workbench
 def wb_case(url: str, schema: str, case: str, rep: int, commit_interval: str,
             result: str | None) -> dict[str, Any]:
     built = pipelines.build(case, sfx=f"-r{rep}")
+    name = f"wb-bench-{uuid.uuid4().hex[:8]}"  # to find the run's server processes
     t0 = time.perf_counter()
-    run = built.pipeline.run(with_schema(url, schema), commit_interval=commit_interval,
-                             progress=False)
+    c0 = time.process_time()
+    run = built.pipeline.run(f"{with_schema(url, schema)}&application_name={name}",
+                             commit_interval=commit_interval, progress=False)
     seconds = time.perf_counter() - t0
+    client = time.process_time() - c0
+    server = backend_cpu_s(app_backends(url, name))  # its connections are still open
     rss = harness.peak_rss_mb()
     stats = run.stats
     commit_ms = sorted(stats.commit_ms) or [0.0]
@@ -166,6 +203,8 @@ def wb_case(url: str, schema: str, case: str, rep: int, commit_interval: str,
         results.from_frame(case, run.frame(built.sink), late).save(result)
     run.close()
     return {"seconds": seconds, "rss_mb": rss, "commits": stats.commits,
+            "cpu_s": None if server is None else client + server,
+            "client_cpu_s": client, "server_cpu_s": server,
             "commit_p50_ms": statistics.median(commit_ms),
             "commit_p99_ms": commit_ms[min(len(commit_ms) - 1, int(len(commit_ms) * 0.99))]}
 
@@ -231,16 +270,26 @@ def parent(args: argparse.Namespace, url: str) -> list[harness.Row]:
                 f"{w[0]['commit_p99_ms']:.0f} ms")
         if wc.late is not None:
             note += f"; late {wc.late:,}"
+        wb_cpu, ref_cpu = _median_of(w, "cpu_s"), _median_of(r, "cpu_s")
+        if wb_cpu is not None:
+            note += (f"; CPU client {_median_of(w, 'client_cpu_s'):.1f} s + server "
+                     f"{_median_of(w, 'server_cpu_s'):.1f} s")
         rows.append(harness.Row(
             "postgresql", case, "lambda, until end", SQL_LABEL[case], n,
             wb_s=statistics.median(x["seconds"] for x in w),
             ref_s=statistics.median(x["seconds"] for x in r),
+            wb_cpu_s=wb_cpu, ref_cpu_s=ref_cpu,
             wb_rss_mb=max(x["rss_mb"] for x in w), ref_rss_mb=max(x["rss_mb"] for x in r),
             wb_times=[x["seconds"] for x in w], ref_times=[x["seconds"] for x in r],
             matched=not diffs, diffs=diffs, note=note, extra=dict(loads)))
     if "latency" in args.only.split(","):
         rows.append(latency_row(url, args))
     return rows
+
+
+def _median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    got = [x[key] for x in runs if x.get(key) is not None]
+    return statistics.median(got) if got else None
 
 
 def latency_row(url: str, args: argparse.Namespace) -> harness.Row:
