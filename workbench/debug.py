@@ -225,7 +225,7 @@ def store_rows(store: Any, op: Any = None) -> list[dict[str, Any]]:
                 rows.append({"key": key, "window_start": start,
                              "window_end": None if d is None else start + d,
                              "timestamp": ts, "value": _final(fin, agg)})
-    elif cls == "SessionStore" and hasattr(store, "sessions"):
+    elif cls in ("SessionStore", "ColumnarSessionStore") and hasattr(store, "sessions"):
         for key, sessions in list(store.sessions.items()):
             for start, end, agg in sessions:
                 rows.append({"key": key, "window_start": start, "window_end": end,

@@ -959,7 +959,14 @@ def make_aggregate(pn: PlanNode, ctx: OpContext) -> Operator:
     if isinstance(window, Sliding):
         return SlidingWindowAggregateOp(pn, ctx, window)
     if isinstance(window, Session):
-        return SessionWindowAggregateOp(pn, ctx, window)
+        session = SessionWindowAggregateOp(pn, ctx, window)
+        if ctx.vectorize and not session.emit_close:
+            from .session_vec import SessionCountVec, count_parts
+
+            counts = count_parts(session.agg)
+            if counts is not None:
+                return SessionCountVec(session, counts)
+        return session
     raise TypeError(f"step {pn.name!r}: unknown window {window!r}")
 
 
