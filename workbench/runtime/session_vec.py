@@ -51,8 +51,9 @@ from .window_store import META_KEY, NO_TIMESTAMP, SessionStore, tuplify
 __all__ = ["ColumnarSessionStore", "SessionCountVec", "count_parts"]
 
 #: a lockstep step with fewer keys than this hands the rest of the batch to the plain loop
-LOCKSTEP_MIN = 24
+LOCKSTEP_MIN = 6
 
+START, END, CNT, DIRTY = 0, 1, 2, 3  # the planes of ColumnarSessionStore.sess
 _PLAIN = frozenset({str, int, type(None)})
 _INT = frozenset({int})
 _BIG = np.iinfo(np.int64).max
@@ -93,11 +94,9 @@ class ColumnarSessionStore(StateStore):
         self.slot_keys: list[Any] = []
         self._index: Any = None  # pandas Index of slot_keys, rebuilt after new keys
         self._ints = True  # every slot key is an int
-        self.start = np.zeros((0, width), dtype=np.int64)
-        self.end = np.zeros((0, width), dtype=np.int64)
-        self.cnt = np.zeros((0, width), dtype=np.int64)
-        self.live = np.zeros((0, width), dtype=bool)
-        self.dirty = np.zeros((0, width), dtype=bool)
+        #: per slot, 4 planes of ``width`` session columns: start, end, count (0: no
+        #: session in that column) and changed-since-the-last-drain (0/1)
+        self.sess = np.zeros((0, 4, width), dtype=np.int64)
         #: sessions removed since the last drain: (slots, starts, ends)
         self.removed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         #: the largest session end ever put (restored ones included)
@@ -108,10 +107,10 @@ class ColumnarSessionStore(StateStore):
     # -- shape ------------------------------------------------------------------------------
     @property
     def width(self) -> int:
-        return int(self.start.shape[1])
+        return int(self.sess.shape[2])
 
     def __len__(self) -> int:
-        return int(self.live.sum())
+        return int((self.sess[:, CNT] > 0).sum())
 
     def value(self, c: int) -> Any:
         """The accumulator object of a count (what the row operator keeps)."""
@@ -149,38 +148,27 @@ class ColumnarSessionStore(StateStore):
         return out
 
     def _grow_slots(self, n: int) -> None:
-        have = self.start.shape[0]
-        if n <= have:
-            return
-        extra = max(n - have, have, 64)
-        w = self.width
-        self.start = np.concatenate([self.start, np.zeros((extra, w), dtype=np.int64)])
-        self.end = np.concatenate([self.end, np.zeros((extra, w), dtype=np.int64)])
-        self.cnt = np.concatenate([self.cnt, np.zeros((extra, w), dtype=np.int64)])
-        self.live = np.concatenate([self.live, np.zeros((extra, w), dtype=bool)])
-        self.dirty = np.concatenate([self.dirty, np.zeros((extra, w), dtype=bool)])
+        have = self.sess.shape[0]
+        if n > have:
+            extra = max(n - have, have, 64)
+            self.sess = np.concatenate(
+                [self.sess, np.zeros((extra, 4, self.width), dtype=np.int64)])
 
     def widen(self, w: int) -> None:
         """At least ``w`` session columns per key."""
         extra = w - self.width
-        if extra <= 0:
-            return
-        rows = self.start.shape[0]
-        pad_i = np.zeros((rows, extra), dtype=np.int64)
-        pad_b = np.zeros((rows, extra), dtype=bool)
-        self.start = np.hstack([self.start, pad_i])
-        self.end = np.hstack([self.end, pad_i])
-        self.cnt = np.hstack([self.cnt, pad_i])
-        self.live = np.hstack([self.live, pad_b])
-        self.dirty = np.hstack([self.dirty, pad_b])
+        if extra > 0:
+            self.sess = np.concatenate(
+                [self.sess, np.zeros((self.sess.shape[0], 4, extra), dtype=np.int64)], axis=2)
 
     def expire(self, visible: int) -> None:
         """Drop the sessions ending at or before ``visible`` (out of the retention)."""
-        dead = self.live & (self.end <= visible)
+        sess = self.sess
+        dead = (sess[:, CNT] > 0) & (sess[:, END] <= visible)
         if dead.any():
             r, c = np.nonzero(dead)
-            self.removed.append((r, self.start[r, c], self.end[r, c]))
-            self.live[r, c] = False
+            self.removed.append((r, sess[r, START, c], sess[r, END, c]))
+            sess[r, CNT, c] = 0
 
     # -- changelog ---------------------------------------------------------------------------
     def drain_changes(self) -> list[tuple[Any, Any]]:
@@ -192,15 +180,15 @@ class ColumnarSessionStore(StateStore):
             es = np.concatenate([x[2] for x in self.removed]).tolist()
             out = [([keys[a], b, c], None) for a, b, c in zip(sl, ss, es)]
             self.removed = []
-        put = self.dirty & self.live
+        sess = self.sess
+        put = (sess[:, CNT] > 0) & (sess[:, DIRTY] > 0)
         if put.any():
             r, c = np.nonzero(put)
             value = self.value
             out.extend(([keys[a], b, e], value(n)) for a, b, e, n in zip(
-                r.tolist(), self.start[r, c].tolist(), self.end[r, c].tolist(),
-                self.cnt[r, c].tolist()))
-        if self.dirty.any():
-            self.dirty[:] = False
+                r.tolist(), sess[r, START, c].tolist(), sess[r, END, c].tolist(),
+                sess[r, CNT, c].tolist()))
+        sess[:, DIRTY] = 0
         if self._meta_dirty:
             out.append((META_KEY, self.last_emit))
             self._meta_dirty = False
@@ -208,8 +196,7 @@ class ColumnarSessionStore(StateStore):
 
     def discard_changes(self) -> None:
         self.removed = []
-        if self.dirty.any():
-            self.dirty[:] = False
+        self.sess[:, DIRTY] = 0
         self._meta_dirty = False
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
@@ -229,17 +216,17 @@ class ColumnarSessionStore(StateStore):
                 live[(key, start, end)] = v if self.names is None else v[self.names[0]]
         self.load(live)
         self.removed = []
-        self.dirty[:] = False
         return count
 
     # -- conversions -------------------------------------------------------------------------
     def entries(self) -> dict[tuple[Any, int, int], int]:
         """``{(key, start, end): count}`` of the live sessions."""
-        r, c = np.nonzero(self.live)
+        sess = self.sess
+        r, c = np.nonzero(sess[:, CNT] > 0)
         keys = self.slot_keys
         return {(keys[a], s, e): n for a, s, e, n in zip(
-            r.tolist(), self.start[r, c].tolist(), self.end[r, c].tolist(),
-            self.cnt[r, c].tolist())}
+            r.tolist(), sess[r, START, c].tolist(), sess[r, END, c].tolist(),
+            sess[r, CNT, c].tolist())}
 
     def load(self, live: dict[tuple[Any, int, int], int],
              dirty: set[tuple[Any, int, int]] | None = None) -> None:
@@ -253,16 +240,13 @@ class ColumnarSessionStore(StateStore):
         ids = list(per)
         slots = self.slots(obj_array(ids, len(ids))) if ids else np.empty(0, dtype=np.int64)
         self.widen(max((len(x) + 1 for x in per.values()), default=1))
-        self.live[:] = False
-        self.dirty[:] = False
+        sess = self.sess
+        sess[:, CNT] = 0
+        sess[:, DIRTY] = 0
         for slot, k in zip(slots.tolist(), ids):
             for j, (e, s, n) in enumerate(sorted(per[k])):
-                self.start[slot, j] = s
-                self.end[slot, j] = e
-                self.cnt[slot, j] = n
-                self.live[slot, j] = True
-                if dirty is not None and (k, s, e) in dirty:
-                    self.dirty[slot, j] = True
+                changed = dirty is not None and (k, s, e) in dirty
+                sess[slot, :, j] = (s, e, n, 1 if changed else 0)
 
     def to_row_store(self, store: SessionStore) -> None:
         """Put these sessions into a row store (for a batch only the row operator can do)."""
@@ -281,10 +265,11 @@ class ColumnarSessionStore(StateStore):
 
     def from_row_store(self, store: SessionStore) -> None:
         """Take the sessions back from a row store, with its changes as ours."""
-        pr, pc = np.nonzero(self.dirty & self.live)
+        sess = self.sess
+        pr, pc = np.nonzero((sess[:, CNT] > 0) & (sess[:, DIRTY] > 0))
         keys = self.slot_keys
         pending = {(keys[a], s, e) for a, s, e in zip(
-            pr.tolist(), self.start[pr, pc].tolist(), self.end[pr, pc].tolist())}
+            pr.tolist(), sess[pr, START, pc].tolist(), sess[pr, END, pc].tolist())}
         live = {(k, x[0], x[1]): (x[2] if self.names is None else x[2][self.names[0]])
                 for k, lst in store.sessions.items() for x in lst}
         gone = [(k, s, e) for (k, s, e), v in store._dirty.items() if v is None]
@@ -420,11 +405,7 @@ class SessionCountVec(Operator):
         np.maximum(pm[:-1], obs0, out=vis[1:])
         vis -= retention
         codes, uniq = pd.factorize(ids)
-        slots = store.slots(uniq)
-        w = store.width
-        ls, le = store.start[slots], store.end[slots]
-        lc, lv, ld = store.cnt[slots], store.live[slots], store.dirty[slots]
-        local = [ls, le, lc, lv, ld]
+        rslot = store.slots(uniq)[codes]  # per record, its key's slot
         # outputs per record: late, the new session and its count, the old value (-1: None)
         o_late = np.zeros(m, dtype=bool)
         o_ms = t.copy()
@@ -432,7 +413,7 @@ class SessionCountVec(Operator):
         o_cnt = np.ones(m, dtype=np.int64)
         o_old = np.full(m, -1, dtype=np.int64)
         tombs: list[tuple[np.ndarray, ...]] = []  # (record, start, end, count)
-        removed: list[tuple[np.ndarray, ...]] = []  # (local key, start, end)
+        removed = store.removed  # (slot, start, end) of sessions merged away or expired
         # steps: the k-th record of every key
         nk = len(uniq)
         if nk == m:
@@ -451,14 +432,16 @@ class SessionCountVec(Operator):
         for k, rows in enumerate(steps):
             if len(rows) < LOCKSTEP_MIN and k > 0:
                 break
-            u = codes[rows]
+            sl = rslot[rows]
             tr = t[rows]
-            ss, ee, cc, vv, dd = ls[u], le[u], lc[u], lv[u], ld[u]
-            alive = vv & (ee > vis[rows][:, None])
-            dead = vv & ~alive
+            x = store.sess[sl]  # (rows, 4, width): views below write into it
+            ss, ee, cc = x[:, START], x[:, END], x[:, CNT]
+            live = cc > 0
+            alive = live & (ee > vis[rows][:, None])
+            dead = live & ~alive
             if dead.any():
                 r, c = np.nonzero(dead)
-                removed.append((u[r], ss[r, c], ee[r, c]))
+                removed.append((sl[r], ss[r, c], ee[r, c]))
             mrg = alive & (ee >= (tr - gap)[:, None]) & (ss <= (tr + gap)[:, None])
             if mrg.any():
                 ms = np.minimum(np.where(mrg, ss, _BIG).min(1), tr)
@@ -481,7 +464,7 @@ class SessionCountVec(Operator):
                                   np.take_along_axis(cc[tr_], oc, 1)[r, c]))
                 if took.any():
                     r, c = np.nonzero(took)
-                    removed.append((u[r], ss[r, c], ee[r, c]))
+                    removed.append((sl[r], ss[r, c], ee[r, c]))
                 alive &= ~took
                 o_ms[rows] = ms
                 o_me[rows] = me
@@ -491,36 +474,27 @@ class SessionCountVec(Operator):
                 cnt = np.ones(len(rows), dtype=np.int64)
                 late = tr < eff[rows]
             o_late[rows] = late
+            cc[~alive] = 0
             put = np.flatnonzero(~late)
             if len(put):
                 free = np.argmin(alive[put], axis=1)
-                full = alive[put, free]
-                if full.any():  # more sessions than columns: one more column
-                    local = [np.hstack([a, np.zeros((nk, 1), dtype=a.dtype)]) for a in local]
-                    ls, le, lc, lv, ld = local
-                    ss, ee, cc, dd = (np.hstack([a, np.zeros((len(rows), 1), dtype=a.dtype)])
-                                      for a in (ss, ee, cc, dd))
+                if alive[put, free].any():  # more sessions than columns: one more column
+                    store.widen(store.width + 1)
+                    x = np.concatenate([x, np.zeros((len(rows), 4, 1), dtype=np.int64)],
+                                       axis=2)
                     alive = np.hstack([alive, np.zeros((len(rows), 1), dtype=bool)])
                     free = np.argmin(alive[put], axis=1)
-                ss[put, free] = ms[put]
-                ee[put, free] = me[put]
-                cc[put, free] = cnt[put]
-                alive[put, free] = True
-                dd[put, free] = True
-            ls[u], le[u], lc[u], lv[u], ld[u] = ss, ee, cc, alive, dd
+                x[put, START, free] = ms[put]
+                x[put, END, free] = me[put]
+                x[put, CNT, free] = cnt[put]
+                x[put, DIRTY, free] = 1
+            store.sess[sl] = x
         else:
             k = len(steps)
         if k < len(steps):  # the few keys left: one record at a time
             assert order is not None and sizes is not None and first is not None
-            local = self._loop(k, order, sizes, first, codes, t, eff, vis, local, o_late,
-                               o_ms, o_me, o_cnt, o_old, tombs, removed)
-        ls, le, lc, lv, ld = local
-        if ls.shape[1] > w:
-            store.widen(ls.shape[1])
-        store.start[slots], store.end[slots], store.cnt[slots] = ls, le, lc
-        store.live[slots], store.dirty[slots] = lv, ld
-        for u_, s_, e_ in removed:
-            store.removed.append((slots[u_], s_, e_))
+            self._loop(k, order, sizes, first, rslot, t, eff, vis, o_late, o_ms, o_me, o_cnt,
+                       o_old, tombs)
         obs = max(obs0, int(pm[-1]))
         store.observed = obs
         row.stream_time = max(st0, int(pm[-1]))
@@ -531,15 +505,12 @@ class SessionCountVec(Operator):
         return self._output(batch, kept, o_late, o_ms, o_me, o_cnt, o_old, tombs)
 
     def _loop(self, k0: int, order: np.ndarray, sizes: np.ndarray, first: np.ndarray,
-              codes: np.ndarray, t: np.ndarray, eff: np.ndarray, vis: np.ndarray,
-              local: list[np.ndarray], o_late: np.ndarray, o_ms: np.ndarray,
-              o_me: np.ndarray, o_cnt: np.ndarray, o_old: np.ndarray,
-              tombs: list[tuple[np.ndarray, ...]], removed: list[tuple[np.ndarray, ...]]
-              ) -> list[np.ndarray]:
+              rslot: np.ndarray, t: np.ndarray, eff: np.ndarray, vis: np.ndarray,
+              o_late: np.ndarray, o_ms: np.ndarray, o_me: np.ndarray, o_cnt: np.ndarray,
+              o_old: np.ndarray, tombs: list[tuple[np.ndarray, ...]]) -> None:
         """The records at positions ``k0..`` of the keys that have them, record by record."""
         gap = self.gap
-        ls, le, lc, lv, ld = local
-        busy = np.flatnonzero(sizes > k0).tolist()
+        store = self.store
         t_l, eff_l, vis_l = t.tolist(), eff.tolist(), vis.tolist()
         late_rows: list[int] = []
         put_rows: list[int] = []
@@ -550,18 +521,19 @@ class SessionCountVec(Operator):
         old_vals: list[int] = []
         tomb_l: list[tuple[int, int, int, int]] = []
         gone: list[tuple[int, int, int]] = []
-        widest = ls.shape[1]
         new_state: list[tuple[int, list[list[int]]]] = []
+        widest = store.width
         first_l, sizes_l = first.tolist(), sizes.tolist()
-        for u in busy:
-            sess = [[s, e, c, d] for s, e, c, v, d in zip(
-                ls[u].tolist(), le[u].tolist(), lc[u].tolist(), lv[u].tolist(),
-                ld[u].tolist()) if v]
-            for i in order[first_l[u] + k0:first_l[u] + sizes_l[u]].tolist():
+        for u in np.flatnonzero(sizes > k0).tolist():
+            recs = order[first_l[u] + k0:first_l[u] + sizes_l[u]].tolist()
+            slot = int(rslot[recs[0]])
+            ss, ee, cc, dd = store.sess[slot].tolist()
+            sess = [[s, e, c, d] for s, e, c, d in zip(ss, ee, cc, dd) if c > 0]
+            for i in recs:
                 ti = t_l[i]
                 vi = vis_l[i]
                 if sess and min(x[1] for x in sess) <= vi:
-                    gone.extend((u, x[0], x[1]) for x in sess if x[1] <= vi)
+                    gone.extend((slot, x[0], x[1]) for x in sess if x[1] <= vi)
                     sess = [x for x in sess if x[1] > vi]
                 lo = ti - gap
                 hi = ti + gap
@@ -584,24 +556,21 @@ class SessionCountVec(Operator):
                     else:
                         tomb_l.extend((i, x[0], x[1], x[2]) for x in sorted(
                             mrg, key=lambda x: x[1]))
-                    gone.extend((u, x[0], x[1]) for x in mrg)
+                    gone.extend((slot, x[0], x[1]) for x in mrg)
                     sess = [x for x in sess if not any(x is y for y in mrg)]
-                sess.append([ms, me, cnt, True])
+                sess.append([ms, me, cnt, 1])
                 put_rows.append(i)
                 put_ms.append(ms)
                 put_me.append(me)
                 put_cnt.append(cnt)
-            new_state.append((u, sess))
+            new_state.append((slot, sess))
             widest = max(widest, len(sess))
-        if widest > ls.shape[1]:
-            local = [np.hstack([a, np.zeros((a.shape[0], widest - a.shape[1]), dtype=a.dtype)])
-                     for a in local]
-            ls, le, lc, lv, ld = local
-        for u, sess in new_state:
-            lv[u] = False
-            ld[u] = False
-            for j, (s, e, c, d) in enumerate(sess):
-                ls[u, j], le[u, j], lc[u, j], lv[u, j], ld[u, j] = s, e, c, True, d
+        store.widen(widest)
+        sess_all = store.sess
+        for slot, sess in new_state:
+            sess_all[slot, CNT] = 0
+            for j, x in enumerate(sess):
+                sess_all[slot, :, j] = x
         if late_rows:
             o_late[late_rows] = True
         if put_rows:
@@ -615,8 +584,7 @@ class SessionCountVec(Operator):
             tombs.append((a[:, 0], a[:, 1], a[:, 2], a[:, 3]))
         if gone:
             g = np.array(gone, dtype=np.int64)
-            removed.append((g[:, 0], g[:, 1], g[:, 2]))
-        return local
+            store.removed.append((g[:, 0], g[:, 1], g[:, 2]))
 
     # -- outputs -------------------------------------------------------------------------------
     def _output(self, batch: Batch, kept: np.ndarray | None, o_late: np.ndarray,
