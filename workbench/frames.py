@@ -327,11 +327,17 @@ def _column_series(col: Any, pd: Any) -> Any:
     keeps as strings)."""
     if col.dtype.kind in "iufb":
         return pd.Series(col, copy=False)
+    from .runtime.batch import column
+
+    items = col.tolist()
+    typed = column(items)  # every item an int, a float or a bool: what pandas infers too
+    if typed.dtype != object:
+        return pd.Series(typed, copy=False)
     if len(col) and not pd.isna(col).any():
         series = pd.Series(col, copy=False)
         if series.dtype != object:
             return series
-    return _series(col.tolist(), pd)
+    return _series(items, pd)
 
 
 def _times_array(stamps: Any, pd: Any) -> Any:

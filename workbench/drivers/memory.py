@@ -29,11 +29,17 @@ _NAMED: dict[str, MemoryDriver] = {}
 class _PartitionLog:
     """One partition, stored as column batches (segments) with their first offsets: appending
     a batch keeps its columns, reading a range slices them, so a run's output becomes a
-    DataFrame by concatenation, and the garbage collector has few objects to scan."""
+    DataFrame by concatenation, and the garbage collector has few objects to scan.
 
-    __slots__ = ("_rows", "first", "length", "max_records", "segments", "starts")
+    A sink topic's log (``columns=True``) also stores dict values as columns when a batch's
+    dicts all have the same fields in the same order (``ObjectValues.to_struct``, once per
+    batch as it is appended): ``run.frame()`` then concatenates columns instead of taking
+    950,000 dicts apart, and the dicts are freed at the commit. Reading such a segment back as
+    records (``read``, ``run.records``) makes equal dicts again, fields in the same order."""
 
-    def __init__(self, max_records: int = 0) -> None:
+    __slots__ = ("_rows", "columns", "first", "length", "max_records", "segments", "starts")
+
+    def __init__(self, max_records: int = 0, *, columns: bool = False) -> None:
         self.segments: list[Any] = []  # runtime.batch.Batch
         self.starts: list[int] = []
         self.length = 0
@@ -42,6 +48,8 @@ class _PartitionLog:
         self.max_records = max_records
         #: the first offset still held (the log start offset)
         self.first = 0
+        #: store dict values as columns (sink topics: read back as frames)
+        self.columns = columns
 
     def __len__(self) -> int:
         return self.length + len(self._rows)
@@ -56,6 +64,8 @@ class _PartitionLog:
     def _add(self, batch: Any) -> None:
         n = len(batch)
         if n:
+            if self.columns:
+                batch = _as_columns(batch)
             self.starts.append(self.length)
             self.segments.append(batch)
             self.length += n
@@ -105,7 +115,34 @@ class _PartitionLog:
         return self.read_batch(offset, count).rows()  # type: ignore[no-any-return]
 
 
+def _as_columns(batch: Any) -> Any:
+    """``batch`` with its dict values as columns where they convert, and its keys as an
+    ``int64`` column when every key is an ``int`` (see ``_PartitionLog``)."""
+    import numpy as np
+
+    from ..runtime.batch import Batch, ObjectValues, column
+
+    values = batch.values
+    keys = batch.keys
+    changed = False
+    if values.__class__ is ObjectValues:
+        struct = values.to_struct()
+        if struct is not None:
+            values = struct
+            changed = True
+    if keys.__class__ is np.ndarray and keys.dtype == object:
+        typed = column(keys.tolist())
+        if typed.dtype == np.int64:
+            keys = typed
+            changed = True
+    if not changed:
+        return batch
+    return Batch(keys, values, batch.ts, batch.seq, batch.headers, batch.time_field)
+
+
 _NAMED_LOCK = threading.Lock()
+#: topic kinds whose logs store dict values as columns (read back as frames)
+_FRAMED = ("sink", "preview")
 
 
 class MemoryDriver(Driver):
@@ -160,7 +197,8 @@ class MemoryDriver(Driver):
         with self._lock:
             if topic not in self._logs:
                 keep = 0 if compact else self.max_records
-                self._logs[topic] = [_PartitionLog(keep) for _ in range(partitions)]
+                self._logs[topic] = [_PartitionLog(keep, columns=kind in _FRAMED)
+                                     for _ in range(partitions)]
                 self._kinds[topic] = kind
                 if compact:
                     self._compact.add(topic)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -64,14 +63,14 @@ def column(items: Sequence[Any]) -> np.ndarray:
         return _EMPTY_OBJ
     types = set(map(type, items))
     if len(types) == 1:
-        kind = next(iter(types))
+        kind = types.pop()
         try:
             if kind is int:
-                return np.array(items, dtype=np.int64)
+                return np.fromiter(items, np.int64, n)
             if kind is float:
-                return np.array(items, dtype=np.float64)
+                return np.fromiter(items, np.float64, n)
             if kind is bool:
-                return np.array(items, dtype=bool)
+                return np.fromiter(items, bool, n)
         except OverflowError:
             pass
     return obj_array(items, n)
@@ -203,14 +202,14 @@ class ObjectValues(Values):
         if not vals:
             return None
         types = set(map(type, vals))
-        if types == {dict}:
+        if types == _DICT:
             names_t = tuple(vals[0])
             # same fields in the same order (dict order is visible: JSON bytes, frames)
             if not all(map(names_t.__eq__, map(tuple, vals))):
                 return None
-            cols = {f: column(list(map(itemgetter(f), vals))) for f in names_t}
-            return StructValues(cols, None, len(vals))
-        if types != {dict, type(None)}:
+            n = len(vals)
+            return StructValues({f: column([v[f] for v in vals]) for f in names_t}, None, n)
+        if types != _DICT_OR_NONE:
             return None
         present = [v is not None for v in vals]
         live = [v for v in vals if v is not None]
@@ -219,6 +218,10 @@ class ObjectValues(Values):
             return None
         cols = {f: column([v[f] if v is not None else None for v in vals]) for f in names_t}
         return StructValues(cols, np.array(present, dtype=bool), len(vals))
+
+
+_DICT = {dict}
+_DICT_OR_NONE = {dict, type(None)}
 
 
 class StructValues(Values):

@@ -1,0 +1,109 @@
+"""A ``memory://`` sink topic stores dict values as columns (and int keys as an ``int64``
+column) when a batch converts exactly; whatever it stores, reading back gives the records that
+were appended (equal values of the same types, dict fields in the same order) and the frame
+the one frame rule makes of them."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import workbench as wb
+from workbench.drivers.memory import MemoryDriver
+from workbench.frames import FrameSchema, batch_frame, build_frame
+from workbench.runtime.batch import Batch, ObjectValues, StructValues
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+scalars = st.one_of(st.none(), st.integers(-3, 3), st.integers(2**63, 2**64),
+                    st.floats(allow_nan=False), st.booleans(), st.text(max_size=2),
+                    st.just(np.int64(7)), st.just(Colour.RED), st.just([1, 2]))
+fields = st.sampled_from(["a", "b", "c"])
+dicts = st.dictionaries(fields, scalars, max_size=3)
+values = st.one_of(st.none(), dicts, scalars)
+keys = st.one_of(st.integers(-2, 2), st.booleans(), st.text(max_size=1), st.none(),
+                 st.just(np.int64(1)))
+
+
+def _typed(x: Any) -> Any:
+    """A value with every Python type visible (and dict field order)."""
+    if isinstance(x, dict):
+        return ("dict", [(k, _typed(v)) for k, v in x.items()])
+    if isinstance(x, list):
+        return ("list", [_typed(v) for v in x])
+    return (type(x), x)
+
+
+def _append(batches: list[list[tuple[Any, Any]]]) -> tuple[MemoryDriver, list[Any]]:
+    drv = MemoryDriver()
+    drv.create_topic("out", 1, kind="sink")
+    appended: list[Any] = []
+    for part in batches:
+        n = len(part)
+        if not n:
+            continue
+        ks = np.empty(n, dtype=object)
+        ks[:] = [k for k, _v in part]
+        vs = np.empty(n, dtype=object)
+        vs[:] = [v for _k, v in part]
+        batch = Batch(ks, ObjectValues(vs), np.arange(n, dtype=np.int64) * 1000,
+                      np.arange(n, dtype=np.int64))
+        drv.append_batch("out", 0, batch)
+        appended.extend(part)
+    return drv, appended
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(keys, values), max_size=6), max_size=4),
+       same_fields=st.booleans())
+def test_sink_logs_read_back_exactly(batches: list[list[tuple[Any, Any]]],
+                                     same_fields: bool) -> None:
+    if same_fields:  # mostly batches that do convert
+        batches = [[(k, {"a": v, "b": 1} if v is not None else None) for k, v in part]
+                   for part in batches]
+    drv, appended = _append(batches)
+    rows = drv.read_all("out")
+    assert [(_typed(k), _typed(v)) for k, v, *_ in rows] == \
+        [(_typed(k), _typed(v)) for k, v in appended]
+    for schema in (None, FrameSchema(key_name="user", columns=("b",))):
+        expected = build_frame([k for k, _v in appended], [v for _k, v in appended],
+                               [r[2] for r in rows], schema)
+        got = batch_frame(drv.read_all_batch("out"), schema)
+        pd.testing.assert_frame_equal(got, expected)
+        assert got.attrs == expected.attrs
+
+
+def test_dicts_with_the_same_fields_are_stored_as_columns() -> None:
+    drv, _ = _append([[(1, {"x": 1, "s": "a"}), (2, {"x": 2, "s": "b"})],
+                      [(True, {"x": 1.5, "s": "c"})],
+                      [(3, {"s": "d", "x": 3}), (4, {"x": 4, "s": "e"})]])  # two orders
+    segments = drv._logs["out"][0].segments
+    assert [type(s.values) for s in segments] == [StructValues, StructValues, ObjectValues]
+    assert segments[0].keys.dtype == np.int64  # every key an int
+    assert segments[1].keys.dtype == object  # True is a bool, not an int
+    assert [list(v) for _k, v, *_ in drv.read_all("out")] == \
+        [["x", "s"]] * 3 + [["s", "x"], ["x", "s"]]
+
+
+def test_a_run_frame_of_dict_values_is_a_concatenation() -> None:
+    p = wb.Pipeline("memory-columns")
+    s = p.source("events", key="user_id", time="ts")
+    s.filter(lambda e: e["amount"] > 0).map(lambda e: {**e, "cents": round(e["amount"] * 100)}
+                                            ).to("paid")
+    events = [{"user_id": i % 3, "ts": i, "amount": (i % 4) - 1.5} for i in range(100)]
+    run = p.run("memory://", inputs={"events": events}, batch_size=7)
+    log = run.driver._logs["paid"][0]  # type: ignore[attr-defined]
+    assert log.segments and all(isinstance(s.values, StructValues) for s in log.segments)
+    frame = run.frame("paid")
+    expected = [{**e, "cents": round(e["amount"] * 100)} for e in events if e["amount"] > 0]
+    assert frame.drop(columns=["key", "timestamp"]).to_dict("records") == expected
+    assert [r.value for r in run.records("paid")] == expected
+    assert str(frame["user_id"].dtype) == "int64"
