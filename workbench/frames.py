@@ -327,17 +327,32 @@ def _column_series(col: Any, pd: Any) -> Any:
     keeps as strings)."""
     if col.dtype.kind in "iufb":
         return pd.Series(col, copy=False)
-    from .runtime.batch import column
+    import numpy as np
 
+    if len(col) and col[0].__class__ is str:
+        series = pd.Series(col, copy=False)
+        if isinstance(series.dtype, pd.StringDtype):
+            return series  # pandas' own string column (what it makes of the list too)
     items = col.tolist()
-    typed = column(items)  # every item an int, a float or a bool: what pandas infers too
-    if typed.dtype != object:
-        return pd.Series(typed, copy=False)
+    types = set(map(type, items))
+    if len(types) == 1:  # what pandas infers from the list, without its inference
+        kind = types.pop()
+        if kind is str:
+            return pd.Series(col, copy=False)
+        dtype = _EXACT.get(kind)
+        if dtype is not None:
+            try:
+                return pd.Series(np.fromiter(items, dtype, len(items)), copy=False)
+            except OverflowError:  # ints beyond int64: pandas decides
+                pass
     if len(col) and not pd.isna(col).any():
         series = pd.Series(col, copy=False)
         if series.dtype != object:
             return series
     return _series(items, pd)
+
+
+_EXACT = {int: "int64", float: "float64", bool: "bool"}
 
 
 def _times_array(stamps: Any, pd: Any) -> Any:

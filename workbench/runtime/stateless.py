@@ -3,9 +3,10 @@
 an expression, ``assign``, ``select``, ``rename``, ``drop``).
 
 A chain is cut into **segments**. Consecutive function steps (lambdas) compile into one
-generated Python loop over the value column that collects the surviving input rows' indexes
-and the new values (no per-record tuple; keys, timestamps, seq and headers are taken by index
-afterwards unless a step changes them). Expression steps and steps by field name run
+generated Python loop over the value column that collects the new values and the indexes of
+the rows a filter dropped (with a ``flat_map``: each output's input row), with no per-record
+tuple; keys, timestamps, seq and headers are taken by index afterwards unless a step changes
+them. Expression steps and steps by field name run
 vectorized on the columns between such loops. A failing step is reported for the failing
 record (the vectorized steps find it by retrying the batch row by row).
 """
@@ -119,9 +120,11 @@ class _RowSegment:
                 guarded(i, [f"k, v, t, h = _asrec(f{i}({arg}), k, t, h)" if wr
                             else f"v = f{i}(v)"])
             elif op == "filter":
-                guarded(i, [f"_keep = f{i}({arg})", "if _keep.__class__ is not bool:",
-                            "    _keep = _truth(_keep)"])
+                guarded(i, [f"_keep = f{i}({arg})", "if _keep is not True:",
+                            "    _keep = _keep is not False and _truth(_keep)"])
                 emit("if not _keep:")
+                if not self.flat:
+                    emit("    od(_i)")  # without flat_map: note the (few) dropped rows
                 emit("    continue")
             elif op == "peek":
                 guarded(i, [f"f{i}({arg})"])
@@ -142,7 +145,8 @@ class _RowSegment:
                     emit(f"v = _o{i}")
             else:  # pragma: no cover - guarded by _is_row_step
                 raise ValueError(f"cannot compile op {op!r}")
-        emit("oi(_i)")
+        if self.flat:
+            emit("oi(_i)")
         emit("ov(v)")
         if self.set_k:
             emit("ok(k)")
@@ -153,6 +157,7 @@ class _RowSegment:
         head = ["def segment(V, K, T, H, _fail):",
                 "    I, OV, OK, OT, OH = [], [], [], [], []",
                 "    oi, ov, ok, ot, oh = I.append, OV.append, OK.append, OT.append, OH.append",
+                "    od = oi",
                 "    for _i, v in enumerate(V):"]
         loads = []
         if self.need_k or self.set_k:
@@ -179,11 +184,15 @@ class _RowSegment:
             raise StepFailure(self.names[i], self.sites[i], rec, exc) from exc
 
         idx, out_v, out_k, out_t, out_h = self._fn(values, keys, stamps, hdrs, fail)
-        n = len(idx)
-        if n == len(values) and not self.flat:
-            rows: Any = slice(None)
+        n = len(out_v)
+        rows: Any
+        if self.flat:  # idx: the input row of each output
+            rows = np.fromiter(idx, np.int64, n)
+        elif not idx:  # idx: the rows dropped by a filter
+            rows = slice(None)
         else:
-            rows = np.array(idx, dtype=np.int64)
+            rows = np.ones(len(values), dtype=bool)
+            rows[idx] = False
         keys_col = obj_array(out_k, n) if self.set_k else (
             batch.keys if isinstance(rows, slice) else _take_keys(batch.keys, rows))
         ts_col = np.array(out_t, dtype=np.int64) if self.set_t else batch.ts[rows]
