@@ -23,6 +23,11 @@ windows per active user; everything older is purged.
     python benchmarks/soak.py [--drivers kafka,postgres] [--minutes 30] [--rate 1000]
         [--users 10000] [--sample 10] [--commit-interval 100ms] [--json FILE] [--plot FILE]
     python benchmarks/soak.py --short          # 3 minutes per driver, a sample every 5 s
+    python benchmarks/soak.py --stall 60@5     # also stop the processor (SIGSTOP) at minute 5
+                                               # for 60 s: how long it takes to catch up
+
+With ``--stall`` the summary also says when the processor caught up: the first sample after
+the stall whose lag is back under the largest lag seen before it.
 
 Servers: ``--kafka-url`` / ``--postgres-url``, else ``WORKBENCH_KAFKA_URL`` /
 ``WORKBENCH_POSTGRES_URL``, else ``workbench dev up`` (``WORKBENCH_DEV_DIR``).
@@ -284,6 +289,8 @@ def soak(driver: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
 
         reader = threading.Thread(target=follow, daemon=True)
         reader.start()
+        if args.stall:
+            threading.Thread(target=_stall, args=(proc.pid, args.stall), daemon=True).start()
         sent_out = load.communicate()[0]
         sent = json.loads(next(x for x in sent_out.splitlines() if x.startswith("SENT "))[5:])
         # the producer is done: let the processor drain (lag 0 in a sample), at most 5 minutes
@@ -295,7 +302,47 @@ def soak(driver: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     clean_up(driver, url, sfx)
     return {"driver": driver, "rate": args.rate, "users": args.users,
             "minutes": args.minutes, "commit_interval": args.commit_interval,
-            "samples": samples, **sent, **summary}
+            "stall": args.stall, "samples": samples, **sent, **summary}
+
+
+def parse_stall(text: str) -> tuple[float, float]:
+    """``SECONDS@MINUTE`` → (seconds, minute)."""
+    try:
+        seconds, minute = text.split("@")
+        return float(seconds), float(minute)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--stall {text!r}: use SECONDS@MINUTE, e.g. 60@5"
+                                         ) from None
+
+
+def _stall(pid: int, stall: tuple[float, float]) -> None:
+    """Stop the processor at minute ``stall[1]`` for ``stall[0]`` seconds (SIGSTOP/SIGCONT):
+    the load keeps coming, and the processor must catch up."""
+    seconds, minute = stall
+    time.sleep(minute * 60)
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        print(f"  -- processor stopped (SIGSTOP) for {seconds:g} s", flush=True)
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        print("  -- processor continued (SIGCONT)", flush=True)
+
+
+def caught_up(r: dict[str, Any]) -> dict[str, Any]:
+    """With a stall: the largest lag before it, the largest after, and the seconds from the
+    end of the stall to the first sample whose lag is back under the largest before it."""
+    if not r.get("stall"):
+        return {}
+    seconds, minute = r["stall"]
+    start, end = minute * 60, minute * 60 + seconds
+    before = [s["lag"] for s in r["samples"] if 30 <= s["t"] < start] or [0]
+    after = [s for s in r["samples"] if s["t"] > end]
+    limit = max(before)
+    back = next((s["t"] for s in after if s["lag"] <= limit), None)
+    return {"stall_s": seconds, "lag_max_before": limit,
+            "lag_max_after": max((s["lag"] for s in after), default=None),
+            "caught_up_after_s": None if back is None else round(back - end, 1)}
 
 
 def _slope_per_10min(points: list[tuple[float, float]]) -> float:
@@ -334,6 +381,7 @@ def summarize(r: dict[str, Any], warmup: float) -> dict[str, Any]:
         "e2e_p99_ms_halves": (med(first, "e2e_p99_ms"), med(second, "e2e_p99_ms")),
         "offered": r.get("offered"), "processed": r.get("processed"),
         "missing": (r["offered"] - r["processed"]) if "processed" in r else None,
+        **caught_up(r),
     }
 
 
@@ -385,6 +433,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=0.2,
                     help="share of the run left out of the summary")
     ap.add_argument("--short", action="store_true", help="3 minutes per driver, samples 5 s")
+    ap.add_argument("--stall", type=parse_stall, metavar="SECONDS@MINUTE",
+                    help="stop the processor (SIGSTOP) at MINUTE for SECONDS, then continue")
     ap.add_argument("--kafka-url")
     ap.add_argument("--postgres-url")
     ap.add_argument("--json", help="write every sample and the summary here")
