@@ -25,6 +25,8 @@ windows per active user; everything older is purged.
     python benchmarks/soak.py --short          # 3 minutes per driver, a sample every 5 s
     python benchmarks/soak.py --stall 60@5     # also stop the processor (SIGSTOP) at minute 5
                                                # for 60 s: how long it takes to catch up
+    python benchmarks/soak.py --replot kafka.json postgres.json --plot soak.png
+                                               # summary and plot of saved runs, together
 
 With ``--stall`` the summary also says when the processor caught up: the first sample after
 the stall whose lag is back under the largest lag seen before it.
@@ -401,12 +403,27 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=r["driver"])
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
+        if key in ("commit_p99_ms", "latency_p99_ms"):  # latency follows the machine's load
+            twin = ax.twinx()
+            for r in results:
+                pts = [(s["t"] / 60, s["load"]) for s in r["samples"] if "load" in s]
+                twin.plot([p[0] for p in pts], [p[1] for p in pts], color="grey",
+                          linestyle=":", linewidth=1,
+                          label="load average" if r is results[0] else None)
+            twin.set_ylabel("load average (2 cores)", fontsize=8, color="grey")
+            twin.tick_params(labelsize=8, colors="grey")
+            twin.set_ylim(bottom=0)
+            if key == "commit_p99_ms":
+                twin.legend(loc="upper left", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("minutes")
     axes.flat[0].legend()
     r0 = results[0]
+    stall = (f", processor stopped {r0['stall'][0]:g} s at minute {r0['stall'][1]:g}"
+             if r0.get("stall") else "")
     fig.suptitle(f"soak: {r0['rate']:,} clicks/s + {max(1, r0['rate'] // 4):,} purchases/s, "
-                 f"{r0['users']:,} users, {r0['minutes']:g} min per driver", fontsize=11)
+                 f"{r0['users']:,} users, {r0['minutes']:g} min per driver{stall}",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     from PIL import Image  # matplotlib's own dependency: a 64-colour PNG is a third the size
@@ -437,13 +454,18 @@ def main() -> int:
                     help="stop the processor (SIGSTOP) at MINUTE for SECONDS, then continue")
     ap.add_argument("--kafka-url")
     ap.add_argument("--postgres-url")
+    ap.add_argument("--replot", nargs="+", metavar="JSON",
+                    help="no run: summarize and plot the results saved by --json")
     ap.add_argument("--json", help="write every sample and the summary here")
     ap.add_argument("--plot", help="write a PNG of the samples here (matplotlib)")
     args = ap.parse_args()
     if args.short:
         args.minutes, args.sample = 3.0, 5.0
     results = []
-    for driver in args.drivers.split(","):
+    if args.replot:
+        for path in args.replot:
+            results.extend(json.loads(Path(path).read_text())["results"])
+    for driver in [] if args.replot else args.drivers.split(","):
         url = server_url(driver, getattr(args, f"{driver}_url"))
         results.append(soak(driver, url, args))
     summaries = [summarize(r, args.warmup) for r in results]
