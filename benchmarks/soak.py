@@ -397,24 +397,26 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
               ("commit_p99_ms", "commit p99 (ms)"), ("latency_p99_ms", "commit latency p99 (ms)"),
               ("lag", "lag (records)"), ("rate", "processed (rec/s)")]
     fig, axes = plt.subplots(3, 2, figsize=(11, 9), sharex=True)
+    colours = {r["driver"]: f"C{i}" for i, r in enumerate(results)}
     for ax, (key, label) in zip(axes.flat, panels):
         for r in results:
             pts = [(s["t"] / 60, s[key]) for s in r["samples"] if s[key] is not None]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=r["driver"])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=r["driver"],
+                    color=colours[r["driver"]])
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
         if key in ("commit_p99_ms", "latency_p99_ms"):  # latency follows the machine's load
             twin = ax.twinx()
             for r in results:
                 pts = [(s["t"] / 60, s["load"]) for s in r["samples"] if "load" in s]
-                twin.plot([p[0] for p in pts], [p[1] for p in pts], color="grey",
-                          linestyle=":", linewidth=1,
-                          label="load average" if r is results[0] else None)
-            twin.set_ylabel("load average (2 cores)", fontsize=8, color="grey")
+                twin.plot([p[0] for p in pts], [p[1] for p in pts], linestyle=":",
+                          color=colours[r["driver"]], linewidth=1.2,
+                          label=f"load average ({r['driver']} run)")
+            twin.set_ylabel("load average (2 cores), dotted", fontsize=8, color="grey")
             twin.tick_params(labelsize=8, colors="grey")
             twin.set_ylim(bottom=0)
             if key == "commit_p99_ms":
-                twin.legend(loc="upper left", fontsize=8)
+                twin.legend(loc="upper left", fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("minutes")
     axes.flat[0].legend()
