@@ -228,3 +228,35 @@ def test_enum_and_uuid_values_are_written_alike_on_every_path(pg_url: str) -> No
     assert got[0] == {"c": "red", "u": str(u)}
     assert got[1]["c"] == "red" and got[1]["u"] == str(u) and math.isnan(got[1]["n"])
     d.close()
+
+
+@pg
+def test_commits_without_pipeline_mode_write_the_same(pg_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A libpq older than 14 has no pipeline mode: the statements then run one by one."""
+    import psycopg
+
+    url = with_options(pg_url, upsert="t")
+    piped = PostgresDriver(url)
+    piped.create_topic("in", 1)
+    piped.append("in", 0, [(i, {"i": i}, i, 0, None) for i in range(5)])
+    piped.create_topic("t", 1, kind="sink")
+    recs = Batch.from_rows([(f"k{i % 3}", {"n": i}, i, 0, None) for i in range(9)])
+    piped.committed("app", "in", 0)
+    piped.commit(Transaction("app", {("t", 0): recs}, positions={("in", 0): 5},
+                             metadata={"m": 1}))
+    want = (piped.read("t", 0, 0, 100), piped.table_rows("t"))
+    piped.drop_schema()
+    piped.close()
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    plain = PostgresDriver(url)
+    plain.create_topic("in", 1)
+    plain.append("in", 0, [(i, {"i": i}, i, 0, None) for i in range(5)])
+    plain.create_topic("t", 1, kind="sink")
+    plain.committed("app", "in", 0)
+    plain.commit(Transaction("app", {("t", 0): recs}, positions={("in", 0): 5},
+                             metadata={"m": 1}))
+    assert (plain.read("t", 0, 0, 100), plain.table_rows("t")) == want
+    assert plain.committed("app", "in", 0) == 5
+    assert plain.committed_metadata("app") == {"m": 1}
+    plain.close()

@@ -210,7 +210,7 @@ class Committer:
         if txn.positions or encoded:
             self._phase = (f"locking the input positions and reserving offsets (tables "
                            f"{self.s.schema}._positions, {self.s.schema}._partitions)")
-            with conn.pipeline():
+            with self.s.pipeline(conn):
                 conn.execute("BEGIN")
                 begun = True
                 held = self._lock_positions(conn, txn) if txn.positions else None
@@ -238,7 +238,7 @@ class Committer:
             self._in_sinks = False
         # 4. positions, metadata, the commit marker, listeners, COMMIT: one round trip
         self._phase = "writing the positions, metadata and the commit marker"
-        with conn.pipeline():
+        with self.s.pipeline(conn):
             if not begun:
                 conn.execute("BEGIN")
             if txn.positions:

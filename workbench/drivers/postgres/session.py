@@ -195,6 +195,14 @@ class Session:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def pipeline(self, conn: Any) -> Any:
+        """A context in which ``conn``'s statements go to the server together (psycopg's
+        pipeline mode: one round trip, results read after); with a libpq older than 14, which
+        has no pipeline mode, the statements simply run one by one."""
+        if self.pg.Pipeline.is_supported():
+            return conn.pipeline()
+        return contextlib.nullcontext()
+
     def is_connection_error(self, exc: BaseException) -> bool:
         """True when ``exc`` means the connection is gone (reconnect and retry)."""
         pg = self.pg

@@ -173,7 +173,7 @@ class TableSinks:
                                "value, ts) FROM STDIN")
         with conn.cursor() as cur, cur.copy(stage) as cp:
             cp.write(text.encode())
-        with conn.pipeline():
+        with self.s.pipeline(conn):
             self._apply(conn, info, deletes, 0, len(lines))
             conn.execute("TRUNCATE pg_temp._wb_stage")
         return True
