@@ -121,11 +121,13 @@ def _records(out: list[Any], given: list[Any]) -> list[Any]:
 
 
 def _as_batch(like: Any, rows: list[Any]) -> Any:
-    """A column batch of the same class as ``like`` holding ``rows`` (its ``seq`` kept)."""
+    """A column batch of the same class as ``like`` holding ``rows`` (its ``seq`` and
+    ``time_field`` kept)."""
     if not len(like):
         return like
     out = type(like).from_rows(rows)
     out.seq = like.seq
+    out.time_field = like.time_field  # the timestamps are still those of that field
     return out
 
 
@@ -183,6 +185,10 @@ class Boundary:
         #: treated as that personal value (it lost its tag: a store's key identity, a JSON
         #: round trip, ``str()``). Bounded by ``_CACHE_MAX``.
         self._seen: dict[str, Any] = caches[2]
+        #: values of columns left encrypted that were checked (:mod:`workbench.privacy.lazy`)
+        self._passed: set[Any] = set()
+        self._passed_personal: set[Any] = set()
+        self._passed_version = -1
 
     # ============================================================ rows or column batches
     @_gc_paused
@@ -196,6 +202,13 @@ class Boundary:
         rows = data.rows()
         out = self.protect(topic, rows)
         return data if out is rows else _as_batch(data, out)
+
+    def reveal_some(self, topic: str, batch: Any, fields: frozenset[str]) -> Any:
+        """``(batch, opened)`` with only the columns ``fields`` revealed (the others keep
+        their tokens), or ``None``: see :func:`workbench.privacy.lazy.reveal_lazy`."""
+        from .lazy import reveal_lazy
+
+        return reveal_lazy(self, topic, batch, fields)
 
     @_gc_paused
     def reveal_any(self, topic: str, data: Any) -> Any:

@@ -133,7 +133,7 @@ def reveal_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
                 return None  # plaintext personal field of a declared source: tagged
             continue
         u = set(lst)
-        unknown = u.difference(cache.keys())  # not opened before: plain values, new tokens
+        unknown = u.difference(cache)  # not opened before: plain values, new tokens
         other = [y for y in unknown if not (y.__class__ is str and y.startswith(PREFIX))]
         if name in personal and any(not (y is None or (y.__class__ is str and _is_marker(y)))
                                     for y in other):
@@ -146,7 +146,8 @@ def reveal_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
     get = _open_tokens(b, distinct)
     n = len(batch)
     new = {name: obj_array(list(map(get, lst, lst)), n) for name, lst in plans}
-    return Batch(batch.keys, values.with_columns(new), batch.ts, batch.seq, batch.headers)
+    return Batch(batch.keys, values.with_columns(new), batch.ts, batch.seq, batch.headers,
+                 batch.time_field)
 
 
 def _open_tokens(b: Boundary, tokens: set[str]) -> Any:
@@ -154,7 +155,7 @@ def _open_tokens(b: Boundary, tokens: set[str]) -> Any:
     ``default`` for other values: tokens opened before come from the cache, the others are
     opened; every subject's state is asked once for the batch."""
     cache = b._opened
-    missing = tokens.difference(cache.keys())
+    missing = tokens.difference(cache)
     known = tokens.difference(missing) if missing else tokens
     handles = set(map(_handle_of, map(cache.__getitem__, known)))
     parse = _parser()
@@ -277,7 +278,10 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
         b._fill_sealed(w)
     n = len(batch)
     cols = {name: obj_array(out, n) for name, out in new.items()}
-    return Batch(batch.keys, values.with_columns(cols), batch.ts, batch.seq, batch.headers)
+    sealed: StructValues | ObjectValues = values.with_columns(cols)
+    if isinstance(batch.values, ObjectValues):  # kept as records: what the log held before
+        sealed = ObjectValues(sealed.objects())
+    return Batch(batch.keys, sealed, batch.ts, batch.seq, batch.headers, batch.time_field)
 
 
 def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | None:

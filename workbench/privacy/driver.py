@@ -16,6 +16,7 @@ from typing import Any
 
 from ..drivers.base import Driver, Transaction
 from .boundary import Boundary
+from .reads import LazyPlan
 
 __all__ = ["PrivateDriver"]
 
@@ -26,11 +27,21 @@ class PrivateDriver(Driver):
     Args:
         inner: the driver.
         boundary: the pipeline's :class:`~workbench.privacy.boundary.Boundary`.
+        lazy: the engine's driver: which fields its steps read, per topic
+            (:func:`~workbench.privacy.reads.plan_reads`): :meth:`read_batch` (the engine's
+            reads) reveals only those (:mod:`workbench.privacy.lazy`), and a topic whose
+            writers read no personal value is written without a protection pass. Every
+            other read reveals everything.
     """
 
-    def __init__(self, inner: Driver, boundary: Boundary) -> None:
+    def __init__(self, inner: Driver, boundary: Boundary, *, lazy: LazyPlan | None = None
+                 ) -> None:
         self.inner = inner
         self.boundary = boundary
+        self.lazy = lazy
+        #: input topics a batch of which had a personal value opened (or plaintext personal
+        #: values tagged): the topics they feed get the protection pass from then on
+        self.opened: set[str] = set()
 
     # -- attributes of the wrapped driver --------------------------------------------------------
     @property
@@ -105,8 +116,17 @@ class PrivateDriver(Driver):
         return self.boundary.reveal(topic, self.inner.read_all(topic))
 
     def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
-        return self.boundary.reveal_any(topic, self.inner.read_batch(topic, partition, offset,
-                                                                     max_records))
+        batch = self.inner.read_batch(topic, partition, offset, max_records)
+        lazy = self.lazy
+        if lazy is not None and topic in lazy.reads:
+            got = self.boundary.reveal_some(topic, batch, lazy.reads[topic])
+            if got is not None:
+                out, opened = got
+                if opened:
+                    self.opened.add(topic)
+                return out
+        self.opened.add(topic)
+        return self.boundary.reveal_any(topic, batch)
 
     def read_all_batch(self, topic: str) -> Any:
         return self.boundary.reveal_any(topic, self.inner.read_all_batch(topic))
@@ -124,9 +144,21 @@ class PrivateDriver(Driver):
     def committed(self, app_id: str, topic: str, partition: int) -> int:
         return self.inner.committed(app_id, topic, partition)
 
+    def _clean(self, topic: str) -> bool:
+        """True when ``topic`` is written only by steps that read no personal value and use
+        nothing but their records (see :class:`~workbench.privacy.reads.LazyPlan`), and no
+        record they read had a personal value opened: its records hold tokens as they were
+        read, and no plaintext that could be personal."""
+        lazy = self.lazy
+        if lazy is None:
+            return False
+        inputs = lazy.clean.get(topic)
+        return inputs is not None and self.opened.isdisjoint(inputs)
+
     def _protect_outputs(self, outputs: dict[tuple[str, int], Any]) -> dict[tuple[str, int], Any]:
         protect = self.boundary.protect_any
-        out = {(t, p): protect(t, recs) for (t, p), recs in outputs.items()}
+        clean = self._clean
+        out = {(t, p): recs if clean(t) else protect(t, recs) for (t, p), recs in outputs.items()}
         if not getattr(self.inner, "accepts_batches", False):
             out = {tp: recs if isinstance(recs, list) else recs.rows()
                    for tp, recs in out.items()}

@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["attach_pipeline", "attach_plan", "preview_epoch"]
 
 
-def _attach(driver: Any, nodes: Iterable[Any]) -> Any:
+def _attach(driver: Any, nodes: Iterable[Any], plan: Any = None) -> Any:
     keys = None
     sources: dict[str, Any] = {}
     for node in nodes:
@@ -30,14 +30,21 @@ def _attach(driver: Any, nodes: Iterable[Any]) -> Any:
     from .boundary import Boundary
     from .driver import PrivateDriver
 
-    return PrivateDriver(driver, Boundary(keys, sources, seal=driver.durable_state))
+    lazy = None
+    if plan is not None and driver.durable_state:
+        from .reads import plan_reads
+
+        lazy = plan_reads(plan)
+    return PrivateDriver(driver, Boundary(keys, sources, seal=driver.durable_state), lazy=lazy)
 
 
 def attach_plan(plan: Any, driver: Any) -> Any:
     """``driver`` through the privacy boundary of ``plan``'s pipeline (if it has a key
-    store)."""
+    store); the engine's reads reveal only the fields its steps read
+    (:mod:`workbench.privacy.reads`)."""
     return _attach(driver, (pn.node for st in plan.subtopologies for pn in st.nodes
-                            if pn.node is not None and pn.op in ("source", "table_source")))
+                            if pn.node is not None and pn.op in ("source", "table_source")),
+                   plan)
 
 
 def attach_pipeline(pipeline: Any, driver: Any) -> Any:

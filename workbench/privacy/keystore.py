@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -25,11 +26,11 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from .crypto import SubjectKey
+from .crypto import PREFIX, TOKEN_VERSION, SubjectKey
 from .master import MasterKey, master_key
 from .stores import FORGOTTEN, KeyBackend, open_backend
 
-__all__ = ["FORGOTTEN", "KeyStore", "epoch", "subject_text"]
+__all__ = ["FORGOTTEN", "KeyStore", "epoch", "subject_text", "token_mark"]
 
 #: reserved handle of the index key (an HMAC never yields 16 zero bytes in practice)
 _INDEX = bytes(16)
@@ -40,6 +41,13 @@ _epoch = [0]
 def epoch() -> int:
     """A number that grows with every forget in this process (caches of previews use it)."""
     return _epoch[0]
+
+
+def token_mark(handle: bytes) -> str:
+    """The first 27 characters of every token of the subject ``handle`` (see
+    :meth:`KeyStore.tombstone_marks`)."""
+    head = base64.b64encode(bytes([TOKEN_VERSION]) + handle + b"\0").decode("ascii")
+    return PREFIX + head[:22]
 
 
 def subject_text(subject: Any) -> bytes:
@@ -87,6 +95,10 @@ class KeyStore:
         #: the token caches of the boundaries using this store (``boundary.Boundary``):
         #: ``(sealed, opened, seen)``
         self.token_caches: tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]] = ({}, {}, {})
+        #: forgotten handles known to this process, and the start of their tokens
+        #: (:meth:`tombstone_marks`); listed from the backend again after ``ttl`` seconds
+        self._marks: set[str] = set()
+        self._marks_until = float("-inf")
         _stores.add(self)
 
     @property
@@ -149,11 +161,31 @@ class KeyStore:
                 if got is None:
                     out[h] = None
                     continue
-                value = FORGOTTEN if got is FORGOTTEN else SubjectKey(
-                    h, self.master.unwrap(got, h))
+                if got is FORGOTTEN:
+                    value = FORGOTTEN
+                    self._marks.add(token_mark(h))
+                else:
+                    value = SubjectKey(h, self.master.unwrap(got, h))
                 cache[h] = (expires, value)
                 out[h] = value
         return out
+
+    def tombstone_marks(self) -> frozenset[str] | set[str] | None:
+        """The first 27 characters of the tokens of every forgotten subject (the token
+        prefix, then the base64 of the token version and the first 124 bits of the handle),
+        listed from the backend at most ``ttl`` seconds ago and including every forget
+        through a ``KeyStore`` of this process; ``None`` when the backend cannot list its
+        tombstones. A token whose start is in it belongs to a forgotten subject."""
+        if time.monotonic() >= self._marks_until:
+            listed = getattr(self.backend, "tombstones", None)
+            if listed is None:
+                return None
+            now = time.monotonic()
+            found = listed()
+            with self._lock:
+                self._marks.update(map(token_mark, found))
+                self._marks_until = now + self.ttl
+        return self._marks
 
     def forget(self, subject: Any) -> bool:
         """Erase a subject: delete its data key (durably) and leave a tombstone, so none is
@@ -166,6 +198,7 @@ class KeyStore:
             if store.backend.url == self.backend.url:
                 with store._lock:
                     store._cache[h] = (float("inf"), FORGOTTEN)
+                    store._marks.add(token_mark(h))
                 for cache in store.token_caches:  # no plaintext of theirs kept in memory
                     cache.clear()
         return existed

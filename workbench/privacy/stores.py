@@ -67,6 +67,11 @@ class KeyBackend(Protocol):
         """``(keys, tombstones)``."""
         ...
 
+    def tombstones(self) -> list[bytes]:
+        """Every forgotten handle (asked once per key cache lifetime by a running job whose
+        steps leave personal fields encrypted, see :mod:`workbench.privacy.lazy`)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -163,6 +168,13 @@ class DirectoryBackend:
 
     def counts(self) -> tuple[int, int]:
         return len(os.listdir(self.keys)), len(os.listdir(self.gone))
+
+    def tombstones(self) -> list[bytes]:
+        out = []
+        for name in os.listdir(self.gone):
+            with contextlib.suppress(ValueError):
+                out.append(bytes.fromhex(name))
+        return out
 
     def close(self) -> None:
         pass
@@ -312,6 +324,12 @@ class PostgresBackend:
             g = self._conn.execute(self._sql.SQL("SELECT count(*) FROM {}")
                                    .format(self._gone)).fetchone()
         return int(k[0] if k else 0), int(g[0] if g else 0)
+
+    def tombstones(self) -> list[bytes]:
+        with self._lock:
+            rows = self._conn.execute(self._sql.SQL("SELECT handle FROM {}")
+                                      .format(self._gone)).fetchall()
+        return [bytes(h) for (h,) in rows]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

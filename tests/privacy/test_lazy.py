@@ -1,0 +1,198 @@
+"""Personal fields that no step reads stay encrypted through the engine
+(``workbench/privacy/reads.py``, ``lazy.py``): the tokens pass through, forgotten subjects'
+tokens are erased on the way, plaintext in a personal field is still sealed, and what a step
+does read is plaintext to it and sealed on the way out."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import workbench as wb
+from workbench.drivers import connect
+from workbench.privacy.crypto import PREFIX
+from workbench.privacy.reads import function_reads, plan_reads
+from workbench.privacy.tags import tag
+from workbench.run import append_inputs
+
+from .helpers import people
+
+FIELDS = ["email", "name", "ip"]
+G = "a global"
+
+
+def _pipeline(keys: Any, step: Any = None, name: str = "lazy") -> wb.Pipeline:
+    p = wb.Pipeline(name, keys=keys)
+    (p.source("signups", key="user_id", time="ts",
+              personal=wb.Personal(subject="user_id", fields=FIELDS))
+      .filter(lambda e: e["amount"] >= 3)
+      .map(step or (lambda e: {**e, "cents": round(e["amount"] * 100)}))
+      .to("out"))
+    return p
+
+
+def _keys(tmp: Path, **kw: Any) -> wb.KeyStore:
+    return wb.KeyStore(tmp / "keys", master=os.urandom(32), **kw)
+
+
+def _raw(drv: Any, topic: str) -> list[dict[str, Any]]:
+    return [r[1] for r in drv.read_all(topic)]
+
+
+def _run(keys: wb.KeyStore, rows: list[dict[str, Any]], step: Any = None) -> tuple[Any, Any]:
+    """(the run, the driver under the privacy boundary) of the pipeline on ``rows``."""
+    drv = connect(f"memory://lazy-{uuid.uuid4().hex[:8]}")
+    p = _pipeline(keys, step)
+    append_inputs(p, drv, {"signups": rows})
+    return p.run(drv), drv
+
+
+def test_function_reads_follows_only_what_it_can_prove() -> None:
+    follows = {
+        (lambda e: e["amount"] > 0): {"amount"},
+        (lambda e: {**e, "c": round(e["amount"] * 100)}): {"amount"},
+        (lambda e: e.get("x", 1) > 0 and e["y"] if e["z"] else None): {"x", "y", "z"},
+        (lambda e: {**e, "g": f"Dear {e['name']}"}): {"name"},
+        (lambda e: e): set(),
+        (lambda e: {**e, "a": 1 if e["b"] else 2}): {"b"},
+    }
+    for fn, fields in follows.items():
+        got = function_reads(fn)
+        assert got is not None and got.fields == fields, fn
+        assert got.pure
+    assert function_reads(lambda e: {**e, "x": G}).pure is False  # type: ignore[union-attr]
+    refused = [
+        lambda e: json.dumps(e), lambda e: [e[k] for k in e], lambda e: {**e}["email"],
+        lambda e: json.dumps({**e}), lambda e: e.items(), lambda e: str(e),
+        lambda e: locals()["e"]["email"], lambda e: (d := {**e}) and d["email"],
+        lambda e: dict(e), lambda e: e[G], lambda e, k="email": e[k], print, len,
+    ]
+    for fn in refused:
+        assert function_reads(fn) is None, fn
+
+    def handler(e: Any) -> Any:
+        try:
+            return e["a"]
+        except KeyError:
+            return json.dumps(e)
+
+    assert function_reads(handler) is None
+
+
+def test_unread_personal_fields_pass_through_as_their_tokens(tmp_path: Path) -> None:
+    keys = _keys(tmp_path)
+    rows = people(12)
+    run, drv = _run(keys, rows)
+    lazy = run.driver.lazy
+    assert lazy.reads["signups"] == {"amount", "ts"}
+    assert "out" in lazy.clean and not run.driver.opened
+    tokens = {r["user_id"]: r for r in _raw(drv, "signups")}
+    out = _raw(drv, "out")
+    assert len(out) == 10
+    for v in out:
+        for f in FIELDS:
+            assert v[f].startswith(PREFIX) and v[f] == tokens[v["user_id"]][f]
+    frame = run.frame("out").set_index("user_id")
+    assert frame.loc["u5", "email"] == "secret-mail-5@example.org"
+    assert frame.loc["u5", "cents"] == 750
+
+
+def test_forgotten_subjects_tokens_are_erased_when_passed_through(tmp_path: Path) -> None:
+    """A forget through the process, and one by another process (the backend only, seen
+    when the tombstones are listed again after ttl): neither subject's token is written
+    again."""
+    keys = _keys(tmp_path, ttl=0)
+    rows = people(12)
+    drv = connect(f"memory://lazy-{uuid.uuid4().hex[:8]}")
+    p = _pipeline(keys)
+    append_inputs(p, drv, {"signups": rows})
+    wb.forget("u4", keys=keys)
+    keys.backend.forget(keys.handle("u7"))  # another process
+    run = p.run(drv)
+    assert run.driver.lazy.reads["signups"] == {"amount", "ts"}
+    out = {v["user_id"]: v for v in _raw(drv, "out")}
+    for s in ("u4", "u7"):
+        assert [out[s][f] for f in FIELDS] == [wb.ERASED] * 3, s
+    assert out["u5"]["email"].startswith(PREFIX)
+    frame = run.frame("out").set_index("user_id")
+    assert frame.loc["u7", "name"] == wb.ERASED
+    assert frame.loc["u8", "name"] == "Secretname8 Zzyzx"
+
+
+def test_plaintext_in_an_unread_personal_field_is_sealed(tmp_path: Path) -> None:
+    """A producer outside workbench wrote plaintext personal fields: the batch is revealed
+    in full, so the values are tagged and sealed on the way out."""
+    keys = _keys(tmp_path)
+    rows = people(6)
+    drv = connect(f"memory://lazy-{uuid.uuid4().hex[:8]}")
+    p = _pipeline(keys)
+    drv.create_topic("signups", 1)
+    drv.append("signups", 0, [(r["user_id"], r, r["ts"], i, None) for i, r in enumerate(rows)])
+    run = p.run(drv)
+    out = _raw(drv, "out")
+    assert len(out) == 4
+    for v in out:
+        for f in FIELDS:
+            assert v[f].startswith(PREFIX), (f, v[f])
+    assert run.frame("out")["email"].tolist() == [r["email"] for r in rows[2:]]
+
+
+def test_a_step_that_reads_a_personal_field_sees_plaintext(tmp_path: Path) -> None:
+    keys = _keys(tmp_path)
+    seen: list[str] = []
+
+    def greet(e: Any) -> Any:
+        return {**e, "greeting": f"Dear {e['name']}", "n": len(e["name"])}
+
+    rows = people(6)
+    run, drv = _run(keys, rows, greet)
+    assert run.driver.lazy.reads["signups"] == {"amount", "ts", "name"}
+    assert "signups" in run.driver.opened  # what it writes gets the protection pass
+    for v in _raw(drv, "out"):
+        assert v["greeting"].startswith(PREFIX) and v["name"].startswith(PREFIX)
+        assert v["n"] == len("Secretname2 Zzyzx")
+    frame = run.frame("out")
+    assert frame["greeting"].tolist()[0] == "Dear Secretname2 Zzyzx"
+    del seen
+
+
+def test_a_value_from_outside_the_record_is_still_protected(tmp_path: Path) -> None:
+    """A step that uses something other than its record (a closure holding a personal
+    value) is not pure: its outputs get the protection pass even though it reads no
+    personal field."""
+    keys = _keys(tmp_path)
+    leaked = tag("someone-else@example.org", keys.handle("u1"), "email", None)
+
+    rows = people(6)
+    run, drv = _run(keys, rows, lambda e: {**e, "contact": leaked})
+    assert run.driver.lazy.reads["signups"] == {"amount", "ts"}
+    assert "out" not in run.driver.lazy.clean
+    for v in _raw(drv, "out"):
+        assert v["contact"].startswith(PREFIX)
+    assert set(run.frame("out")["contact"]) == {"someone-else@example.org"}
+
+
+@pytest.mark.parametrize("step", ["stateful", "expression", "with_record"])
+def test_steps_that_cannot_be_followed_reveal_everything(tmp_path: Path, step: str) -> None:
+    keys = _keys(tmp_path)
+    p = wb.Pipeline("eager", keys=keys)
+    s = p.source("signups", key="user_id", time="ts",
+                 personal=wb.Personal(subject="user_id", fields=FIELDS))
+    if step == "stateful":
+        s.group_by(lambda e: e["user_id"]).agg(n="count", name="counts").to("out")
+    elif step == "expression":
+        s.filter(wb.col("amount") > 3).to("out")
+    else:
+        s.map(lambda r: r.value, with_record=True).to("out")
+    lazy = plan_reads(p.plan())
+    if step == "stateful":  # the source's part only repartitions: the aggregation reads all
+        assert lazy.reads["signups"] == {"user_id", "ts"}
+        assert lazy.reads.keys() == {"signups"}
+    else:
+        assert "signups" not in lazy.reads
+    assert "out" not in lazy.clean

@@ -1,0 +1,185 @@
+"""Lazy reveal: the engine gets decrypted only the fields its steps read.
+
+:func:`workbench.privacy.reads.plan_reads` tells, for a topic the engine reads, which value
+fields the steps of its sub-topology may read. :func:`reveal_lazy` opens the tokens of those
+columns only (through the column path of :mod:`workbench.privacy.columns`); the other columns
+keep their tokens, which the steps copy (``{**e, ...}``) and the boundary writes out again as
+they were read. Before a batch is handed over, the columns left encrypted are checked:
+
+* a column with a personal field's name must hold tokens, erased markers or ``None`` (a
+  producer outside workbench may have written plaintext there: then the whole batch is
+  revealed, so the field-name rule protects it on the way out);
+* a token whose subject is forgotten (the key store's tombstones, listed at most ``ttl``
+  seconds ago, see :meth:`KeyStore.tombstone_marks`) becomes ``<erased>``: a running job
+  never writes a forgotten subject's ciphertext again.
+
+``None`` means "use the full reveal" (values that are not records, personal keys, a private
+in-process log, a backend that cannot list its tombstones, nested values beside tombstones).
+"""
+
+from __future__ import annotations
+
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
+from .columns import _SCALARS, _is_marker, reveal_batch
+from .crypto import PREFIX
+from .spec import ERASED
+
+if TYPE_CHECKING:
+    from .boundary import Boundary
+
+__all__ = ["reveal_lazy"]
+
+_NONE = type(None)
+_HEAD = itemgetter(slice(0, len(PREFIX)))
+#: most values remembered as checked (see :func:`_unread`)
+_PASSED_MAX = 200_000
+
+
+def reveal_lazy(b: Boundary, topic: str, batch: Batch,
+                reads: frozenset[str]) -> tuple[Batch, bool] | None:
+    """``(batch with the columns in reads revealed, whether a personal value was opened)``,
+    or ``None`` for the full reveal (see the module docstring)."""
+    if not b.seal:
+        return None
+    if not len(batch):
+        return batch, False
+    spec = b.sources.get(topic)
+    if spec is not None and spec.key:
+        return None
+    if not isinstance(batch.keys, np.ndarray):
+        return None
+    if batch.keys.dtype == object:
+        ks = batch.keys.tolist()
+        kinds = set(map(type, ks))
+        if not kinds <= _SCALARS:
+            return None
+        if str in kinds and any(k.__class__ is str and k.startswith(PREFIX) for k in set(ks)):
+            return None  # personal keys: the full reveal
+    marks = b.keys.tombstone_marks()
+    if marks is None:
+        return None
+    personal = set(b.names)
+    if spec is not None:
+        personal.update(spec.fields)
+    values = batch.values
+    if isinstance(values, StructValues):
+        return _struct(b, topic, batch, values, reads, personal, marks)
+    if isinstance(values, ObjectValues):
+        return _objects(b, batch, values, reads, personal, marks)
+    return None
+
+
+def _struct(b: Boundary, topic: str, batch: Batch, values: StructValues,
+            reads: frozenset[str], personal: set[str],
+            marks: frozenset[str] | set[str]) -> tuple[Batch, bool] | None:
+    cols = values.cols
+    read = {f: c for f, c in cols.items() if f in reads and c.dtype == object}
+    new: dict[str, np.ndarray] = {}
+    opened = False
+    if read:
+        sub = Batch(batch.keys, StructValues(read, values.present, values.n), batch.ts,
+                    batch.seq, batch.headers)
+        got = reveal_batch(b, topic, sub)
+        if got is None:
+            return None
+        if got is not sub:
+            assert isinstance(got.values, StructValues)
+            for f, c in got.values.cols.items():
+                if c is not read[f]:
+                    new[f] = c
+                    opened = True
+    for f, c in cols.items():
+        if f in read:
+            continue
+        if c.dtype != object:
+            if f in personal and len(c):
+                return None  # plaintext personal numbers: the full reveal tags them
+            continue
+        fixed = _unread(b, c.tolist(), f in personal, marks)
+        if fixed is False:
+            return None
+        if isinstance(fixed, list):
+            new[f] = obj_array(fixed, values.n)
+    if not new:
+        return batch, opened
+    return Batch(batch.keys, values.with_columns(new), batch.ts, batch.seq,
+                 batch.headers, batch.time_field), opened
+
+
+def _objects(b: Boundary, batch: Batch, values: ObjectValues, reads: frozenset[str],
+             personal: set[str],
+             marks: frozenset[str] | set[str]) -> tuple[Batch, bool] | None:
+    """Records as dicts (a driver that decodes JSON): handed over as they are when the fields
+    read hold no token and the others need no change."""
+    live = values.arr.tolist()
+    try:
+        live[0].get  # noqa: B018
+        list(map(dict.get, live, repeat("")))  # every value is a dict
+    except (TypeError, AttributeError):
+        if not set(map(type, live)) <= {dict, _NONE}:
+            return None
+        live = [v for v in live if v is not None]
+    need = set(reads) | personal
+    if marks:  # every field may hold a forgotten subject's token
+        need.update(set().union(*map(dict.keys, live)))
+    for f in need:
+        col = list(map(dict.get, live, repeat(f)))
+        if f in reads:
+            kinds = set(map(type, col))
+            if not kinds <= _SCALARS:
+                return None
+            if str in kinds and (f in personal or any(
+                    y.__class__ is str and y.startswith(PREFIX) for y in set(col))):
+                return None  # tokens (or plaintext personal values) to open: the full path
+            continue
+        if _unread(b, col, f in personal, marks) is not None:
+            return None  # plaintext personal values, or a forgotten subject's token
+    return batch, False
+
+
+def _unread(b: Boundary, col: list[Any], personal: bool,
+            marks: frozenset[str] | set[str]) -> list[Any] | bool | None:
+    """A column nobody reads: ``None`` when it passes as it is, a new list when tokens of
+    forgotten subjects were erased, ``False`` when the full reveal must decide.
+
+    Values checked once are remembered (``b._passed``: not a forgotten subject's token;
+    ``b._passed_personal``: also a token, a marker or ``None``), so a value seen again costs
+    one set lookup; both are emptied when a tombstone is added to ``marks``."""
+    if b._passed_version != len(marks):
+        b._passed.clear()
+        b._passed_personal.clear()
+        b._passed_version = len(marks)
+    ok = b._passed_personal if personal else b._passed
+    if not personal and not marks:
+        return None
+    try:
+        if ok.issuperset(col):
+            return None
+        new = set(col).difference(ok)
+    except TypeError:  # unhashable (nested) values
+        return False if (personal or marks) else None
+    if not new <= _SCALAR_VALUES_OK(new):
+        return False
+    if personal:
+        for y in new:
+            if not (y is None or (y.__class__ is str and (y.startswith(PREFIX)
+                                                           or _is_marker(y)))):
+                return False
+    gone = {y for y in new if y.__class__ is str and y[:27] in marks}
+    if len(ok) > _PASSED_MAX:
+        ok.clear()
+    ok.update(new.difference(gone) if gone else new)
+    if not gone:
+        return None
+    return [ERASED if y in gone else y for y in col]
+
+
+def _SCALAR_VALUES_OK(values: set[Any]) -> set[Any]:
+    """The values of scalar types (nested values might hide a token)."""
+    return {y for y in values if y.__class__ in _SCALARS}

@@ -1,0 +1,345 @@
+"""Which fields the steps of a plan read: personal fields nobody reads stay encrypted.
+
+A step that never looks at a personal field does not need it decrypted: its tokens can pass
+through the step (a ``{**e, ...}`` copy keeps them) and be written out as they were read. This
+module finds, for each topic the engine reads, the value fields its sub-topology's steps may
+read, by looking at the steps' Python bytecode:
+
+* :func:`function_reads` follows the record argument of a one-argument function through its
+  bytecode (CPython 3.11/3.12, a symbolic stack): the argument may only be subscripted or
+  ``.get`` with a constant string (a field read), copied into a dict display (``{**e, ...}``,
+  whose result may only be extended and returned), tested for truth, discarded or returned.
+  Anything else — the record passed to a function, iterated, stored, a dynamic field name, an
+  exception handler, a nested function, an opcode not listed — gives ``None``: the step may
+  read every field.
+* :func:`plan_reads` walks each sub-topology: when every step is a ``map``/``filter``/
+  ``flat_map``/``peek``/``key_by``/``group_by`` (with a function as above or a field name)
+  or the source's time field, ending in sinks, its inputs get the set of fields read; any
+  other step (stateful steps, expressions, ``with_record``) means every field.
+
+A wrong guess can never write plaintext: a field left encrypted stays a token, which reads as
+ciphertext in the step and is written out as ciphertext. ``tests/privacy/test_lazy.py`` lists
+the functions that must be refused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dis
+import functools
+import sys
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LazyPlan", "function_reads", "plan_reads"]
+
+#: builtins a step may call and still be "pure" (cannot bring in values from elsewhere)
+_PURE_BUILTINS = frozenset({
+    "abs", "bool", "divmod", "float", "int", "len", "max", "min", "pow", "round", "str",
+    "sum", "isinstance", "hash", "repr", "format", "ascii", "chr", "ord", "hex", "oct", "bin",
+})
+#: builtins that reach a frame's locals or code: reject the function
+_REFUSED = frozenset({"locals", "vars", "eval", "exec", "globals", "getattr", "__import__",
+                      "compile", "open", "input", "breakpoint", "dir", "setattr", "delattr"})
+_NOSTACK = frozenset({"RESUME", "NOP", "PRECALL", "KW_NAMES", "CACHE", "EXTENDED_ARG",
+                      "COPY_FREE_VARS"})
+_BINARY = frozenset({"BINARY_OP", "COMPARE_OP", "IS_OP", "CONTAINS_OP"})
+_UNARY = frozenset({"UNARY_NEGATIVE", "UNARY_NOT", "UNARY_INVERT", "UNARY_POSITIVE"})
+_BUILD = frozenset({"BUILD_TUPLE", "BUILD_LIST", "BUILD_SET", "BUILD_STRING"})
+_POP_JUMPS = frozenset({
+    "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_NONE",
+    "POP_JUMP_FORWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_TRUE",
+    "POP_JUMP_BACKWARD_IF_NONE", "POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_IF_FALSE",
+    "POP_JUMP_IF_TRUE", "POP_JUMP_IF_NONE", "POP_JUMP_IF_NOT_NONE"})
+_OR_POP = frozenset({"JUMP_IF_FALSE_OR_POP", "JUMP_IF_TRUE_OR_POP"})
+_JUMPS = frozenset({"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP"})
+_MAX_STATES = 5_000
+#: 3.12+: LOAD_ATTR with the low bit set loads a method (LOAD_METHOD of 3.11)
+_ATTR_METHOD = sys.version_info >= (3, 12)
+
+# symbolic stack items
+_P, _S, _D, _X, _NULL, _GET, _SELF = "P", "S", "D", "X", "NULL", "GET", "SELF"
+_HELD = frozenset({_P, _S, _SELF})  # items that hold the record's tokens
+
+
+class _Refused(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a function reads of its record argument."""
+
+    fields: frozenset[str]
+    #: it uses nothing but its argument, constants and the builtins of ``_PURE_BUILTINS``:
+    #: its results hold no value that came from elsewhere (another record, a global)
+    pure: bool
+
+
+def function_reads(fn: Any) -> Reads | None:
+    """The fields a one-argument function reads of its argument (``None``: it may read every
+    field, or do anything with the record). See the module docstring."""
+    if not isinstance(fn, types.FunctionType):
+        return None
+    code = fn.__code__
+    if (code.co_argcount != 1 or code.co_kwonlyargcount or code.co_posonlyargcount > 1
+            or code.co_flags & (0x04 | 0x08 | 0x20 | 0x80 | 0x100 | 0x200)):
+        return None  # *args, **kwargs, generators, coroutines
+    if getattr(code, "co_exceptiontable", b""):
+        return None  # handlers are not followed
+    arg = code.co_varnames[0]
+    if arg in code.co_cellvars:
+        return None
+    try:
+        return _follow(fn, code, arg)
+    except _Refused:
+        return None
+
+
+def _refuse() -> None:
+    raise _Refused
+
+
+def _const_name(item: Any) -> str:
+    if item.__class__ is tuple and item[0] == "C" and isinstance(item[1], str):
+        return str(item[1])
+    raise _Refused
+
+
+def _pop(stack: list[Any], n: int = 1) -> list[Any]:
+    if n > len(stack):
+        raise _Refused
+    out = stack[len(stack) - n:]
+    del stack[len(stack) - n:]
+    return out
+
+
+def _plain(items: Iterable[Any]) -> None:
+    """Refuse when one of ``items`` holds the record's tokens."""
+    for x in items:
+        if x in _HELD or x == _GET:
+            raise _Refused
+
+
+def _follow(fn: types.FunctionType, code: types.CodeType, arg: str) -> Reads:
+    instrs = list(dis.get_instructions(code))
+    at = {ins.offset: i for i, ins in enumerate(instrs)}
+    reads: set[str] = set()
+    pure = not code.co_freevars
+    seen: set[tuple[int, tuple[str, ...]]] = set()
+    todo: list[tuple[int, tuple[Any, ...]]] = [(0, ())]
+    fglobals = fn.__globals__
+
+    while todo:
+        i, stack_t = todo.pop()
+        key = (i, tuple(map(str, stack_t)))
+        if key in seen:
+            continue
+        seen.add(key)
+        if len(seen) > _MAX_STATES:
+            _refuse()
+        stack = list(stack_t)
+        while True:
+            if i >= len(instrs):
+                _refuse()
+            ins = instrs[i]
+            op, a = ins.opname, ins.arg or 0
+            nxt: int | None = i + 1
+
+            pop = functools.partial(_pop, stack)
+
+            if op in _NOSTACK:
+                pass
+            elif op == "LOAD_CONST":
+                stack.append(("C", ins.argval))
+            elif op in ("LOAD_FAST", "LOAD_FAST_CHECK"):
+                stack.append(_P if ins.argval == arg else _X)
+            elif op == "STORE_FAST":
+                if ins.argval == arg:
+                    _refuse()
+                _plain(pop())
+            elif op == "LOAD_GLOBAL":
+                name = ins.argval
+                if name in _REFUSED:
+                    _refuse()
+                if a & 1:
+                    stack.append(_NULL)
+                if name in fglobals or name not in _PURE_BUILTINS or not hasattr(builtins, name):
+                    pure = False
+                stack.append(_X)
+            elif op == "LOAD_DEREF":
+                pure = False
+                stack.append(_X)
+            elif op == "PUSH_NULL":
+                stack.append(_NULL)
+            elif op == "LOAD_METHOD" or (op == "LOAD_ATTR" and _ATTR_METHOD and a & 1):
+                (obj,) = pop()
+                if obj == _P:
+                    if ins.argval != "get":
+                        _refuse()
+                    stack += [_GET, _SELF]
+                else:
+                    _plain([obj])
+                    stack += [_X, _X]
+            elif op == "LOAD_ATTR":
+                _plain(pop())
+                stack.append(_X)
+            elif op == "CALL":
+                items = pop(a + 2)
+                if items[0] == _GET and items[1] == _SELF and a in (1, 2):
+                    reads.add(_const_name(items[2]))
+                    _plain(items[3:])
+                else:
+                    _plain(items)
+                stack.append(_X)
+            elif op == "BINARY_SUBSCR":
+                obj, k = pop(2)
+                if obj == _P:
+                    reads.add(_const_name(k))
+                else:
+                    _plain([obj, k])
+                stack.append(_X)
+            elif op in _BINARY:
+                _plain(pop(2))
+                stack.append(_X)
+            elif op in _UNARY:
+                _plain(pop())
+                stack.append(_X)
+            elif op == "BUILD_MAP":
+                _plain(pop(2 * a))
+                stack.append(_D)
+            elif op == "BUILD_CONST_KEY_MAP":
+                _plain(pop(a + 1))
+                stack.append(_D)
+            elif op in _BUILD:
+                _plain(pop(a))
+                stack.append(_X)
+            elif op == "FORMAT_VALUE":
+                _plain(pop(2 if a & 0x04 else 1))
+                stack.append(_X)
+            elif op in ("DICT_UPDATE", "DICT_MERGE"):
+                (item,) = pop()
+                if a < 1 or a > len(stack):
+                    _refuse()
+                target = stack[-a]
+                if item == _P:
+                    if target not in (_D, _S):
+                        _refuse()
+                    stack[-a] = _S
+                else:
+                    _plain([item])
+            elif op == "MAP_ADD":
+                _plain(pop(2))
+            elif op == "POP_TOP":
+                pop()
+            elif op == "COPY":
+                if a < 1 or a > len(stack):
+                    _refuse()
+                stack.append(stack[-a])
+            elif op == "SWAP":
+                if a < 2 or a > len(stack):
+                    _refuse()
+                stack[-1], stack[-a] = stack[-a], stack[-1]
+            elif op == "RETURN_VALUE":
+                pop()
+                nxt = None
+            elif op == "RETURN_CONST":
+                nxt = None
+            elif op in _POP_JUMPS:
+                pop()
+                todo.append((at[ins.argval], tuple(stack)))
+            elif op in _OR_POP:
+                todo.append((at[ins.argval], tuple(stack)))
+                pop()
+            elif op in _JUMPS:
+                nxt = at[ins.argval]
+            else:
+                _refuse()
+            if nxt is None:
+                break
+            i = nxt
+    return Reads(frozenset(reads), pure)
+
+
+# ======================================================================== plan analysis
+_STEP_OPS = frozenset({"map", "filter", "flat_map", "peek", "key_by", "group_by"})
+_PASS_OPS = frozenset({"source", "repartition_source", "merge", "sink", "repartition_sink"})
+_SINK_OPS = frozenset({"sink", "repartition_sink"})
+
+
+@dataclass
+class LazyPlan:
+    """For the topics the engine reads: the value fields the steps may read.
+
+    ``reads[topic]``: the fields of ``topic``'s records some step reads (the others stay
+    encrypted when they are personal); a topic not listed: every field.
+    ``clean[topic]``: for a topic written only by sub-topologies whose steps are pure
+    (:class:`Reads`), the input topics of those sub-topologies; while no record read from
+    them had a personal value opened, what they write needs no protection pass.
+    """
+
+    reads: dict[str, frozenset[str]] = field(default_factory=dict)
+    clean: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+def _step_reads(op: str, params: dict[str, Any]) -> Reads | None:
+    if params.get("expr") is not None or params.get("with_record"):
+        return None
+    if op in ("key_by", "group_by") and params.get("field") is not None:
+        return Reads(frozenset([params["field"]]), True)
+    fn = params.get("fn")
+    return function_reads(fn) if fn is not None else None
+
+
+def _source_reads(spec: Any, personal: Any) -> Reads | None:
+    if getattr(spec, "table", False) or (personal is not None and personal.key):
+        return None
+    t = getattr(spec, "time", None)
+    if t is None:
+        return Reads(frozenset(), True)
+    if isinstance(t, str):
+        return Reads(frozenset([t]), True)
+    return function_reads(t) if callable(t) else None
+
+
+def plan_reads(plan: Any) -> LazyPlan:
+    """:class:`LazyPlan` of a compiled plan."""
+    out = LazyPlan()
+    writers: dict[str, list[frozenset[str] | None]] = {}
+    eager: set[str] = set()
+    for st in plan.subtopologies:
+        fields: set[str] = set()
+        pure = True
+        ok = True
+        for pn in st.nodes:
+            params = (pn.node.params if pn.node is not None else None) or {}
+            if pn.op in _STEP_OPS:
+                r = _step_reads(pn.op, params)
+            elif pn.op == "source" and "spec" in params:
+                r = _source_reads(params["spec"], params.get("personal"))
+            elif pn.op in _PASS_OPS:
+                r = Reads(frozenset(), True)
+            else:
+                r = None
+            if r is None:
+                ok = False
+                break
+            fields |= r.fields
+            pure = pure and r.pure
+        inputs = frozenset(st.inputs)
+        for t in st.inputs:
+            if ok:
+                out.reads[t] = frozenset(fields) | out.reads.get(t, frozenset())
+            else:
+                eager.add(t)
+        sinks = {pn.topic for pn in st.nodes if pn.op in _SINK_OPS and pn.topic}
+        for t in sinks | set(getattr(st, "outputs", ())):
+            writers.setdefault(t, []).append(inputs if ok and pure else None)
+    for t, ws in writers.items():
+        if all(w is not None for w in ws):
+            out.clean[t] = frozenset().union(*[w for w in ws if w is not None])
+    for t in eager:  # a topic also read by a sub-topology not analysed: every field
+        out.reads.pop(t, None)
+    return out
