@@ -137,6 +137,9 @@ class PrivateDriver(Driver):
     def end_offset(self, topic: str, partition: int) -> int:
         return self.inner.end_offset(topic, partition)
 
+    def has_records_from(self, topic: str, partition: int, offset: int) -> bool:
+        return self.inner.has_records_from(topic, partition, offset)
+
     def topics(self) -> list[str]:
         return self.inner.topics()
 
