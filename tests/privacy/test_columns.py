@@ -72,6 +72,13 @@ def test_columns_equal_the_record_walk(tmp_path: Path, size: int) -> None:
         opened = reveal_batch(b, "out", sealed)
         assert opened is not None
         _same(opened.rows(), b.reveal("out", sealed_rows))
+    # strings read back ("note") are personal values seen lately: a batch holding them in
+    # plaintext gets their tokens, by columns as by the record walk
+    assert b._seen
+    for layout in (batch, Batch(batch.keys, struct, batch.ts, batch.seq, batch.headers)):
+        with_seen = protect_batch(b, "out", layout)
+        assert with_seen is not None
+        _same(with_seen.rows(), b.protect("out", rows))
     # values read back are written with the tokens they were read with (a column mixing
     # tagged and plain strings, "note" here, takes the record walk)
     again = b.reveal("out", sealed_rows)
@@ -140,12 +147,17 @@ def test_source_inputs_and_odd_batches_take_the_record_walk(tmp_path: Path) -> N
         [(0, {"emails": [e]}, 1, 0, None)],                     # nested values
         [(e, {"n": 1}, 1, 0, None)],                            # a personal key
         [(0, {"email": "recomputed@example.org", "user_id": "u1"}, 1, 0, None)],  # name rule
-        [(0, {"copy": str(e)}, 1, 0, None)],                    # a string that lost its tag
         [(0, "a plain string value", 1, 0, None)],              # not a record
     ]
     b.protect("out", [(0, {"email": e}, 1, 0, None)])  # e is now "seen"
     for rows in odd:
         assert protect_batch(b, "out", Batch.from_rows(rows)) is None, rows
+    # a string that lost its tag is that personal value, by columns as by the record walk
+    lost = [(0, {"copy": str(e), "other": "plain"}, 1, 0, None)]
+    cols_lost = protect_batch(b, "out", Batch.from_rows(lost))
+    assert cols_lost is not None
+    assert cols_lost.rows() == b.protect("out", lost)
+    assert cols_lost.rows()[0][1]["copy"].startswith(PREFIX)
     # a batch with no personal data at all is passed on as it is
     none = Batch.from_rows([(1, {"a": 1, "b": "x"}, 1, 0, None)])
     assert protect_batch(b, "out", none) is none

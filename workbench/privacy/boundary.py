@@ -185,10 +185,9 @@ class Boundary:
         #: treated as that personal value (it lost its tag: a store's key identity, a JSON
         #: round trip, ``str()``). Bounded by ``_CACHE_MAX``.
         self._seen: dict[str, Any] = caches[2]
-        #: values of columns left encrypted that were checked (:mod:`workbench.privacy.lazy`)
-        self._passed: set[Any] = set()
-        self._passed_personal: set[Any] = set()
-        self._passed_version = -1
+        #: values of columns left encrypted that were checked (:mod:`workbench.privacy.lazy`),
+        #: also shared by the boundaries of the key store object
+        self._passed: list[Any] = keys.passed
 
     # ============================================================ rows or column batches
     @_gc_paused

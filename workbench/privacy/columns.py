@@ -225,6 +225,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
     names = b.names
     tagged: list[tuple[str, list[Any], set[type]]] = []
     texts: list[tuple[str, list[Any]]] = []
+    hits: list[tuple[str, list[Any]]] = []  # plain strings equal to a personal one seen lately
     for name, col in values.cols.items():
         if name.__class__ is not str:
             return None
@@ -242,13 +243,14 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
                         return None  # recomputed personal value: the field-name rule
             elif str in types:
                 if seen and not seen.keys().isdisjoint(lst):
-                    return None  # a personal string that lost its tag
+                    lst = list(map(seen.get, lst, lst))  # they are that personal value
+                    hits.append((name, lst))
                 texts.append((name, lst))
         elif types <= _TAGGED_OR_NONE:
             tagged.append((name, lst, types))
         else:
             return None
-    if not tagged:
+    if not tagged and not hits:
         return batch  # no personal value (and none hidden: checked above)
     from .boundary import _Walk
 
@@ -271,6 +273,15 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
             seen.pop(None, None)  # type: ignore[call-overload]
         else:
             seen.update((x, x) for x in lst if x.__class__ is PersonalStr)
+        new[name] = out
+    for name, lst in hits:
+        out = list(lst)
+        for i, x in enumerate(lst):
+            if x.__class__ is PersonalStr:
+                if x._wb_t is not None:
+                    out[i] = x._wb_t
+                else:
+                    pend.append([out, i, x, False, x._wb_h, x._wb_f])
         new[name] = out
     if texts:
         _contained(tagged, texts, new, pend)
@@ -348,6 +359,8 @@ def _contained(tagged: list[tuple[str, list[Any], set[type]]],
                 p = plist[i]
                 if p.__class__ is PersonalStr and len(p) >= 3 and p in x:
                     if out is None:
-                        out = new[name] = list(lst)
+                        out = new.get(name)
+                        if out is None:
+                            out = new[name] = list(lst)
                     pend.append([out, i, x, False, p._wb_h, name])
                     break

@@ -99,6 +99,9 @@ class KeyStore:
         #: (:meth:`tombstone_marks`); listed from the backend again after ``ttl`` seconds
         self._marks: set[str] = set()
         self._marks_until = float("-inf")
+        #: values of columns a run left encrypted that were checked (``privacy/lazy.py``):
+        #: ``[not a forgotten subject's token, also a token/marker/None, len(marks) then]``
+        self.passed: list[Any] = [set(), set(), -1]
         _stores.add(self)
 
     @property

@@ -71,7 +71,14 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
     if isinstance(values, StructValues):
         return _struct(b, topic, batch, values, reads, personal, marks)
     if isinstance(values, ObjectValues):
-        return _objects(b, batch, values, reads, personal, marks)
+        got = _objects(b, batch, values, reads, personal, marks)
+        if got is not None:
+            return got
+        struct = values.to_struct()  # tokens to open in the fields read: those columns only
+        if struct is None:
+            return None
+        return _struct(b, topic, Batch(batch.keys, struct, batch.ts, batch.seq, batch.headers,
+                                       batch.time_field), struct, reads, personal, marks)
     return None
 
 
@@ -118,18 +125,31 @@ def _objects(b: Boundary, batch: Batch, values: ObjectValues, reads: frozenset[s
     """Records as dicts (a driver that decodes JSON): handed over as they are when the fields
     read hold no token and the others need no change."""
     live = values.arr.tolist()
-    try:
-        live[0].get  # noqa: B018
-        list(map(dict.get, live, repeat("")))  # every value is a dict
-    except (TypeError, AttributeError):
-        if not set(map(type, live)) <= {dict, _NONE}:
-            return None
-        live = [v for v in live if v is not None]
+    if not live:
+        return batch, False
+    first = live[0]
+    if first.__class__ is dict and set(map(len, live)) == {len(first)}:
+        names = tuple(first)
+        try:  # every record has exactly the first one's fields: one pass, as columns
+            rows = list(map(itemgetter(*names), live)) if names else []
+        except (KeyError, TypeError):
+            rows = None
+        if rows is not None:
+            cols = list(zip(*rows)) if len(names) > 1 else [rows]
+            return _columns(b, batch, dict(zip(names, cols)), reads, personal, marks)
+    if not set(map(type, live)) <= {dict, _NONE}:
+        return None
+    live = [v for v in live if v is not None]
     need = set(reads) | personal
     if marks:  # every field may hold a forgotten subject's token
         need.update(set().union(*map(dict.keys, live)))
-    for f in need:
-        col = list(map(dict.get, live, repeat(f)))
+    return _columns(b, batch, {f: list(map(dict.get, live, repeat(f))) for f in need}, reads,
+                    personal, marks)
+
+
+def _columns(b: Boundary, batch: Batch, cols: dict[str, Any], reads: frozenset[str],
+             personal: set[str], marks: frozenset[str] | set[str]) -> tuple[Batch, bool] | None:
+    for f, col in cols.items():
         if f in reads:
             kinds = set(map(type, col))
             if not kinds <= _SCALARS:
@@ -138,24 +158,25 @@ def _objects(b: Boundary, batch: Batch, values: ObjectValues, reads: frozenset[s
                     y.__class__ is str and y.startswith(PREFIX) for y in set(col))):
                 return None  # tokens (or plaintext personal values) to open: the full path
             continue
-        if _unread(b, col, f in personal, marks) is not None:
+        if (f in personal or marks) and _unread(b, col, f in personal, marks) is not None:
             return None  # plaintext personal values, or a forgotten subject's token
     return batch, False
 
 
-def _unread(b: Boundary, col: list[Any], personal: bool,
+def _unread(b: Boundary, col: Any, personal: bool,
             marks: frozenset[str] | set[str]) -> list[Any] | bool | None:
     """A column nobody reads: ``None`` when it passes as it is, a new list when tokens of
     forgotten subjects were erased, ``False`` when the full reveal must decide.
 
-    Values checked once are remembered (``b._passed``: not a forgotten subject's token;
-    ``b._passed_personal``: also a token, a marker or ``None``), so a value seen again costs
-    one set lookup; both are emptied when a tombstone is added to ``marks``."""
-    if b._passed_version != len(marks):
-        b._passed.clear()
-        b._passed_personal.clear()
-        b._passed_version = len(marks)
-    ok = b._passed_personal if personal else b._passed
+    Values checked once are remembered (``KeyStore.passed``: not a forgotten subject's
+    token; also a token, a marker or ``None``), so a value seen again costs one set lookup;
+    both are emptied when a tombstone is added to ``marks``."""
+    passed = b._passed
+    if passed[2] != len(marks):
+        passed[0].clear()
+        passed[1].clear()
+        passed[2] = len(marks)
+    ok = passed[1] if personal else passed[0]
     if not personal and not marks:
         return None
     try:
