@@ -76,6 +76,9 @@ class ProcessingError(WorkbenchError):
         topic, partition, offset: where the input record that led to the failure came from
             (``None`` when unknown, for example for records created inside the pipeline).
         defined_at: ``file:line`` where the step was defined.
+        source_topic, source_partition, source_offset: when the record was read from a
+            repartition topic, the position of the input record it came from (through any
+            number of repartition topics), else ``None``.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class ProcessingError(WorkbenchError):
         partition: int | None = None,
         offset: int | None = None,
         defined_at: str | None = None,
+        source: tuple[str | None, int | None, int | None] | None = None,
     ) -> None:
         super().__init__(message)
         self.step = step
@@ -94,6 +98,8 @@ class ProcessingError(WorkbenchError):
         self.partition = partition
         self.offset = offset
         self.defined_at = defined_at
+        self.source_topic, self.source_partition, self.source_offset = (
+            source if source is not None else (None, None, None))
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

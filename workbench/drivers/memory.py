@@ -114,6 +114,18 @@ class _PartitionLog:
     def read(self, offset: int, count: int) -> list[ReadRec]:
         return self.read_batch(offset, count).rows()  # type: ignore[no-any-return]
 
+    def origin_of(self, offset: int) -> Any:
+        """The origin kept beside the record at ``offset`` (``runtime.origins``), or ``None``."""
+        self._seal()
+        if not self.first <= offset < self.length:
+            return None
+        i = bisect_right(self.starts, offset) - 1
+        origin = self.segments[i].origin
+        if origin is None:
+            return None
+        found = origin.get(offset - self.starts[i])
+        return None if found[0] is None else found
+
 
 def _as_columns(batch: Any) -> Any:
     """``batch`` with its dict values as columns where they convert, and its keys as an
@@ -151,6 +163,9 @@ class MemoryDriver(Driver):
     scheme = "memory"
     #: transactions may carry column batches (``runtime.batch.Batch``) instead of row lists
     accepts_batches = True
+    #: the origins of repartitioned records (``Batch.origin``) stay as columns beside the log
+    #: (:meth:`origin_of`), with no header per record
+    keeps_origins = True
 
     def __init__(self, name: str = "", *, default_partitions: int = 1,
                  durable_state: bool = True, max_records: int = 0) -> None:
@@ -235,6 +250,12 @@ class MemoryDriver(Driver):
                 f"{self.url}: max_records={self.max_records} keeps the last records of each "
                 f"partition, and the records before offset {log.first} were dropped. Read "
                 "sooner, or raise max_records.") from None
+
+    def origin_of(self, topic: str, partition: int, offset: int) -> Any:
+        """Where the record at ``offset`` of a repartition topic came from: ``(topic, partition,
+        offset)``, or ``None`` when that was not kept (:mod:`workbench.runtime.origins`)."""
+        with self._lock:
+            return self._partition(topic, partition).origin_of(offset)
 
     def set_max_records(self, n: int) -> None:
         """Keep at least ``n`` records per partition from now on (0: keep everything), also in

@@ -343,7 +343,7 @@ def concat_values(parts: Sequence[Values]) -> Values:
 class Batch:
     """``n`` records as columns (see the module docstring)."""
 
-    __slots__ = ("headers", "keys", "seq", "time_field", "ts", "values")
+    __slots__ = ("headers", "keys", "origin", "seq", "time_field", "ts", "values")
 
     def __init__(self, keys: Any, values: Values, ts: np.ndarray, seq: np.ndarray,
                  headers: np.ndarray | None = None, time_field: str | None = None) -> None:
@@ -356,6 +356,9 @@ class Batch:
         #: for these values (inputs appended through the source's own spec), so reading them
         #: back does not extract it again
         self.time_field = time_field
+        #: where each record came from when it goes to or comes from a repartition topic
+        #: (``runtime.origins.OriginColumns``), else ``None``; ``take``/``concat`` keep it
+        self.origin: Any = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -405,17 +408,25 @@ class Batch:
             headers = _concat([p.headers if p.headers is not None
                                else np.full(len(p), None, dtype=object) for p in parts])
         fields = {p.time_field for p in parts}
-        return Batch(_keys_concat([p.keys for p in parts]),
-                     concat_values([p.values for p in parts]),
-                     _concat([p.ts for p in parts]), np.concatenate([p.seq for p in parts]),
-                     headers, fields.pop() if len(fields) == 1 else None)
+        out = Batch(_keys_concat([p.keys for p in parts]),
+                    concat_values([p.values for p in parts]),
+                    _concat([p.ts for p in parts]), np.concatenate([p.seq for p in parts]),
+                    headers, fields.pop() if len(fields) == 1 else None)
+        if any(p.origin is not None for p in parts):
+            from .origins import OriginColumns
+
+            out.origin = OriginColumns.concat([p.origin for p in parts], [len(p) for p in parts])
+        return out
 
     # -- reading ----------------------------------------------------------------------------
     def take(self, idx: Any) -> Batch:
         """The rows at ``idx`` (index array, boolean mask or slice)."""
         keys = self.keys.take(idx) if isinstance(self.keys, WindowedKeys) else self.keys[idx]
-        return Batch(keys, self.values.take(idx), self.ts[idx], self.seq[idx],
-                     None if self.headers is None else self.headers[idx], self.time_field)
+        out = Batch(keys, self.values.take(idx), self.ts[idx], self.seq[idx],
+                    None if self.headers is None else self.headers[idx], self.time_field)
+        if self.origin is not None:
+            out.origin = self.origin.take(idx)
+        return out
 
     def key_objects(self) -> np.ndarray:
         """The keys as Python objects (``Windowed`` for windowed keys)."""

@@ -36,6 +36,8 @@ from .clock import Clock, SystemClock
 from .external.sizer import BatchSizer
 from .footprint import batch_nbytes
 from .global_ops import GlobalTables
+from .origins import SourceResolver, without_origins
+from .origins import with_headers as origin_headers
 from .task import OpContext, Task
 
 __all__ = ["Engine", "EngineStats", "StateListener", "gc_paused", "stream_time_key"]
@@ -204,8 +206,14 @@ class Engine:
         max_transaction_ms: int | None = None,
         max_buffered_records: int | None = None,
         max_buffered_bytes: int | None = None,
+        track_origins: bool | None = None,
     ) -> None:
         self.plan = plan
+        #: records written to repartition topics keep the position of the input record they
+        #: came from, so that errors downstream name it (:mod:`.origins`; also
+        #: ``WORKBENCH_ORIGINS=0``)
+        self.track_origins = (env_flag_default("WORKBENCH_ORIGINS", True)
+                              if track_origins is None else track_origins)
         #: operators run vectorized on column batches; ``False`` runs every stateful step
         #: through its record-by-record operator (the reference path; also
         #: ``WORKBENCH_VECTORIZE=0``)
@@ -244,6 +252,11 @@ class Engine:
         self.partitions: dict[str, int] = {}
         #: the global tables' stores (one copy per process, :mod:`.global_ops`)
         self.globals = GlobalTables(plan, self.driver, self.partitions)
+        #: the plan's repartition topics: their records' origins are kept and looked up
+        self._internal = {t for t, spec in plan.topics.items() if spec.kind == "repartition"}
+        #: the driver keeps origins as columns beside its log (else: one header per record)
+        self._keeps_origins = bool(getattr(self.driver, "keeps_origins", False))
+        self.source_of = SourceResolver(self.driver, self._internal)
         self.task_counts: dict[int, int] = {}
         self.stats = EngineStats()
         self.on_commit: list[Callable[[Engine], None]] = []
@@ -312,6 +325,8 @@ class Engine:
         app = self.plan.app_id
         ctx = OpContext(app, p, {s.name: s for s in st.stores}, self.clock)
         ctx.extra["globals"] = self.globals.stores
+        ctx.extra["track_origins"] = self.track_origins
+        ctx.extra["source_of"] = self.source_of
         task = Task(st, p, ctx, vectorize=self.vectorize)
         self._restore(task)
         saved = self._committed_meta.get(stream_time_key(task.id))
@@ -542,6 +557,8 @@ class Engine:
                 reads.append((t, Batch.empty()))
                 continue
             batch = self.driver.read_batch(t, p, pos, cap)
+            if t in self._internal:  # origins stay out of the records (and user sinks)
+                batch = without_origins(batch)
             if limits is not None and (t, p) in limits and len(batch) and int(
                     batch.seq[-1]) >= limits[(t, p)]:
                 # offsets may have gaps (user tables, transaction markers): stop at the end
@@ -722,13 +739,17 @@ class Engine:
         out: dict[Any, Any] = {}
         for key, batches in routed.items():
             merged = Batch.concat(batches)
+            if merged.origin is not None and not self._keeps_origins:
+                merged = origin_headers(merged)
             out[key] = merged if columns else merged.rows()
         return out
 
     def _route(self, routed: dict[tuple[str, int], list[Batch]], topic: str, batch: Batch,
                task_partition: int) -> None:
         if topic in self._normalize:  # typed topic, driver of objects: as read back
+            origin = batch.origin
             batch = Batch.from_rows(self.codecs.normalize(topic, batch.rows()))
+            batch.origin = origin
         count = self.partitions.get(topic)
         if count is None:
             count = self._new_topic(topic)

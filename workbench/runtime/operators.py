@@ -129,6 +129,9 @@ class CollectOp(Operator):
         self.topic = topic
         self.buffer: list[Any] = []
         self.unwrap = unwrap_changes
+        #: ``seq -> runtime.origins.OriginColumns`` of the task (repartition sinks that keep
+        #: where their records came from, for error messages downstream), or ``None``
+        self.track: Any = None
 
     def process(self, batch: Any, port: int) -> Any:
         if self.unwrap:
@@ -140,6 +143,13 @@ class CollectOp(Operator):
             else:
                 batch = batch.with_values(ObjectValues(obj_array(
                     (c[0] for c in values.objects().tolist()), len(batch))))
+        if self.track is not None:
+            from .batch import Batch
+
+            origin = self.track(batch.seq)
+            batch = Batch(batch.keys, batch.values, batch.ts, batch.seq, batch.headers,
+                          batch.time_field)
+            batch.origin = origin
         self.buffer.append(batch)
         return None
 

@@ -32,6 +32,8 @@ from .operators import (
     SplitOp,
     StepFailure,
 )
+from .origins import OriginColumns, origin_columns
+from .origins import describe as describe_source
 from .stateless import StatelessChain
 
 __all__ = ["OPERATOR_FACTORIES", "OpContext", "Origin", "Task"]
@@ -177,6 +179,8 @@ class Task:
             assert head.topic is not None
             unwrap = head.op == "capture" and head.node is not None and head.node.op in TABLE_OPS
             collect = CollectOp(head.name, head.topic, unwrap_changes=unwrap)
+            if head.op == "repartition_sink" and self.ctx.extra.get("track_origins"):
+                collect.track = self.origin_columns  # errors downstream name the source
             return collect, collect
         if head.op == "split":
             node = head.node
@@ -439,12 +443,29 @@ class Task:
 
         return resolve
 
+    def origin_columns(self, seq: np.ndarray) -> OriginColumns:
+        """Where the records with ``seq`` being processed now came from, as columns (for the
+        repartition topics they go to: :mod:`.origins`); vectorized except for results of
+        external calls."""
+        return origin_columns(self, seq)
+
+    def source_of(self, topic: str | None, partition: int | None,
+                  offset: int | None) -> Origin | None:
+        """Where a record read from a repartition topic came from (``None``: not from one, or
+        unknown), looked up through the driver by the engine (:mod:`.origins`)."""
+        resolve = self.ctx.extra.get("source_of")
+        if resolve is None or topic is None:
+            return None
+        found: Origin | None = resolve(topic, partition, offset)
+        return found
+
     def _processing_error(self, failure: StepFailure) -> ProcessingError:
         seq = failure.record[3]
         topic: str | None = None
         partition: int | None = None
         offset: int | None = None
         punctuated = ""
+        source: Origin | None = None
         if isinstance(seq, float):  # forwarded by a stream-time punctuation after record int(seq)
             seq = int(seq)
             punctuated = "a record forwarded by a stream-time punctuation after "
@@ -459,8 +480,9 @@ class Task:
             elif self._origins is not None and self._origins.get(seq) is not None:
                 topic, offset = self._origins.get(seq)  # type: ignore[misc]
                 partition = self._origin_partition
+            source = self.source_of(topic, partition, offset)
             where = (f"{punctuated}the record from topic {topic!r} partition {partition} "
-                     f"offset {offset}" if topic is not None
+                     f"offset {offset}{describe_source(source)}" if topic is not None
                      else "a record created inside the pipeline")
         err = failure.error
         hint = ""
@@ -475,7 +497,7 @@ class Task:
             f"({format_ms(failure.record[2])})."
         )
         return ProcessingError(message, step=failure.step, topic=topic, partition=partition,
-                               offset=offset, defined_at=failure.defined_at)
+                               offset=offset, defined_at=failure.defined_at, source=source)
 
     def times(self) -> dict[str, Any]:
         """The task's stream time and each time-keeping operator's own, as committed in the

@@ -25,9 +25,10 @@ from ...calls import CallInfo
 from ...errors import ProcessingError
 from ..batch import Batch, ObjectValues, obj_array
 from ..operators import Operator
+from ..origins import describe as describe_source
 from ..task import Origin
 
-__all__ = ["ERROR_HEADERS", "SLOWDOWN", "ExternalOp", "Latency", "Pending"]
+__all__ = ["ERROR_HEADERS", "SLOWDOWN", "SOURCE_HEADERS", "ExternalOp", "Latency", "Pending"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 #: same first four names)
 ERROR_HEADERS = ("workbench.error", "workbench.error.topic", "workbench.error.partition",
                  "workbench.error.offset", "workbench.error.step", "workbench.error.attempts")
+#: headers added to those when the record was read from a repartition topic: the position of
+#: the input record it came from
+SOURCE_HEADERS = ("workbench.error.source.topic", "workbench.error.source.partition",
+                  "workbench.error.source.offset")
 
 
 #: how much slower calls may become during one transaction and still finish inside its
@@ -256,8 +261,10 @@ class ExternalOp(Operator):
     def _error(self, pending: Pending, row: int, error: str, attempts: int) -> ProcessingError:
         batch = pending.batch
         topic, partition, offset = pending.origin(batch.seq[row])
+        source = self.task.source_of(topic, partition, offset) if self.task else None
         where = (f"the record from topic {topic!r} partition {partition} offset {offset}"
-                 if topic is not None else "a record created inside the pipeline")
+                 f"{describe_source(source)}" if topic is not None
+                 else "a record created inside the pipeline")
         key = batch.key_objects()[row]
         value = batch.values.objects()[row]
         ts = int(batch.ts[row])
@@ -270,7 +277,7 @@ class ExternalOp(Operator):
             f"({format_ms(ts)}). Use on_error='route' (or dead_letter='topic') to keep going "
             "and collect such records.",
             step=self.name, topic=topic, partition=partition, offset=offset,
-            defined_at=self.defined_at)
+            defined_at=self.defined_at, source=source)
 
     def _output(self, pending: Pending) -> Batch | None:
         batch = pending.batch
@@ -314,12 +321,18 @@ class ExternalOp(Operator):
         for i, row in enumerate(rows):
             error, attempts = pending.errors[row]
             topic, partition, offset = pending.origin(failed.seq[i])
-            extra = ((ERROR_HEADERS[0], error.encode()),
-                     (ERROR_HEADERS[1], (topic or "").encode()),
-                     (ERROR_HEADERS[2], ("" if partition is None else str(partition)).encode()),
-                     (ERROR_HEADERS[3], ("" if offset is None else str(offset)).encode()),
-                     (ERROR_HEADERS[4], self.name.encode()),
-                     (ERROR_HEADERS[5], str(attempts).encode()))
+            extra: tuple[tuple[str, bytes], ...] = (
+                (ERROR_HEADERS[0], error.encode()),
+                (ERROR_HEADERS[1], (topic or "").encode()),
+                (ERROR_HEADERS[2], ("" if partition is None else str(partition)).encode()),
+                (ERROR_HEADERS[3], ("" if offset is None else str(offset)).encode()),
+                (ERROR_HEADERS[4], self.name.encode()),
+                (ERROR_HEADERS[5], str(attempts).encode()))
+            source = self.task.source_of(topic, partition, offset) if self.task else None
+            if source is not None:  # read from a repartition topic: where it came from
+                extra = (*extra, (SOURCE_HEADERS[0], str(source[0]).encode()),
+                         (SOURCE_HEADERS[1], str(source[1]).encode()),
+                         (SOURCE_HEADERS[2], str(source[2]).encode()))
             h = old[i]
             headers.append((*h, *extra) if h else extra)
         failed = Batch(failed.keys, failed.values, failed.ts, failed.seq,
