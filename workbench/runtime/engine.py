@@ -37,6 +37,7 @@ from .external.sizer import BatchSizer
 from .footprint import batch_nbytes
 from .global_ops import GlobalTables
 from .origins import SourceResolver, without_origins
+from .origins import rows_with_headers as origin_rows
 from .origins import with_headers as origin_headers
 from .task import OpContext, Task
 
@@ -739,8 +740,9 @@ class Engine:
         out: dict[Any, Any] = {}
         for key, batches in routed.items():
             merged = Batch.concat(batches)
-            if merged.origin is not None and not self._keeps_origins:
-                merged = origin_headers(merged)
+            if merged.origin is not None and not self._keeps_origins:  # as headers
+                out[key] = origin_headers(merged) if columns else origin_rows(merged)
+                continue
             out[key] = merged if columns else merged.rows()
         return out
 

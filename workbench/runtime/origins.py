@@ -25,6 +25,7 @@ See ``docs/semantics.md`` ("Errors") for what users see, and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "decode_header",
     "describe",
     "origin_columns",
+    "rows_with_headers",
     "strip_headers",
     "without_origins",
     "with_headers",
@@ -50,51 +52,74 @@ _NONE3: Origin = (None, None, None)
 
 
 class OriginColumns:
-    """The origin (topic, partition, offset) of each record of a batch, as three columns.
+    """The origin (topic, partition, offset) of each record of a batch, as columns.
 
     ``which[i]`` indexes ``topics`` (``-1``: unknown, e.g. a record forwarded by a
-    punctuation); ``partition[i]`` and ``offset[i]`` are the position in that topic.
+    punctuation); ``partition[i]`` and ``offset[i]`` are the position in that topic. The three
+    are fields of one structured array (``rows``), so that ``take`` indexes once.
     """
 
-    __slots__ = ("offset", "partition", "topics", "which")
+    __slots__ = ("rows", "topics")
 
     def __init__(self, topics: tuple[str, ...], which: np.ndarray, partition: np.ndarray,
                  offset: np.ndarray) -> None:
         self.topics = topics
-        self.which = which
-        self.partition = partition
-        self.offset = offset
+        rows = np.empty(len(which), dtype=_ROW)
+        rows["w"] = which
+        rows["p"] = partition
+        rows["o"] = offset
+        self.rows = rows
+
+    @classmethod
+    def _of(cls, topics: tuple[str, ...], rows: np.ndarray) -> OriginColumns:
+        new = cls.__new__(cls)
+        new.topics = topics
+        new.rows = rows
+        return new
+
+    @property
+    def which(self) -> np.ndarray:
+        return self.rows["w"]
+
+    @property
+    def partition(self) -> np.ndarray:
+        return self.rows["p"]
+
+    @property
+    def offset(self) -> np.ndarray:
+        return self.rows["o"]
 
     def __len__(self) -> int:
-        return len(self.which)
+        return len(self.rows)
 
     @staticmethod
     def unknown(n: int) -> OriginColumns:
         """``n`` records of unknown origin."""
-        return OriginColumns((), np.full(n, -1, dtype=np.int32), np.zeros(n, dtype=np.int32),
-                             np.zeros(n, dtype=np.int64))
+        rows = np.zeros(n, dtype=_ROW)
+        rows["w"] = -1
+        return OriginColumns._of((), rows)
 
     def take(self, idx: Any) -> OriginColumns:
         """The rows at ``idx`` (index array, boolean mask or slice)."""
-        return OriginColumns(self.topics, self.which[idx], self.partition[idx], self.offset[idx])
+        return OriginColumns._of(self.topics, self.rows[idx])
 
     def get(self, i: int) -> Origin:
         """The origin of row ``i``: ``(topic, partition, offset)``, ``None`` parts if unknown."""
-        w = int(self.which[i])
+        w, p, o = self.rows[i].tolist()
         if w < 0:
             return _NONE3
-        return (self.topics[w], int(self.partition[i]), int(self.offset[i]))
+        return (self.topics[w], p, o)
 
     @staticmethod
     def concat(parts: Sequence[OriginColumns | None], lengths: Sequence[int]) -> OriginColumns:
         """One :class:`OriginColumns` for batches of ``lengths`` records (``None``: unknown)."""
         topics: list[str] = []
         index: dict[str, int] = {}
-        whiches, partitions, offsets = [], [], []
+        pieces = []
         for part, n in zip(parts, lengths):
             if part is None:
                 part = OriginColumns.unknown(n)
-            which = part.which
+            rows = part.rows
             k = len(part.topics)
             remap = np.empty(k + 1, dtype=np.int32)
             remap[k] = -1  # which == -1 (unknown) stays -1
@@ -104,12 +129,14 @@ class OriginColumns:
                     topics.append(t)
                 remap[j] = index[t]
             if k and not np.array_equal(remap[:k], np.arange(k)):
-                which = remap[which]
-            whiches.append(which)
-            partitions.append(part.partition)
-            offsets.append(part.offset)
-        return OriginColumns(tuple(topics), np.concatenate(whiches),
-                             np.concatenate(partitions), np.concatenate(offsets))
+                rows = rows.copy()
+                rows["w"] = remap[rows["w"]]
+            pieces.append(rows)
+        return OriginColumns._of(tuple(topics), np.concatenate(pieces))
+
+
+#: one record's origin: index into ``topics``, partition, offset
+_ROW = np.dtype([("w", "<i4"), ("p", "<i4"), ("o", "<i8")])
 
 
 def origin_columns(task: Any, seq: np.ndarray) -> OriginColumns:
@@ -156,22 +183,48 @@ def _from_tuples(items: list[Origin]) -> OriginColumns:
 
 
 # -- headers (drivers that store headers, not columns) -------------------------------------------
-def _encode(origin: OriginColumns) -> np.ndarray:
+def _encode(origin: OriginColumns) -> list[Any]:
     """One header value (bytes) per row, ``None`` where the origin is unknown; in bulk."""
     n = len(origin)
-    out = np.full(n, None, dtype=object)
+    if len(origin.topics) == 1 and (origin.which >= 0).all():  # the common case
+        return _pack(origin.topics[0], origin.partition, origin.offset)
+    out: list[Any] = [None] * n
     for w, topic in enumerate(origin.topics):
         rows = np.flatnonzero(origin.which == w)
-        if not len(rows):
-            continue
-        name = topic.encode()
-        packed = np.empty(len(rows), dtype=[("t", f"S{len(name)}"), ("z", "u1"),
-                                            ("p", ">i4"), ("o", ">i8")])
-        packed["t"] = name
-        packed["z"] = 0
-        packed["p"] = origin.partition[rows]
-        packed["o"] = origin.offset[rows]
-        out[rows] = packed.view(f"V{len(name) + 13}").tolist()
+        if len(rows):
+            for i, v in zip(rows.tolist(), _pack(topic, origin.partition[rows],
+                                                  origin.offset[rows])):
+                out[i] = v
+    return out
+
+
+def _pack(topic: str, partition: np.ndarray, offset: np.ndarray) -> list[bytes]:
+    name = topic.encode()
+    packed = np.empty(len(offset), dtype=[("t", f"S{len(name)}"), ("z", "u1"), ("p", ">i4"),
+                                          ("o", ">i8")])
+    packed["t"] = name
+    packed["z"] = 0
+    packed["p"] = partition
+    packed["o"] = offset
+    values: list[bytes] = packed.view(f"V{len(name) + 13}").tolist()
+    return values
+
+
+def _header_tuples(values: list[Any], old: np.ndarray | None) -> Any:
+    """Per record: its own headers (``old``) followed by the origin header of ``values``."""
+    key = ORIGIN_HEADER
+    if old is None:
+        if None not in values:
+            return zip(zip(repeat(key), values))  # ((key, value),) per record, made in C
+        return [((key, v),) if v is not None else None for v in values]
+    out: list[Any] = []
+    for h, v in zip(old.tolist(), values):
+        if v is None:
+            out.append(h or None)
+        elif h:
+            out.append((*h, (key, v)))
+        else:
+            out.append(((key, v),))
     return out
 
 
@@ -198,21 +251,24 @@ def with_headers(batch: Any) -> Any:
     origin = batch.origin
     if origin is None or not len(batch):
         return batch
-    from .batch import Batch
+    from .batch import Batch, obj_array
 
-    values = _encode(origin)
-    known = np.flatnonzero(values != None)  # noqa: E711 - elementwise
-    old = batch.headers
-    headers = np.full(len(batch), None, dtype=object) if old is None else old.copy()
-    if len(known):
-        if old is None:
-            headers[known] = [((ORIGIN_HEADER, v),) for v in values[known].tolist()]
-        else:
-            olds = old[known].tolist()
-            headers[known] = [(*h, (ORIGIN_HEADER, v)) if h else ((ORIGIN_HEADER, v),)
-                              for h, v in zip(olds, values[known].tolist())]
+    n = len(batch)
+    headers = obj_array(_header_tuples(_encode(origin), batch.headers), n)
     return Batch(batch.keys, batch.values, batch.ts, batch.seq,
-                 headers if len(known) or old is not None else None, batch.time_field)
+                 headers if any(h is not None for h in headers.tolist()) else None,
+                 batch.time_field)
+
+
+def rows_with_headers(batch: Any) -> list[Any]:
+    """``batch.rows()`` with the origins as :data:`ORIGIN_HEADER` headers (see
+    :func:`with_headers`), built without a headers column in between."""
+    if batch.origin is None or not len(batch):
+        rows: list[Any] = batch.rows()
+        return rows
+    headers = _header_tuples(_encode(batch.origin), batch.headers)
+    return list(zip(batch.key_objects().tolist(), batch.values.objects().tolist(),
+                    batch.ts.tolist(), batch.seq.tolist(), headers))
 
 
 def _strip_one(h: Any) -> Any:
