@@ -194,3 +194,13 @@ def test_origin_header_round_trip_keeps_the_records_own_headers() -> None:
     plain = with_headers(Batch.from_columns(["a"], [1], [1]))
     assert plain.headers is None and strip_headers(plain) is plain
     assert decode_header(b"short") is None and decode_header(None) is None
+
+
+def test_the_benchmark_compares_outputs_and_checks_origins() -> None:
+    import origins as bench  # benchmarks/origins.py (tests/conftest.py puts it on the path)
+    import workload
+
+    data = workload.events(3_000)
+    _w, _c, off = bench.timed("memory://", data, False)
+    _w, _c, on = bench.timed("memory://", data, True)  # exits if an origin is wrong
+    assert off == on and len(off["out"]) == 3_000
