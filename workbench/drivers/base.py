@@ -23,6 +23,9 @@ from ..errors import DriverError
 __all__ = ["Driver", "Transaction"]
 
 OutRec = tuple[Any, Any, int, Any, Any]
+#: the header that carries where a record of a repartition topic came from, on drivers that
+#: store headers (written and read by ``runtime.origins``; drivers may recognise it)
+ORIGIN_HEADER = "workbench.origin"
 ReadRec = tuple[Any, Any, int, int, Any]
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ..drivers.base import ORIGIN_HEADER
+
 __all__ = [
     "ORIGIN_HEADER",
     "OriginColumns",
@@ -43,8 +45,6 @@ __all__ = [
     "with_headers",
 ]
 
-#: the header that carries a repartitioned record's origin on drivers that store headers
-ORIGIN_HEADER = "workbench.origin"
 
 Origin = tuple[Any, Any, Any]
 
@@ -113,6 +113,11 @@ class OriginColumns:
     @staticmethod
     def concat(parts: Sequence[OriginColumns | None], lengths: Sequence[int]) -> OriginColumns:
         """One :class:`OriginColumns` for batches of ``lengths`` records (``None``: unknown)."""
+        first = parts[0]
+        if first is not None and all(p is not None and p.topics == first.topics
+                                     for p in parts):  # the common case: one task's batches
+            return OriginColumns._of(first.topics,
+                                     np.concatenate([p.rows for p in parts]))  # type: ignore
         topics: list[str] = []
         index: dict[str, int] = {}
         pieces = []
@@ -186,28 +191,40 @@ def _from_tuples(items: list[Origin]) -> OriginColumns:
 def _encode(origin: OriginColumns) -> list[Any]:
     """One header value (bytes) per row, ``None`` where the origin is unknown; in bulk."""
     n = len(origin)
-    if len(origin.topics) == 1 and (origin.which >= 0).all():  # the common case
-        return _pack(origin.topics[0], origin.partition, origin.offset)
+    rows = origin.rows
+    if len(origin.topics) == 1 and rows["w"].min() >= 0:  # the common case
+        return _pack(origin.topics[0], rows["p"], rows["o"])
     out: list[Any] = [None] * n
     for w, topic in enumerate(origin.topics):
-        rows = np.flatnonzero(origin.which == w)
-        if len(rows):
-            for i, v in zip(rows.tolist(), _pack(topic, origin.partition[rows],
-                                                  origin.offset[rows])):
+        at = np.flatnonzero(origin.which == w)
+        if len(at):
+            for i, v in zip(at.tolist(), _pack(topic, origin.partition[at], origin.offset[at])):
                 out[i] = v
     return out
 
 
 def _pack(topic: str, partition: np.ndarray, offset: np.ndarray) -> list[bytes]:
-    name = topic.encode()
-    packed = np.empty(len(offset), dtype=[("t", f"S{len(name)}"), ("z", "u1"), ("p", ">i4"),
-                                          ("o", ">i8")])
+    name, dtype, view = _layout(topic)
+    packed = np.zeros(len(offset), dtype=dtype)  # the zero byte after the name stays 0
     packed["t"] = name
-    packed["z"] = 0
     packed["p"] = partition
     packed["o"] = offset
-    values: list[bytes] = packed.view(f"V{len(name) + 13}").tolist()
+    values: list[bytes] = packed.view(view).tolist()
     return values
+
+
+_LAYOUTS: dict[str, tuple[bytes, np.dtype, np.dtype]] = {}
+
+
+def _layout(topic: str) -> tuple[bytes, np.dtype, np.dtype]:
+    """The header value layout of ``topic``: its name, the record dtype, the bytes dtype."""
+    found = _LAYOUTS.get(topic)
+    if found is None:
+        name = topic.encode()
+        found = _LAYOUTS[topic] = (
+            name, np.dtype([("t", f"S{len(name)}"), ("z", "u1"), ("p", ">i4"), ("o", ">i8")]),
+            np.dtype(f"V{len(name) + 13}"))
+    return found
 
 
 def _header_tuples(values: list[Any], old: np.ndarray | None) -> Any:

@@ -14,7 +14,7 @@ from ...errors import SerializationError
 from ...serde import Serde
 from ...types import Change
 from ...windows import Windowed
-from ..base import OutRec, ReadRec
+from ..base import ORIGIN_HEADER, OutRec, ReadRec
 
 __all__ = ["ERROR_HEADERS", "KEY_TYPE_HEADER", "TS_HEADER", "VALUE_TYPE_HEADER", "Codec",
            "Codecs"]
@@ -87,9 +87,10 @@ class Codec:
 
     # -- writing ------------------------------------------------------------------------------
     def needs_headers(self, key: Any, value: Any, ts: int | None, headers: Any) -> bool:
-        """Whether a record takes :meth:`encode`'s full path (headers, private headers)."""
-        return bool(headers) or ts is None or ts <= 0 or type(key) is Windowed \
-            or type(value) is Change
+        """Whether a record takes :meth:`encode`'s full path (headers, private headers); a
+        record of a repartition topic whose only header is its origin does not."""
+        return (bool(headers) and not (len(headers) == 1 and headers[0][0] == ORIGIN_HEADER)) \
+            or ts is None or ts <= 0 or type(key) is Windowed or type(value) is Change
 
     def encode(self, topic: str, partition: int, kind: str, record: OutRec
                ) -> tuple[bytes | None, bytes | None, int, Headers | None]:
@@ -139,7 +140,8 @@ class Codec:
                 value = vdes(m.value())
                 ts = m.timestamp()[1]
                 headers = m.headers()
-                if headers and not raw:
+                if headers and not raw and not (len(headers) == 1
+                                                and headers[0][0] == ORIGIN_HEADER):
                     key, value, ts, headers = _strip_headers(key, value, ts, headers)
             except (SerializationError, ValueError, TypeError, RecursionError) as caught:
                 exc = caught if isinstance(caught, SerializationError) else \

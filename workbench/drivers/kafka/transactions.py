@@ -419,10 +419,11 @@ class Transactions:
             except SerializationError:
                 encode(topic, partition, kind, rec)  # raises, saying where
                 raise
+            hdrs = list(headers) if headers else None  # a repartition record's origin
             try:
-                produce(topic, vb, kb, partition, timestamp=ts)
+                produce(topic, vb, kb, partition, timestamp=ts, headers=hdrs)
             except BufferError:
-                _produce_one(producer, topic, partition, kb, vb, ts, None, None)
+                _produce_one(producer, topic, partition, kb, vb, ts, hdrs, None)
         kb, vb, ts, hdrs = encode(topic, partition, kind, tail)
         _produce_one(producer, topic, partition, kb, vb, ts, hdrs, last_offset)
 
