@@ -1,8 +1,10 @@
 """Errors after a repartition name the source record's position on the drivers that store
-headers (Kafka, PostgreSQL, git): the repartition topic's records carry one compact
-``workbench.origin`` header each, which the engine takes off when it reads them, so user sinks
-get the records' own headers only (as Kafka Streams forwards them) and never workbench's.
-The memory:// variants are in ``tests/runtime/test_origins.py``."""
+headers (Kafka, PostgreSQL, git), where tracking is off by default (it costs a header per
+repartitioned record, docs/performance.md) and ``WORKBENCH_ORIGINS=1`` turns it on: the
+repartition topic's records then carry one compact ``workbench.origin`` header each, which the
+engine takes off when it reads them, so user sinks get the records' own headers only (as Kafka
+Streams forwards them) and never workbench's. The memory:// variants are in
+``tests/runtime/test_origins.py``."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ from . import postgres_helpers
 
 pg_server = postgres_helpers.pg_server  # fixtures
 pg_url = postgres_helpers.pg_url
+
+
+@pytest.fixture(autouse=True)
+def _tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKBENCH_ORIGINS", "1")
 
 
 def orders(bad: int) -> list[tuple[Any, Any, int, None, Any]]:
@@ -146,3 +153,22 @@ def test_git_error_after_repartition_names_source(tmp_path: Path) -> None:
 
 def test_git_origin_headers_stay_internal(tmp_path: Path) -> None:
     check_headers_do_not_leak(f"git://{tmp_path}/repo", "git")
+
+
+def test_git_by_default_writes_no_origin_headers_and_says_how_to(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORKBENCH_ORIGINS")
+    url = f"git://{tmp_path}/repo"
+    driver = connect(url)
+    driver.bind("origdef")
+    load(driver, "orders-def", bad=7)
+    p = wb.Pipeline("origdef")
+    p.source("orders-def", partitions=2).key_by(lambda v: v["cust"]).repartition(
+        name="rp").map(lambda v: 10 // v["qty"], name="div").to("out-def")
+    with pytest.raises(wb.ProcessingError) as info:
+        p.run(driver)
+    assert info.value.source_topic is None
+    assert "run with WORKBENCH_ORIGINS=1" in str(info.value)
+    inside = driver.read_all("origdef-rp-repartition")
+    assert inside and all(ORIGIN_HEADER not in dict(r[4] or ()) for r in inside)
+    driver.close()

@@ -27,6 +27,11 @@ from workbench.runtime.origins import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _default_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORKBENCH_ORIGINS", raising=False)  # memory://: on by default
+
+
 def orders(bad: int = 7, n: int = 12) -> list[dict[str, Any]]:
     """``n`` orders of three customers; order ``bad`` has ``qty`` 0."""
     return [{"id": i, "cust": f"c{i % 3}", "qty": 0 if i == bad else i + 1, "ts": 1_000 + i}
@@ -116,6 +121,7 @@ def test_without_tracking_the_error_names_the_repartition_record_only(
         p.run("memory://", inputs={"orders": orders()})
     assert info.value.topic == "orig-off-rp-repartition"
     assert info.value.source_topic is None and "which came from" not in str(info.value)
+    assert "run with WORKBENCH_ORIGINS=1" in str(info.value)
 
 
 def test_origins_stay_beside_the_repartition_log_and_out_of_user_sinks() -> None:

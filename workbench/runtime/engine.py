@@ -210,11 +210,6 @@ class Engine:
         track_origins: bool | None = None,
     ) -> None:
         self.plan = plan
-        #: records written to repartition topics keep the position of the input record they
-        #: came from, so that errors downstream name it (:mod:`.origins`; also
-        #: ``WORKBENCH_ORIGINS=0``)
-        self.track_origins = (env_flag_default("WORKBENCH_ORIGINS", True)
-                              if track_origins is None else track_origins)
         #: operators run vectorized on column batches; ``False`` runs every stateful step
         #: through its record-by-record operator (the reference path; also
         #: ``WORKBENCH_VECTORIZE=0``)
@@ -257,7 +252,13 @@ class Engine:
         self._internal = {t for t, spec in plan.topics.items() if spec.kind == "repartition"}
         #: the driver keeps origins as columns beside its log (else: one header per record)
         self._keeps_origins = bool(getattr(self.driver, "keeps_origins", False))
-        self.source_of = SourceResolver(self.driver, self._internal)
+        #: records written to repartition topics keep the position of the input record they
+        #: came from, so that errors downstream name it (:mod:`.origins`). Default: on where
+        #: the driver keeps them as columns (memory), off where each record would carry a
+        #: header (measured: ``docs/performance.md``); ``WORKBENCH_ORIGINS=1``/``0`` decides
+        self.track_origins = (env_flag_default("WORKBENCH_ORIGINS", self._keeps_origins)
+                              if track_origins is None else track_origins)
+        self.source_of = SourceResolver(self.driver, self._internal, self.track_origins)
         self.task_counts: dict[int, int] = {}
         self.stats = EngineStats()
         self.on_commit: list[Callable[[Engine], None]] = []

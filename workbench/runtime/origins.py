@@ -333,12 +333,24 @@ class SourceResolver:
             it has one (the in-memory driver), else one :meth:`read` of the record and its
             :data:`ORIGIN_HEADER`.
         internal: the repartition topics of the plan.
+        tracking: whether the run writes origins.
     """
 
-    def __init__(self, driver: Any, internal: set[str], depth: int = 16) -> None:
+    def __init__(self, driver: Any, internal: set[str], tracking: bool = True,
+                 depth: int = 16) -> None:
         self.driver = driver
         self.internal = internal
+        #: whether this run writes origins (else :meth:`hint` says how to turn it on)
+        self.tracking = tracking
         self.depth = depth
+
+    def hint(self, topic: Any, source: Origin | None) -> str:
+        """What an error naming a record of repartition topic ``topic`` whose ``source`` is
+        unknown adds: how to have it named, when this run does not track origins."""
+        if source is not None or self.tracking or topic not in self.internal:
+            return ""
+        return (" (to name the input record it came from, run with WORKBENCH_ORIGINS=1: "
+                "records written to repartition topics then carry their origin)")
 
     def __call__(self, topic: Any, partition: Any, offset: Any) -> Origin | None:
         """The source ``(topic, partition, offset)`` of that record, or ``None`` when it is

@@ -481,9 +481,11 @@ class Task:
                 topic, offset = self._origins.get(seq)  # type: ignore[misc]
                 partition = self._origin_partition
             source = self.source_of(topic, partition, offset)
+            resolver = self.ctx.extra.get("source_of")
             where = (f"{punctuated}the record from topic {topic!r} partition {partition} "
-                     f"offset {offset}{describe_source(source)}" if topic is not None
-                     else "a record created inside the pipeline")
+                     f"offset {offset}{describe_source(source)}"
+                     f"{resolver.hint(topic, source) if resolver is not None else ''}"
+                     if topic is not None else "a record created inside the pipeline")
         err = failure.error
         hint = ""
         if isinstance(err, KeyError) and isinstance(failure.record[1], dict):
