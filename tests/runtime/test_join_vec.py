@@ -111,7 +111,7 @@ def test_stream_table_join_rows(how: str, combine: str | None, rows: list[dict[s
     assert got == want
 
 
-def _expr_pipeline(how: str, grace: int) -> Callable[[], wb.Pipeline]:
+def _expr_pipeline(how: str, grace: int, by: str = "i") -> Callable[[], wb.Pipeline]:
     """P3's shape: expression steps, a stream-table join, a re-grouping by a table field and
     a tumbling window count with its late output."""
     def build() -> wb.Pipeline:
@@ -121,7 +121,7 @@ def _expr_pipeline(how: str, grace: int) -> Callable[[], wb.Pipeline]:
         s = s.filter(wb.col("x") > -4).assign(cents=(wb.col("x") * 100).round())
         joined = s.join(table, how=how, name="j")
         joined.to("out")
-        counts = (joined.group_by("i").window(wb.Tumbling(10, grace=grace), emit="close")
+        counts = (joined.group_by(by).window(wb.Tumbling(10, grace=grace), emit="close")
                   .agg(n="count", name="w"))
         counts.to("counts")
         counts.late.to("late")
@@ -129,19 +129,19 @@ def _expr_pipeline(how: str, grace: int) -> Callable[[], wb.Pipeline]:
     return build
 
 
-@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize(("how", "by"), [("inner", "i"), ("left", "i"), ("inner", "name")])
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=events, tab=table_rows, batch=st.sampled_from([1, 3, 7, 10_000]),
        split=st.one_of(st.none(), st.floats(0, 1)), grace=st.integers(0, 6))
 def test_expression_join_and_window_count_on_frames(
-        how: str, rows: list[dict[str, Any]], tab: list[dict[str, Any]], batch: int,
+        how: str, by: str, rows: list[dict[str, Any]], tab: list[dict[str, Any]], batch: int,
         split: float | None, grace: int) -> None:
     frame = pd.DataFrame({
         "k": pd.Series([r["k"] for r in rows], dtype=object),
         "t": pd.Series([r["t"] for r in rows], dtype="int64"),
         "x": pd.Series([r["x"] for r in rows], dtype="float64"),
         "i": pd.Series([r["i"] for r in rows], dtype="int64")})
-    build = _expr_pipeline(how, grace)
+    build = _expr_pipeline(how, grace, by)
     topics = ("out", "counts", "late")
     want = _run(build, frame, tab, vectorize=False, batch=batch, split=split, name="vp-row",
                 topics=topics)

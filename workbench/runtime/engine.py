@@ -611,9 +611,12 @@ class Engine:
             offset += n
         all_which = np.concatenate(which)
         position = np.arange(offset, dtype=np.int64)
-        order = np.lexsort((position, all_which, np.concatenate(keys)))
+        if len(parts) == 1:  # one input with records (the others read none): all, in order
+            order = position
+        else:
+            order = np.lexsort((position, all_which, np.concatenate(keys)))
         cut = len(order)
-        blocking = [s for s in stops if s >= 0]
+        blocking = [s for s in stops if s >= 0] if len(parts) > 1 else []
         if blocking:
             rank = np.empty(offset, dtype=np.int64)
             rank[order] = np.arange(offset, dtype=np.int64)
@@ -632,9 +635,11 @@ class Engine:
             n = len(batch)
             mask = picked[start:start + n]
             if mask.any():
-                sub = batch.take(mask)
+                whole = bool(mask.all())
+                sub = batch if whole else batch.take(mask)
                 self._positions[(t, p)] = int(sub.seq[-1]) + 1
-                sub.seq = new_seq[start:start + n][mask]
+                seq = new_seq[start:start + n] if whole else new_seq[start:start + n][mask]
+                sub = Batch(sub.keys, sub.values, sub.ts, seq, sub.headers, sub.time_field)
                 # within one input, chosen records keep their order, so seq stays increasing
                 items.append((t, sub))
                 by_topic = self.stats.records_in_by_topic

@@ -189,7 +189,7 @@ class TableSlots:
         cap = len(self.vals)
         cols = {}
         for f in names:
-            col = column([v[f] for v in vals])
+            col = _shared_strings(column([v[f] for v in vals]))
             full = np.empty(cap, dtype=col.dtype) if col.dtype == object else np.zeros(
                 cap, dtype=col.dtype)
             full[idx] = col
@@ -233,3 +233,21 @@ def _grown(col: np.ndarray, cap: int, n: int) -> np.ndarray:
     out[:n] = col[:n]
     return out
 
+
+def _shared_strings(col: np.ndarray) -> np.ndarray:
+    """An ``object`` column of strings with equal strings as one object (a table's repeated
+    values, such as a country, then group and hash as few objects downstream); other columns
+    as they are."""
+    if col.dtype != object or not len(col):
+        return col
+    if set(map(type, col.tolist())) != {str}:  # exactly str: equal values are alike
+        return col
+    import pandas as pd
+
+    codes, uniques = pd.factorize(col)
+    if len(uniques) * 2 > len(col):
+        return col
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(col) - 1, -1, -1, dtype=np.int64)
+    shared: np.ndarray = col[first][codes]
+    return shared

@@ -41,6 +41,7 @@ from .batch import (
     obj_array,
 )
 from .fold import Accs, Part, empty, fold, from_python, published, to_python
+from .key_codes import object_key_codes
 from .operators import Operator
 from .state import StateStore
 from .window_ops import LATE, NULL_KEY, TimeWindowAggregateOp, _fallback_order
@@ -225,18 +226,21 @@ class TimeWindowAggregateVec(Operator):
     def process(self, batch: Batch, port: int) -> Batch | None:
         if not len(batch):
             return None
+        keys = batch.keys
+        if not isinstance(keys, np.ndarray):
+            return self._by_rows(batch)
+        numbered = None
+        if keys.dtype == object:
+            numbered = object_key_codes(keys)
+            if numbered is None:  # keys whose == differs from their identity: the row path
+                return self._by_rows(batch)  # wraps them
         cols = self._columns(batch)
         if cols is None:
             return self._by_rows(batch)
-        return self._vector(batch, cols)
+        return self._vector(batch, cols, numbered)
 
     def _columns(self, batch: Batch) -> list[np.ndarray | None] | None:
         """The value columns of the parts, or ``None`` when the batch needs the row path."""
-        keys = batch.keys
-        if not isinstance(keys, np.ndarray):
-            return None
-        if keys.dtype == object and not set(map(type, keys.tolist())) <= {str, int, type(None)}:
-            return None  # keys whose == differs from their identity: the row path wraps them
         values = batch.values
         if isinstance(values, ChangeValues):
             return None
@@ -251,7 +255,8 @@ class TimeWindowAggregateVec(Operator):
     def _by_rows(self, batch: Batch) -> Batch | None:
         return through_row_operator(self, batch)
 
-    def _vector(self, batch: Batch, cols: list[np.ndarray | None]) -> Batch | None:
+    def _vector(self, batch: Batch, cols: list[np.ndarray | None],
+                numbered: tuple[np.ndarray, list[Any]] | None) -> Batch | None:
         row = self.row
         store = self.store
         size, advance, grace = self.size, self.advance, self.grace
@@ -259,9 +264,8 @@ class TimeWindowAggregateVec(Operator):
         n = len(batch)
         row._last_seq = batch.seq[-1].item()
         state_n = len(store)
-        # object keys (str, int, None): one hash pass numbers the state's keys and the batch's
-        # (None: -1); int64 keys are their own numbers
-        codes, state_codes = _key_codes(store.keys, keys)
+        # the batch's keys and the state's numbered alike (None: -1)
+        codes, state_codes = _key_codes(store.keys, keys, numbered)
         nullkey = codes < 0 if keys.dtype == object else np.zeros(n, dtype=bool)
         original = batch
         kept_rows: np.ndarray | None = None
@@ -307,7 +311,7 @@ class TimeWindowAggregateVec(Operator):
         # groups: the state's windows first, then new ones in order of appearance
         all_codes = np.concatenate([state_codes, codes[vrec]])
         all_starts = np.concatenate([store.starts, vstart])
-        gid_all = _group_ids(all_codes, all_starts)
+        gid_all = _group_ids(all_codes, all_starts, advance)
         state_gid = gid_all[:state_n]
         row_gid = gid_all[state_n:]
         # state windows are distinct, so their group ids are 0..state_n-1 in order
@@ -522,21 +526,26 @@ def _field(values: Any, name: str, present: np.ndarray | None) -> np.ndarray:
     return column([v[name] if v is not None else None for v in vals])
 
 
-def _key_codes(state_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _key_codes(state_keys: np.ndarray, keys: np.ndarray,
+               numbered: tuple[np.ndarray, list[Any]] | None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Numbers for the batch's keys and the state's keys (equal keys, equal numbers; ``None``:
-    -1): the keys themselves when both are ``int64``, else one factorization of both (the
-    caller made sure ``==`` is identity for these keys: ``str``, ``int``, ``None`` and the
-    state's :class:`~workbench.keys.KeyId`)."""
+    -1): ``int64`` keys are their own numbers; object keys (``str``, ``int``, ``None``, checked
+    by the caller, which numbered them: ``numbered``) and the state's keys (identities, also
+    :class:`~workbench.keys.KeyId`) share one numbering."""
     if keys.dtype == np.int64 and (state_keys.dtype == np.int64 or not len(state_keys)):
         return keys, state_keys.astype(np.int64, copy=False)
-    import pandas as pd
-
-    state_n = len(state_keys)
-    both = _cat_keys(state_keys, keys) if state_n else keys
-    if both.dtype != object:
-        both = both.astype(object)
-    codes = pd.factorize(both)[0].astype(np.int64, copy=False)
-    return codes[state_n:], codes[:state_n]
+    if numbered is None:
+        numbered = object_key_codes(keys.astype(object))
+        assert numbered is not None  # int64 keys
+    codes, values = numbered
+    if not len(state_keys):
+        return codes, np.empty(0, dtype=np.int64)
+    numbers = dict(zip(values, range(len(values))))
+    state_codes = np.fromiter((numbers.setdefault(k, len(numbers))
+                               for k in state_keys.tolist()), dtype=np.int64,
+                              count=len(state_keys))
+    return codes, state_codes
 
 
 def _cat_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -547,19 +556,24 @@ def _cat_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([a.astype(object), b.astype(object)])
 
 
-def _group_ids(keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Group ids of (key, start) pairs, numbered in order of first appearance."""
+def _group_ids(keys: np.ndarray, starts: np.ndarray, unit: int = 1) -> np.ndarray:
+    """Group ids of (key, start) pairs, numbered in order of first appearance (``unit``: what
+    every start is a multiple of, the windows' advance)."""
     import pandas as pd
 
     if not len(starts):
         return np.empty(0, dtype=np.int64)
     lo = int(starts.min())
     span = (starts - lo)
+    if unit > 1 and not (span % unit).any():
+        span = span // unit
     width = int(span.max()) + 1
     if keys.dtype == np.int64 and len(keys):
         kmin, kmax = int(keys.min()), int(keys.max())
         if (kmax - kmin + 1) * width < 2**62:
             combined = (keys - kmin) * width + span
+            if (kmax - kmin + 1) * width <= 4 * len(combined) + 1024:
+                return _dense_ids(combined, (kmax - kmin + 1) * width)
             gid, _v = pd.factorize(combined)
             out: np.ndarray = gid.astype(np.int64)
             return out
@@ -568,6 +582,18 @@ def _group_ids(keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
     gid, _v = pd.factorize(combined)
     result: np.ndarray = gid.astype(np.int64)
     return result
+
+
+def _dense_ids(values: np.ndarray, size: int) -> np.ndarray:
+    """``pd.factorize(values)[0]`` for values in ``0 .. size-1`` (a small range), by arrays."""
+    n = len(values)
+    first = np.full(size, n, dtype=np.int64)
+    first[values[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # the earliest wins
+    seen = np.flatnonzero(first < n)
+    number = np.empty(size, dtype=np.int64)
+    number[seen[np.argsort(first[seen], kind="stable")]] = np.arange(len(seen), dtype=np.int64)
+    out: np.ndarray = number[values]
+    return out
 
 
 def _first_of(values: np.ndarray, gid: np.ndarray, state_n: int, groups: int) -> np.ndarray:
