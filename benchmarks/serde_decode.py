@@ -5,6 +5,8 @@ same messages in a loop (issue 13: workbench's columnar decode should reach >= 0
 
     python benchmarks/serde_decode.py --registry URL --kafka kafka://HOST:PORT
 
+    python benchmarks/serde_decode.py --cases protobuf,nested   # only those cases
+
 Without ``--registry`` the messages are bare Avro / Protobuf payloads; with it (e.g.
 ``workbench dev up`` prints one) they are in Confluent's wire format, the baseline then skips
 the 5-byte header (and the message index byte) itself. With ``--kafka`` the messages are also
@@ -12,7 +14,11 @@ produced to the broker, fetched back once as librdkafka messages, and the Kafka 
 decoding of them into a column batch (``Codec.decode_batch``, what ``KafkaDriver.read_batch``
 hands the engine: String keys, timestamps, offsets and values) is timed against the same
 baselines, beside the record-by-record path (``Codec.decode`` + ``Batch.from_rows``, used for
-a batch holding headers or a bad record). Numbers, not pass/fail: each case runs --repeat times
+a batch holding headers or a bad record). Protobuf is timed on two messages: ``Click`` (five
+scalar fields) and ``Order`` (``nested``: nine fields, an enum, a nested message, a
+``google.protobuf.Timestamp``, a map, repeated strings, enums and messages, a uint64 and a
+double), with a second baseline for ``Order``: protobuf's own conversion of each message into
+Python values (``json_format.MessageToDict``). Numbers, not pass/fail: each case runs --repeat times
 the best CPU time is reported, baseline and workbench run alternately (the machine
 is shared and noisy: wall-clock times there move by a factor of two).
 """
@@ -20,6 +26,7 @@ is shared and noisy: wall-clock times there move by a factor of two).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import time
 from collections.abc import Callable
@@ -36,6 +43,52 @@ SCHEMA = {"type": "record", "name": "Click", "namespace": "bench", "fields": [
     {"name": "qty", "type": "int"}]}
 Click = message_class("Click", {"user": "string", "ts": "int64", "amount": "double",
                                 "page": "string", "qty": "int32"}, package="bench")
+
+
+def order_class() -> Any:
+    """``bench.Order``: every kind of field that is not a plain scalar, without ``protoc``."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    fdp = descriptor_pb2.FileDescriptorProto(name="bench/order.proto", package="bench",
+                                             syntax="proto3",
+                                             dependency=["google/protobuf/timestamp.proto"])
+    status = fdp.enum_type.add(name="Status")
+    for number, name in enumerate(["NEW", "PAID", "REFUNDED"]):
+        status.value.add(name=name, number=number)
+    item = fdp.message_type.add(name="Item")
+    item.field.add(name="sku", number=1, type=9, label=1)
+    item.field.add(name="qty", number=2, type=5, label=1)
+    order = fdp.message_type.add(name="Order")
+    entry = order.nested_type.add(name="CountsEntry", options={"map_entry": True})
+    entry.field.add(name="key", number=1, type=9, label=1)
+    entry.field.add(name="value", number=2, type=3, label=1)
+    F = descriptor_pb2.FieldDescriptorProto
+    for number, (name, kind, label, type_name) in enumerate([
+            ("status", F.TYPE_ENUM, 1, ".bench.Status"),
+            ("item", F.TYPE_MESSAGE, 1, ".bench.Item"),
+            ("at", F.TYPE_MESSAGE, 1, ".google.protobuf.Timestamp"),
+            ("counts", F.TYPE_MESSAGE, 3, ".bench.Order.CountsEntry"),
+            ("tags", F.TYPE_STRING, 3, ""), ("history", F.TYPE_ENUM, 3, ".bench.Status"),
+            ("items", F.TYPE_MESSAGE, 3, ".bench.Item"), ("big", F.TYPE_UINT64, 1, ""),
+            ("x", F.TYPE_DOUBLE, 1, "")], start=1):
+        field = order.field.add(name=name, number=number, type=kind, label=label)
+        if type_name:
+            field.type_name = type_name
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("bench.Order"))
+
+
+Order = order_class()
+
+
+def orders(n: int) -> list[dict[str, Any]]:
+    return [{"status": i % 3, "item": {"sku": f"s{i % 100}", "qty": i % 4},
+             "at": dt.datetime.fromtimestamp(1_700_000_000 + i, dt.UTC),
+             "counts": {"a": i, "b": i % 7}, "tags": ["t1", f"t{i % 5}"],
+             "history": [0, i % 3], "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": i % 3}],
+             "big": 2**63 + i, "x": i * 0.5} for i in range(n)]
 
 
 def values(n: int) -> list[dict[str, Any]]:
@@ -128,7 +181,10 @@ def main() -> None:
     ap.add_argument("--registry", default=None)
     ap.add_argument("--kafka", default=None, help="kafka://host:port: also time the Kafka "
                     "driver's decoding of the same messages fetched from the broker")
+    ap.add_argument("--cases", default="avro,protobuf,nested",
+                    help="comma-separated: avro, protobuf (Click), nested (Order)")
     args = ap.parse_args()
+    wanted = set(args.cases.split(","))
     n = args.messages
     rows = values(n)
     registry = args.registry
@@ -136,8 +192,10 @@ def main() -> None:
 
     avro = wb.serde.avro(SCHEMA, registry=registry).for_topic(topic, is_key=False)
     proto = wb.serde.protobuf(Click, registry=registry).for_topic(topic + "p", is_key=False)
-    avro_msgs = [avro.serialize(r) for r in rows]
-    proto_msgs = [proto.serialize(r) for r in rows]
+    nested = wb.serde.protobuf(Order, registry=registry).for_topic(topic + "n", is_key=False)
+    avro_msgs = [avro.serialize(r) for r in rows] if "avro" in wanted else []
+    proto_msgs = [proto.serialize(r) for r in rows] if "protobuf" in wanted else []
+    nested_msgs = [nested.serialize(r) for r in orders(n)] if "nested" in wanted else []
     skip = 5 if registry else 0
     parsed = fastavro.parse_schema(SCHEMA)
     read = fastavro.schemaless_reader
@@ -150,27 +208,49 @@ def main() -> None:
             out.append(read(buf, parsed, None))
         return out
 
-    parse = Click.FromString
     pskip = 6 if registry else 0
 
-    def protobuf_loop() -> list[Any]:
-        return [parse(m[pskip:]) for m in proto_msgs]
+    def protobuf_loop(msgs: list[Any], parse: Any) -> Callable[[], list[Any]]:
+        return lambda: [parse(m[pskip:]) for m in msgs]
 
-    assert avro.deserialize_columns(avro_msgs[:3])[0]["user"] == ["u0", "u1", "u2"]
-    assert list(proto.deserialize_columns(proto_msgs[:3])[0]["qty"]) == [0, 1, 2]
+    def to_dict_loop() -> list[Any]:
+        from google.protobuf.json_format import MessageToDict
+
+        parse = Order.FromString
+        return [MessageToDict(parse(m[pskip:]), preserving_proto_field_name=True)
+                for m in nested_msgs]
+
+    cases: list[tuple[str, Any, Any]] = []
+    if avro_msgs:
+        assert avro.deserialize_columns(avro_msgs[:3])[0]["user"] == ["u0", "u1", "u2"]
+        cases += [("avro", fastavro_loop, lambda: avro.deserialize_columns(avro_msgs)),
+                  ("avro rows", fastavro_loop, lambda: avro.deserialize_many(avro_msgs))]
+    if proto_msgs:
+        assert list(proto.deserialize_columns(proto_msgs[:3])[0]["qty"]) == [0, 1, 2]
+        base = protobuf_loop(proto_msgs, Click.FromString)
+        cases += [("protobuf", base, lambda: proto.deserialize_columns(proto_msgs)),
+                  ("protobuf rows", base, lambda: proto.deserialize_many(proto_msgs))]
+    if nested_msgs:
+        first = nested.deserialize_columns(nested_msgs[:2])[0]
+        assert first["items"][1] == [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 1}], first
+        base = protobuf_loop(nested_msgs, Order.FromString)
+        cases += [("nested", base, lambda: nested.deserialize_columns(nested_msgs)),
+                  ("nested rows", base, lambda: nested.deserialize_many(nested_msgs)),
+                  ("nested vs dict", to_dict_loop,
+                   lambda: nested.deserialize_columns(nested_msgs))]
     print(f"{n} messages, {'wire format (registry)' if registry else 'bare payloads'}; "
           f"best of {args.repeat}")
-    for name, base, ours in (
-            ("avro", fastavro_loop, lambda: avro.deserialize_columns(avro_msgs)),
-            ("avro rows", fastavro_loop, lambda: avro.deserialize_many(avro_msgs)),
-            ("protobuf", protobuf_loop, lambda: proto.deserialize_columns(proto_msgs)),
-            ("protobuf rows", protobuf_loop, lambda: proto.deserialize_many(proto_msgs))):
+    for name, base, ours in cases:
         t_base, t_ours = best_pair(base, ours, args.repeat)
         print(f"{name:14s} baseline {n / t_base:>11,.0f} msg/s   workbench "
               f"{n / t_ours:>11,.0f} msg/s   ratio {t_base / t_ours:.2f}x")
     if args.kafka:
-        kafka_cases(args.kafka, [("avro", avro, avro_msgs, fastavro_loop),
-                                 ("protobuf", proto, proto_msgs, protobuf_loop)], args.repeat)
+        kafka_cases(args.kafka, [
+            (name, serde, msgs, protobuf_loop(msgs, cls.FromString) if cls else fastavro_loop)
+            for name, serde, msgs, cls in (("avro", avro, avro_msgs, None),
+                                           ("protobuf", proto, proto_msgs, Click),
+                                           ("nested", nested, nested_msgs, Order))
+            if msgs], args.repeat)
 
 
 if __name__ == "__main__":

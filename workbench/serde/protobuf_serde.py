@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 from collections.abc import Mapping, Sequence
+from functools import lru_cache, partial
 from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from ..errors import DefinitionError, DriverUnavailableError, SerializationError
+from .protobuf_columns import field_values, is_map, is_repeated, message_values
 from .registry import SchemaRegistry
 from .schemas import SchemaSerde
 from .wire import decode_indexes, encode_indexes, header, unframe
@@ -77,10 +79,6 @@ def message_class(name: str, fields: Mapping[str, str], *, package: str = "workb
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
 
 
-def _utc(seconds: int, nanos: int) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(seconds, _dt.UTC) + _dt.timedelta(microseconds=nanos // 1000)
-
-
 _first = itemgetter(0)
 
 #: column types of scalar fields by ``FieldDescriptor.cpp_type`` (int32, int64, uint32, double,
@@ -91,76 +89,30 @@ _NUMPY_TYPES = {1: "int64", 2: "int64", 3: "int64", 5: "float64", 6: "float64", 
 
 def message_to_dict(msg: Any) -> dict[str, Any]:
     """Every field of ``msg`` as a dict (nested messages as dicts or ``None`` when unset,
-    enums by name, ``Timestamp`` as a UTC ``datetime``)."""
-    return {field.name: _field_value(field, msg) for field in msg.DESCRIPTOR.fields}
+    enums by name, ``Timestamp`` as a UTC ``datetime``; see
+    :mod:`~workbench.serde.protobuf_columns`)."""
+    return message_values(msg.DESCRIPTOR, [msg])[0]
 
 
-def _field_value(field: Any, msg: Any) -> Any:
-    """The value of ``field`` in ``msg`` as :func:`message_to_dict` shows it."""
-    value = getattr(msg, field.name)
-    if field.message_type is not None:
-        if _is_map(field):
-            return {k: _convert(field.message_type.fields_by_name["value"], v)
-                    for k, v in value.items()}
-        if _is_repeated(field):
-            return [_message_value(v) for v in value]
-        if field.has_presence and not msg.HasField(field.name):
-            return None
-        return _message_value(value)
-    if _is_repeated(field):
-        return [_convert(field, v) for v in value]
-    return _convert(field, value)
+@lru_cache(maxsize=256)
+def _column_plan(descriptor: Any) -> tuple[tuple[str, Any], ...]:
+    """The column converter of each field of a message type: a typed NumPy array for scalars
+    (not enums, not uint64, which may not fit an int64), else a list as
+    :func:`message_to_dict` gives the values."""
+    plan: list[tuple[str, Any]] = []
+    for field in descriptor.fields:
+        dtype = _NUMPY_TYPES.get(field.cpp_type)
+        if field.enum_type is None and not is_repeated(field) and dtype is not None:
+            plan.append((field.name, partial(_array, attrgetter(field.name), dtype)))
+        else:
+            plan.append((field.name, field_values(field)))
+    return tuple(plan)
 
 
-class _EnumNames(dict[int, Any]):
-    """Enum numbers to names; a number the enum does not name stays the number."""
-
-    def __missing__(self, number: int) -> int:
-        return number
-
-
-def _field_column(field: Any, msgs: list[Any]) -> Any:
-    """The values of ``field`` in every message of ``msgs`` (none ``None``), as
-    :func:`_field_value` gives them: a typed NumPy array for scalars, else a list."""
+def _array(get: Any, dtype: str, msgs: list[Any]) -> Any:
     import numpy as np
 
-    get = attrgetter(field.name)
-    if field.message_type is None and not _is_repeated(field):
-        if field.enum_type is not None:
-            names = _EnumNames({v.number: v.name for v in field.enum_type.values})
-            return list(map(names.__getitem__, map(get, msgs)))
-        dtype = _NUMPY_TYPES.get(field.cpp_type)
-        if dtype is None:  # uint64: may not fit an int64
-            return list(map(get, msgs))
-        return np.fromiter(map(get, msgs), dtype, len(msgs))
-    if field.message_type is None and field.enum_type is None:  # repeated scalars
-        return list(map(list, map(get, msgs)))
-    return [_field_value(field, m) for m in msgs]
-
-
-def _is_repeated(field: Any) -> bool:
-    rep = getattr(field, "is_repeated", None)
-    return bool(rep) if rep is not None else field.label == 3
-
-
-def _is_map(field: Any) -> bool:
-    mt = field.message_type
-    return mt is not None and mt.GetOptions().map_entry
-
-
-def _message_value(value: Any) -> Any:
-    if value.DESCRIPTOR.full_name == "google.protobuf.Timestamp":
-        return _utc(value.seconds, value.nanos)
-    return message_to_dict(value)
-
-
-def _convert(field: Any, value: Any) -> Any:
-    if field.message_type is not None:
-        return _message_value(value)
-    if field.enum_type is not None:
-        named = field.enum_type.values_by_number.get(value)
-        return named.name if named is not None else value
-    return value
+    return np.fromiter(map(get, msgs), dtype, len(msgs))
 
 
 def _fill(msg: Any, data: Mapping[str, Any]) -> None:
@@ -172,7 +124,7 @@ def _fill(msg: Any, data: Mapping[str, Any]) -> None:
                                      f"{name!r}; fields: {', '.join(fields)}")
         if value is None:
             continue
-        if field.message_type is not None and not _is_repeated(field):
+        if field.message_type is not None and not is_repeated(field):
             target = getattr(msg, name)
             if field.message_type.full_name == "google.protobuf.Timestamp" and isinstance(
                     value, _dt.datetime):
@@ -181,14 +133,14 @@ def _fill(msg: Any, data: Mapping[str, Any]) -> None:
                 _fill(target, value)
             else:
                 target.CopyFrom(value)
-        elif _is_map(field):
+        elif is_map(field):
             target = getattr(msg, name)
             for k, v in value.items():
                 if field.message_type.fields_by_name["value"].message_type is not None:
                     _fill(target[k], v)
                 else:
                     target[k] = v
-        elif _is_repeated(field):
+        elif is_repeated(field):
             target = getattr(msg, name)
             for v in value:
                 if field.message_type is not None:
@@ -304,9 +256,13 @@ class ProtobufSerde(SchemaSerde):
 
     def deserialize_many(self, items: Sequence[bytes | None]) -> list[Any]:
         out = self._parse_many(items)
-        if self.as_dict:
-            return [None if m is None else message_to_dict(m) for m in out]
-        return out
+        if not self.as_dict:
+            return out
+        descriptor = self.message.DESCRIPTOR
+        if None not in out:
+            return message_values(descriptor, out)
+        dicts = iter(message_values(descriptor, [m for m in out if m is not None]))
+        return [None if m is None else next(dicts) for m in out]
 
     def _parse_many(self, items: Sequence[bytes | None]) -> list[Any]:
         """The messages (``None`` for ``None``)."""
@@ -377,17 +333,17 @@ class ProtobufSerde(SchemaSerde):
         :func:`message_to_dict` shows them. With a ``None`` value, lists with ``None``."""
         if not self.as_dict:
             return super().deserialize_columns(items)
-        fields = self.message.DESCRIPTOR.fields
+        plan = _column_plan(self.message.DESCRIPTOR)
         msgs = self._parse_many(items)
         present = [m is not None for m in msgs]
         if all(present):
-            return {f.name: _field_column(f, msgs) for f in fields}, present
+            return {name: column(msgs) for name, column in plan}, present
         live = [m for m in msgs if m is not None]
         cols: dict[str, Any] = {}
-        for f in fields:
-            col = _field_column(f, live) if live else []
+        for name, column in plan:
+            col = column(live) if live else []
             got = iter(col if isinstance(col, list) else col.tolist())  # Python values
-            cols[f.name] = [None if m is None else next(got) for m in msgs]
+            cols[name] = [None if m is None else next(got) for m in msgs]
         return cols, present
 
     def check(self, obj: Any, *, topic: str = "", is_key: bool = False) -> Any:

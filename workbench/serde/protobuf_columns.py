@@ -1,0 +1,182 @@
+"""Protobuf messages into Python values a field at a time, by converters compiled once per
+message type from its descriptor (no generic walk over the descriptor per message).
+
+What the values are (the same for a dict per message and for columns):
+
+* every field of the message, in descriptor order; scalars as protobuf gives them (a
+  proto3 ``optional`` or oneof scalar that is not set reads as its default, as the attribute
+  does); enums by name, a number the enum does not name stays the number;
+* a singular message field: ``None`` when not set, a ``google.protobuf.Timestamp`` as a UTC
+  ``datetime``, any other message as a dict of its fields (recursively);
+* repeated fields as lists, maps as dicts (message and enum values converted as above).
+
+A column is computed for all messages at once: attribute getters mapped over the messages,
+nested messages gathered (the set ones, or every element of every repeated field) and
+converted as one column of their own, then put back in place. Per message only the dicts
+themselves are built, by a constructor made for the message type's field names.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from functools import lru_cache
+from itertools import chain, islice, repeat
+from operator import attrgetter, floordiv, itemgetter, methodcaller
+from typing import Any
+
+from ..errors import SerializationError
+
+__all__ = ["dict_maker", "field_values", "message_values", "timestamps"]
+
+Column = Callable[[list[Any]], list[Any]]
+
+TIMESTAMP = "google.protobuf.Timestamp"
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_TD = _dt.timedelta
+#: the seconds ``datetime.fromtimestamp`` takes (0001-01-01 to 9999-12-31 23:59:59 UTC)
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+_seconds, _nanos = attrgetter("seconds"), attrgetter("nanos")
+_all = itemgetter(slice(None))
+
+
+class EnumNames(dict[int, Any]):
+    """Enum numbers to names; a number the enum does not name stays the number."""
+
+    def __missing__(self, number: int) -> int:
+        return number
+
+
+def enum_names(enum: Any) -> EnumNames:
+    """The names of ``enum``'s numbers (with aliases, the name ``values_by_number`` gives)."""
+    by_number = enum.values_by_number  # (its items() may give another alias than get())
+    return EnumNames({v.number: by_number.get(v.number).name for v in enum.values})
+
+
+def is_repeated(field: Any) -> bool:
+    rep = getattr(field, "is_repeated", None)
+    return bool(rep) if rep is not None else field.label == 3
+
+
+def is_map(field: Any) -> bool:
+    mt = field.message_type
+    return mt is not None and mt.GetOptions().map_entry
+
+
+def utc(seconds: int, nanos: int) -> _dt.datetime:
+    """A Timestamp's ``seconds`` and ``nanos`` as a UTC ``datetime`` (microseconds)."""
+    return _dt.datetime.fromtimestamp(seconds, _dt.UTC) + _dt.timedelta(
+        microseconds=nanos // 1000)
+
+
+def timestamps(msgs: list[Any]) -> list[_dt.datetime]:
+    """``Timestamp`` messages as UTC datetimes (:func:`utc` of each), without a Python loop.
+    One out of the range of ``datetime`` is a :class:`SerializationError`."""
+    secs = list(map(_seconds, msgs))
+    micros = map(floordiv, map(_nanos, msgs), repeat(1000))
+    try:
+        if secs and (min(secs) < _MIN_SECONDS or max(secs) > _MAX_SECONDS):
+            return list(map(utc, secs, micros))  # raises as utc() does
+        # the same instants as utc() (its seconds are in range): the epoch plus the seconds
+        # and microseconds, one timedelta each
+        return list(map(_EPOCH.__add__, map(_TD, repeat(0), secs, micros)))
+    except (ValueError, OverflowError, OSError) as exc:
+        bad = next((m for m in msgs if not _converts(m)), None)
+        what = f"seconds={bad.seconds} nanos={bad.nanos}" if bad is not None else "a value"
+        raise SerializationError(f"a google.protobuf.Timestamp with {what} is not a date "
+                                 f"between 0001-01-01 and 9999-12-31 ({exc})") from None
+
+
+def _converts(ts: Any) -> bool:
+    try:
+        utc(ts.seconds, ts.nanos)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
+
+
+def dict_maker(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    """A function of ``len(names)`` arguments returning ``{names[0]: arg0, ...}`` (a dict
+    display: faster than ``dict(zip(names, args))``)."""
+    params = ", ".join(f"_{i}" for i in range(len(names)))
+    items = ", ".join(f"{name!r}: _{i}" for i, name in enumerate(names))
+    code = f"lambda {params}: {{{items}}}"
+    maker: Callable[..., dict[str, Any]] = eval(code, {"__builtins__": {}})
+    return maker
+
+
+@lru_cache(maxsize=1024)
+def _message_plan(descriptor: Any) -> tuple[tuple[str, ...], tuple[Column, ...], Any]:
+    """The field names of a message type, one column converter per field, and the dict maker."""
+    names = tuple(f.name for f in descriptor.fields)
+    return names, tuple(field_values(f) for f in descriptor.fields), dict_maker(names)
+
+
+def message_values(descriptor: Any, msgs: list[Any]) -> list[dict[str, Any]]:
+    """Messages of type ``descriptor`` (none ``None``) as dicts of every field."""
+    if not msgs:  # (and a recursive message type ends where the data ends)
+        return []
+    names, columns, make = _message_plan(descriptor)
+    if not names:
+        return [{} for _ in msgs]
+    return list(map(make, *[column(msgs) for column in columns]))
+
+
+def _nested_values(descriptor: Any) -> Column:
+    """Messages of type ``descriptor`` as a message field shows them: Timestamps as UTC
+    datetimes, others as dicts."""
+    if descriptor.full_name == TIMESTAMP:
+        return timestamps
+    return lambda msgs: message_values(descriptor, msgs)
+
+
+def field_values(field: Any) -> Column:
+    """The converter of one field: its value in each message of a list (none ``None``)."""
+    get = attrgetter(field.name)
+    if field.message_type is None:
+        names = enum_names(field.enum_type) if field.enum_type is not None else None
+        if not is_repeated(field):
+            if names is None:
+                return lambda msgs: list(map(get, msgs))
+            return lambda msgs: list(map(names.__getitem__, map(get, msgs)))
+        if names is None:
+            return lambda msgs: list(map(_all, map(get, msgs)))
+        return lambda msgs: [list(map(names.__getitem__, v)) for v in map(get, msgs)]
+    if is_map(field):
+        return _map_values(field, get)
+    nested = _nested_values(field.message_type)
+    if is_repeated(field):
+        def repeated_messages(msgs: list[Any]) -> list[Any]:
+            containers = list(map(get, msgs))
+            flat = nested(list(chain.from_iterable(containers)))
+            it = iter(flat)
+            return list(map(list, map(islice, repeat(it), map(len, containers))))
+        return repeated_messages
+
+    has = methodcaller("HasField", field.name)
+
+    def singular_message(msgs: list[Any]) -> list[Any]:
+        present = list(map(has, msgs))
+        if all(present):
+            return nested(list(map(get, msgs)))
+        values = iter(nested([get(m) for m, p in zip(msgs, present) if p]))
+        return [next(values) if p else None for p in present]
+    return singular_message
+
+
+def _map_values(field: Any, get: Any) -> Column:
+    value = field.message_type.fields_by_name["value"]
+    if value.message_type is None:
+        if value.enum_type is None:
+            return lambda msgs: [{k: v[k] for k in v} for v in map(get, msgs)]
+        names = enum_names(value.enum_type)
+        return lambda msgs: [{k: names[v[k]] for k in v} for v in map(get, msgs)]
+    nested = _nested_values(value.message_type)
+
+    def message_map(msgs: list[Any]) -> list[Any]:
+        containers = list(map(get, msgs))
+        keys = [list(v) for v in containers]
+        flat = nested([v[k] for v, ks in zip(containers, keys) for k in ks])
+        it = iter(flat)
+        return [dict(zip(ks, islice(it, len(ks)))) for ks in keys]
+    return message_map
