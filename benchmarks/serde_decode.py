@@ -36,6 +36,7 @@ import fastavro
 
 import workbench as wb
 from workbench.serde.protobuf_serde import message_class
+from workbench.serde.wire import encode_indexes
 
 SCHEMA = {"type": "record", "name": "Click", "namespace": "bench", "fields": [
     {"name": "user", "type": "string"}, {"name": "ts", "type": "long"},
@@ -208,16 +209,18 @@ def main() -> None:
             out.append(read(buf, parsed, None))
         return out
 
-    pskip = 6 if registry else 0
-
-    def protobuf_loop(msgs: list[Any], parse: Any) -> Callable[[], list[Any]]:
-        return lambda: [parse(m[pskip:]) for m in msgs]
+    def protobuf_loop(msgs: list[Any], cls: Any) -> Callable[[], list[Any]]:
+        # the payload after the header and the message indexes (Order's are [1]: two bytes)
+        skip = 5 + len(encode_indexes([1] if cls is Order else [0])) if registry else 0
+        parse = cls.FromString
+        return lambda: [parse(m[skip:]) for m in msgs]
 
     def to_dict_loop() -> list[Any]:
         from google.protobuf.json_format import MessageToDict
 
         parse = Order.FromString
-        return [MessageToDict(parse(m[pskip:]), preserving_proto_field_name=True)
+        skip = 7 if registry else 0  # header, message indexes [1]
+        return [MessageToDict(parse(m[skip:]), preserving_proto_field_name=True)
                 for m in nested_msgs]
 
     cases: list[tuple[str, Any, Any]] = []
@@ -227,13 +230,13 @@ def main() -> None:
                   ("avro rows", fastavro_loop, lambda: avro.deserialize_many(avro_msgs))]
     if proto_msgs:
         assert list(proto.deserialize_columns(proto_msgs[:3])[0]["qty"]) == [0, 1, 2]
-        base = protobuf_loop(proto_msgs, Click.FromString)
+        base = protobuf_loop(proto_msgs, Click)
         cases += [("protobuf", base, lambda: proto.deserialize_columns(proto_msgs)),
                   ("protobuf rows", base, lambda: proto.deserialize_many(proto_msgs))]
     if nested_msgs:
         first = nested.deserialize_columns(nested_msgs[:2])[0]
         assert first["items"][1] == [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 1}], first
-        base = protobuf_loop(nested_msgs, Order.FromString)
+        base = protobuf_loop(nested_msgs, Order)
         cases += [("nested", base, lambda: nested.deserialize_columns(nested_msgs)),
                   ("nested rows", base, lambda: nested.deserialize_many(nested_msgs)),
                   ("nested vs dict", to_dict_loop,
@@ -246,7 +249,7 @@ def main() -> None:
               f"{n / t_ours:>11,.0f} msg/s   ratio {t_base / t_ours:.2f}x")
     if args.kafka:
         kafka_cases(args.kafka, [
-            (name, serde, msgs, protobuf_loop(msgs, cls.FromString) if cls else fastavro_loop)
+            (name, serde, msgs, protobuf_loop(msgs, cls) if cls else fastavro_loop)
             for name, serde, msgs, cls in (("avro", avro, avro_msgs, None),
                                            ("protobuf", proto, proto_msgs, Click),
                                            ("nested", nested, nested_msgs, Order))

@@ -19,15 +19,17 @@ themselves are built, by a constructor made for the message type's field names.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
-from itertools import chain, islice, repeat
+from itertools import accumulate, chain, islice, repeat
 from operator import attrgetter, floordiv, itemgetter, methodcaller
 from typing import Any
 
 from ..errors import SerializationError
 
-__all__ = ["dict_maker", "field_values", "message_values", "timestamps"]
+__all__ = ["dict_maker", "field_values", "gc_paused", "message_values", "split", "timestamps"]
 
 Column = Callable[[list[Any]], list[Any]]
 
@@ -95,6 +97,27 @@ def _converts(ts: Any) -> bool:
     return True
 
 
+def split(flat: list[Any], lengths: Iterable[int]) -> list[list[Any]]:
+    """``flat`` cut into consecutive lists of ``lengths``."""
+    bounds = list(accumulate(lengths, initial=0))
+    return list(map(flat.__getitem__, map(slice, bounds, islice(bounds, 1, None))))
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused (restored after): converting a batch makes
+    hundreds of thousands of dicts and lists without cycles, and the collections they would
+    trigger walk the whole heap (as the engine, which pauses it while records flow, found)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def dict_maker(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
     """A function of ``len(names)`` arguments returning ``{names[0]: arg0, ...}`` (a dict
     display: faster than ``dict(zip(names, args))``)."""
@@ -148,9 +171,7 @@ def field_values(field: Any) -> Column:
     if is_repeated(field):
         def repeated_messages(msgs: list[Any]) -> list[Any]:
             containers = list(map(get, msgs))
-            flat = nested(list(chain.from_iterable(containers)))
-            it = iter(flat)
-            return list(map(list, map(islice, repeat(it), map(len, containers))))
+            return split(nested(list(chain.from_iterable(containers))), map(len, containers))
         return repeated_messages
 
     has = methodcaller("HasField", field.name)

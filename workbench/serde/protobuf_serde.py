@@ -18,7 +18,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from ..errors import DefinitionError, DriverUnavailableError, SerializationError
-from .protobuf_columns import field_values, is_map, is_repeated, message_values
+from .protobuf_columns import field_values, gc_paused, is_map, is_repeated, message_values
 from .registry import SchemaRegistry
 from .schemas import SchemaSerde
 from .wire import decode_indexes, encode_indexes, header, unframe
@@ -255,6 +255,10 @@ class ProtobufSerde(SchemaSerde):
         return self.deserialize_many((data,))[0]
 
     def deserialize_many(self, items: Sequence[bytes | None]) -> list[Any]:
+        with gc_paused():
+            return self._dicts(items)
+
+    def _dicts(self, items: Sequence[bytes | None]) -> list[Any]:
         out = self._parse_many(items)
         if not self.as_dict:
             return out
@@ -333,6 +337,10 @@ class ProtobufSerde(SchemaSerde):
         :func:`message_to_dict` shows them. With a ``None`` value, lists with ``None``."""
         if not self.as_dict:
             return super().deserialize_columns(items)
+        with gc_paused():
+            return self._columns(items)
+
+    def _columns(self, items: Sequence[bytes | None]) -> tuple[dict[str, Any], list[bool]]:
         plan = _column_plan(self.message.DESCRIPTOR)
         msgs = self._parse_many(items)
         present = [m is not None for m in msgs]
