@@ -62,10 +62,13 @@ class _PartitionLog:
             self._add(Batch.from_rows(rows))
 
     def _add(self, batch: Any) -> None:
+
         n = len(batch)
         if n:
             if self.columns:
                 batch = _as_columns(batch)
+            # a read's seq is the offsets: the log holds no seq column (a zero-stride view)
+            batch = batch.replaced(seq=_no_seq(n))
             self.starts.append(self.length)
             self.segments.append(batch)
             self.length += n
@@ -107,9 +110,7 @@ class _PartitionLog:
             parts.append(seg if lo == 0 and hi == len(seg) else seg.take(slice(lo, hi)))
             pos = self.starts[i] + hi
             i += 1
-        out = Batch.concat(parts)
-        out.seq = np.arange(offset, end, dtype=np.int64)
-        return out
+        return Batch.concat(parts, seq=np.arange(offset, end, dtype=np.int64))
 
     def read(self, offset: int, count: int) -> list[ReadRec]:
         return self.read_batch(offset, count).rows()  # type: ignore[no-any-return]
@@ -127,12 +128,19 @@ class _PartitionLog:
         return None if found[0] is None else found
 
 
+def _no_seq(n: int) -> Any:
+    """``n`` zeros that take no memory (a read-only, zero-stride view)."""
+    import numpy as np
+
+    return np.broadcast_to(np.int64(0), (n,))
+
+
 def _as_columns(batch: Any) -> Any:
     """``batch`` with its dict values as columns where they convert, and its keys as an
     ``int64`` column when every key is an ``int`` (see ``_PartitionLog``)."""
     import numpy as np
 
-    from ..runtime.batch import Batch, ObjectValues, column
+    from ..runtime.batch import ObjectValues, column
 
     values = batch.values
     keys = batch.keys
@@ -149,7 +157,7 @@ def _as_columns(batch: Any) -> Any:
             changed = True
     if not changed:
         return batch
-    return Batch(keys, values, batch.ts, batch.seq, batch.headers, batch.time_field)
+    return batch.replaced(keys=keys, values=values)
 
 
 _NAMED_LOCK = threading.Lock()

@@ -396,12 +396,15 @@ class Batch:
                      None if headers is None else _headers_array(headers))
 
     @staticmethod
-    def concat(parts: Sequence[Batch]) -> Batch:
+    def concat(parts: Sequence[Batch], seq: np.ndarray | None = None) -> Batch:
+        """The parts one after the other (``seq``: the result's seq instead of the parts')."""
         parts = [p for p in parts if len(p)]
         if not parts:
             return Batch.empty()
         if len(parts) == 1:
-            return parts[0]
+            if seq is None:
+                return parts[0]
+            return parts[0].replaced(seq=seq)
         if all(p.headers is None for p in parts):
             headers = None
         else:
@@ -410,7 +413,8 @@ class Batch:
         fields = {p.time_field for p in parts}
         out = Batch(_keys_concat([p.keys for p in parts]),
                     concat_values([p.values for p in parts]),
-                    _concat([p.ts for p in parts]), np.concatenate([p.seq for p in parts]),
+                    _concat([p.ts for p in parts]),
+                    np.concatenate([p.seq for p in parts]) if seq is None else seq,
                     headers, fields.pop() if len(fields) == 1 else None)
         if any(p.origin is not None for p in parts):
             from .origins import OriginColumns
@@ -446,6 +450,15 @@ class Batch:
 
     def with_values(self, values: Values) -> Batch:
         return Batch(self.keys, values, self.ts, self.seq, self.headers)  # time_field: gone
+
+    def replaced(self, *, keys: Any = None, values: Values | None = None,
+                 seq: np.ndarray | None = None) -> Batch:
+        """The same records with the same keys, values or seq in another layout (``None``:
+        keep); the time field and the origins are kept."""
+        out = Batch(self.keys if keys is None else keys, self.values if values is None else values,
+                    self.ts, self.seq if seq is None else seq, self.headers, self.time_field)
+        out.origin = self.origin
+        return out
 
 
 def _seq_array(seq: Sequence[Any]) -> np.ndarray:
