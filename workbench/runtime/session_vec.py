@@ -532,33 +532,43 @@ class SessionCountVec(Operator):
             for i in recs:
                 ti = t_l[i]
                 vi = vis_l[i]
-                if sess and min(x[1] for x in sess) <= vi:
-                    gone.extend((slot, x[0], x[1]) for x in sess if x[1] <= vi)
-                    sess = [x for x in sess if x[1] > vi]
                 lo = ti - gap
                 hi = ti + gap
-                mrg = [x for x in sess if x[1] >= lo and x[0] <= hi]
+                keep: list[list[int]] = []
+                mrg: list[list[int]] = []
                 ms = me = ti
                 cnt = 1
-                for x in mrg:
-                    if x[0] < ms:
-                        ms = x[0]
-                    if x[1] > me:
-                        me = x[1]
-                    cnt += x[2]
+                for x in sess:
+                    e = x[1]
+                    if e <= vi:  # out of the retention: gone for good
+                        gone.append((slot, x[0], e))
+                    elif e >= lo and x[0] <= hi:
+                        mrg.append(x)
+                        if x[0] < ms:
+                            ms = x[0]
+                        if e > me:
+                            me = e
+                        cnt += x[2]
+                    else:
+                        keep.append(x)
                 if me < eff_l[i]:
                     late_rows.append(i)
+                    sess = keep + mrg
                     continue
                 if mrg:
-                    if len(mrg) == 1 and ms == ti and me == ti:
-                        old_rows.append(i)
-                        old_vals.append(mrg[0][2])
+                    if len(mrg) == 1:
+                        x = mrg[0]
+                        if ms == ti and me == ti:
+                            old_rows.append(i)
+                            old_vals.append(x[2])
+                        else:
+                            tomb_l.append((i, x[0], x[1], x[2]))
                     else:
                         tomb_l.extend((i, x[0], x[1], x[2]) for x in sorted(
                             mrg, key=lambda x: x[1]))
                     gone.extend((slot, x[0], x[1]) for x in mrg)
-                    sess = [x for x in sess if not any(x is y for y in mrg)]
-                sess.append([ms, me, cnt, 1])
+                keep.append([ms, me, cnt, 1])
+                sess = keep
                 put_rows.append(i)
                 put_ms.append(ms)
                 put_me.append(me)
