@@ -587,11 +587,12 @@ def _group_ids(keys: np.ndarray, starts: np.ndarray, unit: int = 1) -> np.ndarra
 def _dense_ids(values: np.ndarray, size: int) -> np.ndarray:
     """``pd.factorize(values)[0]`` for values in ``0 .. size-1`` (a small range), by arrays."""
     n = len(values)
+    rows = np.arange(n, dtype=np.int64)
     first = np.full(size, n, dtype=np.int64)
-    first[values[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # the earliest wins
-    seen = np.flatnonzero(first < n)
+    first[values[::-1]] = rows[::-1]  # the earliest row of each value wins
+    opens = first[values] == rows  # rows that are their value's first, in order
     number = np.empty(size, dtype=np.int64)
-    number[seen[np.argsort(first[seen], kind="stable")]] = np.arange(len(seen), dtype=np.int64)
+    number[values[opens]] = np.arange(int(opens.sum()), dtype=np.int64)
     out: np.ndarray = number[values]
     return out
 
