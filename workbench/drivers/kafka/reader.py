@@ -199,9 +199,11 @@ class Reader:
         key = (topic, partition)
         self._position(key, offset)
         buf = self._buf[key]
+        if len(buf) < max_records:
+            self._fill(0)  # take what the consumer holds already (after a re-read of the
+            # previous read's tail the buffer may hold only that tail)
         if not buf:
-            self._fill(0)
-            if not buf and not wait and settle:  # never pass a partition with data
+            if not wait and settle:  # never pass a partition with data
                 wait = self._ends.more_committed(key, offset, self._consumer)
             if not buf and wait:
                 timeout = self._conn.options.timeout
