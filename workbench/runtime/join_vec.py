@@ -108,8 +108,12 @@ class StreamTableJoinVec(Operator):
         else:
             data.update(zip(keys, news))
         store._dirty.update(zip(keys, news))
-        if self._slots is not None:
-            self._slots.put(keys, news)
+        slots = self._slots
+        if slots is not None:
+            if slots.n > 2 * len(data) + 1_024:  # mostly deleted keys: rebuilt from the store
+                self._slots = None
+            else:
+                slots.put(keys, news)
 
     # -- stream records -------------------------------------------------------------------------
     def _stream(self, batch: Batch) -> Batch | None:

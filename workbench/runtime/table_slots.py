@@ -5,7 +5,7 @@ The stream-table join keeps the table it joins with in a :class:`~.table_ops.Tab
 operator (:mod:`.join_vec`) mirrors that dict in a :class:`TableSlots`:
 
 * every key ever put gets a slot (``slot[key]``); a deleted key keeps its slot, marked absent,
-  so positions never move;
+  so positions never move (the join builds new slots from the store when most are deleted);
 * ``lookup(keys)`` finds the slots of a key column with one hash-table probe per key in C
   (a pandas ``Index`` over the slots' keys, built again when many keys were added since);
 * ``vals`` holds the values by slot (``None``: absent), so the table values of a batch are one
