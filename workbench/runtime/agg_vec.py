@@ -20,7 +20,7 @@ import numpy as np
 from ..keys import key_id
 from .batch import Batch, ChangeValues, ObjectValues, StructValues, obj_array
 from .fold import Accs, Part, empty, fold, from_python, to_python
-from .operators import Operator
+from .operators import RowBacked
 from .state import StateStore
 from .window_ops import NULL_KEY, NULL_VALUE, KeyAggregateOp
 from .window_store import AggKVStore, tuplify
@@ -112,10 +112,8 @@ class ColumnarAggStore(StateStore):
         return dict(self._entries())
 
 
-class KeyAggregateVec(Operator):
+class KeyAggregateVec(RowBacked):
     """A non-windowed aggregation of built-in functions on column batches."""
-
-    columnar = True
 
     def __init__(self, row: KeyAggregateOp, parts: list[Part]) -> None:
         self.row = row
@@ -126,10 +124,6 @@ class KeyAggregateVec(Operator):
         self.store = ColumnarAggStore(row.store.name, row.store.changelog, parts)
         self.stores = [self.store]
         self.side: list[Batch] = []
-
-    @property
-    def dropped(self) -> int:
-        return self.row.dropped
 
     def process(self, batch: Batch, port: int) -> Batch | None:
         if not len(batch):
@@ -227,9 +221,4 @@ class KeyAggregateVec(Operator):
         self.side.append(dropped)
         self.row.dropped += len(idx)
 
-    def init(self, ctx: Any) -> None:
-        self.row.init(ctx)
-
-    def close(self) -> None:
-        self.row.close()
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..joins import default_combine
 from .batch import Batch, ChangeValues, ObjectValues, StructValues, obj_array
 from .join_ops import StreamTableJoinOp
-from .operators import Operator, StepFailure
+from .operators import RowBacked, StepFailure
 from .table_slots import TableSlots
 
 __all__ = ["StreamTableJoinVec"]
@@ -39,11 +39,9 @@ __all__ = ["StreamTableJoinVec"]
 _new_of = itemgetter(0)
 
 
-class StreamTableJoinVec(Operator):
+class StreamTableJoinVec(RowBacked):
     """Column operator for a stream-table join; ``row`` is the row operator whose store it
     shares and which handles batches the columns cannot express."""
-
-    columnar = True
 
     def __init__(self, row: StreamTableJoinOp) -> None:
         self.row = row
@@ -52,10 +50,6 @@ class StreamTableJoinVec(Operator):
         self.side: list[Batch] = []
         #: the table in slots (built from the store on first use, after a restore)
         self._slots: TableSlots | None = None
-
-    @property
-    def dropped(self) -> int:
-        return self.row.dropped
 
     def process(self, batch: Batch, port: int) -> Batch | None:
         if not len(batch):
@@ -161,11 +155,6 @@ class StreamTableJoinVec(Operator):
                 raise StepFailure(self.row.name, self.row.defined_at, rec, exc) from exc
         return ObjectValues(obj_array(out, len(out)))
 
-    def init(self, ctx: Any) -> None:
-        self.row.init(ctx)
-
-    def close(self) -> None:
-        self.row.close()
 
 
 def _safe_keys(keys: Any) -> bool:

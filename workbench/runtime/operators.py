@@ -106,6 +106,38 @@ class Operator:
         """Called when the task closes."""
 
 
+class RowBacked(Operator):
+    """A columnar operator that keeps ``row``, the row operator it falls back on for batches
+    it cannot express: the row operator counts the dropped records and is initialised and
+    closed with it."""
+
+    columnar = True
+    row: Any
+
+    @property
+    def dropped(self) -> int:
+        return int(self.row.dropped)
+
+    def init(self, ctx: Any) -> None:
+        self.row.init(ctx)
+
+    def close(self) -> None:
+        self.row.close()
+
+
+class TimedRowBacked(RowBacked):
+    """A :class:`RowBacked` operator whose stream time is its row operator's (committed and
+    restored through :meth:`Operator.observed_time` / :meth:`Operator.restore_time`)."""
+
+    @property
+    def stream_time(self) -> int:
+        return int(self.row.stream_time)
+
+    @stream_time.setter
+    def stream_time(self, value: int) -> None:
+        self.row.stream_time = value
+
+
 class IdentityOp(Operator):
     """Passes batches through (``merge``: the task already ordered its inputs by ``seq``)."""
 

@@ -43,7 +43,7 @@ import numpy as np
 from ..keys import key_id
 from .batch import Batch, ChangeValues, ObjectValues, StructValues, WindowedKeys, obj_array
 from .fold import Part, parts_of
-from .operators import Operator
+from .operators import TimedRowBacked
 from .state import StateStore
 from .window_ops import LATE, NULL_KEY, SessionWindowAggregateOp
 from .window_store import META_KEY, NO_TIMESTAMP, SessionStore, tuplify
@@ -296,11 +296,9 @@ class ColumnarSessionStore(StateStore):
         return out
 
 
-class SessionCountVec(Operator):
+class SessionCountVec(TimedRowBacked):
     """Session-window counts with ``emit="update"`` on column batches (see the module
     docstring); ``row`` is the row operator it falls back on."""
-
-    columnar = True
 
     def __init__(self, row: SessionWindowAggregateOp, parts: list[Part]) -> None:
         self.row = row
@@ -314,31 +312,6 @@ class SessionCountVec(Operator):
                                           self.retention, _width(row.gap, row.grace))
         self.stores = [self.store]
         self.side: list[Batch] = []
-
-    # -- lifecycle, delegated state -----------------------------------------------------------
-    @property
-    def stream_time(self) -> int:
-        return self.row.stream_time
-
-    @stream_time.setter
-    def stream_time(self, value: int) -> None:
-        self.row.stream_time = value
-
-    @property
-    def dropped(self) -> int:
-        return self.row.dropped
-
-    def observed_time(self) -> int | None:
-        return self.row.stream_time
-
-    def restore_time(self, t: int) -> None:
-        self.row.stream_time = t
-
-    def init(self, ctx: Any) -> None:
-        self.row.init(ctx)
-
-    def close(self) -> None:
-        self.row.close()
 
     def end(self) -> Batch | None:
         return None  # emit="update": every result is already out

@@ -42,7 +42,7 @@ from .batch import (
 )
 from .fold import Accs, Part, empty, fold, from_python, published, to_python
 from .key_codes import object_key_codes
-from .operators import Operator
+from .operators import Operator, TimedRowBacked
 from .state import StateStore
 from .window_ops import LATE, NULL_KEY, TimeWindowAggregateOp, _fallback_order
 from .window_store import META_KEY, NO_TIMESTAMP, TimeWindowStore, tuplify
@@ -183,11 +183,9 @@ class ColumnarWindowStore(StateStore):
         return out
 
 
-class TimeWindowAggregateVec(Operator):
+class TimeWindowAggregateVec(TimedRowBacked):
     """A tumbling or hopping aggregation of built-in functions on column batches (see the
     module docstring); ``row`` is the row operator it falls back on."""
-
-    columnar = True
 
     def __init__(self, row: TimeWindowAggregateOp, parts: list[Part]) -> None:
         self.row = row
@@ -202,25 +200,6 @@ class TimeWindowAggregateVec(Operator):
         self.store = ColumnarWindowStore(row.store.name, row.store.changelog, parts)
         self.stores = [self.store]
         self.side: list[Batch] = []
-
-    # -- lifecycle, delegated state -----------------------------------------------------------
-    @property
-    def stream_time(self) -> int:
-        return self.row.stream_time
-
-    @stream_time.setter
-    def stream_time(self, value: int) -> None:
-        self.row.stream_time = value
-
-    @property
-    def dropped(self) -> int:
-        return self.row.dropped
-
-    def observed_time(self) -> int | None:
-        return self.row.stream_time
-
-    def restore_time(self, t: int) -> None:
-        self.row.stream_time = t
 
     # -- processing -----------------------------------------------------------------------------
     def process(self, batch: Batch, port: int) -> Batch | None:
@@ -453,11 +432,6 @@ class TimeWindowAggregateVec(Operator):
         store.set_last_emit(close)
         return out
 
-    def init(self, ctx: Any) -> None:
-        self.row.init(ctx)
-
-    def close(self) -> None:
-        self.row.close()
 
 
 # -- helpers ------------------------------------------------------------------------------------
