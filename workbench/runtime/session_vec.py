@@ -46,7 +46,7 @@ from .fold import Part, parts_of
 from .operators import TimedRowBacked
 from .state import StateStore
 from .window_ops import LATE, NULL_KEY, SessionWindowAggregateOp
-from .window_store import META_KEY, NO_TIMESTAMP, SessionStore, tuplify
+from .window_store import META_KEY, NO_TIMESTAMP, SessionStore, apply_session_changelog
 
 __all__ = ["ColumnarSessionStore", "SessionCountVec", "count_parts"]
 
@@ -201,19 +201,15 @@ class ColumnarSessionStore(StateStore):
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
         live = self.entries()
-        count = 0
-        for k, v in records:
-            count += 1
-            if k == META_KEY:
-                self.last_emit = NO_TIMESTAMP if v is None else int(v)
-                continue
-            key, start, end = key_id(tuplify(k[0])), int(k[1]), int(k[2])
-            if end > self.observed:
-                self.observed = end
-            if v is None:
-                live.pop((key, start, end), None)
-            else:
-                live[(key, start, end)] = v if self.names is None else v[self.names[0]]
+        name = None if self.names is None else self.names[0]
+
+        def put(key: Any, start: int, end: int, v: Any) -> None:
+            live[(key, start, end)] = v if name is None else v[name]
+
+        def remove(key: Any, start: int, end: int) -> None:
+            live.pop((key, start, end), None)
+
+        count = apply_session_changelog(self, records, put, remove)
         self.load(live)
         self.removed = []
         return count

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..keys import key_id
@@ -41,6 +41,7 @@ __all__ = [
     "SessionStore",
     "SlidingWindowStore",
     "TimeWindowStore",
+    "apply_session_changelog",
     "tuplify",
 ]
 
@@ -55,6 +56,29 @@ def tuplify(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(tuplify(v) for v in value)
     return value
+
+
+def apply_session_changelog(store: Any, records: Iterable[tuple[Any, Any]],
+                            put: Callable[[Any, int, int, Any], Any],
+                            remove: Callable[[Any, int, int], Any]) -> int:
+    """Replay a session store's changelog (``[key, start, end] -> value``, ``None`` to remove,
+    plus the ``META_KEY`` record) through ``put``/``remove``, setting ``store.last_emit`` and
+    ``store.observed`` (the largest session end) on the way; the number of records read. The
+    row store and the columnar one read the same layout."""
+    count = 0
+    for k, v in records:
+        count += 1
+        if k == META_KEY:
+            store.last_emit = NO_TIMESTAMP if v is None else int(v)
+            continue
+        key, start, end = key_id(tuplify(k[0])), int(k[1]), int(k[2])
+        if end > store.observed:
+            store.observed = end
+        if v is None:
+            remove(key, start, end)
+        else:
+            put(key, start, end, v)
+    return count
 
 
 class AggKVStore(KeyValueStore):
@@ -365,19 +389,7 @@ class SessionStore(_WindowStoreBase):
         return out
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
-        count = 0
-        for k, v in records:
-            count += 1
-            if k == META_KEY:
-                self.last_emit = NO_TIMESTAMP if v is None else int(v)
-                continue
-            key, start, end = key_id(tuplify(k[0])), int(k[1]), int(k[2])
-            if end > self.observed:
-                self.observed = end
-            if v is None:
-                self.remove(key, start, end)
-            else:
-                self.put(key, start, end, v)
+        count = apply_session_changelog(self, records, self.put, self.remove)
         self._dirty = {}
         self.ends = []
         n = 0
