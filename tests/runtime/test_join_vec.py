@@ -22,6 +22,8 @@ import workbench as wb
 from workbench.drivers.memory import MemoryDriver
 from workbench.run import prepare
 
+from .test_vectorized import _outputs
+
 EXAMPLES = int(os.environ.get("WB_VEC_EXAMPLES", "20"))
 
 keys = st.one_of(st.sampled_from(["a", "b", "c"]), st.sampled_from([1, 2]), st.none())
@@ -41,17 +43,6 @@ table_rows = st.lists(st.one_of(
     st.fixed_dictionaries({"k": keys, "t": st.integers(0, 80),
                            "name": st.sampled_from(["n1", "n2"]), "tier": st.integers(0, 2)}),
 ), max_size=20)
-
-
-def _outputs(driver: MemoryDriver, topics: list[str]) -> dict[str, list[Any]]:
-    out = {}
-    for t in topics:
-        if driver.partitions(t) is None:
-            out[t] = []
-            continue
-        # repr keeps 1 and 1.0 and True apart
-        out[t] = [(repr(k), repr(v), ts, repr(h)) for k, v, ts, _o, h in driver.read_all(t)]
-    return out
 
 
 def _run(build: Callable[[], wb.Pipeline], stream: Any, table: list[dict[str, Any]], *,
