@@ -21,6 +21,7 @@ from workbench.windows import Windowed
 
 from . import postgres_helpers
 from .postgres_helpers import HAVE_PSYCOPG, with_options
+from .test_postgres_values import exact
 
 if HAVE_PSYCOPG:
     from workbench.drivers.postgres import PostgresDriver
@@ -35,20 +36,6 @@ NAN, INF = float("nan"), float("inf")
 
 class Color(enum.Enum):
     RED = "red"
-
-
-def exact(x: Any) -> Any:
-    """``x`` with floats as their repr (NaN equals NaN; 1 and 1.0 differ), tuples and lists
-    apart, windowed keys spelled out."""
-    if isinstance(x, float):
-        return ("float", repr(x))
-    if isinstance(x, dict):
-        return {k: exact(v) for k, v in x.items()}
-    if isinstance(x, Windowed):
-        return ("windowed", exact(x.key), x.window_start, x.window_end)
-    if isinstance(x, list | tuple):
-        return (type(x).__name__, *map(exact, x))
-    return x
 
 
 #: values that take every path: plain, None fields, non-finite floats (orjson writes them as
