@@ -355,6 +355,32 @@ def _column_series(col: Any, pd: Any) -> Any:
 _EXACT = {int: "int64", float: "float64", bool: "bool"}
 
 
+def _masked_series(col: Any, present: Any, pd: Any) -> Any:
+    """What :func:`_series` makes of ``col.tolist()`` with ``None`` where ``present`` is False
+    (tombstones among dict values), without the list for typed columns: ``Int64``/``boolean``
+    with a mask, floats with NaN."""
+    import numpy as np
+
+    if present.all():
+        return _column_series(col, pd)
+    kind = col.dtype.kind
+    if kind in "ifb" and present.any():
+        missing = ~present
+        if kind == "i":
+            return pd.Series(pd.arrays.IntegerArray(col.astype(np.int64, copy=False),
+                                                    missing.copy()), copy=False)
+        if kind == "b":
+            return pd.Series(pd.arrays.BooleanArray(col.astype(bool, copy=False),
+                                                    missing.copy()), copy=False)
+        out = col.astype(np.float64, copy=True)
+        out[missing] = np.nan
+        return pd.Series(out, copy=False)
+    items = col.tolist()
+    for i in np.flatnonzero(~present).tolist():
+        items[i] = None
+    return _series(items, pd)
+
+
 def _times_array(stamps: Any, pd: Any) -> Any:
     """Epoch-ms ``int64`` column → ``datetime64[ms, UTC]`` (no per-row work)."""
     return pd.Series(stamps.astype("datetime64[ms]")).dt.tz_localize("UTC")
@@ -403,10 +429,7 @@ def batch_frame(batch: Any, schema: FrameSchema | None = None) -> pd.DataFrame:
         elif present is None:
             data[col_name] = _column_series(found, pd)
         else:
-            items = found.tolist()
-            for i in np.flatnonzero(~present).tolist():
-                items[i] = None
-            data[col_name] = _series(items, pd)
+            data[col_name] = _masked_series(found, present, pd)
     frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
     frame.attrs["null_values"] = [] if present is None else np.flatnonzero(~present).tolist()
     frame.attrs["changelog"] = schema.changelog

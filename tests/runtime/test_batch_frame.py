@@ -71,3 +71,24 @@ def test_windowed_struct() -> None:
     rows = batch.rows()
     _same(batch_frame(batch, schema),
           build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], schema))
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(["int", "float", "bool"]),
+       data=st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=1, max_size=12))
+def test_typed_columns_with_missing_rows(kind: str, data: list[tuple[int, bool]]) -> None:
+    """Typed columns beside tombstones (session merges, table deletions) become nullable
+    ``Int64``/``boolean`` or NaN floats from the columns, as the record path makes them; the
+    value a column holds at a missing row does not matter."""
+    n = len(data)
+    make = {"int": int, "float": lambda v: v / 2, "bool": lambda v: v > 0}[kind]
+    present = np.array([p for _v, p in data], dtype=bool)
+    col = column([make(v) for v, _p in data])
+    assert col.dtype != object
+    batch = Batch(np.arange(n), StructValues({"n": col}, present),
+                  np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
+    rows = batch.rows()
+    schema = FrameSchema(key_name="k", columns=("n",), changelog=True)
+    expected = build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                           schema)
+    _same(batch_frame(batch, schema), expected)
