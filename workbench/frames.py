@@ -329,6 +329,11 @@ def _column_series(col: Any, pd: Any) -> Any:
         return pd.Series(col, copy=False)
     import numpy as np
 
+    from .runtime.strings import ArrowStrings
+
+    if isinstance(col, ArrowStrings):
+        return col.series(pd)
+
     if len(col) and col[0].__class__ is str:
         series = pd.Series(col, copy=False)
         if isinstance(series.dtype, pd.StringDtype):

@@ -72,6 +72,9 @@ class Driver(abc.ABC):
     #: whether :meth:`commit` takes column batches (``runtime.batch.Batch``) as well as row
     #: lists in ``Transaction.outputs``; otherwise the engine hands it rows
     accepts_batches: bool = False
+    #: whether :meth:`commit` also takes :class:`~workbench.runtime.batch.BatchParts` (one
+    #: partition's batches as made, concatenated by the driver if at all)
+    accepts_batch_parts: bool = False
 
     # -- log ----------------------------------------------------------------------------------
     @abc.abstractmethod

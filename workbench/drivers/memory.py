@@ -171,6 +171,9 @@ class MemoryDriver(Driver):
     scheme = "memory"
     #: transactions may carry column batches (``runtime.batch.Batch``) instead of row lists
     accepts_batches = True
+    #: a commit's batches become segments of the log as they are (``BatchParts``): no copy
+    #: until something reads the log
+    accepts_batch_parts = True
     #: the origins of repartitioned records (``Batch.origin``) stay as columns beside the log
     #: (:meth:`origin_of`), with no header per record
     keeps_origins = True
@@ -314,6 +317,8 @@ class MemoryDriver(Driver):
         return dict(self._metadata.get(app_id, {}))
 
     def commit(self, txn: Transaction) -> None:
+        from ..runtime.batch import BatchParts
+
         with self._lock:
             for (topic, partition) in txn.outputs:
                 self._partition(topic, partition)  # validate before changing anything
@@ -321,6 +326,9 @@ class MemoryDriver(Driver):
                 log = self._logs[topic][partition]
                 if isinstance(records, list):
                     log.extend(records)
+                elif isinstance(records, BatchParts):
+                    for part in records.parts:
+                        log.extend_batch(part)
                 else:
                     log.extend_batch(records)
             for (topic, partition), offset in txn.positions.items():

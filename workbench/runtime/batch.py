@@ -29,9 +29,11 @@ import numpy as np
 
 from ..types import Change
 from ..windows import Windowed
+from .strings import ArrowStrings
 
 __all__ = [
     "Batch",
+    "BatchParts",
     "ChangeValues",
     "ObjectValues",
     "StructValues",
@@ -51,6 +53,8 @@ def obj_array(items: Iterable[Any], count: int = -1) -> np.ndarray:
     """A 1-D ``object`` array of ``items`` (tuples and lists stay single elements)."""
     if isinstance(items, np.ndarray) and items.dtype == object and items.ndim == 1:
         return items
+    if isinstance(items, ArrowStrings):
+        return items.objects()
     return np.fromiter(items, dtype=object, count=count)
 
 
@@ -76,9 +80,14 @@ def column(items: Sequence[Any]) -> np.ndarray:
     return obj_array(items, n)
 
 
-def _concat(arrays: Sequence[np.ndarray]) -> np.ndarray:
+def _concat(arrays: Sequence[Any]) -> Any:
     if len(arrays) == 1:
         return arrays[0]
+    strings = [a for a in arrays if isinstance(a, ArrowStrings)]
+    if strings:
+        if len(strings) == len(arrays):
+            return ArrowStrings.concat(strings)
+        arrays = [a.objects() if isinstance(a, ArrowStrings) else a for a in arrays]
     dtypes = {a.dtype for a in arrays if len(a)}
     if len(dtypes) > 1:
         # keep Python types exact: int and float columns concatenate as objects
@@ -272,7 +281,7 @@ class StructValues(Values):
             raise KeyError(name) from None
         if self.present is not None and not self.present.all():
             raise TypeError("'NoneType' object is not subscriptable")
-        return col
+        return col.objects() if isinstance(col, ArrowStrings) else col
 
     def fields(self) -> list[str] | None:
         if self.present is not None and not self.present.all():
@@ -459,6 +468,22 @@ class Batch:
                     self.ts, self.seq if seq is None else seq, self.headers, self.time_field)
         out.origin = self.origin
         return out
+
+
+class BatchParts:
+    """One partition's output batches of a commit, in order, not concatenated: for a driver
+    that stores them as they are (``Driver.accepts_batch_parts``); ``len`` counts records."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[Batch]) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(map(len, self.parts))
+
+    def concat(self) -> Batch:
+        return Batch.concat(self.parts)
 
 
 def _seq_array(seq: Sequence[Any]) -> np.ndarray:

@@ -31,7 +31,7 @@ from ..partitioning import KeyPartitioner
 from ..plan import Plan, SubTopology
 from ..privacy.hooks import attach_plan as attach_privacy
 from ..serde import get_serde
-from .batch import Batch
+from .batch import Batch, BatchParts
 from .clock import Clock, SystemClock
 from .external.sizer import BatchSizer
 from .footprint import batch_nbytes
@@ -743,8 +743,12 @@ class Engine:
     def _as_outputs(self, routed: dict[tuple[str, int], list[Batch]]) -> dict[Any, Any]:
         """Routed batches as the driver takes them: one batch per partition, or its rows."""
         columns = self.driver.accepts_batches
+        parts = columns and self._keeps_origins and self.driver.accepts_batch_parts
         out: dict[Any, Any] = {}
         for key, batches in routed.items():
+            if parts and len(batches) > 1:
+                out[key] = BatchParts(batches)  # the driver stores them as they are
+                continue
             merged = Batch.concat(batches)
             if merged.origin is not None and not self._keeps_origins:  # as headers
                 out[key] = origin_headers(merged) if columns else origin_rows(merged)

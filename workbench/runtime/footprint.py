@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .batch import ChangeValues, ObjectValues, StructValues, WindowedKeys
+from .strings import ArrowStrings
 
 __all__ = ["batch_nbytes", "column_nbytes", "object_nbytes"]
 
@@ -37,7 +38,7 @@ def object_nbytes(value: Any) -> int:
 def column_nbytes(arr: Any) -> int:
     """The estimated bytes of one column (a NumPy array)."""
     if not isinstance(arr, np.ndarray):
-        return 0
+        return int(arr.nbytes) if isinstance(arr, ArrowStrings) else 0
     n = len(arr)
     size = int(arr.nbytes)
     if arr.dtype != object or n == 0:

@@ -189,8 +189,12 @@ class CollectOp(Operator):
         """Return (one batch) and forget the collected records."""
         from .batch import Batch
 
+        return Batch.concat(self.drain_parts())
+
+    def drain_parts(self) -> list[Any]:
+        """Return the collected batches as they came and forget them."""
         out, self.buffer = self.buffer, []
-        return Batch.concat(out)
+        return out
 
 
 class SplitOp(Operator):

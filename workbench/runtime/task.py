@@ -549,7 +549,7 @@ class Task:
 
     def drain_outputs(self) -> list[tuple[str, cb.Batch]]:
         """``[(topic, column batch)]`` collected since the last drain."""
-        out = [(c.topic, c.drain()) for c in self.collectors if c.buffer]
+        out = [(c.topic, b) for c in self.collectors if c.buffer for b in c.drain_parts()]
         for sink in self.topic_sinks:
             out.extend(sink.drain_topics())
         return out

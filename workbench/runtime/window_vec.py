@@ -44,6 +44,7 @@ from .fold import Accs, Part, empty, fold, from_python, published, to_python
 from .key_codes import object_key_codes
 from .operators import Operator, TimedRowBacked
 from .state import StateStore
+from .strings import plain
 from .window_ops import LATE, NULL_KEY, TimeWindowAggregateOp, _fallback_order
 from .window_store import META_KEY, NO_TIMESTAMP, TimeWindowStore, tuplify
 
@@ -493,7 +494,7 @@ def _field(values: Any, name: str, present: np.ndarray | None) -> np.ndarray:
         col = values.cols.get(name)
         if col is None:
             raise KeyError(name)
-        return col
+        return plain(col)
     vals = values.objects().tolist()
     if present is None:
         return column([v[name] for v in vals])
