@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -391,6 +392,65 @@ def _times_array(stamps: Any, pd: Any) -> Any:
     return pd.Series(stamps.astype("datetime64[ms]")).dt.tz_localize("UTC")
 
 
+def _key_columns(batch: Any, schema: FrameSchema, pd: Any) -> dict[str, Any] | None:
+    """The key (and window) columns of ``batch`` from its key columns, or ``None`` where
+    only the record path decides (windowed results whose keys are not ``WindowedKeys``)."""
+    from .runtime.batch import WindowedKeys
+
+    keys = batch.keys
+    key_col = schema.key_column()
+    data: dict[str, Any] = {}
+    if isinstance(keys, WindowedKeys):
+        data[key_col] = _column_series(keys.inner, pd)
+        for col, arr in (("window_start", keys.start), ("window_end", keys.end)):
+            data[col] = _times_array(arr, pd)
+    elif schema.windowed:
+        return None
+    else:
+        data[key_col] = _column_series(batch.key_objects(), pd)
+    data[TIME_COLUMN] = _times_array(batch.ts, pd)
+    return data
+
+
+def _scalar_frame(batch: Any, schema: FrameSchema, pd: Any) -> pd.DataFrame | None:
+    """The frame of values that are all exactly ``int``, all ``float`` or all ``bool`` (and
+    ``None``: deletions, merged sessions), as ``count()`` and most scalar results are: one
+    ``value`` column made from a typed column and a presence mask, what :func:`build_frame`
+    makes of them record by record. ``None`` for other values (the record path decides)."""
+    from operator import is_not
+
+    import numpy as np
+
+    from .runtime.batch import column
+
+    items = batch.values.objects().tolist()
+    n = len(items)
+    if not n:
+        return None
+    present = np.fromiter(map(is_not, items, repeat(None)), bool, n)
+    if present.all():
+        typed = column(items)
+        missing = False
+    else:
+        typed = column([v for v in items if v is not None]) if present.any() else None
+        missing = True
+    if typed is None or typed.dtype.kind not in "ifb":
+        return None  # dicts, strings, mixed types, ints beyond int64, only deletions
+    data = _key_columns(batch, schema, pd)
+    if data is None:
+        return None
+    if missing:
+        full = np.zeros(n, dtype=typed.dtype)
+        full[present] = typed
+        data["value"] = _masked_series(full, present, pd)
+    else:
+        data["value"] = _column_series(typed, pd)
+    frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+    frame.attrs["null_values"] = np.flatnonzero(~present).tolist() if missing else []
+    frame.attrs["changelog"] = schema.changelog
+    return frame
+
+
 def batch_frame(batch: Any, schema: FrameSchema | None = None) -> pd.DataFrame:
     """The frame of a column batch (``runtime.batch.Batch``): the same frame
     :func:`build_frame` makes of its records, built from the columns (typed columns without a
@@ -398,7 +458,7 @@ def batch_frame(batch: Any, schema: FrameSchema | None = None) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
-    from .runtime.batch import ObjectValues, StructValues, WindowedKeys
+    from .runtime.batch import ObjectValues, StructValues
 
     schema = schema or FrameSchema()
     values = batch.values
@@ -407,22 +467,17 @@ def batch_frame(batch: Any, schema: FrameSchema | None = None) -> pd.DataFrame:
         struct = values.to_struct()
     if struct is None or schema.scalar or (struct.present is not None
                                            and not struct.present.any()):
+        scalars = _scalar_frame(batch, schema, pd) if isinstance(values, ObjectValues) \
+            else None
+        if scalars is not None:
+            return scalars
         keys = batch.key_objects().tolist()
         return build_frame(keys, values.objects().tolist(), batch.ts, schema)
     fields, _dicts = _field_names([{f: None for f in struct.cols}], schema.columns)
-    windowed = schema.windowed or isinstance(batch.keys, WindowedKeys)
-    key_col = schema.key_column()
-    data: dict[str, Any] = {}
-    if isinstance(batch.keys, WindowedKeys):
-        data[key_col] = _column_series(batch.keys.inner, pd)
-        for col, arr in (("window_start", batch.keys.start), ("window_end", batch.keys.end)):
-            data[col] = _times_array(arr, pd)
-    elif windowed:
+    data = _key_columns(batch, schema, pd)
+    if data is None:
         return build_frame(batch.key_objects().tolist(), values.objects().tolist(), batch.ts,
                            schema)
-    else:
-        data[key_col] = _column_series(batch.key_objects(), pd)
-    data[TIME_COLUMN] = _times_array(batch.ts, pd)
     taken = set(data)
     present = struct.present
     n = len(batch)

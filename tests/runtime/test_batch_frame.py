@@ -92,3 +92,50 @@ def test_typed_columns_with_missing_rows(kind: str, data: list[tuple[int, bool]]
     expected = build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                            schema)
     _same(batch_frame(batch, schema), expected)
+
+
+scalar_values = st.one_of(
+    st.lists(st.one_of(st.none(), st.integers(-3, 3)), min_size=1, max_size=12),
+    st.lists(st.one_of(st.none(), st.floats(allow_nan=True, width=32)), min_size=1,
+             max_size=12),
+    st.lists(st.one_of(st.none(), st.booleans()), min_size=1, max_size=12),
+    st.lists(st.one_of(st.none(), st.integers(2**63 - 2, 2**64)), min_size=1, max_size=12),
+    st.lists(st.one_of(st.none(), scalars, st.fixed_dictionaries({"a": scalars})),
+             min_size=1, max_size=12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=scalar_values, windowed=st.booleans(),
+       schema=st.sampled_from([None, FrameSchema(key_name="user", scalar=True, changelog=True),
+                               FrameSchema(key_name="user", windowed=True, scalar=True,
+                                           changelog=True),
+                               FrameSchema(key_name="k", columns=("a",))]))
+def test_scalar_values(values: list[Any], windowed: bool, schema: FrameSchema | None) -> None:
+    """Scalar results (``count()`` per session or window, deletions among them) become their
+    frame from the columns, equal to the record path's frame for any mix of values."""
+    n = len(values)
+    inner = column([i % 3 for i in range(n)])
+    keys: Any = (WindowedKeys(inner, np.arange(n, dtype=np.int64) * 10,
+                              np.arange(n, dtype=np.int64) * 10 + 5) if windowed else inner)
+    batch = Batch(keys, ObjectValues(np.array(values + [0], dtype=object)[:n]),
+                  np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
+    rows = batch.rows()
+    expected = build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                           schema)
+    _same(batch_frame(batch, schema), expected)
+
+
+def test_counts_take_the_column_path() -> None:
+    """Counts with deletions are built from columns (no record path): the frame's value
+    column is nullable ``Int64`` and its keys and windows come from the key columns."""
+    from workbench import frames
+
+    keys = WindowedKeys(np.array([7, 7, 8]), np.array([0, 0, 10]), np.array([5, 9, 20]))
+    batch = Batch(keys, ObjectValues(np.array([1, None, 2], dtype=object)),
+                  np.array([1, 2, 3]), np.array([0, 1, 2]))
+    schema = FrameSchema(key_name="user_id", windowed=True, scalar=True, changelog=True)
+    frame = frames._scalar_frame(batch, schema, pd)
+    assert frame is not None
+    assert list(frame.columns) == ["user_id", "window_start", "window_end", "timestamp",
+                                   "value"]
+    assert str(frame["value"].dtype) == "Int64" and frame.attrs["null_values"] == [1]
