@@ -269,7 +269,7 @@ def input_batch(spec: SourceSpec, data: Any, *, now_ms: int, copy: bool = False)
 
     import numpy as np
 
-    from .runtime.batch import Batch, ObjectValues, StructValues, obj_array
+    from .runtime.batch import Batch, ObjectValues, StructValues, column, obj_array
 
     if spec.table or callable(spec.key) or callable(spec.time):
         return None
@@ -299,17 +299,18 @@ def input_batch(spec: SourceSpec, data: Any, *, now_ms: int, copy: bool = False)
     n = len(data)
     rows = [dict(r) for r in data] if copy else data
     try:
-        if spec.key is not None:
-            keys = obj_array(map(itemgetter(spec.key), rows), n)
+        if spec.key is not None:  # int64 when every key is an int (as a DataFrame's are)
+            keys = column(list(map(itemgetter(spec.key), rows)))
+            if keys.dtype != np.int64:
+                keys = obj_array(keys, n)
         else:
             keys = np.full(n, None, dtype=object)
         if spec.time is not None:
-            stamps = list(map(itemgetter(spec.time), rows))
-            if set(map(type, stamps)) <= {int} and (not n or (
-                    min(stamps) >= 0 and max(stamps) <= MAX_MS)):
-                ts = np.array(stamps, dtype=np.int64)
-            else:
-                ts = _times_column(spec, obj_array(stamps, n), n)
+            stamps = column(list(map(itemgetter(spec.time), rows)))
+            if stamps.dtype != np.int64:
+                stamps = obj_array(stamps.astype(object) if stamps.dtype != object
+                                   else stamps, n)
+            ts = _times_column(spec, stamps, n)
         else:
             ts = np.full(n, now_ms, dtype=np.int64)
     except KeyError as exc:
