@@ -107,3 +107,31 @@ def test_a_run_frame_of_dict_values_is_a_concatenation() -> None:
     assert frame.drop(columns=["key", "timestamp"]).to_dict("records") == expected
     assert [r.value for r in run.records("paid")] == expected
     assert str(frame["user_id"].dtype) == "int64"
+
+
+def test_a_whole_read_merges_the_log_into_one_segment() -> None:
+    """``run.frame`` (a read of the whole log) leaves one segment whose typed columns the frame
+    shares; partial reads, later appends and reads see the same records as before."""
+    drv, appended = _append([[(1, {"x": 1, "s": "a"})], [(2, {"x": 2, "s": "b"})],
+                             [(3, {"x": 3, "s": "c"}), (4, {"x": 4, "s": "d"})]])
+    log = drv._logs["out"][0]
+    assert len(log.segments) == 3
+    assert [r[1] for r in drv.read("out", 0, 1, 2)] == [{"x": 2, "s": "b"}, {"x": 3, "s": "c"}]
+    assert len(log.segments) == 3  # a partial read merges nothing
+    frame = batch_frame(drv.read_all_batch("out"))
+    assert len(log.segments) == 1 and log.starts == [0]
+    assert np.shares_memory(frame["x"].to_numpy(), log.segments[0].values.cols["x"])
+    assert frame["x"].tolist() == [1, 2, 3, 4]
+    drv2, more = _append([[(5, {"x": 5, "s": "e"})]])
+    drv.append_batch("out", 0, drv2.read_all_batch("out"))
+    assert [(k, v, o) for k, v, _t, o, _h in drv.read_all("out")] == \
+        [(k, v, i) for i, (k, v) in enumerate(appended + more)]
+
+
+def test_segments_of_different_layouts_are_not_merged() -> None:
+    drv, appended = _append([[(1, {"x": 1, "s": "a"})], [(2, {"s": "b", "x": 2})],
+                             [(3, 7)]])
+    log = drv._logs["out"][0]
+    assert [list(v) if isinstance(v, dict) else v for _k, v, *_ in drv.read_all("out")] == \
+        [["x", "s"], ["s", "x"], 7]
+    assert len(log.segments) == 3

@@ -100,6 +100,9 @@ class _PartitionLog:
             raise IndexError(offset)
         if offset >= end:
             return Batch.empty()
+        if (self.columns and not self.max_records and offset == self.first
+                and end == self.length and len(self.segments) > 1):
+            self._merge()  # a whole read (run.frame): one segment from now on
         i = bisect_right(self.starts, offset) - 1
         parts = []
         pos = offset
@@ -115,6 +118,35 @@ class _PartitionLog:
     def read(self, offset: int, count: int) -> list[ReadRec]:
         return self.read_batch(offset, count).rows()  # type: ignore[no-any-return]
 
+    def _merge(self) -> None:
+        """Make the segments one, column by column: as each column is concatenated, the
+        segments' parts of it become views of the result, so the old parts are freed at once
+        and memory never holds the log twice; a frame of the whole log then shares its typed
+        columns with the log instead of holding a second copy. Segments of different layouts
+        (fields, keys, headers, origins, tombstones) stay as they are."""
+        from ..runtime.batch import concat_columns
+
+        flat = [_flat(seg) for seg in self.segments]
+        first = flat[0]
+        if first is None or any(f is None or list(f) != list(first) for f in flat):
+            return  # (field order matters: it is the order of the dicts read back)
+        fields = {seg.time_field for seg in self.segments}
+        lengths = list(map(len, self.segments))
+        self.segments = []  # from here on `flat` holds the columns
+        merged: dict[Any, Any] = {}
+        try:
+            for name in first:
+                col = merged[name] = concat_columns([f[name] for f in flat])  # type: ignore
+                lo = 0
+                for f, n in zip(flat, lengths):
+                    f[name] = col[lo:lo + n]  # type: ignore[index]
+                    lo += n
+        except BaseException:
+            self.segments = [_unflat(f, n, fields) for f, n in zip(flat, lengths)]  # type: ignore
+            raise
+        self.segments = [_unflat(merged, sum(lengths), fields)]
+        self.starts = [self.starts[0]]
+
     def origin_of(self, offset: int) -> Any:
         """The origin kept beside the record at ``offset`` (``runtime.origins``), or ``None``."""
         self._seal()
@@ -126,6 +158,46 @@ class _PartitionLog:
             return None
         found = origin.get(offset - self.starts[i])
         return None if found[0] is None else found
+
+
+def _flat(batch: Any) -> dict[Any, Any] | None:
+    """A segment's columns by name, or ``None`` when :meth:`_PartitionLog._merge` leaves it
+    alone (headers, origins, tombstones among dict values, table updates)."""
+    import numpy as np
+
+    from ..runtime.batch import ObjectValues, StructValues, WindowedKeys
+
+    if batch.headers is not None or batch.origin is not None:
+        return None
+    out: dict[Any, Any] = {"ts": batch.ts}
+    keys = batch.keys
+    if keys.__class__ is np.ndarray:
+        out["keys"] = keys
+    elif keys.__class__ is WindowedKeys:
+        out["inner"], out["start"], out["end"] = keys.inner, keys.start, keys.end
+    else:
+        return None
+    values = batch.values
+    if values.__class__ is ObjectValues:
+        out["values"] = values.arr
+    elif values.__class__ is StructValues and values.present is None:
+        for name, col in values.cols.items():
+            out[("field", name)] = col
+    else:
+        return None
+    return out
+
+
+def _unflat(cols: dict[Any, Any], n: int, time_fields: set[str | None]) -> Any:
+    """The segment of :func:`_flat`'s columns."""
+    from ..runtime.batch import Batch, ObjectValues, StructValues, WindowedKeys
+
+    keys = cols["keys"] if "keys" in cols else WindowedKeys(cols["inner"], cols["start"],
+                                                            cols["end"])
+    values = ObjectValues(cols["values"]) if "values" in cols else StructValues(
+        {name[1]: col for name, col in cols.items() if name.__class__ is tuple}, None, n)
+    return Batch(keys, values, cols["ts"], _no_seq(n), None,
+                 next(iter(time_fields)) if len(time_fields) == 1 else None)
 
 
 def _no_seq(n: int) -> Any:
@@ -140,7 +212,7 @@ def _as_columns(batch: Any) -> Any:
     ``int64`` column when every key is an ``int`` (see ``_PartitionLog``)."""
     import numpy as np
 
-    from ..runtime.batch import ObjectValues, column
+    from ..runtime.batch import ObjectValues, WindowedKeys, column
 
     values = batch.values
     keys = batch.keys
@@ -154,6 +226,11 @@ def _as_columns(batch: Any) -> Any:
         typed = column(keys.tolist())
         if typed.dtype == np.int64:
             keys = typed
+            changed = True
+    elif keys.__class__ is WindowedKeys and keys.inner.dtype == object:
+        typed = column(keys.inner.tolist())
+        if typed.dtype == np.int64:
+            keys = WindowedKeys(typed, keys.start, keys.end)
             changed = True
     if not changed:
         return batch
