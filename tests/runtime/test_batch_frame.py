@@ -117,7 +117,7 @@ def test_scalar_values(values: list[Any], windowed: bool, schema: FrameSchema | 
     inner = column([i % 3 for i in range(n)])
     keys: Any = (WindowedKeys(inner, np.arange(n, dtype=np.int64) * 10,
                               np.arange(n, dtype=np.int64) * 10 + 5) if windowed else inner)
-    batch = Batch(keys, ObjectValues(np.array(values + [0], dtype=object)[:n]),
+    batch = Batch(keys, ObjectValues(np.array([*values, 0], dtype=object)[:n]),
                   np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
     rows = batch.rows()
     expected = build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],

@@ -129,8 +129,8 @@ def test_a_whole_read_merges_the_log_into_one_segment() -> None:
 
 
 def test_segments_of_different_layouts_are_not_merged() -> None:
-    drv, appended = _append([[(1, {"x": 1, "s": "a"})], [(2, {"s": "b", "x": 2})],
-                             [(3, 7)]])
+    drv, _appended = _append([[(1, {"x": 1, "s": "a"})], [(2, {"s": "b", "x": 2})],
+                              [(3, 7)]])
     log = drv._logs["out"][0]
     assert [list(v) if isinstance(v, dict) else v for _k, v, *_ in drv.read_all("out")] == \
         [["x", "s"], ["s", "x"], 7]
