@@ -14,11 +14,13 @@ docstring has the rules), computed per batch with array operations:
   start, then key, with that record's ``seq`` and headers.
 
 The open windows are kept as columns (:class:`ColumnarWindowStore`): keys, starts, the
-window's largest timestamp and the accumulators. Their changelog records are exactly those of
+window's largest timestamp and the accumulators. Their changelog records have the layout of
 the row operator's store (``[key, start]`` → ``[accumulator, ts]``), so the two paths restore
-each other's state. A batch the columns cannot express (keys whose Python equality differs from
-their identity, value columns of mixed types, ``None`` values summed) is processed by the row
-operator on the same state, converted for the occasion.
+each other's state; a window opened and closed between two commits leaves no tombstone here
+(the changelog never held it), where the row store writes one. A batch the columns cannot
+express (keys whose Python equality differs from their identity, value columns of mixed types,
+``None`` values summed) is processed by the row operator on the same state, converted for the
+occasion.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class ColumnarWindowStore(StateStore):
         self.ts = np.empty(0, dtype=np.int64)
         self.accs = empty(parts, 0)
         self.dirty = np.zeros(0, dtype=bool)
+        #: the windows whose value reached the changelog (drained, or restored): only their
+        #: removal needs a tombstone
+        self.logged = np.zeros(0, dtype=bool)
         #: windows removed since the last drain: (key, start)
         self.removed: list[tuple[Any, int]] = []
         self.last_emit = NO_TIMESTAMP
@@ -86,6 +91,7 @@ class ColumnarWindowStore(StateStore):
         self.removed = []
         if self.dirty.any():
             idx = np.flatnonzero(self.dirty)
+            self.logged[idx] = True
             accs = to_python(self.parts, self.accs.take(idx))
             for k, s, a, t in zip(self.keys[idx].tolist(), self.starts[idx].tolist(), accs,
                                   self.ts[idx].tolist()):
@@ -134,6 +140,8 @@ class ColumnarWindowStore(StateStore):
         self.ts = np.array([t for _kv, (_a, t) in items], dtype=np.int64)
         self.accs = from_python(self.parts, [a for _kv, (a, _t) in items])
         self.dirty = np.zeros(len(items), dtype=bool)
+        self.logged = np.ones(len(items), dtype=bool)  # restored, or from the row store: as if
+        # logged (a tombstone too many is harmless; one too few would resurrect a window)
         if self.keys.dtype == object and len(self.keys):
             typed = column(self.keys.tolist())
             if typed.dtype == np.int64:
@@ -320,6 +328,7 @@ class TimeWindowAggregateVec(TimedRowBacked):
         np.maximum.at(g_ts, row_gid, vts)
         dirty = np.concatenate([store.dirty, np.zeros(new_n, dtype=bool)])
         dirty[touched] = True
+        logged = np.concatenate([store.logged, np.zeros(new_n, dtype=bool)])
         out_parts: list[Batch] = []
         if per_row and len(vrec):
             out_parts.append(self._updates(batch, vrec, vstart, row_gid, existed, after,
@@ -337,7 +346,7 @@ class TimeWindowAggregateVec(TimedRowBacked):
                 cidx, at = cidx[order], at[order]
                 out_parts.append(self._emitted(batch, cidx, at, g_keys, g_starts, g_ts, accs))
                 store.set_last_emit(int(eff[int(at.max())]))
-            removed = cidx[existed[cidx] | dirty[cidx]]
+            removed = cidx[logged[cidx]]  # a window the changelog never held needs no tombstone
             store.removed.extend(zip(g_keys[removed].tolist(), g_starts[removed].tolist()))
             keep = ~closing
         else:
@@ -347,6 +356,7 @@ class TimeWindowAggregateVec(TimedRowBacked):
         store.ts = g_ts[keep]
         store.accs = accs.take(keep)
         store.dirty = dirty[keep]
+        store.logged = logged[keep]
         row.stream_time = int(st[-1])
         if late_rec.any() or kept_rows is not None:
             self._drop_rows(original, nullkey, late_rec, kept_rows)
@@ -424,12 +434,14 @@ class TimeWindowAggregateVec(TimedRowBacked):
                       dtype=np.float64 if isinstance(row._last_seq, float) else np.int64)
         out = Batch(keys, ChangeValues(self._values(final), nones(len(cidx))), store.ts[cidx],
                     seq, None)
-        store.removed.extend(zip(store.keys.tolist(), store.starts.tolist()))
+        done = store.logged
+        store.removed.extend(zip(store.keys[done].tolist(), store.starts[done].tolist()))
         store.keys = store.keys[:0]
         store.starts = store.starts[:0]
         store.ts = store.ts[:0]
         store.accs = store.accs.take(slice(0, 0))
         store.dirty = store.dirty[:0]
+        store.logged = store.logged[:0]
         store.set_last_emit(close)
         return out
 

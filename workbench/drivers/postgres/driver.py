@@ -1,9 +1,23 @@
-"""The :class:`PostgresDriver`: the driver contract on top of the package's parts."""
+"""The :class:`PostgresDriver`: the driver contract on top of the package's parts.
+
+The engine's commits overlap its work (``overlap=1``, the default): :meth:`PostgresDriver.
+commit_soon` hands the transaction to a thread and returns; the server writes it while the
+engine processes the next batch. Every other call that talks to the server (on the connection
+the commit uses, or about what it writes) waits for that commit first, and raises its error if
+it failed: a read of a topic the commit writes, positions, end offsets, table rows, the end of
+the run, closing. Only a read served by the read-ahead connection of a topic the commit does
+not write goes on meanwhile. So at most one commit is in flight, nothing reads around it, and
+a failed commit stops the run at the driver's next call, with nothing of it written (restart
+resumes from the last commit, as before). :meth:`PostgresDriver.commit` (the contract's) is
+synchronous.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import functools
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..base import Driver, OutRec, ReadRec, Transaction
@@ -20,6 +34,18 @@ from .tailing import Listener
 
 __all__ = ["PostgresDriver"]
 
+log = logging.getLogger(__name__)
+
+
+def _settled(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wait for the commit in flight (raising its error) before ``method``."""
+    @functools.wraps(method)
+    def run(self: PostgresDriver, *args: Any, **kwargs: Any) -> Any:
+        if self._pending is not None:
+            self.settle()
+        return method(self, *args, **kwargs)
+    return run
+
 
 class PostgresDriver(Driver):
     """Topics, state and positions in PostgreSQL; each commit is one SQL transaction.
@@ -33,6 +59,9 @@ class PostgresDriver(Driver):
     scheme = "postgresql"
     #: commits take column batches (encoded into COPY text column by column)
     accepts_batches = True
+    _commit_pool: Any = None
+    _pending: Any = None  # the commit in flight (a Future), see settle()
+    _pending_topics: frozenset[str] = frozenset()
 
     def __init__(self, url: str, *, schema: str | None = None,
                  application_name: str = "workbench") -> None:
@@ -99,6 +128,7 @@ class PostgresDriver(Driver):
         """The driver contract's hook: use the application's schema (see :meth:`bind_app`)."""
         self.bind_app(app_id)
 
+    @_settled
     def bind_app(self, app_id: str) -> None:
         """Use a schema named after the application, unless the URL chose one (``schema=``).
         Called before anything touches topics; safe to call more than once."""
@@ -114,26 +144,32 @@ class PostgresDriver(Driver):
         self.sources.clear()
         self.listener.close()
 
+    @_settled
     def drop_schema(self) -> None:
         """Drop the whole schema (tests, resets)."""
         self.catalog.drop_schema()
         self._forget_schema()
 
     # -- log ----------------------------------------------------------------------------------
+    @_settled
     def partitions(self, topic: str) -> int | None:
         info = self.catalog.info(topic)
         return None if info is None else info.partitions
 
+    @_settled
     def topics(self) -> list[str]:
         return self.catalog.names()
 
+    @_settled
     def create_topic(self, topic: str, partitions: int, *, kind: str = "source",
                      compact: bool = False) -> None:
         self.catalog.create_topic(topic, partitions, kind=kind, compact=compact)
 
+    @_settled
     def append(self, topic: str, partition: int, records: Iterable[OutRec]) -> None:
         self.logs.append(self.catalog.require(topic), partition, records)
 
+    @_settled
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[ReadRec]:
         info = self.catalog.require(topic)
         self.catalog.check_partition(info, partition)
@@ -145,17 +181,25 @@ class PostgresDriver(Driver):
 
     def read_batch(self, topic: str, partition: int, offset: int, max_records: int) -> Any:
         """Like :meth:`read`, as a column batch (``runtime.batch.Batch``, ``seq``: offsets):
-        a log's batch comes back as one row of column texts, each parsed in one call."""
+        a log's batch comes back as one row of column texts, each parsed in one call. While a
+        commit is in flight, only a read the read-ahead serves, of a topic that commit does not
+        write, goes on without waiting for it."""
+        if self._pending is not None and (
+                topic in self._pending_topics or topic not in self.catalog.topics
+                or not self.logs.prefetched(topic, partition, offset, max_records)):
+            self.settle()
         info = self.catalog.require(topic)
         self.catalog.check_partition(info, partition)
         if max_records <= 0 or info.source_table:
             return super().read_batch(topic, partition, offset, max_records)
         return self.logs.read_batch(info, partition, offset, max_records)
 
+    @_settled
     def append_batch(self, topic: str, partition: int, batch: Any) -> None:
         """Like :meth:`append`, for a column batch (encoded column by column)."""
         self.logs.append(self.catalog.require(topic), partition, batch)
 
+    @_settled
     def end_offset(self, topic: str, partition: int) -> int:
         info = self.catalog.require(topic)
         self.catalog.check_partition(info, partition)
@@ -163,33 +207,65 @@ class PostgresDriver(Driver):
             return self.sources.end_offset(info)
         return self.logs.end_offset(info, partition)
 
+    @_settled
     def compact(self, topic: str) -> int:
         """Delete the records of compacted topic ``topic`` (changelogs) that a later record of
         the same key supersedes; offsets do not change. Returns how many were deleted."""
         return self.logs.compact(self.catalog.require(topic))
 
     # -- table sinks and bad rows -------------------------------------------------------------
+    @_settled
     def table_rows(self, topic: str) -> list[tuple[Any, Any]]:
         """``[(key, value)]`` of table sink ``topic``'s upserted table (windowed keys come back
         as :class:`~workbench.windows.Windowed`), ordered by key."""
         return self.sinks.rows(topic)
 
+    @_settled
     def errors(self) -> list[dict[str, Any]]:
         """The rows of the errors table: bad source rows that were skipped, and table sink
         changes the table refused (with ``errors=1``)."""
         return self.errors_table.rows()
 
     # -- transactions -------------------------------------------------------------------------
+    @_settled
     def committed(self, app_id: str, topic: str, partition: int) -> int:
         return self.committer.committed(app_id, topic, partition)
 
+    @_settled
     def committed_metadata(self, app_id: str) -> dict[str, Any]:
         return self.committer.committed_metadata(app_id)
 
     def commit(self, txn: Transaction) -> None:
+        """Commit ``txn`` in one SQL transaction; returns when it is committed."""
+        if self._pending is not None:
+            self.settle()
         self.committer.commit(txn)
 
+    def commit_soon(self, txn: Transaction) -> None:
+        """The engine's commit: with ``overlap=1`` (the default) ``txn`` is committed in a
+        thread and this returns at once (the previous commit is waited for first; see the
+        module docstring); else :meth:`commit`."""
+        if self._pending is not None:
+            self.settle()
+        if not self.options.overlap or txn.is_empty():
+            self.committer.commit(txn)
+            return
+        if self._commit_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._commit_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-pg-commit")
+        self._pending_topics = frozenset(t for t, _p in txn.outputs)
+        self._pending = self._commit_pool.submit(self.committer.commit, txn)
+
+    def settle(self) -> None:
+        """Wait for the commit in flight, if any; raise its error if it failed."""
+        pending, self._pending = self._pending, None
+        self._pending_topics = frozenset()
+        if pending is not None:
+            pending.result()
+
     # -- membership ---------------------------------------------------------------------------
+    @_settled
     def assign(self, app_id: str, topics: Iterable[str]) -> dict[str, list[int]]:
         """Lease partitions with session advisory locks on ``(schema, app, partition)``.
 
@@ -204,17 +280,28 @@ class PostgresDriver(Driver):
         stopped), up to ⌈P / live workers⌉, and return the new ownership; else ``None``. The
         engine calls this after each commit (at most one lease round per second here). Off by
         default: in a bounded run the engine would add a task after it started flushing."""
+        if self.takeover and self._pending is not None:
+            self.settle()
         return self.leases.poll(self.takeover)
 
     def end_run(self) -> None:
-        """The run is over: give up its partitions (reading results keeps working)."""
-        self.leases.end_run()
+        """The run is over: give up its partitions (reading results keeps working), also when
+        the commit in flight failed (its error is raised after)."""
+        try:
+            self.settle()
+        finally:
+            self.leases.end_run()
 
     def release(self, app_id: str) -> None:
-        """Give up this process's partitions of ``app_id``."""
-        self.leases.release(app_id)
+        """Give up this process's partitions of ``app_id`` (after the commit in flight, whose
+        error is raised after)."""
+        try:
+            self.settle()
+        finally:
+            self.leases.release(app_id)
 
     # -- tailing ------------------------------------------------------------------------------
+    @_settled
     def wait_for_data(self, timeout_s: float) -> bool:
         """Block until a commit or append on this schema is notified (``LISTEN``), or
         ``timeout_s`` passes; True if notified. For the engine's idle loop instead of sleeping.
@@ -224,6 +311,13 @@ class PostgresDriver(Driver):
 
     # -- closing ------------------------------------------------------------------------------
     def close(self) -> None:
+        try:
+            self.settle()
+        except Exception as exc:  # closing goes on; the run reported it
+            log.warning("closing %s: the last commit failed: %s", self.url, exc)
+        if self._commit_pool is not None:
+            self._commit_pool.shutdown(wait=True)
+            self._commit_pool = None
         self.committer.forget_marker()
         self.logs.close()
         self.listener.close()

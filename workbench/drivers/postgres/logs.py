@@ -221,6 +221,13 @@ class Logs:
             self._prefetch_conn = None
             return None
 
+    def prefetched(self, topic: str, partition: int, offset: int, max_records: int) -> bool:
+        """Whether a read of ``max_records`` from ``offset`` is served by the read-ahead (no
+        statement on the main connection)."""
+        pending = self._prefetched.get((topic, partition))
+        return pending is not None and pending[0] == offset and pending[1] >= min(
+            max_records, _MAX_READ)
+
     def _take_prefetched(self, topic: str, partition: int, offset: int,
                          limit: int) -> tuple[Any, ...] | None:
         pending = self._prefetched.pop((topic, partition), None)

@@ -23,7 +23,7 @@ __all__ = ["OPTIONS", "PgOptions", "TableSource", "parse_url"]
 
 #: the query parameters workbench reads itself (``table.TOPIC=...`` besides)
 OPTIONS = ("schema", "upsert", "errors", "members", "retry", "partitions", "prefetch",
-           "takeover", "lock_timeout")
+           "overlap", "takeover", "lock_timeout")
 _FORM = ("postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME&...], e.g. "
          "postgresql://postgres@127.0.0.1:5432/postgres")
 _TRUE = ("1", "true", "yes", "on")
@@ -72,6 +72,9 @@ class PgOptions:
         retry_ms: how long to keep reconnecting.
         partitions: default partition count of topics created without one.
         prefetch: read the next batch ahead on a second connection.
+        overlap: the engine's commits run in a thread while it processes the next batch
+            (``commit_soon`` returns once the transaction is handed over; the driver's next
+            call waits for it).
         takeover: lease partitions that became free during a run.
         lock_timeout_ms: how long a statement waits for a lock before the driver reports who
             holds it and tries again (until ``retry_ms`` is spent).
@@ -88,6 +91,7 @@ class PgOptions:
     retry_ms: int = 60_000
     partitions: int = 1
     prefetch: bool = True
+    overlap: bool = True
     takeover: bool = False
     lock_timeout_ms: int = 5_000
     tables: dict[str, TableSource] = field(default_factory=dict)
@@ -201,8 +205,8 @@ def parse_url(url: str, libpq_params: Iterable[str] = ()) -> PgOptions:
             k in ("host", "hostaddr", "service", "dbname") for k, _ in libpq):
         raise DefinitionError(f"{shown!r} names no server and no database; use {_FORM} (the "
                               "URL `workbench dev up` prints works).")
-    for name in ("schema", "retry", "members", "partitions", "errors", "prefetch", "takeover",
-                 "lock_timeout"):
+    for name in ("schema", "retry", "members", "partitions", "errors", "prefetch", "overlap",
+                 "takeover", "lock_timeout"):
         if name in opts and opts[name].strip() == "":
             raise DefinitionError(f"{shown!r}: parameter {name!r} is empty; give a value or "
                                   "leave it out.")
@@ -230,6 +234,7 @@ def parse_url(url: str, libpq_params: Iterable[str] = ()) -> PgOptions:
         partitions=_int(shown, "partitions", opts.get("partitions", "1"), low=1,
                         what="a partition count (an integer)"),
         prefetch=_bool(shown, "prefetch", opts.get("prefetch", "1")),
+        overlap=_bool(shown, "overlap", opts.get("overlap", "1")),
         takeover=_bool(shown, "takeover", opts.get("takeover", "0")),
         lock_timeout_ms=lock_timeout_ms,
         tables=tables,

@@ -69,6 +69,9 @@ class TableSinks:
         self.s = session
         self.catalog = catalog
         self.errors = errors
+        #: table sinks whose table refused a straight COPY (:meth:`_insert`): upserted only
+        self.conflicted: set[str] = set()
+        self._in_transaction = session.pg.pq.TransactionStatus.INTRANS
 
     def upsert(self, conn: Any, info: TopicInfo, txn: Transaction,
                bases: dict[tuple[str, int], int], careful: bool = False,
@@ -148,7 +151,7 @@ class TableSinks:
             for i, ident in enumerate(idents):
                 last[ident] = (n, i)
         self._ensure_table(conn, info, windowed)
-        lines = []
+        cols = []  # per part: key texts, window starts and ends (or None), value texts, ts
         deletes = False
         for n, (p, batch, _w, inner) in enumerate(parts):
             mine = [i for m, i in last.values() if m == n]
@@ -159,10 +162,17 @@ class TableSinks:
             vs = [vals[i] for i in mine]
             deletes = deletes or "\\N" in vs
             ts = batch.ts[mine].tolist()
-            first = len(lines)
             if windowed:
-                ws = batch.keys.start[mine].tolist()
-                we = batch.keys.end[mine].tolist()
+                cols.append((ks, batch.keys.start[mine].tolist(), batch.keys.end[mine].tolist(),
+                             vs, ts))
+            else:
+                cols.append((ks, None, None, vs, ts))
+        if not deletes and info.name not in self.conflicted and self._insert(conn, info, cols):
+            return True
+        lines = []
+        for ks, ws, we, vs, ts in cols:
+            first = len(lines)
+            if ws is not None:
                 lines += [f"{first + j}\t{k}\t{a}\t{b}\t{v}\t{t}\n"
                           for j, (k, a, b, v, t) in enumerate(zip(ks, ws, we, vs, ts))]
             else:
@@ -176,6 +186,32 @@ class TableSinks:
         with self.s.pipeline(conn):
             self._apply(conn, info, deletes, 0, len(lines))
             conn.execute("TRUNCATE pg_temp._wb_stage")
+        return True
+
+    def _insert(self, conn: Any, info: TopicInfo, cols: list[Any]) -> bool:
+        """COPY the changes straight into the table, in a savepoint: a commit whose keys (and
+        windows) the table does not hold yet, as every window of ``emit="close"`` is. False
+        (nothing written) when the table refused them (a key it holds already, a constraint
+        you added): the staged upsert, which decides row by row, takes them, and this table
+        is not tried this way again by this driver."""
+        if info.windowed:
+            lines = [f"{k}\t{a}\t{b}\t{v}\t{t}\n" for ks, ws, we, vs, ts in cols
+                     for k, a, b, v, t in zip(ks, ws, we, vs, ts)]
+            names = "key, window_start, window_end, value, ts"
+        else:
+            lines = [f"{k}\t{v}\t{t}\n" for ks, _ws, _we, vs, ts in cols
+                     for k, v, t in zip(ks, vs, ts)]
+            names = "key, value, ts"
+        stmt = self.s.sql.SQL("COPY {} (" + names + ") FROM STDIN").format(
+            self.s.q(self.s.schema, sink_table(info.name)))
+        try:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(stmt) as cp:
+                cp.write("".join(lines).encode())
+        except self.s.pg.Error as exc:
+            if not refusal(exc) or conn.info.transaction_status != self._in_transaction:
+                raise
+            self.conflicted.add(info.name)
+            return False
         return True
 
     def _stage(self, conn: Any, info: TopicInfo, changes: list[Any]) -> bool:
