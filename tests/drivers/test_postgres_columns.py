@@ -247,3 +247,92 @@ def test_commits_without_pipeline_mode_write_the_same(pg_url: str,
     assert plain.committed("app", "in", 0) == 5
     assert plain.committed_metadata("app") == {"m": 1}
     plain.close()
+
+
+@pytest.mark.skipif(not HAVE_PSYCOPG, reason="psycopg missing")
+def test_struct_values_are_encoded_from_their_columns_as_json_writes_them() -> None:
+    import json
+
+    from workbench.drivers.postgres.columns import struct_texts
+    from workbench.runtime.batch import StructValues
+
+    floats = np.array([0.1 + 0.2, 1e-05, 1e16, -0.0, 5e-324, 1.7976931348623157e308, 3.0])
+    cols = {"total": floats, "n": np.arange(7, dtype=np.int64),
+            "ok": np.array([True, False] * 3 + [True])}
+    texts = struct_texts(StructValues(cols, None))
+    want = [json.dumps(v, separators=(",", ":"))
+            for v in StructValues(cols, None).objects().tolist()]
+    assert texts == want
+    assert [json.loads(t) for t in texts] == StructValues(cols, None).objects().tolist()
+    # the general encoders take what the columns cannot say exactly
+    assert struct_texts(StructValues({"x": np.array([1.0, NAN])}, None)) is None
+    assert struct_texts(StructValues({"x": np.array([1, 2])}, np.array([True, False]))) is None
+    assert struct_texts(StructValues({"a b": np.array([1])}, None)) is None
+    assert struct_texts(StructValues({"s": np.array(["x"], dtype=object)}, None)) is None
+    assert struct_texts(ObjectValues(np.array([{"a": 1}], dtype=object))) is None
+
+
+@pg
+def test_windowed_table_sinks_are_copied_straight_in_and_upserted_on_a_conflict(
+        pg_url: str) -> None:
+    """Windows a table does not hold yet are COPYed into it (no upsert); a commit holding a
+    window the table has already goes through the upsert, and the table ends as the log's
+    last value per window."""
+    from workbench.runtime.batch import StructValues
+
+    url = with_options(pg_url, upsert="w")
+    d = PostgresDriver(url)
+    d.create_topic("w", 1, kind="sink")
+
+    def batch(keys: list[int], starts: list[int], n: list[int]) -> Batch:
+        s = np.array(starts, dtype=np.int64)
+        return Batch(WindowedKeys(np.array(keys, dtype=np.int64), s, s + 10),
+                     StructValues({"n": np.array(n, dtype=np.int64),
+                                   "total": np.array(n, dtype=np.float64) / 2}, None),
+                     s, np.arange(len(keys), dtype=np.int64))
+
+    d.commit(Transaction("app", {("w", 0): batch([1, 2, 3], [0, 0, 0], [1, 2, 3])}, {}, {}))
+    assert "w" not in d.sinks.conflicted
+    d.commit(Transaction("app", {("w", 0): batch([1, 4], [10, 10], [4, 5])}, {}, {}))
+    assert "w" not in d.sinks.conflicted
+    d.commit(Transaction("app", {("w", 0): batch([2, 5], [0, 10], [20, 6])}, {}, {}))
+    assert "w" in d.sinks.conflicted  # window (2, 0) was there: upserted
+    want = {Windowed(k, s, s + 10): {"n": n, "total": n / 2}
+            for k, s, n in [(1, 0, 1), (2, 0, 20), (3, 0, 3), (1, 10, 4), (4, 10, 5), (5, 10, 6)]}
+    assert dict(d.table_rows("w")) == want
+    logged = {}
+    for k, v, *_ in d.read("w", 0, 0, 100):
+        logged[k] = v
+    assert logged == want
+    d.close()
+
+
+@pg
+def test_overlapped_commits_write_what_synchronous_ones_do(pg_url: str) -> None:
+    """The engine's commits in a thread (overlap=1, the default) and one by one (overlap=0):
+    the same outputs, table and positions; a read of a topic in flight waits for its commit."""
+    import workbench as wb
+
+    def pipeline(app: str) -> wb.Pipeline:
+        p = wb.Pipeline(app)
+        (p.source(f"in-{app}", key="k", time="t").group_by_key()
+         .window(wb.Tumbling("10s", grace="1s"), emit="close")
+         .agg(total=("x", "sum"), n="count", name="agg").to(f"out-{app}"))
+        return p
+
+    rng = np.random.default_rng(3)
+    rows = [{"k": int(rng.integers(50)), "t": i * 37 + int(rng.integers(3000)),
+             "x": float(rng.integers(100)) / 4} for i in range(3000)]
+    got = {}
+    for overlap in ("0", "1"):
+        app = f"ov{overlap}"
+        url = with_options(pg_url, upsert=f"out-{app}", overlap=overlap)
+        run = pipeline(app).run(url, inputs={f"in-{app}": rows}, batch_size=97,
+                                commit_interval="1ms")
+        assert run.stats.commits > 5
+        d = run.driver
+        got[overlap] = ([(k, v, t) for k, v, t, _o, _h in d.read(f"out-{app}", 0, 0, 10**6)],
+                        sorted(d.table_rows(f"out-{app}")), d.committed(app, f"in-{app}", 0))
+        d.close()
+    assert got["1"] == got["0"]
+    assert got["1"][2] == 3000 and len(got["1"][0]) > 100

@@ -31,7 +31,7 @@ from ...keys import SCALARS, decode_key
 from ..base import ORIGIN_HEADER
 from .codec import _fast, _marked, _untag, headers_from, headers_json, key_text, log_lines
 
-__all__ = ["READ_COLUMNS", "batch_from_texts", "copy_batch", "json_array"]
+__all__ = ["READ_COLUMNS", "batch_from_texts", "copy_batch", "json_array", "struct_texts"]
 
 try:  # the postgres extra installs it; without it the standard library does the same, slower
     import orjson as _orjson
@@ -154,6 +154,37 @@ def _key_texts(keys: Any) -> list[str]:
     return out
 
 
+def struct_texts(values: Any) -> list[str] | None:
+    """JSON texts of dict values held as columns (``runtime.batch.StructValues``, such as the
+    results of built-in aggregations) without building the dicts: each field's column as texts
+    (ints and bools as JSON writes them, floats by ``repr``, which is what ``json.dumps``
+    writes), then one ``%`` format per record. ``None`` unless every column is int, bool or
+    finite float, every value is present and every field name is a plain ASCII identifier
+    (its JSON text is then just quoted): the general encoders take the rest."""
+    cols = getattr(values, "cols", None)
+    if not cols or values.present is not None:
+        return None
+    fields = []
+    texts = []
+    for name, col in cols.items():
+        if not (name.__class__ is str and name.isascii() and name.isidentifier()):
+            return None
+        kind = col.dtype.kind
+        if kind in "iu":
+            texts.append(list(map(str, col.tolist())))
+        elif kind == "f":
+            if not np.isfinite(col).all():
+                return None
+            texts.append(list(map(float.__repr__, col.tolist())))
+        elif kind == "b":
+            texts.append(["true" if b else "false" for b in col.tolist()])
+        else:
+            return None
+        fields.append(f'"{name}":%s')
+    template = "{" + ",".join(fields) + "}"
+    return [template % row for row in zip(*texts)]
+
+
 def _lines(partition: int, base: int, ks: list[str], vs: list[str], ts: list[int],
            hs: list[str] | None) -> str:
     p = partition
@@ -174,17 +205,18 @@ def _escaped(texts: list[str]) -> list[str]:
             for t in texts]
 
 
-def copy_batch(topic: str, partition: int, base: int, keys: Any, values: list[Any],
+def copy_batch(topic: str, partition: int, base: int, keys: Any, values: list[Any] | None,
                ts: list[int], headers: list[Any] | None,
-               kept: list[str] | None = None) -> str:
+               kept: list[str] | None = None, value_texts: list[str] | None = None) -> str:
     """COPY text lines ``partition, offset, key, value, ts, headers`` of the records given as
     columns (``keys``: a list, or windowed keys as columns), numbered from offset ``base``;
     ``kept``: a list to which each record's value
-    field is appended as written (table sinks stage the same text). The exact rules and
-    errors of :func:`.codec.log_lines`, faster."""
+    field is appended as written (table sinks stage the same text); ``value_texts``: the
+    values' JSON texts already (:func:`struct_texts`; ``values`` may then be ``None``). The
+    exact rules and errors of :func:`.codec.log_lines`, faster."""
     try:
         ks = _key_texts(keys)
-        vs = _value_texts(values)
+        vs = value_texts if value_texts is not None else _value_texts(values)
         hs = None
         if headers is not None and any(headers):
             hs = [_header_text(h) if h else _NULL for h in headers]
@@ -194,6 +226,8 @@ def copy_batch(topic: str, partition: int, base: int, keys: Any, values: list[An
     if text is None or _marked(text):
         hl = headers if headers is not None else [None] * len(ts)
         objs = keys if isinstance(keys, list) else keys.objects().tolist()
+        if values is None:
+            values = [json.loads(t) for t in value_texts or ()]
         rows = list(zip(objs, values, ts, ts, hl))
         return log_lines(topic, partition, base, rows, kept)
     if kept is not None:
@@ -232,7 +266,7 @@ def batch_from_texts(row: tuple[Any, ...], make: Callable[..., Any]) -> Any:
     seq = np.array(flat[3::5], dtype=np.int64)
     hs = flat[4::5]
     headers = None
-    if any(h is not None for h in hs):
+    if hs.count(None) != len(hs):
         headers = np.fromiter(map(headers_from, hs), dtype=object, count=count)
     from ...runtime.batch import ObjectValues, obj_array
 

@@ -15,7 +15,7 @@ from typing import Any
 from ...errors import DriverError
 from ..base import OutRec, ReadRec
 from .catalog import Catalog, TopicInfo
-from .columns import READ_COLUMNS, batch_from_texts, copy_batch
+from .columns import READ_COLUMNS, batch_from_texts, copy_batch, struct_texts
 from .naming import channel
 from .session import Session
 
@@ -27,9 +27,11 @@ _COPY_SLICE = 5_000
 _MAX_READ = 100_000
 
 
-def record_columns(records: Any) -> tuple[Any, list[Any], list[int], list[Any] | None]:
+def record_columns(records: Any, values: bool = True
+                   ) -> tuple[Any, list[Any] | None, list[int], list[Any] | None]:
     """``(keys, values, timestamps, headers or None)`` of a row list ``[(key, value, ts, _,
-    headers)]`` or a column batch, as lists (windowed keys of a batch: its ``WindowedKeys``)."""
+    headers)]`` or a column batch, as lists (windowed keys of a batch: its ``WindowedKeys``;
+    ``values=False``: a batch's values are not built, ``None``)."""
     if isinstance(records, list):
         if not records:
             return [], [], [], None
@@ -38,7 +40,8 @@ def record_columns(records: Any) -> tuple[Any, list[Any], list[int], list[Any] |
         return list(keys), list(vals), tss, (list(headers) if any(headers) else None)
     hs = records.headers
     keys = records.keys  # windowed keys stay columns (encoded without Windowed objects)
-    return (keys if hasattr(keys, "inner") else keys.tolist(), records.values.objects().tolist(),
+    return (keys if hasattr(keys, "inner") else keys.tolist(),
+            records.values.objects().tolist() if values else None,
             records.ts.tolist(), None if hs is None else hs.tolist())
 
 
@@ -127,13 +130,15 @@ class Logs:
         with conn.cursor() as cur, cur.copy(stmt) as cp:
             for partition, base, records in chunks:
                 kept = None if values is None else values.setdefault(partition, [])
-                keys, vals, ts, headers = record_columns(records)
+                texts = None if isinstance(records, list) else struct_texts(records.values)
+                keys, vals, ts, headers = record_columns(records, texts is None)
                 for i in range(0, len(ts), _COPY_SLICE):
                     j = i + _COPY_SLICE
                     ks = keys[i:j] if isinstance(keys, list) else keys.take(slice(i, j))
-                    cp.write(copy_batch(info.name, partition, base + i, ks, vals[i:j],
-                                        ts[i:j], None if headers is None else headers[i:j],
-                                        kept).encode())
+                    cp.write(copy_batch(info.name, partition, base + i, ks,
+                                        None if vals is None else vals[i:j], ts[i:j],
+                                        None if headers is None else headers[i:j], kept,
+                                        None if texts is None else texts[i:j]).encode())
 
     def notify(self, conn: Any) -> None:
         """Wake the schema's listeners (sent when the transaction commits)."""

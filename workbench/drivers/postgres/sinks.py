@@ -157,7 +157,9 @@ class TableSinks:
             mine = [i for m, i in last.values() if m == n]
             if not mine:
                 continue
-            ks = [copy_text(k) for k in _key_texts([inner[i] for i in mine])]
+            ks = _key_texts([inner[i] for i in mine])
+            if "\\" in "".join(ks):
+                ks = [copy_text(k) for k in ks]
             vals = texts[p]
             vs = [vals[i] for i in mine]
             deletes = deletes or "\\N" in vs
