@@ -167,7 +167,8 @@ def struct_texts(values: Any) -> list[str] | None:
     fields = []
     texts = []
     for name, col in cols.items():
-        if not (name.__class__ is str and name.isascii() and name.isidentifier()):
+        if not (name.__class__ is str and name.isascii() and name.isidentifier()) or \
+                not isinstance(col, np.ndarray):  # Arrow strings (runtime.strings) and others
             return None
         kind = col.dtype.kind
         if kind in "iu":
