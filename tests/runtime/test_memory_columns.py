@@ -135,3 +135,34 @@ def test_segments_of_different_layouts_are_not_merged() -> None:
     assert [list(v) if isinstance(v, dict) else v for _k, v, *_ in drv.read_all("out")] == \
         [["x", "s"], ["s", "x"], 7]
     assert len(log.segments) == 3
+
+
+def test_string_fields_become_arrow_strings_and_read_back_as_str() -> None:
+    """A field of only ``str`` values is held as Arrow strings (pandas' strings are Arrow's
+    here); records read back hold equal ``str`` objects, and a string Arrow cannot hold (a lone
+    surrogate) or a ``str`` subclass keeps its column as objects."""
+    from workbench.runtime.strings import ArrowStrings
+
+    class Name(str):
+        pass
+
+    drv, appended = _append([[(1, {"s": "a", "n": 1}), (2, {"s": "bé", "n": 2})],
+                             [(3, {"s": "\ud800", "n": 3})], [(4, {"s": Name("x"), "n": 4})]])
+    segments = drv._logs["out"][0].segments
+    assert isinstance(segments[0].values.cols["s"], ArrowStrings)
+    assert [type(s.values.cols["s"]) for s in segments[1:]] == [np.ndarray, np.ndarray]
+    rows = drv.read_all("out")
+    assert [(_typed(k), _typed(v)) for k, v, *_ in rows] == \
+        [(_typed(k), _typed(v)) for k, v in appended]
+
+
+def test_a_key_or_time_equal_to_a_field_is_stored_once() -> None:
+    p = wb.Pipeline("memory-columns-shared")
+    p.source("events", key="user_id", time="ts").map(lambda e: {**e, "x": 1}).to("out")
+    events = [{"user_id": i % 3, "ts": 10 * i, "page": f"p{i % 2}"} for i in range(50)]
+    run = p.run("memory://", inputs={"events": events}, batch_size=7)
+    frame = run.frame("out")
+    seg = run.driver._logs["out"][0].segments[0]  # type: ignore[attr-defined]
+    assert seg.keys is seg.values.cols["user_id"] and seg.ts is seg.values.cols["ts"]
+    assert frame["user_id"].tolist() == frame["key"].tolist() == [e["user_id"] for e in events]
+    assert [r.value for r in run.records("out")] == [{**e, "x": 1} for e in events]

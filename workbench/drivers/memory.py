@@ -134,9 +134,16 @@ class _PartitionLog:
         lengths = list(map(len, self.segments))
         self.segments = []  # from here on `flat` holds the columns
         merged: dict[Any, Any] = {}
+        made: dict[tuple[int, ...], Any] = {}  # the same parts (a key equal to a field): once
         try:
             for name in first:
-                col = merged[name] = concat_columns([f[name] for f in flat])  # type: ignore
+                parts = [f[name] for f in flat]  # type: ignore[index]
+                same = tuple(map(id, parts))
+                col = made.get(same)
+                if col is None:
+                    col = made[same] = concat_columns(parts)
+                merged[name] = col
+                del parts
                 lo = 0
                 for f, n in zip(flat, lengths):
                     f[name] = col[lo:lo + n]  # type: ignore[index]
@@ -209,19 +216,24 @@ def _no_seq(n: int) -> Any:
 
 def _as_columns(batch: Any) -> Any:
     """``batch`` with its dict values as columns where they convert, and its keys as an
-    ``int64`` column when every key is an ``int`` (see ``_PartitionLog``)."""
+    ``int64`` column when every key is an ``int`` (see ``_PartitionLog``). A field of only
+    ``str`` values becomes Arrow strings (when pandas' strings are Arrow's: the frame then
+    wraps them instead of converting 950,000 objects), and a key or timestamp column equal to
+    an ``int64`` field is stored once (``key="user_id"``, ``time="ts"``)."""
     import numpy as np
 
     from ..runtime.batch import ObjectValues, WindowedKeys, column
 
     values = batch.values
     keys = batch.keys
+    ts = batch.ts
     changed = False
     if values.__class__ is ObjectValues:
         struct = values.to_struct()
         if struct is not None:
             values = struct
             changed = True
+            _strings_to_arrow(struct.cols)
     if keys.__class__ is np.ndarray and keys.dtype == object:
         typed = column(keys.tolist())
         if typed.dtype == np.int64:
@@ -234,7 +246,57 @@ def _as_columns(batch: Any) -> Any:
             changed = True
     if not changed:
         return batch
-    return batch.replaced(keys=keys, values=values)
+    if values is not batch.values and values.present is None:
+        same_key = keys.__class__ is not np.ndarray or keys.dtype != np.int64
+        same_ts = False
+        for col in values.cols.values():  # the first equal field
+            if col.__class__ is np.ndarray and col.dtype == np.int64:
+                if not same_key and np.array_equal(keys, col):
+                    keys, same_key = col, True
+                if not same_ts and np.array_equal(ts, col):
+                    ts, same_ts = col, True
+    out = batch.replaced(keys=keys, values=values)
+    out.ts = ts
+    return out
+
+
+#: whether pandas holds strings as Arrow strings (None: not known yet)
+_ARROW_STRINGS: list[bool] = []
+
+
+def _strings_to_arrow(cols: dict[str, Any]) -> None:
+    """Replace each column of only ``str`` values by Arrow strings (``runtime.strings``), in
+    place, when pandas' own string dtype is Arrow's (else nothing changes). A string Arrow
+    cannot hold (lone surrogates) keeps its column as objects."""
+    import numpy as np
+
+    if not _ARROW_STRINGS:
+        import pandas as pd
+
+        dtype = pd.Series(["x"]).dtype
+        _ARROW_STRINGS.append(isinstance(dtype, pd.StringDtype)
+                              and dtype.storage == "pyarrow")
+    if not _ARROW_STRINGS[0]:
+        return
+    for name, col in cols.items():
+        if col.__class__ is not np.ndarray or col.dtype != object or not len(col) or \
+                col[0].__class__ is not str:
+            continue
+        items = col.tolist()
+        if set(map(type, items)) != _STR:
+            continue
+        import pyarrow as pa
+
+        from ..runtime.strings import ArrowStrings
+
+        try:
+            arr = pa.array(items, type=pa.large_string())
+        except (ValueError, UnicodeError, TypeError, pa.ArrowException):
+            continue
+        cols[name] = ArrowStrings.of(arr)
+
+
+_STR = {str}
 
 
 _NAMED_LOCK = threading.Lock()
