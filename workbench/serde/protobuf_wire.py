@@ -1,0 +1,484 @@
+"""Protobuf messages into columns without a Python object per message: the batch parsed once.
+
+The payloads of a batch are joined and parsed by protobuf (upb, in C) *once*, as one message
+of a "flat" type made from the message type: the same field numbers and scalar types, every
+field ``repeated``, message fields as ``bytes``. Protobuf's wire format merges concatenated
+messages by appending repeated fields, so each field of the flat message holds the values of
+that field of every message, in order. What it loses, which message each value came from, a
+walk over the field tags of the joined bytes gives back, in NumPy across all messages at once
+(:func:`_field_counts`): how many values of each field each message holds. Nested messages
+(their bytes) are read the same way, a level at a time, as one batch per field.
+
+The values are those of :mod:`~workbench.serde.protobuf_columns` (``FromString`` then
+converting each message). Whatever this path does not handle exactly, it hands back
+(:func:`columns` returns ``None``) and the caller parses message by message: a type that is
+not proto3, a payload that is not well-formed (the message-by-message path names it), a
+singular field or a oneof present more than once in one message (protobuf merges or keeps the
+last), a field with another wire type than its type's, a group, a Timestamp out of
+``datetime``'s range. Unknown fields are skipped, as protobuf keeps them aside.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from functools import lru_cache
+from itertools import islice
+from typing import Any
+
+from ..errors import SerializationError
+from .protobuf_columns import (
+    TIMESTAMP,
+    datetimes,
+    enum_names,
+    is_map,
+    is_repeated,
+)
+
+__all__ = ["columns", "rows"]
+
+_GROUP, _MESSAGE, _BYTES, _STRING, _ENUM, _INT32 = 10, 11, 12, 9, 14, 5
+#: wire type of each scalar ``FieldDescriptor.type``: fixed64 1, fixed32 5, varint 0
+_FIXED64 = {1, 6, 16}
+_FIXED32 = {2, 7, 15}
+_counter = itertools.count()
+#: protobuf's limit on nesting (its parser's default recursion limit)
+_MAX_DEPTH = 100
+
+
+class _Fallback(Exception):
+    """This batch is not for the flat path: parse message by message."""
+
+
+def columns(descriptor: Any, payloads: Sequence[bytes]) -> list[list[Any]] | None:
+    """The value of every field of ``descriptor`` (in descriptor order) in each of the
+    ``payloads`` (bare, well-formed messages), as lists; ``None`` when this batch must be
+    parsed message by message (see the module doc)."""
+    try:
+        plan = _plan(descriptor)
+        if plan is None:
+            return None
+        return _columns(plan, payloads)
+    except (_Fallback, IndexError):  # (IndexError: bytes the walk did not expect; protobuf,
+        return None  # message by message, has the last word)
+
+
+def rows(descriptor: Any, cols: list[list[Any]], n: int) -> list[dict[str, Any]]:
+    """The dict of each of the ``n`` messages from :func:`columns`."""
+    plan = _plan(descriptor)
+    assert plan is not None
+    if plan.rows is None:
+        return [{} for _ in range(n)]
+    return plan.rows(*cols)  # type: ignore[no-any-return]
+
+
+class _Plan:
+    """What reading one message type flat takes: the flat class, each field's slot and
+    allowed wire types, and how its values become a column."""
+
+    def __init__(self, descriptor: Any) -> None:
+        self.descriptor = descriptor
+        self.fields = list(descriptor.fields)
+        self.names = tuple(f.name for f in self.fields)
+        self.rows = rows_maker(self.names) if self.names else None
+        self.flat: Any = None
+        self.timestamp = descriptor.full_name == TIMESTAMP
+        self.map_entry = bool(descriptor.GetOptions().map_entry)
+        top = max((f.number for f in self.fields), default=0)
+        self.slot_of = [-1] * (top + 1)
+        self.allowed = []
+        self.varint_packed = []  # per slot: a packed run of varints counts its last bytes
+        self.fixed_size = []  # per slot: 4 or 8 for packed fixed-size scalars, else 0
+        oneofs: dict[Any, list[int]] = {}
+        self.single: list[int] = []  # slots that hold at most one value per message
+        for slot, f in enumerate(self.fields):
+            self.slot_of[f.number] = slot
+            rep = is_repeated(f)
+            if f.type in (_MESSAGE, _BYTES, _STRING):
+                wires, size = {2}, 0
+            else:
+                wire = 1 if f.type in _FIXED64 else 5 if f.type in _FIXED32 else 0
+                wires = {wire, 2} if rep else {wire}
+                size = {1: 8, 5: 4}.get(wire, 0)
+            self.allowed.append(sum(1 << w for w in wires))
+            self.varint_packed.append(rep and f.type not in (_MESSAGE, _BYTES, _STRING)
+                                      and size == 0)
+            self.fixed_size.append(size if rep else 0)
+            if f.containing_oneof is not None:
+                oneofs.setdefault(f.containing_oneof.full_name, []).append(slot)
+            elif not rep:
+                self.single.append(slot)
+        self.oneofs = list(oneofs.values())
+        self.nested: list[_Plan | None] = [None] * len(self.fields)
+        self._tables: Any = None
+
+    def tables(self) -> Any:
+        """NumPy lookup tables of the walk (:func:`_field_counts`), made once."""
+        if self._tables is None:
+            self._tables = _Tables(self)
+        return self._tables
+
+
+class _Tables:
+    """Per slot (``k``, the last, for an unknown field) and per first byte of a field's tag."""
+
+    def __init__(self, plan: _Plan) -> None:
+        import numpy as np
+
+        k = len(plan.fields)
+        slots = [k if s < 0 else s for s in plan.slot_of]
+        self.slot_of = np.array([*slots, k], np.int64)  # by field number; past the end: k
+        self.allowed = np.array([*plan.allowed, 0xFF], np.int64)
+        self.fixed = np.array([*plan.fixed_size, 0], np.int64)
+        self.packable = np.array([*(v or f > 0 for v, f in zip(plan.varint_packed,
+                                                                plan.fixed_size)), False])
+        # by a field's first two bytes (``tag << 8 | next``), when the tag is one byte (fields
+        # 1 to 15) valid for the type: the length of the field when its value's varint (or
+        # length) is one byte or fixed, else 0 (the general walk, _step, takes it)
+        advance = np.zeros((256, 256), np.int64)
+        slot, packed = [k] * 256, [False] * 256
+        small = np.arange(256) < 0x80
+        for tag in range(128):
+            number, wire = tag >> 3, tag & 7
+            s = slots[number] if number < len(slots) else k
+            if number == 0 or wire not in (0, 1, 2, 5) or not (self.allowed[s] >> wire) & 1:
+                continue
+            if wire == 0:
+                advance[tag] = np.where(small, 2, 0)
+            elif wire == 2:
+                advance[tag] = np.where(small, 2 + np.arange(256), 0)
+            else:
+                advance[tag] = 9 if wire == 1 else 5
+            slot[tag] = s
+            packed[tag] = wire == 2 and bool(self.packable[s])
+        self.advance = advance.reshape(-1)
+        self.slot = np.array(slot, np.int64)
+        self.packed = np.array(packed, bool)
+
+
+@lru_cache(maxsize=256)
+def _plan(descriptor: Any) -> _Plan | None:
+    """The plan of ``descriptor`` and of every message type under it (``None`` when one of them
+    is not proto3 or has a group)."""
+    plans: dict[str, _Plan] = {}
+    if not _collect(descriptor, plans):
+        return None
+    _flat_classes(list(plans.values()))
+    return plans[descriptor.full_name]
+
+
+def _collect(descriptor: Any, plans: dict[str, _Plan]) -> bool:
+    if descriptor.full_name in plans:
+        return True
+    if not _proto3(descriptor.file):
+        return False
+    plan = plans[descriptor.full_name] = _Plan(descriptor)
+    for slot, f in enumerate(plan.fields):
+        if f.type == _GROUP:
+            return False
+        if f.message_type is not None:
+            if not _collect(f.message_type, plans):
+                return False
+            plan.nested[slot] = plans[f.message_type.full_name]
+    return True
+
+
+@lru_cache(maxsize=256)
+def _proto3(file: Any) -> bool:
+    from google.protobuf import descriptor_pb2
+
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    return bool(proto.syntax == "proto3")
+
+
+def _flat_classes(plans: list[_Plan]) -> None:
+    """One flat message class per plan, in a pool of their own."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    pool = descriptor_pool.DescriptorPool()
+    for plan in plans:
+        name = f"F{next(_counter)}"
+        fdp = descriptor_pb2.FileDescriptorProto(name=f"workbench_flat/{name}.proto",
+                                                 package="workbench_flat", syntax="proto3")
+        msg = fdp.message_type.add(name=name)
+        for f in plan.fields:
+            kind = _BYTES if f.message_type is not None else _INT32 if f.type == _ENUM else f.type
+            msg.field.add(name=f.name, number=f.number, type=kind, label=3)
+        pool.Add(fdp)
+        plan.flat = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(f"workbench_flat.{name}"))
+
+
+def _columns(plan: _Plan, payloads: Sequence[bytes], depth: int = 0) -> list[list[Any]]:
+    n = len(payloads)
+    if depth > _MAX_DEPTH:
+        raise _Fallback
+    if not n:
+        return [[] for _ in plan.fields]
+    from google.protobuf.message import DecodeError
+
+    joined = b"".join(payloads)
+    counts = _field_counts(plan, joined, payloads)
+    try:
+        flat = plan.flat.FromString(joined)
+    except DecodeError:
+        raise _Fallback from None
+    out: list[list[Any]] = []
+    for slot, f in enumerate(plan.fields):
+        values = getattr(flat, f.name)[:]
+        per = counts[:, slot]
+        if len(values) != int(per.sum()):
+            raise _Fallback  # protobuf read the bytes otherwise than the walk did
+        out.append(_column(plan, slot, f, values, per, n, depth))
+    return out
+
+
+def _column(plan: _Plan, slot: int, f: Any, values: list[Any], per: Any, n: int,
+            depth: int) -> list[Any]:
+    nested = plan.nested[slot]
+    if nested is not None:
+        if is_map(f):
+            keys, vals = _entry_columns(nested, values, depth + 1)
+            pairs = zip(keys, vals)
+            return [dict(islice(pairs, c)) for c in per.tolist()]
+        converted = _values_of(nested, values, depth + 1)
+        if is_repeated(f):
+            return _split(converted, per)
+        return _place(converted, per, n, None)
+    if f.enum_type is not None:
+        names = enum_names(f.enum_type)
+        values = list(map(names.__getitem__, values))
+        default: Any = names[f.default_value] if not is_repeated(f) else None
+    else:
+        default = f.default_value
+    if is_repeated(f):
+        return _split(values, per)
+    return _place(values, per, n, default)
+
+
+def _split(values: list[Any], per: Any) -> list[list[Any]]:
+    """``values`` cut into consecutive lists of ``per`` (NumPy) values."""
+    if not len(per):
+        return []
+    k = int(per[0])
+    if (per == k).all():
+        if not k:
+            return [[] for _ in range(len(per))]
+        return [values[i:i + k] for i in range(0, len(values), k)]
+    bounds = [0, *per.cumsum().tolist()]
+    return [values[a:b] for a, b in zip(bounds, islice(bounds, 1, None))]
+
+
+def _place(values: list[Any], per: Any, n: int, default: Any) -> list[Any]:
+    """A singular field's values where present, ``default`` where not."""
+    if len(values) == n:
+        return values
+    import numpy as np
+
+    out = np.empty(n, dtype=object)
+    out.fill(default)
+    present = np.flatnonzero(per)
+    fill = np.empty(len(values), dtype=object)
+    fill[:] = values
+    out[present] = fill
+    result: list[Any] = out.tolist()
+    return result
+
+
+def _values_of(plan: _Plan, payloads: list[bytes], depth: int) -> list[Any]:
+    """Nested messages of ``plan``'s type as a message field shows them."""
+    cols = _columns(plan, payloads, depth)
+    if plan.timestamp:
+        try:
+            return datetimes(cols[0], cols[1])
+        except SerializationError:
+            raise _Fallback from None  # (the message-by-message path names it)
+    if plan.rows is None:
+        return [{} for _ in payloads]
+    rows: list[Any] = plan.rows(*cols)
+    return rows
+
+
+def _entry_columns(plan: _Plan, payloads: list[bytes], depth: int) -> list[list[Any]]:
+    """Map entries' keys and values; an entry without its message value has the message's
+    defaults (as protobuf's map gives it), not ``None``."""
+    cols = _columns(plan, payloads, depth)
+    nested = plan.nested[1]
+    if nested is not None and None in cols[1]:
+        missing = [i for i, v in enumerate(cols[1]) if v is None]
+        defaults = _values_of(nested, [b""] * len(missing), depth + 1)
+        for i, d in zip(missing, defaults):
+            cols[1][i] = d
+    return cols
+
+
+def rows_maker(names: tuple[str, ...]) -> Any:
+    """A function of ``len(names)`` columns returning a dict per row (``{names[0]: c0[i],
+    ...}``), by one list comprehension."""
+    cols = ", ".join(f"c{i}" for i in range(len(names)))
+    row = ", ".join(f"v{i}" for i in range(len(names)))
+    items = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names))
+    loop = f"zip({cols})" if len(names) > 1 else "c0"
+    code = f"lambda {cols}: [{{{items}}} for {row}{',' if len(names) == 1 else ''} in {loop}]"
+    if len(names) == 1:
+        code = f"lambda c0: [{{{items}}} for v0 in c0]"
+    return eval(code, {"__builtins__": {"zip": zip}})
+
+
+def _field_counts(plan: _Plan, joined: bytes, payloads: Sequence[bytes]) -> Any:
+    """How many values of each field (columns, in slot order) each of the ``payloads`` holds
+    (a packed run counts its elements), by walking the field tags of all of them at once;
+    raises :class:`_Fallback` where the bytes are not a well-formed message of the type
+    (protobuf, parsing message by message, then says what is wrong)."""
+    import numpy as np
+
+    n, k = len(payloads), len(plan.fields)
+    lengths = np.fromiter(map(len, payloads), np.int64, n)
+    ends = np.cumsum(lengths)
+    pos = ends - lengths
+    buf = np.frombuffer(joined + bytes(16), np.uint8)
+    msg = np.arange(n)
+    live = pos < ends
+    end = ends
+    if not live.all():
+        pos, msg, end = pos[live], msg[live], ends[live]
+    t = plan.tables()
+    cells, weights = [], []
+    while pos.size:
+        b = buf[pos].astype(np.intp)  # (NumPy indexes by intp arrays much faster)
+        adv = t.advance[(b << 8) | buf[pos + 1]]
+        slot = t.slot[b]
+        nxt = pos + adv
+        count: Any = None
+        slow = np.flatnonzero(adv == 0)
+        packed = np.flatnonzero(t.packed[b])
+        if packed.size or slow.size:
+            count = np.ones(len(pos), np.int64)
+        if packed.size:  # (in a fast field: a one-byte tag and length)
+            packed = packed[adv[packed] > 0]
+            _packed_counts(buf, slot, packed, pos + 2, adv - 2, count, t.fixed)
+        if slow.size:  # a longer tag or varint, or not valid for the type (fails there)
+            nxt[slow], slot[slow], count[slow] = _step(buf, pos[slow], t)
+        if (nxt > end).any():
+            raise _Fallback
+        cells.append(msg * (k + 1) + slot)
+        weights.append(count)
+        keep = nxt < end
+        if keep.all():
+            pos = nxt
+        else:
+            pos, msg, end = nxt[keep], msg[keep], end[keep]
+    if not cells:
+        return np.zeros((n, k), np.int64)
+    w = None
+    if any(c is not None for c in weights):
+        w = np.concatenate([np.ones(len(c), np.int64) if wt is None else wt
+                            for c, wt in zip(cells, weights)])
+    counts = np.bincount(np.concatenate(cells), w, n * (k + 1))
+    counts = counts.astype(np.int64).reshape(n, k + 1)[:, :k]
+    if plan.single and counts[:, plan.single].max() > 1:
+        raise _Fallback  # protobuf keeps the last value (merges a message)
+    for group in plan.oneofs:
+        if counts[:, group].sum(axis=1).max() > 1:
+            raise _Fallback  # protobuf keeps the last member set
+    return counts
+
+
+def _step(buf: Any, pos: Any, t: Any) -> tuple[Any, Any, Any]:
+    """One field of each message at ``pos``, any tag: the positions after them, their slots
+    (``k`` for an unknown field) and value counts."""
+    import numpy as np
+
+    tag, pos = _varint(buf, pos)
+    wire = (tag & np.uint64(7)).astype(np.int64)
+    field = tag >> np.uint64(3)
+    nxt = pos.copy()
+    length = np.zeros(len(pos), np.int64)
+    if (wire == 0).any():
+        w = np.flatnonzero(wire == 0)
+        nxt[w] = _skip_varint(buf, pos[w])
+    nxt[wire == 1] += 8
+    nxt[wire == 5] += 4
+    w = np.flatnonzero(wire == 2)
+    if w.size:
+        size, start = _varint(buf, pos[w])
+        if (size >= np.uint64(1 << 31)).any():
+            raise _Fallback
+        length[w] = size.astype(np.int64)
+        pos[w] = start  # (where a length-delimited value starts)
+        nxt[w] = start + length[w]
+    if ((wire == 3) | (wire == 4) | (wire > 5) | (field == 0)).any():
+        raise _Fallback
+    top = len(t.slot_of) - 1
+    slot = t.slot_of[np.minimum(field, np.uint64(top)).astype(np.int64)]
+    if (((t.allowed[slot] >> wire) & 1) == 0).any():
+        raise _Fallback  # a known field with another wire type than its type's
+    count = np.ones(len(pos), np.int64)
+    packed = np.flatnonzero((wire == 2) & t.packable[slot])
+    if packed.size:
+        _packed_counts(buf, slot, packed, pos, length, count, t.fixed)
+    return nxt, slot, count
+
+
+def _packed_counts(buf: Any, slots: Any, p: Any, starts: Any, lengths: Any, count: Any,
+                   fixed: Any) -> None:
+    """The number of elements of each packed run ``p`` (indexes into the other arrays) into
+    ``count``."""
+    import numpy as np
+
+    if p.size and (starts[p] + lengths[p] > len(buf) - 16).any():
+        raise _Fallback  # (past the end: the walk would find it too)
+    size = fixed[slots[p]]
+    fx = p[size > 0]
+    if fx.size:
+        if (lengths[fx] % fixed[slots[fx]]).any():
+            raise _Fallback
+        count[fx] = lengths[fx] // fixed[slots[fx]]
+    vp = p[size == 0]
+    if vp.size:  # a varint's last byte is below 0x80
+        ln = lengths[vp]
+        total = int(ln.sum())
+        run = np.repeat(np.arange(len(vp)), ln)
+        offset = np.arange(total) - np.repeat(np.cumsum(ln) - ln, ln)
+        last = buf[starts[vp][run] + offset] < 0x80
+        count[vp] = np.bincount(run, last, len(vp)).astype(np.int64)
+        ends = starts[vp] + ln
+        if (ln > 0).any() and (buf[ends[ln > 0] - 1] >= 0x80).any():
+            raise _Fallback  # a truncated varint
+
+
+def _skip_varint(buf: Any, pos: Any) -> Any:
+    """The positions after the varints at ``pos``."""
+    import numpy as np
+
+    after = pos + 1
+    more = np.flatnonzero(buf[pos] >= 0x80)
+    if more.size:
+        last = buf[pos[more][:, None] + np.arange(10)] < 0x80
+        if not last.any(axis=1).all():
+            raise _Fallback  # a varint longer than ten bytes
+        after[more] += last.argmax(axis=1)
+    return after
+
+
+def _varint(buf: Any, pos: Any) -> tuple[Any, Any]:
+    """The varints at ``pos`` (uint64) and the positions after them."""
+    import numpy as np
+
+    b = buf[pos]
+    value = (b & 0x7F).astype(np.uint64)
+    after = pos + 1
+    more = np.flatnonzero(b >= 0x80)
+    if more.size:  # longer varints: their ten bytes at once
+        j = np.arange(10)
+        window = buf[pos[more][:, None] + j]
+        last = window < 0x80
+        if not last.any(axis=1).all():
+            raise _Fallback  # a varint longer than ten bytes
+        length = last.argmax(axis=1) + 1
+        parts = (window & 0x7F).astype(np.uint64) << (7 * j).astype(np.uint64)
+        parts[j >= length[:, None]] = 0
+        value[more] = np.bitwise_or.reduce(parts, axis=1)
+        after[more] += length - 1
+    return value, after
