@@ -149,6 +149,18 @@ def per_message(serde: Any, msgs: list[bytes]) -> Any:
         return serde._columns_per_message(msgs)
 
 
+def gc_off(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with Python's cyclic GC paused, as workbench pauses it while it decodes a batch
+    (the baselines otherwise run as a user's loop does, with the GC on: its collections walk
+    this process's heap of messages)."""
+    from workbench.serde.protobuf_columns import gc_paused
+
+    def paused() -> Any:
+        with gc_paused():
+            return fn()
+    return paused
+
+
 def best(fn: Callable[[], Any], repeat: int) -> float:
     """The best CPU time of this process over ``repeat`` calls (single-threaded decoding on
     both sides: CPU time does not count the time other processes take the cores)."""
@@ -294,6 +306,7 @@ def main() -> None:
         base = protobuf_loop(proto_msgs, Click)
         loop = hand_loop(proto_msgs, Click, 6 if registry else 0)
         cases += [("protobuf", base, lambda: proto.deserialize_columns(proto_msgs)),
+                  ("protobuf, GC off", gc_off(base), lambda: proto.deserialize_columns(proto_msgs)),
                   ("protobuf per msg", base,  # the path before the flat one, same process
                    lambda: per_message(proto, proto_msgs)),
                   ("protobuf rows", base, lambda: proto.deserialize_many(proto_msgs)),
@@ -307,6 +320,9 @@ def main() -> None:
         ours = nested.deserialize_columns(nested_msgs)[0]
         assert all(hand[k][:50] == list(ours[k][:50]) for k in hand), "not the same values"
         cases += [("nested", base, lambda: nested.deserialize_columns(nested_msgs)),
+                  ("nested, GC off", gc_off(base), lambda: nested.deserialize_columns(nested_msgs)),
+                  ("nested per msg, GC off", gc_off(base),
+                   lambda: per_message(nested, nested_msgs)),
                   ("nested per msg", base, lambda: per_message(nested, nested_msgs)),
                   ("nested vs loop", loop, lambda: nested.deserialize_columns(nested_msgs)),
                   ("nested rows", base, lambda: nested.deserialize_many(nested_msgs)),
@@ -316,7 +332,7 @@ def main() -> None:
           f"best of {args.repeat}")
     for name, base, ours in cases:
         t_base, t_ours = best_pair(base, ours, args.repeat)
-        print(f"{name:16s} baseline {n / t_base:>11,.0f} msg/s   workbench "
+        print(f"{name:22s} baseline {n / t_base:>11,.0f} msg/s   workbench "
               f"{n / t_ours:>11,.0f} msg/s   ratio {t_base / t_ours:.2f}x   "
               f"({MEDIANS.pop()})")
     if args.kafka:

@@ -152,6 +152,8 @@ class _Tables:
             slot[tag] = s
             packed[tag] = wire == 2 and bool(self.packable[s])
         self.advance = advance.reshape(-1)
+        self.message = np.array([n is not None for n in plan.nested] + [False])
+        self.any_message = bool(self.message.any())
         self.slot = np.array(slot, np.int64)
         self.packed = np.array(packed, bool)
 
@@ -193,59 +195,87 @@ def _proto3(file: Any) -> bool:
 
 
 def _flat_classes(plans: list[_Plan]) -> None:
-    """One flat message class per plan, in a pool of their own."""
+    """One flat message class per plan, in a file and pool of their own: each field repeated,
+    enums as int32, a message field a *singular* field of the nested type's flat class, so
+    that every occurrence of it in the batch merges into one message (whose repeated fields
+    then hold the values of all of them, in order)."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-    pool = descriptor_pool.DescriptorPool()
+    package = f"workbench_flat{next(_counter)}"
+    fdp = descriptor_pb2.FileDescriptorProto(name=f"{package}/flat.proto", package=package,
+                                             syntax="proto3")
+    names = {id(plan): f"F{i}" for i, plan in enumerate(plans)}
     for plan in plans:
-        name = f"F{next(_counter)}"
-        fdp = descriptor_pb2.FileDescriptorProto(name=f"workbench_flat/{name}.proto",
-                                                 package="workbench_flat", syntax="proto3")
-        msg = fdp.message_type.add(name=name)
-        for f in plan.fields:
-            kind = _BYTES if f.message_type is not None else _INT32 if f.type == _ENUM else f.type
-            msg.field.add(name=f.name, number=f.number, type=kind, label=3)
-        pool.Add(fdp)
+        msg = fdp.message_type.add(name=names[id(plan)])
+        for f, nested in zip(plan.fields, plan.nested):
+            if nested is not None:
+                msg.field.add(name=f.name, number=f.number, type=_MESSAGE, label=1,
+                              type_name=f".{package}.{names[id(nested)]}")
+            else:
+                kind = _INT32 if f.type == _ENUM else f.type
+                msg.field.add(name=f.name, number=f.number, type=kind, label=3)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    for plan in plans:
         plan.flat = message_factory.GetMessageClass(
-            pool.FindMessageTypeByName(f"workbench_flat.{name}"))
+            pool.FindMessageTypeByName(f"{package}.{names[id(plan)]}"))
 
 
-def _columns(plan: _Plan, payloads: Sequence[bytes], depth: int = 0) -> list[list[Any]]:
-    n = len(payloads)
-    if depth > _MAX_DEPTH:
-        raise _Fallback
-    if not n:
-        return [[] for _ in plan.fields]
+def _columns(plan: _Plan, payloads: Sequence[bytes]) -> list[list[Any]]:
+    import numpy as np
     from google.protobuf.message import DecodeError
 
+    n = len(payloads)
+    if not n:
+        return [[] for _ in plan.fields]
     joined = b"".join(payloads)
-    counts = _field_counts(plan, joined, payloads)
+    lengths = np.fromiter(map(len, payloads), np.int64, n)
+    ends = np.cumsum(lengths)
+    buf = np.frombuffer(joined + bytes(16), np.uint8)
     try:
         flat = plan.flat.FromString(joined)
     except DecodeError:
         raise _Fallback from None
+    return _level(plan, flat, buf, ends - lengths, ends, 0)
+
+
+def _level(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
+           ) -> list[list[Any]]:
+    """The columns of the messages of ``plan``'s type at ``starts``-``ends`` of ``buf``, all of
+    whose values ``flat`` (their merge, parsed by protobuf) holds."""
+    n = len(starts)
+    if not n:  # (where a recursive type's data ends)
+        return [[] for _ in plan.fields]
+    if depth > _MAX_DEPTH:
+        raise _Fallback
+    counts, within = _field_counts(plan, buf, starts, ends)
     out: list[list[Any]] = []
     for slot, f in enumerate(plan.fields):
-        values = getattr(flat, f.name)[:]
         per = counts[:, slot]
+        nested = plan.nested[slot]
+        if nested is not None:
+            sub_starts, sub_ends = within[slot]
+            sub = getattr(flat, f.name)
+            if is_map(f):
+                keys, vals = _entry_columns(nested, sub, buf, sub_starts, sub_ends, depth + 1)
+                pairs = zip(keys, vals)
+                out.append([dict(islice(pairs, c)) for c in per.tolist()])
+                continue
+            converted = _values_of(nested, sub, buf, sub_starts, sub_ends, depth + 1)
+            if is_repeated(f):
+                out.append(_split(converted, per))
+            else:
+                out.append(_place(converted, per, n, None))
+            continue
+        values = getattr(flat, f.name)[:]
         if len(values) != int(per.sum()):
             raise _Fallback  # protobuf read the bytes otherwise than the walk did
-        out.append(_column(plan, slot, f, values, per, n, depth))
+        out.append(_column(f, values, per, n))
     return out
 
 
-def _column(plan: _Plan, slot: int, f: Any, values: list[Any], per: Any, n: int,
-            depth: int) -> list[Any]:
-    nested = plan.nested[slot]
-    if nested is not None:
-        if is_map(f):
-            keys, vals = _entry_columns(nested, values, depth + 1)
-            pairs = zip(keys, vals)
-            return [dict(islice(pairs, c)) for c in per.tolist()]
-        converted = _values_of(nested, values, depth + 1)
-        if is_repeated(f):
-            return _split(converted, per)
-        return _place(converted, per, n, None)
+def _column(f: Any, values: list[Any], per: Any, n: int) -> list[Any]:
+    """A scalar field's column."""
     if f.enum_type is not None:
         names = enum_names(f.enum_type)
         values = list(map(names.__getitem__, values))
@@ -286,28 +316,33 @@ def _place(values: list[Any], per: Any, n: int, default: Any) -> list[Any]:
     return result
 
 
-def _values_of(plan: _Plan, payloads: list[bytes], depth: int) -> list[Any]:
+def _values_of(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
+               ) -> list[Any]:
     """Nested messages of ``plan``'s type as a message field shows them."""
-    cols = _columns(plan, payloads, depth)
+    cols = _level(plan, flat, buf, starts, ends, depth)
     if plan.timestamp:
         try:
             return datetimes(cols[0], cols[1])
         except SerializationError:
             raise _Fallback from None  # (the message-by-message path names it)
     if plan.rows is None:
-        return [{} for _ in payloads]
+        return [{} for _ in range(len(starts))]
     rows: list[Any] = plan.rows(*cols)
     return rows
 
 
-def _entry_columns(plan: _Plan, payloads: list[bytes], depth: int) -> list[list[Any]]:
+def _entry_columns(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
+                   ) -> list[list[Any]]:
     """Map entries' keys and values; an entry without its message value has the message's
     defaults (as protobuf's map gives it), not ``None``."""
-    cols = _columns(plan, payloads, depth)
+    import numpy as np
+
+    cols = _level(plan, flat, buf, starts, ends, depth)
     nested = plan.nested[1]
     if nested is not None and None in cols[1]:
         missing = [i for i, v in enumerate(cols[1]) if v is None]
-        defaults = _values_of(nested, [b""] * len(missing), depth + 1)
+        none = np.zeros(len(missing), np.int64)  # (empty messages)
+        defaults = _values_of(nested, nested.flat(), buf, none, none, depth + 1)
         for i, d in zip(missing, defaults):
             cols[1][i] = d
     return cols
@@ -326,30 +361,30 @@ def rows_maker(names: tuple[str, ...]) -> Any:
     return eval(code, {"__builtins__": {"zip": zip}})
 
 
-def _field_counts(plan: _Plan, joined: bytes, payloads: Sequence[bytes]) -> Any:
-    """How many values of each field (columns, in slot order) each of the ``payloads`` holds
-    (a packed run counts its elements), by walking the field tags of all of them at once;
-    raises :class:`_Fallback` where the bytes are not a well-formed message of the type
-    (protobuf, parsing message by message, then says what is wrong)."""
+def _field_counts(plan: _Plan, buf: Any, starts: Any, ends: Any
+                  ) -> tuple[Any, dict[int, tuple[Any, Any]]]:
+    """How many values of each field (columns, in slot order) each message at ``starts`` to
+    ``ends`` of ``buf`` holds (a packed run counts its elements), by walking the field tags of
+    all of them at once; and where the value of each occurrence of a message field is (by
+    slot: starts and ends, in the order of the bytes). Raises :class:`_Fallback` where the
+    bytes are not a well-formed message of the type (protobuf, parsing message by message,
+    then says what is wrong)."""
     import numpy as np
 
-    n, k = len(payloads), len(plan.fields)
-    lengths = np.fromiter(map(len, payloads), np.int64, n)
-    ends = np.cumsum(lengths)
-    pos = ends - lengths
-    buf = np.frombuffer(joined + bytes(16), np.uint8)
+    n, k = len(starts), len(plan.fields)
     msg = np.arange(n)
-    live = pos < ends
-    end = ends
+    live = starts < ends
+    pos, end = starts, ends
     if not live.all():
-        pos, msg, end = pos[live], msg[live], ends[live]
+        pos, msg, end = starts[live], msg[live], ends[live]
     t = plan.tables()
-    cells, weights = [], []
+    cells, weights, found = [], [], []
     while pos.size:
         b = buf[pos].astype(np.intp)  # (NumPy indexes by intp arrays much faster)
         adv = t.advance[(b << 8) | buf[pos + 1]]
         slot = t.slot[b]
         nxt = pos + adv
+        vstart = pos + 2  # (where a length-delimited value starts, after a one-byte length)
         count: Any = None
         slow = np.flatnonzero(adv == 0)
         packed = np.flatnonzero(t.packed[b])
@@ -357,20 +392,24 @@ def _field_counts(plan: _Plan, joined: bytes, payloads: Sequence[bytes]) -> Any:
             count = np.ones(len(pos), np.int64)
         if packed.size:  # (in a fast field: a one-byte tag and length)
             packed = packed[adv[packed] > 0]
-            _packed_counts(buf, slot, packed, pos + 2, adv - 2, count, t.fixed)
+            _packed_counts(buf, slot, packed, vstart, adv - 2, count, t.fixed)
         if slow.size:  # a longer tag or varint, or not valid for the type (fails there)
-            nxt[slow], slot[slow], count[slow] = _step(buf, pos[slow], t)
+            nxt[slow], slot[slow], count[slow], vstart[slow] = _step(buf, pos[slow], t)
         if (nxt > end).any():
             raise _Fallback
         cells.append(msg * (k + 1) + slot)
         weights.append(count)
+        if t.any_message:
+            m = np.flatnonzero(t.message[slot])
+            if m.size:
+                found.append((slot[m], vstart[m], nxt[m]))
         keep = nxt < end
         if keep.all():
             pos = nxt
         else:
             pos, msg, end = nxt[keep], msg[keep], end[keep]
     if not cells:
-        return np.zeros((n, k), np.int64)
+        return np.zeros((n, k), np.int64), _within(plan, [])
     w = None
     if any(c is not None for c in weights):
         w = np.concatenate([np.ones(len(c), np.int64) if wt is None else wt
@@ -382,12 +421,32 @@ def _field_counts(plan: _Plan, joined: bytes, payloads: Sequence[bytes]) -> Any:
     for group in plan.oneofs:
         if counts[:, group].sum(axis=1).max() > 1:
             raise _Fallback  # protobuf keeps the last member set
-    return counts
+    return counts, _within(plan, found)
 
 
-def _step(buf: Any, pos: Any, t: Any) -> tuple[Any, Any, Any]:
+def _within(plan: _Plan, found: list[tuple[Any, Any, Any]]) -> dict[int, tuple[Any, Any]]:
+    """The starts and ends of each message field's values, by slot, in the order of the bytes
+    (each walk step found them in message order: runs that a stable sort merges)."""
+    import numpy as np
+
+    slots = [s for s, nested in enumerate(plan.nested) if nested is not None]
+    if not found:
+        none = np.zeros(0, np.int64)
+        return {s: (none, none) for s in slots}
+    slot = np.concatenate([f[0] for f in found])
+    start = np.concatenate([f[1] for f in found])
+    end = np.concatenate([f[2] for f in found])
+    out = {}
+    for s in slots:
+        mine = np.flatnonzero(slot == s) if len(slots) > 1 else np.arange(len(slot))
+        order = mine[np.argsort(start[mine], kind="stable")]
+        out[s] = (start[order], end[order])
+    return out
+
+
+def _step(buf: Any, pos: Any, t: Any) -> tuple[Any, Any, Any, Any]:
     """One field of each message at ``pos``, any tag: the positions after them, their slots
-    (``k`` for an unknown field) and value counts."""
+    (``k`` for an unknown field), value counts and where length-delimited values start."""
     import numpy as np
 
     tag, pos = _varint(buf, pos)
@@ -418,7 +477,7 @@ def _step(buf: Any, pos: Any, t: Any) -> tuple[Any, Any, Any]:
     packed = np.flatnonzero((wire == 2) & t.packable[slot])
     if packed.size:
         _packed_counts(buf, slot, packed, pos, length, count, t.fixed)
-    return nxt, slot, count
+    return nxt, slot, count, pos
 
 
 def _packed_counts(buf: Any, slots: Any, p: Any, starts: Any, lengths: Any, count: Any,
