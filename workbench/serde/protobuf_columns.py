@@ -1,5 +1,7 @@
 """Protobuf messages into Python values a field at a time, by converters compiled once per
-message type from its descriptor (no generic walk over the descriptor per message).
+message type from its descriptor (no generic walk over the descriptor per message). This is
+the message-by-message path; batches of 512 messages or more are parsed at once by
+:mod:`~workbench.serde.protobuf_wire`, to the same values.
 
 What the values are (the same for a dict per message and for columns):
 

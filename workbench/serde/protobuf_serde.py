@@ -386,7 +386,10 @@ class ProtobufSerde(SchemaSerde):
         """Messages straight into columns, one field at a time (no dict per message): typed
         NumPy arrays for scalar fields (``int64``, ``float64``, ``bool``, ``object`` for text
         and bytes), enum names, lists; nested messages, maps and repeated enums as
-        :func:`message_to_dict` shows them. With a ``None`` value, lists with ``None``."""
+        :func:`message_to_dict` shows them. With a ``None`` value, lists with ``None``.
+        A batch of :data:`FLAT_MIN` messages or more is parsed at once
+        (:mod:`~workbench.serde.protobuf_wire`), a smaller one (or one that path hands back)
+        message by message."""
         if not self.as_dict:
             return super().deserialize_columns(items)
         with gc_paused():
