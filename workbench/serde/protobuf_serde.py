@@ -276,7 +276,7 @@ class ProtobufSerde(SchemaSerde):
 
     def _dicts(self, items: Sequence[bytes | None]) -> list[Any]:
         descriptor = self.message.DESCRIPTOR
-        if self.as_dict:
+        if self.as_dict and len(items) >= FLAT_MIN:
             flat = self._flat(items)
             if flat is not None:
                 n = len(items) if flat[1] is None else sum(flat[1])
@@ -397,7 +397,7 @@ class ProtobufSerde(SchemaSerde):
 
     def _columns(self, items: Sequence[bytes | None]) -> tuple[dict[str, Any], list[bool]]:
         plan = _column_plan(self.message.DESCRIPTOR)
-        flat = self._flat(items)
+        flat = self._flat(items) if len(items) >= FLAT_MIN else None
         if flat is not None:
             cols, where = flat
             if where is None:
