@@ -30,7 +30,9 @@ whose value lost its tag, and a private in-process log (``seal=False``).
 from __future__ import annotations
 
 import logging
-from operator import attrgetter
+from collections import deque
+from itertools import compress, repeat
+from operator import attrgetter, setitem
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from .crypto import PREFIX
 from .keystore import FORGOTTEN
 from .spec import ERASED
 from .tags import TAGGED, PersonalStr, tag
+from .vouch import vouch, vouch_keys
 
 if TYPE_CHECKING:
     from .boundary import Boundary
@@ -203,8 +206,12 @@ def _parser() -> Any:
 
 
 # ============================================================================= protect (out)
-def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
-    """``batch`` with its personal values sealed, or ``None`` when the record walk is needed."""
+def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
+                  ) -> Batch | None:
+    """``batch`` with its personal values sealed, or ``None`` when the record walk is needed.
+
+    ``keep``: the driver keeps the records array it is given and the engine reads it back:
+    the array is vouched for (:mod:`workbench.privacy.vouch`)."""
     if not b.seal or not len(batch):
         return None
     spec = b.sources.get(topic)
@@ -225,6 +232,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
     names = b.names
     tagged: list[tuple[str, list[Any], set[type]]] = []
     texts: list[tuple[str, list[Any]]] = []
+    strs: dict[str, list[Any]] = {}  # the columns that may hold tokens (see vouch.py)
     hits: list[tuple[str, list[Any]]] = []  # plain strings equal to a personal one seen lately
     for name, col in values.cols.items():
         if name.__class__ is not str:
@@ -236,6 +244,8 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
         lst = col.tolist()
         types = set(map(type, lst))
         if types <= _SCALARS:
+            if str in types:
+                strs[name] = lst
             if name in names:
                 for y in set(lst):
                     if y is not None and not (y.__class__ is str and (
@@ -269,7 +279,8 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
                     if x is not None:
                         pend.append([out, i, x, False, x._wb_h, x._wb_f])
         if types <= _STR_OR_NONE:
-            seen.update(zip(lst, lst))
+            distinct = dict.fromkeys(lst)  # the first of equal values (as update would keep)
+            seen.update(zip(distinct, distinct))
             seen.pop(None, None)  # type: ignore[call-overload]
         else:
             seen.update((x, x) for x in lst if x.__class__ is PersonalStr)
@@ -291,8 +302,34 @@ def protect_batch(b: Boundary, topic: str, batch: Batch) -> Batch | None:
     cols = {name: obj_array(out, n) for name, out in new.items()}
     sealed: StructValues | ObjectValues = values.with_columns(cols)
     if isinstance(batch.values, ObjectValues):  # kept as records: what the log held before
-        sealed = ObjectValues(sealed.objects())
+        if values.present is None:
+            sealed = ObjectValues(obj_array(_replaced(batch.values.arr.tolist(), cols), n))
+            if keep:  # the driver reads this very array back: vouched for
+                strs.update(new)
+                vouch(sealed.arr, values.cols, strs, frozenset(names))
+                if batch.keys.dtype == object:
+                    vouch_keys(batch.keys)
+        else:
+            sealed = ObjectValues(sealed.objects())
     return Batch(batch.keys, sealed, batch.ts, batch.seq, batch.headers, batch.time_field)
+
+
+def _has_protected(values: set[Any]) -> bool:
+    """True when a string of ``values`` is a token or an erased marker."""
+    strs = [y for y in values if y.__class__ is str] if len(values) < 64 else \
+        list(compress(values, map(str.__instancecheck__, values)))
+    return ERASED in strs or any(map(str.startswith, strs, repeat(PREFIX))) or \
+        any(map(str.startswith, strs, repeat(_ERASED_KEY)))
+
+
+def _replaced(records: list[dict[str, Any]], cols: dict[str, np.ndarray]
+              ) -> list[dict[str, Any]]:
+    """Copies of ``records`` (dicts that all have the fields of ``cols``) with the values of
+    those fields replaced by the columns' (the fields keep their order)."""
+    out = list(map(dict.copy, records))
+    for name, col in cols.items():
+        deque(map(setitem, out, repeat(name), col.tolist()), maxlen=0)
+    return out
 
 
 def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | None:
@@ -303,6 +340,7 @@ def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | 
         return None
     subjects: list[Any] | None = None
     handles: dict[Any, bytes] = {}
+    found: dict[bytes, Any] | None = None  # the subjects' keys (made for new subjects)
     new: dict[str, np.ndarray] = {}
     n = values.n
     for f in spec.fields:
@@ -315,8 +353,7 @@ def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | 
             continue
         if not types <= _TAGGABLE:
             return None
-        if str in types and any(y.__class__ is str and (y.startswith(PREFIX) or _is_marker(y))
-                                for y in set(lst)):
+        if str in types and _has_protected(set(lst)):
             return None
         if subjects is None:
             subjects = values.cols[spec.subject].tolist()
@@ -325,9 +362,49 @@ def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | 
                         s.startswith(PREFIX) or _is_marker(s))):
                     return None
                 handles[s] = b.keys.handle(s)
-        new[f] = obj_array([None if x is None else tag(x, handles[s], f, None)
-                            for x, s in zip(lst, subjects)], n)
+        if len(types - {_NONE}) == 1:  # (subject, value) pairs compare as the values do
+            if found is None:
+                found = b.keys.keys_for(set(handles.values()), create=True)
+            new[f] = obj_array(_seal_pairs(b, f, found, handles, subjects, lst), n)
+        else:
+            new[f] = obj_array([None if x is None else tag(x, handles[s], f, None)
+                                for x, s in zip(lst, subjects)], n)
     return values.with_columns(new) if new else values
+
+
+def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any, bytes],
+                subjects: list[Any], lst: list[Any]) -> Any:
+    """Field ``f`` of a declared source's records (values of one type, or ``None``), tagged:
+    each distinct (subject, value) pair once, and sealed once (through the token cache) when
+    the subject has a key, the tagged value carrying its token as if it had been read from
+    it. Tokens are deterministic (synthetic nonces), so this gives exactly the tokens that
+    sealing every record's value would give. A forgotten subject's values carry no token:
+    protect writes them as the marker."""
+    cache = b._sealed
+    if len(cache) > _CACHE_MAX:
+        cache.clear()
+    owner = dict(zip(lst, subjects))
+    if list(map(owner.get, lst)) == subjects:  # each value has one subject (an email...)
+        keyed: Any = owner.items()
+        pairs: Any = lst
+    else:
+        pairs = list(zip(subjects, lst))
+        keyed = ((p, p[0]) for p in set(pairs))
+    tagged: dict[Any, Any] = {}
+    for key, s in keyed:
+        x = key if pairs is lst else key[1]
+        if x is None:
+            continue
+        h = handles[s]
+        sk = found.get(h)
+        token = None
+        if sk is not None and sk is not FORGOTTEN:
+            ck = (h, f, x.__class__, x)
+            token = cache.get(ck)
+            if token is None:
+                token = cache[ck] = sk.seal(x, f)
+        tagged[key] = tag(x, h, f, token)
+    return map(tagged.get, pairs)
 
 
 def _contained(tagged: list[tuple[str, list[Any], set[type]]],

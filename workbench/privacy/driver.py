@@ -132,7 +132,8 @@ class PrivateDriver(Driver):
         return self.boundary.reveal_any(topic, self.inner.read_all_batch(topic))
 
     def append_batch(self, topic: str, partition: int, batch: Any) -> None:
-        self.inner.append_batch(topic, partition, self.boundary.protect_any(topic, batch))
+        self.inner.append_batch(topic, partition,
+                                self.boundary.protect_any(topic, batch, keep=self._keeps))
 
     def end_offset(self, topic: str, partition: int) -> int:
         return self.inner.end_offset(topic, partition)
@@ -146,6 +147,12 @@ class PrivateDriver(Driver):
     # -- transactions -----------------------------------------------------------------------------
     def committed(self, app_id: str, topic: str, partition: int) -> int:
         return self.inner.committed(app_id, topic, partition)
+
+    @property
+    def _keeps(self) -> bool:
+        """True when the wrapped driver keeps the batches it is given as they are (the
+        memory driver): what protect writes is then vouched for (``privacy/vouch.py``)."""
+        return self.inner.scheme == "memory"
 
     def _clean(self, topic: str) -> bool:
         """True when ``topic`` is written only by steps that read no personal value and use
@@ -161,7 +168,9 @@ class PrivateDriver(Driver):
     def _protect_outputs(self, outputs: dict[tuple[str, int], Any]) -> dict[tuple[str, int], Any]:
         protect = self.boundary.protect_any
         clean = self._clean
-        out = {(t, p): recs if clean(t) else protect(t, recs) for (t, p), recs in outputs.items()}
+        read = self.lazy.reads if self.lazy is not None and self._keeps else {}
+        out = {(t, p): recs if clean(t) else protect(t, recs, keep=t in read)
+               for (t, p), recs in outputs.items()}
         if not getattr(self.inner, "accepts_batches", False):
             out = {tp: recs if isinstance(recs, list) else recs.rows()
                    for tp, recs in out.items()}

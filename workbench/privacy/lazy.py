@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
-from .columns import _SCALARS, _is_marker, reveal_batch
+from .columns import _SCALARS, _is_marker, _replaced, reveal_batch
 from .crypto import PREFIX
 from .spec import ERASED
+from .vouch import keys_plain, lookup
 
 if TYPE_CHECKING:
     from .boundary import Boundary
@@ -54,7 +55,7 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
         return None
     if not isinstance(batch.keys, np.ndarray):
         return None
-    if batch.keys.dtype == object:
+    if batch.keys.dtype == object and not keys_plain(batch.keys):
         ks = batch.keys.tolist()
         kinds = set(map(type, ks))
         if not kinds <= _SCALARS:
@@ -71,7 +72,16 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
     if isinstance(values, StructValues):
         return _struct(b, topic, batch, values, reads, personal, marks)
     if isinstance(values, ObjectValues):
-        got = _objects(b, batch, values, reads, personal, marks)
+        known = lookup(values.arr)  # written by the boundary itself: checked then
+        if known is not None and (personal & known.fields) <= known.personal and \
+                marks.isdisjoint(known.marks):
+            opening = reads & known.tokens
+            if not opening:
+                return batch, False
+            live = values.arr.tolist()
+            return _open_columns(b, topic, batch, live,
+                                 {f: list(map(itemgetter(f), live)) for f in opening})
+        got = _objects(b, topic, batch, values, reads, personal, marks)
         if got is not None:
             return got
         struct = values.to_struct()  # tokens to open in the fields read: those columns only
@@ -119,11 +129,12 @@ def _struct(b: Boundary, topic: str, batch: Batch, values: StructValues,
                  batch.headers, batch.time_field), opened
 
 
-def _objects(b: Boundary, batch: Batch, values: ObjectValues, reads: frozenset[str],
-             personal: set[str],
+def _objects(b: Boundary, topic: str, batch: Batch, values: ObjectValues,
+             reads: frozenset[str], personal: set[str],
              marks: frozenset[str] | set[str]) -> tuple[Batch, bool] | None:
     """Records as dicts (a driver that decodes JSON): handed over as they are when the fields
-    read hold no token and the others need no change."""
+    read hold no token and the others need no change; when every record has the same fields,
+    the tokens of the fields read are opened and set in copies of the records."""
     live = values.arr.tolist()
     if not live:
         return batch, False
@@ -136,19 +147,27 @@ def _objects(b: Boundary, batch: Batch, values: ObjectValues, reads: frozenset[s
             rows = None
         if rows is not None:
             cols = list(zip(*rows)) if len(names) > 1 else [rows]
-            return _columns(b, batch, dict(zip(names, cols)), reads, personal, marks)
+            got = _columns(b, batch, dict(zip(names, cols)), reads, personal, marks)
+            if got is None or isinstance(got, tuple):
+                return got
+            return _open_columns(b, topic, batch, live, got)
     if not set(map(type, live)) <= {dict, _NONE}:
         return None
     live = [v for v in live if v is not None]
     need = set(reads) | personal
     if marks:  # every field may hold a forgotten subject's token
         need.update(set().union(*map(dict.keys, live)))
-    return _columns(b, batch, {f: list(map(dict.get, live, repeat(f))) for f in need}, reads,
-                    personal, marks)
+    got = _columns(b, batch, {f: list(map(dict.get, live, repeat(f))) for f in need}, reads,
+                   personal, marks)
+    return got if got is None or isinstance(got, tuple) else None
 
 
 def _columns(b: Boundary, batch: Batch, cols: dict[str, Any], reads: frozenset[str],
-             personal: set[str], marks: frozenset[str] | set[str]) -> tuple[Batch, bool] | None:
+             personal: set[str], marks: frozenset[str] | set[str]
+             ) -> tuple[Batch, bool] | dict[str, Any] | None:
+    """``(batch, False)`` when it passes as it is, ``None`` for the full path, else the
+    columns read that hold tokens (or plaintext in a personal field) to open."""
+    opening: dict[str, Any] = {}
     for f, col in cols.items():
         if f in reads:
             kinds = set(map(type, col))
@@ -156,11 +175,31 @@ def _columns(b: Boundary, batch: Batch, cols: dict[str, Any], reads: frozenset[s
                 return None
             if str in kinds and (f in personal or any(
                     y.__class__ is str and y.startswith(PREFIX) for y in set(col))):
-                return None  # tokens (or plaintext personal values) to open: the full path
+                opening[f] = col  # tokens (or plaintext personal values) to open
             continue
         if (f in personal or marks) and _unread(b, col, f in personal, marks) is not None:
             return None  # plaintext personal values, or a forgotten subject's token
-    return batch, False
+    return opening or (batch, False)
+
+
+def _open_columns(b: Boundary, topic: str, batch: Batch, live: list[Any],
+                  cols: dict[str, Any]) -> tuple[Batch, bool] | None:
+    """``batch`` of records ``live`` (dicts that all have the fields of ``cols``, their
+    values) with the tokens of those columns opened (the column path of
+    :func:`~workbench.privacy.columns.reveal_batch`) and set in copies of the records that
+    change; ``None`` when that path cannot (plaintext personal values: the full reveal)."""
+    n = len(live)
+    old = {f: obj_array(c, n) for f, c in cols.items()}
+    sub = Batch(batch.keys, StructValues(old, None, n), batch.ts, batch.seq, batch.headers)
+    got = reveal_batch(b, topic, sub)
+    if got is None:
+        return None
+    assert isinstance(got.values, StructValues)
+    new = {f: c for f, c in got.values.cols.items() if c is not old[f]}
+    if not new:
+        return batch, False
+    return Batch(batch.keys, ObjectValues(obj_array(_replaced(live, new), n)), batch.ts,
+                 batch.seq, batch.headers, batch.time_field), True
 
 
 def _unread(b: Boundary, col: Any, personal: bool,

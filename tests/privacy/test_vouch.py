@@ -1,0 +1,144 @@
+"""Arrays the boundary wrote itself and a driver keeps (``memory://NAME``) are read back by
+the engine without checking every value again (``workbench/privacy/vouch.py``): what was noted
+when they were written must still decide as the check would (forgotten subjects, fields that
+another pipeline declares personal, tokens in a field a step reads)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import workbench as wb
+from workbench.drivers import connect
+from workbench.privacy import vouch
+from workbench.privacy.crypto import PREFIX
+from workbench.run import append_inputs
+
+from .helpers import people
+
+FIELDS = ["email", "name", "ip"]
+
+
+def _pipeline(keys: Any, name: str = "vouch", fields: list[str] = FIELDS,
+              step: Any = None) -> wb.Pipeline:
+    p = wb.Pipeline(name, keys=keys)
+    (p.source("signups", key="user_id", time="ts",
+              personal=wb.Personal(subject="user_id", fields=fields))
+      .filter(lambda e: e["amount"] >= 3)
+      .map(step or (lambda e: {**e, "cents": round(e["amount"] * 100)}))
+      .to("out"))
+    return p
+
+
+def _keys(tmp: Path) -> wb.KeyStore:
+    return wb.KeyStore(tmp / "keys", master=os.urandom(32))
+
+
+def _raw(drv: Any, topic: str) -> list[dict[str, Any]]:
+    return [r[1] for r in drv.read_all(topic)]
+
+
+def test_what_protect_hands_the_memory_driver_is_vouched_for(tmp_path: Path) -> None:
+    keys = _keys(tmp_path)
+    rows = people(12)
+    drv = connect(f"memory://vouch-{uuid.uuid4().hex[:8]}")
+    p = _pipeline(keys)
+    append_inputs(p, drv, {"signups": rows})
+    part = drv.read_batch("signups", 0, 3, 5)  # a slice: a view of the stored array
+    known = vouch.lookup(part.values.arr)
+    assert known is not None
+    assert known.tokens == set(FIELDS) and known.personal == set(FIELDS)
+    assert known.fields == set(rows[0])
+    assert len(known.marks) == 12  # one per subject
+    assert vouch.keys_plain(part.keys)
+    assert vouch.lookup(part.values.arr.copy()) is None  # not what protect wrote
+    # records a producer outside workbench wrote are not vouched for
+    drv.append("signups", 0, [(r["user_id"], r, r["ts"], 0, None) for r in people(2, 50)])
+    assert vouch.lookup(drv.read_batch("signups", 0, 12, 2).values.arr) is None
+    run = p.run(drv)
+    out = _raw(drv, "out")
+    assert len(out) == 12  # 10 of the first rows, 2 of the producer's
+    for v in out:  # the producer's plaintext was sealed, the vouched tokens passed through
+        assert all(v[f].startswith(PREFIX) for f in FIELDS), v
+    assert run.frame("out")["email"].tolist()[-1] == "secret-mail-51@example.org"
+
+
+def test_the_entry_goes_with_the_array() -> None:
+    import numpy as np
+
+    arr = np.empty(3, dtype=object)
+    arr[:] = [{"a": 1}, {"a": 2}, {"a": 3}]
+    vouch.vouch(arr, ["a"], {}, frozenset())
+    assert vouch.lookup(arr[1:]) is not None
+    before = len(vouch._VOUCHED)
+    del arr
+    gc.collect()
+    assert len(vouch._VOUCHED) == before - 1
+    view = np.empty(4, dtype=object)[1:]
+    vouch.vouch(view, ["a"], {}, frozenset())  # a view is never vouched for: its base
+    assert vouch.lookup(view) is None           # holds rows that were not checked
+
+
+def test_a_forget_after_the_write_still_erases_the_tokens_passed_through(
+        tmp_path: Path) -> None:
+    keys = _keys(tmp_path)
+    drv = connect(f"memory://vouch-{uuid.uuid4().hex[:8]}")
+    p = _pipeline(keys)
+    append_inputs(p, drv, {"signups": people(12)})
+    assert vouch.lookup(drv.read_batch("signups", 0, 0, 12).values.arr) is not None
+    wb.forget("u5", keys=keys)
+    p.run(drv)
+    out = {v["user_id"]: v for v in _raw(drv, "out")}
+    assert [out["u5"][f] for f in FIELDS] == [wb.ERASED] * 3
+    assert out["u6"]["email"].startswith(PREFIX)
+
+
+def test_a_field_another_pipeline_declares_personal_is_checked(tmp_path: Path) -> None:
+    """The writer declared email, name and ip; a reader that also declares ``note`` must
+    find the plaintext there and seal it, although the array is vouched for."""
+    keys = _keys(tmp_path)
+    rows = [{**r, "note": f"call {r['user_id']} at home"} for r in people(8)]
+    drv = connect(f"memory://vouch-{uuid.uuid4().hex[:8]}")
+    append_inputs(_pipeline(keys), drv, {"signups": rows})
+    reader = _pipeline(keys, "vouch-reader", [*FIELDS, "note"])
+    run = reader.run(drv)
+    assert run.driver.lazy.reads["signups"] == {"amount", "ts"}
+    out = _raw(drv, "out")
+    assert len(out) == 6
+    for v in out:
+        assert v["note"].startswith(PREFIX), v["note"]
+    assert run.frame("out")["note"].tolist()[0] == "call u2 at home"
+
+
+def test_fields_read_are_opened_in_copies_of_the_records(tmp_path: Path) -> None:
+    """A step reading ``name``: the vouched array's tokens are opened in copies (the stored
+    records keep their tokens); the same from records the driver was handed as rows (not
+    vouched: the check, then the same opening)."""
+    keys = _keys(tmp_path)
+
+    def greet(e: Any) -> Any:
+        return {**e, "greeting": f"Dear {e['name']}"}
+
+    rows = people(8)
+    first = connect(f"memory://vouch-{uuid.uuid4().hex[:8]}")
+    p = _pipeline(keys, step=greet)
+    append_inputs(p, first, {"signups": rows})
+    stored = _raw(first, "signups")
+    second = connect(f"memory://vouch-{uuid.uuid4().hex[:8]}")
+    second.create_topic("signups", 1)
+    second.append("signups", 0, [(v["user_id"], v, v["ts"], 0, None) for v in stored])
+    assert vouch.lookup(second.read_batch("signups", 0, 0, 8).values.arr) is None
+    for drv in (first, second):
+        run = p.run(drv)
+        assert run.driver.lazy.reads["signups"] == {"amount", "ts", "name"}
+        assert "signups" in run.driver.opened
+        assert all(v["name"].startswith(PREFIX) for v in _raw(drv, "signups"))
+        out = _raw(drv, "out")
+        assert len(out) == 6
+        for v in out:
+            assert v["greeting"].startswith(PREFIX) and v["name"].startswith(PREFIX)
+            assert v["email"] == stored[int(v["user_id"][1:])]["email"]
+        assert run.frame("out")["greeting"].tolist()[0] == "Dear Secretname2 Zzyzx"
