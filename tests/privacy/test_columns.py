@@ -166,3 +166,39 @@ def test_source_inputs_and_odd_batches_take_the_record_walk(tmp_path: Path) -> N
     assert protect_batch(private, "out", Batch.from_rows(
         [(0, {"email": e}, 1, 0, None)])) is None
     assert isinstance(Batch.from_rows(plain).values, ObjectValues)
+
+
+@pytest.mark.parametrize("every_row", [True, False])
+def test_strings_containing_a_personal_string_equal_the_record_walk(
+        tmp_path: Path, every_row: bool) -> None:
+    """A text column searched for one column of personal strings (``f"Dear {name}"``) is
+    sealed without a step per record (``columns._contained_strings``): the same tokens as
+    the record walk, cached or not, and the marker for a forgotten subject."""
+    b = _boundary(tmp_path)
+    h = b.keys.handle
+    rows = []
+    for i in range(40):
+        s = f"u{i % 9}"
+        name = tag(f"Person {i % 9}", h(s), "name", None)
+        greeting = f"Dear {name}" if every_row or i % 4 else "Hello there"
+        rows.append((s, {"user_id": s, "name": name, "greeting": greeting}, 1_000 + i, i,
+                     None))
+    b.protect("out", rows[:1])  # makes the keys
+    wb.forget("u4", keys=b.keys)
+    for _ in range(2):  # token cache cold, then warm
+        b._seen.clear()
+        cols = protect_batch(b, "out", Batch.from_rows(rows))
+        assert cols is not None
+        b._seen.clear()
+        walked = b.protect("out", rows)
+        assert cols.rows() == walked
+    greetings = [r[1]["greeting"] for r in walked]
+    for r, g in zip(rows, greetings):
+        if not r[1]["greeting"].startswith("Dear"):
+            assert g == "Hello there"
+        elif r[1]["user_id"] == "u4":
+            assert g == wb.ERASED
+        else:
+            assert g.startswith(PREFIX)
+    opened = b.reveal("out", walked)
+    assert opened[5][1]["greeting"] == "Dear Person 5"

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from itertools import compress, repeat
-from operator import attrgetter, setitem
+from operator import attrgetter, contains, itemgetter, setitem
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -217,12 +217,21 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
     spec = b.sources.get(topic)
     if spec is not None and spec.key:
         return None
-    values = _struct(batch)
-    if values is None:
-        return None
-    if spec is not None:  # inputs of a declared source: their plaintext personal fields
-        values = _tag_source(b, spec, values)
+    records: list[Any] | None = None
+    values: StructValues | None = None
+    cols_in: dict[str, Any] | None = None
+    if isinstance(batch.values, ObjectValues) and isinstance(batch.keys, np.ndarray):
+        records = batch.values.arr.tolist()
+        cols_in = _dict_columns(records)  # one pass, no conversion: replaced in copies
+    if cols_in is None:
+        records = None
+        values = _struct(batch)
         if values is None:
+            return None
+        cols_in = values.cols
+    if spec is not None:  # inputs of a declared source: their plaintext personal fields
+        cols_in = _tag_source(b, spec, cols_in)
+        if cols_in is None:
             return None
     seen = b._seen
     if len(seen) > _CACHE_MAX:
@@ -234,14 +243,17 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
     texts: list[tuple[str, list[Any]]] = []
     strs: dict[str, list[Any]] = {}  # the columns that may hold tokens (see vouch.py)
     hits: list[tuple[str, list[Any]]] = []  # plain strings equal to a personal one seen lately
-    for name, col in values.cols.items():
+    for name, col in cols_in.items():
         if name.__class__ is not str:
             return None
-        if col.dtype != object:
-            if name in names and len(col):
-                return None  # a personal name holding plain numbers: the field-name rule
-            continue
-        lst = col.tolist()
+        if col.__class__ is np.ndarray:
+            if col.dtype != object:
+                if name in names and len(col):
+                    return None  # a personal name holding plain numbers: the name rule
+                continue
+            lst = col.tolist()
+        else:
+            lst = col
         types = set(map(type, lst))
         if types <= _SCALARS:
             if str in types:
@@ -295,21 +307,22 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
                     pend.append([out, i, x, False, x._wb_h, x._wb_f])
         new[name] = out
     if texts:
-        _contained(tagged, texts, new, pend)
+        _contained(b, tagged, texts, new, pend)
     if pend:
         b._fill_sealed(w)
     n = len(batch)
-    cols = {name: obj_array(out, n) for name, out in new.items()}
-    sealed: StructValues | ObjectValues = values.with_columns(cols)
-    if isinstance(batch.values, ObjectValues):  # kept as records: what the log held before
-        if values.present is None:
-            sealed = ObjectValues(obj_array(_replaced(batch.values.arr.tolist(), cols), n))
-            if keep:  # the driver reads this very array back: vouched for
-                strs.update(new)
-                vouch(sealed.arr, values.cols, strs, frozenset(names))
-                if batch.keys.dtype == object:
-                    vouch_keys(batch.keys)
-        else:
+    sealed: StructValues | ObjectValues
+    if records is not None:  # kept as records: what the log held before
+        sealed = ObjectValues(obj_array(_replaced(records, new), n))
+        if keep:  # the driver reads this very array back: vouched for
+            strs.update(new)
+            vouch(sealed.arr, cols_in, strs, frozenset(names))
+            if batch.keys.dtype == object:
+                vouch_keys(batch.keys)
+    else:
+        assert values is not None
+        sealed = values.with_columns({name: obj_array(out, n) for name, out in new.items()})
+        if isinstance(batch.values, ObjectValues):
             sealed = ObjectValues(sealed.objects())
     return Batch(batch.keys, sealed, batch.ts, batch.seq, batch.headers, batch.time_field)
 
@@ -322,32 +335,50 @@ def _has_protected(values: set[Any]) -> bool:
         any(map(str.startswith, strs, repeat(_ERASED_KEY)))
 
 
-def _replaced(records: list[dict[str, Any]], cols: dict[str, np.ndarray]
-              ) -> list[dict[str, Any]]:
+def _dict_columns(records: list[Any]) -> dict[str, list[Any]] | None:
+    """The fields of ``records`` as lists, when every record is a dict with the same fields
+    (in any order), else ``None``."""
+    if not records or records[0].__class__ is not dict:
+        return None
+    names = tuple(records[0])
+    if not names or set(map(type, records)) != {dict} or \
+            set(map(len, records)) != {len(names)}:
+        return None
+    try:
+        rows = list(map(itemgetter(*names), records))
+    except KeyError:
+        return None
+    if len(names) == 1:
+        return {names[0]: rows}
+    return dict(zip(names, map(list, zip(*rows))))
+
+
+def _replaced(records: list[dict[str, Any]], cols: dict[str, Any]) -> list[dict[str, Any]]:
     """Copies of ``records`` (dicts that all have the fields of ``cols``) with the values of
-    those fields replaced by the columns' (the fields keep their order)."""
+    those fields replaced by the columns' (lists or arrays; the fields keep their order)."""
     out = list(map(dict.copy, records))
     for name, col in cols.items():
-        deque(map(setitem, out, repeat(name), col.tolist()), maxlen=0)
+        deque(map(setitem, out, repeat(name),
+                  col.tolist() if col.__class__ is np.ndarray else col), maxlen=0)
     return out
 
 
-def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | None:
-    """A declared source's plaintext personal fields tagged with the subject of their record
-    (``None``: the record walk decides; when a subject is missing or not a plain id, a
-    field holds other types, or tokens and plaintext are mixed)."""
-    if not isinstance(spec.subject, str) or spec.subject not in values.cols:
+def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any]) -> dict[str, Any] | None:
+    """``cols`` (lists or arrays) with a declared source's plaintext personal fields tagged
+    with the subject of their record (``None``: the record walk decides; when a subject is
+    missing or not a plain id, a field holds other types, or tokens and plaintext are
+    mixed)."""
+    if not isinstance(spec.subject, str) or spec.subject not in cols:
         return None
     subjects: list[Any] | None = None
     handles: dict[Any, bytes] = {}
     found: dict[bytes, Any] | None = None  # the subjects' keys (made for new subjects)
-    new: dict[str, np.ndarray] = {}
-    n = values.n
+    new: dict[str, list[Any]] = {}
     for f in spec.fields:
-        col = values.cols.get(f)
+        col = cols.get(f)
         if col is None:
             continue
-        lst = col.tolist()
+        lst = col.tolist() if col.__class__ is np.ndarray else col
         types = set(map(type, lst))
         if types <= {_NONE}:
             continue
@@ -356,7 +387,8 @@ def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | 
         if str in types and _has_protected(set(lst)):
             return None
         if subjects is None:
-            subjects = values.cols[spec.subject].tolist()
+            got = cols[spec.subject]
+            subjects = got.tolist() if got.__class__ is np.ndarray else got
             for s in set(subjects):
                 if s.__class__ not in (str, int) or (s.__class__ is str and (
                         s.startswith(PREFIX) or _is_marker(s))):
@@ -365,11 +397,11 @@ def _tag_source(b: Boundary, spec: Any, values: StructValues) -> StructValues | 
         if len(types - {_NONE}) == 1:  # (subject, value) pairs compare as the values do
             if found is None:
                 found = b.keys.keys_for(set(handles.values()), create=True)
-            new[f] = obj_array(_seal_pairs(b, f, found, handles, subjects, lst), n)
+            new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst))
         else:
-            new[f] = obj_array([None if x is None else tag(x, handles[s], f, None)
-                                for x, s in zip(lst, subjects)], n)
-    return values.with_columns(new) if new else values
+            new[f] = [None if x is None else tag(x, handles[s], f, None)
+                      for x, s in zip(lst, subjects)]
+    return {**cols, **new} if new else cols
 
 
 def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any, bytes],
@@ -407,7 +439,7 @@ def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any,
     return map(tagged.get, pairs)
 
 
-def _contained(tagged: list[tuple[str, list[Any], set[type]]],
+def _contained(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]],
                texts: list[tuple[str, list[Any]]],
                new: dict[str, list[Any]], pend: list[list[Any]]) -> None:
     """The containment rule: a plain string that contains a personal string (3 characters or
@@ -418,15 +450,27 @@ def _contained(tagged: list[tuple[str, list[Any], set[type]]],
     cols = [lst for _name, lst, types in tagged if PersonalStr in types]
     if not cols:
         return
+    strings = [lst for _name, lst, types in tagged if types == {PersonalStr}]
     for name, lst in texts:
-        distinct = [x for x in set(lst) if x.__class__ is str and not x.startswith(PREFIX)]
-        if sum(len(x) * len(x) for x in distinct) <= max(4 * len(lst), 50_000):
+        u = set(lst)
+        distinct = list(compress(u, map(str.__instancecheck__, u)))  # plain: no tags here
+        if any(map(str.startswith, distinct, repeat(PREFIX))):
+            distinct = [x for x in distinct if not x.startswith(PREFIX)]
+        if not distinct:
+            continue
+        # an upper bound of the sum of the squared lengths: the substrings to list
+        if sum(map(len, distinct)) * max(map(len, distinct)) <= max(
+                4 * len(lst), 50_000):
             parts = {x[i:j] for x in distinct for i in range(len(x) - 2)
                      for j in range(i + 3, len(x) + 1)}
             search = [p for p in cols if not parts.isdisjoint(p)]
         else:
             search = cols
         if not search:
+            continue
+        if len(search) == 1 and len(distinct) == len(u) and any(
+                search[0] is c for c in strings) and min(map(len, search[0])) >= 3:
+            _contained_strings(b, name, lst, search[0], new, pend)
             continue
         out: list[Any] | None = None
         for i, x in enumerate(lst):
@@ -441,3 +485,43 @@ def _contained(tagged: list[tuple[str, list[Any], set[type]]],
                             out = new[name] = list(lst)
                     pend.append([out, i, x, False, p._wb_h, name])
                     break
+
+
+def _contained_strings(b: Boundary, name: str, lst: list[Any], plist: list[Any],
+                       new: dict[str, list[Any]], pend: list[list[Any]]) -> None:
+    """:func:`_contained` for a column of plain strings (no token) searched for one column of
+    personal strings of 3 characters or more (``f"Dear {e['name']}"``), without a Python
+    step per record: the rows that contain their record's personal string are found by one
+    ``map``, and their tokens come from the token cache by one ``map`` (the same keys as
+    :meth:`Boundary._fill_sealed`); the others are sealed, and the rows of forgotten
+    subjects are left to ``pend`` (the marker)."""
+    n = len(lst)
+    idx = list(compress(range(n), map(contains, lst, plist)))
+    if not idx:
+        return
+    out = new.get(name)
+    if out is None:
+        out = new[name] = list(lst)
+    xs = list(map(lst.__getitem__, idx)) if len(idx) < n else lst
+    hs = list(map(_handle_of, map(plist.__getitem__, idx) if len(idx) < n else plist))
+    found = b.keys.keys_for(set(hs), create=b.seal)
+    live = {h for h, sk in found.items() if sk is not None and sk is not FORGOTTEN}
+    cache = b._sealed
+    if len(cache) > _CACHE_MAX:
+        cache.clear()
+    toks = list(map(cache.get, zip(hs, repeat(name), repeat(str), xs)))
+    if len(live) < len(found) or None in toks:
+        for j, t in enumerate(toks):
+            h = hs[j]
+            if h not in live:
+                toks[j] = None
+                pend.append([out, idx[j], xs[j], False, h, name])  # the marker
+            elif t is None:
+                x = xs[j]
+                toks[j] = cache[(h, name, str, x)] = found[h].seal(x, name)
+    if len(idx) == n:
+        out[:] = toks
+    else:
+        for i, t in zip(idx, toks):
+            if t is not None:
+                out[i] = t
