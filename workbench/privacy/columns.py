@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from itertools import compress, repeat
-from operator import attrgetter, contains, itemgetter, setitem
+from itertools import compress, filterfalse, repeat
+from operator import attrgetter, contains, itemgetter, methodcaller, setitem
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -258,11 +258,8 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
         if types <= _SCALARS:
             if str in types:
                 strs[name] = lst
-            if name in names:
-                for y in set(lst):
-                    if y is not None and not (y.__class__ is str and (
-                            y.startswith(PREFIX) or _is_marker(y))):
-                        return None  # recomputed personal value: the field-name rule
+            if name in names and not _only_protected(set(lst)):
+                return None  # recomputed personal value: the field-name rule
             elif str in types:
                 if seen and not seen.keys().isdisjoint(lst):
                     lst = list(map(seen.get, lst, lst))  # they are that personal value
@@ -325,6 +322,17 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
         if isinstance(batch.values, ObjectValues):
             sealed = ObjectValues(sealed.objects())
     return Batch(batch.keys, sealed, batch.ts, batch.seq, batch.headers, batch.time_field)
+
+
+def _only_protected(values: set[Any]) -> bool:
+    """True when every value is ``None``, a token or an erased marker."""
+    values.discard(None)
+    if not all(map(str.__instancecheck__, values)):
+        return False
+    return all(y.__class__ is str and _is_marker(y) for y in filterfalse(_IS_TOKEN, values))
+
+
+_IS_TOKEN = methodcaller("startswith", PREFIX)
 
 
 def _has_protected(values: set[Any]) -> bool:
@@ -517,8 +525,10 @@ def _contained_strings(b: Boundary, name: str, lst: list[Any], plist: list[Any],
                 toks[j] = None
                 pend.append([out, idx[j], xs[j], False, h, name])  # the marker
             elif t is None:
-                x = xs[j]
-                toks[j] = cache[(h, name, str, x)] = found[h].seal(x, name)
+                ck = (h, name, str, xs[j])
+                t = cache.get(ck)  # sealed for an earlier record of the batch
+                toks[j] = t if t is not None else cache.setdefault(ck, found[h].seal(xs[j],
+                                                                                   name))
     if len(idx) == n:
         out[:] = toks
     else:
