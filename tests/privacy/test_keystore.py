@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,21 @@ def test_boundary_walks_every_container(tmp_path: Path) -> None:
     assert erased[0][1]["a"] == [wb.ERASED, (wb.ERASED, 1)]
     assert erased[1][1] == Change({"email": wb.ERASED}, None)
     assert erased[0][0][0].startswith("<erased:")
+
+
+def test_cached_keys_expire_after_ttl_when_the_whole_batch_is_cached(tmp_path: Path) -> None:
+    """A batch whose subjects are all cached is answered in one pass, but never past the
+    ttl: a forget by another process (the backend alone) shows within ttl."""
+    keys = wb.KeyStore(tmp_path / "keys", master=os.urandom(32), ttl=0.3)
+    hs = [keys.handle(f"s{i}") for i in range(5)]
+    made = keys.keys_for(hs, create=True)
+    assert all(made[h] is not None and made[h] is not FORGOTTEN for h in hs)
+    keys.backend.forget(hs[2])  # another process
+    again = keys.keys_for(hs, create=False)  # from the cache (within ttl: allowed)
+    assert [again[h] for h in hs] == [made[h] for h in hs]
+    time.sleep(0.35)
+    later = keys.keys_for(set(hs), create=False)
+    assert later[hs[2]] is FORGOTTEN
+    assert all(later[h].handle == h for h in hs if h != hs[2])
+    keys.forget("s4")  # through the process: at once, whatever the ttl
+    assert keys.keys_for(hs, create=False)[hs[4]] is FORGOTTEN

@@ -24,6 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from .crypto import PREFIX, TOKEN_VERSION, SubjectKey
@@ -34,6 +35,7 @@ __all__ = ["FORGOTTEN", "KeyStore", "epoch", "subject_text", "token_mark"]
 
 #: reserved handle of the index key (an HMAC never yields 16 zero bytes in practice)
 _INDEX = bytes(16)
+_VALUE = itemgetter(1)  # of a cache entry (expires, key or FORGOTTEN)
 _stores: weakref.WeakSet[KeyStore] = weakref.WeakSet()
 _epoch = [0]
 
@@ -89,6 +91,9 @@ class KeyStore:
         self.ttl = float(ttl)
         self.max_cached = int(max_cached)
         self._cache: dict[bytes, tuple[float, Any]] = {}
+        #: no cached key expires before this (tombstones never do): until then a batch whose
+        #: subjects are all cached is answered by one lookup pass (see keys_for)
+        self._fresh_until = float("inf")
         self._lock = threading.Lock()
         self._index: bytes | None = None
         self._handles: dict[bytes, bytes] = {}
@@ -135,9 +140,17 @@ class KeyStore:
         """``{handle: SubjectKey | FORGOTTEN | None}`` for one batch: one cache pass, then one
         backend read (and, with ``create``, one write) for the handles missing."""
         now = time.monotonic()
+        cache = self._cache
+        if now < self._fresh_until:  # every cached entry is valid: one pass for the batch
+            if not isinstance(handles, list | tuple):
+                handles = list(handles)
+            hits: list[Any] = list(map(cache.get, handles))
+            if None not in hits:
+                return dict(zip(handles, map(_VALUE, hits)))
+        else:
+            self._drop_expired(now)
         out: dict[bytes, Any] = {}
         missing: list[bytes] = []
-        cache = self._cache
         for h in handles:
             hit = cache.get(h)
             if hit is not None and (hit[1] is FORGOTTEN or hit[0] > now):
@@ -159,6 +172,7 @@ class KeyStore:
                 for old in list(cache)[:len(cache) + len(missing) - self.max_cached]:
                     del cache[old]
             expires = now + self.ttl
+            self._fresh_until = min(self._fresh_until, expires)
             for h in missing:
                 got = found.get(h)
                 if got is None:
@@ -216,6 +230,16 @@ class KeyStore:
         keys, gone = self.backend.counts()
         index = 1 if self.backend.get_many([_INDEX]).get(_INDEX) is not None else 0
         return keys - index, gone
+
+    def _drop_expired(self, now: float) -> None:
+        """Drop the cached keys that expired (read again from the backend when a batch needs
+        them) and note when the next one expires."""
+        with self._lock:
+            cache = self._cache
+            for h in [h for h, (t, v) in cache.items() if t <= now and v is not FORGOTTEN]:
+                del cache[h]
+            self._fresh_until = min((t for t, v in cache.values() if v is not FORGOTTEN),
+                                    default=float("inf"))
 
     def clear_cache(self) -> None:
         """Drop cached keys (the next batch reads the backend)."""
