@@ -703,10 +703,11 @@ class Engine:
             self._check_membership()
             return
         # a driver may take the transaction and write it while the next batch is processed
-        # (``commit_soon``: PostgreSQL); its next call waits for it and raises its error.
-        # Looked up on the class: a wrapping driver (privacy) forwards unknown attributes to
-        # the driver it wraps, whose commit_soon would skip the wrapper's commit
-        soon = getattr(type(self.driver), "commit_soon", None)
+        # (``commit_soon``: PostgreSQL); its next call waits for it and raises its error. Not
+        # with state listeners: they hear of a commit only once it is durable. Looked up on
+        # the class: a wrapping driver (privacy) forwards unknown attributes to the driver it
+        # wraps, whose commit_soon would skip the wrapper's commit
+        soon = None if listening else getattr(type(self.driver), "commit_soon", None)
         if soon is not None:
             soon(self.driver, txn)
         else:
