@@ -16,7 +16,12 @@ one record at a time:
   batch.
 
 * **inputs of a declared source** (protect): plaintext personal columns are tagged with the
-  subject of their record (one handle per distinct subject), then sealed as above.
+  subject of their record (one handle per distinct subject), each distinct (subject, value)
+  once and sealed once, the tagged value carrying its token (tokens are deterministic: the
+  same as sealing every record's value), then handled as above.
+* **records as dicts** (protect): records of one shape are taken apart in one pass (lists,
+  no NumPy conversion) and written as copies with the sealed fields set; a driver that keeps
+  the array (``keep``) gets it vouched for (:mod:`workbench.privacy.vouch`).
 
 The result is exactly what the record walk of :class:`~workbench.privacy.boundary.Boundary`
 gives (``tests/privacy/test_columns.py`` compares both on batches of every shape). Whatever
