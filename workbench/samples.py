@@ -264,7 +264,8 @@ def input_batch(spec: SourceSpec, data: Any, *, now_ms: int, copy: bool = False)
     """The input ``data`` of a source topic as one column batch (``runtime.batch.Batch``), or
     ``None`` where only the row path applies (tables, key or time functions, rows that are not
     dicts). A DataFrame becomes columns without a dict per row; a list of dicts stays Python
-    values with keys and times taken out in one pass."""
+    values with keys and times taken out in one pass (``int64`` columns when every key, every
+    time, is an ``int``)."""
     from operator import itemgetter
 
     import numpy as np
