@@ -412,7 +412,10 @@ def _key_columns(batch: Any, schema: FrameSchema, pd: Any) -> dict[str, Any] | N
         return None
     else:
         data[key_col] = _column_series(batch.key_objects(), pd)
-    data[TIME_COLUMN] = _times_array(batch.ts, pd)
+    if isinstance(keys, WindowedKeys) and batch.ts is keys.end:  # stamped with the window end
+        data[TIME_COLUMN] = data["window_end"]  # (the log holds them once: so does the frame)
+    else:
+        data[TIME_COLUMN] = _times_array(batch.ts, pd)
     return data
 
 
@@ -425,28 +428,28 @@ def _scalar_frame(batch: Any, schema: FrameSchema, pd: Any) -> pd.DataFrame | No
 
     import numpy as np
 
-    from .runtime.batch import column
-
-    items = batch.values.objects().tolist()
-    n = len(items)
+    arr = batch.values.objects()
+    n = len(arr)
     if not n:
         return None
-    present = np.fromiter(map(is_not, items, repeat(None)), bool, n)
-    if present.all():
-        typed = column(items)
-        missing = False
-    else:
-        typed = column([v for v in items if v is not None]) if present.any() else None
-        missing = True
-    if typed is None or typed.dtype.kind not in "ifb":
-        return None  # dicts, strings, mixed types, ints beyond int64, only deletions
+    present = np.fromiter(map(is_not, arr, repeat(None)), bool, n)
+    missing = not present.all()
+    live = arr[present] if missing else arr
+    types = set(map(type, live))
+    dtype = _EXACT.get(types.pop()) if len(types) == 1 else None
+    if dtype is None:
+        return None  # dicts, strings, mixed types, only deletions
+    typed = np.zeros(n, dtype=dtype)
+    try:  # every value has exactly this type: NumPy's cast keeps it
+        typed[present] = live
+    except OverflowError:  # ints beyond int64
+        return None
+    del live
     data = _key_columns(batch, schema, pd)
     if data is None:
         return None
     if missing:
-        full = np.zeros(n, dtype=typed.dtype)
-        full[present] = typed
-        data["value"] = _masked_series(full, present, pd)
+        data["value"] = _masked_series(typed, present, pd)
     else:
         data["value"] = _column_series(typed, pd)
     frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)

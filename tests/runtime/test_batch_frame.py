@@ -139,3 +139,19 @@ def test_counts_take_the_column_path() -> None:
     assert list(frame.columns) == ["user_id", "window_start", "window_end", "timestamp",
                                    "value"]
     assert str(frame["value"].dtype) == "Int64" and frame.attrs["null_values"] == [1]
+
+
+def test_results_stamped_with_their_window_end_share_the_column() -> None:
+    ends = np.array([5, 9, 20])
+    keys = WindowedKeys(np.array([7, 7, 8]), np.array([0, 0, 10]), ends)
+    batch = Batch(keys, ObjectValues(np.array([1, None, 2], dtype=object)), ends,
+                  np.array([0, 1, 2]))
+    schema = FrameSchema(key_name="user_id", windowed=True, scalar=True, changelog=True)
+    rows = batch.rows()
+    frame = batch_frame(batch, schema)
+    _same(frame, build_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                             schema))
+    frame.loc[0, "timestamp"] = frame.loc[2, "timestamp"]  # the columns stay independent
+    assert frame["window_end"].tolist() == build_frame(
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], schema
+    )["window_end"].tolist()

@@ -219,7 +219,8 @@ def _as_columns(batch: Any) -> Any:
     ``int64`` column when every key is an ``int`` (see ``_PartitionLog``). A field of only
     ``str`` values becomes Arrow strings (when pandas' strings are Arrow's: the frame then
     wraps them instead of converting 950,000 objects), and a key or timestamp column equal to
-    an ``int64`` field is stored once (``key="user_id"``, ``time="ts"``)."""
+    an ``int64`` field is stored once (``key="user_id"``, ``time="ts"``), as is a timestamp
+    column equal to the windows' ends."""
     import numpy as np
 
     from ..runtime.batch import ObjectValues, WindowedKeys, column
@@ -244,6 +245,9 @@ def _as_columns(batch: Any) -> Any:
         if typed.dtype == np.int64:
             keys = WindowedKeys(typed, keys.start, keys.end)
             changed = True
+    if keys.__class__ is WindowedKeys and ts is not keys.end and np.array_equal(ts, keys.end):
+        ts = keys.end  # results stamped with their window's end (sessions)
+        changed = True
     if not changed:
         return batch
     if values is not batch.values and values.present is None:
