@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from workbench.partitioning import KeyPartitioner, murmur2, partition_for
 from workbench.serde import get_serde
 
@@ -59,3 +62,21 @@ def test_cache_keeps_equal_keys_of_different_types_apart() -> None:
     part = KeyPartitioner(get_serde("json").serialize)
     expected = [partition_for(get_serde("json").serialize(k) or b"", 7) for k in (1, True, 1.0)]
     assert [part.partition(k, 7) for k in (1, True, 1.0)] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.one_of(st.text(max_size=3), st.integers(-3, 3), st.booleans(),
+                               st.floats(allow_nan=False, width=16), st.none(),
+                               st.tuples(st.integers(0, 2))), max_size=40),
+       partitions=st.integers(1, 7), fallback=st.integers(0, 5))
+def test_partitions_of_a_batch_equal_each_keys_partition(keys: list[object], partitions: int,
+                                                          fallback: int) -> None:
+    """The engine's routing of a whole batch (once per distinct key) places every key where
+    the per-record partitioner does: 1, 1.0 and True stay apart."""
+    from workbench.partitioning import KeyPartitioner
+    from workbench.serde import JsonSerde
+
+    p = KeyPartitioner(JsonSerde().serialize)
+    want = [KeyPartitioner(JsonSerde().serialize).partition(k, partitions, fallback)
+            for k in keys]
+    assert p.partitions_of(keys, partitions, fallback).tolist() == want

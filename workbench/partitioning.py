@@ -94,3 +94,22 @@ class KeyPartitioner:
             self._cache.clear()
         self._cache[(cls, key, partitions)] = p
         return p
+
+    def partitions_of(self, keys: list[Any], partitions: int, fallback: int = 0) -> Any:
+        """:meth:`partition` of every key, as an ``int64`` NumPy array: once per distinct key
+        when the keys are ``str``/``int`` (whose equality agrees with their bytes)."""
+        import numpy as np
+
+        n = len(keys)
+        if partitions == 1:
+            return np.zeros(n, dtype=np.int64)
+        part = self.partition
+        if set(map(type, keys)) <= _PLAIN:
+            memo = dict.fromkeys(keys)
+            for k in memo:
+                memo[k] = part(k, partitions, fallback)
+            return np.fromiter(map(memo.__getitem__, keys), np.int64, n)
+        return np.fromiter((part(k, partitions, fallback) for k in keys), np.int64, n)
+
+
+_PLAIN = frozenset({str, int})

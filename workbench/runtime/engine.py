@@ -777,10 +777,8 @@ class Engine:
         if count == 1:
             routed.setdefault((topic, 0), []).append(batch)
             return
-        part = self._partitioners[topic].partition
         keys = batch.keys.inner if hasattr(batch.keys, "inner") else batch.keys
-        where = np.fromiter((part(k, count, task_partition) for k in keys.tolist()),
-                            dtype=np.int64, count=len(batch))
+        where = self._partitioners[topic].partitions_of(keys.tolist(), count, task_partition)
         for p in range(count):
             mask = where == p
             if mask.any():

@@ -29,6 +29,58 @@ ERROR_HEADERS = ("workbench.error", "workbench.error.topic", "workbench.error.pa
                  "workbench.error.offset")
 _PRIVATE_HEADERS = frozenset({TS_HEADER, KEY_TYPE_HEADER, VALUE_TYPE_HEADER})
 
+try:  # JSON values a batch at a time (the kafka extra installs it; without it: record by record)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is part of the kafka extra
+    _orjson = None
+
+#: every byte but the ASCII digits becomes a space, the digits ``0``
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+#: twenty digits in a row: maybe an integer wider than 64 bits, which orjson reads as a float
+_WIDE = b"0" * 20
+
+
+def _json_values(vbs: list[bytes | None]) -> list[Any] | None:
+    """The JSON values of ``vbs`` as orjson reads them, when that is exactly what the standard
+    library reads: ``None`` when a message may hold an integer wider than 64 bits (orjson would
+    make it a float); raises (``TypeError`` for a ``None`` value, ``ValueError`` for anything
+    orjson refuses: ``NaN``, a lone surrogate, deep nesting...) so that the record-by-record
+    path decides those records exactly and names a bad one."""
+    if _WIDE in b" ".join(vbs).translate(_DIGITS):  # type: ignore[arg-type]
+        return None
+    return list(map(_orjson.loads, vbs))
+
+
+def _punt(obj: Any) -> Any:
+    raise TypeError("not for the bulk path")
+
+
+if _orjson is not None:
+    _OPTS = (_orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+             | _orjson.OPT_PASSTHROUGH_SUBCLASS)
+    #: between two values of a bulk encoding: JSON text never holds a raw control character
+    _SEP = _orjson.Fragment(b"\x01")
+
+
+def _bulk_json(values: list[Any]) -> list[bytes] | None:
+    """Compact JSON of every value from one ``orjson.dumps``, or ``None`` when one of them needs
+    the record path's judgement: a ``null`` anywhere (a ``None``, or a non-finite float, which
+    orjson would write as ``null``), a type orjson leaves to the standard library's rules
+    (datetimes, dataclasses, subclasses), an integer wider than 64 bits, a non-string dict
+    key. Floats may be spelt differently (``1e16`` for ``1e+16``): the same value."""
+    if _orjson is None or not values:
+        return None
+    flat = [_SEP] * (2 * len(values))
+    flat[0::2] = values
+    try:
+        blob = _orjson.dumps(flat, _punt, _OPTS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return None
+    if b"null" in blob:
+        return None
+    out = blob[1:-3].split(b",\x01,")
+    return out if len(out) == len(values) else None
+
 #: what a bad message becomes when it is not raised: ``bad(message, error)``
 OnBad = Callable[[Any, SerializationError], None]
 
@@ -82,8 +134,9 @@ class Codec:
         self.vdec: Callable[[bytes | None], Any] = fast.loads if self.json_values \
             else value_serde.deserialize
         self.value_serde = value_serde
-        #: typed values (a serde of the topic's own) are decoded a batch at a time
-        self.batched = not self.json_values
+        #: values are decoded a batch at a time: typed values (a serde of the topic's own), and
+        #: JSON values with orjson (the standard library's results exactly, see _json_values)
+        self.batched = not self.json_values or _orjson is not None
 
     # -- writing ------------------------------------------------------------------------------
     def needs_headers(self, key: Any, value: Any, ts: int | None, headers: Any) -> bool:
@@ -185,7 +238,12 @@ class Codec:
             offsets = np.fromiter(map(Message.offset, msgs), np.int64, n)
             serde = self.value_serde
             values: Any = None
-            if serde.columnar:
+            if self.json_values:
+                got = _json_values(vbs)
+                if got is None:
+                    return None
+                values = ObjectValues(obj_array(got, n))
+            elif serde.columnar:
                 found = serde.deserialize_columns(vbs)
                 if found is not None:
                     cols, present = found

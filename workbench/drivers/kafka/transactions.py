@@ -20,7 +20,7 @@ from typing import Any
 
 from ...errors import DriverError, DriverUnavailableError, FencedError, SerializationError
 from ..base import OutRec, Transaction
-from .codec import Codecs
+from .codec import Codecs, _bulk_json
 from .connection import Connection, get_logger, scrub
 from .dead_letters import DeadLetters
 from .ends import EndOffsets
@@ -408,14 +408,16 @@ class Transactions:
         if not records:
             return
         *head, tail = records
-        for rec in head:
+        # JSON values in one C call when they allow it (codec._bulk_json), else one by one
+        bulk = _bulk_json([r[1] for r in head]) if codec.json_values else None
+        for i, rec in enumerate(head):
             key, value, ts, _seq, headers = rec
             if needs_headers(key, value, ts, headers):
                 kb, vb, ts, hdrs = encode(topic, partition, kind, rec)
                 _produce_one(producer, topic, partition, kb, vb, ts, hdrs, None)
                 continue
             try:  # the common case, inline
-                kb, vb = kenc(key), venc(value)
+                kb, vb = kenc(key), venc(value) if bulk is None else bulk[i]
             except SerializationError:
                 encode(topic, partition, kind, rec)  # raises, saying where
                 raise
