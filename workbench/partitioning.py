@@ -106,8 +106,10 @@ class KeyPartitioner:
         part = self.partition
         if set(map(type, keys)) <= _PLAIN:
             memo = dict.fromkeys(keys)
+            cached = self._cache.get
             for k in memo:
-                memo[k] = part(k, partitions, fallback)
+                p = cached((k.__class__, k, partitions))
+                memo[k] = part(k, partitions, fallback) if p is None else p
             return np.fromiter(map(memo.__getitem__, keys), np.int64, n)
         return np.fromiter((part(k, partitions, fallback) for k in keys), np.int64, n)
 

@@ -32,7 +32,7 @@ _PRIVATE_HEADERS = frozenset({TS_HEADER, KEY_TYPE_HEADER, VALUE_TYPE_HEADER})
 try:  # JSON values a batch at a time (the kafka extra installs it; without it: record by record)
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is part of the kafka extra
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 #: every byte but the ASCII digits becomes a space, the digits ``0``
 _DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
@@ -48,7 +48,7 @@ def _json_values(vbs: list[bytes | None]) -> list[Any] | None:
     path decides those records exactly and names a bad one."""
     if _WIDE in b" ".join(vbs).translate(_DIGITS):  # type: ignore[arg-type]
         return None
-    return list(map(_orjson.loads, vbs))
+    return list(map(_orjson.loads, vbs))  # type: ignore[arg-type]
 
 
 def _punt(obj: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable
+from itertools import groupby
 from typing import Any
 
 from ...errors import DriverError
@@ -135,6 +136,20 @@ class Reader:
             msgs = consume(consumer, timeout)
         eof = conn.ck.KafkaError._PARTITION_EOF
         bufs, lasts = self._buf, self._last
+        message = conn.ck.Message
+        if msgs and not any(map(message.error, msgs)):
+            # the common case, records only: buffered a run of one partition at a time, with
+            # no Python step per message
+            pos = 0
+            for where, run in groupby(zip(map(message.topic, msgs),
+                                          map(message.partition, msgs))):
+                size = len(list(run))
+                run_buf = bufs.get(where)
+                if run_buf is not None:  # else released meanwhile
+                    run_buf.extend(msgs[pos:pos + size])
+                    lasts[where] = msgs[pos + size - 1].offset()
+                pos += size
+            msgs = []
         key: Key | None = None
         buf: deque[Any] | None = None
         last = None  # the last message buffered for key in this call
