@@ -455,7 +455,7 @@ def _scalar_frame(batch: Any, schema: FrameSchema, pd: Any) -> pd.DataFrame | No
     frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
     frame.attrs["null_values"] = np.flatnonzero(~present).tolist() if missing else []
     frame.attrs["changelog"] = schema.changelog
-    return frame
+    return frame  # type: ignore[no-any-return]
 
 
 def batch_frame(batch: Any, schema: FrameSchema | None = None) -> pd.DataFrame:

@@ -36,7 +36,7 @@ __all__ = ["READ_COLUMNS", "batch_from_texts", "copy_batch", "json_array", "stru
 try:  # the postgres extra installs it; without it the standard library does the same, slower
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is part of the postgres extra
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 #: what a read selects: the row count, and the rows as the body of one flat JSON array, five
 #: items per record in offset order: key, value, timestamp, offset, headers (SQL NULL as
@@ -86,7 +86,7 @@ if _orjson is not None:
         texts = _bulk(values)
         if texts is not None:
             return texts
-        out = []
+        out: list[str] = []
         append = out.append
         for v in values:
             if v is None:
@@ -139,7 +139,7 @@ def _key_texts(keys: Any) -> list[str]:
         # JSON-shaped already (encode_key keeps them); only ints and strs inside, whose text
         # is the same on every path
         return _str_keys(keys)
-    out = []
+    out: list[str] = []
     append = out.append
     for k in keys:
         cls = k.__class__
@@ -217,7 +217,7 @@ def copy_batch(topic: str, partition: int, base: int, keys: Any, values: list[An
     exact rules and errors of :func:`.codec.log_lines`, faster."""
     try:
         ks = _key_texts(keys)
-        vs = value_texts if value_texts is not None else _value_texts(values)
+        vs = value_texts if value_texts is not None else _value_texts(values)  # type: ignore[arg-type]
         hs = None
         if headers is not None and any(headers):
             hs = [_header_text(h) if h else _NULL for h in headers]

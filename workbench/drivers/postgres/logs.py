@@ -71,8 +71,8 @@ class Logs:
             raise DriverError(f"topic {info.name!r} is the table {info.source_table}; insert "
                               "rows into that table instead of appending records.")
         self.catalog.check_partition(info, partition)
-        batch = records if isinstance(records, list) or hasattr(records, "values") else list(
-            records)  # a row list, or a column batch
+        batch: Any = records if isinstance(records, list) or hasattr(records, "values") \
+            else list(records)  # a row list, or a column batch
         if not len(batch):
             return
         keys, vals, ts, headers = record_columns(batch[:1] if isinstance(batch, list) else

@@ -125,7 +125,7 @@ class TableSinks:
         inner keys of windowed keys as columns): the last change per key found with one dict
         over the key columns, staged from the value texts the log's COPY wrote. False (nothing
         done) for anything else: the record path takes it."""
-        parts = []
+        parts: list[Any] = []
         for (t, p), batch in txn.outputs.items():
             if t != info.name:
                 continue
@@ -171,7 +171,7 @@ class TableSinks:
                 cols.append((ks, None, None, vs, ts))
         if not deletes and info.name not in self.conflicted and self._insert(conn, info, cols):
             return True
-        lines = []
+        lines: list[Any] = []
         for ks, ws, we, vs, ts in cols:
             first = len(lines)
             if ws is not None:
