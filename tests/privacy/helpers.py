@@ -50,6 +50,20 @@ def build(name: str, keys: Any, sample: list[dict[str, Any]] | None = None,
     return p
 
 
+def paid_cents(keys: Any, name: str, *, fields: list[str] | None = None,
+               step: Any = None) -> wb.Pipeline:
+    """``signups`` (personal ``fields``, by default email, name and ip, of subject
+    ``user_id``) filtered on ``amount >= 3`` and mapped by ``step`` (default: add ``cents``)
+    to ``out``: the pipeline of the lazy-decryption and vouching tests."""
+    p = wb.Pipeline(name, keys=keys)
+    (p.source("signups", key="user_id", time="ts",
+              personal=wb.Personal(subject="user_id", fields=fields or ["email", "name", "ip"]))
+      .filter(lambda e: e["amount"] >= 3)
+      .map(step or (lambda e: {**e, "cents": round(e["amount"] * 100)}))
+      .to("out"))
+    return p
+
+
 def scan(blobs: list[bytes], secrets: list[bytes]) -> list[bytes]:
     """The secrets found in any blob."""
     return [s for s in secrets if any(s in b for b in blobs)]

@@ -20,20 +20,14 @@ from workbench.privacy.reads import function_reads, plan_reads
 from workbench.privacy.tags import tag
 from workbench.run import append_inputs
 
-from .helpers import people
+from .helpers import paid_cents, people
 
 FIELDS = ["email", "name", "ip"]
 G = "a global"
 
 
 def _pipeline(keys: Any, step: Any = None, name: str = "lazy") -> wb.Pipeline:
-    p = wb.Pipeline(name, keys=keys)
-    (p.source("signups", key="user_id", time="ts",
-              personal=wb.Personal(subject="user_id", fields=FIELDS))
-      .filter(lambda e: e["amount"] >= 3)
-      .map(step or (lambda e: {**e, "cents": round(e["amount"] * 100)}))
-      .to("out"))
-    return p
+    return paid_cents(keys, name, fields=FIELDS, step=step)
 
 
 def _keys(tmp: Path, **kw: Any) -> wb.KeyStore:

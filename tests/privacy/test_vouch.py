@@ -17,20 +17,14 @@ from workbench.privacy import vouch
 from workbench.privacy.crypto import PREFIX
 from workbench.run import append_inputs
 
-from .helpers import people
+from .helpers import paid_cents, people
 
 FIELDS = ["email", "name", "ip"]
 
 
 def _pipeline(keys: Any, name: str = "vouch", fields: list[str] = FIELDS,
               step: Any = None) -> wb.Pipeline:
-    p = wb.Pipeline(name, keys=keys)
-    (p.source("signups", key="user_id", time="ts",
-              personal=wb.Personal(subject="user_id", fields=fields))
-      .filter(lambda e: e["amount"] >= 3)
-      .map(step or (lambda e: {**e, "cents": round(e["amount"] * 100)}))
-      .to("out"))
-    return p
+    return paid_cents(keys, name, fields=fields, step=step)
 
 
 def _keys(tmp: Path) -> wb.KeyStore:

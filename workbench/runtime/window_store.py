@@ -58,6 +58,36 @@ def tuplify(value: Any) -> Any:
     return value
 
 
+def _replay(store: Any, records: Iterable[tuple[Any, Any]],
+            entry: Callable[[Any, Any], Any]) -> int:
+    """Hand a store's changelog records to ``entry(key, value)``, the ``META_KEY`` record
+    setting ``store.last_emit`` instead; the number of records read."""
+    count = 0
+    for k, v in records:
+        count += 1
+        if k == META_KEY:
+            store.last_emit = NO_TIMESTAMP if v is None else int(v)
+        else:
+            entry(k, v)
+    return count
+
+
+def apply_window_changelog(store: Any, records: Iterable[tuple[Any, Any]],
+                           put: Callable[[Any, int, Any], Any],
+                           remove: Callable[[Any, int], Any]) -> int:
+    """Replay a time-window store's changelog (``[key, start] -> [accumulator, ts]``, ``None``
+    to remove, plus the ``META_KEY`` record) through ``put``/``remove``, setting
+    ``store.last_emit`` on the way; the number of records read. The row store and the columnar
+    one read the same layout."""
+    def entry(k: Any, v: Any) -> None:
+        key, start = key_id(tuplify(k[0])), int(k[1])
+        if v is None:
+            remove(key, start)
+        else:
+            put(key, start, v)
+    return _replay(store, records, entry)
+
+
 def apply_session_changelog(store: Any, records: Iterable[tuple[Any, Any]],
                             put: Callable[[Any, int, int, Any], Any],
                             remove: Callable[[Any, int, int], Any]) -> int:
@@ -65,12 +95,7 @@ def apply_session_changelog(store: Any, records: Iterable[tuple[Any, Any]],
     plus the ``META_KEY`` record) through ``put``/``remove``, setting ``store.last_emit`` and
     ``store.observed`` (the largest session end) on the way; the number of records read. The
     row store and the columnar one read the same layout."""
-    count = 0
-    for k, v in records:
-        count += 1
-        if k == META_KEY:
-            store.last_emit = NO_TIMESTAMP if v is None else int(v)
-            continue
+    def entry(k: Any, v: Any) -> None:
         key, start, end = key_id(tuplify(k[0])), int(k[1]), int(k[2])
         if end > store.observed:
             store.observed = end
@@ -78,7 +103,7 @@ def apply_session_changelog(store: Any, records: Iterable[tuple[Any, Any]],
             remove(key, start, end)
         else:
             put(key, start, end, v)
-    return count
+    return _replay(store, records, entry)
 
 
 class AggKVStore(KeyValueStore):
@@ -285,17 +310,9 @@ class SlidingWindowStore(_WindowStoreBase):
         return out
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
-        count = 0
-        for k, v in records:
-            count += 1
-            if k == META_KEY:
-                self.last_emit = NO_TIMESTAMP if v is None else int(v)
-                continue
-            key, start = key_id(tuplify(k[0])), int(k[1])
-            if v is None:
-                self.remove(key, start)
-            else:
-                self.put(key, start, (v[0], v[1]))
+        count = apply_window_changelog(
+            self, records, lambda key, start, v: self.put(key, start, (v[0], v[1])),
+            self.remove)
         self._dirty = {}
         return count
 

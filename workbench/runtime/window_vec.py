@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..keys import KeyId, key_id, unwrap_key
+from ..keys import KeyId, unwrap_key
 from ..types import Change
 from ..windows import Windowed
 from .batch import (
@@ -48,7 +48,12 @@ from .operators import Operator, TimedRowBacked
 from .state import StateStore
 from .strings import plain
 from .window_ops import LATE, NULL_KEY, TimeWindowAggregateOp, _fallback_order
-from .window_store import META_KEY, NO_TIMESTAMP, TimeWindowStore, tuplify
+from .window_store import (
+    META_KEY,
+    NO_TIMESTAMP,
+    TimeWindowStore,
+    apply_window_changelog,
+)
 
 __all__ = ["ColumnarWindowStore", "TimeWindowAggregateVec"]
 
@@ -109,17 +114,12 @@ class ColumnarWindowStore(StateStore):
 
     def restore(self, records: Iterable[tuple[Any, Any]]) -> int:
         live = dict(self._entries())
-        count = 0
-        for k, v in records:
-            count += 1
-            if k == META_KEY:
-                self.last_emit = NO_TIMESTAMP if v is None else int(v)
-                continue
-            key = (key_id(tuplify(k[0])), int(k[1]))
-            if v is None:
-                live.pop(key, None)
-            else:
-                live[key] = (v[0], int(v[1]))
+
+        def put(key: Any, start: int, v: Any) -> None:
+            live[(key, start)] = (v[0], int(v[1]))
+
+        count = apply_window_changelog(self, records, put,
+                                       lambda key, start: live.pop((key, start), None))
         self._load(live)
         self.dirty[:] = False
         self.removed = []
