@@ -234,7 +234,9 @@ def test_kill_9_at_random_points_then_restart_is_exact(pg_url: str, data: Any) -
     in_late = 0
     started = time.monotonic()
     while targets:
-        target = targets.pop(0)
+        # a target already passed would kill the run before it commits anything: each run
+        # goes at least 500 events further than the last
+        target = max(targets.pop(0), progress(url) + 500)
         proc = spawn("run", url, 2, True, batch=rng.randrange(150, 1500))
         deadline = time.monotonic() + 600
         while progress(url) < target and proc.poll() is None:
@@ -246,7 +248,7 @@ def test_kill_9_at_random_points_then_restart_is_exact(pg_url: str, data: Any) -
         proc.wait()
         kills.append(progress(url))
         in_late += resumes_in_a_late_stretch(url)
-        if not targets and not in_late and len(kills) < 8 and kills[-1] < 0.85 * total:
+        if not targets and not in_late and len(kills) < 8 and kills[-1] < 0.88 * total:
             targets.append(rng.uniform(kills[-1] + 500, 0.9 * total))
     assert in_late, f"no kill (of {kills}) left a run to resume inside a late stretch"
     proc = spawn("run", url, 2, True)
