@@ -358,3 +358,15 @@ def test_registry_without_java_says_what_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(registry, "app_dir", lambda: tmp_path / "cache")
     with pytest.raises(DriverUnavailableError, match="mvn"):
         up(("registry",), tmp_path / "state")
+
+
+def test_a_process_seen_while_it_execs_is_alive_with_its_marker() -> None:
+    # /proc/PID/cmdline reads empty for a moment during exec: a check landing there must
+    # still see the daemon (CI once failed to stop one that had just exec'd)
+    for _ in range(30):
+        proc = subprocess.Popen(["sh", "-c", "echo x >/dev/null; exec sleep 30"])
+        try:
+            assert all(_common.pid_alive(proc.pid, "sleep 30") for _ in range(100))
+        finally:
+            proc.kill()
+            proc.wait()

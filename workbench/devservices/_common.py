@@ -198,12 +198,22 @@ def pid_alive(pid: int, marker: str | None = None) -> bool:
             if state in ("Z", "X"):
                 return False
             if marker is not None:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace")
-                return marker in cmdline
+                return marker in _cmdline(proc)
         except (OSError, IndexError):
             return False
     return True
+
+
+def _cmdline(proc: Path) -> str:
+    """The command line of ``/proc/PID``. It reads empty for a moment while the process
+    execs (``sh -c '...; exec server'``: the new image has no arguments mapped yet), so an
+    empty read is retried for up to half a second before it counts."""
+    for _ in range(50):
+        raw = (proc / "cmdline").read_bytes()
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace")
+        time.sleep(0.01)
+    return ""
 
 
 def spawn_daemon(argv: Sequence[str], *, log_file: Path, cwd: Path,
