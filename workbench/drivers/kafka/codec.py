@@ -34,21 +34,35 @@ try:  # JSON values a batch at a time (the kafka extra installs it; without it: 
 except ImportError:  # pragma: no cover - orjson is part of the kafka extra
     _orjson = None  # type: ignore[assignment]
 
-#: every byte but the ASCII digits becomes a space, the digits ``0``
-_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
-#: twenty digits in a row: maybe an integer wider than 64 bits, which orjson reads as a float
-_WIDE = b"0" * 20
+#: a run of this many bytes that are digits or ``-`` may be an integer orjson reads inexactly
+_WIDE_RUN = 20
+#: the ASCII digits and ``-`` become ``0``, every other byte a space
+_DIGITS = bytes(48 if 48 <= i <= 57 or i == 45 else 32 for i in range(256))
+_WIDE = b"0" * _WIDE_RUN
 
 
 def _json_values(vbs: list[bytes | None]) -> list[Any] | None:
     """The JSON values of ``vbs`` as orjson reads them, when that is exactly what the standard
-    library reads: ``None`` when a message may hold an integer wider than 64 bits (orjson would
-    make it a float); raises (``TypeError`` for a ``None`` value, ``ValueError`` for anything
-    orjson refuses: ``NaN``, a lone surrogate, deep nesting...) so that the record-by-record
-    path decides those records exactly and names a bad one."""
-    if _WIDE in b" ".join(vbs).translate(_DIGITS):  # type: ignore[arg-type]
+    library reads: ``None`` when a message may hold an integer beyond 64 bits (orjson would
+    make it a float; see :func:`_may_hold_wide_integers`); raises (``TypeError`` for a ``None``
+    value, ``ValueError`` for anything orjson refuses: ``NaN``, a lone surrogate, deep
+    nesting...) so that the record-by-record path decides those records exactly and names a
+    bad one."""
+    if _may_hold_wide_integers(vbs):
         return None
     return list(map(_orjson.loads, vbs))  # type: ignore[arg-type]
+
+
+def _may_hold_wide_integers(vbs: list[bytes | None]) -> bool:
+    """Whether a message may hold an integer orjson reads as a float: above ``2**64 - 1``
+    (20 digits or more) or below ``-2**63`` (a minus and 19 digits or more). Both need 20 bytes
+    in a row that are digits or ``-``, so a batch of shorter messages needs no look at its
+    bytes; else one ``translate`` of the joined bytes finds such runs (an integer that fits,
+    a date or a phone number in a string may match too: those batches just go record by
+    record). A ``None`` message raises ``TypeError``."""
+    if max(map(len, vbs), default=0) < _WIDE_RUN:  # type: ignore[arg-type]
+        return False
+    return _WIDE in b" ".join(vbs).translate(_DIGITS)  # type: ignore[arg-type]
 
 
 def _punt(obj: Any) -> Any:
