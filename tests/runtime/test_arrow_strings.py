@@ -126,3 +126,13 @@ def test_runs_on_string_frames_equal_runs_on_rows(batch_size: int) -> None:
         b = [(r.key, r.value, r.timestamp) for r in want.records(topic)]
         assert a == b, topic
         pd.testing.assert_frame_equal(got.frame(topic), want.frame(topic))
+
+
+def test_pandas_string_dtype_is_the_dtype_of_a_list_of_str() -> None:
+    from workbench.runtime.strings import arrow_is_pandas_string, pandas_string_dtype
+
+    assert pandas_string_dtype() == pd.Series(["x"]).dtype
+    assert pandas_string_dtype() is pandas_string_dtype()  # asked once
+    dtype = pd.Series(["x"]).dtype
+    assert arrow_is_pandas_string() == (isinstance(dtype, pd.StringDtype)
+                                        and dtype.storage == "pyarrow")

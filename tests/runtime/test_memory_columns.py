@@ -166,3 +166,32 @@ def test_a_key_or_time_equal_to_a_field_is_stored_once() -> None:
     assert seg.keys is seg.values.cols["user_id"] and seg.ts is seg.values.cols["ts"]
     assert frame["user_id"].tolist() == frame["key"].tolist() == [e["user_id"] for e in events]
     assert [r.value for r in run.records("out")] == [{**e, "x": 1} for e in events]
+
+
+def test_to_struct_takes_dicts_of_one_field_order_only() -> None:
+    """Columns only when every dict has the same fields in the same order (``None`` values are
+    missing rows); with ``arrow_strings`` a field of exact ``str`` values is Arrow strings, a
+    lone surrogate or a missing row keeps it as objects."""
+    from workbench.runtime.strings import ArrowStrings
+
+    def struct(vals: list[Any], arrow: bool = True) -> Any:
+        arr = np.empty(len(vals), dtype=object)
+        arr[:] = vals
+        return ObjectValues(arr).to_struct(arrow_strings=arrow)
+
+    assert struct([{"a": 1, "b": "x"}, {"b": "y", "a": 2}]) is None
+    assert struct([{"a": 1}, {"a": 2, "b": 3}]) is None
+    assert struct([{"a": 1}, 5]) is None
+    got = struct([{"a": 1, "b": "x"}, {"a": 2, "b": "é"}])
+    assert list(got.cols) == ["a", "b"] and got.present is None
+    assert got.cols["a"].dtype == np.int64 and isinstance(got.cols["b"], ArrowStrings)
+    assert got.cols["b"].tolist() == ["x", "é"]
+    plain = struct([{"a": 1, "b": "x"}, {"a": 2, "b": "é"}], arrow=False)
+    assert plain.cols["b"].__class__ is np.ndarray and plain.cols["b"].tolist() == ["x", "é"]
+    odd = struct([{"s": "\ud800"}, {"s": "x"}])
+    assert odd.cols["s"].__class__ is np.ndarray and odd.cols["s"].tolist() == ["\ud800", "x"]
+    holes = struct([{"a": 1.5, "b": "x"}, None, {"a": 2.5, "b": "y"}])
+    assert holes.present.tolist() == [True, False, True]
+    assert holes.cols["b"].__class__ is np.ndarray
+    assert [_typed(v) for v in holes.objects().tolist()] == \
+        [_typed(v) for v in [{"a": 1.5, "b": "x"}, None, {"a": 2.5, "b": "y"}]]

@@ -224,17 +224,17 @@ def _as_columns(batch: Any) -> Any:
     import numpy as np
 
     from ..runtime.batch import ObjectValues, WindowedKeys, column
+    from ..runtime.strings import arrow_is_pandas_string
 
     values = batch.values
     keys = batch.keys
     ts = batch.ts
     changed = False
     if values.__class__ is ObjectValues:
-        struct = values.to_struct()
+        struct = values.to_struct(arrow_strings=arrow_is_pandas_string())
         if struct is not None:
             values = struct
             changed = True
-            _strings_to_arrow(struct.cols)
     if keys.__class__ is np.ndarray and keys.dtype == object:
         typed = column(keys.tolist())
         if typed.dtype == np.int64:
@@ -264,43 +264,6 @@ def _as_columns(batch: Any) -> Any:
     return out
 
 
-#: whether pandas holds strings as Arrow strings (None: not known yet)
-_ARROW_STRINGS: list[bool] = []
-
-
-def _strings_to_arrow(cols: dict[str, Any]) -> None:
-    """Replace each column of only ``str`` values by Arrow strings (``runtime.strings``), in
-    place, when pandas' own string dtype is Arrow's (else nothing changes). A string Arrow
-    cannot hold (lone surrogates) keeps its column as objects."""
-    import numpy as np
-
-    if not _ARROW_STRINGS:
-        import pandas as pd
-
-        dtype = pd.Series(["x"]).dtype
-        _ARROW_STRINGS.append(isinstance(dtype, pd.StringDtype)
-                              and dtype.storage == "pyarrow")
-    if not _ARROW_STRINGS[0]:
-        return
-    for name, col in cols.items():
-        if col.__class__ is not np.ndarray or col.dtype != object or not len(col) or \
-                col[0].__class__ is not str:
-            continue
-        items = col.tolist()
-        if set(map(type, items)) != _STR:
-            continue
-        import pyarrow as pa
-
-        from ..runtime.strings import ArrowStrings
-
-        try:
-            arr = pa.array(items, type=pa.large_string())
-        except (ValueError, UnicodeError, TypeError, pa.ArrowException):
-            continue
-        cols[name] = ArrowStrings.of(arr)
-
-
-_STR = {str}
 
 
 _NAMED_LOCK = threading.Lock()

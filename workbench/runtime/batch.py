@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -62,12 +63,16 @@ def column(items: Sequence[Any]) -> np.ndarray:
     """A column for a list of Python values: ``int64``, ``float64`` or ``bool`` when every item
     has exactly that type (so ``1`` and ``1.0`` and ``True`` keep their types), else ``object``.
     """
-    n = len(items)
-    if n == 0:
+    if len(items) == 0:
         return _EMPTY_OBJ
-    types = set(map(type, items))
+    return _column_of_types(items, set(map(type, items)))
+
+
+def _column_of_types(items: Sequence[Any], types: set[type]) -> np.ndarray:
+    """:func:`column` of non-empty ``items`` whose value types are ``types``."""
+    n = len(items)
     if len(types) == 1:
-        kind = types.pop()
+        kind = next(iter(types))
         try:
             if kind is int:
                 return np.fromiter(items, np.int64, n)
@@ -203,33 +208,56 @@ class ObjectValues(Values):
                 return None
         return names
 
-    def to_struct(self) -> StructValues | None:
+    def to_struct(self, *, arrow_strings: bool = False) -> StructValues | None:
         """The same values as columns, when every value is a dict with the same fields (a
         ``None`` value is allowed: a missing row), else ``None``. Field order is the first
-        value's."""
+        value's. With ``arrow_strings``, a field of only exact ``str`` values becomes
+        :class:`ArrowStrings` straight from the values (a string Arrow cannot hold, a lone
+        surrogate, keeps its field as objects)."""
         vals = self.arr.tolist()
         if not vals:
             return None
         types = set(map(type, vals))
-        if types == _DICT:
-            names_t = tuple(vals[0])
-            # same fields in the same order (dict order is visible: JSON bytes, frames)
-            if not all(map(names_t.__eq__, map(tuple, vals))):
+        present: Any = None
+        live = vals
+        if types != _DICT:
+            if types != _DICT_OR_NONE:
                 return None
-            n = len(vals)
-            return StructValues({f: column([v[f] for v in vals]) for f in names_t}, None, n)
-        if types != _DICT_OR_NONE:
-            return None
-        present = [v is not None for v in vals]
-        live = [v for v in vals if v is not None]
+            present = [v is not None for v in vals]
+            live = [v for v in vals if v is not None]
         names_t = tuple(live[0])
-        if not all(map(names_t.__eq__, map(tuple, live))):
+        # same fields in the same order (dict order is visible: JSON bytes, frames); a set of
+        # the field tuples costs less than comparing each (their hashes are the names')
+        if set(map(tuple, live)) != {names_t}:
             return None
-        cols = {f: column([v[f] if v is not None else None for v in vals]) for f in names_t}
-        return StructValues(cols, np.array(present, dtype=bool), len(vals))
+        n = len(vals)
+        cols: dict[str, Any] = {}
+        for f in names_t:
+            get = itemgetter(f)
+            if present is None:
+                items = list(map(get, vals))
+            else:
+                items = [get(v) if v is not None else None for v in vals]
+            cols[f] = _struct_column(items, arrow_strings)
+        return StructValues(cols, None if present is None else np.array(present, dtype=bool), n)
+
+
+def _struct_column(items: list[Any], arrow_strings: bool) -> Any:
+    """:func:`column` of one field's values, or Arrow strings when asked and every value is an
+    exact ``str``."""
+    types = set(map(type, items))
+    if arrow_strings and types == _STR:
+        import pyarrow as pa
+
+        try:
+            return ArrowStrings.of(pa.array(items, type=pa.large_string()))
+        except (ValueError, UnicodeError, TypeError, pa.ArrowException):
+            pass  # a lone surrogate: objects
+    return _column_of_types(items, types)
 
 
 _DICT = {dict}
+_STR = {str}
 _DICT_OR_NONE = {dict, type(None)}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArrowStrings", "plain"]
+__all__ = ["ArrowStrings", "pandas_string_dtype", "plain"]
 
 _OBJECT = np.dtype(object)
 #: rows looked at to decide whether the values repeat (dictionary-encode before making strs)
@@ -218,13 +218,37 @@ class ArrowStrings:
         (its default string dtype), built from the Arrow data."""
         import pyarrow as pa
 
-        dtype = pd.Series(["x"]).dtype
+        dtype = pandas_string_dtype()
         if not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
             return pd.Series(self.objects(), dtype=dtype)  # pandas without Arrow strings
         arr = self.arrow()
         if arr.type != pa.large_string():
             arr = arr.cast(pa.large_string())
         return pd.Series(pd.arrays.ArrowStringArray(arr, dtype=dtype), copy=False)
+
+
+#: pandas' default dtype of a column of ``str`` (asked once per process)
+_STRING_DTYPE: list[Any] = []
+
+
+def pandas_string_dtype() -> Any:
+    """The dtype pandas gives a list of ``str`` (its default string dtype: Arrow's ``str``
+    since pandas 3, ``object`` before unless ``future.infer_string`` is set), asked once per
+    process: every frame column of strings and every stored string field needs it."""
+    if not _STRING_DTYPE:
+        import pandas as pd
+
+        _STRING_DTYPE.append(pd.Series(["x"]).dtype)
+    return _STRING_DTYPE[0]
+
+
+def arrow_is_pandas_string() -> bool:
+    """Whether pandas' default string dtype holds Arrow strings (see
+    :func:`pandas_string_dtype`)."""
+    import pandas as pd
+
+    dtype = pandas_string_dtype()
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
 
 
 def plain(col: Any) -> np.ndarray:
