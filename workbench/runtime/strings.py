@@ -202,6 +202,9 @@ class ArrowStrings:
         else the Arrow chunks of each (no string is copied twice)."""
         import pyarrow as pa
 
+        other = next((type(p) for p in parts if type(p) is not ArrowStrings), None)
+        if other is not None:  # (a subclass's parts: runtime/nested.py)
+            return other.concat(parts)  # type: ignore[no-any-return]
         base = parts[0].base
         if all(p.base is base for p in parts):
             whole = len(base.arr)

@@ -18,6 +18,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from ..errors import DefinitionError, DriverUnavailableError, SerializationError
+from ..runtime.nested import Lazy, force
 from .protobuf_columns import field_values, gc_paused, is_map, is_repeated, message_values
 from .protobuf_wire import columns as flat_columns
 from .protobuf_wire import rows as flat_rows
@@ -125,6 +126,16 @@ def _typed(values: Any, dtype: str, n: int | None = None) -> Any:
     return np.fromiter(values, dtype, len(values) if n is None else n)
 
 
+def _lazy_or_typed(col: Any, dtype: str | None) -> Any:
+    """A column of the flat path as the engine takes it: a nested field's values made on
+    demand (:class:`~workbench.runtime.nested.NestedColumn`), a scalar's typed or a list."""
+    if isinstance(col, Lazy):
+        from ..runtime.nested import NestedColumn
+
+        return NestedColumn.of(col)
+    return col if dtype is None else _typed(col, dtype)
+
+
 def _with_nones(values: list[Any], present: list[bool]) -> list[Any]:
     """``values`` placed where ``present``, ``None`` elsewhere."""
     it = iter(values)
@@ -141,26 +152,19 @@ def _fill(msg: Any, data: Mapping[str, Any]) -> None:
         if value is None:
             continue
         if field.message_type is not None and not is_repeated(field):
-            target = getattr(msg, name)
-            if field.message_type.full_name == "google.protobuf.Timestamp" and isinstance(
-                    value, _dt.datetime):
-                target.FromDatetime(value)
-            elif isinstance(value, Mapping):
-                _fill(target, value)
-            else:
-                target.CopyFrom(value)
+            _fill_message(getattr(msg, name), value)
         elif is_map(field):
             target = getattr(msg, name)
             for k, v in value.items():
                 if field.message_type.fields_by_name["value"].message_type is not None:
-                    _fill(target[k], v)
+                    _fill_message(target[k], v)
                 else:
                     target[k] = v
         elif is_repeated(field):
             target = getattr(msg, name)
             for v in value:
                 if field.message_type is not None:
-                    _fill(target.add(), v) if isinstance(v, Mapping) else target.append(v)
+                    _fill_message(target.add(), v)
                 else:
                     target.append(v)
         else:
@@ -168,6 +172,19 @@ def _fill(msg: Any, data: Mapping[str, Any]) -> None:
             if callable(item):
                 value = item()
             setattr(msg, name, value)
+
+
+def _fill_message(target: Any, value: Any) -> None:
+    """A message field's (or element's, or map value's) ``target`` set from ``value``: a
+    ``datetime`` for a Timestamp, a dict of its fields, or a message."""
+    if target.DESCRIPTOR.full_name == "google.protobuf.Timestamp" and isinstance(
+            value, _dt.datetime):
+        target.FromDatetime(value)
+    elif isinstance(value, Mapping):
+        target.SetInParent()  # (set, even as an empty message)
+        _fill(target, value)
+    else:
+        target.CopyFrom(value)
 
 
 def _indexes(descriptor: Any) -> list[int]:
@@ -401,9 +418,10 @@ class ProtobufSerde(SchemaSerde):
         if flat is not None:
             cols, where = flat
             if where is None:
-                return {name: col if dtype is None else _typed(col, dtype)
+                return {name: _lazy_or_typed(col, dtype)
                         for (name, _, dtype), col in zip(plan, cols)}, [True] * len(items)
-            return {name: _with_nones(col, where) for (name, _, _), col in zip(plan, cols)}, where
+            return {name: _with_nones(force(col), where)
+                    for (name, _, _), col in zip(plan, cols)}, where
         return self._columns_per_message(items)
 
     def _columns_per_message(self, items: Sequence[bytes | None]

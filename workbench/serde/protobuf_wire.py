@@ -15,7 +15,8 @@ converting each message). Whatever this path does not handle exactly, it hands b
 not proto3, a payload that is not well-formed (the message-by-message path names it), a
 singular field or a oneof present more than once in one message (protobuf merges or keeps the
 last), a field with another wire type than its type's, a group, a Timestamp out of
-``datetime``'s range. Unknown fields are skipped, as protobuf keeps them aside.
+``datetime``'s range, a map entry with an unknown field (upb then keeps the whole entry
+aside, out of the map). Other unknown fields are skipped, as protobuf keeps them aside.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from itertools import islice
 from typing import Any
 
 from ..errors import SerializationError
+from ..runtime.nested import Lazy, force
 from .protobuf_columns import (
+    _FLOAT_EXACT,
     TIMESTAMP,
     datetimes,
     enum_names,
@@ -50,10 +53,12 @@ class _Fallback(Exception):
     """This batch is not for the flat path: parse message by message."""
 
 
-def columns(descriptor: Any, payloads: Sequence[bytes]) -> list[list[Any]] | None:
+def columns(descriptor: Any, payloads: Sequence[bytes]) -> list[Any] | None:
     """The value of every field of ``descriptor`` (in descriptor order) in each of the
-    ``payloads`` (bare, well-formed messages), as lists; ``None`` when this batch must be
-    parsed message by message (see the module doc)."""
+    ``payloads`` (bare, well-formed messages): lists for scalar fields, a
+    :class:`~workbench.runtime.nested.Lazy` for the others (nested messages, lists, maps:
+    their decoded values, made into Python objects on demand); ``None`` when this batch must
+    be parsed message by message (see the module doc)."""
     try:
         plan = _plan(descriptor)
         if plan is None:
@@ -63,13 +68,13 @@ def columns(descriptor: Any, payloads: Sequence[bytes]) -> list[list[Any]] | Non
         return None  # message by message, has the last word)
 
 
-def rows(descriptor: Any, cols: list[list[Any]], n: int) -> list[dict[str, Any]]:
+def rows(descriptor: Any, cols: list[Any], n: int) -> list[dict[str, Any]]:
     """The dict of each of the ``n`` messages from :func:`columns`."""
     plan = _plan(descriptor)
     assert plan is not None
     if plan.rows is None:
         return [{} for _ in range(n)]
-    return plan.rows(*cols)  # type: ignore[no-any-return]
+    return plan.rows(*map(force, cols))  # type: ignore[no-any-return]
 
 
 class _Plan:
@@ -136,7 +141,7 @@ class _Tables:
         # 1 to 15) valid for the type: the length of the field when its value's varint (or
         # length) is one byte or fixed, else 0 (the general walk, _step, takes it)
         advance = np.zeros((256, 256), np.int64)
-        slot, packed = [k] * 256, [False] * 256
+        slot, packed, varint = [k] * 256, [False] * 256, [False] * 256
         small = np.arange(256) < 0x80
         for tag in range(128):
             number, wire = tag >> 3, tag & 7
@@ -151,11 +156,15 @@ class _Tables:
                 advance[tag] = 9 if wire == 1 else 5
             slot[tag] = s
             packed[tag] = wire == 2 and bool(self.packable[s])
+            varint[tag] = wire == 0
         self.advance = advance.reshape(-1)
         self.message = np.array([n is not None for n in plan.nested] + [False])
         self.any_message = bool(self.message.any())
         self.slot = np.array(slot, np.int64)
         self.packed = np.array(packed, bool)
+        #: by a field's first byte: a one-byte tag of a varint valid for the type (a varint
+        #: longer than a byte then takes one skip, not the general step)
+        self.varint = np.array(varint, bool)
 
 
 @lru_cache(maxsize=256)
@@ -240,16 +249,17 @@ def _columns(plan: _Plan, payloads: Sequence[bytes]) -> list[list[Any]]:
 
 
 def _level(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
-           ) -> list[list[Any]]:
+           ) -> list[Any]:
     """The columns of the messages of ``plan``'s type at ``starts``-``ends`` of ``buf``, all of
-    whose values ``flat`` (their merge, parsed by protobuf) holds."""
+    whose values ``flat`` (their merge, parsed by protobuf) holds: a list of values for a
+    singular scalar field, a :class:`Lazy` for the others."""
     n = len(starts)
     if not n:  # (where a recursive type's data ends)
         return [[] for _ in plan.fields]
     if depth > _MAX_DEPTH:
         raise _Fallback
     counts, within = _field_counts(plan, buf, starts, ends)
-    out: list[list[Any]] = []
+    out: list[Any] = []
     for slot, f in enumerate(plan.fields):
         per = counts[:, slot]
         nested = plan.nested[slot]
@@ -258,33 +268,48 @@ def _level(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
             sub = getattr(flat, f.name)
             if is_map(f):
                 keys, vals = _entry_columns(nested, sub, buf, sub_starts, sub_ends, depth + 1)
-                pairs = zip(keys, vals)
-                out.append([dict(islice(pairs, c)) for c in per.tolist()])
+                out.append(Lazy(n, _maps, keys, vals, per))
                 continue
             converted = _values_of(nested, sub, buf, sub_starts, sub_ends, depth + 1)
             if is_repeated(f):
-                out.append(_split(converted, per))
+                out.append(Lazy(n, _split, converted, per))
             else:
-                out.append(_place(converted, per, n, None))
+                out.append(Lazy(n, _place, converted, per, n, None))
             continue
         values = getattr(flat, f.name)[:]
         if len(values) != int(per.sum()):
             raise _Fallback  # protobuf read the bytes otherwise than the walk did
-        out.append(_column(f, values, per, n))
+        out.append(_column(f, values, per, n, depth > 0))
     return out
 
 
-def _column(f: Any, values: list[Any], per: Any, n: int) -> list[Any]:
-    """A scalar field's column."""
+def _column(f: Any, values: list[Any], per: Any, n: int, nested: bool) -> Any:
+    """A scalar field's column (a :class:`Lazy` for a repeated one, and in a nested message
+    for any one: its rows are made with the nested values)."""
+    if is_repeated(f):
+        if f.enum_type is not None:
+            return Lazy(n, _split, Lazy(len(values), _named, enum_names(f.enum_type), values),
+                        per)
+        return Lazy(n, _split, values, per)
     if f.enum_type is not None:
         names = enum_names(f.enum_type)
-        values = list(map(names.__getitem__, values))
-        default: Any = names[f.default_value] if not is_repeated(f) else None
-    else:
-        default = f.default_value
-    if is_repeated(f):
-        return _split(values, per)
-    return _place(values, per, n, default)
+        if nested:
+            return Lazy(n, _place, Lazy(len(values), _named, names, values), per, n,
+                        names[f.default_value])
+        return _place(_named(names, values), per, n, names[f.default_value])
+    if nested and len(values) != n:
+        return Lazy(n, _place, values, per, n, f.default_value)
+    return _place(values, per, n, f.default_value)
+
+
+def _named(names: Any, values: list[int]) -> list[Any]:
+    return list(map(names.__getitem__, values))
+
+
+def _maps(keys: list[Any], values: list[Any], per: Any) -> list[dict[Any, Any]]:
+    """Consecutive ``per`` (NumPy) pairs of ``keys`` and ``values`` as dicts."""
+    pairs = zip(keys, values)
+    return [dict(islice(pairs, c)) for c in per.tolist()]
 
 
 def _split(values: list[Any], per: Any) -> list[list[Any]]:
@@ -317,35 +342,51 @@ def _place(values: list[Any], per: Any, n: int, default: Any) -> list[Any]:
 
 
 def _values_of(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
-               ) -> list[Any]:
-    """Nested messages of ``plan``'s type as a message field shows them."""
+               ) -> Any:
+    """Nested messages of ``plan``'s type as a message field shows them (a :class:`Lazy`,
+    or a list)."""
     cols = _level(plan, flat, buf, starts, ends, depth)
+    n = len(starts)
     if plan.timestamp:
+        secs, nanos = cols
+        given = secs.args[0] if isinstance(secs, Lazy) else secs  # (the seconds set; else 0)
+        if not given or (min(given) > -_FLOAT_EXACT and max(given) < _FLOAT_EXACT):
+            return Lazy(n, datetimes, secs, nanos)  # (all of them convert)
         try:
-            return datetimes(cols[0], cols[1])
+            return datetimes(force(secs), force(nanos))
         except SerializationError:
             raise _Fallback from None  # (the message-by-message path names it)
     if plan.rows is None:
-        return [{} for _ in range(len(starts))]
-    rows: list[Any] = plan.rows(*cols)
-    return rows
+        return [{} for _ in range(n)]
+    return Lazy(n, plan.rows, *cols)
 
 
 def _entry_columns(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
-                   ) -> list[list[Any]]:
+                   ) -> list[Any]:
     """Map entries' keys and values; an entry without its message value has the message's
     defaults (as protobuf's map gives it), not ``None``."""
-    import numpy as np
-
     cols = _level(plan, flat, buf, starts, ends, depth)
     nested = plan.nested[1]
-    if nested is not None and None in cols[1]:
-        missing = [i for i, v in enumerate(cols[1]) if v is None]
-        none = np.zeros(len(missing), np.int64)  # (empty messages)
-        defaults = _values_of(nested, nested.flat(), buf, none, none, depth + 1)
-        for i, d in zip(missing, defaults):
-            cols[1][i] = d
+    if nested is not None:
+        if depth + 1 > _MAX_DEPTH:
+            raise _Fallback  # (now: the default message, made later, is one level deeper)
+        cols[1] = Lazy(len(starts), _with_defaults, cols[1], nested, buf, depth + 1)
     return cols
+
+
+def _with_defaults(values: list[Any], nested: _Plan, buf: Any, depth: int) -> list[Any]:
+    """``values`` with the default message (its dict, or datetime) for each ``None``."""
+    import numpy as np
+
+    if None not in values:
+        return values
+    missing = [i for i, v in enumerate(values) if v is None]
+    none = np.zeros(len(missing), np.int64)  # (empty messages)
+    defaults = force(_values_of(nested, nested.flat(), buf, none, none, depth))
+    values = list(values)
+    for i, d in zip(missing, defaults):
+        values[i] = d
+    return values
 
 
 def rows_maker(names: tuple[str, ...]) -> Any:
@@ -387,6 +428,12 @@ def _field_counts(plan: _Plan, buf: Any, starts: Any, ends: Any
         vstart = pos + 2  # (where a length-delimited value starts, after a one-byte length)
         count: Any = None
         slow = np.flatnonzero(adv == 0)
+        if slow.size:
+            long = t.varint[b[slow]]
+            if long.any():  # a one-byte tag, then a varint longer than a byte
+                at = slow[long]
+                nxt[at] = _skip_varint(buf, pos[at] + 1)
+                slow = slow[~long]
         packed = np.flatnonzero(t.packed[b])
         if packed.size or slow.size:
             count = np.ones(len(pos), np.int64)
@@ -415,7 +462,10 @@ def _field_counts(plan: _Plan, buf: Any, starts: Any, ends: Any
         w = np.concatenate([np.ones(len(c), np.int64) if wt is None else wt
                             for c, wt in zip(cells, weights)])
     counts = np.bincount(np.concatenate(cells), w, n * (k + 1))
-    counts = counts.astype(np.int64).reshape(n, k + 1)[:, :k]
+    counts = counts.astype(np.int64).reshape(n, k + 1)
+    if plan.map_entry and counts[:, k].any():
+        raise _Fallback  # upb keeps a map entry with unknown fields aside, not in the map
+    counts = counts[:, :k]
     if plan.single and counts[:, plan.single].max() > 1:
         raise _Fallback  # protobuf keeps the last value (merges a message)
     for group in plan.oneofs:

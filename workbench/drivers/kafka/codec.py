@@ -237,6 +237,7 @@ class Codec:
         from confluent_kafka import Message
 
         from ...runtime.batch import Batch, ObjectValues, StructValues, column, obj_array
+        from ...runtime.strings import ArrowStrings  # (and runtime/nested.py's columns)
 
         n = len(msgs)
         try:
@@ -261,9 +262,10 @@ class Codec:
                 found = serde.deserialize_columns(vbs)
                 if found is not None:
                     cols, present = found
-                    values = StructValues({f: c if isinstance(c, np.ndarray) else column(c)
-                                           for f, c in cols.items()},
-                                          None if all(present) else np.array(present), n)
+                    kept: dict[str, Any] = {f: c if isinstance(c, np.ndarray | ArrowStrings)
+                                            else column(c) for f, c in cols.items()}
+                    values = StructValues(kept, None if all(present) else np.array(present),
+                                          n)
             if values is None:
                 values = ObjectValues(obj_array(serde.deserialize_many(vbs), n))
         except (SerializationError, ValueError, TypeError, RecursionError):
