@@ -34,6 +34,9 @@ class TopicInfo:
     source_key: str | None = None
     source_value: str | None = None
     windowed: bool | None = None  # shape of the upsert table (None: not created yet)
+    #: how keys go into the upsert table's key column: "jsonb", "bigint" or "text" (None: not
+    #: looked up yet; see sinks.py)
+    key_mode: str | None = None
 
 
 class Catalog:

@@ -163,6 +163,7 @@ class Committer:
         for info in infos.values():  # DDL of the failed attempt was rolled back
             if info.upsert:
                 info.windowed = None
+                info.key_mode = None
 
     def _landed(self, seq: int) -> bool:
         S, s = self.s.sql.SQL, self.s.qs()

@@ -4,15 +4,21 @@ commit's transaction.
 
 | keys | table |
 | --- | --- |
-| plain | ``key jsonb PRIMARY KEY, value jsonb, ts bigint`` |
-| windowed | ``key jsonb, window_start bigint, window_end bigint, value jsonb, ts bigint``, primary
+| plain | ``key K PRIMARY KEY, value jsonb, ts bigint`` |
+| windowed | ``key K, window_start bigint, window_end bigint, value jsonb, ts bigint``, primary
   key ``(window_start, window_end, key)`` |
 
-Its shape is decided by the first key written; a ``None`` value deletes the row.
+Its shape is decided by the first commit that writes it: windowed or not, and the key column's
+type ``K``: ``bigint`` when those (inner) keys are all ``int`` in 64 bits, ``text`` when they
+are all ``str``, else ``jsonb`` (the key encoding as JSON). A later key the column cannot hold
+widens it to ``jsonb`` (``USING to_jsonb(key)``: the same keys, as JSON). A table that exists
+keeps its key column's type (tables made before typed keys have ``jsonb``). A ``None`` value
+deletes the row.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ...errors import DriverError, SerializationError
@@ -26,7 +32,9 @@ from .errors_table import ErrorsTable
 from .naming import lock_key, sink_table
 from .session import Session, sqlstate
 
-__all__ = ["REFUSAL_CLASSES", "STAGE_DDL", "TableSinks", "refusal"]
+__all__ = ["REFUSAL_CLASSES", "STAGE_DDL", "TableSinks", "key_mode", "refusal"]
+
+log = logging.getLogger(__name__)
 
 #: the per-session staging table the changes of a commit are COPYed into
 STAGE_DDL = ("CREATE TEMP TABLE IF NOT EXISTS pg_temp._wb_stage (n int, key jsonb, window_start"
@@ -53,6 +61,47 @@ def _identity(key: Any) -> Any:
         if inner is str or inner is int:
             return key
     return key_id(key)
+
+
+#: the key column's type (``format_type``) -> how keys are written into it: JSON texts into
+#: ``jsonb`` (and any type not listed: the server parses them), digits into ``bigint``, the
+#: strings themselves into ``text``
+_KEY_MODES = {"bigint": "bigint", "integer": "bigint", "smallint": "bigint", "text": "text",
+              "character varying": "text"}
+_INT64_MIN, _INT64_END = -(1 << 63), 1 << 63
+#: the staged key (``jsonb``) as the table's key column holds it, by key mode (``g``: the
+#: staging table's alias and a dot, or nothing)
+_STAGED_KEY = {"jsonb": "{g}key", "bigint": "({g}key)::bigint",
+               "text": "({g}key #>> ARRAY[]::text[])"}
+#: characters COPY's text format escapes in a raw string
+_COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def key_mode(inner: list[Any]) -> str | None:
+    """The key column type for (inner) keys ``inner``: ``bigint`` when all are ``int`` in 64
+    bits, ``text`` when all are ``str``, else ``jsonb`` (``None`` for no keys)."""
+    if not inner:
+        return None
+    kinds = set(map(type, inner))
+    if kinds == {int} and min(inner) >= _INT64_MIN and max(inner) < _INT64_END:
+        return "bigint"
+    if kinds == {str}:
+        return "text"
+    return "jsonb"
+
+
+def _raw_texts(keys: list[str]) -> list[str]:
+    """Strings as COPY text fields (backslash, tab, newline and CR escaped)."""
+    joined = "".join(keys)
+    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+        return [k.translate(_COPY_SPECIAL) for k in keys]
+    return keys
+
+
+def _json_fields(keys: list[Any]) -> list[str]:
+    """``int``/``str`` keys as JSON texts in COPY's text format."""
+    ks = _key_texts(keys)
+    return [copy_text(k) for k in ks] if "\\" in "".join(ks) else ks
 
 
 def _key_json(key: Any) -> str:
@@ -109,7 +158,8 @@ class TableSinks:
                                         None if written is None else written[i])
         if not latest:
             return
-        self._ensure_table(conn, info, bool(windowed))
+        self._ensure_table(conn, info, bool(windowed), [
+            k.key if isinstance(k, Windowed) else k for k, *_rest in latest.values()])
         changes = list(latest.values())
         deletes = self._stage(conn, info, changes)
         if not careful:
@@ -150,29 +200,29 @@ class TableSinks:
                 idents = inner
             for i, ident in enumerate(idents):
                 last[ident] = (n, i)
-        self._ensure_table(conn, info, windowed)
-        cols = []  # per part: key texts, window starts and ends (or None), value texts, ts
+        self._ensure_table(conn, info, windowed, [k for _p, _b, _w, inner in parts for k in inner])
+        cols = []  # per part: keys, window starts and ends (or None), value texts, ts
         deletes = False
         for n, (p, batch, _w, inner) in enumerate(parts):
             mine = [i for m, i in last.values() if m == n]
             if not mine:
                 continue
-            ks = _key_texts([inner[i] for i in mine])
-            if "\\" in "".join(ks):
-                ks = [copy_text(k) for k in ks]
+            kin = [inner[i] for i in mine]
             vals = texts[p]
             vs = [vals[i] for i in mine]
             deletes = deletes or "\\N" in vs
             ts = batch.ts[mine].tolist()
             if windowed:
-                cols.append((ks, batch.keys.start[mine].tolist(), batch.keys.end[mine].tolist(),
+                cols.append((kin, batch.keys.start[mine].tolist(), batch.keys.end[mine].tolist(),
                              vs, ts))
             else:
-                cols.append((ks, None, None, vs, ts))
-        if not deletes and info.name not in self.conflicted and self._insert(conn, info, cols):
+                cols.append((kin, None, None, vs, ts))
+        if not deletes and info.name not in self.conflicted and self._insert(
+                conn, info, [(self._key_fields(info, kin), *rest) for kin, *rest in cols]):
             return True
         lines: list[Any] = []
-        for ks, ws, we, vs, ts in cols:
+        for kin, ws, we, vs, ts in cols:  # the staging table's keys are JSON
+            ks = _json_fields(kin)
             first = len(lines)
             if ws is not None:
                 lines += [f"{first + j}\t{k}\t{a}\t{b}\t{v}\t{t}\n"
@@ -189,6 +239,13 @@ class TableSinks:
             self._apply(conn, info, deletes, 0, len(lines))
             conn.execute("TRUNCATE pg_temp._wb_stage")
         return True
+
+    @staticmethod
+    def _key_fields(info: TopicInfo, keys: list[Any]) -> list[str]:
+        """``int``/``str`` keys as the table's key column takes them in COPY text: the strings
+        themselves into ``text``, JSON texts otherwise (an int's is its digits, as ``bigint``
+        reads them)."""
+        return _raw_texts(keys) if info.key_mode == "text" else _json_fields(keys)
 
     def _insert(self, conn: Any, info: TopicInfo, cols: list[Any]) -> bool:
         """COPY the changes straight into the table, in a savepoint: a commit whose keys (and
@@ -247,22 +304,25 @@ class TableSinks:
         """Apply staged changes ``lo <= n < hi`` to the table."""
         S = self.s.sql.SQL
         table = self.s.q(self.s.schema, sink_table(info.name))
+        mode = info.key_mode or "jsonb"
         if info.windowed:
-            cols, match = ("key, window_start, window_end, value, ts",
-                           "u.key = g.key AND u.window_start = g.window_start AND "
-                           "u.window_end = g.window_end")
+            cols = "key, window_start, window_end, value, ts"
+            window = " AND u.window_start = g.window_start AND u.window_end = g.window_end"
             conflict = "window_start, window_end, key"  # the primary key (time first: ~30%
             # faster upserts than key first, and window-range queries use it)
         else:
-            cols, match, conflict = "key, value, ts", "u.key = g.key", "key"
+            cols, window, conflict = "key, value, ts", "", "key"
+        # the staged keys are JSON: read as the key column's type
+        picked = cols.replace("key", _STAGED_KEY[mode].format(g=""), 1)
+        match = f"u.key = {_STAGED_KEY[mode].format(g='g.')}{window}"
         if deletes:
             conn.execute(S("DELETE FROM {t} AS u USING pg_temp._wb_stage AS g WHERE g.value IS "
                            "NULL AND g.n >= %s AND g.n < %s AND " + match).format(t=table),
                          (lo, hi))
-        conn.execute(S("INSERT INTO {t} (" + cols + ") SELECT " + cols + " FROM pg_temp._wb_stage "
-                       "WHERE value IS NOT NULL AND n >= %s AND n < %s ON CONFLICT (" + conflict
-                       + ") DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts"
-                       ).format(t=table), (lo, hi))
+        conn.execute(S("INSERT INTO {t} (" + cols + ") SELECT " + picked + " FROM "
+                       "pg_temp._wb_stage WHERE value IS NOT NULL AND n >= %s AND n < %s ON "
+                       "CONFLICT (" + conflict + ") DO UPDATE SET value = EXCLUDED.value, ts = "
+                       "EXCLUDED.ts").format(t=table), (lo, hi))
 
     def _apply_careful(self, conn: Any, info: TopicInfo, deletes: bool, lo: int,
                        hi: int) -> list[tuple[int, Any]]:
@@ -298,31 +358,54 @@ class TableSinks:
         self.errors.insert(conn, info.name, p, str(off), f"table sink {name}", message,
                            dumps({"key": encode_key(k), "value": v}))
 
-    def _ensure_table(self, conn: Any, info: TopicInfo, windowed: bool) -> None:
-        if info.windowed is not None:
-            return
+    def _ensure_table(self, conn: Any, info: TopicInfo, windowed: bool,
+                      keys: list[Any]) -> None:
+        """Create the table on first use (windowed or not, its key column's type from this
+        commit's (inner) ``keys``), or look up the shape of the one that exists; widen a typed
+        key column to ``jsonb`` when one of ``keys`` does not fit it."""
+        if info.windowed is None or info.key_mode is None:
+            self._shape(conn, info, windowed, keys)
+        if info.key_mode != "jsonb" and key_mode(keys) not in (None, info.key_mode):
+            S = self.s.sql.SQL
+            odd = next(k for k in keys if key_mode([k]) != info.key_mode)
+            name = f"{self.s.schema}.{sink_table(info.name)}"
+            log.warning("table sink %r: key %r does not fit the %s key column of table %s: "
+                        "the column becomes jsonb (to_jsonb(key): the same keys, as JSON)",
+                        info.name, odd, info.key_mode, name)
+            conn.execute(S("ALTER TABLE {} ALTER COLUMN key TYPE jsonb USING to_jsonb(key)")
+                         .format(self.s.q(self.s.schema, sink_table(info.name))))
+            info.key_mode = "jsonb"
+
+    def _shape(self, conn: Any, info: TopicInfo, windowed: bool, keys: list[Any]) -> None:
         S, s = self.s.sql.SQL, self.s.qs()
         conn.execute("SELECT pg_advisory_xact_lock(%s)",
                      (lock_key("table", self.s.schema, info.name),))
         row = conn.execute(S("SELECT windowed FROM {}._topics WHERE name = %s").format(s),
                            (info.name,)).fetchone()
+        name = sink_table(info.name)
+        table = self.s.q(self.s.schema, name)
         if row is not None and row[0] is not None:
             info.windowed = bool(row[0])
+            typ = conn.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                "%s::regclass AND attname = 'key' AND NOT attisdropped",
+                (table.as_string(conn),)).fetchone()
+            info.key_mode = _KEY_MODES.get(typ[0] if typ else "", "jsonb")
             return
-        name = sink_table(info.name)
         self.catalog.claim(conn, info.name, name, "table")
-        table = self.s.q(self.s.schema, name)
+        mode = key_mode(keys) or "jsonb"
         if windowed:
-            conn.execute(S("CREATE TABLE {} (key jsonb NOT NULL, window_start "
+            conn.execute(S("CREATE TABLE {} (key " + mode + " NOT NULL, window_start "
                            "bigint NOT NULL, window_end bigint NOT NULL, value jsonb NOT NULL, "
                            "ts bigint NOT NULL, PRIMARY KEY (window_start, window_end, key))"
                            ).format(table))
         else:
-            conn.execute(S("CREATE TABLE {} (key jsonb PRIMARY KEY, value jsonb "
+            conn.execute(S("CREATE TABLE {} (key " + mode + " PRIMARY KEY, value jsonb "
                            "NOT NULL, ts bigint NOT NULL)").format(table))
         conn.execute(S("UPDATE {}._topics SET windowed = %s WHERE name = %s").format(s),
                      (windowed, info.name))
         info.windowed = windowed
+        info.key_mode = mode
 
     def rows(self, topic: str) -> list[tuple[Any, Any]]:
         """``[(key, value)]`` of table sink ``topic``'s upserted table (windowed keys come back
@@ -339,11 +422,11 @@ class TableSinks:
         table = self.s.q(self.s.schema, sink_table(topic))
         if fresh[0]:
             rows = self.s.call(lambda c: c.execute(S(
-                "SELECT key::text, window_start, window_end, value::text FROM {} ORDER BY 1, 2, 3"
-            ).format(table)).fetchall(), f"reading table {topic!r}")
+                "SELECT to_jsonb(key)::text, window_start, window_end, value::text FROM {} "
+                "ORDER BY 1, 2, 3").format(table)).fetchall(), f"reading table {topic!r}")
             return [(Windowed(decode_key(loads(k)), ws, we), loads(v))
                     for k, ws, we, v in rows]
-        rows = self.s.call(lambda c: c.execute(S(
-            "SELECT key::text, value::text FROM {} ORDER BY 1").format(table)).fetchall(),
-            f"reading table {topic!r}")
+        rows = self.s.call(lambda c: c.execute(S(  # to_jsonb: the same text for every key type
+            "SELECT to_jsonb(key)::text, value::text FROM {} ORDER BY 1").format(table)
+        ).fetchall(), f"reading table {topic!r}")
         return [(decode_key(loads(k)), loads(v)) for k, v in rows]
