@@ -139,15 +139,16 @@ def _consume(kafka_url: str, topic: str, n: int) -> list[Any]:
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(json_values, min_size=1, max_size=8))
 def test_bulk_encoding_reads_back_as_the_standard_librarys(values: list[Any]) -> None:
-    from workbench.drivers.kafka.codec import _bulk_json
     from workbench.serde import JsonSerde
+    from workbench.serde.bulk_json import bulk_json, bulk_json_texts
 
     exact = JsonSerde()
     try:
         want = [exact.serialize(v) for v in values]
     except Exception:
         want = None
-    got = _bulk_json(values)
+    got = bulk_json(values)
+    assert bulk_json_texts(values) == (None if got is None else [g.decode() for g in got])
     if got is None:
         return  # the record path encodes these
     assert want is not None, "the bulk path wrote what the exact path refuses"

@@ -15,8 +15,15 @@ from workbench.runtime.batch import Batch
 from workbench.windows import Windowed
 
 from . import postgres_helpers
-from .postgres_helpers import (HAVE_PSYCOPG, execute_sql, final_table, norm, query, schema_of,
-                               with_options)
+from .postgres_helpers import (
+    HAVE_PSYCOPG,
+    execute_sql,
+    final_table,
+    norm,
+    query,
+    schema_of,
+    with_options,
+)
 
 if HAVE_PSYCOPG:
     from workbench.drivers.postgres import PostgresDriver

@@ -65,36 +65,6 @@ def _may_hold_wide_integers(vbs: list[bytes | None]) -> bool:
     return _WIDE in b" ".join(vbs).translate(_DIGITS)  # type: ignore[arg-type]
 
 
-def _punt(obj: Any) -> Any:
-    raise TypeError("not for the bulk path")
-
-
-if _orjson is not None:
-    _OPTS = (_orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
-             | _orjson.OPT_PASSTHROUGH_SUBCLASS)
-    #: between two values of a bulk encoding: JSON text never holds a raw control character
-    _SEP = _orjson.Fragment(b"\x01")
-
-
-def _bulk_json(values: list[Any]) -> list[bytes] | None:
-    """Compact JSON of every value from one ``orjson.dumps``, or ``None`` when one of them needs
-    the record path's judgement: a ``null`` anywhere (a ``None``, or a non-finite float, which
-    orjson would write as ``null``), a type orjson leaves to the standard library's rules
-    (datetimes, dataclasses, subclasses), an integer wider than 64 bits, a non-string dict
-    key. Floats may be spelt differently (``1e16`` for ``1e+16``): the same value."""
-    if _orjson is None or not values:
-        return None
-    flat = [_SEP] * (2 * len(values))
-    flat[0::2] = values
-    try:
-        blob = _orjson.dumps(flat, _punt, _OPTS)
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return None
-    if b"null" in blob:
-        return None
-    out = blob[1:-3].split(b",\x01,")
-    return out if len(out) == len(values) else None
-
 #: what a bad message becomes when it is not raised: ``bad(message, error)``
 OnBad = Callable[[Any, SerializationError], None]
 

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ...errors import DriverError, DriverUnavailableError, FencedError, SerializationError
+from ...serde.bulk_json import bulk_json
 from ..base import OutRec, Transaction
-from .codec import Codecs, _bulk_json
+from .codec import Codecs
 from .connection import Connection, get_logger, scrub
 from .dead_letters import DeadLetters
 from .ends import EndOffsets
@@ -408,8 +409,8 @@ class Transactions:
         if not records:
             return
         *head, tail = records
-        # JSON values in one C call when they allow it (codec._bulk_json), else one by one
-        bulk = _bulk_json([r[1] for r in head]) if codec.json_values else None
+        # JSON values in one C call when they allow it (serde.bulk_json), else one by one
+        bulk = bulk_json([r[1] for r in head]) if codec.json_values else None
         for i, rec in enumerate(head):
             key, value, ts, _seq, headers = rec
             if needs_headers(key, value, ts, headers):

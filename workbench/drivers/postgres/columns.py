@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...keys import SCALARS, decode_key
+from ...serde.bulk_json import OPTS, bulk_json_texts, punt
 from ..base import ORIGIN_HEADER
 from .codec import _fast, _marked, _untag, headers_from, headers_json, key_text, log_lines
 
@@ -54,36 +55,16 @@ _PLAIN_OR_LIST = {int, str, list}
 _NULL = "\x00"  # SQL NULL while a COPY text is assembled (JSON text never holds a raw NUL)
 
 
-def _punt(obj: Any) -> Any:
-    raise TypeError("not for the fast path")
-
-
 if _orjson is not None:
-    _OPTS = (_orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
-             | _orjson.OPT_PASSTHROUGH_SUBCLASS)
     _odumps = _orjson.dumps
     _oloads = _orjson.loads
-    #: between two items of a bulk encoding: JSON text never holds a raw control character
-    _SEP = _orjson.Fragment(b"\x01")
-
-    def _bulk(items: list[Any]) -> list[str] | None:
-        """JSON texts of ``items`` from one ``orjson.dumps`` of ``[item, SEP, item, SEP...]``
-        split at the separators; ``None`` if a ``null`` shows anywhere (a ``None``, or a
-        non-finite float, which orjson writes as ``null``). ``TypeError`` for an item the fast
-        path does not know."""
-        flat = [_SEP] * (2 * len(items))
-        flat[0::2] = items
-        blob = _odumps(flat, _punt, _OPTS)
-        if b"null" in blob:
-            return None
-        return blob[1:-3].decode().split(",\x01,")
 
     def _value_texts(values: list[Any]) -> list[str]:
         """JSON texts of non-``None`` values and ``_NULL`` for ``None``, by the fast path;
         ``TypeError``/``ValueError`` when one of them needs the exact path's judgement."""
         if not values:
             return []
-        texts = _bulk(values)
+        texts = bulk_json_texts(values)  # one C call; None: a null, or one needs judgement
         if texts is not None:
             return texts
         out: list[str] = []
@@ -92,13 +73,13 @@ if _orjson is not None:
             if v is None:
                 append(_NULL)
                 continue
-            b = _odumps(v, _punt, _OPTS)
+            b = _odumps(v, punt, OPTS)
             # ``null`` in the text: a None field, or a non-finite float orjson wrote as null
             append(b.decode() if b"null" not in b else _fast(v))
         return out
 
     def _str_keys(keys: list[Any]) -> list[str]:
-        return _bulk(keys) or list(map(_fast, keys))
+        return bulk_json_texts(keys) or list(map(_fast, keys))
 
     def json_array(body: str) -> list[Any]:
         """Parse ``[body]`` (a comma-joined list of JSON texts)."""
