@@ -27,6 +27,7 @@ if HAVE_PSYCOPG:
     from workbench.drivers.postgres import PostgresDriver
     from workbench.drivers.postgres.codec import loads, log_lines
     from workbench.drivers.postgres.columns import copy_batch
+    from workbench.drivers.postgres.logs import record_columns
 
 pg_server = postgres_helpers.pg_server  # fixtures
 pg_url = postgres_helpers.pg_url
@@ -336,3 +337,51 @@ def test_overlapped_commits_write_what_synchronous_ones_do(pg_url: str) -> None:
         d.close()
     assert got["1"] == got["0"]
     assert got["1"][2] == 3000 and len(got["1"][0]) > 100
+
+
+@pytest.mark.skipif(not HAVE_PSYCOPG, reason="psycopg missing")
+def test_window_changelogs_as_columns_are_written_as_their_records_are() -> None:
+    """A window store's changelog handed over as columns (``WindowChanges``) is encoded
+    without building its records, into the text the records' path writes; anything but int/str
+    keys with counts and sums is left to the records' path."""
+    from workbench.drivers.postgres.columns import lines_at, window_change_tails
+    from workbench.runtime.fold import Accs
+    from workbench.runtime.window_changes import WindowChanges
+
+    keys = np.array([7, "u\\1", 'q"é', 3], dtype=object)
+    starts = np.array([0, 60, 120, 180], dtype=np.int64)
+    times = np.array([5, 61, 179, 200], dtype=np.int64)
+    agg = [("total", "amount", "sum"), ("n", None, "count")]
+    accs = Accs([np.array([0.1 + 0.2, -2.5, 1e300, 7.0]), np.array([1, 2, 3, 4])],
+                [None, None], [None, None])
+    removed = [(5, 0), ("a\tb", 60)]
+    cases = [WindowChanges(removed, keys, starts, agg, accs, times, 9_000, 42),
+             WindowChanges([], keys[:1], starts[:1], [(None, None, "count")],
+                           Accs([np.array([3])], [None], [None]), times[:1], None, 0),
+             WindowChanges(removed, keys[:0], starts[:0], agg, accs.take(slice(0, 0)),
+                           times[:0], None, 1)]
+    for ch in cases:
+        tails = window_change_tails(ch)
+        assert tails is not None and len(tails) == len(ch)
+        want = copy_batch("cl", 2, 10, *record_columns(ch.rows()))
+        assert lines_at(2, 10, tails) == want
+    # a float orjson spells otherwise (0.00001; json writes 1e-05): the same value
+    tiny = WindowChanges([], keys[:1], starts[:1], agg[:1], Accs([np.array([1e-5])], [None],
+                                                                 [None]), times[:1], None, 0)
+    text = lines_at(0, 0, window_change_tails(tiny) or [])
+    assert "1e-05" in text
+    assert _decoded(text) == _decoded(copy_batch("cl", 0, 0, *record_columns(tiny.rows())))
+    # the records' path takes the rest: keys other than int/str, other aggregations
+    tuple_key = np.empty(1, dtype=object)
+    tuple_key[0] = (1, 2)
+    odd = [WindowChanges([], tuple_key, starts[:1], agg,
+                         accs.take(slice(0, 1)), times[:1], None, 0),
+           WindowChanges([(None, 0)], keys[:0], starts[:0], agg, accs.take(slice(0, 0)),
+                         times[:0], None, 0),
+           WindowChanges([], keys[:1], starts[:1], [("m", "x", "mean")],
+                         Accs([np.array([1.0])], [None], [np.array([2])]), times[:1], None, 0),
+           WindowChanges([], keys[:1], starts[:1], agg[:1], Accs([np.array([math.nan])],
+                                                                 [None], [None]), times[:1],
+                         None, 0)]
+    for ch in odd:
+        assert window_change_tails(ch) is None

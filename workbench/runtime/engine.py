@@ -663,6 +663,10 @@ class Engine:
         outputs = txn.outputs
         durable = self.driver.durable_state
         listening = bool(self.state_listeners)
+        # window stores' changelogs as columns, to a driver that encodes them so (looked up on
+        # the class, as commit_soon below); see runtime/window_changes.py
+        as_columns = durable and not listening and getattr(
+            type(self.driver), "accepts_window_changes", False)
         state_changes: dict[tuple[str, int], list[tuple[Any, Any]]] = {}
         routed: dict[tuple[str, int], list[Batch]] = {}
         self._buffered_bytes = 0
@@ -672,6 +676,11 @@ class Engine:
             for store in task.stores:
                 if store.shared or (not durable and not listening):
                     store.discard_changes()
+                    continue
+                if as_columns and hasattr(store, "drain_window_changes"):
+                    drained = store.drain_window_changes(max(task.stream_time, 0))
+                    if drained:
+                        outputs[(store.changelog, task.partition)] = drained
                     continue
                 changes = store.drain_changes()
                 if changes and listening:

@@ -47,9 +47,9 @@ from .key_codes import object_key_codes
 from .operators import Operator, TimedRowBacked
 from .state import StateStore
 from .strings import plain
+from .window_changes import WindowChanges
 from .window_ops import LATE, NULL_KEY, TimeWindowAggregateOp, _fallback_order
 from .window_store import (
-    META_KEY,
     NO_TIMESTAMP,
     TimeWindowStore,
     apply_window_changelog,
@@ -92,20 +92,21 @@ class ColumnarWindowStore(StateStore):
 
     # -- changelog ---------------------------------------------------------------------------
     def drain_changes(self) -> list[tuple[Any, Any]]:
-        out: list[tuple[Any, Any]] = [([k, s], None) for k, s in self.removed]
-        self.removed = []
-        if self.dirty.any():
-            idx = np.flatnonzero(self.dirty)
+        return self.drain_window_changes(0).changes()
+
+    def drain_window_changes(self, ts: int) -> WindowChanges:
+        """:meth:`drain_changes` as columns, the records' timestamp ``ts`` (see
+        :mod:`workbench.runtime.window_changes`)."""
+        removed, self.removed = self.removed, []
+        idx = np.flatnonzero(self.dirty)
+        if len(idx):
             self.logged[idx] = True
-            accs = to_python(self.parts, self.accs.take(idx))
-            for k, s, a, t in zip(self.keys[idx].tolist(), self.starts[idx].tolist(), accs,
-                                  self.ts[idx].tolist()):
-                out.append(([k, s], [a, t]))
             self.dirty[:] = False
+        meta = None
         if self._meta_dirty:
-            out.append((META_KEY, self.last_emit))
-            self._meta_dirty = False
-        return out
+            meta, self._meta_dirty = self.last_emit, False
+        return WindowChanges(removed, self.keys[idx], self.starts[idx], self.parts,
+                             self.accs.take(idx), self.ts[idx], meta, ts)
 
     def discard_changes(self) -> None:
         self.removed = []

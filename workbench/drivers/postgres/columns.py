@@ -32,7 +32,8 @@ from ...serde.bulk_json import OPTS, bulk_json_texts, punt
 from ..base import ORIGIN_HEADER
 from .codec import _fast, _marked, _untag, headers_from, headers_json, key_text, log_lines
 
-__all__ = ["READ_COLUMNS", "batch_from_texts", "copy_batch", "json_array", "struct_texts"]
+__all__ = ["READ_COLUMNS", "batch_from_texts", "copy_batch", "copy_tails", "json_array",
+           "lines_at", "struct_texts", "window_change_tails"]
 
 try:  # the postgres extra installs it; without it the standard library does the same, slower
     import orjson as _orjson
@@ -167,19 +168,65 @@ def struct_texts(values: Any) -> list[str] | None:
     return [template % row for row in zip(*texts)]
 
 
-def _lines(partition: int, base: int, ks: list[str], vs: list[str], ts: list[int],
-           hs: list[str] | None) -> str:
-    p = partition
-    if hs is None:
-        lines = [f"{p}\t{o}\t{k}\t{v}\t{t}\t{_NULL}\n"
-                 for o, k, v, t in zip(range(base, base + len(ts)), ks, vs, ts)]
-    else:
-        lines = [f"{p}\t{o}\t{k}\t{v}\t{t}\t{h}\n"
-                 for o, k, v, t, h in zip(range(base, base + len(ts)), ks, vs, ts, hs)]
-    text = "".join(lines)
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    return text.replace(_NULL, "\\N")
+def _acc_texts(parts: list[Any], accs: Any) -> list[str] | None:
+    """JSON texts of the accumulator objects of ``count()`` or of an ``agg`` of counts and
+    sums (``runtime.fold.to_python``'s dicts) from their columns; ``None`` for anything else
+    (the records' path takes it)."""
+    cols = []
+    for (name, _col, func), vals in zip(parts, accs.vals):
+        if func not in ("count", "sum") or not (
+                name is None or (name.__class__ is str and name.isascii()
+                                 and name.isidentifier())):
+            return None
+        kind = vals.dtype.kind
+        if kind in "iu":
+            cols.append(list(map(str, vals.tolist())))
+        elif kind == "f" and np.isfinite(vals).all():
+            cols.append(list(map(float.__repr__, vals.tolist())))
+        else:
+            return None
+    if parts[0][0] is None:  # count(): the accumulator is the count
+        return cols[0]
+    template = "{" + ",".join(f'"{name}":%s' for name, _c, _f in parts) + "}"
+    return [template % row for row in zip(*cols)]
+
+
+def _plain_key_texts(keys: list[Any]) -> list[str] | None:
+    """COPY fields of the JSON texts of ``int``/``str`` keys; ``None`` for other keys."""
+    kinds = set(map(type, keys))
+    if not kinds <= _PLAIN:
+        return None
+    texts = list(map(str, keys)) if kinds == {int} else _key_texts(keys)
+    return _escaped(texts) if "\\" in "".join(texts) else texts
+
+
+def window_change_tails(changes: Any) -> list[str] | None:
+    """:func:`copy_tails` of a window store's changelog records given as columns
+    (``runtime.window_changes.WindowChanges``): the text :func:`copy_batch` writes for
+    :meth:`~WindowChanges.rows`, without building them. ``None`` when the keys are not all
+    ``int``/``str`` or the accumulators are not counts and sums (the rows' path takes those)."""
+    ts = changes.ts
+    removed = changes.removed
+    gone = _plain_key_texts([k for k, _s in removed]) if removed else []
+    keys = _plain_key_texts(changes.keys.tolist()) if len(changes.keys) else []
+    accs = _acc_texts(changes.parts, changes.accs) if len(changes.keys) else []
+    if gone is None or keys is None or accs is None or not (
+            changes.meta is None or changes.meta.__class__ is int):
+        return None
+    tails = [f"[{k},{s}]\t\\N\t{ts}\t\\N" for k, (_k, s) in zip(gone, removed)]
+    tails += [f"[{k},{s}]\t[{a},{t}]\t{ts}\t\\N" for k, s, a, t in zip(
+        keys, changes.starts.tolist(), accs, changes.times.tolist())]
+    if changes.meta is not None:
+        from ...runtime.window_store import META_KEY
+
+        tails.append(f"{_fast(META_KEY)}\t{changes.meta}\t{ts}\t\\N")
+    return tails
+
+
+def _fields(texts: list[str]) -> list[str]:
+    """JSON texts (``_NULL`` for SQL NULL) as COPY text fields."""
+    joined = "".join(texts)
+    return _escaped(texts) if "\\" in joined or _NULL in joined else texts
 
 
 def _escaped(texts: list[str]) -> list[str]:
@@ -187,34 +234,56 @@ def _escaped(texts: list[str]) -> list[str]:
             for t in texts]
 
 
-def copy_batch(topic: str, partition: int, base: int, keys: Any, values: list[Any] | None,
-               ts: list[int], headers: list[Any] | None,
-               kept: list[str] | None = None, value_texts: list[str] | None = None) -> str:
-    """COPY text lines ``partition, offset, key, value, ts, headers`` of the records given as
-    columns (``keys``: a list, or windowed keys as columns), numbered from offset ``base``;
-    ``kept``: a list to which each record's value
-    field is appended as written (table sinks stage the same text); ``value_texts``: the
-    values' JSON texts already (:func:`struct_texts`; ``values`` may then be ``None``). The
-    exact rules and errors of :func:`.codec.log_lines`, faster."""
+def lines_at(partition: int, base: int, tails: list[str]) -> str:
+    """COPY text of records whose fields after ``partition, offset`` are ``tails``
+    (:func:`copy_tails`), numbered from offset ``base``."""
+    return "".join([f"{partition}\t{o}\t{r}\n"
+                    for o, r in zip(range(base, base + len(tails)), tails)])
+
+
+def copy_tails(keys: Any, values: list[Any] | None, ts: list[int],
+               headers: list[Any] | None, kept: list[str] | None = None,
+               value_texts: list[str] | None = None) -> list[str] | None:
+    """The COPY text fields ``key, value, ts, headers`` of each record given as columns
+    (``keys``: a list, or windowed keys as columns), tab-separated, without ``partition,
+    offset`` (:func:`lines_at` adds them once the offsets are reserved). ``kept``: a list to
+    which each value field is appended as written (table sinks stage the same text);
+    ``value_texts``: the values' JSON texts already (:func:`struct_texts`; ``values`` may then
+    be ``None``). ``None`` when a record needs the exact path (:func:`copy_batch` then takes
+    it)."""
     try:
         ks = _key_texts(keys)
         vs = value_texts if value_texts is not None else _value_texts(values)  # type: ignore[arg-type]
         hs = None
         if headers is not None and any(headers):
             hs = [_header_text(h) if h else _NULL for h in headers]
-        text = _lines(partition, base, ks, vs, ts, hs)
     except (TypeError, ValueError, RecursionError):
-        text = None  # the exact path decides, and names the record it cannot write
-    if text is None or _marked(text):
-        hl = headers if headers is not None else [None] * len(ts)
-        objs = keys if isinstance(keys, list) else keys.objects().tolist()
-        if values is None:
-            values = [json.loads(t) for t in value_texts or ()]
-        rows = list(zip(objs, values, ts, ts, hl))
-        return log_lines(topic, partition, base, rows, kept)
+        return None  # the exact path decides, and names the record it cannot write
+    if _marked("".join(ks)) or _marked("".join(vs)) or (hs and _marked("".join(hs))):
+        return None
+    ks, vs = _fields(ks), _fields(vs)
     if kept is not None:
-        kept.extend(_escaped(vs))
-    return text
+        kept.extend(vs)
+    if hs is None:
+        return [f"{k}\t{v}\t{t}\t\\N" for k, v, t in zip(ks, vs, ts)]
+    return [f"{k}\t{v}\t{t}\t{h}" for k, v, t, h in zip(ks, vs, ts, _fields(hs))]
+
+
+def copy_batch(topic: str, partition: int, base: int, keys: Any, values: list[Any] | None,
+               ts: list[int], headers: list[Any] | None,
+               kept: list[str] | None = None, value_texts: list[str] | None = None) -> str:
+    """COPY text lines ``partition, offset, key, value, ts, headers`` of the records given as
+    columns, numbered from offset ``base`` (see :func:`copy_tails` for the arguments). The
+    exact rules and errors of :func:`.codec.log_lines`, faster."""
+    tails = copy_tails(keys, values, ts, headers, kept, value_texts)
+    if tails is not None:
+        return lines_at(partition, base, tails)
+    hl = headers if headers is not None else [None] * len(ts)
+    objs = keys if isinstance(keys, list) else keys.objects().tolist()
+    if values is None:
+        values = [json.loads(t) for t in value_texts or ()]
+    rows = list(zip(objs, values, ts, ts, hl))
+    return log_lines(topic, partition, base, rows, kept)
 
 
 _ORIGIN_TEXT = '[["' + ORIGIN_HEADER + '","'

@@ -25,7 +25,7 @@ from ...errors import DriverError, FencedError, SerializationError
 from ..base import Transaction
 from .catalog import Catalog, TopicInfo
 from .codec import dumps, loads
-from .logs import Logs
+from .logs import Encoded, Logs
 from .naming import sink_table
 from .session import LOCK_NOT_AVAILABLE, QUERY_CANCELED, SQLSTATE_RETRY, Session, sqlstate
 from .sinks import TableSinks, refusal
@@ -80,15 +80,29 @@ class Committer:
         return {k: None if v is None else loads(v) for k, v in rows}
 
     # -- committing ---------------------------------------------------------------------------
-    def commit(self, txn: Transaction) -> None:
+    def prepare(self, txn: Transaction) -> dict[tuple[str, int], Encoded]:
+        """The client's work of committing ``txn`` that needs no server: its records as COPY
+        fields (:meth:`Logs.encode`), for the topics in the catalog's cache (talks to no
+        server, so it may run while another commit is in flight on the connection)."""
+        out: dict[tuple[str, int], Encoded] = {}
+        for (topic, partition), records in txn.outputs.items():
+            info = self.catalog.topics.get(topic)
+            if info is not None and records and not info.source_table:
+                out[(topic, partition)] = self.logs.encode(records, info.upsert)
+        return out
+
+    def commit(self, txn: Transaction,
+               prepared: dict[tuple[str, int], Encoded] | None = None) -> None:
         """Apply ``txn`` in one SQL transaction, retrying lost connections and transient
-        failures; other failures raise :class:`DriverError` and write nothing."""
+        failures; other failures raise :class:`DriverError` and write nothing. ``prepared``:
+        :meth:`prepare`'s (what is missing is encoded here)."""
         if txn.is_empty():
             return
         with self._lock:
             started = time.perf_counter()
-            encoded: dict[tuple[str, int], Any] = {}  # row lists or column batches
+            encoded: dict[tuple[str, int], Any] = {}  # (records, Logs.encode's)
             infos: dict[str, TopicInfo] = {}
+            prepared = prepared or {}
             for (topic, partition), records in txn.outputs.items():
                 info = infos.get(topic) or self.catalog.require(topic)
                 infos[topic] = info
@@ -97,7 +111,10 @@ class Committer:
                     raise DriverError(f"topic {topic!r} is the table {info.source_table}: it "
                                       "cannot be written to.")
                 if records:
-                    encoded[(topic, partition)] = records
+                    done = prepared.get((topic, partition))
+                    encoded[(topic, partition)] = (
+                        records, done if done is not None else self.logs.encode(
+                            records, info.upsert))
             metadata = {k: dumps(v) for k, v in txn.metadata.items()}
             self._seq += 1
             seq = self._seq
@@ -204,7 +221,7 @@ class Committer:
         and the offset reservation go in one pipeline; then one COPY per log table (and the
         table sinks); then the positions, metadata, marker, NOTIFY and COMMIT in another."""
         S, s = self.s.sql.SQL, self.s.qs()
-        wants = [(t, p, len(r)) for (t, p), r in encoded.items()]
+        wants = [(t, p, len(r)) for (t, p), (r, _e) in encoded.items()]
         begun = False
         # 1. positions first: compare-and-set against what this process last saw, so a worker
         #    that lost its partitions cannot write anything; 2. reserve the output offsets
@@ -221,9 +238,9 @@ class Committer:
             bases = self.logs.reserved(reserving, wants) if reserving is not None else {}
         # 3. outputs: COPY into the logs, upsert table sinks
         if encoded:
-            by_topic: dict[str, list[tuple[int, int, Any]]] = {}
-            for (t, p), rows in encoded.items():
-                by_topic.setdefault(t, []).append((p, bases[(t, p)], rows))
+            by_topic: dict[str, list[tuple[int, int, Any, Encoded]]] = {}
+            for (t, p), (rows, enc) in encoded.items():
+                by_topic.setdefault(t, []).append((p, bases[(t, p)], rows, enc))
             texts: dict[str, dict[int, list[str]]] = {}  # table sinks' value texts
             for t in sorted(by_topic):
                 kept = texts.setdefault(t, {}) if infos[t].upsert else None

@@ -1,8 +1,9 @@
 """The :class:`PostgresDriver`: the driver contract on top of the package's parts.
 
 The engine's commits overlap its work (``overlap=1``, the default): :meth:`PostgresDriver.
-commit_soon` hands the transaction to a thread and returns; the server writes it while the
-engine processes the next batch. Every other call that talks to the server (on the connection
+commit_soon` encodes the transaction's records while the previous commit is still being written,
+then hands the transaction to a thread and returns; the server writes it while the engine
+processes the next batch. Every other call that talks to the server (on the connection
 the commit uses, or about what it writes) waits for that commit first, and raises its error if
 it failed: a read of a topic the commit writes, positions, end offsets, table rows, the end of
 the run, closing. Only a read served by the read-ahead connection of a topic the commit does
@@ -59,6 +60,8 @@ class PostgresDriver(Driver):
     scheme = "postgresql"
     #: commits take column batches (encoded into COPY text column by column)
     accepts_batches = True
+    #: and window stores' changelogs as columns (``runtime.window_changes``)
+    accepts_window_changes = True
     _commit_pool: Any = None
     _pending: Any = None  # the commit in flight (a Future), see settle()
     _pending_topics: frozenset[str] = frozenset()
@@ -242,20 +245,24 @@ class PostgresDriver(Driver):
         self.committer.commit(txn)
 
     def commit_soon(self, txn: Transaction) -> None:
-        """The engine's commit: with ``overlap=1`` (the default) ``txn`` is committed in a
-        thread and this returns at once (the previous commit is waited for first; see the
+        """The engine's commit: with ``overlap=1`` (the default) ``txn``'s records are encoded
+        while the previous commit is still being written (:meth:`Committer.prepare`), then,
+        once that one is done, ``txn`` is committed in a thread and this returns (see the
         module docstring); else :meth:`commit`."""
-        if self._pending is not None:
-            self.settle()
         if not self.options.overlap or txn.is_empty():
+            if self._pending is not None:
+                self.settle()
             self.committer.commit(txn)
             return
+        prepared = self.committer.prepare(txn)
+        if self._pending is not None:
+            self.settle()
         if self._commit_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._commit_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-pg-commit")
         self._pending_topics = frozenset(t for t, _p in txn.outputs)
-        self._pending = self._commit_pool.submit(self.committer.commit, txn)
+        self._pending = self._commit_pool.submit(self.committer.commit, txn, prepared)
 
     def settle(self) -> None:
         """Wait for the commit in flight, if any; raise its error if it failed."""

@@ -15,11 +15,23 @@ from typing import Any
 from ...errors import DriverError
 from ..base import OutRec, ReadRec
 from .catalog import Catalog, TopicInfo
-from .columns import READ_COLUMNS, batch_from_texts, copy_batch, struct_texts
+from .columns import (
+    READ_COLUMNS,
+    batch_from_texts,
+    copy_batch,
+    copy_tails,
+    lines_at,
+    struct_texts,
+    window_change_tails,
+)
 from .naming import channel
 from .session import Session
 
-__all__ = ["Logs", "record_columns"]
+__all__ = ["Encoded", "Logs", "record_columns"]
+
+#: a partition's records as :meth:`Logs.encode` leaves them: the COPY fields of each record
+#: after ``partition, offset`` (or ``None``), and the value fields kept for a table sink
+Encoded = tuple[list[str] | None, list[str] | None]
 
 #: records encoded per COPY write (the server parses one slice while the next is encoded)
 _COPY_SLICE = 5_000
@@ -84,7 +96,7 @@ class Logs:
             with conn.transaction():
                 base = self.reserve(conn, [(info.name, partition, len(batch))])[
                     (info.name, partition)]
-                self.copy(conn, info, [(partition, base, batch)])
+                self.copy(conn, info, [(partition, base, batch, self.encode(batch))])
                 self.notify(conn)
 
         self.s.call(run, f"appending to {info.name!r}")
@@ -119,16 +131,41 @@ class Logs:
             raise DriverError(f"no such topic partitions on {self.s.safe_url()}: {missing}.")
         return out
 
-    def copy(self, conn: Any, info: TopicInfo, chunks: list[tuple[int, int, Any]],
+    @staticmethod
+    def encode(records: Any, keep: bool = False) -> Encoded:
+        """The client's work of :meth:`copy` for ``records`` (a row list, a column batch or a
+        window store's changelog as columns), done before the offsets are known (while the
+        previous commit is being written): each record's COPY fields after ``partition,
+        offset``, and with ``keep`` the value fields as written (for a table sink). ``(None,
+        None)`` when a record needs the exact path: :meth:`copy` then encodes slice by slice."""
+        if hasattr(records, "accs"):  # a window store's changelog as columns
+            return window_change_tails(records), None
+        kept: list[str] | None = [] if keep else None
+        texts = None if isinstance(records, list) else struct_texts(records.values)
+        keys, vals, ts, headers = record_columns(records, texts is None)
+        tails = copy_tails(keys, vals, ts, headers, kept, texts)
+        return (tails, kept) if tails is not None else (None, None)
+
+    def copy(self, conn: Any, info: TopicInfo, chunks: list[tuple[int, int, Any, Encoded]],
              values: dict[int, list[str]] | None = None) -> None:
-        """COPY ``[(partition, first offset, records)]`` (records: a row list or a column
-        batch) into the log table, encoding slice by slice while the server parses what was
-        sent. ``values``: filled with each partition's value texts as written (for the table
-        sink's upsert)."""
+        """COPY ``[(partition, first offset, records, encoded)]`` (records: a row list, a column
+        batch or a window store's changelog as columns; ``encoded``: :meth:`encode`'s) into the
+        log table, numbering the encoded records slice by slice while the server parses what
+        was sent, or encoding them slice by slice. ``values``: filled with each partition's
+        value texts as written (for the table sink's upsert)."""
         stmt = self.s.sql.SQL('COPY {}.{} (partition, "offset", key, value, ts, headers) FROM '
                               "STDIN").format(self.s.qs(), self.s.q(info.log_table))
         with conn.cursor() as cur, cur.copy(stmt) as cp:
-            for partition, base, records in chunks:
+            for partition, base, records, (tails, kept_texts) in chunks:
+                if tails is not None:
+                    for i in range(0, len(tails), _COPY_SLICE):
+                        cp.write(lines_at(partition, base + i,
+                                          tails[i:i + _COPY_SLICE]).encode())
+                    if values is not None:
+                        values[partition] = kept_texts if kept_texts is not None else []
+                    continue
+                if hasattr(records, "accs"):
+                    records = records.rows()
                 kept = None if values is None else values.setdefault(partition, [])
                 texts = None if isinstance(records, list) else struct_texts(records.values)
                 keys, vals, ts, headers = record_columns(records, texts is None)
