@@ -185,3 +185,23 @@ def test_timestamp_float_edges() -> None:
     got = datetimes(secs, nanos)
     assert got == [utc(s, n) for s, n in zip(secs, nanos)]
     assert got[0] == dt.datetime(2038, 1, 19, 3, 14, 7, 999_999, tzinfo=dt.UTC)
+
+
+def test_long_values_take_the_general_step_with_protobufs_values() -> None:
+    """Fields with a length of two bytes or more (a nested message, a packed run of 200 enums,
+    bytes, a map entry) and varints of two to ten bytes, mixed with short ones in a batch, take
+    the walk's general step or its long-varint skip, and read as protobuf parses them."""
+    msgs = []
+    for i in range(6):
+        msg = All(maybe=-i if i % 2 else 2**40 + i, u=2**64 - 1 - i if i % 3 else i)
+        msg.root.v = i
+        for j in range(40 * (i % 3)):  # a root of 0, ~300 or ~600 bytes
+            msg.root.children.add(v=-j - 1)
+        msg.colors.extend([j % 3 for j in range(200 * (i % 2))])
+        msg.blobs.append(bytes(range(256))[: 150 * (i % 2) + 1])
+        msg.nodes[i].children.add().children.add(v=2**31 - 1)
+        msg.times["x" * (130 * (i % 2))].seconds = -(2**31) + 1 if i % 2 else 2**31 - 1
+        msgs.append(msg)
+    payloads = [m.SerializeToString() for m in msgs]
+    assert protobuf_wire.columns(All.DESCRIPTOR, payloads) is not None
+    _reads_as_protobuf(payloads)

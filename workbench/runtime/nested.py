@@ -52,6 +52,8 @@ class Lazy:
                 total += int(a.nbytes)
             elif isinstance(a, list) and a:
                 total += sys.getsizeof(a) + len(a) * sys.getsizeof(a[0])
+            elif hasattr(a, "__len__") and not isinstance(a, str | bytes | dict):
+                total += 16 * len(a)  # (values held elsewhere: protobuf's containers)
         return total
 
 

@@ -47,6 +47,8 @@ _FIXED32 = {2, 7, 15}
 _counter = itertools.count()
 #: protobuf's limit on nesting (its parser's default recursion limit)
 _MAX_DEPTH = 100
+#: what the tag walk does with a field besides counting it (_Tables.special)
+_SLOW, _LONG, _PACKED, _NESTED = 1, 2, 4, 8
 
 
 class _Fallback(Exception):
@@ -139,32 +141,34 @@ class _Tables:
                                                                 plan.fixed_size)), False])
         # by a field's first two bytes (``tag << 8 | next``), when the tag is one byte (fields
         # 1 to 15) valid for the type: the length of the field when its value's varint (or
-        # length) is one byte or fixed, else 0 (the general walk, _step, takes it)
+        # length) is one byte or fixed, else 0; and what else the walk does with it (bits:
+        # _SLOW the general step, _step; _LONG a varint longer than a byte, one skip; _PACKED
+        # count a packed run's elements; _NESTED a message field's value: where it is)
         advance = np.zeros((256, 256), np.int64)
-        slot, packed, varint = [k] * 256, [False] * 256, [False] * 256
+        special = np.full((256, 256), _SLOW, np.uint8)
+        slot = [k] * 256
         small = np.arange(256) < 0x80
+        message = [n is not None for n in plan.nested] + [False]
         for tag in range(128):
             number, wire = tag >> 3, tag & 7
             s = slots[number] if number < len(slots) else k
             if number == 0 or wire not in (0, 1, 2, 5) or not (self.allowed[s] >> wire) & 1:
                 continue
+            slot[tag] = s
             if wire == 0:
                 advance[tag] = np.where(small, 2, 0)
+                special[tag] = np.where(small, 0, _LONG)
             elif wire == 2:
                 advance[tag] = np.where(small, 2 + np.arange(256), 0)
+                kind = _PACKED if self.packable[s] else _NESTED if message[s] else 0
+                special[tag] = np.where(small, kind, _SLOW)
             else:
                 advance[tag] = 9 if wire == 1 else 5
-            slot[tag] = s
-            packed[tag] = wire == 2 and bool(self.packable[s])
-            varint[tag] = wire == 0
+                special[tag] = 0
         self.advance = advance.reshape(-1)
-        self.message = np.array([n is not None for n in plan.nested] + [False])
-        self.any_message = bool(self.message.any())
+        self.special = special.reshape(-1)
+        self.message = np.array(message)
         self.slot = np.array(slot, np.int64)
-        self.packed = np.array(packed, bool)
-        #: by a field's first byte: a one-byte tag of a varint valid for the type (a varint
-        #: longer than a byte then takes one skip, not the general step)
-        self.varint = np.array(varint, bool)
 
 
 @lru_cache(maxsize=256)
@@ -276,30 +280,37 @@ def _level(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
             else:
                 out.append(Lazy(n, _place, converted, per, n, None))
             continue
-        values = getattr(flat, f.name)[:]
-        if len(values) != int(per.sum()):
+        got = getattr(flat, f.name)
+        if len(got) != int(per.sum()):
             raise _Fallback  # protobuf read the bytes otherwise than the walk did
-        out.append(_column(f, values, per, n, depth > 0))
+        if depth:  # a nested message's: the values stay in protobuf's array until read
+            out.append(_column(f, Lazy(len(got), _all, got), per, n, True))
+        else:
+            out.append(_column(f, got[:], per, n, False))
     return out
 
 
-def _column(f: Any, values: list[Any], per: Any, n: int, nested: bool) -> Any:
-    """A scalar field's column (a :class:`Lazy` for a repeated one, and in a nested message
-    for any one: its rows are made with the nested values)."""
-    if is_repeated(f):
-        if f.enum_type is not None:
-            return Lazy(n, _split, Lazy(len(values), _named, enum_names(f.enum_type), values),
-                        per)
-        return Lazy(n, _split, values, per)
+def _column(f: Any, values: Any, per: Any, n: int, nested: bool) -> Any:
+    """A scalar field's column from its ``values`` (a list, or a :class:`Lazy` one): a
+    :class:`Lazy` for a repeated field and for any field of a nested message (its rows are
+    made with the nested values), else a list."""
+    size = values.n if isinstance(values, Lazy) else len(values)
     if f.enum_type is not None:
         names = enum_names(f.enum_type)
-        if nested:
-            return Lazy(n, _place, Lazy(len(values), _named, names, values), per, n,
-                        names[f.default_value])
-        return _place(_named(names, values), per, n, names[f.default_value])
-    if nested and len(values) != n:
-        return Lazy(n, _place, values, per, n, f.default_value)
-    return _place(values, per, n, f.default_value)
+        values = Lazy(size, _named, names, values)
+        default = names[f.default_value] if not is_repeated(f) else None
+    else:
+        default = f.default_value
+    if is_repeated(f):
+        return Lazy(n, _split, values, per)
+    if nested:
+        return Lazy(n, _place, values, per, n, default)
+    return _place(force(values), per, n, default)
+
+
+def _all(container: Any) -> list[Any]:
+    """A repeated field's values (protobuf's container) as a list."""
+    return container[:]  # type: ignore[no-any-return]
 
 
 def _named(names: Any, values: list[int]) -> list[Any]:
@@ -349,8 +360,13 @@ def _values_of(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: 
     n = len(starts)
     if plan.timestamp:
         secs, nanos = cols
-        given = secs.args[0] if isinstance(secs, Lazy) else secs  # (the seconds set; else 0)
-        if not given or (min(given) > -_FLOAT_EXACT and max(given) < _FLOAT_EXACT):
+        given = secs
+        while isinstance(given, Lazy):  # (down to the seconds set; where unset: 0)
+            given = given.args[0]
+        import numpy as np
+
+        given = np.fromiter(given, np.int64, len(given))
+        if not len(given) or (given.min() > -_FLOAT_EXACT and given.max() < _FLOAT_EXACT):
             return Lazy(n, datetimes, secs, nanos)  # (all of them convert)
         try:
             return datetimes(force(secs), force(nanos))
@@ -419,49 +435,58 @@ def _field_counts(plan: _Plan, buf: Any, starts: Any, ends: Any
     if not live.all():
         pos, msg, end = starts[live], msg[live], ends[live]
     t = plan.tables()
-    cells, weights, found = [], [], []
+    cells: list[Any] = []  # per step: the message and slot of each field (msg * (k + 1) + slot)
+    extra: list[tuple[Any, Any]] = []  # cells of fields with other than one value, the rest
+    found: list[tuple[Any, Any, Any]] = []
+    row = msg * (k + 1)
     while pos.size:
         b = buf[pos].astype(np.intp)  # (NumPy indexes by intp arrays much faster)
-        adv = t.advance[(b << 8) | buf[pos + 1]]
+        key = (b << 8) | buf[pos + 1]
+        nxt = pos + t.advance[key]
         slot = t.slot[b]
-        nxt = pos + adv
-        vstart = pos + 2  # (where a length-delimited value starts, after a one-byte length)
-        count: Any = None
-        slow = np.flatnonzero(adv == 0)
-        if slow.size:
-            long = t.varint[b[slow]]
-            if long.any():  # a one-byte tag, then a varint longer than a byte
-                at = slow[long]
+        spec = t.special[key]
+        sp = np.flatnonzero(spec)
+        if sp.size:
+            kind = spec[sp]
+            at = sp[kind == _LONG]
+            if at.size:  # a one-byte tag, then a varint longer than a byte
                 nxt[at] = _skip_varint(buf, pos[at] + 1)
-                slow = slow[~long]
-        packed = np.flatnonzero(t.packed[b])
-        if packed.size or slow.size:
-            count = np.ones(len(pos), np.int64)
-        if packed.size:  # (in a fast field: a one-byte tag and length)
-            packed = packed[adv[packed] > 0]
-            _packed_counts(buf, slot, packed, vstart, adv - 2, count, t.fixed)
-        if slow.size:  # a longer tag or varint, or not valid for the type (fails there)
-            nxt[slow], slot[slow], count[slow], vstart[slow] = _step(buf, pos[slow], t)
-        if (nxt > end).any():
-            raise _Fallback
-        cells.append(msg * (k + 1) + slot)
-        weights.append(count)
-        if t.any_message:
-            m = np.flatnonzero(t.message[slot])
-            if m.size:
-                found.append((slot[m], vstart[m], nxt[m]))
-        keep = nxt < end
-        if keep.all():
+            at = sp[kind == _NESTED]
+            if at.size:
+                found.append((slot[at], pos[at] + 2, nxt[at]))
+            at = sp[kind == _PACKED]
+            if at.size:
+                count = np.ones(len(at), np.int64)
+                _packed_counts(buf, slot[at], np.arange(len(at)), pos[at] + 2,
+                               nxt[at] - pos[at] - 2, count, t.fixed)
+                extra.append((row[at] + slot[at], count - 1))
+            at = sp[kind == _SLOW]
+            if at.size:  # a longer tag or length, or not valid for the type (fails there)
+                nxt[at], slot[at], count, vstart = _step(buf, pos[at], t)
+                more = np.flatnonzero(count != 1)
+                if more.size:
+                    extra.append((row[at[more]] + slot[at[more]], count[more] - 1))
+                m = np.flatnonzero(t.message[slot[at]])
+                if m.size:
+                    found.append((slot[at[m]], vstart[m], nxt[at[m]]))
+        cells.append(row + slot)
+        left = end - nxt
+        least = left.min()
+        if least > 0:
             pos = nxt
-        else:
-            pos, msg, end = nxt[keep], msg[keep], end[keep]
+            continue
+        if least < 0:
+            raise _Fallback
+        keep = left > 0
+        pos, msg, end = nxt[keep], msg[keep], end[keep]
+        row = msg * (k + 1)
     if not cells:
         return np.zeros((n, k), np.int64), _within(plan, [])
-    w = None
-    if any(c is not None for c in weights):
-        w = np.concatenate([np.ones(len(c), np.int64) if wt is None else wt
-                            for c, wt in zip(cells, weights)])
-    counts = np.bincount(np.concatenate(cells), w, n * (k + 1))
+    counts = np.bincount(np.concatenate(cells), None, n * (k + 1))
+    if extra:
+        counts = counts + np.bincount(np.concatenate([c for c, _ in extra]),
+                                      np.concatenate([w for _, w in extra]),
+                                      n * (k + 1)).astype(np.int64)
     counts = counts.astype(np.int64).reshape(n, k + 1)
     if plan.map_entry and counts[:, k].any():
         raise _Fallback  # upb keeps a map entry with unknown fields aside, not in the map
