@@ -169,17 +169,21 @@ def test_source_inputs_and_odd_batches_take_the_record_walk(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("every_row", [True, False])
+@pytest.mark.parametrize("shared", [False, True])
 def test_strings_containing_a_personal_string_equal_the_record_walk(
-        tmp_path: Path, every_row: bool) -> None:
+        tmp_path: Path, every_row: bool, shared: bool) -> None:
     """A text column searched for one column of personal strings (``f"Dear {name}"``) is
-    sealed without a step per record (``columns._contained_strings``): the same tokens as
-    the record walk, cached or not, and the marker for a forgotten subject."""
+    sealed without a step per record (``columns._contained_strings``; with ``shared``, a
+    subject's name is one object in all its records, as values read from tokens are, and
+    each distinct text is decided once: ``_contained_distinct``): the same tokens as the
+    record walk, cached or not, and the marker for a forgotten subject."""
     b = _boundary(tmp_path)
     h = b.keys.handle
+    names = {f"u{j}": tag(f"Person {j}", h(f"u{j}"), "name", None) for j in range(9)}
     rows = []
     for i in range(40):
         s = f"u{i % 9}"
-        name = tag(f"Person {i % 9}", h(s), "name", None)
+        name = names[s] if shared else tag(f"Person {i % 9}", h(s), "name", None)
         greeting = f"Dear {name}" if every_row or i % 4 else "Hello there"
         rows.append((s, {"user_id": s, "name": name, "greeting": greeting}, 1_000 + i, i,
                      None))
@@ -202,3 +206,73 @@ def test_strings_containing_a_personal_string_equal_the_record_walk(
             assert g.startswith(PREFIX)
     opened = b.reveal("out", walked)
     assert opened[5][1]["greeting"] == "Dear Person 5"
+
+
+def test_source_inputs_seen_before_equal_the_record_walk(tmp_path: Path) -> None:
+    """Inputs of a declared source whose personal values were seen lately with the same
+    subject and field (their tagged values carry their tokens) take those values instead of
+    being tagged and sealed again: the same records as the record walk; a value seen under
+    another subject, or a forgotten subject, takes the sealing path."""
+    b = _boundary(tmp_path)
+
+    def rows(names: dict[int, str]) -> list[Any]:
+        return [(i, {"user_id": i % 6, "email": f"p{i % 6}@example.org",
+                     "name": names.get(i % 6, f"Person {i % 6}"), "page": f"/p/{i % 3}"},
+                 i, i, None) for i in range(30)]
+
+    plain = rows({})
+
+    def primed(data: list[Any]) -> list[Any]:
+        """protect_batch of ``data`` once "seen" holds plain's values with their tokens."""
+        b._seen.clear()
+        assert protect_batch(b, SOURCE, Batch.from_rows(plain)) is not None
+        assert len(b._seen) == 12 and all(v._wb_t for v in b._seen.values())
+        out = protect_batch(b, SOURCE, Batch.from_rows(data))
+        assert out is not None
+        return out.rows()
+
+    def walked(data: list[Any]) -> list[Any]:
+        b._seen.clear()
+        return b.protect(SOURCE, data)
+
+    assert primed(plain) == walked(plain)
+    # subject 5 now has subject 4's name, subject 3 its email as its name: seen has them
+    # under another subject or field, so they are sealed for this one (other tokens)
+    for other, (a, b_) in ({5: "Person 4"}, (5, 4)), ({3: "p3@example.org"}, (3, 3)):
+        shared = rows(other)
+        got = primed(shared)
+        assert got == walked(shared)
+        tokens = {r[1]["user_id"]: r[1] for r in got}
+        assert tokens[a]["name"] != tokens[b_]["name" if a != b_ else "email"]
+        assert tokens[a]["name"].startswith(PREFIX)
+    # a forgotten subject's values are the marker, though their tokens are cached
+    primed(plain)
+    b.keys.backend.forget(b.keys.handle(2))  # by another process: the caches stay
+    b.keys.clear_cache()
+    assert b._seen
+    got_erased = protect_batch(b, SOURCE, Batch.from_rows(plain))
+    assert got_erased is not None
+    erased = got_erased.rows()
+    assert erased == walked(plain)
+    assert {r[1]["email"] for r in erased if r[1]["user_id"] == 2} == {wb.ERASED}
+
+
+def test_records_for_a_driver_storing_columns_are_handed_over_as_columns(
+        tmp_path: Path) -> None:
+    """``columns=True`` (a memory sink): records of one shape are handed over as the
+    columns the driver would make of them; records whose fields come in another order stay
+    records (the order is visible); both read back as the record walk wrote them."""
+    from workbench.runtime.batch import StructValues
+
+    b = _boundary(tmp_path)
+    rows = [r for r in _people(b, 12) if r[1] is not None]
+    swapped = [(k, dict(reversed(list(v.items()))) if i == 3 else v, *rest)
+               for i, (k, v, *rest) in enumerate(rows)]
+    for data, layout in ((rows, StructValues), (swapped, ObjectValues)):
+        b._seen.clear()
+        out = protect_batch(b, "out", Batch.from_rows(data), columns=True)
+        assert out is not None and out.values.__class__ is layout
+        b._seen.clear()
+        walked = b.protect("out", data)
+        assert out.rows() == walked
+        assert [list(r[1]) for r in out.rows()] == [list(r[1]) for r in walked]

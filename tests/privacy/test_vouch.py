@@ -136,3 +136,33 @@ def test_fields_read_are_opened_in_copies_of_the_records(tmp_path: Path) -> None
             assert v["greeting"].startswith(PREFIX) and v["name"].startswith(PREFIX)
             assert v["email"] == stored[int(v["user_id"][1:])]["email"]
         assert run.frame("out")["greeting"].tolist()[0] == "Dear Secretname2 Zzyzx"
+
+
+def test_tokens_opened_from_the_cache_of_a_subject_forgotten_elsewhere_are_erased(
+        tmp_path: Path) -> None:
+    """A step reading ``name`` of a vouched array takes the opened values from the cache
+    (``lazy._open_cached``) only while their subjects have keys: a subject forgotten by
+    another process, whose key expired from the cache before its tombstone was listed
+    again, reads as ``<erased>``."""
+    keys = _keys(tmp_path)
+
+    def greet(e: Any) -> Any:
+        return {**e, "greeting": f"Dear {e['name']}"}
+
+    drv = connect(f"memory://vouch-{uuid.uuid4().hex[:8]}")
+    again = connect(f"memory://vouch-{uuid.uuid4().hex[:8]}")
+    p = _pipeline(keys, step=greet)
+    append_inputs(p, drv, {"signups": people(12)})
+    append_inputs(p, again, {"signups": people(12)})
+    p.run(drv)  # opens every name: the cache of opened tokens holds them
+    assert keys.token_caches[1]
+    keys.tombstone_marks()
+    keys._marks_until = float("inf")  # the tombstones were listed just before the forget
+    keys.backend.forget(keys.handle("u5"))  # another process: this one's caches stay
+    keys.clear_cache()  # ...until its cached key expires
+    assert keys.token_caches[1]
+    p.run(again)
+    out = {v["user_id"]: v for v in _raw(again, "out")}
+    assert out["u5"]["name"] == wb.ERASED  # the step saw the marker
+    assert out["u5"]["greeting"] == f"Dear {wb.ERASED}"
+    assert out["u6"]["greeting"].startswith(PREFIX)

@@ -338,6 +338,11 @@ class MemoryDriver(Driver):
     def topics(self) -> list[str]:
         return sorted(self._logs)
 
+    def stores_columns(self, topic: str) -> bool:
+        """True when ``topic``'s log stores dict values as columns (sink and preview topics,
+        see ``_PartitionLog``): a column batch appended there is kept as it is."""
+        return self._kinds.get(topic) in _FRAMED
+
     def _partition(self, topic: str, partition: int) -> _PartitionLog:
         try:
             return self._logs[topic][partition]

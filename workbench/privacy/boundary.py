@@ -191,13 +191,15 @@ class Boundary:
 
     # ============================================================ rows or column batches
     @_gc_paused
-    def protect_any(self, topic: str, data: Any, *, keep: bool = False) -> Any:
+    def protect_any(self, topic: str, data: Any, *, keep: bool = False,
+                    columns: bool = False) -> Any:
         """:meth:`protect` for a list of records or a column batch (returned as the same);
-        ``keep``: the driver keeps the batch and the engine reads it back (see
+        ``keep``: the driver keeps the batch and the engine reads it back; ``columns``: the
+        driver stores the topic's values as columns (see
         :func:`~workbench.privacy.columns.protect_batch`)."""
         if isinstance(data, list):
             return self.protect(topic, data)
-        fast = protect_batch(self, topic, data, keep=keep)
+        fast = protect_batch(self, topic, data, keep=keep, columns=columns)
         if fast is not None:
             return fast
         rows = data.rows()

@@ -37,12 +37,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from itertools import compress, filterfalse, repeat
-from operator import attrgetter, contains, itemgetter, methodcaller, setitem
+from operator import attrgetter, contains, is_, itemgetter, methodcaller, setitem
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
+from ..runtime.batch import Batch, ObjectValues, StructValues, column, obj_array
 from .crypto import PREFIX
 from .keystore import FORGOTTEN
 from .spec import ERASED
@@ -170,7 +170,7 @@ def _open_tokens(b: Boundary, tokens: set[str]) -> Any:
     parsed = {y: parse(y) for y in missing}
     handles.update(t[0] for t in parsed.values())
     found = b.keys.keys_for(handles, create=False)
-    gone = {h for h in handles if found.get(h) is None or found[h] is FORGOTTEN}
+    gone = _gone(found)
     out: dict[str, Any] = {}  # what the cache does not give
     if gone:
         for y in known:
@@ -200,6 +200,15 @@ def _open_tokens(b: Boundary, tokens: set[str]) -> Any:
     return mapping.get
 
 
+def _gone(found: dict[bytes, Any]) -> set[bytes]:
+    """The handles of :meth:`KeyStore.keys_for`'s answer that have no key (forgotten or
+    unknown), without a Python step per handle when there are none."""
+    keys = list(found.values())
+    if not any(map(is_, keys, repeat(FORGOTTEN))) and not any(map(is_, keys, repeat(None))):
+        return set()
+    return {h for h, sk in found.items() if sk is None or sk is FORGOTTEN}
+
+
 _handle_of = attrgetter("_wb_h")
 _token_of = attrgetter("_wb_t")
 
@@ -211,12 +220,15 @@ def _parser() -> Any:
 
 
 # ============================================================================= protect (out)
-def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
-                  ) -> Batch | None:
+def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
+                  columns: bool = False) -> Batch | None:
     """``batch`` with its personal values sealed, or ``None`` when the record walk is needed.
 
     ``keep``: the driver keeps the records array it is given and the engine reads it back:
-    the array is vouched for (:mod:`workbench.privacy.vouch`)."""
+    the array is vouched for (:mod:`workbench.privacy.vouch`). ``columns``: the driver
+    stores the topic's dict values as columns (``MemoryDriver.stores_columns``): records
+    as dicts that all have the same fields in the same order are handed over as those
+    columns (what the driver would make of them) instead of as copies of the records."""
     if not b.seal or not len(batch):
         return None
     spec = b.sources.get(topic)
@@ -245,7 +257,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
         return None
     names = b.names
     tagged: list[tuple[str, list[Any], set[type]]] = []
-    texts: list[tuple[str, list[Any]]] = []
+    texts: list[tuple[str, list[Any], set[Any] | None]] = []  # (name, values, distinct)
     strs: dict[str, list[Any]] = {}  # the columns that may hold tokens (see vouch.py)
     hits: list[tuple[str, list[Any]]] = []  # plain strings equal to a personal one seen lately
     for name, col in cols_in.items():
@@ -261,15 +273,22 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
             lst = col
         types = set(map(type, lst))
         if types <= _SCALARS:
-            if str in types:
-                strs[name] = lst
-            if name in names and not _only_protected(set(lst)):
+            if str not in types:
+                if name in names and not types <= {_NONE}:
+                    return None  # recomputed personal value: the field-name rule
+                continue
+            strs[name] = lst
+            distinct = set(lst)
+            personal = name in names
+            if personal and not _only_protected(distinct):
                 return None  # recomputed personal value: the field-name rule
-            elif str in types:
-                if seen and not seen.keys().isdisjoint(lst):
-                    lst = list(map(seen.get, lst, lst))  # they are that personal value
-                    hits.append((name, lst))
-                texts.append((name, lst))
+            if seen and not seen.keys().isdisjoint(distinct):
+                lst = list(map(seen.get, lst, lst))  # they are that personal value
+                hits.append((name, lst))
+                if not personal:  # (a personal field's own strings are not searched)
+                    texts.append((name, lst, None))
+            elif not personal:
+                texts.append((name, lst, distinct))
         elif types <= _TAGGED_OR_NONE:
             tagged.append((name, lst, types))
         else:
@@ -293,8 +312,8 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
                     if x is not None:
                         pend.append([out, i, x, False, x._wb_h, x._wb_f])
         if types <= _STR_OR_NONE:
-            distinct = dict.fromkeys(lst)  # the first of equal values (as update would keep)
-            seen.update(zip(distinct, distinct))
+            first = dict.fromkeys(lst)  # the first of equal values (as update would keep)
+            seen.update(zip(first, first))
             seen.pop(None, None)  # type: ignore[call-overload]
         else:
             seen.update((x, x) for x in lst if x.__class__ is PersonalStr)
@@ -314,7 +333,11 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
         b._fill_sealed(w)
     n = len(batch)
     sealed: StructValues | ObjectValues
-    if records is not None:  # kept as records: what the log held before
+    struct = _as_struct(records, cols_in, new, n, names) \
+        if columns and not keep and records is not None else None
+    if struct is not None:  # stored as columns: the driver's own layout, no copies
+        sealed = struct
+    elif records is not None:  # kept as records: what the log held before
         sealed = ObjectValues(obj_array(_replaced(records, new), n))
         if keep:  # the driver reads this very array back: vouched for
             strs.update(new)
@@ -331,10 +354,10 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False
 
 def _only_protected(values: set[Any]) -> bool:
     """True when every value is ``None``, a token or an erased marker."""
-    values.discard(None)
-    if not all(map(str.__instancecheck__, values)):
+    strs = list(compress(values, map(str.__instancecheck__, values)))
+    if len(strs) < len(values) - (None in values):
         return False
-    return all(y.__class__ is str and _is_marker(y) for y in filterfalse(_IS_TOKEN, values))
+    return all(y.__class__ is str and _is_marker(y) for y in filterfalse(_IS_TOKEN, strs))
 
 
 _IS_TOKEN = methodcaller("startswith", PREFIX)
@@ -357,13 +380,10 @@ def _dict_columns(records: list[Any]) -> dict[str, list[Any]] | None:
     if not names or set(map(type, records)) != {dict} or \
             set(map(len, records)) != {len(names)}:
         return None
-    try:
-        rows = list(map(itemgetter(*names), records))
+    try:  # one pass per field: cheaper than transposing tuples of every field
+        return {f: list(map(itemgetter(f), records)) for f in names}
     except KeyError:
         return None
-    if len(names) == 1:
-        return {names[0]: rows}
-    return dict(zip(names, map(list, zip(*rows))))
 
 
 def _replaced(records: list[dict[str, Any]], cols: dict[str, Any]) -> list[dict[str, Any]]:
@@ -376,6 +396,25 @@ def _replaced(records: list[dict[str, Any]], cols: dict[str, Any]) -> list[dict[
     return out
 
 
+def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
+               new: dict[str, list[Any]], n: int, personal: tuple[str, ...]
+               ) -> StructValues | None:
+    """The sealed ``records`` as the columns a driver that stores dict values as columns
+    makes of them (``ObjectValues.to_struct``, with Arrow strings when pandas' are, but not
+    for the columns holding tokens: a read reveals them), when every record has the fields
+    of the first in its order."""
+    names = tuple(cols)
+    if set(map(tuple, records)) != {names}:
+        return None
+    from ..runtime.batch import _struct_column
+    from ..runtime.strings import arrow_is_pandas_string
+
+    arrow = arrow_is_pandas_string()
+    out = {f: column(new[f]) if f in new else _struct_column(
+               cols[f], arrow and f not in personal) for f in names}
+    return StructValues(out, None, n)
+
+
 def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any]) -> dict[str, Any] | None:
     """``cols`` (lists or arrays) with a declared source's plaintext personal fields tagged
     with the subject of their record (``None``: the record walk decides; when a subject is
@@ -385,7 +424,10 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any]) -> dict[str, Any] 
         return None
     subjects: list[Any] | None = None
     handles: dict[Any, bytes] = {}
+    rows: list[bytes] | None = None  # each record's subject handle
     found: dict[bytes, Any] | None = None  # the subjects' keys (made for new subjects)
+    live = False  # no subject of the batch forgotten (or unknown)
+    seen = b._seen
     new: dict[str, list[Any]] = {}
     for f in spec.fields:
         col = cols.get(f)
@@ -402,19 +444,48 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any]) -> dict[str, Any] 
         if subjects is None:
             got = cols[spec.subject]
             subjects = got.tolist() if got.__class__ is np.ndarray else got
-            for s in set(subjects):
-                if s.__class__ not in (str, int) or (s.__class__ is str and (
-                        s.startswith(PREFIX) or _is_marker(s))):
-                    return None
-                handles[s] = b.keys.handle(s)
+            distinct = list(set(subjects))
+            if not _plain_ids(distinct):
+                return None
+            handles = b.keys.handles_of(distinct)
         if len(types - {_NONE}) == 1:  # (subject, value) pairs compare as the values do
             if found is None:
                 found = b.keys.keys_for(set(handles.values()), create=True)
+                live = not _gone(found)
+            if live and types == _STR and seen:
+                # values seen lately with their subject, field and token: those values
+                tv = list(map(seen.get, lst))
+                if None not in tv:
+                    if rows is None:
+                        rows = list(map(handles.__getitem__, subjects))
+                    if list(map(_handle_of, tv)) == rows and \
+                            set(map(_field_of, tv)) == {f} and \
+                            None not in map(_token_of, tv):
+                        new[f] = tv
+                        continue
             new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst))
         else:
             new[f] = [None if x is None else tag(x, handles[s], f, None)
                       for x, s in zip(lst, subjects)]
     return {**cols, **new} if new else cols
+
+
+_STR = frozenset({str})
+_field_of = attrgetter("_wb_f")
+
+
+def _plain_ids(subjects: list[Any]) -> bool:
+    """True when every subject is a plain ``str`` or ``int`` id (not a token, not a
+    marker)."""
+    kinds = set(map(type, subjects))
+    if not kinds <= {str, int}:
+        return False
+    if str in kinds:
+        strs = list(compress(subjects, map(str.__instancecheck__, subjects)))
+        if ERASED in strs or any(map(str.startswith, strs, repeat(PREFIX))) or \
+                any(map(str.startswith, strs, repeat(_ERASED_KEY))):
+            return False
+    return True
 
 
 def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any, bytes],
@@ -453,7 +524,7 @@ def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any,
 
 
 def _contained(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]],
-               texts: list[tuple[str, list[Any]]],
+               texts: list[tuple[str, list[Any], set[Any] | None]],
                new: dict[str, list[Any]], pend: list[list[Any]]) -> None:
     """The containment rule: a plain string that contains a personal string (3 characters or
     more) of its record is sealed under the subject of the first such personal string (in
@@ -464,11 +535,10 @@ def _contained(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]],
     if not cols:
         return
     strings = [lst for _name, lst, types in tagged if types == {PersonalStr}]
-    for name, lst in texts:
-        u = set(lst)
-        distinct = list(compress(u, map(str.__instancecheck__, u)))  # plain: no tags here
-        if any(map(str.startswith, distinct, repeat(PREFIX))):
-            distinct = [x for x in distinct if not x.startswith(PREFIX)]
+    for name, lst, u in texts:
+        if u is None:
+            u = set(lst)
+        distinct = list(filterfalse(_IS_TOKEN, compress(u, map(str.__instancecheck__, u))))
         if not distinct:
             continue
         # an upper bound of the sum of the squared lengths: the substrings to list
@@ -507,8 +577,14 @@ def _contained_strings(b: Boundary, name: str, lst: list[Any], plist: list[Any],
     step per record: the rows that contain their record's personal string are found by one
     ``map``, and their tokens come from the token cache by one ``map`` (the same keys as
     :meth:`Boundary._fill_sealed`); the others are sealed, and the rows of forgotten
-    subjects are left to ``pend`` (the marker)."""
+    subjects are left to ``pend`` (the marker). When each distinct text has one personal
+    string object in every row (``f"Dear {name}"`` for names read from tokens), this is
+    done once per distinct text."""
     n = len(lst)
+    done = new.get(name)  # plain strings equal to a personal one seen lately, sealed
+    if (done is None or not any(p[0] is done for p in pend)) and \
+            _contained_distinct(b, name, lst, plist, new):
+        return
     idx = list(compress(range(n), map(contains, lst, plist)))
     if not idx:
         return
@@ -518,15 +594,15 @@ def _contained_strings(b: Boundary, name: str, lst: list[Any], plist: list[Any],
     xs = list(map(lst.__getitem__, idx)) if len(idx) < n else lst
     hs = list(map(_handle_of, map(plist.__getitem__, idx) if len(idx) < n else plist))
     found = b.keys.keys_for(set(hs), create=b.seal)
-    live = {h for h, sk in found.items() if sk is not None and sk is not FORGOTTEN}
+    gone = _gone(found)
     cache = b._sealed
     if len(cache) > _CACHE_MAX:
         cache.clear()
     toks = list(map(cache.get, zip(hs, repeat(name), repeat(str), xs)))
-    if len(live) < len(found) or None in toks:
+    if gone or None in toks:
         for j, t in enumerate(toks):
             h = hs[j]
-            if h not in live:
+            if h in gone:
                 toks[j] = None
                 pend.append([out, idx[j], xs[j], False, h, name])  # the marker
             elif t is None:
@@ -540,3 +616,39 @@ def _contained_strings(b: Boundary, name: str, lst: list[Any], plist: list[Any],
         for i, t in zip(idx, toks):
             if t is not None:
                 out[i] = t
+
+
+def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any],
+                        new: dict[str, list[Any]]) -> bool:
+    """:func:`_contained_strings` by distinct texts; False (nothing done) when a text has
+    different personal strings in different rows, or a subject has no key (the row path
+    writes its markers)."""
+    pair = dict(zip(lst, plist))  # each text with the personal string of its last row
+    if not all(map(is_, map(pair.__getitem__, lst), plist)):
+        return False
+    texts = list(pair)
+    ps = list(pair.values())
+    idx = list(compress(range(len(texts)), map(contains, texts, ps)))
+    if not idx:
+        return True
+    xs = list(map(texts.__getitem__, idx))
+    hs = list(map(_handle_of, map(ps.__getitem__, idx)))
+    found = b.keys.keys_for(set(hs), create=b.seal)
+    if _gone(found):
+        return False
+    cache = b._sealed
+    if len(cache) > _CACHE_MAX:
+        cache.clear()
+    toks = list(map(cache.get, zip(hs, repeat(name), repeat(str), xs)))
+    if None in toks:
+        for j, t in enumerate(toks):
+            if t is None:
+                ck = (hs[j], name, str, xs[j])
+                toks[j] = cache[ck] = found[hs[j]].seal(xs[j], name)
+    sealed = dict(zip(xs, toks))
+    out = new.get(name)
+    if out is None:
+        new[name] = list(map(sealed.get, lst, lst))
+    else:
+        out[:] = map(sealed.get, lst, out)
+    return True

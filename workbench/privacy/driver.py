@@ -168,8 +168,11 @@ class PrivateDriver(Driver):
     def _protect_outputs(self, outputs: dict[tuple[str, int], Any]) -> dict[tuple[str, int], Any]:
         protect = self.boundary.protect_any
         clean = self._clean
-        read = self.lazy.reads if self.lazy is not None and self._keeps else {}
-        out = {(t, p): recs if clean(t) else protect(t, recs, keep=t in read)
+        keeps = self._keeps
+        read = self.lazy.reads if self.lazy is not None and keeps else {}
+        stores = getattr(self.inner, "stores_columns", None) if keeps else None
+        out = {(t, p): recs if clean(t) else protect(
+                   t, recs, keep=t in read, columns=stores is not None and stores(t))
                for (t, p), recs in outputs.items()}
         if not getattr(self.inner, "accepts_batches", False):
             out = {tp: recs if isinstance(recs, list) else recs.rows()

@@ -97,6 +97,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._index: bytes | None = None
         self._handles: dict[bytes, bytes] = {}
+        self._by_id: dict[Any, bytes] = {}  # plain str/int subject ids (handles_of)
         #: the token caches of the boundaries using this store (``boundary.Boundary``):
         #: ``(sealed, opened, seen)``
         self.token_caches: tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]] = ({}, {}, {})
@@ -134,6 +135,20 @@ class KeyStore:
                 self._handles.clear()
             self._handles[text] = h
         return h
+
+    def handles_of(self, subjects: list[Any]) -> dict[Any, bytes]:
+        """``{subject: handle}`` for plain ids (``str`` or ``int``, distinct), through a cache
+        by id: a batch whose subjects were all seen costs one lookup pass."""
+        by_id = self._by_id
+        got = list(map(by_id.get, subjects))
+        if None in got:
+            if len(by_id) + len(subjects) > self.max_cached:
+                by_id.clear()
+            for i, h in enumerate(got):
+                if h is None:
+                    s = subjects[i]
+                    got[i] = by_id[s] = self.handle(s)
+        return dict(zip(subjects, got))
 
     # -- keys -----------------------------------------------------------------------------------
     def keys_for(self, handles: Iterable[bytes], *, create: bool) -> dict[bytes, Any]:

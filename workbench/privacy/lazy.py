@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
-from .columns import _SCALARS, _is_marker, _replaced, reveal_batch
+from .columns import _SCALARS, _gone, _handle_of, _is_marker, _replaced, reveal_batch
 from .crypto import PREFIX
 from .spec import ERASED
 from .vouch import keys_plain, lookup
@@ -79,8 +79,13 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
             if not opening:
                 return batch, False
             live = values.arr.tolist()
-            return _open_columns(b, topic, batch, live,
-                                 {f: list(map(itemgetter(f), live)) for f in opening})
+            cols = {f: list(map(itemgetter(f), live)) for f in opening}
+            opened = _open_cached(b, cols)
+            if opened is not None:  # every token opened before, every subject live
+                return Batch(batch.keys, ObjectValues(obj_array(_replaced(live, opened),
+                                                                len(live))),
+                             batch.ts, batch.seq, batch.headers, batch.time_field), True
+            return _open_columns(b, topic, batch, live, cols)
         got = _objects(b, topic, batch, values, reads, personal, marks)
         if got is not None:
             return got
@@ -200,6 +205,24 @@ def _open_columns(b: Boundary, topic: str, batch: Batch, live: list[Any],
         return batch, False
     return Batch(batch.keys, ObjectValues(obj_array(_replaced(live, new), n)), batch.ts,
                  batch.seq, batch.headers, batch.time_field), True
+
+
+def _open_cached(b: Boundary, cols: dict[str, list[Any]]) -> dict[str, list[Any]] | None:
+    """The columns ``cols`` of a vouched array (tokens, markers, ``None``) opened from the
+    cache of opened tokens when every value is in it and no subject of theirs is forgotten
+    (their state asked once for the batch), else ``None`` (the column path decides)."""
+    cache = b._opened
+    out: dict[str, list[Any]] = {}
+    handles: set[bytes] = set()
+    for f, col in cols.items():
+        got = list(map(cache.get, col))
+        if None in got:
+            return None
+        handles.update(map(_handle_of, got))
+        out[f] = got
+    if _gone(b.keys.keys_for(handles, create=False)):
+        return None
+    return out
 
 
 def _unread(b: Boundary, col: Any, personal: bool,
