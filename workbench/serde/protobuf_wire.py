@@ -47,6 +47,9 @@ _FIXED32 = {2, 7, 15}
 _counter = itertools.count()
 #: protobuf's limit on nesting (its parser's default recursion limit)
 _MAX_DEPTH = 100
+#: by a run's length (0 to 8 bytes): the high bit of each of its bytes, in a little-endian
+#: 64-bit number of the eight bytes from its start
+_HIGH_BITS = [0x8080808080808080 & ((1 << 8 * n) - 1) for n in range(9)]
 #: what the tag walk does with a field besides counting it (_Tables.special)
 _SLOW, _LONG, _PACKED, _NESTED = 1, 2, 4, 8
 
@@ -439,9 +442,11 @@ def _field_counts(plan: _Plan, buf: Any, starts: Any, ends: Any
     extra: list[tuple[Any, Any]] = []  # cells of fields with other than one value, the rest
     found: list[tuple[Any, Any, Any]] = []
     row = msg * (k + 1)
+    # each byte with the next, as one big-endian 16-bit number (a view: no copy)
+    pairs = np.ndarray((len(buf) - 1,), ">u2", buf, 0, (1,))
     while pos.size:
-        b = buf[pos].astype(np.intp)  # (NumPy indexes by intp arrays much faster)
-        key = (b << 8) | buf[pos + 1]
+        key = pairs[pos].astype(np.intp)  # (NumPy indexes by intp arrays much faster)
+        b = key >> 8
         nxt = pos + t.advance[key]
         slot = t.slot[b]
         spec = t.special[key]
@@ -572,28 +577,44 @@ def _packed_counts(buf: Any, slots: Any, p: Any, starts: Any, lengths: Any, coun
     vp = p[size == 0]
     if vp.size:  # a varint's last byte is below 0x80
         ln = lengths[vp]
-        total = int(ln.sum())
-        run = np.repeat(np.arange(len(vp)), ln)
-        offset = np.arange(total) - np.repeat(np.cumsum(ln) - ln, ln)
-        last = buf[starts[vp][run] + offset] < 0x80
-        count[vp] = np.bincount(run, last, len(vp)).astype(np.int64)
-        ends = starts[vp] + ln
+        at = starts[vp]
+        found = np.empty(len(vp), np.int64)
+        short = np.flatnonzero(ln <= 8)
+        if short.size:  # the bytes below 0x80 among a run's (up to eight) as bits of a number
+            words = np.ndarray((len(buf) - 7,), "<u8", buf, 0, (1,))
+            high = np.array(_HIGH_BITS, np.uint64)[ln[short]]
+            ends_high = ~words[at[short]] & high
+            found[short] = np.bitwise_count(ends_high)
+        longer = np.flatnonzero(ln > 8)
+        if longer.size:
+            lon = ln[longer]
+            run = np.repeat(np.arange(len(longer)), lon)
+            offset = np.arange(int(lon.sum())) - np.repeat(np.cumsum(lon) - lon, lon)
+            last = buf[at[longer][run] + offset] < 0x80
+            found[longer] = np.bincount(run, last, len(longer)).astype(np.int64)
+        count[vp] = found
+        ends = at + ln
         if (ln > 0).any() and (buf[ends[ln > 0] - 1] >= 0x80).any():
             raise _Fallback  # a truncated varint
 
 
 def _skip_varint(buf: Any, pos: Any) -> Any:
-    """The positions after the varints at ``pos``."""
+    """The positions after the varints at ``pos``: the first byte without its high bit, found
+    in the eight bytes from each position read as one number (a view of ``buf``), or in the
+    two after them."""
     import numpy as np
 
-    after = pos + 1
-    more = np.flatnonzero(buf[pos] >= 0x80)
-    if more.size:
-        last = buf[pos[more][:, None] + np.arange(10)] < 0x80
-        if not last.any(axis=1).all():
+    words = np.ndarray((len(buf) - 7,), "<u8", buf, 0, (1,))
+    stop = ~words[pos] & np.uint64(0x8080808080808080)  # the high bits that are not set
+    first = stop & (~stop + np.uint64(1))  # the lowest of them (0: none in eight bytes)
+    size = ((np.frexp(first.astype(np.float64))[1] - 1) >> 3) + 1  # (its bit's byte, + 1)
+    longer = np.flatnonzero(size == 0)
+    if longer.size:  # nine or ten bytes
+        ninth, tenth = buf[pos[longer] + 8], buf[pos[longer] + 9]
+        if ((ninth >= 0x80) & (tenth >= 0x80)).any():
             raise _Fallback  # a varint longer than ten bytes
-        after[more] += last.argmax(axis=1)
-    return after
+        size[longer] = np.where(ninth < 0x80, 9, 10)
+    return pos + size
 
 
 def _varint(buf: Any, pos: Any) -> tuple[Any, Any]:
