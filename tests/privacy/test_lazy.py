@@ -190,3 +190,28 @@ def test_steps_that_cannot_be_followed_reveal_everything(tmp_path: Path, step: s
     else:
         assert "signups" not in lazy.reads
     assert "out" not in lazy.clean
+
+
+def test_a_forgotten_subjects_token_in_a_field_of_any_name_is_erased(tmp_path: Path) -> None:
+    """A token can sit in a field that no pipeline declares personal (``greeting``, derived
+    from a name): a run that passes it through unread erases it once its subject is
+    forgotten, as it does in the declared fields; number columns are not searched."""
+    keys = _keys(tmp_path)
+
+    def greet(e: Any) -> Any:
+        return {**e, "greeting": f"Dear {e['name']}"}
+
+    drv = connect(f"memory://lazy-{uuid.uuid4().hex[:8]}")
+    first = paid_cents(keys, "lazy-greet", step=greet)
+    append_inputs(first, drv, {"signups": people(12)})
+    first.run(drv)
+    second = wb.Pipeline("lazy-second", keys=keys)
+    (second.source("out", key="user_id", time="ts")
+           .map(lambda e: {**e, "twice": e["amount"] * 2})
+           .to("out-2"))
+    wb.forget("u5", keys=keys)
+    run = second.run(drv)
+    assert run.driver.lazy.reads["out"] == {"amount", "ts"}
+    out = {v["user_id"]: v for v in _raw(drv, "out-2")}
+    assert out["u5"]["greeting"] == wb.ERASED
+    assert out["u6"]["greeting"].startswith(PREFIX)

@@ -79,13 +79,8 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
             if not opening:
                 return batch, False
             live = values.arr.tolist()
-            cols = {f: list(map(itemgetter(f), live)) for f in opening}
-            opened = _open_cached(b, cols)
-            if opened is not None:  # every token opened before, every subject live
-                return Batch(batch.keys, ObjectValues(obj_array(_replaced(live, opened),
-                                                                len(live))),
-                             batch.ts, batch.seq, batch.headers, batch.time_field), True
-            return _open_columns(b, topic, batch, live, cols)
+            return _open_columns(b, topic, batch, live,
+                                 {f: list(map(itemgetter(f), live)) for f in opening})
         got = _objects(b, topic, batch, values, reads, personal, marks)
         if got is not None:
             return got
@@ -190,10 +185,15 @@ def _columns(b: Boundary, batch: Batch, cols: dict[str, Any], reads: frozenset[s
 def _open_columns(b: Boundary, topic: str, batch: Batch, live: list[Any],
                   cols: dict[str, Any]) -> tuple[Batch, bool] | None:
     """``batch`` of records ``live`` (dicts that all have the fields of ``cols``, their
-    values) with the tokens of those columns opened (the column path of
+    values) with the tokens of those columns opened (from the cache of opened tokens when
+    every value is in it, else by the column path of
     :func:`~workbench.privacy.columns.reveal_batch`) and set in copies of the records that
     change; ``None`` when that path cannot (plaintext personal values: the full reveal)."""
     n = len(live)
+    opened = _open_cached(b, cols)
+    if opened is not None:  # every value a token opened before, every subject live
+        return Batch(batch.keys, ObjectValues(obj_array(_replaced(live, opened), n)),
+                     batch.ts, batch.seq, batch.headers, batch.time_field), True
     old = {f: obj_array(c, n) for f, c in cols.items()}
     sub = Batch(batch.keys, StructValues(old, None, n), batch.ts, batch.seq, batch.headers)
     got = reveal_batch(b, topic, sub)
@@ -239,8 +239,12 @@ def _unread(b: Boundary, col: Any, personal: bool,
         passed[1].clear()
         passed[2] = len(marks)
     ok = passed[1] if personal else passed[0]
-    if not personal and not marks:
-        return None
+    if not personal:
+        if not marks:
+            return None
+        kinds = set(map(type, col))
+        if str not in kinds and kinds <= _SCALARS:
+            return None  # numbers (not tokens): nothing to erase, nothing to remember
     try:
         if ok.issuperset(col):
             return None
