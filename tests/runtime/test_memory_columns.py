@@ -182,6 +182,7 @@ def test_to_struct_takes_dicts_of_one_field_order_only() -> None:
     assert struct([{"a": 1, "b": "x"}, {"b": "y", "a": 2}]) is None
     assert struct([{"a": 1}, {"a": 2, "b": 3}]) is None
     assert struct([{"a": 1}, 5]) is None
+    assert struct([{1: "a"}, {True: "b"}, {1.0: "c"}]) is None  # equal keys of three types
     got = struct([{"a": 1, "b": "x"}, {"a": 2, "b": "é"}])
     assert list(got.cols) == ["a", "b"] and got.present is None
     assert got.cols["a"].dtype == np.int64 and isinstance(got.cols["b"], ArrowStrings)
@@ -195,3 +196,13 @@ def test_to_struct_takes_dicts_of_one_field_order_only() -> None:
     assert holes.cols["b"].__class__ is np.ndarray
     assert [_typed(v) for v in holes.objects().tolist()] == \
         [_typed(v) for v in [{"a": 1.5, "b": "x"}, None, {"a": 2.5, "b": "y"}]]
+
+
+def test_equal_keys_of_other_types_read_back_as_they_were() -> None:
+    p = wb.Pipeline("memory-columns-key-types")
+    p.source("s").map(lambda v: v).to("out")
+    values = [{1: "a"}, {True: "b"}, {1.0: "c"}]
+    run = p.run("memory://", inputs={"s": values})
+    got = [r.value for r in run.records("out")]
+    assert [[(type(k), k, v) for k, v in d.items()] for d in got] == \
+        [[(type(k), k, v) for k, v in d.items()] for d in values]

@@ -209,9 +209,9 @@ class ObjectValues(Values):
         return names
 
     def to_struct(self, *, arrow_strings: bool = False) -> StructValues | None:
-        """The same values as columns, when every value is a dict with the same fields (a
-        ``None`` value is allowed: a missing row), else ``None``. Field order is the first
-        value's. With ``arrow_strings``, a field of only exact ``str`` values becomes
+        """The same values as columns, when every value is a dict with the same fields, named by
+        exact ``str`` (a ``None`` value is allowed: a missing row), else ``None``. Field order
+        is the first value's. With ``arrow_strings``, a field of only exact ``str`` values becomes
         :class:`ArrowStrings` straight from the values (a string Arrow cannot hold, a lone
         surrogate, keeps its field as objects)."""
         vals = self.arr.tolist()
@@ -226,6 +226,8 @@ class ObjectValues(Values):
             present = [v is not None for v in vals]
             live = [v for v in vals if v is not None]
         names_t = tuple(live[0])
+        if set(map(type, names_t)) - _STR:
+            return None  # 1, True and 1.0 are equal keys: only names of exact str compare exactly
         # same fields in the same order (dict order is visible: JSON bytes, frames); a set of
         # the field tuples costs less than comparing each (their hashes are the names')
         if set(map(tuple, live)) != {names_t}:
