@@ -204,3 +204,27 @@ def test_values_read_are_written_back_to_the_same_values(msg: Any) -> None:
     serde = wb.serde.protobuf(All)
     value = reference(msg)
     assert _typed(serde.deserialize(serde.serialize(value))) == _typed(value)
+
+
+@pytest.mark.registry
+def test_framed_batches_through_a_registry(registry_url: str) -> None:
+    """Messages in Confluent's wire format through a real registry (Apicurio) read in a batch
+    exactly as protobuf parses their payloads; a batch holding a message framed with other
+    message indexes goes message by message and names it."""
+    from workbench.errors import SerializationError
+
+    serde = wb.serde.protobuf(All, registry=registry_url).for_topic(
+        f"pbnest-framed-{uuid.uuid4().hex[:8]}", is_key=False)
+    msgs = [_message(i) for i in range(FLAT_MIN + 88)]
+    framed = [serde.serialize(m) for m in msgs]
+    expected = [reference(m) for m in msgs]
+    cols, _ = serde.deserialize_columns(framed)  # type: ignore[misc]
+    assert isinstance(cols["nodes"], NestedColumn)
+    for name in All.DESCRIPTOR.fields_by_name:
+        col = cols[name]
+        got = col.tolist() if hasattr(col, "tolist") else col
+        assert _typed(got) == _typed([e[name] for e in expected]), name
+    assert serde.deserialize_many(framed) == expected
+    other = framed[7][:5] + b"\x02\x02" + framed[7][6:]  # indexes [1]: another message
+    with pytest.raises(SerializationError, match=r"indexes \[1\], which is not pbvalues.All"):
+        serde.deserialize_columns([*framed[:600], other])

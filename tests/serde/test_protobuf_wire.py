@@ -205,3 +205,32 @@ def test_long_values_take_the_general_step_with_protobufs_values() -> None:
     payloads = [m.SerializeToString() for m in msgs]
     assert protobuf_wire.columns(All.DESCRIPTOR, payloads) is not None
     _reads_as_protobuf(payloads)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_all(), min_size=1, max_size=4), st.binary(min_size=4, max_size=4),
+       st.sampled_from([b"\x00", b"\x02\x02", b"\x04\x02\x06"]), st.integers(0, 3),
+       st.integers(0, 7))
+def test_framed_payloads_lose_their_headers_in_one_pass(msgs: list[Any], schema_id: bytes,
+                                                       frame: bytes, bad: int, at: int) -> None:
+    """Payloads in Confluent's wire format (magic byte, schema id, message indexes) read as
+    the bare messages; one framed otherwise (another magic byte or index, cut inside its
+    header) hands the batch back to the message-by-message path, which names it."""
+    bare = [m.SerializeToString() for m in msgs]
+    framed = [b"\x00" + schema_id + frame + b for b in bare]
+    got = protobuf_wire.columns(All.DESCRIPTOR, framed, frame)
+    assert got is not None
+    assert _typed(protobuf_wire.rows(All.DESCRIPTOR, got, len(bare))) == _typed(_expected(bare))
+    wrong = list(framed)
+    i = at % len(wrong)
+    if bad == 0:
+        wrong[i] = b"\x01" + wrong[i][1:]
+    elif bad == 1:
+        wrong[i] = wrong[i][:5] + bytes([frame[0] ^ 2]) + wrong[i][6:]
+    elif bad == 2:
+        wrong[i] = wrong[i][:4 + len(frame)]
+    else:
+        wrong[i] = wrong[i][:5] + b"\x00" + wrong[i][5 + len(frame):]
+        if frame == b"\x00":
+            return  # (the same frame)
+    assert protobuf_wire.columns(All.DESCRIPTOR, wrong, frame) is None

@@ -324,17 +324,11 @@ class ProtobufSerde(SchemaSerde):
             live = [m for m in items if m is not None]
         if len(live) < FLAT_MIN:
             return None
-        if self.registry is not None:
-            whole = cast("Sequence[bytes]", live)
-            start = 5 + len(self._index_bytes)
-            try:
-                if whole and not (set(map(_first, whole)) == {0} and all(
-                        map(bytes.startswith, whole, repeat(self._index_bytes), repeat(5)))):
-                    return None
-            except (IndexError, TypeError):
-                return None
-            live = list(map(itemgetter(slice(start, None)), whole))
-        cols = flat_columns(self.message.DESCRIPTOR, cast("Sequence[bytes]", live))
+        frame = self._index_bytes if self.registry is not None else None
+        try:  # (framed: the header checked and cut off by flat_columns, in NumPy)
+            cols = flat_columns(self.message.DESCRIPTOR, cast("Sequence[bytes]", live), frame)
+        except TypeError:
+            return None  # (not bytes: the message-by-message path says so)
         return None if cols is None else (cols, present)
 
     def _parse_many(self, items: Sequence[bytes | None]) -> list[Any]:

@@ -58,17 +58,20 @@ class _Fallback(Exception):
     """This batch is not for the flat path: parse message by message."""
 
 
-def columns(descriptor: Any, payloads: Sequence[bytes]) -> list[Any] | None:
+def columns(descriptor: Any, payloads: Sequence[bytes], frame: bytes | None = None
+            ) -> list[Any] | None:
     """The value of every field of ``descriptor`` (in descriptor order) in each of the
-    ``payloads`` (bare, well-formed messages): lists for scalar fields, a
-    :class:`~workbench.runtime.nested.Lazy` for the others (nested messages, lists, maps:
-    their decoded values, made into Python objects on demand); ``None`` when this batch must
-    be parsed message by message (see the module doc)."""
+    ``payloads`` (bare, well-formed messages; with ``frame``, the message indexes of
+    Confluent's wire format, each payload framed: a zero byte, a 4-byte schema id, ``frame``,
+    then the message): lists for scalar fields, a :class:`~workbench.runtime.nested.Lazy` for
+    the others (nested messages, lists, maps: their decoded values, made into Python objects
+    on demand); ``None`` when this batch must be parsed message by message (see the module
+    doc; also a payload framed otherwise)."""
     try:
         plan = _plan(descriptor)
         if plan is None:
             return None
-        return _columns(plan, payloads)
+        return _columns(plan, payloads, frame)
     except (_Fallback, IndexError):  # (IndexError: bytes the walk did not expect; protobuf,
         return None  # message by message, has the last word)
 
@@ -237,7 +240,7 @@ def _flat_classes(plans: list[_Plan]) -> None:
             pool.FindMessageTypeByName(f"{package}.{names[id(plan)]}"))
 
 
-def _columns(plan: _Plan, payloads: Sequence[bytes]) -> list[list[Any]]:
+def _columns(plan: _Plan, payloads: Sequence[bytes], frame: bytes | None) -> list[list[Any]]:
     import numpy as np
     from google.protobuf.message import DecodeError
 
@@ -246,6 +249,8 @@ def _columns(plan: _Plan, payloads: Sequence[bytes]) -> list[list[Any]]:
         return [[] for _ in plan.fields]
     joined = b"".join(payloads)
     lengths = np.fromiter(map(len, payloads), np.int64, n)
+    if frame is not None:
+        joined, lengths = _unframed(joined, lengths, frame)
     ends = np.cumsum(lengths)
     buf = np.frombuffer(joined + bytes(16), np.uint8)
     try:
@@ -253,6 +258,25 @@ def _columns(plan: _Plan, payloads: Sequence[bytes]) -> list[list[Any]]:
     except DecodeError:
         raise _Fallback from None
     return _level(plan, flat, buf, ends - lengths, ends, 0)
+
+
+def _unframed(joined: bytes, lengths: Any, frame: bytes) -> tuple[bytes, Any]:
+    """The messages of ``joined`` payloads of ``lengths`` in Confluent's wire format with the
+    message indexes ``frame``, joined without their headers, and their lengths; raises
+    :class:`_Fallback` where one is framed otherwise."""
+    import numpy as np
+
+    size = 5 + len(frame)
+    if (lengths < size).any():
+        raise _Fallback
+    raw = np.frombuffer(joined, np.uint8)
+    header = (np.cumsum(lengths) - lengths)[:, None] + np.arange(size)
+    found = raw[header]
+    if found[:, 0].any() or (found[:, 5:] != np.frombuffer(frame, np.uint8)).any():
+        raise _Fallback  # (the magic byte 0, then the schema id, then these indexes)
+    keep = np.ones(len(raw), bool)
+    keep[header] = False
+    return raw[keep].tobytes(), lengths - size
 
 
 def _level(plan: _Plan, flat: Any, buf: Any, starts: Any, ends: Any, depth: int
