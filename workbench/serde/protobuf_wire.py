@@ -2,15 +2,18 @@
 
 The payloads of a batch are joined and parsed by protobuf (upb, in C) *once*, as one message
 of a "flat" type made from the message type: the same field numbers and scalar types, every
-field ``repeated``, message fields as ``bytes``. Protobuf's wire format merges concatenated
-messages by appending repeated fields, so each field of the flat message holds the values of
-that field of every message, in order. What it loses, which message each value came from, a
+scalar field ``repeated``, a message field a singular field of its type's flat type.
+Protobuf's wire format merges concatenated messages (repeated fields append, a message met
+again merges), so each repeated field of the flat message holds the values of that field of
+every message, in order, at any depth. What it loses, which message each value came from, a
 walk over the field tags of the joined bytes gives back, in NumPy across all messages at once
-(:func:`_field_counts`): how many values of each field each message holds. Nested messages
-(their bytes) are read the same way, a level at a time, as one batch per field.
+(:func:`_field_counts`): how many values of each field each message holds, and where each
+nested message lies, for the walk of the next level.
 
 The values are those of :mod:`~workbench.serde.protobuf_columns` (``FromString`` then
-converting each message). Whatever this path does not handle exactly, it hands back
+converting each message). A top-level scalar field's come as a list; a nested, repeated or
+map field's as a :class:`~workbench.runtime.nested.Lazy`: the decoded leaf values (in
+protobuf's arrays) and counts, made into dicts, lists and datetimes when read. Whatever this path does not handle exactly, it hands back
 (:func:`columns` returns ``None``) and the caller parses message by message: a type that is
 not proto3, a payload that is not well-formed (the message-by-message path names it), a
 singular field or a oneof present more than once in one message (protobuf merges or keeps the
