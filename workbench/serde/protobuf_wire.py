@@ -13,9 +13,11 @@ nested message lies, for the walk of the next level.
 The values are those of :mod:`~workbench.serde.protobuf_columns` (``FromString`` then
 converting each message). A top-level scalar field's come as a list; a nested, repeated or
 map field's as a :class:`~workbench.runtime.nested.Lazy`: the decoded leaf values (in
-protobuf's arrays) and counts, made into dicts, lists and datetimes when read. Whatever this path does not handle exactly, it hands back
-(:func:`columns` returns ``None``) and the caller parses message by message: a type that is
-not proto3, a payload that is not well-formed (the message-by-message path names it), a
+protobuf's arrays) and counts, made into dicts, lists and datetimes when read.
+
+Whatever this path does not handle exactly, it hands back (:func:`columns` returns ``None``)
+and the caller parses message by message: a type that is not proto3, a payload that is not
+well-formed or framed otherwise (the message-by-message path names it), a
 singular field or a oneof present more than once in one message (protobuf merges or keeps the
 last), a field with another wire type than its type's, a group, a Timestamp out of
 ``datetime``'s range, a map entry with an unknown field (upb then keeps the whole entry
