@@ -246,13 +246,15 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         if values is None:
             return None
         cols_in = values.cols
+    from_seen: set[str] = set()  # columns of values taken from "seen" (_tag_source)
     if spec is not None:  # inputs of a declared source: their plaintext personal fields
-        cols_in = _tag_source(b, spec, cols_in)
+        cols_in = _tag_source(b, spec, cols_in, from_seen)
         if cols_in is None:
             return None
     seen = b._seen
     if len(seen) > _CACHE_MAX:
         seen.clear()
+        from_seen.clear()  # (they are added again below)
     if not _plain_keys(batch.keys, seen):
         return None
     names = b.names
@@ -311,7 +313,9 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
                     x = lst[i]
                     if x is not None:
                         pend.append([out, i, x, False, x._wb_h, x._wb_f])
-        if types <= _STR_OR_NONE:
+        if name in from_seen:
+            pass  # they are the values "seen" holds
+        elif types <= _STR_OR_NONE:
             first = dict.fromkeys(lst)  # the first of equal values (as update would keep)
             seen.update(zip(first, first))
             seen.pop(None, None)  # type: ignore[call-overload]
@@ -415,11 +419,13 @@ def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
     return StructValues(out, None, n)
 
 
-def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any]) -> dict[str, Any] | None:
+def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
+                from_seen: set[str]) -> dict[str, Any] | None:
     """``cols`` (lists or arrays) with a declared source's plaintext personal fields tagged
     with the subject of their record (``None``: the record walk decides; when a subject is
     missing or not a plain id, a field holds other types, or tokens and plaintext are
-    mixed)."""
+    mixed). The fields whose values were taken from the values seen lately are added to
+    ``from_seen``."""
     if not isinstance(spec.subject, str) or spec.subject not in cols:
         return None
     subjects: list[Any] | None = None
@@ -462,6 +468,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any]) -> dict[str, Any] 
                             set(map(_field_of, tv)) == {f} and \
                             None not in map(_token_of, tv):
                         new[f] = tv
+                        from_seen.add(f)
                         continue
             new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst))
         else:
