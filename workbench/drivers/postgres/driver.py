@@ -245,17 +245,20 @@ class PostgresDriver(Driver):
         self.committer.commit(txn)
 
     def commit_soon(self, txn: Transaction) -> None:
-        """The engine's commit: with ``overlap=1`` (the default) ``txn``'s records are encoded
-        while the previous commit is still being written (:meth:`Committer.prepare`), then,
-        once that one is done, ``txn`` is committed in a thread and this returns (see the
-        module docstring); else :meth:`commit`."""
+        """The engine's commit: with ``overlap=1`` (the default) ``txn`` is committed in a
+        thread and this returns (see the module docstring); if the previous commit is still
+        being written, ``txn``'s records are encoded meanwhile (:meth:`Committer.prepare`),
+        else the thread encodes them (and the engine's reads may overlap that); else
+        :meth:`commit`."""
         if not self.options.overlap or txn.is_empty():
             if self._pending is not None:
                 self.settle()
             self.committer.commit(txn)
             return
-        prepared = self.committer.prepare(txn)
+        prepared = None
         if self._pending is not None:
+            if not self._pending.done():  # the wait would be idle: encode meanwhile
+                prepared = self.committer.prepare(txn)
             self.settle()
         if self._commit_pool is None:
             from concurrent.futures import ThreadPoolExecutor
