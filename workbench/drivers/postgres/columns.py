@@ -152,20 +152,26 @@ def struct_texts(values: Any) -> list[str] | None:
         if not (name.__class__ is str and name.isascii() and name.isidentifier()) or \
                 not isinstance(col, np.ndarray):  # Arrow strings (runtime.strings) and others
             return None
-        kind = col.dtype.kind
-        if kind in "iu":
-            texts.append(list(map(str, col.tolist())))
-        elif kind == "f":
-            if not np.isfinite(col).all():
-                return None
-            texts.append(list(map(float.__repr__, col.tolist())))
-        elif kind == "b":
-            texts.append(["true" if b else "false" for b in col.tolist()])
-        else:
+        col_texts = _number_texts(col, bools=True)
+        if col_texts is None:
             return None
+        texts.append(col_texts)
         fields.append(f'"{name}":%s')
     template = "{" + ",".join(fields) + "}"
     return [template % row for row in zip(*texts)]
+
+
+def _number_texts(col: np.ndarray, *, bools: bool = False) -> list[str] | None:
+    """The JSON texts of a NumPy column of ints or finite floats (``repr``, as ``json.dumps``
+    writes them), and of bools when ``bools``; ``None`` for any other column."""
+    kind = col.dtype.kind
+    if kind in "iu":
+        return list(map(str, col.tolist()))
+    if kind == "f":
+        return list(map(float.__repr__, col.tolist())) if np.isfinite(col).all() else None
+    if kind == "b" and bools:
+        return ["true" if b else "false" for b in col.tolist()]
+    return None
 
 
 def _acc_texts(parts: list[Any], accs: Any) -> list[str] | None:
@@ -178,13 +184,10 @@ def _acc_texts(parts: list[Any], accs: Any) -> list[str] | None:
                 name is None or (name.__class__ is str and name.isascii()
                                  and name.isidentifier())):
             return None
-        kind = vals.dtype.kind
-        if kind in "iu":
-            cols.append(list(map(str, vals.tolist())))
-        elif kind == "f" and np.isfinite(vals).all():
-            cols.append(list(map(float.__repr__, vals.tolist())))
-        else:
+        texts = _number_texts(vals)
+        if texts is None:
             return None
+        cols.append(texts)
     if parts[0][0] is None:  # count(): the accumulator is the count
         return cols[0]
     template = "{" + ",".join(f'"{name}":%s' for name, _c, _f in parts) + "}"
