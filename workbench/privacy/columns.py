@@ -410,11 +410,11 @@ def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
     names = tuple(cols)
     if set(map(tuple, records)) != {names}:
         return None
-    from ..runtime.batch import _struct_column
+    from ..runtime.batch import struct_column
     from ..runtime.strings import arrow_is_pandas_string
 
     arrow = arrow_is_pandas_string()
-    out = {f: column(new[f]) if f in new else _struct_column(
+    out = {f: column(new[f]) if f in new else struct_column(
                cols[f], arrow and f not in personal) for f in names}
     return StructValues(out, None, n)
 

@@ -42,6 +42,7 @@ __all__ = [
     "column",
     "concat_columns",
     "obj_array",
+    "struct_column",
 ]
 
 _EMPTY_OBJ = np.empty(0, dtype=object)
@@ -240,13 +241,14 @@ class ObjectValues(Values):
                 items = list(map(get, vals))
             else:
                 items = [get(v) if v is not None else None for v in vals]
-            cols[f] = _struct_column(items, arrow_strings)
+            cols[f] = struct_column(items, arrow_strings)
         return StructValues(cols, None if present is None else np.array(present, dtype=bool), n)
 
 
-def _struct_column(items: list[Any], arrow_strings: bool) -> Any:
+def struct_column(items: list[Any], arrow_strings: bool) -> Any:
     """:func:`column` of one field's values, or Arrow strings when asked and every value is an
-    exact ``str``."""
+    exact ``str`` (a field of :meth:`ObjectValues.to_struct`; the privacy layer builds the
+    same columns from sealed fields)."""
     types = set(map(type, items))
     if arrow_strings and types == _STR:
         import pyarrow as pa
