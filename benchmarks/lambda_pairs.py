@@ -8,7 +8,8 @@ loop run just before or after it (the order alternates), with the same input, th
 state (paused, as the harness does) and the same heap, and each pair gives one CPU ratio
 ``loop / workbench``: their median is the ratio the machine's moods do not move. The CPU time,
 minor page faults and involuntary context switches of every run come from ``getrusage``.
-Results are not checked here (``memory_driver.py`` checks the same pipelines).
+The untimed first run of each side is checked: the workbench frame (late count included) must
+equal the loop's result, or the script prints the differences and exits 1.
 
     python benchmarks/lambda_pairs.py [--case P1] [--events 1000000] [--pairs 8]
 """
@@ -28,8 +29,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import memory_driver  # noqa: E402
 import pipelines  # noqa: E402
 import references  # noqa: E402
+import results  # noqa: E402
 import workload  # noqa: E402
 
 import workbench as wb  # noqa: E402
@@ -41,13 +44,7 @@ def _sides(case: str, n: int) -> dict[str, Callable[[], Any]]:
     events = workload.events(n)
     profiles = workload.profiles()
 
-    def workbench() -> Any:
-        built = pipelines.build(case, "lambda")
-        inputs = {"events": events}
-        if built.profiles:
-            inputs[built.profiles] = profiles
-        return built.pipeline.run("memory://", inputs=inputs).frame(built.sink)
-
+    workbench = memory_driver._workbench(case, "lambda", events, profiles)  # (frame, late)
     loop = {"P1": lambda: references.loop_p1(events),
             "P2": lambda: references.loop_p2(events),
             "P3": lambda: references.loop_p3(events, profiles),
@@ -82,8 +79,22 @@ def main() -> int:
     sides = _sides(args.case, args.events)
     gc.collect()
     gc.freeze()  # the input out of the collector's sight, as in harness.py
-    for fn in sides.values():  # warm-up: imports, caches
-        _measure(fn)
+    try:
+        return _pairs(args, sides)
+    finally:
+        gc.unfreeze()
+
+
+def _pairs(args: argparse.Namespace, sides: dict[str, Callable[[], Any]]) -> int:
+    # warm-up (imports, caches) and the check: both sides' results must be equal
+    wb_result, loop_result = sides["workbench"](), sides["loop"]()
+    diffs = results.differences(results.from_frame(args.case, *wb_result),
+                                results.from_loop(args.case, *loop_result),
+                                "workbench", "plain loop")
+    del wb_result, loop_result
+    if diffs:
+        print("RESULTS DIFFER:\n" + "\n".join(diffs))
+        return 1
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {args.case} | events "
           f"{args.events:,} | load average {' '.join(f'{x:.1f}' for x in _load())}")
     got: dict[str, list[tuple[float, float, int, int]]] = {"workbench": [], "loop": []}

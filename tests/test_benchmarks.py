@@ -136,3 +136,18 @@ def test_external_io_rows_are_checked() -> None:
     assert loop["reference"] and loop["records"] == 50
     batch = external_io.batch_row("memory://", 10, 50, "1h")
     assert batch["commits"] >= 5 and batch["records"] == 50
+
+
+def test_lambda_pairs_checks_both_sides(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import lambda_pairs
+
+    monkeypatch.setattr(sys, "argv", ["lambda_pairs.py", "--case", "P1", "--events", "2000",
+                                      "--pairs", "1"])
+    assert lambda_pairs.main() == 0
+    assert "paired CPU ratios" in capsys.readouterr().out
+    loop_p1 = references.loop_p1
+    monkeypatch.setattr(references, "loop_p1", lambda events: (loop_p1(events)[0][1:], None))
+    assert lambda_pairs.main() == 1
+    out = capsys.readouterr().out
+    assert "RESULTS DIFFER" in out and "paired CPU ratios" not in out
