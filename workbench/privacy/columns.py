@@ -52,7 +52,7 @@ from .vouch import vouch, vouch_keys
 if TYPE_CHECKING:
     from .boundary import Boundary
 
-__all__ = ["protect_batch", "reveal_batch"]
+__all__ = ["protect_batch", "reveal_batch", "stored_columns"]
 
 log = logging.getLogger(__name__)
 _NONE = type(None)
@@ -417,6 +417,25 @@ def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
     out = {f: column(new[f]) if f in new else struct_column(
                cols[f], arrow and f not in personal) for f in names}
     return StructValues(out, None, n)
+
+
+def stored_columns(b: Boundary, batch: Batch) -> Batch:
+    """``batch`` (records that pass as they are: a clean topic, see
+    ``PrivateDriver._clean``) as the columns a driver that stores dict values as columns
+    makes of them, except that the personal-named fields stay Python objects: they hold
+    tokens, which a read reveals (no Arrow copy of ciphertext), as :func:`_as_struct` does
+    for protected records. ``batch`` itself when its records are not dicts of one shape."""
+    values = batch.values
+    if values.__class__ is not ObjectValues or not len(batch):
+        return batch
+    records = values.arr.tolist()
+    cols = _dict_columns(records)
+    if cols is None:
+        return batch
+    struct = _as_struct(records, cols, {}, len(batch), b.names)
+    if struct is None:
+        return batch
+    return Batch(batch.keys, struct, batch.ts, batch.seq, batch.headers, batch.time_field)
 
 
 def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],

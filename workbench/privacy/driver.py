@@ -166,12 +166,16 @@ class PrivateDriver(Driver):
         return inputs is not None and self.opened.isdisjoint(inputs)
 
     def _protect_outputs(self, outputs: dict[tuple[str, int], Any]) -> dict[tuple[str, int], Any]:
+        from .columns import stored_columns as as_stored
+
         protect = self.boundary.protect_any
         clean = self._clean
         keeps = self._keeps
         read = self.lazy.reads if self.lazy is not None and keeps else {}
         stores = getattr(self.inner, "stores_columns", None) if keeps else None
-        out = {(t, p): recs if clean(t) else protect(
+        out = {(t, p): (as_stored(self.boundary, recs) if stores is not None and stores(t)
+                        and t not in read and not isinstance(recs, list) else recs)
+               if clean(t) else protect(
                    t, recs, keep=t in read, columns=stores is not None and stores(t))
                for (t, p), recs in outputs.items()}
         if not getattr(self.inner, "accepts_batches", False):
