@@ -210,9 +210,10 @@ def test_strings_containing_a_personal_string_equal_the_record_walk(
 
 def test_source_inputs_seen_before_equal_the_record_walk(tmp_path: Path) -> None:
     """Inputs of a declared source whose personal values were seen lately with the same
-    subject and field (their tagged values carry their tokens) take those values instead of
-    being tagged and sealed again: the same records as the record walk; a value seen under
-    another subject, or a forgotten subject, takes the sealing path."""
+    subject and field (their tagged values carry their tokens; "seen", and the cache of
+    each field's tagged values) take those values instead of being tagged and sealed again:
+    the same records as the record walk; a value seen under another subject, or a forgotten
+    subject, takes the sealing path."""
     b = _boundary(tmp_path)
 
     def rows(names: dict[int, str]) -> list[Any]:
@@ -227,6 +228,7 @@ def test_source_inputs_seen_before_equal_the_record_walk(tmp_path: Path) -> None
         b._seen.clear()
         assert protect_batch(b, SOURCE, Batch.from_rows(plain)) is not None
         assert len(b._seen) == 12 and all(v._wb_t for v in b._seen.values())
+        assert {f"p{i}@example.org" for i in range(6)} <= b._by_field["email"].keys()
         out = protect_batch(b, SOURCE, Batch.from_rows(data))
         assert out is not None
         return out.rows()

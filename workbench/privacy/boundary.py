@@ -185,6 +185,10 @@ class Boundary:
         #: treated as that personal value (it lost its tag: a store's key identity, a JSON
         #: round trip, ``str()``). Bounded by ``_CACHE_MAX``.
         self._seen: dict[str, Any] = caches[2]
+        #: a declared source's field -> {plaintext str: its tagged value (subject handle,
+        #: field, token)}: inputs seen before are tagged by lookup passes
+        #: (:func:`~workbench.privacy.columns._tag_source`). Bounded by ``_CACHE_MAX`` each.
+        self._by_field: dict[str, dict[str, Any]] = caches[3]
         #: values of columns left encrypted that were checked (:mod:`workbench.privacy.lazy`),
         #: also shared by the boundaries of the key store object
         self._passed: list[Any] = keys.passed

@@ -453,6 +453,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
     found: dict[bytes, Any] | None = None  # the subjects' keys (made for new subjects)
     live = False  # no subject of the batch forgotten (or unknown)
     seen = b._seen
+    by_field = b._by_field
     new: dict[str, list[Any]] = {}
     for f in spec.fields:
         col = cols.get(f)
@@ -464,6 +465,26 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
             continue
         if not types <= _TAGGABLE:
             return None
+        known = by_field.get(f) if types == _STR else None
+        if known:  # every value tagged before, in this field: the same subject, once a batch
+            tv = list(map(known.get, lst))
+            if None not in tv:
+                if subjects is None:
+                    got = cols[spec.subject]
+                    subjects = got.tolist() if got.__class__ is np.ndarray else got
+                    distinct = list(set(subjects))
+                    if not _plain_ids(distinct):
+                        return None
+                    handles = b.keys.handles_of(distinct)
+                if found is None:
+                    found = b.keys.keys_for(set(handles.values()), create=True)
+                    live = not _gone(found)
+                if live:
+                    if rows is None:
+                        rows = list(map(handles.__getitem__, subjects))
+                    if list(map(_handle_of, tv)) == rows:
+                        new[f] = tv  # (plaintext checked when they were tagged)
+                        continue
         if str in types and _has_protected(set(lst)):
             return None
         if subjects is None:
@@ -489,7 +510,8 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
                         new[f] = tv
                         from_seen.add(f)
                         continue
-            new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst))
+            new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst,
+                                      by_field if live and types == _STR else None))
         else:
             new[f] = [None if x is None else tag(x, handles[s], f, None)
                       for x, s in zip(lst, subjects)]
@@ -515,7 +537,8 @@ def _plain_ids(subjects: list[Any]) -> bool:
 
 
 def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any, bytes],
-                subjects: list[Any], lst: list[Any]) -> Any:
+                subjects: list[Any], lst: list[Any],
+                by_field: dict[str, dict[str, Any]] | None = None) -> Any:
     """Field ``f`` of a declared source's records (values of one type, or ``None``), tagged:
     each distinct (subject, value) pair once, and sealed once (through the token cache) when
     the subject has a key, the tagged value carrying its token as if it had been read from
@@ -546,6 +569,11 @@ def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any,
             if token is None:
                 token = cache[ck] = sk.seal(x, f)
         tagged[key] = tag(x, h, f, token)
+    if by_field is not None and pairs is lst:  # one subject per value: kept by value
+        known = by_field.get(f)
+        if known is None or len(known) + len(tagged) > _CACHE_MAX:
+            known = by_field[f] = {}
+        known.update(tagged)
     return map(tagged.get, pairs)
 
 
