@@ -4,6 +4,7 @@ the record walk gives, on batches of every shape they take, and leave the others
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,39 @@ def test_records_for_a_driver_storing_columns_are_handed_over_as_columns(
         walked = b.protect("out", data)
         assert out.rows() == walked
         assert [list(r[1]) for r in out.rows()] == [list(r[1]) for r in walked]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_derived_strings_of_a_subject_forgotten_elsewhere_are_erased_with_warm_caches(
+        tmp_path: Path, shared: bool) -> None:
+    """``f"Dear {name}"`` with names read from tokens and every greeting's token in the
+    cache: the subjects' state is one check of the key cache (``KeyStore.all_live``), so
+    once a subject forgotten by another process has its cached key expire (ttl), its
+    greetings are written as the marker, never as a cached token (``_contained_distinct``,
+    ``_contained_strings``), as the record walk writes them."""
+    keys = wb.KeyStore(tmp_path / "keys", master=os.urandom(32), ttl=0.3)
+    b = Boundary(keys, {SOURCE: wb.Personal(subject="user_id", fields=["email", "name"])})
+    h = keys.handle
+    plain = [(f"u{j}", {"user_id": f"u{j}", "name": tag(f"Person {j}", h(f"u{j}"), "name",
+                                                         None)}, 1, j, None) for j in range(6)]
+    names = {r[1]["user_id"]: r[1]["name"] for r in b.reveal("out", b.protect("out", plain))}
+    assert all(n._wb_t is not None for n in names.values())  # as read from their tokens
+    rows = []
+    for i in range(30):
+        s = f"u{i % 6}"
+        name = names[s] if shared else tag(str(names[s]), h(s), "name", names[s]._wb_t)
+        rows.append((s, {"user_id": s, "name": name, "greeting": f"Dear {name}"}, 1, i,
+                     None))
+    warm = protect_batch(b, "out", Batch.from_rows(rows))  # every greeting's token cached
+    assert warm is not None and keys.all_live([h("u3")])
+    keys.backend.forget(h("u3"))  # another process: this one's caches stay
+    time.sleep(0.35)
+    assert keys.token_caches[0]
+    cols = protect_batch(b, "out", Batch.from_rows(rows))
+    assert cols is not None
+    b._seen.clear()
+    walked = b.protect("out", rows)
+    assert cols.rows() == walked
+    for r in walked:
+        g = r[1]["greeting"]
+        assert g == wb.ERASED if r[0] == "u3" else g.startswith(PREFIX), r

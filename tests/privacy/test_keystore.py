@@ -231,3 +231,28 @@ def test_cached_keys_expire_after_ttl_when_the_whole_batch_is_cached(tmp_path: P
     assert all(later[h].handle == h for h in hs if h != hs[2])
     keys.forget("s4")  # through the process: at once, whatever the ttl
     assert keys.keys_for(hs, create=False)[hs[4]] is FORGOTTEN
+
+
+def test_all_live_is_the_cache_while_every_key_is_fresh(tmp_path: Path) -> None:
+    """``KeyStore.all_live`` (one set operation: the column paths' check of a batch's
+    subjects) says True only while every handle's cached entry is a key that has not
+    expired: a forget through any KeyStore object of the process shows at once, one by
+    another process (the backend alone) within ttl, and an emptied cache asks again."""
+    master = os.urandom(32)
+    keys = wb.KeyStore(tmp_path / "keys", master=master, ttl=0.3)
+    other = wb.KeyStore(tmp_path / "keys", master=master)  # another object, same store
+    hs = [keys.handle(f"s{i}") for i in range(6)]
+    assert not keys.all_live(hs)  # nothing cached yet
+    keys.keys_for(hs, create=True)
+    assert keys.all_live(hs) and keys.all_live(set(hs[:2]))
+    other.forget("s1")  # through the process: at once
+    assert not keys.all_live(hs) and not keys.all_live([hs[1]]) and keys.all_live(hs[2:])
+    keys.backend.forget(hs[3])  # another process: the cache may answer within ttl
+    assert keys.all_live(hs[2:])
+    time.sleep(0.35)
+    assert not keys.all_live(hs[2:])  # a cached key expired: keys_for decides
+    got = keys.keys_for(hs[2:], create=False)
+    assert got[hs[3]] is FORGOTTEN
+    assert keys.all_live([hs[2], hs[4], hs[5]]) and not keys.all_live(hs[2:])
+    keys.clear_cache()
+    assert not keys.all_live([hs[2]])

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import workbench as wb
 from workbench.drivers import connect
@@ -166,3 +169,38 @@ def test_tokens_opened_from_the_cache_of_a_subject_forgotten_elsewhere_are_erase
     assert out["u5"]["name"] == wb.ERASED  # the step saw the marker
     assert out["u5"]["greeting"] == f"Dear {wb.ERASED}"
     assert out["u6"]["greeting"].startswith(PREFIX)
+
+
+@pytest.mark.parametrize("relisted", [False, True])
+def test_a_subject_forgotten_elsewhere_is_erased_once_its_cached_key_expires(
+        tmp_path: Path, relisted: bool) -> None:
+    """A step reading ``name`` with every cache warm (opened and sealed tokens, keys): the
+    subjects' state is one check of the key cache (``KeyStore.all_live``), so a subject
+    forgotten by another process shows as ``<erased>`` once its cached key expires (ttl),
+    never as its plaintext or a token made from it: through the cache of opened tokens
+    (``lazy._open_cached``, tombstones not listed again yet) and through the column path
+    (``columns._open_tokens``, tombstones listed again)."""
+    keys = wb.KeyStore(tmp_path / "keys", master=os.urandom(32), ttl=0.5)
+
+    def greet(e: Any) -> Any:
+        return {**e, "greeting": f"Dear {e['name']}"}
+
+    p = _pipeline(keys, step=greet)
+    drives = [connect(f"memory://vouch-{uuid.uuid4().hex[:8]}") for _ in range(3)]
+    for drv in drives:
+        append_inputs(p, drv, {"signups": people(12)})
+    p.run(drives[0])  # every cache warm
+    p.run(drives[1])
+    assert keys.token_caches[1] and keys.all_live([keys.handle("u5")])
+    if not relisted:
+        keys.tombstone_marks()
+        keys._marks_until = float("inf")  # the tombstones were listed just before the forget
+    keys.backend.forget(keys.handle("u5"))  # another process: this one's caches stay
+    time.sleep(0.55)
+    assert keys.token_caches[1] and keys.token_caches[0]
+    p.run(drives[2])
+    out = {v["user_id"]: v for v in _raw(drives[2], "out")}
+    assert out["u5"]["name"] == wb.ERASED  # the step saw the marker
+    assert out["u5"]["greeting"] == f"Dear {wb.ERASED}"
+    assert out["u6"]["greeting"].startswith(PREFIX) and out["u6"]["name"].startswith(PREFIX)
+    assert "Secretname5" not in repr(_raw(drives[2], "out"))

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..runtime.batch import Batch, ObjectValues, StructValues, column, obj_array
+from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
 from .crypto import PREFIX
 from .keystore import FORGOTTEN
 from .spec import ERASED
@@ -169,8 +169,12 @@ def _open_tokens(b: Boundary, tokens: set[str]) -> Any:
     parse = _parser()
     parsed = {y: parse(y) for y in missing}
     handles.update(t[0] for t in parsed.values())
-    found = b.keys.keys_for(handles, create=False)
-    gone = _gone(found)
+    if not parsed and b.keys.all_live(handles):  # every token cached, every subject live
+        found: dict[bytes, Any] = {}
+        gone: set[bytes] = set()
+    else:
+        found = b.keys.keys_for(handles, create=False)
+        gone = _gone(found)
     out: dict[str, Any] = {}  # what the cache does not give
     if gone:
         for y in known:
@@ -262,6 +266,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     texts: list[tuple[str, list[Any], set[Any] | None]] = []  # (name, values, distinct)
     strs: dict[str, list[Any]] = {}  # the columns that may hold tokens (see vouch.py)
     hits: list[tuple[str, list[Any]]] = []  # plain strings equal to a personal one seen lately
+    kinds: dict[str, set[type]] = {}  # each list column's value types (for _as_struct)
     for name, col in cols_in.items():
         if name.__class__ is not str:
             return None
@@ -273,7 +278,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
             lst = col.tolist()
         else:
             lst = col
-        types = set(map(type, lst))
+        types = kinds[name] = set(map(type, lst))
         if types <= _SCALARS:
             if str not in types:
                 if name in names and not types <= {_NONE}:
@@ -282,7 +287,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
             strs[name] = lst
             distinct = set(lst)
             personal = name in names
-            if personal and not _only_protected(distinct):
+            if personal and not _only_protected(distinct, types):
                 return None  # recomputed personal value: the field-name rule
             if seen and not seen.keys().isdisjoint(distinct):
                 lst = list(map(seen.get, lst, lst))  # they are that personal value
@@ -302,6 +307,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     w = _Walk()
     pend = w.pend
     new: dict[str, list[Any]] = {}
+    firsts: dict[str, dict[Any, None]] = {}  # a tagged column's distinct values (by equality)
     for name, lst, types in tagged:
         if _NONE in types:
             out = [None if x is None else x._wb_t for x in lst]
@@ -316,8 +322,8 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         if name in from_seen:
             pass  # they are the values "seen" holds
         elif types <= _STR_OR_NONE:
-            first = dict.fromkeys(lst)  # the first of equal values (as update would keep)
-            seen.update(zip(first, first))
+            first = firsts[name] = dict.fromkeys(lst)  # the first of equal values (as update
+            seen.update(zip(first, first))  # would keep)
             seen.pop(None, None)  # type: ignore[call-overload]
         else:
             seen.update((x, x) for x in lst if x.__class__ is PersonalStr)
@@ -332,12 +338,12 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
                     pend.append([out, i, x, False, x._wb_h, x._wb_f])
         new[name] = out
     if texts:
-        _contained(b, tagged, texts, new, pend)
+        _contained(b, tagged, texts, new, pend, firsts)
     if pend:
         b._fill_sealed(w)
     n = len(batch)
     sealed: StructValues | ObjectValues
-    struct = _as_struct(records, cols_in, new, n, names) \
+    struct = _as_struct(records, cols_in, new, n, names, kinds) \
         if columns and not keep and records is not None else None
     if struct is not None:  # stored as columns: the driver's own layout, no copies
         sealed = struct
@@ -356,8 +362,12 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     return Batch(batch.keys, sealed, batch.ts, batch.seq, batch.headers, batch.time_field)
 
 
-def _only_protected(values: set[Any]) -> bool:
-    """True when every value is ``None``, a token or an erased marker."""
+def _only_protected(values: set[Any], types: set[type] | None = None) -> bool:
+    """True when every value is ``None``, a token or an erased marker (``types``: the
+    values' types, when known: exact strings that are all tokens take one pass)."""
+    if types is not None and types == {str} and \
+            all(map(str.startswith, values, repeat(PREFIX))):
+        return True
     strs = list(compress(values, map(str.__instancecheck__, values)))
     if len(strs) < len(values) - (None in values):
         return False
@@ -401,12 +411,14 @@ def _replaced(records: list[dict[str, Any]], cols: dict[str, Any]) -> list[dict[
 
 
 def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
-               new: dict[str, list[Any]], n: int, personal: tuple[str, ...]
-               ) -> StructValues | None:
+               new: dict[str, list[Any]], n: int, personal: tuple[str, ...],
+               kinds: dict[str, set[type]]) -> StructValues | None:
     """The sealed ``records`` as the columns a driver that stores dict values as columns
     makes of them (``ObjectValues.to_struct``, with Arrow strings when pandas' are, but not
     for the columns holding tokens: a read reveals them), when every record has the fields
-    of the first in its order."""
+    of the first in its order. ``kinds``: the value types of the columns ``cols`` (lists);
+    a sealed column (``new``) holds tokens, so it is an object column as ``column`` makes
+    it."""
     names = tuple(cols)
     if set(map(tuple, records)) != {names}:
         return None
@@ -414,8 +426,8 @@ def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
     from ..runtime.strings import arrow_is_pandas_string
 
     arrow = arrow_is_pandas_string()
-    out = {f: column(new[f]) if f in new else struct_column(
-               cols[f], arrow and f not in personal) for f in names}
+    out = {f: obj_array(new[f], n) if f in new else struct_column(
+               cols[f], arrow and f not in personal, kinds.get(f)) for f in names}
     return StructValues(out, None, n)
 
 
@@ -579,16 +591,19 @@ def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any,
 
 def _contained(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]],
                texts: list[tuple[str, list[Any], set[Any] | None]],
-               new: dict[str, list[Any]], pend: list[list[Any]]) -> None:
+               new: dict[str, list[Any]], pend: list[list[Any]],
+               firsts: dict[str, dict[Any, None]]) -> None:
     """The containment rule: a plain string that contains a personal string (3 characters or
     more) of its record is sealed under the subject of the first such personal string (in
     field order). A text column is searched row by row only for the personal columns holding
     a substring of one of its distinct values (every substring of 3 characters or more is
-    listed when there are few; else the column is searched)."""
+    listed when there are few; else the column is searched). ``firsts``: the distinct values
+    of tagged columns that protect listed (compared in their place: they are equal)."""
     cols = [lst for _name, lst, types in tagged if PersonalStr in types]
     if not cols:
         return
     strings = [lst for _name, lst, types in tagged if types == {PersonalStr}]
+    distinct_of = {id(lst): firsts.get(name, lst) for name, lst, _types in tagged}
     for name, lst, u in texts:
         if u is None:
             u = set(lst)
@@ -600,13 +615,14 @@ def _contained(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]],
                 4 * len(lst), 50_000):
             parts = {x[i:j] for x in distinct for i in range(len(x) - 2)
                      for j in range(i + 3, len(x) + 1)}
-            search = [p for p in cols if not parts.isdisjoint(p)]
+            search = [p for p in cols if not parts.isdisjoint(distinct_of[id(p)])]
         else:
             search = cols
         if not search:
             continue
         if len(search) == 1 and len(distinct) == len(u) and any(
-                search[0] is c for c in strings) and min(map(len, search[0])) >= 3:
+                search[0] is c for c in strings) and \
+                min(map(len, distinct_of[id(search[0])])) >= 3:
             _contained_strings(b, name, lst, search[0], new, pend)
             continue
         out: list[Any] | None = None
@@ -647,12 +663,16 @@ def _contained_strings(b: Boundary, name: str, lst: list[Any], plist: list[Any],
         out = new[name] = list(lst)
     xs = list(map(lst.__getitem__, idx)) if len(idx) < n else lst
     hs = list(map(_handle_of, map(plist.__getitem__, idx) if len(idx) < n else plist))
-    found = b.keys.keys_for(set(hs), create=b.seal)
-    gone = _gone(found)
     cache = b._sealed
     if len(cache) > _CACHE_MAX:
         cache.clear()
     toks = list(map(cache.get, zip(hs, repeat(name), repeat(str), xs)))
+    if None not in toks and b.keys.all_live(hs):  # every token cached, every subject live
+        found: dict[bytes, Any] = {}
+        gone: set[bytes] = set()
+    else:
+        found = b.keys.keys_for(set(hs), create=b.seal)
+        gone = _gone(found)
     if gone or None in toks:
         for j, t in enumerate(toks):
             h = hs[j]
@@ -687,14 +707,14 @@ def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any]
         return True
     xs = list(map(texts.__getitem__, idx))
     hs = list(map(_handle_of, map(ps.__getitem__, idx)))
-    found = b.keys.keys_for(set(hs), create=b.seal)
-    if _gone(found):
-        return False
     cache = b._sealed
     if len(cache) > _CACHE_MAX:
         cache.clear()
     toks = list(map(cache.get, zip(hs, repeat(name), repeat(str), xs)))
-    if None in toks:
+    if None in toks or not b.keys.all_live(hs):
+        found = b.keys.keys_for(set(hs), create=b.seal)
+        if _gone(found):
+            return False
         for j, t in enumerate(toks):
             if t is None:
                 ck = (hs[j], name, str, xs[j])

@@ -94,6 +94,9 @@ class KeyStore:
         #: no cached key expires before this (tombstones never do): until then a batch whose
         #: subjects are all cached is answered by one lookup pass (see keys_for)
         self._fresh_until = float("inf")
+        #: the handles whose cached entry is a key (not a tombstone): while no cached key has
+        #: expired (``_fresh_until``), a batch whose subjects are all in it is live (all_live)
+        self._live: set[bytes] = set()
         self._lock = threading.Lock()
         self._index: bytes | None = None
         self._handles: dict[bytes, bytes] = {}
@@ -187,6 +190,7 @@ class KeyStore:
             if len(cache) + len(missing) > self.max_cached:
                 for old in list(cache)[:len(cache) + len(missing) - self.max_cached]:
                     del cache[old]
+                    self._live.discard(old)
             expires = now + self.ttl
             self._fresh_until = min(self._fresh_until, expires)
             for h in missing:
@@ -197,11 +201,21 @@ class KeyStore:
                 if got is FORGOTTEN:
                     value = FORGOTTEN
                     self._marks.add(token_mark(h))
+                    self._live.discard(h)
                 else:
                     value = SubjectKey(h, self.master.unwrap(got, h))
+                    self._live.add(h)
                 cache[h] = (expires, value)
                 out[h] = value
         return out
+
+    def all_live(self, handles: Iterable[bytes]) -> bool:
+        """True when every subject of ``handles`` has a key, answered from the cache by one
+        set operation: no cached key has expired (the ``ttl`` bound, as :meth:`keys_for`)
+        and every handle's cached entry is a key. False means "ask :meth:`keys_for`" (a
+        handle not cached, expired, forgotten, or unknown), never that a subject is live.
+        A forget through any ``KeyStore`` of this process removes the handle at once."""
+        return time.monotonic() < self._fresh_until and self._live.issuperset(handles)
 
     def tombstone_marks(self) -> frozenset[str] | set[str] | None:
         """The first 27 characters of the tokens of every forgotten subject (the token
@@ -231,6 +245,7 @@ class KeyStore:
             if store.backend.url == self.backend.url:
                 with store._lock:
                     store._cache[h] = (float("inf"), FORGOTTEN)
+                    store._live.discard(h)
                     store._marks.add(token_mark(h))
                 for cache in store.token_caches:  # no plaintext of theirs kept in memory
                     cache.clear()
@@ -254,6 +269,7 @@ class KeyStore:
             cache = self._cache
             for h in [h for h, (t, v) in cache.items() if t <= now and v is not FORGOTTEN]:
                 del cache[h]
+                self._live.discard(h)
             self._fresh_until = min((t for t, v in cache.values() if v is not FORGOTTEN),
                                     default=float("inf"))
 
@@ -261,6 +277,7 @@ class KeyStore:
         """Drop cached keys (the next batch reads the backend)."""
         with self._lock:
             self._cache.clear()
+            self._live.clear()
 
     def close(self) -> None:
         """Release the backend's connection."""

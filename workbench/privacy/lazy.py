@@ -210,7 +210,8 @@ def _open_columns(b: Boundary, topic: str, batch: Batch, live: list[Any],
 def _open_cached(b: Boundary, cols: dict[str, list[Any]]) -> dict[str, list[Any]] | None:
     """The columns ``cols`` of a vouched array (tokens, markers, ``None``) opened from the
     cache of opened tokens when every value is in it and no subject of theirs is forgotten
-    (their state asked once for the batch), else ``None`` (the column path decides)."""
+    (their state asked once for the batch: one set operation while their keys are cached,
+    :meth:`KeyStore.all_live`), else ``None`` (the column path decides)."""
     cache = b._opened
     out: dict[str, list[Any]] = {}
     handles: set[bytes] = set()
@@ -220,7 +221,7 @@ def _open_cached(b: Boundary, cols: dict[str, list[Any]]) -> dict[str, list[Any]
             return None
         handles.update(map(_handle_of, got))
         out[f] = got
-    if _gone(b.keys.keys_for(handles, create=False)):
+    if not b.keys.all_live(handles) and _gone(b.keys.keys_for(handles, create=False)):
         return None
     return out
 

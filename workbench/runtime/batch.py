@@ -245,11 +245,14 @@ class ObjectValues(Values):
         return StructValues(cols, None if present is None else np.array(present, dtype=bool), n)
 
 
-def struct_column(items: list[Any], arrow_strings: bool) -> Any:
+def struct_column(items: list[Any], arrow_strings: bool,
+                  types: set[type] | None = None) -> Any:
     """:func:`column` of one field's values, or Arrow strings when asked and every value is an
     exact ``str`` (a field of :meth:`ObjectValues.to_struct`; the privacy layer builds the
-    same columns from sealed fields)."""
-    types = set(map(type, items))
+    same columns from sealed fields). ``types``: ``set(map(type, items))`` when the caller
+    has it already."""
+    if types is None:
+        types = set(map(type, items))
     if arrow_strings and types == _STR:
         import pyarrow as pa
 
