@@ -412,7 +412,7 @@ def _replaced(records: list[dict[str, Any]], cols: dict[str, Any]) -> list[dict[
 
 def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
                new: dict[str, list[Any]], n: int, personal: tuple[str, ...],
-               kinds: dict[str, set[type]]) -> StructValues | None:
+               kinds: dict[str, set[type]] | None = None) -> StructValues | None:
     """The sealed ``records`` as the columns a driver that stores dict values as columns
     makes of them (``ObjectValues.to_struct``, with Arrow strings when pandas' are, but not
     for the columns holding tokens: a read reveals them), when every record has the fields
@@ -427,7 +427,8 @@ def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
 
     arrow = arrow_is_pandas_string()
     out = {f: obj_array(new[f], n) if f in new else struct_column(
-               cols[f], arrow and f not in personal, kinds.get(f)) for f in names}
+               cols[f], arrow and f not in personal, kinds.get(f) if kinds else None)
+           for f in names}
     return StructValues(out, None, n)
 
 
