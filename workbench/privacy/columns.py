@@ -483,12 +483,9 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
             tv = list(map(known.get, lst))
             if None not in tv:
                 if subjects is None:
-                    got = cols[spec.subject]
-                    subjects = got.tolist() if got.__class__ is np.ndarray else got
-                    distinct = list(set(subjects))
-                    if not _plain_ids(distinct):
+                    subjects, handles = _subject_handles(b, cols[spec.subject])
+                    if subjects is None:
                         return None
-                    handles = b.keys.handles_of(distinct)
                 if found is None:
                     found = b.keys.keys_for(set(handles.values()), create=True)
                     live = not _gone(found)
@@ -501,12 +498,9 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
         if str in types and _has_protected(set(lst)):
             return None
         if subjects is None:
-            got = cols[spec.subject]
-            subjects = got.tolist() if got.__class__ is np.ndarray else got
-            distinct = list(set(subjects))
-            if not _plain_ids(distinct):
+            subjects, handles = _subject_handles(b, cols[spec.subject])
+            if subjects is None:
                 return None
-            handles = b.keys.handles_of(distinct)
         if len(types - {_NONE}) == 1:  # (subject, value) pairs compare as the values do
             if found is None:
                 found = b.keys.keys_for(set(handles.values()), create=True)
@@ -533,6 +527,16 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
 
 _STR = frozenset({str})
 _field_of = attrgetter("_wb_f")
+
+
+def _subject_handles(b: Boundary, col: Any) -> tuple[list[Any] | None, dict[Any, bytes]]:
+    """(the subjects of a source's records as a list, ``{subject: handle}``), or
+    ``(None, {})`` when a subject is not a plain id."""
+    subjects = col.tolist() if col.__class__ is np.ndarray else col
+    distinct = list(set(subjects))
+    if not _plain_ids(distinct):
+        return None, {}
+    return subjects, b.keys.handles_of(distinct)
 
 
 def _plain_ids(subjects: list[Any]) -> bool:
