@@ -707,11 +707,17 @@ def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any]
         return False
     texts = list(pair)
     ps = list(pair.values())
-    idx = list(compress(range(len(texts)), map(contains, texts, ps)))
-    if not idx:
-        return True
-    xs = list(map(texts.__getitem__, idx))
-    hs = list(map(_handle_of, map(ps.__getitem__, idx)))
+    flags = list(map(contains, texts, ps))
+    every = all(flags)
+    if every:  # (the usual case: no index lists)
+        xs = texts
+        hs = list(map(_handle_of, ps))
+    else:
+        idx = list(compress(range(len(texts)), flags))
+        if not idx:
+            return True
+        xs = list(map(texts.__getitem__, idx))
+        hs = list(map(_handle_of, map(ps.__getitem__, idx)))
     cache = b._sealed
     if len(cache) > _CACHE_MAX:
         cache.clear()
@@ -727,7 +733,8 @@ def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any]
     sealed = dict(zip(xs, toks))
     out = new.get(name)
     if out is None:
-        new[name] = list(map(sealed.get, lst, lst))
+        new[name] = list(map(sealed.__getitem__, lst)) if every else \
+            list(map(sealed.get, lst, lst))
     else:
         out[:] = map(sealed.get, lst, out)
     return True
