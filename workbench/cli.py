@@ -47,7 +47,10 @@ RUN_HELP = """\
 Run a pipeline. --until end (default) is a batch job: process what the source topics hold,
 close the open windows, commit and exit. --until forever is a service: poll for new records and
 commit every --commit-interval until SIGTERM or SIGINT (which finish the batch in hand, commit
-and exit 0; windows stay open for the next run).
+and exit 0; windows stay open for the next run). Because a batch job closes its windows at the
+end of its input, input split over two batch runs gives other windows than one run over all of
+it when a window spans the split: resume a job whose windows must carry over with --until
+forever.
 """
 
 
