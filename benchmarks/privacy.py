@@ -22,7 +22,8 @@ The steps of P1 read no personal field, so those stay encrypted through the run
 encrypted. A subject unrelated to the data is forgotten first, so the key store has a
 tombstone and the forgotten-subject check runs, as it would in production.
 
-``--driver`` runs both sides on another driver (``kafka://...``: fresh topics per run).
+``--driver`` runs both sides on another driver (``kafka://...``: fresh topics per run, deleted
+after it).
 
 The data keys of the 10,000 subjects are made by an untimed warm-up (one-time cost per
 subject), which also fills the token caches that every pipeline on the key store object
@@ -107,7 +108,27 @@ def timed(keys: Any, data: list[dict[str, Any]], with_append: bool,
     run.close()
     if DRIVER == "memory":  # the named log is process-wide: free it (a heap that keeps every
         MemoryDriver.forget(url[len("memory://"):])  # run's logs slows later runs' GC)
+    else:  # each run's topics hold ~40 MB: deleted at the end (a deletion while a later run
+        SUFFIXES.append(suffix)  # is timed would load the broker under it)
     return elapsed, cpu
+
+
+SUFFIXES: list[str] = []
+
+
+def _delete_topics(url: str, suffixes: list[str]) -> None:
+    """Delete the topics of the runs (``events-TAG``, ``p1-TAG``) on the Kafka at ``url``."""
+    from urllib.parse import urlsplit
+
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": urlsplit(url).netloc})
+    topics = [t for t in admin.list_topics(timeout=30).topics if t.endswith(tuple(suffixes))]
+    for f in admin.delete_topics(topics, operation_timeout=30).values() if topics else ():
+        try:
+            f.result()
+        except Exception as exc:  # a leftover topic is not worth failing the numbers for
+            print(f"  (could not delete a topic: {exc})", file=sys.stderr)
 
 
 def main() -> None:
@@ -121,26 +142,30 @@ def main() -> None:
     data = events(args.events)
     keys = wb.KeyStore(tempfile.mkdtemp(prefix="bench-keys-"), master=os.urandom(32),
                        ttl=3600)
-    t0 = time.perf_counter()
-    timed(keys, data[:50_000], True)  # warm-up: makes the subjects' keys
-    print(f"warm-up (10,000 subjects' keys made, fsynced): {time.perf_counter() - t0:.1f} s")
-    keys.forget("someone-not-in-the-data")  # a tombstone, as any store in use has
-    print(f"driver {DRIVER}, {args.events:,} events, load average "
-          + " ".join(f"{x:.1f}" for x in os.getloadavg()))
-    for label, with_append, cold, greet in (
-            ("run", False, False, False), ("run, cold", False, True, False),
-            ("append+run", True, False, False), ("run, reads name", False, False, True)):
-        base, priv = [], []
-        for _ in range(args.repeat):  # interleaved, so load changes hit both alike
-            base.append(timed(None, data, with_append, greet=greet))
-            priv.append(timed(keys, data, with_append, cold, greet))
-        b, q = (statistics.median(t[0] for t in base), statistics.median(t[0] for t in priv))
-        bc, qc = (statistics.median(t[1] for t in base), statistics.median(t[1] for t in priv))
-        print(f"{label:>15}: P1 {args.events / b:>9,.0f} rec/s ({b:.2f} s, CPU {bc:.2f} s)   "
-              f"P1 + 3 personal fields {args.events / q:>9,.0f} rec/s ({q:.2f} s, CPU "
-              f"{qc:.2f} s)   ratio {q / b:.2f}, of CPU {qc / bc:.2f} (target <= 1.5)",
-              flush=True)
-    print("load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    try:
+        t0 = time.perf_counter()
+        timed(keys, data[:50_000], True)  # warm-up: makes the subjects' keys
+        print(f"warm-up (10,000 subjects' keys made, fsynced): {time.perf_counter() - t0:.1f} s")
+        keys.forget("someone-not-in-the-data")  # a tombstone, as any store in use has
+        print(f"driver {DRIVER}, {args.events:,} events, load average "
+              + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+        for label, with_append, cold, greet in (
+                ("run", False, False, False), ("run, cold", False, True, False),
+                ("append+run", True, False, False), ("run, reads name", False, False, True)):
+            base, priv = [], []
+            for _ in range(args.repeat):  # interleaved, so load changes hit both alike
+                base.append(timed(None, data, with_append, greet=greet))
+                priv.append(timed(keys, data, with_append, cold, greet))
+            b, q = (statistics.median(t[0] for t in base), statistics.median(t[0] for t in priv))
+            bc, qc = (statistics.median(t[1] for t in base), statistics.median(t[1] for t in priv))
+            print(f"{label:>15}: P1 {args.events / b:>9,.0f} rec/s ({b:.2f} s, CPU {bc:.2f} s)   "
+                  f"P1 + 3 personal fields {args.events / q:>9,.0f} rec/s ({q:.2f} s, CPU "
+                  f"{qc:.2f} s)   ratio {q / b:.2f}, of CPU {qc / bc:.2f} (target <= 1.5)",
+                  flush=True)
+        print("load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    finally:
+        if SUFFIXES:
+            _delete_topics(DRIVER, SUFFIXES)
 
 
 if __name__ == "__main__":
