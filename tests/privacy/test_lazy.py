@@ -223,3 +223,44 @@ def test_a_forgotten_subjects_token_in_a_field_of_any_name_is_erased(tmp_path: P
     out = {v["user_id"]: v for v in _raw(drv, "out-2")}
     assert out["u5"]["greeting"] == wb.ERASED
     assert out["u6"]["greeting"].startswith(PREFIX)
+
+
+def test_columns_of_strings_pass_by_their_starts_as_by_the_set(tmp_path: Path,
+                                                               monkeypatch: Any) -> None:
+    """``_unread`` passes a column of strings decoded anew (no cached hashes, as from Kafka)
+    by startswith passes while the tombstones are few: exactly the columns its set path
+    passes (all tokens in a personal field, none of a forgotten subject), and the others
+    go to the set path, which erases or refuses them as before."""
+    from workbench.privacy import lazy
+    from workbench.privacy.boundary import Boundary
+
+    keys = _keys(tmp_path)
+    _, drv = _run(keys, people(12))
+    wb.forget("u4", keys=keys)
+    marks = keys.tombstone_marks()
+    assert marks
+    rows = _raw(drv, "signups")
+    b = Boundary(keys, {"signups": wb.Personal(subject="user_id", fields=FIELDS)})
+    live = [r["email"] for r in rows if r["user_id"] != "u4"]
+    cases = {
+        "tokens of live subjects": (live, True),
+        "a forgotten subject's token": ([r["email"] for r in rows], True),
+        "plaintext among tokens": ([*live, "someone@example.org"], True),
+        "plain strings, not personal": ([f"/page/{i}" for i in range(12)], False),
+        "a forgotten token, not personal": ([r["name"] for r in rows], False),
+        "the marker": ([*live, wb.ERASED], True),
+    }
+
+    def checked(col: list[str], personal: bool, few: int) -> Any:
+        monkeypatch.setattr(lazy, "_FEW_MARKS", few)
+        b._passed[:] = [set(), set(), -1]
+        return lazy._unread(b, [(s + ".")[:-1] for s in col], personal, marks)
+
+    taken = []
+    for what, (col, personal) in cases.items():
+        fast = checked(col, personal, 16)
+        assert fast == checked(col, personal, -1), what  # -1: the set path alone
+        taken.append(lazy._tokens_of_live_subjects(col, personal, marks, None))
+    assert taken == [True, False, False, True, False, False]
+    assert checked([r["email"] for r in rows], True, 16) == [
+        wb.ERASED if r["user_id"] == "u4" else r["email"] for r in rows]
