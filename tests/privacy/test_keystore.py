@@ -256,3 +256,29 @@ def test_all_live_is_the_cache_while_every_key_is_fresh(tmp_path: Path) -> None:
     assert keys.all_live([hs[2], hs[4], hs[5]]) and not keys.all_live(hs[2:])
     keys.clear_cache()
     assert not keys.all_live([hs[2]])
+
+
+def test_subjects_without_a_key_are_remembered_for_ttl_and_still_get_one(
+        tmp_path: Path) -> None:
+    """A subject with no key and no tombstone (never written: what a private ``memory://``
+    run asks about every batch) is cached for ttl like a key, so the backend is not read
+    once per batch; a later ``create=True`` still makes its key (cached or not), and a
+    tombstone written by another process shows once ttl has passed."""
+    master = os.urandom(32)
+    keys = wb.KeyStore(tmp_path / "keys", master=master, ttl=0.3)
+    hs = [keys.handle(f"s{i}") for i in range(4)]
+    assert keys.keys_for(hs, create=False) == dict.fromkeys(hs)
+    keys.backend.forget(hs[0])  # another process, within ttl: the cache answers
+    assert keys.keys_for(hs, create=False) == dict.fromkeys(hs)  # (one pass, no backend)
+    made = keys.keys_for(hs[1:], create=True)  # every entry cached as "no key": made now
+    assert all(isinstance(v, SubjectKey) for v in made.values())
+    assert keys.keys_for(hs[2:], create=False) == {h: made[h] for h in hs[2:]}
+    fresh = wb.KeyStore(tmp_path / "keys", master=master)  # written to the store: the same
+    for h, k in fresh.keys_for(hs[1:], create=False).items():  # keys (equal tokens)
+        assert k.seal("x@example.org", "email") == made[h].seal("x@example.org", "email")
+    time.sleep(0.35)
+    assert keys.keys_for([hs[0]], create=False) == {hs[0]: FORGOTTEN}
+    one = wb.KeyStore(tmp_path / "keys", master=master, ttl=60)
+    h = one.handle("new")
+    assert one.keys_for([h], create=False) == {h: None}
+    assert isinstance(one.keys_for([h, hs[1]], create=True)[h], SubjectKey)  # the slow path

@@ -157,7 +157,10 @@ class KeyStore:
     # -- keys -----------------------------------------------------------------------------------
     def keys_for(self, handles: Iterable[bytes], *, create: bool) -> dict[bytes, Any]:
         """``{handle: SubjectKey | FORGOTTEN | None}`` for one batch: one cache pass, then one
-        backend read (and, with ``create``, one write) for the handles missing."""
+        backend read (and, with ``create``, one write) for the handles missing. ``None`` (no
+        key, no tombstone: a subject never written) is cached for ``ttl`` too, so a private
+        ``memory://`` run, which makes no keys, asks the backend once per subject and ttl,
+        not once per batch; ``create`` makes the keys of such subjects all the same."""
         now = time.monotonic()
         cache = self._cache
         if now < self._fresh_until:  # every cached entry is valid: one pass for the batch
@@ -165,14 +168,17 @@ class KeyStore:
                 handles = list(handles)
             hits: list[Any] = list(map(cache.get, handles))
             if None not in hits:
-                return dict(zip(handles, map(_VALUE, hits)))
+                values = list(map(_VALUE, hits))
+                if not create or None not in values:
+                    return dict(zip(handles, values))
         else:
             self._drop_expired(now)
         out: dict[bytes, Any] = {}
         missing: list[bytes] = []
         for h in handles:
             hit = cache.get(h)
-            if hit is not None and (hit[1] is FORGOTTEN or hit[0] > now):
+            if hit is not None and (hit[1] is FORGOTTEN or hit[0] > now) and \
+                    not (create and hit[1] is None):
                 out[h] = hit[1]
             else:
                 missing.append(h)
@@ -195,7 +201,9 @@ class KeyStore:
             self._fresh_until = min(self._fresh_until, expires)
             for h in missing:
                 got = found.get(h)
-                if got is None:
+                if got is None:  # no key yet: remembered for ttl (a forget elsewhere shows
+                    cache[h] = (expires, None)  # within ttl, as for cached keys)
+                    self._live.discard(h)
                     out[h] = None
                     continue
                 if got is FORGOTTEN:
