@@ -14,7 +14,7 @@ import workbench as wb
 from workbench.privacy.boundary import Boundary
 from workbench.privacy.columns import protect_batch, reveal_batch
 from workbench.privacy.crypto import PREFIX
-from workbench.privacy.tags import TAGGED, tag
+from workbench.privacy.tags import TAGGED, PersonalStr, tag
 from workbench.runtime.batch import Batch, ObjectValues
 
 SOURCE = "signups"
@@ -163,10 +163,56 @@ def test_source_inputs_and_odd_batches_take_the_record_walk(tmp_path: Path) -> N
     none = Batch.from_rows([(1, {"a": 1, "b": "x"}, 1, 0, None)])
     assert protect_batch(b, "out", none) is none
     assert reveal_batch(b, "out", none) is none
-    private = Boundary(b.keys, {}, seal=False)
-    assert protect_batch(private, "out", Batch.from_rows(
-        [(0, {"email": e}, 1, 0, None)])) is None
+    private = Boundary(b.keys, {}, seal=False)  # a private log keeps tagged values as such
+    kept = [(0, {"email": e}, 1, 0, None)]
+    got = protect_batch(private, "out", Batch.from_rows(kept))
+    assert got is not None and got.rows() == private.protect("out", kept)
+    assert got.rows()[0][1]["email"].__class__ is PersonalStr
     assert isinstance(Batch.from_rows(plain).values, ObjectValues)
+
+
+def _tokens(rows: list[Any]) -> list[str]:
+    return [v for r in rows for v in r[1].values() if isinstance(v, str) and v.startswith(PREFIX)]
+
+
+def test_a_private_log_takes_the_column_path_only_where_the_walk_would_only_tag(
+        tmp_path: Path) -> None:
+    """``seal=False`` (a private ``memory://``): a declared source's plaintext fields are
+    tagged by columns, never sealed (no token, no key made), the same records as the record
+    walk; a batch with a forgotten subject, a string containing a personal value, or a plain
+    string equal to one seen lately takes the walk (which erases or tags them)."""
+    keys = wb.KeyStore(tmp_path / "keys", master=os.urandom(32))
+    private = Boundary(keys, {SOURCE: wb.Personal(subject="user_id", fields=["email", "name"])},
+                       seal=False)
+
+    def rows(n: int, note: bool = False) -> list[Any]:
+        return [(f"u{i}", {"user_id": f"u{i % 7}", "email": f"e{i % 7}@example.org",
+                           "name": None if i % 5 == 4 else f"Name {i % 7}",
+                           "note": f"dear Name {i % 7}" if note else "hello", "n": i},
+                 i, i, None) for i in range(n)]
+
+    plain = rows(30)
+    got = protect_batch(private, SOURCE, Batch.from_rows(plain))
+    assert got is not None  # the column path
+    _same(got.rows(), private.protect(SOURCE, plain))
+    assert not _tokens(got.rows()) and keys.counts() == (0, 0)
+    assert {r[1]["email"].__class__ for r in got.rows()} == {PersonalStr}
+    # subjects with keys (written to a durable log through the same store): still no token
+    sealing = Boundary(keys, private.sources)
+    assert _tokens(sealing.protect(SOURCE, plain))
+    again = protect_batch(private, SOURCE, Batch.from_rows(plain))
+    assert again is not None and not _tokens(again.rows())
+    _same(again.rows(), private.protect(SOURCE, plain))
+    # a derived string, and a subject forgotten: the walk (the same outcome either way)
+    private._seen.clear()
+    assert protect_batch(private, SOURCE, Batch.from_rows(rows(30, note=True))) is None
+    wb.forget("u3", keys=keys)
+    assert protect_batch(private, SOURCE, Batch.from_rows(plain)) is None
+    walked = private.protect(SOURCE, plain)
+    assert {r[1]["email"] for r in walked if r[1]["user_id"] == "u3"} == {wb.ERASED}
+    # a plain string equal to a personal value seen lately: the walk tags it
+    seen_copy = [(0, {"copy": "e1@example.org"}, 1, 0, None)]
+    assert private._seen and protect_batch(private, "out", Batch.from_rows(seen_copy)) is None
 
 
 @pytest.mark.parametrize("every_row", [True, False])

@@ -227,13 +227,16 @@ def _parser() -> Any:
 def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
                   columns: bool = False) -> Batch | None:
     """``batch`` with its personal values sealed, or ``None`` when the record walk is needed.
+    On a private in-process log (``seal=False``) the values stay tagged plaintext: a batch
+    passes when the walk would only tag a declared source's fields (no subject of it
+    forgotten, no plain string equal to or containing a personal value), else ``None``.
 
     ``keep``: the driver keeps the records array it is given and the engine reads it back:
     the array is vouched for (:mod:`workbench.privacy.vouch`). ``columns``: the driver
     stores the topic's dict values as columns (``MemoryDriver.stores_columns``): records
     as dicts that all have the same fields in the same order are handed over as those
     columns (what the driver would make of them) instead of as copies of the records."""
-    if not b.seal or not len(batch):
+    if not len(batch):
         return None
     spec = b.sources.get(topic)
     if spec is not None and spec.key:
@@ -308,12 +311,16 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     pend = w.pend
     new: dict[str, list[Any]] = {}
     firsts: dict[str, dict[Any, None]] = {}  # a tagged column's distinct values (by equality)
+    if not b.seal and (hits or (tagged and _any_forgotten(b, tagged))):
+        return None  # plain strings that are personal values, or values to erase: the walk
     for name, lst, types in tagged:
-        if _NONE in types:
+        if not b.seal:
+            out = list(lst)  # a private log keeps the tagged values
+        elif _NONE in types:
             out = [None if x is None else x._wb_t for x in lst]
         else:
             out = list(map(_token_of, lst))
-        if None in out:  # values made or changed in the pipeline: sealed (token cache)
+        if b.seal and None in out:  # values made or changed in the pipeline: sealed (token cache)
             for i, t in enumerate(out):
                 if t is None:
                     x = lst[i]
@@ -338,7 +345,10 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
                     pend.append([out, i, x, False, x._wb_h, x._wb_f])
         new[name] = out
     if texts:
+        before = set(new)
         _contained(b, tagged, texts, new, pend, firsts)
+        if not b.seal and (pend or set(new) != before):
+            return None  # strings containing personal values: the walk tags them
     if pend:
         b._fill_sealed(w)
     n = len(batch)
@@ -349,7 +359,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         sealed = struct
     elif records is not None:  # kept as records: what the log held before
         sealed = ObjectValues(obj_array(_replaced(records, new), n))
-        if keep:  # the driver reads this very array back: vouched for
+        if keep and b.seal:  # the driver reads this very array back: vouched for
             strs.update(new)
             vouch(sealed.arr, cols_in, strs, frozenset(names))
             if batch.keys.dtype == object:
@@ -360,6 +370,15 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         if isinstance(batch.values, ObjectValues):
             sealed = ObjectValues(sealed.objects())
     return Batch(batch.keys, sealed, batch.ts, batch.seq, batch.headers, batch.time_field)
+
+
+def _any_forgotten(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]]) -> bool:
+    """True when a tagged value of the columns ``tagged`` belongs to a forgotten subject."""
+    handles: set[bytes] = set()
+    for _name, lst, types in tagged:
+        handles.update(map(_handle_of, lst) if _NONE not in types else
+                       (x._wb_h for x in lst if x is not None))
+    return any(sk is FORGOTTEN for sk in b.keys.keys_for(handles, create=False).values())
 
 
 def _only_protected(values: set[Any], types: set[type] | None = None) -> bool:
@@ -478,7 +497,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
             continue
         if not types <= _TAGGABLE:
             return None
-        known = by_field.get(f) if types == _STR else None
+        known = by_field.get(f) if types == _STR and b.seal else None
         if known:  # every value tagged before, in this field: the same subject, once a batch
             tv = list(map(known.get, lst))
             if None not in tv:
@@ -487,7 +506,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
                     if subjects is None:
                         return None
                 if found is None:
-                    found = b.keys.keys_for(set(handles.values()), create=True)
+                    found = b.keys.keys_for(set(handles.values()), create=b.seal)
                     live = not _gone(found)
                 if live:
                     if rows is None:
@@ -503,7 +522,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
                 return None
         if len(types - {_NONE}) == 1:  # (subject, value) pairs compare as the values do
             if found is None:
-                found = b.keys.keys_for(set(handles.values()), create=True)
+                found = b.keys.keys_for(set(handles.values()), create=b.seal)
                 live = not _gone(found)
             if live and types == _STR and seen:
                 # values seen lately with their subject, field and token: those values
@@ -518,7 +537,8 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
                         from_seen.add(f)
                         continue
             new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst,
-                                      by_field if live and types == _STR else None))
+                                      by_field if live and types == _STR and b.seal
+                                      else None))
         else:
             new[f] = [None if x is None else tag(x, handles[s], f, None)
                       for x, s in zip(lst, subjects)]
@@ -580,7 +600,7 @@ def _seal_pairs(b: Boundary, f: str, found: dict[bytes, Any], handles: dict[Any,
         h = handles[s]
         sk = found.get(h)
         token = None
-        if sk is not None and sk is not FORGOTTEN:
+        if b.seal and sk is not None and sk is not FORGOTTEN:
             ck = (h, f, x.__class__, x)
             token = cache.get(ck)
             if token is None:

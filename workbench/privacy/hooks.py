@@ -31,7 +31,7 @@ def _attach(driver: Any, nodes: Iterable[Any], plan: Any = None) -> Any:
     from .driver import PrivateDriver
 
     lazy = None
-    if plan is not None and driver.durable_state:
+    if plan is not None:
         from .reads import plan_reads
 
         lazy = plan_reads(plan)

@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
-from .columns import _SCALARS, _gone, _handle_of, _is_marker, _replaced, reveal_batch
+from .columns import _SCALARS, _dict_columns, _gone, _handle_of, _is_marker, _replaced, reveal_batch
 from .crypto import PREFIX
+from .keystore import FORGOTTEN
 from .spec import ERASED
+from .tags import TAGGED
 from .vouch import keys_plain, lookup
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ _PASSED_MAX = 200_000
 #: up to this many tombstone marks, a column of strings is checked by startswith passes
 _FEW_MARKS = 16
 _JUST_STR = {str}
+_SCALARS_OR_TAGGED = _SCALARS | TAGGED
+_PLAIN_KEYS = frozenset({str, int, float, bool, bytes, _NONE})
 
 
 def reveal_lazy(b: Boundary, topic: str, batch: Batch,
@@ -50,7 +54,7 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
     """``(batch with the columns in reads revealed, whether a personal value was opened)``,
     or ``None`` for the full reveal (see the module docstring)."""
     if not b.seal:
-        return None
+        return _reveal_unsealed(b, topic, batch, reads)
     if not len(batch):
         return batch, False
     spec = b.sources.get(topic)
@@ -93,6 +97,51 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
         return _struct(b, topic, Batch(batch.keys, struct, batch.ts, batch.seq, batch.headers,
                                        batch.time_field), struct, reads, personal, marks)
     return None
+
+
+def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
+                     reads: frozenset[str]) -> tuple[Batch, bool] | None:
+    """A private in-process log (``seal=False``: personal values stay tagged plaintext):
+    ``(batch, whether a field read holds a personal value)`` when the record walk would
+    change nothing (flat records of scalars and tagged values, no token, a declared source's
+    personal fields already tagged, no tagged value of a forgotten subject), else ``None``
+    (the walk tags, opens or erases)."""
+    if not len(batch):
+        return batch, False
+    values = batch.values
+    keys = batch.keys
+    if values.__class__ is not ObjectValues or keys.__class__ is not np.ndarray:
+        return None
+    spec = b.sources.get(topic)
+    if spec is not None and spec.key:
+        return None
+    if keys.dtype == object and not set(map(type, keys.tolist())) <= _PLAIN_KEYS:
+        return None  # tagged keys, tokens or nested keys: the walk
+    cols = _dict_columns(values.arr.tolist())
+    if cols is None:
+        return None
+    if keys.dtype == object and any(k.__class__ is str and k.startswith(PREFIX)
+                                    for k in set(keys.tolist())):
+        return None
+    personal = spec.fields if spec is not None else ()
+    handles: set[bytes] = set()
+    opened = False
+    for name, col in cols.items():
+        kinds = set(map(type, col))
+        if not kinds <= _SCALARS_OR_TAGGED:
+            return None  # nested values: the walk
+        if str in kinds and any(y.__class__ is str and y.startswith(PREFIX) for y in set(col)):
+            return None  # tokens: the walk opens them
+        tagged = kinds & TAGGED
+        if name in personal and kinds - tagged - {_NONE}:
+            return None  # a declared source's plaintext: the walk tags it
+        if tagged:
+            handles.update(_handle_of(y) for y in col if y.__class__ in TAGGED)
+            opened = opened or name in reads
+    if handles and any(sk is FORGOTTEN
+                       for sk in b.keys.keys_for(handles, create=False).values()):
+        return None  # a forgotten subject's values: the walk erases them
+    return batch, opened
 
 
 def _struct(b: Boundary, topic: str, batch: Batch, values: StructValues,
