@@ -29,7 +29,9 @@ these paths do not handle returns ``None``, and the caller walks the records: ne
 (lists, dicts, tuples), tagged or token keys, windowed keys, table changes, a column mixing
 tagged and plain strings (or tokens and plaintext), a source whose subject is a function or
 missing, plaintext personal fields of a source being read, a field with a personal name
-whose value lost its tag, and a private in-process log (``seal=False``).
+whose value lost its tag, and, on a private in-process log (``seal=False``, values kept as
+tagged plaintext), any batch the walk would change beyond tagging a source's fields (see
+:func:`protect_batch`; its reads: ``lazy._reveal_unsealed``).
 """
 
 from __future__ import annotations

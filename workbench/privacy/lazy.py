@@ -136,7 +136,8 @@ def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
         if name in personal and kinds - tagged - {_NONE}:
             return None  # a declared source's plaintext: the walk tags it
         if tagged:
-            handles.update(_handle_of(y) for y in col if y.__class__ in TAGGED)
+            handles.update(map(_handle_of, col) if kinds == tagged else
+                           (_handle_of(y) for y in col if y.__class__ in TAGGED))
             opened = opened or name in reads
     if handles and any(sk is FORGOTTEN
                        for sk in b.keys.keys_for(handles, create=False).values()):
