@@ -313,7 +313,8 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     pend = w.pend
     new: dict[str, list[Any]] = {}
     firsts: dict[str, dict[Any, None]] = {}  # a tagged column's distinct values (by equality)
-    if not b.seal and (hits or (tagged and _any_forgotten(b, tagged))):
+    if not b.seal and (hits or _any_forgotten(b, set().union(
+            *(tagged_handles(lst, types) for _name, lst, types in tagged)))):
         return None  # plain strings that are personal values, or values to erase: the walk
     for name, lst, types in tagged:
         if not b.seal:
@@ -374,13 +375,18 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     return Batch(batch.keys, sealed, batch.ts, batch.seq, batch.headers, batch.time_field)
 
 
-def _any_forgotten(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]]) -> bool:
-    """True when a tagged value of the columns ``tagged`` belongs to a forgotten subject."""
-    handles: set[bytes] = set()
-    for _name, lst, types in tagged:
-        handles.update(map(_handle_of, lst) if _NONE not in types else
-                       (x._wb_h for x in lst if x is not None))
-    return any(sk is FORGOTTEN for sk in b.keys.keys_for(handles, create=False).values())
+def tagged_handles(lst: list[Any], types: set[type]) -> Any:
+    """The subject handles of the tagged values of ``lst`` (value types ``types``)."""
+    if types <= TAGGED:
+        return map(_handle_of, lst)
+    return (x._wb_h for x in lst if x.__class__ in TAGGED)
+
+
+def _any_forgotten(b: Boundary, handles: set[bytes]) -> bool:
+    """True when a subject of ``handles`` is forgotten (a subject with no key is not: a
+    private log makes none)."""
+    return bool(handles) and any(
+        sk is FORGOTTEN for sk in b.keys.keys_for(handles, create=False).values())
 
 
 def _only_protected(values: set[Any], types: set[type] | None = None) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..drivers.base import Driver, Transaction
 from .boundary import Boundary
+from .columns import stored_columns
 from .reads import LazyPlan
 
 __all__ = ["PrivateDriver"]
@@ -166,18 +167,19 @@ class PrivateDriver(Driver):
         return inputs is not None and self.opened.isdisjoint(inputs)
 
     def _protect_outputs(self, outputs: dict[tuple[str, int], Any]) -> dict[tuple[str, int], Any]:
-        from .columns import stored_columns as as_stored
-
-        protect = self.boundary.protect_any
-        clean = self._clean
         keeps = self._keeps
         read = self.lazy.reads if self.lazy is not None and keeps else {}
         stores = getattr(self.inner, "stores_columns", None) if keeps else None
-        out = {(t, p): (as_stored(self.boundary, recs) if stores is not None and stores(t)
-                        and t not in read and not isinstance(recs, list) else recs)
-               if clean(t) else protect(
-                   t, recs, keep=t in read, columns=stores is not None and stores(t))
-               for (t, p), recs in outputs.items()}
+        out = {}
+        for (t, p), recs in outputs.items():
+            as_columns = stores is not None and stores(t)
+            if not self._clean(t):
+                out[t, p] = self.boundary.protect_any(t, recs, keep=t in read,
+                                                      columns=as_columns)
+            elif as_columns and t not in read and not isinstance(recs, list):
+                out[t, p] = stored_columns(self.boundary, recs)  # tokens kept as objects
+            else:
+                out[t, p] = recs
         if not getattr(self.inner, "accepts_batches", False):
             out = {tp: recs if isinstance(recs, list) else recs.rows()
                    for tp, recs in out.items()}

@@ -26,9 +26,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
-from .columns import _SCALARS, _dict_columns, _gone, _handle_of, _is_marker, _replaced, reveal_batch
+from .columns import (
+    _SCALARS,
+    _any_forgotten,
+    _dict_columns,
+    _gone,
+    _handle_of,
+    _is_marker,
+    _replaced,
+    reveal_batch,
+    tagged_handles,
+)
 from .crypto import PREFIX
-from .keystore import FORGOTTEN
 from .spec import ERASED
 from .tags import TAGGED
 from .vouch import keys_plain, lookup
@@ -46,7 +55,6 @@ _PASSED_MAX = 200_000
 _FEW_MARKS = 16
 _JUST_STR = {str}
 _SCALARS_OR_TAGGED = _SCALARS | TAGGED
-_PLAIN_KEYS = frozenset({str, int, float, bool, bytes, _NONE})
 
 
 def reveal_lazy(b: Boundary, topic: str, batch: Batch,
@@ -115,13 +123,13 @@ def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
     spec = b.sources.get(topic)
     if spec is not None and spec.key:
         return None
-    if keys.dtype == object and not set(map(type, keys.tolist())) <= _PLAIN_KEYS:
-        return None  # tagged keys, tokens or nested keys: the walk
+    if keys.dtype == object:
+        ks = set(keys.tolist())
+        if not set(map(type, ks)) <= _SCALARS or any(
+                k.__class__ is str and k.startswith(PREFIX) for k in ks):
+            return None  # tagged keys, tokens or nested keys: the walk
     cols = _dict_columns(values.arr.tolist())
     if cols is None:
-        return None
-    if keys.dtype == object and any(k.__class__ is str and k.startswith(PREFIX)
-                                    for k in set(keys.tolist())):
         return None
     personal = spec.fields if spec is not None else ()
     handles: set[bytes] = set()
@@ -136,11 +144,9 @@ def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
         if name in personal and kinds - tagged - {_NONE}:
             return None  # a declared source's plaintext: the walk tags it
         if tagged:
-            handles.update(map(_handle_of, col) if kinds == tagged else
-                           (_handle_of(y) for y in col if y.__class__ in TAGGED))
+            handles.update(tagged_handles(col, kinds))
             opened = opened or name in reads
-    if handles and any(sk is FORGOTTEN
-                       for sk in b.keys.keys_for(handles, create=False).values()):
+    if _any_forgotten(b, handles):
         return None  # a forgotten subject's values: the walk erases them
     return batch, opened
 
