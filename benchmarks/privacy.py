@@ -16,6 +16,12 @@ per user, 10,000 users); the second declares those three fields personal
   them on the way in), then the run.
 * ``run, reads name``: ``run`` with a map that also reads a personal field
   (``"greeting": f"Dear {e['name']}"``), so that field is decrypted, and the output sealed.
+* ``private memory://`` (memory driver only): ``pipeline.run("memory://", inputs=...)`` as
+  ``benchmarks/memory_driver.py`` runs P1, on a private in-process log (values stay tagged
+  plaintext there: nothing is encrypted, forgotten subjects' values are erased).
+
+The first run of each case on each side is checked: the private side's ``run.frame`` (its
+personal fields revealed) must equal the plain side's, or the script exits 1.
 
 The steps of P1 read no personal field, so those stay encrypted through the run
 (``workbench/privacy/reads.py``): the ``run`` case measures the check of the columns left
@@ -85,14 +91,24 @@ DRIVER = "memory"
 
 
 def timed(keys: Any, data: list[dict[str, Any]], with_append: bool,
-          cold: bool = False, greet: bool = False) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one run."""
+          cold: bool = False, greet: bool = False, private: bool = False,
+          frame: bool = False) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process, the sink's frame when ``frame``) of one
+    run; ``private``: ``run("memory://", inputs=...)``, the input passed in the run."""
     tag = uuid.uuid4().hex[:8]
-    if DRIVER == "memory":
+    if private or DRIVER == "memory":
         url, suffix = f"memory://bench-privacy-{tag}", ""
     else:
         url, suffix = DRIVER, f"-{tag}"
     pipeline = p1(keys, greet, suffix)
+    if private:
+        gc.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        run = pipeline.run("memory://", inputs={"events": data})
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        got = run.frame("p1") if frame else None
+        run.close()
+        return elapsed, cpu, got
     drv = connect(url)
     if with_append:
         gc.collect()  # both sides start from the same collector state
@@ -110,13 +126,32 @@ def timed(keys: Any, data: list[dict[str, Any]], with_append: bool,
         t0, c0 = time.perf_counter(), time.process_time()
     run = pipeline.run(drv)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    assert len(run.driver.read(f"p1{suffix}", 0, 0, 1)) == 1
+    got = run.frame(f"p1{suffix}") if frame else None
     run.close()
     if DRIVER == "memory":  # the named log is process-wide: free it (a heap that keeps every
         MemoryDriver.forget(url[len("memory://"):])  # run's logs slows later runs' GC)
     else:  # each run's topics hold ~40 MB: deleted at the end (a deletion while a later run
         SUFFIXES.append(suffix)  # is timed would load the broker under it)
-    return elapsed, cpu
+    return elapsed, cpu, got
+
+
+def _differences(plain: Any, private: Any) -> str | None:
+    """What differs between the two sides' frames (rows in any order), or ``None``."""
+    import pandas as pd
+
+    def canon(f: Any) -> Any:
+        f = f.astype(object).where(f.notna(), None)
+        return f.sort_values(list(f.columns), key=lambda c: c.astype(str)).reset_index(
+            drop=True)
+
+    if list(plain.columns) != list(private.columns) or len(plain) != len(private):
+        return (f"columns {list(plain.columns)} / {list(private.columns)}, rows "
+                f"{len(plain)} / {len(private)}")
+    try:
+        pd.testing.assert_frame_equal(canon(plain), canon(private), check_dtype=False)
+    except AssertionError as exc:
+        return str(exc)
+    return None
 
 
 SUFFIXES: list[str] = []
@@ -155,13 +190,24 @@ def main() -> None:
         keys.forget("someone-not-in-the-data")  # a tombstone, as any store in use has
         print(f"driver {DRIVER}, {args.events:,} events, load average "
               + " ".join(f"{x:.1f}" for x in os.getloadavg()))
-        for label, with_append, cold, greet in (
-                ("run", False, False, False), ("run, cold", False, True, False),
-                ("append+run", True, False, False), ("run, reads name", False, False, True)):
+        cases = [("run", False, False, False, False), ("run, cold", False, True, False, False),
+                 ("append+run", True, False, False, False),
+                 ("run, reads name", False, False, True, False)]
+        if DRIVER == "memory":
+            cases.append(("private memory://", False, False, False, True))
+        for label, with_append, cold, greet, private in cases:
             base, priv = [], []
-            for _ in range(args.repeat):  # interleaved, so load changes hit both alike
-                base.append(timed(None, data, with_append, greet=greet))
-                priv.append(timed(keys, data, with_append, cold, greet))
+            for i in range(args.repeat):  # interleaved, so load changes hit both alike
+                base.append(timed(None, data, with_append, greet=greet, private=private,
+                                  frame=i == 0))
+                priv.append(timed(keys, data, with_append, cold, greet, private,
+                                  frame=i == 0))
+                if i == 0:
+                    diff = _differences(base[0][2], priv[0][2])
+                    if diff is not None:
+                        print(f"{label}: RESULTS DIFFER (plain / private): {diff}")
+                        sys.exit(1)
+                    base[0], priv[0] = (*base[0][:2], None), (*priv[0][:2], None)
             b, q = (statistics.median(t[0] for t in base), statistics.median(t[0] for t in priv))
             bc, qc = (statistics.median(t[1] for t in base), statistics.median(t[1] for t in priv))
             print(f"{label:>15}: P1 {args.events / b:>9,.0f} rec/s ({b:.2f} s, CPU {bc:.2f} s)   "

@@ -151,3 +151,35 @@ def test_lambda_pairs_checks_both_sides(monkeypatch: pytest.MonkeyPatch,
     assert lambda_pairs.main() == 1
     out = capsys.readouterr().out
     assert "RESULTS DIFFER" in out and "paired CPU ratios" not in out
+
+
+def test_privacy_compares_both_sides(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchmarks/privacy.py`` checks the private side's frame against the plain side's
+    in every case, and exits 1 when they differ."""
+    import privacy
+
+    monkeypatch.setattr(sys, "argv", ["privacy.py", "--events", "2000", "--repeat", "1"])
+    privacy.main()
+    out = capsys.readouterr().out
+    assert "private memory://" in out and "DIFFER" not in out
+    p1 = privacy.p1
+
+    def fewer(keys: object = None, greet: bool = False, suffix: str = "") -> object:
+        import workbench as wb
+
+        if keys is None:
+            return p1(keys, greet, suffix)
+        p = wb.Pipeline(f"bench-privacy-p1{suffix}", keys=keys)
+        (p.source(f"events{suffix}", key="user_id", time="ts",
+                  personal=wb.Personal(subject="user_id", fields=["email", "name", "ip"]))
+          .filter(lambda e: e["amount"] > 1)
+          .map(lambda e: {**e, "amount_cents": round(e["amount"] * 100)})
+          .to(f"p1{suffix}"))
+        return p
+
+    monkeypatch.setattr(privacy, "p1", fewer)
+    with pytest.raises(SystemExit) as exit_:
+        privacy.main()
+    assert exit_.value.code == 1
+    assert "RESULTS DIFFER" in capsys.readouterr().out
