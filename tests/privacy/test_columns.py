@@ -215,6 +215,44 @@ def test_a_private_log_takes_the_column_path_only_where_the_walk_would_only_tag(
     assert private._seen and protect_batch(private, "out", Batch.from_rows(seen_copy)) is None
 
 
+def test_a_private_log_tags_inputs_seen_before_from_its_own_cache(tmp_path: Path) -> None:
+    """``seal=False``: a declared source's inputs tagged before are taken from the private
+    log's by-field cache (tagged values without tokens, made without keys; the sealing
+    boundaries' cache is not touched), one lookup pass per field, when every value is there
+    with the record's subject and no subject of the batch is forgotten: the same records as
+    the walk. A value now held by another subject, and a subject forgotten by another process
+    (this process's caches kept), take the tagging path (and the walk)."""
+    keys = wb.KeyStore(tmp_path / "keys", master=os.urandom(32))
+    spec = {SOURCE: wb.Personal(subject="user_id", fields=["email", "name"])}
+    private = Boundary(keys, spec, seal=False)
+    rows = [(f"u{i}", {"user_id": f"u{i % 7}", "email": f"e{i % 7}@example.org",
+                       "name": f"Name {i % 7}", "n": i}, i, i, None) for i in range(30)]
+    first = protect_batch(private, SOURCE, Batch.from_rows(rows))
+    assert first is not None
+    cache = keys.token_caches[4]
+    assert set(cache) == {"email", "name"} and not keys.token_caches[3]
+    assert {x._wb_t for x in cache["email"].values()} == {None} and keys.counts() == (0, 0)
+    before = dict(cache["email"])
+    again = protect_batch(private, SOURCE, Batch.from_rows(rows))
+    assert again is not None  # the very values tagged the first time
+    assert all(r[1]["email"] is before[r[1]["email"]] for r in again.rows())
+    _same(again.rows(), private.protect(SOURCE, rows))
+    # e1@example.org now belongs to u2 in one record: that field is tagged anew
+    moved = [(k, {**v, "email": "e1@example.org"} if q == 2 else v, t, q, h)
+             for k, v, t, q, h in rows]
+    got = protect_batch(private, SOURCE, Batch.from_rows(moved))
+    assert got is not None
+    assert got.rows()[2][1]["email"]._wb_h == keys.handle("u2")
+    _same(got.rows(), private.protect(SOURCE, moved))
+    # u3 forgotten by another process (its key store; this process's caches kept): seen
+    # once the key cache is read again, then the walk erases u3's values
+    keys.backend.forget(keys.handle("u3"))
+    keys.clear_cache()
+    assert cache and protect_batch(private, SOURCE, Batch.from_rows(rows)) is None
+    walked = private.protect(SOURCE, rows)
+    assert {r[1]["email"] for r in walked if r[1]["user_id"] == "u3"} == {wb.ERASED}
+
+
 @pytest.mark.parametrize("every_row", [True, False])
 @pytest.mark.parametrize("shared", [False, True])
 def test_strings_containing_a_personal_string_equal_the_record_walk(

@@ -204,3 +204,84 @@ def test_a_subject_forgotten_elsewhere_is_erased_once_its_cached_key_expires(
     assert out["u5"]["greeting"] == f"Dear {wb.ERASED}"
     assert out["u6"]["greeting"].startswith(PREFIX) and out["u6"]["name"].startswith(PREFIX)
     assert "Secretname5" not in repr(_raw(drives[2], "out"))
+
+
+def _private_rows(n: int) -> list[Any]:
+    return [(f"u{i}", {"user_id": f"u{i % 7}", "email": f"e{i % 7}@example.org",
+                       "name": None if i % 5 == 4 else f"Name {i % 7}", "n": i}, i, i, None)
+            for i in range(n)]
+
+
+def test_a_private_logs_array_is_read_back_by_asking_only_for_forgets(tmp_path: Path) -> None:
+    """``seal=False`` (a private ``memory://``): the array protect builds of a declared
+    source's inputs is noted (fields, the tagged ones, their subjects' handles); a view of it
+    passes the engine's read as it is, while none of those subjects is forgotten. A forget
+    (through this process, another process's with the cache cleared, or seen when the ttl
+    ends) sends the read to the walk, which erases that subject's values."""
+    from workbench.privacy.boundary import Boundary
+    from workbench.privacy.columns import protect_batch
+    from workbench.privacy.lazy import reveal_lazy
+    from workbench.privacy.tags import PersonalStr
+    from workbench.runtime.batch import Batch, ObjectValues
+
+    keys = wb.KeyStore(tmp_path / "keys", master=os.urandom(32), ttl=3600)
+    spec = {"signups": wb.Personal(subject="user_id", fields=["email", "name"])}
+    private = Boundary(keys, spec, seal=False)
+    rows = _private_rows(30)
+    stored = protect_batch(private, "signups", Batch.from_rows(rows), keep=True)
+    assert stored is not None and isinstance(stored.values, ObjectValues)
+    known = vouch.lookup(stored.values.arr)
+    assert isinstance(known, vouch.Unsealed)
+    assert known.fields == {"user_id", "email", "name", "n"}
+    assert known.tagged == {"email", "name"}
+    assert known.handles == {keys.handle(f"u{j}") for j in range(7)}
+
+    def read(reads: frozenset[str], start: int = 3, end: int = 17) -> Any:
+        view = Batch(stored.keys[start:end], ObjectValues(stored.values.arr[start:end]),
+                     stored.ts[start:end], stored.seq[start:end], None)
+        return reveal_lazy(private, "signups", view, reads), view
+
+    got, view = read(frozenset({"n"}))
+    assert got is not None and got[0] is view and got[1] is False
+    got, view = read(frozenset({"name"}))
+    assert got is not None and got[0] is view and got[1] is True
+    assert known.memo  # the answer is remembered: no pass over the handles next time
+    # a token in a field that is not personal (copied by a step): not vouched for, the read
+    # takes the walk (which opens it)
+    token = Boundary(keys, spec).protect("signups", rows[:1])[0][1]["email"]
+    assert token.startswith(PREFIX)
+    copied = [(k, {**v, "ref": token}, t, q, h) for k, v, t, q, h in rows]
+    with_token = protect_batch(private, "signups", Batch.from_rows(copied), keep=True)
+    assert with_token is not None and vouch.lookup(with_token.values.arr) is None
+    # another pipeline declaring a field personal that the array holds untagged: the walk
+    other = Boundary(keys, {"signups": wb.Personal(subject="user_id", fields=["n"])},
+                     seal=False)
+    view = read(frozenset())[1]
+    assert reveal_lazy(other, "signups", view, frozenset()) is None
+    # a forget through this process: the walk, which erases u3's values
+    wb.forget("u3", keys=keys)
+    assert read(frozenset())[0] is None
+    walked = private.reveal("signups", view.rows())
+    assert {r[1]["email"] for r in walked if r[1]["user_id"] == "u3"} == {wb.ERASED}
+    assert {r[1]["email"].__class__ for r in walked if r[1]["user_id"] != "u3"} == \
+        {PersonalStr}
+    # another process's forget: seen once this process's cache is cleared ...
+    stored = protect_batch(private, "signups", Batch.from_rows(
+        [r for r in rows if r[1]["user_id"] != "u3"]), keep=True)
+    assert stored is not None
+    assert read(frozenset(), 0, 9)[0] is not None
+    keys.backend.forget(keys.handle("u5"))
+    assert read(frozenset(), 0, 9)[0] is not None  # (cached for ttl, as keys_for is)
+    keys.clear_cache()
+    assert read(frozenset(), 0, 9)[0] is None
+    # ... or when the ttl ends
+    short = wb.KeyStore(tmp_path / "keys", master=keys.master, ttl=1.0)
+    quick = Boundary(short, spec, seal=False)
+    stored = protect_batch(quick, "signups", Batch.from_rows(
+        [r for r in rows if r[1]["user_id"] in ("u1", "u2")]), keep=True)
+    assert stored is not None
+    view = read(frozenset(), 0, 5)[1]
+    assert reveal_lazy(quick, "signups", view, frozenset()) is not None  # (now remembered)
+    keys.backend.forget(keys.handle("u2"))
+    time.sleep(1.1)
+    assert reveal_lazy(quick, "signups", view, frozenset()) is None

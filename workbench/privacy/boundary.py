@@ -188,7 +188,8 @@ class Boundary:
         #: a declared source's field -> {plaintext str: its tagged value (subject handle,
         #: field, token)}: inputs seen before are tagged by lookup passes
         #: (:func:`~workbench.privacy.columns._tag_source`). Bounded by ``_CACHE_MAX`` each.
-        self._by_field: dict[str, dict[str, Any]] = caches[3]
+        #: A private log keeps its own (tagged values without tokens, made without keys).
+        self._by_field: dict[str, dict[str, Any]] = caches[3] if seal else caches[4]
         #: values of columns left encrypted that were checked (:mod:`workbench.privacy.lazy`),
         #: also shared by the boundaries of the key store object
         self._passed: list[Any] = keys.passed

@@ -49,7 +49,7 @@ from .crypto import PREFIX
 from .keystore import FORGOTTEN
 from .spec import ERASED
 from .tags import TAGGED, PersonalStr, tag
-from .vouch import vouch, vouch_keys
+from .vouch import vouch, vouch_keys, vouch_unsealed
 
 if TYPE_CHECKING:
     from .boundary import Boundary
@@ -256,8 +256,9 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
             return None
         cols_in = values.cols
     from_seen: set[str] = set()  # columns of values taken from "seen" (_tag_source)
+    live: dict[str, set[bytes]] = {}  # columns tagged by _tag_source: their subjects, live
     if spec is not None:  # inputs of a declared source: their plaintext personal fields
-        cols_in = _tag_source(b, spec, cols_in, from_seen)
+        cols_in = _tag_source(b, spec, cols_in, from_seen, live)
         if cols_in is None:
             return None
     seen = b._seen
@@ -270,6 +271,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     tagged: list[tuple[str, list[Any], set[type]]] = []
     texts: list[tuple[str, list[Any], set[Any] | None]] = []  # (name, values, distinct)
     strs: dict[str, list[Any]] = {}  # the columns that may hold tokens (see vouch.py)
+    tokens = False  # (unsealed, kept: a string column holds a token or a marker)
     hits: list[tuple[str, list[Any]]] = []  # plain strings equal to a personal one seen lately
     kinds: dict[str, set[type]] = {}  # each list column's value types (for _as_struct)
     for name, col in cols_in.items():
@@ -294,6 +296,8 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
             personal = name in names
             if personal and not _only_protected(distinct, types):
                 return None  # recomputed personal value: the field-name rule
+            if keep and not b.seal and not tokens:
+                tokens = _has_protected(distinct)
             if seen and not seen.keys().isdisjoint(distinct):
                 lst = list(map(seen.get, lst, lst))  # they are that personal value
                 hits.append((name, lst))
@@ -313,9 +317,15 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     pend = w.pend
     new: dict[str, list[Any]] = {}
     firsts: dict[str, dict[Any, None]] = {}  # a tagged column's distinct values (by equality)
-    if not b.seal and (hits or _any_forgotten(b, set().union(
-            *(tagged_handles(lst, types) for _name, lst, types in tagged)))):
-        return None  # plain strings that are personal values, or values to erase: the walk
+    handles: set[bytes] = set()  # (unsealed) the subjects of the tagged values
+    if not b.seal:
+        handles.update(*(tagged_handles(lst, types) for name, lst, types in tagged
+                         if name not in live))
+        if hits or _any_forgotten(b, handles):
+            return None  # plain strings that are personal values, or values to erase: the walk
+        for subjects in live.values():  # (checked by _tag_source: none forgotten)
+            handles.update(subjects)
+            break
     for name, lst, types in tagged:
         if not b.seal:
             out = list(lst)  # a private log keeps the tagged values
@@ -365,6 +375,11 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         if keep and b.seal:  # the driver reads this very array back: vouched for
             strs.update(new)
             vouch(sealed.arr, cols_in, strs, frozenset(names))
+            if batch.keys.dtype == object:
+                vouch_keys(batch.keys)
+        elif keep and not tokens:  # (a private log's array: tagged plaintext, no token)
+            vouch_unsealed(sealed.arr, cols_in, (name for name, _lst, _types in tagged),
+                           handles)
             if batch.keys.dtype == object:
                 vouch_keys(batch.keys)
     else:
@@ -478,13 +493,14 @@ def stored_columns(b: Boundary, batch: Batch) -> Batch:
     return Batch(batch.keys, struct, batch.ts, batch.seq, batch.headers, batch.time_field)
 
 
-def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
-                from_seen: set[str]) -> dict[str, Any] | None:
+def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str],
+                live_out: dict[str, set[bytes]]) -> dict[str, Any] | None:
     """``cols`` (lists or arrays) with a declared source's plaintext personal fields tagged
     with the subject of their record (``None``: the record walk decides; when a subject is
     missing or not a plain id, a field holds other types, or tokens and plaintext are
     mixed). The fields whose values were taken from the values seen lately are added to
-    ``from_seen``."""
+    ``from_seen``; when no subject of the batch is forgotten (sealing: every one has a key),
+    ``live_out`` gets each field tagged, with the handles of the batch's subjects."""
     if not isinstance(spec.subject, str) or spec.subject not in cols:
         return None
     subjects: list[Any] | None = None
@@ -505,7 +521,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
             continue
         if not types <= _TAGGABLE:
             return None
-        known = by_field.get(f) if types == _STR and b.seal else None
+        known = by_field.get(f) if types == _STR else None
         if known:  # every value tagged before, in this field: the same subject, once a batch
             tv = list(map(known.get, lst))
             if None not in tv:
@@ -515,7 +531,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
                         return None
                 if found is None:
                     found = b.keys.keys_for(set(handles.values()), create=b.seal)
-                    live = not _gone(found)
+                    live = _live(b, found)
                 if live:
                     if rows is None:
                         rows = list(map(handles.__getitem__, subjects))
@@ -531,7 +547,7 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
         if len(types - {_NONE}) == 1:  # (subject, value) pairs compare as the values do
             if found is None:
                 found = b.keys.keys_for(set(handles.values()), create=b.seal)
-                live = not _gone(found)
+                live = _live(b, found)
             if live and types == _STR and seen:
                 # values seen lately with their subject, field and token: those values
                 tv = list(map(seen.get, lst))
@@ -545,16 +561,29 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any],
                         from_seen.add(f)
                         continue
             new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst,
-                                      by_field if live and types == _STR and b.seal
-                                      else None))
+                                      by_field if live and types == _STR else None))
         else:
             new[f] = [None if x is None else tag(x, handles[s], f, None)
                       for x, s in zip(lst, subjects)]
-    return {**cols, **new} if new else cols
+    if not new:
+        return cols
+    if live:
+        subjects_live = set(handles.values())
+        live_out.update(dict.fromkeys(new, subjects_live))
+    return {**cols, **new}
 
 
 _STR = frozenset({str})
 _field_of = attrgetter("_wb_f")
+
+
+def _live(b: Boundary, found: dict[bytes, Any]) -> bool:
+    """True when every subject of ``found`` (:meth:`KeyStore.keys_for`'s answer) can have its
+    values tagged as they are: it has a key (sealing), or is not forgotten (a private log,
+    which makes no keys)."""
+    if b.seal:
+        return not _gone(found)
+    return not any(map(is_, found.values(), repeat(FORGOTTEN)))
 
 
 def _subject_handles(b: Boundary, col: Any) -> tuple[list[Any] | None, dict[Any, bytes]]:

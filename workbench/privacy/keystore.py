@@ -23,8 +23,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
-from operator import itemgetter
+from collections.abc import Collection, Iterable
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import Any
 
 from .crypto import PREFIX, TOKEN_VERSION, SubjectKey
@@ -97,14 +98,17 @@ class KeyStore:
         #: the handles whose cached entry is a key (not a tombstone): while no cached key has
         #: expired (``_fresh_until``), a batch whose subjects are all in it is live (all_live)
         self._live: set[bytes] = set()
+        self._cleared = 0  # clear_cache calls (none_forgotten's memos are void after one)
         self._lock = threading.Lock()
         self._index: bytes | None = None
         self._handles: dict[bytes, bytes] = {}
         self._by_id: dict[Any, bytes] = {}  # plain str/int subject ids (handles_of)
         #: the token caches of the boundaries using this store (``boundary.Boundary``):
-        #: ``(sealed, opened, seen, by field)``; the last: a declared source's field ->
-        #: {plaintext: its tagged value, with subject handle and token} (``columns._tag_source``)
-        self.token_caches: tuple[dict[Any, Any], ...] = ({}, {}, {}, {})
+        #: ``(sealed, opened, seen, by field, by field unsealed)``; the last two: a declared
+        #: source's field -> {plaintext: its tagged value, with subject handle and token} for
+        #: sealing boundaries, and the same without tokens for private in-process logs
+        #: (``columns._tag_source``)
+        self.token_caches: tuple[dict[Any, Any], ...] = ({}, {}, {}, {}, {})
         #: forgotten handles known to this process, and the start of their tokens
         #: (:meth:`tombstone_marks`); listed from the backend again after ``ttl`` seconds
         self._marks: set[str] = set()
@@ -225,6 +229,22 @@ class KeyStore:
         A forget through any ``KeyStore`` of this process removes the handle at once."""
         return time.monotonic() < self._fresh_until and self._live.issuperset(handles)
 
+    def none_forgotten(self, handles: Collection[bytes], memo: list[Any]) -> bool:
+        """True when no subject of ``handles`` is forgotten (a subject without a key is not:
+        a private log makes none), as :meth:`keys_for` answers. ``memo``: a list kept with
+        ``handles`` (empty at first); a True answer is noted there and given again without a
+        pass over ``handles`` until a forget through a ``KeyStore`` of this process, a
+        :meth:`clear_cache`, or the first cached entry expiring (the ``ttl`` bound) could
+        make :meth:`keys_for` answer otherwise."""
+        stamp = (self, _epoch[0], self._cleared)
+        if memo and memo[0] == stamp and time.monotonic() < memo[1]:
+            return True
+        found = self.keys_for(handles, create=False)
+        if any(map(is_, found.values(), repeat(FORGOTTEN))):
+            return False
+        memo[:] = [stamp, self._fresh_until]
+        return True
+
     def tombstone_marks(self) -> frozenset[str] | set[str] | None:
         """The first 27 characters of the tokens of every forgotten subject (the token
         prefix, then the base64 of the token version and the first 124 bits of the handle),
@@ -286,6 +306,7 @@ class KeyStore:
         with self._lock:
             self._cache.clear()
             self._live.clear()
+            self._cleared += 1
 
     def close(self) -> None:
         """Release the backend's connection."""

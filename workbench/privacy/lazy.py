@@ -40,7 +40,7 @@ from .columns import (
 from .crypto import PREFIX
 from .spec import ERASED
 from .tags import TAGGED
-from .vouch import keys_plain, lookup
+from .vouch import Unsealed, Vouched, keys_plain, lookup
 
 if TYPE_CHECKING:
     from .boundary import Boundary
@@ -88,7 +88,7 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
         return _struct(b, topic, batch, values, reads, personal, marks)
     if isinstance(values, ObjectValues):
         known = lookup(values.arr)  # written by the boundary itself: checked then
-        if known is not None and (personal & known.fields) <= known.personal and \
+        if isinstance(known, Vouched) and (personal & known.fields) <= known.personal and \
                 marks.isdisjoint(known.marks):
             opening = reads & known.tokens
             if not opening:
@@ -123,15 +123,21 @@ def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
     spec = b.sources.get(topic)
     if spec is not None and spec.key:
         return None
-    if keys.dtype == object:
+    if keys.dtype == object and not keys_plain(keys):
         ks = set(keys.tolist())
         if not set(map(type, ks)) <= _SCALARS or any(
                 k.__class__ is str and k.startswith(PREFIX) for k in ks):
             return None  # tagged keys, tokens or nested keys: the walk
+    personal = spec.fields if spec is not None else ()
+    known = lookup(values.arr)  # an array protect built for this log: checked then
+    if isinstance(known, Unsealed) and known.tagged.issuperset(
+            known.fields.intersection(personal)):
+        if b.keys.none_forgotten(known.handles, known.memo):
+            return batch, not known.tagged.isdisjoint(reads)
+        return None  # a forgotten subject's values: the walk erases them
     cols = _dict_columns(values.arr.tolist())
     if cols is None:
         return None
-    personal = spec.fields if spec is not None else ()
     handles: set[bytes] = set()
     opened = False
     for name, col in cols.items():

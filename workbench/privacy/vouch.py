@@ -14,6 +14,14 @@ array was written:
 * ``marks``: the tombstone marks (first 27 characters) of every token in the array: a read
   whose key store's tombstones meet them takes the full check, which erases those tokens.
 
+A private in-process log (``seal=False``) keeps tagged plaintext instead of tokens; for the
+arrays protect builds there (:class:`Unsealed`) the note says which fields hold tagged values
+(only tagged values or ``None``; the others hold plain scalars, no token) and the subject
+handles of those values: a read of a view then only asks whether one of those subjects was
+forgotten since
+(:meth:`~workbench.privacy.keystore.KeyStore.none_forgotten`, remembered until a forget or the
+``ttl`` bound), instead of collecting the handles of every value again.
+
 Only arrays that own their memory are vouched for (a view's ``base`` would cover rows that
 were not checked), and the entry goes when the array is freed (a weak reference), so an ``id``
 reused by a new array never inherits it. Nothing in workbench writes into an array or a record
@@ -34,7 +42,8 @@ import numpy as np
 
 from .crypto import PREFIX
 
-__all__ = ["Vouched", "keys_plain", "lookup", "vouch", "vouch_keys"]
+__all__ = ["Unsealed", "Vouched", "keys_plain", "lookup", "vouch", "vouch_keys",
+           "vouch_unsealed"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +56,22 @@ class Vouched:
     marks: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Unsealed:
+    """What is known of every record of an array of a private log (see the module docstring):
+    flat dicts of scalars and tagged values with the fields ``fields``, no token anywhere."""
+
+    fields: frozenset[str]
+    #: the fields whose values are tagged (or ``None``); the others hold plain scalars
+    tagged: frozenset[str]
+    #: the subject handles of every tagged value (a superset is fine)
+    handles: frozenset[bytes]
+    #: KeyStore.none_forgotten's memo for ``handles``
+    memo: list[Any]
+
+
 #: id(array) -> (weak reference to it, what is known; None for a keys array without tokens)
-_VOUCHED: dict[int, tuple[Any, Vouched | None]] = {}
+_VOUCHED: dict[int, tuple[Any, Vouched | Unsealed | None]] = {}
 _MARK = itemgetter(slice(0, 27))  # a token's tombstone mark (KeyStore.tombstone_marks)
 _PLAIN_KEYS = Vouched(frozenset(), frozenset(), frozenset(), frozenset())
 
@@ -57,14 +80,14 @@ def _drop(key: int, _ref: Any) -> None:
     _VOUCHED.pop(key, None)
 
 
-def _add(arr: np.ndarray, what: Vouched) -> None:
+def _add(arr: np.ndarray, what: Vouched | Unsealed) -> None:
     if arr.__class__ is not np.ndarray or arr.base is not None or arr.dtype != object:
         return
     key = id(arr)
     _VOUCHED[key] = (weakref.ref(arr, functools.partial(_drop, key)), what)
 
 
-def lookup(arr: Any) -> Vouched | None:
+def lookup(arr: Any) -> Vouched | Unsealed | None:
     """What is known of ``arr`` (an array or a view of one) when it was vouched for."""
     if arr.__class__ is not np.ndarray:
         return None
@@ -91,6 +114,13 @@ def vouch(arr: np.ndarray, fields: Any, cols: dict[str, list[Any]],
             marks.update(found)
     fields = frozenset(fields)
     _add(arr, Vouched(fields, personal & fields, frozenset(tokens), frozenset(marks)))
+
+
+def vouch_unsealed(arr: np.ndarray, fields: Any, tagged: Any, handles: Any) -> None:
+    """Note that ``arr`` (an array of a private log) holds flat records with the fields
+    ``fields`` and no token, the fields ``tagged`` holding tagged values (of the subjects
+    ``handles``) or ``None``, the others plain scalars."""
+    _add(arr, Unsealed(frozenset(fields), frozenset(tagged), frozenset(handles), []))
 
 
 def vouch_keys(keys: Any) -> None:
