@@ -256,7 +256,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
             return None
         cols_in = values.cols
     from_seen: set[str] = set()  # columns of values taken from "seen" (_tag_source)
-    live: dict[str, set[bytes]] = {}  # columns tagged by _tag_source: their subjects, live
+    live: dict[str, frozenset[bytes]] = {}  # columns tagged by _tag_source: their subjects, live
     if spec is not None:  # inputs of a declared source: their plaintext personal fields
         cols_in = _tag_source(b, spec, cols_in, from_seen, live)
         if cols_in is None:
@@ -323,9 +323,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
                          if name not in live))
         if hits or _any_forgotten(b, handles):
             return None  # plain strings that are personal values, or values to erase: the walk
-        for subjects in live.values():  # (checked by _tag_source: none forgotten)
-            handles.update(subjects)
-            break
+        handles.update(next(iter(live.values()), ()))  # (_tag_source's: none forgotten)
     for name, lst, types in tagged:
         if not b.seal:
             out = list(lst)  # a private log keeps the tagged values
@@ -494,13 +492,13 @@ def stored_columns(b: Boundary, batch: Batch) -> Batch:
 
 
 def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str],
-                live_out: dict[str, set[bytes]]) -> dict[str, Any] | None:
+                live_out: dict[str, frozenset[bytes]]) -> dict[str, Any] | None:
     """``cols`` (lists or arrays) with a declared source's plaintext personal fields tagged
     with the subject of their record (``None``: the record walk decides; when a subject is
     missing or not a plain id, a field holds other types, or tokens and plaintext are
     mixed). The fields whose values were taken from the values seen lately are added to
-    ``from_seen``; when no subject of the batch is forgotten (sealing: every one has a key),
-    ``live_out`` gets each field tagged, with the handles of the batch's subjects."""
+    ``from_seen``; on a private log, when no subject of the batch is forgotten, ``live_out``
+    gets each field tagged, with the handles of the batch's subjects."""
     if not isinstance(spec.subject, str) or spec.subject not in cols:
         return None
     subjects: list[Any] | None = None
@@ -567,9 +565,8 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str
                       for x, s in zip(lst, subjects)]
     if not new:
         return cols
-    if live:
-        subjects_live = set(handles.values())
-        live_out.update(dict.fromkeys(new, subjects_live))
+    if live and not b.seal:
+        live_out.update(dict.fromkeys(new, frozenset(handles.values())))
     return {**cols, **new}
 
 
