@@ -189,6 +189,10 @@ class Boundary:
         #: field, token)}: inputs seen before are tagged by lookup passes
         #: (:func:`~workbench.privacy.columns._tag_source`). Bounded by ``_CACHE_MAX`` each.
         self._by_field: dict[str, dict[str, Any]] = caches[3]
+        #: a field -> {plain text that contains a personal string: (the handle of the
+        #: subject it was sealed for, its token)}: ``f"Dear {name}"`` seen again costs a
+        #: lookup by its text (:func:`~workbench.privacy.columns._contained_distinct`)
+        self._derived: dict[str, dict[str, tuple[bytes, str]]] = caches[4]
         #: values of columns left encrypted that were checked (:mod:`workbench.privacy.lazy`),
         #: also shared by the boundaries of the key store object
         self._passed: list[Any] = keys.passed
