@@ -404,3 +404,35 @@ def test_records_with_a_missing_value_for_a_driver_storing_columns(tmp_path: Pat
         assert out is not None
         b._seen.clear()
         assert out.rows() == b.protect("out", data)
+
+
+def test_a_derived_text_cached_for_its_subject_is_sealed_only_if_it_contains_the_name(
+        tmp_path: Path) -> None:
+    """Texts whose tokens are in the cache of derived texts for the very subjects of their
+    rows (``columns._contained_distinct``, one pass per distinct text) are sealed from it
+    only when they contain their row's personal string: after two subjects swap names, a
+    greeting that contains neither name is written as the record walk writes it (plain),
+    not as the cached token."""
+    b = _boundary(tmp_path)
+    h = b.keys.handle
+
+    def rows(names: dict[str, str], greet: dict[str, str]) -> list[Any]:
+        tagged = {s: tag(n, h(s), "name", None) for s, n in names.items()}
+        return [(s, {"user_id": s, "name": tagged[s], "greeting": f"Dear {greet[s]}"},
+                 1, i, None) for i, s in enumerate(["u1", "u2"] * 3)]
+
+    def same(data: list[Any]) -> list[Any]:
+        b._seen.clear()
+        cols = protect_batch(b, "out", Batch.from_rows(data))
+        assert cols is not None
+        b._seen.clear()
+        walked = b.protect("out", data)
+        assert cols.rows() == walked
+        return walked
+
+    names = {"u1": "Bob", "u2": "Ann"}
+    first = same(rows(names, names))  # cold, then from the cache
+    assert same(rows(names, names)) == first
+    assert b._derived["greeting"]["Dear Bob"][0] == h("u1")
+    swapped = same(rows({"u1": "Ann", "u2": "Bob"}, names))  # "Dear Bob" is u1's, no Bob
+    assert {r[1]["greeting"] for r in swapped} == {"Dear Bob", "Dear Ann"}
