@@ -757,30 +757,10 @@ def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any]
     different personal strings in different rows, or a subject has no key (the row path
     writes its markers). A text sealed before for the same subject takes its token from the
     cache of derived texts (``Boundary._derived``: by text, a lookup of a string whose hash
-    is cached instead of a tuple key), the subjects' state asked as for every token; when
-    every text was, that is one pass per distinct text for each of the lookup, the subject
-    comparison, the containment and the subjects' state."""
+    is cached instead of a tuple key), the subjects' state asked as for every token."""
     pair = dict(zip(lst, plist))  # each text with the personal string of its last row
     if not all(map(is_, map(pair.__getitem__, lst), plist)):
         return False
-    # the texts sealed before, by text (a str key with its hash cached, not a tuple): their
-    # tokens when they were sealed for the same subject (deterministic tokens: the same
-    # (subject, field, text) gives the same token)
-    derived = b._derived.get(name)
-    if derived is None or len(derived) > _CACHE_MAX:
-        derived = b._derived[name] = {}
-    held = pair.values()
-    handles = list(map(_handle_of, held))
-    known = list(map(derived.get, pair, repeat(_NO_TOKEN)))
-    if list(map(_FIRST, known)) == handles and all(map(contains, pair, held)) and \
-            b.keys.all_live(handles):  # the usual case, once per distinct text: each
-        sealed = dict(zip(pair, map(_SECOND, known)))  # contains its personal string and
-        out = new.get(name)  # was sealed before for its subject, every subject live
-        if out is None:
-            new[name] = list(map(sealed.__getitem__, lst))
-        else:
-            out[:] = map(sealed.get, lst, out)
-        return True
     texts = list(pair)
     ps = list(pair.values())
     flags = list(map(contains, texts, ps))
@@ -794,6 +774,12 @@ def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any]
             return True
         xs = list(map(texts.__getitem__, idx))
         hs = list(map(_handle_of, map(ps.__getitem__, idx)))
+    # the texts sealed before, by text (a str key with its hash cached, not a tuple): their
+    # tokens when they were sealed for the same subject (deterministic tokens: the same
+    # (subject, field, text) gives the same token)
+    derived = b._derived.get(name)
+    if derived is None or len(derived) > _CACHE_MAX:
+        derived = b._derived[name] = {}
     got = list(map(derived.get, xs, repeat(_NO_TOKEN)))
     toks = list(map(_SECOND, got))
     if list(map(_FIRST, got)) != hs:  # a text not seen, or seen for another subject
