@@ -399,3 +399,78 @@ def test_derived_strings_of_a_subject_forgotten_elsewhere_are_erased_with_warm_c
     for r in walked:
         g = r[1]["greeting"]
         assert g == wb.ERASED if r[0] == "u3" else g.startswith(PREFIX), r
+
+
+def test_a_derived_text_seen_for_another_subject_is_sealed_for_its_own(tmp_path: Path) -> None:
+    """``f"Dear {name}"`` of two subjects with the same name, in turn: the cache of derived
+    texts (by text, ``columns._contained_distinct``) gives a text's token only for the
+    subject it was sealed for; the other subject's greeting is sealed under its own key, as
+    the record walk seals it."""
+    b = _boundary(tmp_path)
+    h = b.keys.handle
+
+    def rows(subject: str) -> list[Any]:
+        name = tag("Ann Smith", h(subject), "name", None)  # one object, as read from a token
+        return [(subject, {"user_id": subject, "name": name, "greeting": f"Dear {name}"},
+                 1, i, None) for i in range(4)]
+
+    tokens = {}
+    for s in ("u1", "u2", "u1", "u1"):  # cold, another subject, back, cached for this one
+        data = rows(s)
+        b._seen.clear()
+        cols = protect_batch(b, "out", Batch.from_rows(data))
+        assert cols is not None
+        b._seen.clear()
+        walked = b.protect("out", data)
+        assert cols.rows() == walked
+        tokens[s] = {r[1]["greeting"] for r in walked}
+        assert b._derived["greeting"]["Dear Ann Smith"] == (h(s), *tokens[s])
+    assert tokens["u1"] != tokens["u2"]
+    assert [r[1]["greeting"] for r in b.reveal("out", walked)] == ["Dear Ann Smith"] * 4
+
+
+def test_records_with_a_missing_value_for_a_driver_storing_columns(tmp_path: Path) -> None:
+    """``columns=True`` with a record that is ``None`` (a missing row) among dicts of one
+    shape: not the transposition of ``columns._ordered_columns`` (which takes dicts only),
+    the same records as the record walk."""
+    b = _boundary(tmp_path)
+    rows = _people(b, 12)
+    assert any(r[1] is None for r in rows[1:])
+    for data in (rows, rows[10:] + rows[:10]):  # a None in the middle, and first
+        b._seen.clear()
+        out = protect_batch(b, "out", Batch.from_rows(data), columns=True)
+        assert out is not None
+        b._seen.clear()
+        assert out.rows() == b.protect("out", data)
+
+
+def test_a_derived_text_cached_for_its_subject_is_sealed_only_if_it_contains_the_name(
+        tmp_path: Path) -> None:
+    """Texts whose tokens are in the cache of derived texts for the very subjects of their
+    rows (``columns._contained_distinct``, one pass per distinct text) are sealed from it
+    only when they contain their row's personal string: after two subjects swap names, a
+    greeting that contains neither name is written as the record walk writes it (plain),
+    not as the cached token."""
+    b = _boundary(tmp_path)
+    h = b.keys.handle
+
+    def rows(names: dict[str, str], greet: dict[str, str]) -> list[Any]:
+        tagged = {s: tag(n, h(s), "name", None) for s, n in names.items()}
+        return [(s, {"user_id": s, "name": tagged[s], "greeting": f"Dear {greet[s]}"},
+                 1, i, None) for i, s in enumerate(["u1", "u2"] * 3)]
+
+    def same(data: list[Any]) -> list[Any]:
+        b._seen.clear()
+        cols = protect_batch(b, "out", Batch.from_rows(data))
+        assert cols is not None
+        b._seen.clear()
+        walked = b.protect("out", data)
+        assert cols.rows() == walked
+        return walked
+
+    names = {"u1": "Bob", "u2": "Ann"}
+    first = same(rows(names, names))  # cold, then from the cache
+    assert same(rows(names, names)) == first
+    assert b._derived["greeting"]["Dear Bob"][0] == h("u1")
+    swapped = same(rows({"u1": "Ann", "u2": "Bob"}, names))  # "Dear Bob" is u1's, no Bob
+    assert {r[1]["greeting"] for r in swapped} == {"Dear Bob", "Dear Ann"}

@@ -190,6 +190,10 @@ class Boundary:
         #: (:func:`~workbench.privacy.columns._tag_source`). Bounded by ``_CACHE_MAX`` each.
         #: A private log keeps its own (tagged values without tokens, made without keys).
         self._by_field: dict[str, dict[str, Any]] = caches[3] if seal else caches[4]
+        #: a field -> {plain text that contains a personal string: (the handle of the
+        #: subject it was sealed for, its token)}: ``f"Dear {name}"`` seen again costs a
+        #: lookup by its text (:func:`~workbench.privacy.columns._contained_distinct`)
+        self._derived: dict[str, dict[str, tuple[bytes, str]]] = caches[5]
         #: values of columns left encrypted that were checked (:mod:`workbench.privacy.lazy`),
         #: also shared by the boundaries of the key store object
         self._passed: list[Any] = keys.passed

@@ -217,6 +217,9 @@ def _gone(found: dict[bytes, Any]) -> set[bytes]:
 
 _handle_of = attrgetter("_wb_h")
 _token_of = attrgetter("_wb_t")
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+_NO_TOKEN = (None, None)  # a text not in the cache of derived texts
 
 
 def _parser() -> Any:
@@ -246,9 +249,14 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     records: list[Any] | None = None
     values: StructValues | None = None
     cols_in: dict[str, Any] | None = None
+    ordered = False  # every record has the first one's fields in its order
     if isinstance(batch.values, ObjectValues) and isinstance(batch.keys, np.ndarray):
         records = batch.values.arr.tolist()
-        cols_in = _dict_columns(records)  # one pass, no conversion: replaced in copies
+        if columns and not keep:  # handed over as columns: those of one order only
+            cols_in = _ordered_columns(records)
+            ordered = cols_in is not None
+        if not ordered:
+            cols_in = _dict_columns(records)  # one pass, no conversion: replaced in copies
     if cols_in is None:
         records = None
         values = _struct(batch)
@@ -364,7 +372,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         b._fill_sealed(w)
     n = len(batch)
     sealed: StructValues | ObjectValues
-    struct = _as_struct(records, cols_in, new, n, names, kinds) \
+    struct = _as_struct(records, cols_in, new, n, names, kinds, ordered) \
         if columns and not keep and records is not None else None
     if struct is not None:  # stored as columns: the driver's own layout, no copies
         sealed = struct
@@ -452,15 +460,16 @@ def _replaced(records: list[dict[str, Any]], cols: dict[str, Any]) -> list[dict[
 
 def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
                new: dict[str, list[Any]], n: int, personal: tuple[str, ...],
-               kinds: dict[str, set[type]] | None = None) -> StructValues | None:
+               kinds: dict[str, set[type]] | None = None,
+               ordered: bool = False) -> StructValues | None:
     """The sealed ``records`` as the columns a driver that stores dict values as columns
     makes of them (``ObjectValues.to_struct``, with Arrow strings when pandas' are, but not
     for the columns holding tokens: a read reveals them), when every record has the fields
-    of the first in its order. ``kinds``: the value types of the columns ``cols`` (lists);
-    a sealed column (``new``) holds tokens, so it is an object column as ``column`` makes
-    it."""
+    of the first in its order (``ordered``: known, :func:`_ordered_columns` made ``cols``).
+    ``kinds``: the value types of the columns ``cols`` (lists); a sealed column (``new``)
+    holds tokens, so it is an object column as ``column`` makes it."""
     names = tuple(cols)
-    if set(map(tuple, records)) != {names}:
+    if not ordered and set(map(tuple, records)) != {names}:
         return None
     from ..runtime.batch import struct_column
     from ..runtime.strings import arrow_is_pandas_string
@@ -470,6 +479,23 @@ def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
                cols[f], arrow and f not in personal, kinds.get(f) if kinds else None)
            for f in names}
     return StructValues(out, None, n)
+
+
+def _ordered_columns(records: list[Any]) -> dict[str, list[Any]] | None:
+    """The fields of ``records`` as lists when every record is a dict with the fields of the
+    first in its order (what :func:`_as_struct` hands over as columns), else ``None``: the
+    order checked by one set of field tuples (as ``ObjectValues.to_struct``), the values
+    taken by one transposition (cheaper than a pass per field)."""
+    first = records[0] if records else None
+    if first.__class__ is not dict or not first:
+        return None
+    names = tuple(first)
+    if set(map(type, records)) != _DICT or set(map(tuple, records)) != {names}:
+        return None
+    return dict(zip(names, map(list, zip(*map(dict.values, records)))))
+
+
+_DICT = frozenset({dict})
 
 
 def stored_columns(b: Boundary, batch: Batch) -> Batch:
@@ -755,7 +781,9 @@ def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any]
                         new: dict[str, list[Any]]) -> bool:
     """:func:`_contained_strings` by distinct texts; False (nothing done) when a text has
     different personal strings in different rows, or a subject has no key (the row path
-    writes its markers)."""
+    writes its markers). A text sealed before for the same subject takes its token from the
+    cache of derived texts (``Boundary._derived``: by text, a lookup of a string whose hash
+    is cached instead of a tuple key), the subjects' state asked as for every token."""
     pair = dict(zip(lst, plist))  # each text with the personal string of its last row
     if not all(map(is_, map(pair.__getitem__, lst), plist)):
         return False
@@ -772,18 +800,32 @@ def _contained_distinct(b: Boundary, name: str, lst: list[Any], plist: list[Any]
             return True
         xs = list(map(texts.__getitem__, idx))
         hs = list(map(_handle_of, map(ps.__getitem__, idx)))
-    cache = b._sealed
-    if len(cache) > _CACHE_MAX:
-        cache.clear()
-    toks = list(map(cache.get, zip(hs, repeat(name), repeat(str), xs)))
+    # the texts sealed before, by text (a str key with its hash cached, not a tuple): their
+    # tokens when they were sealed for the same subject (deterministic tokens: the same
+    # (subject, field, text) gives the same token)
+    derived = b._derived.get(name)
+    if derived is None or len(derived) > _CACHE_MAX:
+        derived = b._derived[name] = {}
+    got = list(map(derived.get, xs, repeat(_NO_TOKEN)))
+    toks = list(map(_SECOND, got))
+    if list(map(_FIRST, got)) != hs:  # a text not seen, or seen for another subject
+        toks = [t if g[0] == h else None for t, g, h in zip(toks, got, hs)]
     if None in toks or not b.keys.all_live(hs):
         found = b.keys.keys_for(set(hs), create=b.seal)
         if _gone(found):
             return False
+        cache = b._sealed
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
         for j, t in enumerate(toks):
             if t is None:
-                ck = (hs[j], name, str, xs[j])
-                toks[j] = cache[ck] = found[hs[j]].seal(xs[j], name)
+                h, x = hs[j], xs[j]
+                ck = (h, name, str, x)
+                t = cache.get(ck)
+                if t is None:
+                    t = cache[ck] = found[h].seal(x, name)
+                toks[j] = t
+                derived[x] = (h, t)
     sealed = dict(zip(xs, toks))
     out = new.get(name)
     if out is None:

@@ -104,11 +104,13 @@ class KeyStore:
         self._handles: dict[bytes, bytes] = {}
         self._by_id: dict[Any, bytes] = {}  # plain str/int subject ids (handles_of)
         #: the token caches of the boundaries using this store (``boundary.Boundary``):
-        #: ``(sealed, opened, seen, by field, by field unsealed)``; the last two: a declared
-        #: source's field -> {plaintext: its tagged value, with subject handle and token} for
-        #: sealing boundaries, and the same without tokens for private in-process logs
-        #: (``columns._tag_source``)
-        self.token_caches: tuple[dict[Any, Any], ...] = ({}, {}, {}, {}, {})
+        #: ``(sealed, opened, seen, by field, by field unsealed, derived)``; by field: a
+        #: declared source's field -> {plaintext: its tagged value, with subject handle and
+        #: token} (``columns._tag_source``), for sealing boundaries; by field unsealed: the
+        #: same without tokens, for private in-process logs; derived: a field -> {text
+        #: containing a personal string: (its subject's handle, its token)}
+        #: (``columns._contained_distinct``)
+        self.token_caches: tuple[dict[Any, Any], ...] = ({}, {}, {}, {}, {}, {})
         #: forgotten handles known to this process, and the start of their tokens
         #: (:meth:`tombstone_marks`); listed from the backend again after ``ttl`` seconds
         self._marks: set[str] = set()
