@@ -372,8 +372,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         b._fill_sealed(w)
     n = len(batch)
     sealed: StructValues | ObjectValues
-    struct = _as_struct(records, cols_in, new, n, names, kinds, ordered) \
-        if columns and not keep and records is not None else None
+    struct = _as_struct(cols_in, new, n, names, kinds) if ordered else None
     if struct is not None:  # stored as columns: the driver's own layout, no copies
         sealed = struct
     elif records is not None:  # kept as records: what the log held before
@@ -458,26 +457,22 @@ def _replaced(records: list[dict[str, Any]], cols: dict[str, Any]) -> list[dict[
     return out
 
 
-def _as_struct(records: list[dict[str, Any]], cols: dict[str, Any],
-               new: dict[str, list[Any]], n: int, personal: tuple[str, ...],
-               kinds: dict[str, set[type]] | None = None,
-               ordered: bool = False) -> StructValues | None:
-    """The sealed ``records`` as the columns a driver that stores dict values as columns
+def _as_struct(cols: dict[str, Any], new: dict[str, list[Any]], n: int,
+               personal: tuple[str, ...],
+               kinds: dict[str, set[type]] | None = None) -> StructValues:
+    """Records of one field order, taken apart by :func:`_ordered_columns` (``cols``), with
+    the sealed columns ``new``, as the columns a driver that stores dict values as columns
     makes of them (``ObjectValues.to_struct``, with Arrow strings when pandas' are, but not
-    for the columns holding tokens: a read reveals them), when every record has the fields
-    of the first in its order (``ordered``: known, :func:`_ordered_columns` made ``cols``).
-    ``kinds``: the value types of the columns ``cols`` (lists); a sealed column (``new``)
-    holds tokens, so it is an object column as ``column`` makes it."""
-    names = tuple(cols)
-    if not ordered and set(map(tuple, records)) != {names}:
-        return None
+    for the columns holding tokens: a read reveals them). ``kinds``: the value types of the
+    columns ``cols`` (lists); a sealed column (``new``) holds tokens, so it is an object
+    column as ``column`` makes it."""
     from ..runtime.batch import struct_column
     from ..runtime.strings import arrow_is_pandas_string
 
     arrow = arrow_is_pandas_string()
     out = {f: obj_array(new[f], n) if f in new else struct_column(
                cols[f], arrow and f not in personal, kinds.get(f) if kinds else None)
-           for f in names}
+           for f in cols}
     return StructValues(out, None, n)
 
 
@@ -503,18 +498,16 @@ def stored_columns(b: Boundary, batch: Batch) -> Batch:
     ``PrivateDriver._clean``) as the columns a driver that stores dict values as columns
     makes of them, except that the personal-named fields stay Python objects: they hold
     tokens, which a read reveals (no Arrow copy of ciphertext), as :func:`_as_struct` does
-    for protected records. ``batch`` itself when its records are not dicts of one shape."""
+    for protected records. ``batch`` itself when its records are not dicts of one field
+    order (the driver keeps those as records too)."""
     values = batch.values
     if values.__class__ is not ObjectValues or not len(batch):
         return batch
-    records = values.arr.tolist()
-    cols = _dict_columns(records)
+    cols = _ordered_columns(values.arr.tolist())
     if cols is None:
         return batch
-    struct = _as_struct(records, cols, {}, len(batch), b.names)
-    if struct is None:
-        return batch
-    return Batch(batch.keys, struct, batch.ts, batch.seq, batch.headers, batch.time_field)
+    return Batch(batch.keys, _as_struct(cols, {}, len(batch), b.names), batch.ts, batch.seq,
+                 batch.headers, batch.time_field)
 
 
 def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str],
