@@ -46,7 +46,7 @@ import numpy as np
 
 from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
 from .crypto import PREFIX
-from .keystore import FORGOTTEN
+from .keystore import FORGOTTEN, has_tombstone
 from .spec import ERASED
 from .tags import TAGGED, PersonalStr, tag
 from .vouch import vouch, vouch_keys, vouch_unsealed
@@ -329,7 +329,7 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     if not b.seal:
         handles.update(*(tagged_handles(lst, types) for name, lst, types in tagged
                          if name not in live))
-        if hits or _any_forgotten(b, handles):
+        if hits or not b.keys.none_forgotten(handles):
             return None  # plain strings that are personal values, or values to erase: the walk
         handles.update(next(iter(live.values()), ()))  # (_tag_source's: none forgotten)
     for name, lst, types in tagged:
@@ -400,13 +400,6 @@ def tagged_handles(lst: list[Any], types: set[type]) -> Any:
     if types <= TAGGED:
         return map(_handle_of, lst)
     return (x._wb_h for x in lst if x.__class__ in TAGGED)
-
-
-def _any_forgotten(b: Boundary, handles: set[bytes]) -> bool:
-    """True when a subject of ``handles`` is forgotten (a subject with no key is not: a
-    private log makes none)."""
-    return bool(handles) and any(
-        sk is FORGOTTEN for sk in b.keys.keys_for(handles, create=False).values())
 
 
 def _only_protected(values: set[Any], types: set[type] | None = None) -> bool:
@@ -597,9 +590,7 @@ def _live(b: Boundary, found: dict[bytes, Any]) -> bool:
     """True when every subject of ``found`` (:meth:`KeyStore.keys_for`'s answer) can have its
     values tagged as they are: it has a key (sealing), or is not forgotten (a private log,
     which makes no keys)."""
-    if b.seal:
-        return not _gone(found)
-    return not any(map(is_, found.values(), repeat(FORGOTTEN)))
+    return not _gone(found) if b.seal else not has_tombstone(found)
 
 
 def _subject_handles(b: Boundary, col: Any) -> tuple[list[Any] | None, dict[Any, bytes]]:

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from itertools import repeat
 from operator import is_, itemgetter
 from typing import Any
@@ -32,7 +32,7 @@ from .crypto import PREFIX, TOKEN_VERSION, SubjectKey
 from .master import MasterKey, master_key
 from .stores import FORGOTTEN, KeyBackend, open_backend
 
-__all__ = ["FORGOTTEN", "KeyStore", "epoch", "subject_text", "token_mark"]
+__all__ = ["FORGOTTEN", "KeyStore", "epoch", "has_tombstone", "subject_text", "token_mark"]
 
 #: reserved handle of the index key (an HMAC never yields 16 zero bytes in practice)
 _INDEX = bytes(16)
@@ -59,6 +59,11 @@ def subject_text(subject: Any) -> bytes:
         return subject
     return str.__str__(subject).encode("utf-8") if isinstance(subject, str) else \
         str(subject).encode("utf-8")
+
+
+def has_tombstone(found: Mapping[bytes, Any]) -> bool:
+    """True when an answer of :meth:`KeyStore.keys_for` holds a forgotten subject."""
+    return any(map(is_, found.values(), repeat(FORGOTTEN)))
 
 
 class KeyStore:
@@ -231,20 +236,22 @@ class KeyStore:
         A forget through any ``KeyStore`` of this process removes the handle at once."""
         return time.monotonic() < self._fresh_until and self._live.issuperset(handles)
 
-    def none_forgotten(self, handles: Collection[bytes], memo: list[Any]) -> bool:
+    def none_forgotten(self, handles: Collection[bytes], memo: list[Any] | None = None) -> bool:
         """True when no subject of ``handles`` is forgotten (a subject without a key is not:
         a private log makes none), as :meth:`keys_for` answers. ``memo``: a list kept with
         ``handles`` (empty at first); a True answer is noted there and given again without a
         pass over ``handles`` until a forget through a ``KeyStore`` of this process, a
         :meth:`clear_cache`, or the first cached entry expiring (the ``ttl`` bound) could
         make :meth:`keys_for` answer otherwise."""
+        if not handles:
+            return True
         stamp = (self, _epoch[0], self._cleared)
         if memo and memo[0] == stamp and time.monotonic() < memo[1]:
             return True
-        found = self.keys_for(handles, create=False)
-        if any(map(is_, found.values(), repeat(FORGOTTEN))):
+        if has_tombstone(self.keys_for(handles, create=False)):
             return False
-        memo[:] = [stamp, self._fresh_until]
+        if memo is not None:
+            memo[:] = [stamp, self._fresh_until]
         return True
 
     def tombstone_marks(self) -> frozenset[str] | set[str] | None:

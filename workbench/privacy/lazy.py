@@ -28,7 +28,6 @@ import numpy as np
 from ..runtime.batch import Batch, ObjectValues, StructValues, obj_array
 from .columns import (
     _SCALARS,
-    _any_forgotten,
     _dict_columns,
     _gone,
     _handle_of,
@@ -152,7 +151,7 @@ def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
         if tagged:
             handles.update(tagged_handles(col, kinds))
             opened = opened or name in reads
-    if _any_forgotten(b, handles):
+    if not b.keys.none_forgotten(handles):
         return None  # a forgotten subject's values: the walk erases them
     return batch, opened
 
