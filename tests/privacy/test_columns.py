@@ -36,6 +36,18 @@ def _same(a: list[Any], b: list[Any]) -> None:
                 assert (x._wb_h, x._wb_f) == (y._wb_h, y._wb_f)
 
 
+def _as_walked(b: Boundary, rows: list[Any], **kwargs: Any) -> tuple[Batch, list[Any]]:
+    """(the column path's batch, the record walk's records) for ``rows`` written to "out",
+    each from an empty "seen" cache; the two must be equal."""
+    b._seen.clear()
+    cols = protect_batch(b, "out", Batch.from_rows(rows), **kwargs)
+    assert cols is not None
+    b._seen.clear()
+    walked = b.protect("out", rows)
+    assert cols.rows() == walked
+    return cols, walked
+
+
 def _people(b: Boundary, n: int) -> list[Any]:
     """Records as a pipeline holds them after a read: personal fields tagged (some with the
     token they were read with, some made in the pipeline), derived strings, None values."""
@@ -275,12 +287,7 @@ def test_strings_containing_a_personal_string_equal_the_record_walk(
     b.protect("out", rows[:1])  # makes the keys
     wb.forget("u4", keys=b.keys)
     for _ in range(2):  # token cache cold, then warm
-        b._seen.clear()
-        cols = protect_batch(b, "out", Batch.from_rows(rows))
-        assert cols is not None
-        b._seen.clear()
-        walked = b.protect("out", rows)
-        assert cols.rows() == walked
+        walked = _as_walked(b, rows)[1]
     greetings = [r[1]["greeting"] for r in walked]
     for r, g in zip(rows, greetings):
         if not r[1]["greeting"].startswith("Dear"):
@@ -356,12 +363,8 @@ def test_records_for_a_driver_storing_columns_are_handed_over_as_columns(
     swapped = [(k, dict(reversed(list(v.items()))) if i == 3 else v, *rest)
                for i, (k, v, *rest) in enumerate(rows)]
     for data, layout in ((rows, StructValues), (swapped, ObjectValues)):
-        b._seen.clear()
-        out = protect_batch(b, "out", Batch.from_rows(data), columns=True)
-        assert out is not None and out.values.__class__ is layout
-        b._seen.clear()
-        walked = b.protect("out", data)
-        assert out.rows() == walked
+        out, walked = _as_walked(b, data, columns=True)
+        assert out.values.__class__ is layout
         assert [list(r[1]) for r in out.rows()] == [list(r[1]) for r in walked]
 
 
@@ -416,13 +419,7 @@ def test_a_derived_text_seen_for_another_subject_is_sealed_for_its_own(tmp_path:
 
     tokens = {}
     for s in ("u1", "u2", "u1", "u1"):  # cold, another subject, back, cached for this one
-        data = rows(s)
-        b._seen.clear()
-        cols = protect_batch(b, "out", Batch.from_rows(data))
-        assert cols is not None
-        b._seen.clear()
-        walked = b.protect("out", data)
-        assert cols.rows() == walked
+        walked = _as_walked(b, rows(s))[1]
         tokens[s] = {r[1]["greeting"] for r in walked}
         assert b._derived["greeting"]["Dear Ann Smith"] == (h(s), *tokens[s])
     assert tokens["u1"] != tokens["u2"]
@@ -437,11 +434,7 @@ def test_records_with_a_missing_value_for_a_driver_storing_columns(tmp_path: Pat
     rows = _people(b, 12)
     assert any(r[1] is None for r in rows[1:])
     for data in (rows, rows[10:] + rows[:10]):  # a None in the middle, and first
-        b._seen.clear()
-        out = protect_batch(b, "out", Batch.from_rows(data), columns=True)
-        assert out is not None
-        b._seen.clear()
-        assert out.rows() == b.protect("out", data)
+        _as_walked(b, data, columns=True)
 
 
 def test_a_derived_text_cached_for_its_subject_is_sealed_only_if_it_contains_the_name(
@@ -459,18 +452,10 @@ def test_a_derived_text_cached_for_its_subject_is_sealed_only_if_it_contains_the
         return [(s, {"user_id": s, "name": tagged[s], "greeting": f"Dear {greet[s]}"},
                  1, i, None) for i, s in enumerate(["u1", "u2"] * 3)]
 
-    def same(data: list[Any]) -> list[Any]:
-        b._seen.clear()
-        cols = protect_batch(b, "out", Batch.from_rows(data))
-        assert cols is not None
-        b._seen.clear()
-        walked = b.protect("out", data)
-        assert cols.rows() == walked
-        return walked
-
     names = {"u1": "Bob", "u2": "Ann"}
-    first = same(rows(names, names))  # cold, then from the cache
-    assert same(rows(names, names)) == first
+    first = _as_walked(b, rows(names, names))[1]  # cold, then from the cache
+    assert _as_walked(b, rows(names, names))[1] == first
     assert b._derived["greeting"]["Dear Bob"][0] == h("u1")
-    swapped = same(rows({"u1": "Ann", "u2": "Bob"}, names))  # "Dear Bob" is u1's, no Bob
+    # "Dear Bob" is u1's, but u1 has no Bob now
+    swapped = _as_walked(b, rows({"u1": "Ann", "u2": "Bob"}, names))[1]
     assert {r[1]["greeting"] for r in swapped} == {"Dear Bob", "Dear Ann"}
