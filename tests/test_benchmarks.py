@@ -162,14 +162,16 @@ def test_privacy_compares_both_sides(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(sys, "argv", ["privacy.py", "--events", "2000", "--repeat", "1"])
     privacy.main()
     out = capsys.readouterr().out
-    assert "private memory://" in out and "DIFFER" not in out
+    assert "private memory://" in out and "private, expressions" in out
+    assert "DIFFER" not in out
     p1 = privacy.p1
 
-    def fewer(keys: object = None, greet: bool = False, suffix: str = "") -> object:
+    def fewer(keys: object = None, greet: bool = False, suffix: str = "",
+              expr: bool = False) -> object:
         import workbench as wb
 
         if keys is None:
-            return p1(keys, greet, suffix)
+            return p1(keys, greet, suffix, expr)
         p = wb.Pipeline(f"bench-privacy-p1{suffix}", keys=keys)
         (p.source(f"events{suffix}", key="user_id", time="ts",
                   personal=wb.Personal(subject="user_id", fields=["email", "name", "ip"]))

@@ -243,6 +243,9 @@ def _str(a: Any, fn: str, args: tuple[Any, ...], n: int) -> Any:
                                                                     count=len(out))
 
 
+_SCALAR_TYPES = frozenset({int, float, bool, str})
+
+
 def _eval(e: Expr, get: Getter, n: int) -> Any:
     op, args = e.op, e.args
     if op == "col":
@@ -293,7 +296,9 @@ def _eval(e: Expr, get: Getter, n: int) -> Any:
 def _as_array(a: Any, n: int) -> np.ndarray:
     if isinstance(a, np.ndarray):
         return a
-    if a is None or not isinstance(a, int | float | bool | str):
+    if a is None or not (a.__class__ in _SCALAR_TYPES or isinstance(a, np.generic)):
+        # (a subclass of str or int, such as a personal value's tagged class or an enum,
+        # stays the object it is: a typed array would keep its plain value only)
         out = np.empty(n, dtype=object)
         out.fill(a)
         return out

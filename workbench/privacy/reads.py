@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LazyPlan", "function_reads", "plan_reads"]
+__all__ = ["LazyPlan", "expr_reads", "function_reads", "plan_reads"]
 
 #: builtins a step may call and still be "pure" (cannot bring in values from elsewhere)
 _PURE_BUILTINS = frozenset({
@@ -264,8 +264,10 @@ def _follow(fn: types.FunctionType, code: types.CodeType, arg: str) -> Reads:
 
 
 # ======================================================================== plan analysis
-_STEP_OPS = frozenset({"map", "filter", "flat_map", "peek", "key_by", "group_by"})
-_PASS_OPS = frozenset({"source", "repartition_source", "merge", "sink", "repartition_sink"})
+_STEP_OPS = frozenset({"map", "filter", "flat_map", "peek", "key_by", "group_by", "assign",
+                       "select", "rename", "drop", "split"})
+_PASS_OPS = frozenset({"source", "repartition_source", "merge", "sink", "repartition_sink",
+                       "branch"})
 _SINK_OPS = frozenset({"sink", "repartition_sink"})
 
 
@@ -285,12 +287,62 @@ class LazyPlan:
 
 
 def _step_reads(op: str, params: dict[str, Any]) -> Reads | None:
-    if params.get("expr") is not None or params.get("with_record"):
+    if params.get("with_record"):
         return None
+    if op in ("assign", "select"):
+        return _all_reads([expr_reads(e) for e in params["exprs"].values()])
+    if op in ("rename", "drop"):
+        return Reads(frozenset(), True)  # fields moved or dropped, their values not looked at
+    if op == "split":
+        return _all_reads([expr_reads(p) if _is_expr(p) else function_reads(p)
+                           for p in params["branches"].values()])
+    if params.get("expr") is not None:
+        return expr_reads(params["expr"])
     if op in ("key_by", "group_by") and params.get("field") is not None:
         return Reads(frozenset([params["field"]]), True)
     fn = params.get("fn")
     return function_reads(fn) if fn is not None else None
+
+
+def _is_expr(x: Any) -> bool:
+    from ..expressions import Expr
+
+    return isinstance(x, Expr)
+
+
+#: the literal types an expression may hold and still be "pure" (``Reads.pure``)
+_PLAIN_LITERALS = frozenset({str, int, float, bool, type(None), type})
+
+
+def expr_reads(e: Any) -> Reads:
+    """What a column expression (``wb.col(...)``, or a constant for ``assign``) reads: the
+    fields it names (:meth:`~workbench.expressions.Expr.columns`, exactly: an expression
+    reads nothing else). It is pure unless a literal is other than a plain scalar (a tagged
+    personal value, an object)."""
+    if not _is_expr(e):
+        return Reads(frozenset(), e.__class__ in _PLAIN_LITERALS)
+    return Reads(frozenset(e.columns()), _plain_literals(e.args))
+
+
+def _plain_literals(args: Iterable[Any]) -> bool:
+    for a in args:
+        if _is_expr(a):
+            if not _plain_literals(a.args):
+                return False
+        elif a.__class__ in (tuple, list, frozenset, set):
+            if not _plain_literals(a):
+                return False
+        elif a.__class__ not in _PLAIN_LITERALS:
+            return False
+    return True
+
+
+def _all_reads(parts: list[Reads | None]) -> Reads | None:
+    """The reads of a step made of several parts (``None`` when one may read anything)."""
+    if any(r is None for r in parts):
+        return None
+    done = [r for r in parts if r is not None]
+    return Reads(frozenset().union(*(r.fields for r in done)), all(r.pure for r in done))
 
 
 def _source_reads(spec: Any, personal: Any) -> Reads | None:
