@@ -265,8 +265,9 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
         cols_in = values.cols
     from_seen: set[str] = set()  # columns of values taken from "seen" (_tag_source)
     live: dict[str, frozenset[bytes]] = {}  # columns tagged by _tag_source: their subjects, live
+    kinds: dict[str, set[type]] = {}  # each list column's value types (for _as_struct)
     if spec is not None:  # inputs of a declared source: their plaintext personal fields
-        cols_in = _tag_source(b, spec, cols_in, from_seen, live)
+        cols_in = _tag_source(b, spec, cols_in, from_seen, live, kinds)
         if cols_in is None:
             return None
     seen = b._seen
@@ -281,7 +282,6 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     strs: dict[str, list[Any]] = {}  # the columns that may hold tokens (see vouch.py)
     tokens = False  # (unsealed, kept: a string column holds a token or a marker)
     hits: list[tuple[str, list[Any]]] = []  # plain strings equal to a personal one seen lately
-    kinds: dict[str, set[type]] = {}  # each list column's value types (for _as_struct)
     for name, col in cols_in.items():
         if name.__class__ is not str:
             return None
@@ -293,7 +293,9 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
             lst = col.tolist()
         else:
             lst = col
-        types = kinds[name] = set(map(type, lst))
+        types = kinds.get(name)  # (known for the columns _tag_source took from its caches)
+        if types is None:
+            types = kinds[name] = set(map(type, lst))
         if types <= _SCALARS:
             if str not in types:
                 if name in names and not types <= {_NONE}:
@@ -504,13 +506,15 @@ def stored_columns(b: Boundary, batch: Batch) -> Batch:
 
 
 def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str],
-                live_out: dict[str, frozenset[bytes]]) -> dict[str, Any] | None:
+                live_out: dict[str, frozenset[bytes]],
+                kinds_out: dict[str, set[type]] | None = None) -> dict[str, Any] | None:
     """``cols`` (lists or arrays) with a declared source's plaintext personal fields tagged
     with the subject of their record (``None``: the record walk decides; when a subject is
     missing or not a plain id, a field holds other types, or tokens and plaintext are
     mixed). The fields whose values were taken from the values seen lately are added to
     ``from_seen``; on a private log, when no subject of the batch is forgotten, ``live_out``
-    gets each field tagged, with the handles of the batch's subjects."""
+    gets each field tagged, with the handles of the batch's subjects; ``kinds_out`` gets the
+    value types of the fields taken whole from a cache (every value a ``PersonalStr``)."""
     if not isinstance(spec.subject, str) or spec.subject not in cols:
         return None
     subjects: list[Any] | None = None
@@ -547,6 +551,8 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str
                         rows = list(map(handles.__getitem__, subjects))
                     if list(map(_handle_of, tv)) == rows:
                         new[f] = tv  # (plaintext checked when they were tagged)
+                        if kinds_out is not None:  # (the caches hold PersonalStr for str)
+                            kinds_out[f] = {PersonalStr}
                         continue
         if str in types and _has_protected(set(lst)):
             return None
@@ -569,6 +575,8 @@ def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str
                             None not in map(_token_of, tv):
                         new[f] = tv
                         from_seen.add(f)
+                        if kinds_out is not None:
+                            kinds_out[f] = {PersonalStr}
                         continue
             new[f] = list(_seal_pairs(b, f, found, handles, subjects, lst,
                                       by_field if live and types == _STR else None))
