@@ -263,6 +263,48 @@ def test_an_expression_with_a_value_from_outside_is_not_pure(tmp_path: Path) -> 
     assert plain.clean["out"] == {"signups"}
 
 
+def test_function_reads_lists_the_fields_a_function_may_set() -> None:
+    sets = {
+        (lambda e: {**e, "c": round(e["amount"] * 100)}): {"c"},
+        (lambda e: {"a": 1, "b": 2, **e}): {"a", "b"},
+        (lambda e: {**e, "x": {"inner": 1}}): {"x", "inner"},
+        (lambda e: e["amount"] > 0): set(),
+        (lambda e: e): set(),
+    }
+    for fn, fields in sets.items():
+        got = function_reads(fn)
+        assert got is not None and got.writes == fields, fn
+    unknown = [lambda e: {**e, **e.get("extra")}, lambda e: {**e, e["k"]: 1}]
+    for fn in unknown:
+        got = function_reads(fn)
+        assert got is not None and got.writes is None, fn
+
+
+@pytest.mark.parametrize("how", ["lambda", "expression", "rename"])
+def test_a_value_set_in_a_personal_named_field_is_sealed_on_a_clean_topic(
+        tmp_path: Path, how: str) -> None:
+    """A pure step that reads no personal field but sets a field with a personal name
+    (``{**e, "email": ...}``, ``assign(email=...)``, ``rename(x="email")``) writes a topic
+    that still gets the protection pass: the field-name rule seals what it puts there under
+    the record's subject, and the subject's forget erases it."""
+    keys = _keys(tmp_path)
+    rows = people(6)
+    build = {
+        "lambda": lambda s: s.map(lambda e: {**e, "email": str(e["amount"])}),
+        "expression": lambda s: s.assign(email=wb.col("amount").cast(str)),
+        "rename": lambda s: s.drop("email").assign(note=wb.col("amount").cast(str))
+                            .rename(note="email"),
+    }[how]
+    run, drv = _expr_run(keys, rows, build)
+    assert "out" not in run.driver.lazy.clean
+    raw = _raw(drv, "out")
+    assert len(raw) == 6 and all(v["email"].startswith(PREFIX) for v in raw)
+    assert run.frame("out")["email"].tolist() == [str(r["amount"]) for r in rows]
+    keys.forget("u2")
+    frame = run.frame("out").set_index("user_id")
+    assert frame.loc["u2", "email"] == wb.ERASED and frame.loc["u3", "email"] == "4.5"
+
+
 def _expr_pipeline(keys: Any, build: Any) -> wb.Pipeline:
     p = wb.Pipeline("lazy-expr-plan", keys=keys)
     build(p.source("signups", key="user_id", time="ts",

@@ -76,6 +76,9 @@ class Reads:
     #: it uses nothing but its argument, constants and the builtins of ``_PURE_BUILTINS``:
     #: its results hold no value that came from elsewhere (another record, a global)
     pure: bool
+    #: the field names it may set in the records it returns (the constant keys of its dict
+    #: displays); ``None``: any (a key that is not a constant, a dict from elsewhere merged)
+    writes: frozenset[str] | None = frozenset()
 
 
 def function_reads(fn: Any) -> Reads | None:
@@ -128,6 +131,7 @@ def _follow(fn: types.FunctionType, code: types.CodeType, arg: str) -> Reads:
     at = {ins.offset: i for i, ins in enumerate(instrs)}
     reads: set[str] = set()
     pure = not code.co_freevars
+    writes: set[str] | None = set()
     seen: set[tuple[int, tuple[str, ...]]] = set()
     todo: list[tuple[int, tuple[Any, ...]]] = [(0, ())]
     fglobals = fn.__globals__
@@ -208,10 +212,17 @@ def _follow(fn: types.FunctionType, code: types.CodeType, arg: str) -> Reads:
                 _plain(pop())
                 stack.append(_X)
             elif op == "BUILD_MAP":
-                _plain(pop(2 * a))
+                items = pop(2 * a)
+                _plain(items)
+                writes = _keys_written(writes, items[0::2])
                 stack.append(_D)
             elif op == "BUILD_CONST_KEY_MAP":
-                _plain(pop(a + 1))
+                items = pop(a + 1)
+                _plain(items)
+                names = items[-1]
+                writes = _keys_written(writes, [("C", k) for k in names[1]]
+                                       if names.__class__ is tuple and names[0] == "C"
+                                       and names[1].__class__ is tuple else [None])
                 stack.append(_D)
             elif op in _BUILD:
                 _plain(pop(a))
@@ -230,8 +241,11 @@ def _follow(fn: types.FunctionType, code: types.CodeType, arg: str) -> Reads:
                     stack[-a] = _S
                 else:
                     _plain([item])
+                    if item != _D:  # a mapping from elsewhere: its keys are not known
+                        writes = None
             elif op == "MAP_ADD":
                 _plain(pop(2))
+                writes = None  # (a comprehension's keys)
             elif op == "POP_TOP":
                 pop()
             elif op == "COPY":
@@ -260,7 +274,19 @@ def _follow(fn: types.FunctionType, code: types.CodeType, arg: str) -> Reads:
             if nxt is None:
                 break
             i = nxt
-    return Reads(frozenset(reads), pure)
+    return Reads(frozenset(reads), pure, None if writes is None else frozenset(writes))
+
+
+def _keys_written(writes: set[str] | None, keys: list[Any]) -> set[str] | None:
+    """``writes`` with the keys of a dict display (symbolic stack items) added; ``None`` when
+    one of them is not a constant string."""
+    if writes is None:
+        return None
+    for k in keys:
+        if k.__class__ is not tuple or k[0] != "C" or not isinstance(k[1], str):
+            return None
+        writes.add(k[1])
+    return writes
 
 
 # ======================================================================== plan analysis
@@ -287,12 +313,29 @@ class LazyPlan:
 
 
 def _step_reads(op: str, params: dict[str, Any]) -> Reads | None:
+    """What a step reads of its records, and which of their fields it may set."""
+    got = _step_reads_any(op, params)
+    if got is None or op in _VALUE_OPS:
+        return got
+    return Reads(got.fields, got.pure)  # (a predicate's or a key's result is not a record)
+
+
+#: the steps whose results are records (the others' function results are a truth value, a
+#: key, or nothing)
+_VALUE_OPS = frozenset({"map", "flat_map", "assign", "select", "rename"})
+
+
+def _step_reads_any(op: str, params: dict[str, Any]) -> Reads | None:
     if params.get("with_record"):
         return None
     if op in ("assign", "select"):
-        return _all_reads([expr_reads(e) for e in params["exprs"].values()])
-    if op in ("rename", "drop"):
-        return Reads(frozenset(), True)  # fields moved or dropped, their values not looked at
+        got = _all_reads([expr_reads(e) for e in params["exprs"].values()])
+        return None if got is None else Reads(got.fields, got.pure,
+                                              frozenset(params["exprs"]))
+    if op == "rename":  # fields moved, their values not looked at
+        return Reads(frozenset(), True, frozenset(params["mapping"].values()))
+    if op == "drop":
+        return Reads(frozenset(), True)
     if op == "split":
         return _all_reads([expr_reads(p) if _is_expr(p) else function_reads(p)
                            for p in params["branches"].values()])
@@ -342,7 +385,9 @@ def _all_reads(parts: list[Reads | None]) -> Reads | None:
     if any(r is None for r in parts):
         return None
     done = [r for r in parts if r is not None]
-    return Reads(frozenset().union(*(r.fields for r in done)), all(r.pure for r in done))
+    writes = [r.writes for r in done]
+    return Reads(frozenset().union(*(r.fields for r in done)), all(r.pure for r in done),
+                 None if None in writes else frozenset().union(*writes))
 
 
 def _source_reads(spec: Any, personal: Any) -> Reads | None:
@@ -356,15 +401,28 @@ def _source_reads(spec: Any, personal: Any) -> Reads | None:
     return function_reads(t) if callable(t) else None
 
 
+def _personal_names(plan: Any) -> frozenset[str]:
+    """The personal field names the plan's sources declare."""
+    out: set[str] = set()
+    for st in plan.subtopologies:
+        for pn in st.nodes:
+            personal = ((pn.node.params if pn.node is not None else None) or {}).get("personal")
+            if personal is not None:
+                out.update(personal.fields)
+    return frozenset(out)
+
+
 def plan_reads(plan: Any) -> LazyPlan:
     """:class:`LazyPlan` of a compiled plan."""
     out = LazyPlan()
     writers: dict[str, list[frozenset[str] | None]] = {}
     eager: set[str] = set()
+    names = _personal_names(plan)
     for st in plan.subtopologies:
         fields: set[str] = set()
         pure = True
         ok = True
+        named = False  # a step may set a field with a personal name: the field-name rule
         for pn in st.nodes:
             params = (pn.node.params if pn.node is not None else None) or {}
             if pn.op in _STEP_OPS:
@@ -380,6 +438,7 @@ def plan_reads(plan: Any) -> LazyPlan:
                 break
             fields |= r.fields
             pure = pure and r.pure
+            named = named or r.writes is None or not names.isdisjoint(r.writes)
         inputs = frozenset(st.inputs)
         for t in st.inputs:
             if ok:
@@ -388,7 +447,7 @@ def plan_reads(plan: Any) -> LazyPlan:
                 eager.add(t)
         sinks = {pn.topic for pn in st.nodes if pn.op in _SINK_OPS and pn.topic}
         for t in sinks | set(getattr(st, "outputs", ())):
-            writers.setdefault(t, []).append(inputs if ok and pure else None)
+            writers.setdefault(t, []).append(inputs if ok and pure and not named else None)
     for t, ws in writers.items():
         if all(w is not None for w in ws):
             out.clean[t] = frozenset().union(*[w for w in ws if w is not None])
