@@ -385,9 +385,9 @@ def _all_reads(parts: list[Reads | None]) -> Reads | None:
     if any(r is None for r in parts):
         return None
     done = [r for r in parts if r is not None]
-    writes = [r.writes for r in done]
+    writes = [r.writes for r in done if r.writes is not None]
     return Reads(frozenset().union(*(r.fields for r in done)), all(r.pure for r in done),
-                 None if None in writes else frozenset().union(*writes))
+                 frozenset().union(*writes) if len(writes) == len(done) else None)
 
 
 def _source_reads(spec: Any, personal: Any) -> Reads | None:
