@@ -201,18 +201,19 @@ class Boundary:
     # ============================================================ rows or column batches
     @_gc_paused
     def protect_any(self, topic: str, data: Any, *, keep: bool = False,
-                    columns: bool = False) -> Any:
+                    columns: bool = False, source: Personal | None = None) -> Any:
         """:meth:`protect` for a list of records or a column batch (returned as the same);
         ``keep``: the driver keeps the batch and the engine reads it back; ``columns``: the
         driver stores the topic's values as columns (see
-        :func:`~workbench.privacy.columns.protect_batch`)."""
+        :func:`~workbench.privacy.columns.protect_batch`); ``source``: protect the records
+        as a declared source's inputs (a private log's sink that got them untagged)."""
         if isinstance(data, list):
-            return self.protect(topic, data)
-        fast = protect_batch(self, topic, data, keep=keep, columns=columns)
+            return self.protect(topic, data, source=source)
+        fast = protect_batch(self, topic, data, keep=keep, columns=columns, source=source)
         if fast is not None:
             return fast
         rows = data.rows()
-        out = self.protect(topic, rows)
+        out = self.protect(topic, rows, source=source)
         return data if out is rows else _as_batch(data, out)
 
     def reveal_some(self, topic: str, batch: Any, fields: frozenset[str]) -> Any:
@@ -236,11 +237,12 @@ class Boundary:
 
     # ======================================================================== protect (out)
     @_gc_paused
-    def protect(self, topic: str, records: list[Any]) -> list[Any]:
+    def protect(self, topic: str, records: list[Any], *,
+                source: Personal | None = None) -> list[Any]:
         """Records about to be written to ``topic``, with personal values encrypted."""
         if not records:
             return records
-        spec = self.sources.get(topic)
+        spec = self.sources.get(topic) if source is None else source
         if spec is not None:
             records = self._tag_plain(spec, topic, records, erase=False)
         w = _Walk()
@@ -495,6 +497,8 @@ class Boundary:
         spec = self.sources.get(topic)
         if spec is not None:
             records = self._tag_plain(spec, topic, records, erase=True)
+        elif not self.seal and self.names:
+            records = self._tag_named(topic, records)
         w = _Walk()
         out: list[Any] = []
         #: (dict, field) of values taken from the cache of opened tokens: their subjects'
@@ -694,6 +698,61 @@ class Boundary:
                             "key store %s reads as %s: is this the key store it was "
                             "written with?", self.keys.url, ERASED)
             holder[slot] = erased_key(x) if det else ERASED
+
+    def _tag_named(self, topic: str, records: list[Any]) -> list[Any]:
+        """A private log's records with a value that is not tagged in a personal-named field
+        (the field-name rule leaves it as it is there; a sink that got a declared source's
+        records as given, ``columns.defer_output``): each such value tagged with the subject
+        protect seals it for on the other drivers (the first tagged value's in the record,
+        else the one in its subject field), or the marker once that subject is forgotten.
+        Tokens, markers and ``None`` are left to the walk."""
+        names = self.names
+        todo: list[tuple[int, bytes]] = []
+        handle = self.keys.handle
+        for i, rec in enumerate(records):
+            v = rec[1]
+            if v.__class__ is not dict:
+                continue
+            for f in names:
+                x = v.get(f)
+                if x is not None and x.__class__ not in TAGGED and not (
+                        x.__class__ is str and (x.startswith(PREFIX) or _is_marker(x))):
+                    break
+            else:
+                continue
+            h = next((y._wb_h for y in v.values() if y.__class__ in TAGGED), None)
+            if h is None:
+                subject = self._record_subject(v)
+                if subject is None:
+                    continue  # (protect refuses such a record: none is written)
+                h = handle(subject)
+            todo.append((i, h))
+        if not todo:
+            return records
+        found = self.keys.keys_for({h for _i, h in todo}, create=False)
+        out = list(records)
+        for i, h in todo:
+            holder = list(records[i])
+            nv = dict(holder[1])
+            gone = found.get(h) is FORGOTTEN
+            for f in names:
+                x = nv.get(f)
+                if x is not None and x.__class__ not in TAGGED and not (
+                        x.__class__ is str and (x.startswith(PREFIX) or _is_marker(x))):
+                    nv[f] = ERASED if gone else tag(x, h, f, None)
+            holder[1] = nv
+            out[i] = tuple(holder)
+        return out
+
+    def _record_subject(self, value: dict[str, Any]) -> Any:
+        """The subject id in a record's subject field (the first declared one with a plain
+        id), else ``None``."""
+        for sf in self.subject_fields:
+            s = value.get(sf)
+            if s.__class__ in (str, int) and not (s.__class__ is str and (
+                    s.startswith(PREFIX) or _is_marker(s))):
+                return s
+        return None
 
     # ================================================================ declared sources
     def _tag_plain(self, spec: Personal, topic: str, records: list[Any], *,

@@ -49,7 +49,7 @@ from .crypto import PREFIX
 from .keystore import FORGOTTEN, has_tombstone
 from .spec import ERASED
 from .tags import TAGGED, PersonalStr, tag
-from .vouch import vouch, vouch_keys, vouch_unsealed
+from .vouch import vouch, vouch_deferred, vouch_keys, vouch_unsealed
 
 if TYPE_CHECKING:
     from .boundary import Boundary
@@ -230,7 +230,7 @@ def _parser() -> Any:
 
 # ============================================================================= protect (out)
 def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
-                  columns: bool = False) -> Batch | None:
+                  columns: bool = False, source: Any = None) -> Batch | None:
     """``batch`` with its personal values sealed, or ``None`` when the record walk is needed.
     On a private in-process log (``seal=False``) the values stay tagged plaintext: a batch
     passes when the walk would only tag a declared source's fields (no subject of it
@@ -240,10 +240,11 @@ def protect_batch(b: Boundary, topic: str, batch: Batch, *, keep: bool = False,
     the array is vouched for (:mod:`workbench.privacy.vouch`). ``columns``: the driver
     stores the topic's dict values as columns (``MemoryDriver.stores_columns``): records
     as dicts that all have the same fields in the same order are handed over as those
-    columns (what the driver would make of them) instead of as copies of the records."""
+    columns (what the driver would make of them) instead of as copies of the records.
+    ``source``: protect the records as that declared source's inputs (``Personal``)."""
     if not len(batch):
         return None
-    spec = b.sources.get(topic)
+    spec = b.sources.get(topic) if source is None else source
     if spec is not None and spec.key:
         return None
     records: list[Any] | None = None
@@ -503,6 +504,124 @@ def stored_columns(b: Boundary, batch: Batch) -> Batch:
         return batch
     return Batch(batch.keys, _as_struct(cols, {}, len(batch), b.names), batch.ts, batch.seq,
                  batch.headers, batch.time_field)
+
+
+# ================================================== private log: personal values left untagged
+def defer_input(b: Boundary, spec: Any, batch: Batch) -> Batch | None:
+    """A declared source's input batch for a private log, kept as the caller gave it (its
+    personal fields plaintext, untagged), or ``None`` (protect it as usual): the records are
+    dicts, each with a plain id in the subject field, no subject of the batch forgotten, the
+    keys plain. The array is noted (:class:`~workbench.privacy.vouch.Deferred`), so the
+    engine's read hands it over as it is to steps that carry the personal fields to their
+    sinks without looking at them (``LazyPlan.deferred``); any other read of the log tags
+    the plaintext then (the record walk of a declared source)."""
+    values = batch.values
+    if values.__class__ is not ObjectValues or not len(batch) or \
+            batch.keys.__class__ is not np.ndarray or not _plain_keys(batch.keys, b._seen):
+        return None
+    recs = values.arr.tolist()
+    if set(map(type, recs)) != _DICT:
+        return None
+    try:
+        subjects, handles = _subject_handles(b, list(map(itemgetter(spec.subject), recs)))
+    except (KeyError, TypeError):  # (a record without its subject, an unhashable subject)
+        return None
+    if subjects is None:
+        return None
+    found = frozenset(handles.values())
+    if not b.keys.none_forgotten(found) or not vouch_deferred(values.arr, spec.fields, found):
+        return None
+    return batch
+
+
+def defer_output(b: Boundary, spec: Any, batch: Batch) -> Batch | None:
+    """What the sink of a private log gets from steps that carried a declared source's
+    untagged records to it (``LazyPlan.deferred_sinks``): the batch as columns, the personal
+    fields as they were given, beside the subject field (every reveal of a private log
+    attributes a personal-named value that is not tagged to it, and erases it once that
+    subject is forgotten: ``Boundary._tag_named``; tokens and markers there are opened or
+    kept by the reveal as anywhere), or ``None`` (the protection pass decides: it tags them
+    by the same field-name rule). The subjects were checked on the way in (plain ids, none
+    forgotten: :func:`defer_input`) and the steps neither set nor move the subject field
+    (checked again: plain ids, as a batch that was tagged on the way in may have none);
+    what is checked here are the rules protect applies to a declared source's inputs, which
+    these records skipped: no other string is a token, a marker, a personal string seen
+    lately, or contains a personal string of the batch, and no other value is tagged or
+    nested."""
+    values = batch.values
+    n = len(batch)
+    if not n or batch.keys.__class__ is not np.ndarray or not _plain_keys(batch.keys, b._seen):
+        return None
+    if values.__class__ is ObjectValues:
+        cols: dict[str, Any] | None = _ordered_columns(values.arr.tolist())
+    elif values.__class__ is StructValues and values.present is None:
+        cols = dict(values.cols)
+    else:
+        return None
+    if cols is None or spec.subject not in cols:
+        return None
+    names = b.names
+    kinds: dict[str, set[type]] = {}
+    personal: list[Any] = []  # the personal columns (as they are: a reveal checks them)
+    texts: list[list[str]] = []  # the distinct strings of each other column of strings
+    for name, col in cols.items():
+        if col.__class__ is np.ndarray:
+            if col.dtype != object:
+                if col.dtype.kind in "US" or (name in names and len(col)):
+                    return None  # (numpy strings; plain personal numbers: protect tags them)
+                continue
+            if name in names:
+                personal.append(col)
+                continue
+            col = col.tolist()
+        elif col.__class__ is not list:
+            return None  # (Arrow strings)
+        if name in names:
+            personal.append(col)
+            continue
+        types = kinds[name] = set(map(type, col))
+        if name == spec.subject:
+            if not types <= _ID_TYPES or not _plain_ids(list(set(col))):
+                return None
+        elif not types <= _SCALARS:
+            return None  # tagged or nested values: protect
+        elif str in types:
+            distinct = [y for y in set(col) if y.__class__ is str]
+            if any(map(str.startswith, distinct, repeat(_PROTECTED))) or \
+                    not b._seen.keys().isdisjoint(distinct):
+                return None
+            texts.append(distinct)
+    if texts and personal and not _contains_none(texts, [
+            c.tolist() if c.__class__ is np.ndarray else c for c in personal]):
+        return None
+    if values.__class__ is StructValues:
+        return batch
+    return Batch(batch.keys, _as_struct(cols, {}, n, names, kinds), batch.ts, batch.seq,
+                 batch.headers, batch.time_field)
+
+
+_ID_TYPES = frozenset({str, int})
+#: the start of a token or of a marker (``<erased>``, ``<erased:PSEUDONYM>``)
+_PROTECTED = (PREFIX, "<erased")
+#: the containment check of :func:`defer_output` lists the substrings of the distinct texts
+#: of a column while the sum of their squared lengths stays below this
+_PARTS_MAX = 200_000
+
+
+def _contains_none(texts: list[list[str]], personal: list[list[Any]]) -> bool:
+    """True when no string of ``texts`` contains a string of the columns ``personal`` (3
+    characters or more: the containment rule's); False also when that would take a search
+    row by row (many long texts): the protection pass then decides."""
+    for distinct in texts:
+        if not distinct:
+            continue
+        if sum(map(len, distinct)) * max(map(len, distinct)) > _PARTS_MAX:
+            return False
+        parts = {x[i:j] for x in distinct for i in range(len(x) - 2)
+                 for j in range(i + 3, len(x) + 1)}
+        if not all(map(parts.isdisjoint, personal)):
+            return False
+    return True
 
 
 def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str],

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..drivers.base import Driver, Transaction
 from .boundary import Boundary
-from .columns import stored_columns
+from .columns import defer_input, defer_output, stored_columns
 from .reads import LazyPlan
 
 __all__ = ["PrivateDriver"]
@@ -43,6 +43,12 @@ class PrivateDriver(Driver):
         #: input topics a batch of which had a personal value opened (or plaintext personal
         #: values tagged): the topics they feed get the protection pass from then on
         self.opened: set[str] = set()
+        #: a private in-process log (``memory://``): the declared sources whose records cross
+        #: the engine as given, and the sinks that get them (``LazyPlan.deferred``)
+        private = lazy is not None and not boundary.seal and inner.scheme == "memory"
+        self._deferred: dict[str, Any] = dict(lazy.deferred) if private and lazy else {}
+        self._deferred_sinks: dict[str, Any] = dict(lazy.deferred_sinks) \
+            if private and lazy else {}
 
     # -- attributes of the wrapped driver --------------------------------------------------------
     @property
@@ -133,6 +139,12 @@ class PrivateDriver(Driver):
         return self.boundary.reveal_any(topic, self.inner.read_all_batch(topic))
 
     def append_batch(self, topic: str, partition: int, batch: Any) -> None:
+        spec = self._deferred.get(topic)
+        if spec is not None:
+            kept = defer_input(self.boundary, spec, batch)
+            if kept is not None:
+                self.inner.append_batch(topic, partition, kept)
+                return
         self.inner.append_batch(topic, partition,
                                 self.boundary.protect_any(topic, batch, keep=self._keeps))
 
@@ -173,6 +185,13 @@ class PrivateDriver(Driver):
         out = {}
         for (t, p), recs in outputs.items():
             as_columns = stores is not None and stores(t)
+            spec = self._deferred_sinks.get(t)
+            if spec is not None:  # (records of a declared source, untagged: see defer_output)
+                kept = None if isinstance(recs, list) or not self._clean(t) else \
+                    defer_output(self.boundary, spec, recs)
+                out[t, p] = kept if kept is not None else self.boundary.protect_any(
+                    t, recs, keep=t in read, columns=as_columns, source=spec)
+                continue
             if not self._clean(t):
                 out[t, p] = self.boundary.protect_any(t, recs, keep=t in read,
                                                       columns=as_columns)

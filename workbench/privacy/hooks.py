@@ -47,9 +47,11 @@ def attach_plan(plan: Any, driver: Any) -> Any:
                    plan)
 
 
-def attach_pipeline(pipeline: Any, driver: Any) -> Any:
-    """``driver`` through the privacy boundary of ``pipeline`` (if it has a key store)."""
-    return _attach(driver, getattr(pipeline, "_sources", {}).values())
+def attach_pipeline(pipeline: Any, driver: Any, plan: Any = None) -> Any:
+    """``driver`` through the privacy boundary of ``pipeline`` (if it has a key store);
+    with its compiled ``plan``, a private log may keep inputs that the plan's steps carry to
+    their sinks unread as they are (``LazyPlan.deferred``)."""
+    return _attach(driver, getattr(pipeline, "_sources", {}).values(), plan)
 
 
 def preview_epoch() -> int:

@@ -39,7 +39,7 @@ from .columns import (
 from .crypto import PREFIX
 from .spec import ERASED
 from .tags import TAGGED
-from .vouch import Unsealed, Vouched, keys_plain, lookup
+from .vouch import Deferred, Unsealed, Vouched, keys_plain, lookup
 
 if TYPE_CHECKING:
     from .boundary import Boundary
@@ -129,6 +129,11 @@ def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
             return None  # tagged keys, tokens or nested keys: the walk
     personal = spec.fields if spec is not None else ()
     known = lookup(values.arr)  # an array protect built for this log: checked then
+    if isinstance(known, Deferred):  # a declared source's records as given (defer_input)
+        if reads.isdisjoint(known.personal) and b.keys.none_forgotten(known.handles,
+                                                                      known.memo):
+            return batch, False
+        return None  # a step reads them, or a subject is forgotten: the walk tags, erases
     if isinstance(known, Unsealed) and known.tagged.issuperset(
             known.fields.intersection(personal)):
         if b.keys.none_forgotten(known.handles, known.memo):

@@ -310,6 +310,17 @@ class LazyPlan:
 
     reads: dict[str, frozenset[str]] = field(default_factory=dict)
     clean: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: ``{declared source topic: its Personal}`` whose records may cross the engine untagged
+    #: on a private in-process log (``PrivateDriver``): every sub-topology reading it is
+    #: followed and pure, reads no personal field, sets no personal-named field, and neither
+    #: sets, renames nor drops the subject field or renames a personal one (``select`` is not
+    #: followed for this); everything it writes is a ``sink`` that no sub-topology reads,
+    #: written only from such topics of the same ``Personal``. A personal value there is
+    #: therefore, in every output record, the one its input record had, under the same name,
+    #: beside the same subject.
+    deferred: dict[str, Any] = field(default_factory=dict)
+    #: ``{sink topic: Personal}``: the sinks those sub-topologies write
+    deferred_sinks: dict[str, Any] = field(default_factory=dict)
 
 
 def _step_reads(op: str, params: dict[str, Any]) -> Reads | None:
@@ -412,19 +423,47 @@ def _personal_names(plan: Any) -> frozenset[str]:
     return frozenset(out)
 
 
+def _moved(op: str, params: dict[str, Any]) -> frozenset[str] | None:
+    """The fields a step renames or drops (``None``: it may drop any, a ``select``)."""
+    if op == "rename":
+        return frozenset(params["mapping"])
+    if op == "drop":
+        return frozenset(params["columns"])
+    if op == "select":
+        return None
+    return frozenset()
+
+
+@dataclass
+class _Part:
+    """What :func:`plan_reads` found of one sub-topology."""
+
+    inputs: frozenset[str]
+    ok: bool = True
+    pure: bool = True
+    named: bool = False  # a step may set a field with a personal name
+    fields: set[str] = field(default_factory=set)
+    writes: set[str] | None = field(default_factory=set)
+    moved: set[str] | None = field(default_factory=set)
+    outputs: set[str] = field(default_factory=set)
+    sinks: set[str] = field(default_factory=set)  # (``sink`` steps only)
+
+
 def plan_reads(plan: Any) -> LazyPlan:
     """:class:`LazyPlan` of a compiled plan."""
     out = LazyPlan()
     writers: dict[str, list[frozenset[str] | None]] = {}
     eager: set[str] = set()
     names = _personal_names(plan)
+    parts: list[_Part] = []
+    specs: dict[str, Any] = {}  # declared source topic -> Personal
     for st in plan.subtopologies:
-        fields: set[str] = set()
-        pure = True
-        ok = True
-        named = False  # a step may set a field with a personal name: the field-name rule
+        part = _Part(frozenset(st.inputs))
+        parts.append(part)
         for pn in st.nodes:
             params = (pn.node.params if pn.node is not None else None) or {}
+            if pn.op == "source" and params.get("personal") is not None and "spec" in params:
+                specs[params["spec"].topic] = params["personal"]
             if pn.op in _STEP_OPS:
                 r = _step_reads(pn.op, params)
             elif pn.op == "source" and "spec" in params:
@@ -434,23 +473,64 @@ def plan_reads(plan: Any) -> LazyPlan:
             else:
                 r = None
             if r is None:
-                ok = False
+                part.ok = False
                 break
-            fields |= r.fields
-            pure = pure and r.pure
-            named = named or r.writes is None or not names.isdisjoint(r.writes)
-        inputs = frozenset(st.inputs)
+            part.fields |= r.fields
+            part.pure = part.pure and r.pure
+            part.named = part.named or r.writes is None or not names.isdisjoint(r.writes)
+            part.writes = None if part.writes is None or r.writes is None else \
+                part.writes | r.writes
+            moved = _moved(pn.op, params)
+            part.moved = None if part.moved is None or moved is None else part.moved | moved
         for t in st.inputs:
-            if ok:
-                out.reads[t] = frozenset(fields) | out.reads.get(t, frozenset())
+            if part.ok:
+                out.reads[t] = frozenset(part.fields) | out.reads.get(t, frozenset())
             else:
                 eager.add(t)
-        sinks = {pn.topic for pn in st.nodes if pn.op in _SINK_OPS and pn.topic}
-        for t in sinks | set(getattr(st, "outputs", ())):
-            writers.setdefault(t, []).append(inputs if ok and pure and not named else None)
+        part.sinks = {pn.topic for pn in st.nodes if pn.op == "sink" and pn.topic}
+        part.outputs = {pn.topic for pn in st.nodes if pn.op in _SINK_OPS and pn.topic} | \
+            set(getattr(st, "outputs", ()))
+        clean = part.ok and part.pure and not part.named
+        for t in part.outputs:
+            writers.setdefault(t, []).append(part.inputs if clean else None)
     for t, ws in writers.items():
         if all(w is not None for w in ws):
             out.clean[t] = frozenset().union(*[w for w in ws if w is not None])
     for t in eager:  # a topic also read by a sub-topology not analysed: every field
         out.reads.pop(t, None)
+    _defer(out, parts, specs)
     return out
+
+
+def _defer(out: LazyPlan, parts: list[_Part], specs: dict[str, Any]) -> None:
+    """Fill ``out.deferred`` and ``out.deferred_sinks`` (see :class:`LazyPlan`)."""
+    read = set().union(*(p.inputs for p in parts)) if parts else set()
+    candidates: dict[str, Any] = {}
+    for topic, spec in specs.items():
+        if spec.key or not isinstance(spec.subject, str) or topic not in out.reads:
+            continue
+        readers = [p for p in parts if topic in p.inputs]
+        keep = {spec.subject, *spec.fields}
+        if readers and all(
+                p.ok and p.pure and not p.named and p.fields.isdisjoint(spec.fields)
+                and p.writes is not None and spec.subject not in p.writes
+                and p.moved is not None and keep.isdisjoint(p.moved)
+                and p.outputs == p.sinks and p.sinks.isdisjoint(read)
+                and all(t in out.clean for t in p.sinks) for p in readers):
+            candidates[topic] = spec
+    while True:  # a sink written from a topic that is not a candidate: neither is deferred
+        sinks: dict[str, Any] = {}
+        for p in parts:
+            for topic in p.inputs & candidates.keys():
+                for t in p.sinks:
+                    sinks.setdefault(t, set()).add(topic)
+        drop = {topic for t, topics in sinks.items()
+                if not out.clean[t] <= candidates.keys()
+                or len({id(candidates[x]) for x in out.clean[t]}) > 1
+                for topic in topics}
+        if not drop:
+            break
+        for topic in drop:
+            candidates.pop(topic, None)
+    out.deferred = candidates
+    out.deferred_sinks = {t: candidates[next(iter(topics))] for t, topics in sinks.items()}

@@ -22,6 +22,14 @@ forgotten since
 (:meth:`~workbench.privacy.keystore.KeyStore.none_forgotten`, remembered until a forget or the
 ``ttl`` bound), instead of collecting the handles of every value again.
 
+A private log may also keep a declared source's records exactly as the caller gave them, their
+personal fields plaintext and not tagged, when the plan's steps carry them to its sinks
+without looking at them (``LazyPlan.deferred``): :class:`Deferred` notes such an array with
+the handles of its subjects, so the engine's read hands the records over as they are while
+none of those subjects is forgotten (the sinks then hold the plaintext beside the subject
+field; every reveal of a private log attributes a plain value in a personal-named field to
+the record's subject field, and erases it once that subject is forgotten).
+
 Only arrays that own their memory are vouched for (a view's ``base`` would cover rows that
 were not checked), and the entry goes when the array is freed (a weak reference), so an ``id``
 reused by a new array never inherits it. Nothing in workbench writes into an array or a record
@@ -42,8 +50,8 @@ import numpy as np
 
 from .crypto import PREFIX
 
-__all__ = ["Unsealed", "Vouched", "keys_plain", "lookup", "vouch", "vouch_keys",
-           "vouch_unsealed"]
+__all__ = ["Deferred", "Unsealed", "Vouched", "keys_plain", "lookup", "vouch", "vouch_deferred",
+           "vouch_keys", "vouch_unsealed"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,23 @@ class Unsealed:
     memo: list[Any]
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """What is known of an array of a private log holding a declared source's records as the
+    caller gave them (plaintext personal fields, not tagged: ``LazyPlan.deferred``): dicts
+    whose subject field holds a plain id, of the subjects ``handles``, none of them forgotten
+    when it was written."""
+
+    #: the source's personal fields (the engine's read passes them untagged only to steps
+    #: that read none of them)
+    personal: frozenset[str]
+    handles: frozenset[bytes]
+    #: KeyStore.none_forgotten's memo for ``handles``
+    memo: list[Any]
+
+
 #: id(array) -> (weak reference to it, what is known; None for a keys array without tokens)
-_VOUCHED: dict[int, tuple[Any, Vouched | Unsealed | None]] = {}
+_VOUCHED: dict[int, tuple[Any, Vouched | Unsealed | Deferred | None]] = {}
 _MARK = itemgetter(slice(0, 27))  # a token's tombstone mark (KeyStore.tombstone_marks)
 _PLAIN_KEYS = Vouched(frozenset(), frozenset(), frozenset(), frozenset())
 
@@ -80,14 +103,14 @@ def _drop(key: int, _ref: Any) -> None:
     _VOUCHED.pop(key, None)
 
 
-def _add(arr: np.ndarray, what: Vouched | Unsealed) -> None:
+def _add(arr: np.ndarray, what: Vouched | Unsealed | Deferred) -> None:
     if arr.__class__ is not np.ndarray or arr.base is not None or arr.dtype != object:
         return
     key = id(arr)
     _VOUCHED[key] = (weakref.ref(arr, functools.partial(_drop, key)), what)
 
 
-def lookup(arr: Any) -> Vouched | Unsealed | None:
+def lookup(arr: Any) -> Vouched | Unsealed | Deferred | None:
     """What is known of ``arr`` (an array or a view of one) when it was vouched for."""
     if arr.__class__ is not np.ndarray:
         return None
@@ -121,6 +144,16 @@ def vouch_unsealed(arr: np.ndarray, fields: Any, tagged: Any, handles: Any) -> N
     ``fields`` and no token, the fields ``tagged`` holding tagged values (of the subjects
     ``handles``) or ``None``, the others plain scalars."""
     _add(arr, Unsealed(frozenset(fields), frozenset(tagged), frozenset(handles), []))
+
+
+def vouch_deferred(arr: np.ndarray, personal: Any, handles: Any) -> bool:
+    """Note that ``arr`` (an array of a private log) holds a declared source's records as
+    given, with the personal fields ``personal`` untagged, of the subjects ``handles``
+    (see :class:`Deferred`). False when it cannot be noted (a view)."""
+    if arr.__class__ is not np.ndarray or arr.base is not None or arr.dtype != object:
+        return False
+    _add(arr, Deferred(frozenset(personal), frozenset(handles), []))
+    return True
 
 
 def vouch_keys(keys: Any) -> None:
