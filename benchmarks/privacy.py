@@ -38,8 +38,10 @@ after it).
 The data keys of the 10,000 subjects are made by an untimed warm-up (one-time cost per
 subject), which also fills the token caches that every pipeline on the key store object
 shares (``run`` is then the steady state of a job that has seen its subjects). The target
-(issue 16) is a ratio of at most 1.5 for ``run``. Medians of --repeat, in wall time and in
-CPU time of the process (steadier than wall time on a loaded machine).
+(issue 16) is a ratio of at most 1.5 for P1's run: ``run``, ``run, cold``, ``run,
+expressions`` and the two private cases (``append+run`` adds the producer's encryption of
+P1's input; ``run, reads name`` is not P1). Medians of --repeat, in wall time and in CPU
+time of the process (steadier than wall time on a loaded machine).
 """
 
 from __future__ import annotations
