@@ -160,7 +160,7 @@ def test_a_text_that_contains_a_personal_value_takes_the_protection_pass(
 def test_values_of_other_types_in_a_personal_field_are_erased_with_their_subject(
         tmp_path: Path) -> None:
     keys = _keys(tmp_path)
-    rows = [{**r, "ip": [10, 99, 0, i]} for i, r in enumerate(people(6))]
+    rows = [{**r, "ip": [10, 99, 0, i], "page": "/home"} for i, r in enumerate(people(6))]
     run = _pipeline(keys, _paid("lambda")).run("memory://", inputs={"signups": rows})
     keys.forget("u4")
     got = _by_user(run.frame("out"))
@@ -179,3 +179,22 @@ def test_a_value_the_field_name_rule_left_plain_in_a_private_log_is_erased_too(
     keys.forget("u4")
     got = _by_user(run.frame("out"))
     assert got["u4"]["ip"] == wb.ERASED and got["u5"]["ip"] == "25"
+
+
+def test_another_pipeline_reading_inputs_kept_as_given_gets_them_tagged(
+        tmp_path: Path) -> None:
+    """Records kept as given pass untagged only to a reader whose own plan carries them to
+    its sinks unread; another pipeline on the same log (here one that rewrites the subject
+    field) gets them tagged with their own subjects."""
+    keys = _keys(tmp_path)
+    run = _pipeline(keys, _paid("lambda")).run("memory://", inputs={"signups": people(6)})
+    q = wb.Pipeline("defer-other", keys=keys)
+    (q.source("signups", key="user_id", time="ts",
+              personal=wb.Personal(subject="user_id", fields=FIELDS))
+      .map(lambda e: {**e, "user_id": "u0", "was": e["user_id"]}).to("out2"))
+    other = q.run(run.driver.inner)
+    assert other.driver.lazy.deferred == {}
+    keys.forget("u4")
+    got = {r["was"]: r for r in other.frame("out2").to_dict("records")}
+    assert [got["u4"][f] for f in FIELDS] == [wb.ERASED] * 3
+    assert got["u5"]["email"] == "secret-mail-5@example.org"

@@ -216,12 +216,15 @@ class Boundary:
         out = self.protect(topic, rows, source=source)
         return data if out is rows else _as_batch(data, out)
 
-    def reveal_some(self, topic: str, batch: Any, fields: frozenset[str]) -> Any:
+    def reveal_some(self, topic: str, batch: Any, fields: frozenset[str], *,
+                    deferred: bool = False) -> Any:
         """``(batch, opened)`` with only the columns ``fields`` revealed (the others keep
-        their tokens), or ``None``: see :func:`workbench.privacy.lazy.reveal_lazy`."""
+        their tokens), or ``None``: see :func:`workbench.privacy.lazy.reveal_lazy`
+        (``deferred``: the reader's plan carries ``topic``'s personal fields to its sinks
+        unread, so a private log's inputs kept as given may pass as they are)."""
         from .lazy import reveal_lazy
 
-        return reveal_lazy(self, topic, batch, fields)
+        return reveal_lazy(self, topic, batch, fields, deferred=deferred)
 
     @_gc_paused
     def reveal_any(self, topic: str, data: Any) -> Any:

@@ -591,9 +591,13 @@ def defer_output(b: Boundary, spec: Any, batch: Batch) -> Batch | None:
                     not b._seen.keys().isdisjoint(distinct):
                 return None
             texts.append(distinct)
-    if texts and personal and not _contains_none(texts, [
-            c.tolist() if c.__class__ is np.ndarray else c for c in personal]):
-        return None
+    if texts and personal:
+        try:
+            if not _contains_none(texts, [c.tolist() if c.__class__ is np.ndarray else c
+                                          for c in personal]):
+                return None
+        except TypeError:  # (unhashable personal values: lists, dicts)
+            return None
     if values.__class__ is StructValues:
         return batch
     return Batch(batch.keys, _as_struct(cols, {}, n, names, kinds), batch.ts, batch.seq,

@@ -126,7 +126,8 @@ class PrivateDriver(Driver):
         batch = self.inner.read_batch(topic, partition, offset, max_records)
         lazy = self.lazy
         if lazy is not None and topic in lazy.reads:
-            got = self.boundary.reveal_some(topic, batch, lazy.reads[topic])
+            got = self.boundary.reveal_some(topic, batch, lazy.reads[topic],
+                                            deferred=topic in self._deferred)
             if got is not None:
                 out, opened = got
                 if opened:

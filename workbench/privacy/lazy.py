@@ -56,12 +56,13 @@ _JUST_STR = {str}
 _SCALARS_OR_TAGGED = _SCALARS | TAGGED
 
 
-def reveal_lazy(b: Boundary, topic: str, batch: Batch,
-                reads: frozenset[str]) -> tuple[Batch, bool] | None:
+def reveal_lazy(b: Boundary, topic: str, batch: Batch, reads: frozenset[str], *,
+                deferred: bool = False) -> tuple[Batch, bool] | None:
     """``(batch with the columns in reads revealed, whether a personal value was opened)``,
-    or ``None`` for the full reveal (see the module docstring)."""
+    or ``None`` for the full reveal (see the module docstring). ``deferred``: the reader's
+    plan carries ``topic``'s personal fields to its sinks unread (``LazyPlan.deferred``)."""
     if not b.seal:
-        return _reveal_unsealed(b, topic, batch, reads)
+        return _reveal_unsealed(b, topic, batch, reads, deferred)
     if not len(batch):
         return batch, False
     spec = b.sources.get(topic)
@@ -106,8 +107,8 @@ def reveal_lazy(b: Boundary, topic: str, batch: Batch,
     return None
 
 
-def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
-                     reads: frozenset[str]) -> tuple[Batch, bool] | None:
+def _reveal_unsealed(b: Boundary, topic: str, batch: Batch, reads: frozenset[str],
+                     deferred: bool = False) -> tuple[Batch, bool] | None:
     """A private in-process log (``seal=False``: personal values stay tagged plaintext):
     ``(batch, whether a field read holds a personal value)`` when the record walk would
     change nothing (flat records of scalars and tagged values, no token, a declared source's
@@ -130,10 +131,12 @@ def _reveal_unsealed(b: Boundary, topic: str, batch: Batch,
     personal = spec.fields if spec is not None else ()
     known = lookup(values.arr)  # an array protect built for this log: checked then
     if isinstance(known, Deferred):  # a declared source's records as given (defer_input)
-        if reads.isdisjoint(known.personal) and b.keys.none_forgotten(known.handles,
-                                                                      known.memo):
+        if deferred and reads.isdisjoint(known.personal) and \
+                b.keys.none_forgotten(known.handles, known.memo):
             return batch, False
-        return None  # a step reads them, or a subject is forgotten: the walk tags, erases
+        # a reader whose steps may read or move them (another plan on this log), or a
+        # subject forgotten since: the walk tags (and erases) them
+        return None
     if isinstance(known, Unsealed) and known.tagged.issuperset(
             known.fields.intersection(personal)):
         if b.keys.none_forgotten(known.handles, known.memo):
