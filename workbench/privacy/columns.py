@@ -586,11 +586,10 @@ def defer_output(b: Boundary, spec: Any, batch: Batch) -> Batch | None:
         elif not types <= _SCALARS:
             return None  # tagged or nested values: protect
         elif str in types:
-            distinct = [y for y in set(col) if y.__class__ is str]
-            if any(map(str.startswith, distinct, repeat(_PROTECTED))) or \
-                    not b._seen.keys().isdisjoint(distinct):
+            distinct = set(col)
+            if _has_protected(distinct) or not b._seen.keys().isdisjoint(distinct):
                 return None
-            texts.append(distinct)
+            texts.append([y for y in distinct if y.__class__ is str])
     if texts and personal:
         try:
             if not _contains_none(texts, [c.tolist() if c.__class__ is np.ndarray else c
@@ -605,8 +604,6 @@ def defer_output(b: Boundary, spec: Any, batch: Batch) -> Batch | None:
 
 
 _ID_TYPES = frozenset({str, int})
-#: the start of a token or of a marker (``<erased>``, ``<erased:PSEUDONYM>``)
-_PROTECTED = (PREFIX, "<erased")
 #: the containment check of :func:`defer_output` lists the substrings of the distinct texts
 #: of a column while the sum of their squared lengths stays below this
 _PARTS_MAX = 200_000
@@ -619,13 +616,20 @@ def _contains_none(texts: list[list[str]], personal: list[list[Any]]) -> bool:
     for distinct in texts:
         if not distinct:
             continue
-        if sum(map(len, distinct)) * max(map(len, distinct)) > _PARTS_MAX:
-            return False
-        parts = {x[i:j] for x in distinct for i in range(len(x) - 2)
-                 for j in range(i + 3, len(x) + 1)}
-        if not all(map(parts.isdisjoint, personal)):
+        parts = _substrings(distinct, _PARTS_MAX)
+        if parts is None or not all(map(parts.isdisjoint, personal)):
             return False
     return True
+
+
+def _substrings(distinct: list[str], bound: int) -> set[str] | None:
+    """Every substring of 3 characters or more of the strings ``distinct`` (what the
+    containment rule can match), or ``None`` when the sum of their squared lengths (an upper
+    bound of how many there are) is over ``bound``."""
+    if sum(map(len, distinct)) * max(map(len, distinct)) > bound:
+        return None
+    return {x[i:j] for x in distinct for i in range(len(x) - 2)
+            for j in range(i + 3, len(x) + 1)}
 
 
 def _tag_source(b: Boundary, spec: Any, cols: dict[str, Any], from_seen: set[str],
@@ -810,14 +814,9 @@ def _contained(b: Boundary, tagged: list[tuple[str, list[Any], set[type]]],
         distinct = list(filterfalse(_IS_TOKEN, compress(u, map(str.__instancecheck__, u))))
         if not distinct:
             continue
-        # an upper bound of the sum of the squared lengths: the substrings to list
-        if sum(map(len, distinct)) * max(map(len, distinct)) <= max(
-                4 * len(lst), 50_000):
-            parts = {x[i:j] for x in distinct for i in range(len(x) - 2)
-                     for j in range(i + 3, len(x) + 1)}
-            search = [p for p in cols if not parts.isdisjoint(distinct_of[id(p)])]
-        else:
-            search = cols
+        parts = _substrings(distinct, max(4 * len(lst), 50_000))
+        search = cols if parts is None else \
+            [p for p in cols if not parts.isdisjoint(distinct_of[id(p)])]
         if not search:
             continue
         if len(search) == 1 and len(distinct) == len(u) and any(

@@ -103,11 +103,14 @@ def _drop(key: int, _ref: Any) -> None:
     _VOUCHED.pop(key, None)
 
 
-def _add(arr: np.ndarray, what: Vouched | Unsealed | Deferred) -> None:
+def _add(arr: np.ndarray, what: Vouched | Unsealed | Deferred) -> bool:
+    """Note ``what`` for ``arr``; False when it cannot be (not an object array that owns its
+    memory)."""
     if arr.__class__ is not np.ndarray or arr.base is not None or arr.dtype != object:
-        return
+        return False
     key = id(arr)
     _VOUCHED[key] = (weakref.ref(arr, functools.partial(_drop, key)), what)
+    return True
 
 
 def lookup(arr: Any) -> Vouched | Unsealed | Deferred | None:
@@ -150,10 +153,7 @@ def vouch_deferred(arr: np.ndarray, personal: Any, handles: Any) -> bool:
     """Note that ``arr`` (an array of a private log) holds a declared source's records as
     given, with the personal fields ``personal`` untagged, of the subjects ``handles``
     (see :class:`Deferred`). False when it cannot be noted (a view)."""
-    if arr.__class__ is not np.ndarray or arr.base is not None or arr.dtype != object:
-        return False
-    _add(arr, Deferred(frozenset(personal), frozenset(handles), []))
-    return True
+    return _add(arr, Deferred(frozenset(personal), frozenset(handles), []))
 
 
 def vouch_keys(keys: Any) -> None:
