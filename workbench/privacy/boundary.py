@@ -87,6 +87,13 @@ def _gc_paused(method: _F) -> _F:
     return paused  # type: ignore[return-value]
 
 
+def _untagged(x: Any) -> bool:
+    """True for a value a personal field holds that is not protected yet: not ``None``, not
+    tagged, not a token or a marker."""
+    return x is not None and x.__class__ not in TAGGED and not (
+        x.__class__ is str and (x.startswith(PREFIX) or _is_marker(x)))
+
+
 def erased_key(token: str) -> str:
     """What a forgotten subject's personal key reads as: distinct per key, unlinkable."""
     return f"{_ERASED_KEY}{short_pseudonym(token)}>"
@@ -707,29 +714,25 @@ class Boundary:
         (the field-name rule leaves it as it is there; a sink that got a declared source's
         records as given, ``columns.defer_output``): each such value tagged with the subject
         protect seals it for on the other drivers (the first tagged value's in the record,
-        else the one in its subject field), or the marker once that subject is forgotten.
-        Tokens, markers and ``None`` are left to the walk."""
+        else its subject field's: :meth:`_subject_handle`, as in :meth:`_name_rule`), or the
+        marker once that subject is forgotten. Tokens, markers and ``None`` are left to the
+        walk."""
         names = self.names
         todo: list[tuple[int, bytes]] = []
-        handle = self.keys.handle
         for i, rec in enumerate(records):
             v = rec[1]
             if v.__class__ is not dict:
                 continue
             for f in names:
                 x = v.get(f)
-                if x is not None and x.__class__ not in TAGGED and not (
-                        x.__class__ is str and (x.startswith(PREFIX) or _is_marker(x))):
+                if _untagged(x):
                     break
             else:
                 continue
-            h = next((y._wb_h for y in v.values() if y.__class__ in TAGGED), None)
-            if h is None:
-                subject = self._record_subject(v)
-                if subject is None:
-                    continue  # (protect refuses such a record: none is written)
-                h = handle(subject)
-            todo.append((i, h))
+            h = next((y._wb_h for y in v.values() if y.__class__ in TAGGED), None) or \
+                self._subject_handle(v)
+            if h is not None:  # (protect refuses a record with neither: none is written)
+                todo.append((i, h))
         if not todo:
             return records
         found = self.keys.keys_for({h for _i, h in todo}, create=False)
@@ -740,22 +743,11 @@ class Boundary:
             gone = found.get(h) is FORGOTTEN
             for f in names:
                 x = nv.get(f)
-                if x is not None and x.__class__ not in TAGGED and not (
-                        x.__class__ is str and (x.startswith(PREFIX) or _is_marker(x))):
+                if _untagged(x):
                     nv[f] = ERASED if gone else tag(x, h, f, None)
             holder[1] = nv
             out[i] = tuple(holder)
         return out
-
-    def _record_subject(self, value: dict[str, Any]) -> Any:
-        """The subject id in a record's subject field (the first declared one with a plain
-        id), else ``None``."""
-        for sf in self.subject_fields:
-            s = value.get(sf)
-            if s.__class__ in (str, int) and not (s.__class__ is str and (
-                    s.startswith(PREFIX) or _is_marker(s))):
-                return s
-        return None
 
     # ================================================================ declared sources
     def _tag_plain(self, spec: Personal, topic: str, records: list[Any], *,
@@ -788,8 +780,7 @@ class Boundary:
                 nv = dict(v)
                 for f in fields:
                     x = nv.get(f)
-                    if x is not None and x.__class__ not in TAGGED and not (
-                            x.__class__ is str and (x.startswith(PREFIX) or _is_marker(x))):
+                    if _untagged(x):
                         nv[f] = tag(x, h, f, None) if x.__class__ in (str, int, float) else \
                             _Opaque(x, h, f)
                 holder[1] = nv
