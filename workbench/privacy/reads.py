@@ -412,17 +412,6 @@ def _source_reads(spec: Any, personal: Any) -> Reads | None:
     return function_reads(t) if callable(t) else None
 
 
-def _personal_names(plan: Any) -> frozenset[str]:
-    """The personal field names the plan's sources declare."""
-    out: set[str] = set()
-    for st in plan.subtopologies:
-        for pn in st.nodes:
-            personal = ((pn.node.params if pn.node is not None else None) or {}).get("personal")
-            if personal is not None:
-                out.update(personal.fields)
-    return frozenset(out)
-
-
 def _moved(op: str, params: dict[str, Any]) -> frozenset[str] | None:
     """The fields a step renames or drops (``None``: it may drop any, a ``select``)."""
     if op == "rename":
@@ -441,7 +430,6 @@ class _Part:
     inputs: frozenset[str]
     ok: bool = True
     pure: bool = True
-    named: bool = False  # a step may set a field with a personal name
     fields: set[str] = field(default_factory=set)
     writes: set[str] | None = field(default_factory=set)
     moved: set[str] | None = field(default_factory=set)
@@ -454,15 +442,14 @@ def plan_reads(plan: Any) -> LazyPlan:
     out = LazyPlan()
     writers: dict[str, list[frozenset[str] | None]] = {}
     eager: set[str] = set()
-    names = _personal_names(plan)
     parts: list[_Part] = []
-    specs: dict[str, Any] = {}  # declared source topic -> Personal
+    specs: dict[str, Any] = {}  # declared source (or table) topic -> Personal
     for st in plan.subtopologies:
         part = _Part(frozenset(st.inputs))
         parts.append(part)
         for pn in st.nodes:
             params = (pn.node.params if pn.node is not None else None) or {}
-            if pn.op == "source" and params.get("personal") is not None and "spec" in params:
+            if params.get("personal") is not None and "spec" in params:
                 specs[params["spec"].topic] = params["personal"]
             if pn.op in _STEP_OPS:
                 r = _step_reads(pn.op, params)
@@ -477,7 +464,6 @@ def plan_reads(plan: Any) -> LazyPlan:
                 break
             part.fields |= r.fields
             part.pure = part.pure and r.pure
-            part.named = part.named or r.writes is None or not names.isdisjoint(r.writes)
             part.writes = None if part.writes is None or r.writes is None else \
                 part.writes | r.writes
             moved = _moved(pn.op, params)
@@ -490,9 +476,10 @@ def plan_reads(plan: Any) -> LazyPlan:
         part.sinks = {pn.topic for pn in st.nodes if pn.op == "sink" and pn.topic}
         part.outputs = {pn.topic for pn in st.nodes if pn.op in _SINK_OPS and pn.topic} | \
             set(getattr(st, "outputs", ()))
-        clean = part.ok and part.pure and not part.named
+    names = frozenset().union(*(spec.fields for spec in specs.values()))
+    for part in parts:
         for t in part.outputs:
-            writers.setdefault(t, []).append(part.inputs if clean else None)
+            writers.setdefault(t, []).append(part.inputs if _clean(part, names) else None)
     for t, ws in writers.items():
         if all(w is not None for w in ws):
             out.clean[t] = frozenset().union(*[w for w in ws if w is not None])
@@ -500,6 +487,13 @@ def plan_reads(plan: Any) -> LazyPlan:
         out.reads.pop(t, None)
     _defer(out, parts, specs)
     return out
+
+
+def _clean(part: _Part, names: frozenset[str]) -> bool:
+    """True when what ``part`` writes needs no protection pass while no record it read had a
+    personal value opened: its steps are followed and pure, and set no field named like a
+    personal field ``names`` (the field-name rule)."""
+    return part.ok and part.pure and part.writes is not None and names.isdisjoint(part.writes)
 
 
 def _defer(out: LazyPlan, parts: list[_Part], specs: dict[str, Any]) -> None:
@@ -512,7 +506,7 @@ def _defer(out: LazyPlan, parts: list[_Part], specs: dict[str, Any]) -> None:
         readers = [p for p in parts if topic in p.inputs]
         keep = {spec.subject, *spec.fields}
         if readers and all(
-                p.ok and p.pure and not p.named and p.fields.isdisjoint(spec.fields)
+                p.ok and p.pure and p.fields.isdisjoint(spec.fields)
                 and p.writes is not None and spec.subject not in p.writes
                 and p.moved is not None and keep.isdisjoint(p.moved)
                 and p.outputs == p.sinks and p.sinks.isdisjoint(read)
