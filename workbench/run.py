@@ -121,17 +121,14 @@ class Run:
 
 
 def append_inputs(pipeline: Pipeline, driver: Driver, inputs: Mapping[str, Any],
-                  *, copy: bool = False, limit: int | None = None,
-                  plan: Any = None) -> dict[str, int]:
+                  *, copy: bool = False, limit: int | None = None) -> dict[str, int]:
     """Append ``{topic: frame | records | path}`` to the pipeline's source topics through the
-    driver, keyed and timestamped as each source says; return how many records each got.
-    ``plan``: the pipeline's compiled plan, when the run that follows is its (personal
-    fields its steps never read may then be kept as given on a private ``memory://``)."""
+    driver, keyed and timestamped as each source says; return how many records each got."""
     from .privacy.hooks import attach_pipeline
     from .runtime.clock import SystemClock
     from .serde.topics import codecs_for, source_topics
 
-    driver = attach_pipeline(pipeline, driver, plan)  # personal fields encrypted on the way in
+    driver = attach_pipeline(pipeline, driver)  # personal fields are encrypted on the way in
     sources = pipeline._sources
     codecs = codecs_for(source_topics(sources), driver)  # each source topic's serdes
     now = SystemClock().now_ms()
@@ -209,15 +206,21 @@ def prepare(
 
     check_batch_size(batch_size)
     limit_ms = max_transaction_ms(max_transaction)
+    from .privacy.hooks import attach_plan
+
     drv = connect(driver)
     plan = pipeline.plan()
     drv.bind(plan.app_id)
+    # the run's privacy boundary (if the pipeline has a key store), for its inputs and its
+    # engine alike: a private memory:// may then keep inputs the plan's steps never read as
+    # given (``LazyPlan.deferred``)
+    drv = attach_plan(plan, drv)
     if inputs is not None:
-        append_inputs(pipeline, drv, inputs, plan=plan)
+        append_inputs(pipeline, drv, inputs)
     elif drv.scheme == "memory":
         samples = {t: n.params["spec"].sample for t, n in pipeline._sources.items()
                    if n.params["spec"].sample is not None and drv.partitions(t) is None}
-        append_inputs(pipeline, drv, samples, copy=True, plan=plan)
+        append_inputs(pipeline, drv, samples, copy=True)
     return Engine(plan, drv, clock=clock,
                   commit_interval_ms=duration_ms(commit_interval, "commit_interval"),
                   batch_size=batch_size, key_serde=getattr(drv, "key_serde", "json"),

@@ -45,10 +45,10 @@ class PrivateDriver(Driver):
         self.opened: set[str] = set()
         #: a private in-process log (``memory://``): the declared sources whose records cross
         #: the engine as given, and the sinks that get them (``LazyPlan.deferred``)
-        private = lazy is not None and not boundary.seal and inner.scheme == "memory"
-        self._deferred: dict[str, Any] = dict(lazy.deferred) if private and lazy else {}
-        self._deferred_sinks: dict[str, Any] = dict(lazy.deferred_sinks) \
-            if private and lazy else {}
+        self._deferred: dict[str, Any] = {}
+        self._deferred_sinks: dict[str, Any] = {}
+        if lazy is not None and not boundary.seal and inner.scheme == "memory":
+            self._deferred, self._deferred_sinks = lazy.deferred, lazy.deferred_sinks
 
     # -- attributes of the wrapped driver --------------------------------------------------------
     @property

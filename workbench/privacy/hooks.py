@@ -1,6 +1,7 @@
 """The two calls the rest of workbench makes into the privacy layer.
 
-* :func:`attach_plan` (``Engine.__init__``) and :func:`attach_pipeline` (``run.append_inputs``)
+* :func:`attach_plan` (``run.prepare``, ``Engine.__init__``) and :func:`attach_pipeline`
+  (``run.append_inputs``; a driver attached already is returned as it is)
   return the driver seen through the pipeline's :class:`~workbench.privacy.boundary.Boundary`
   (a :class:`~workbench.privacy.driver.PrivateDriver`), or the driver itself when the pipeline
   has no key store: a pipeline without personal data pays nothing, and imports nothing.
@@ -47,11 +48,9 @@ def attach_plan(plan: Any, driver: Any) -> Any:
                    plan)
 
 
-def attach_pipeline(pipeline: Any, driver: Any, plan: Any = None) -> Any:
-    """``driver`` through the privacy boundary of ``pipeline`` (if it has a key store);
-    with its compiled ``plan``, a private log may keep inputs that the plan's steps carry to
-    their sinks unread as they are (``LazyPlan.deferred``)."""
-    return _attach(driver, getattr(pipeline, "_sources", {}).values(), plan)
+def attach_pipeline(pipeline: Any, driver: Any) -> Any:
+    """``driver`` through the privacy boundary of ``pipeline`` (if it has a key store)."""
+    return _attach(driver, getattr(pipeline, "_sources", {}).values())
 
 
 def preview_epoch() -> int:
